@@ -1,0 +1,16 @@
+//! jit-origin: a just-in-time packaging origin. Object storage in, HLS and DASH out.
+//!
+//! The modules follow the data: [`url`] parses requests, [`storage`] reads objects,
+//! [`index`] turns MP4 metadata into track indexes, [`asset`] groups tracks, [`timeline`]
+//! plans segments, [`package`] builds manifests and segments.
+
+pub mod asset;
+pub mod error;
+pub mod index;
+pub mod mp4;
+pub mod package;
+pub mod storage;
+pub mod timeline;
+pub mod url;
+
+pub use error::{Error, Result};

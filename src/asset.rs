@@ -67,3 +67,250 @@ pub struct TrackSummary<'a> {
     pub duration_secs: f64,
     pub timeline: &'a Timeline,
 }
+
+use crate::error::{Error, Result};
+use crate::index::locate::index_file;
+use crate::ism::{parse_ism, IsmManifest, IsmTrackKind};
+use crate::storage::Storage;
+use crate::timeline::{plan, SegmentPolicy};
+
+/// File name endings that hold ISO BMFF media, for folders without an `.ism`.
+const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "m4a", "mov", "ismv", "isma", "cmfv", "cmfa", "cmft"];
+
+/// Where an asset's description comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetSource {
+    /// A SMIL server manifest at this path.
+    Ism(String),
+    /// Every media file directly inside this folder.
+    Folder(String),
+    /// A single media file.
+    File(String),
+}
+
+impl AssetSource {
+    /// The asset's URL name: the `.ism`'s file stem, the folder's or the file's name.
+    pub fn name(&self) -> String {
+        let path = match self {
+            AssetSource::Ism(p) | AssetSource::Folder(p) | AssetSource::File(p) => p,
+        };
+        let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
+        match self {
+            AssetSource::Folder(_) => last.to_string(),
+            _ => last.rsplit_once('.').map(|(stem, _)| stem).unwrap_or(last).to_string(),
+        }
+    }
+}
+
+fn parent_folder(path: &str) -> &str {
+    path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
+}
+
+fn join(folder: &str, name: &str) -> String {
+    if folder.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{}", folder.trim_end_matches('/'), name)
+    }
+}
+
+/// Finds how the asset in `folder` is described: its `.ism` named `{name}.ism` when `name`
+/// is given, its only `.ism` otherwise, or its media files when it has no `.ism`.
+pub async fn resolve_source(storage: &Storage, folder: &str, name: Option<&str>) -> Result<AssetSource> {
+    let objects = storage.list(folder).await?;
+    let isms: Vec<String> = objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .filter(|p| p.to_ascii_lowercase().ends_with(".ism"))
+        .collect();
+    if let Some(name) = name {
+        if let Some(ism) = isms.iter().find(|p| AssetSource::Ism((*p).clone()).name() == name) {
+            return Ok(AssetSource::Ism(ism.clone()));
+        }
+        let folder_source = AssetSource::Folder(folder.to_string());
+        if isms.is_empty() && folder_source.name() == name && !objects.is_empty() {
+            return Ok(folder_source);
+        }
+        return Err(Error::NotFound(format!("asset '{name}'")));
+    }
+    match isms.len() {
+        0 if objects.is_empty() => Err(Error::NotFound(format!("asset folder '{folder}' is empty or missing"))),
+        0 => Ok(AssetSource::Folder(folder.to_string())),
+        _ => Ok(AssetSource::Ism(isms[0].clone())),
+    }
+}
+
+/// What one asset track is made of before indexing.
+struct TrackChoice {
+    file: String,
+    track_id: Option<u32>,
+    kind: Option<TrackKind>,
+    name: Option<String>,
+    bitrate: Option<u64>,
+    language: Option<String>,
+    role: Option<String>,
+    accessibility: Option<String>,
+}
+
+impl TrackChoice {
+    fn whole_file(file: String) -> Self {
+        TrackChoice { file, track_id: None, kind: None, name: None, bitrate: None, language: None, role: None, accessibility: None }
+    }
+}
+
+fn choices_from_ism(ism_path: &str, ism: IsmManifest) -> Vec<TrackChoice> {
+    let folder = parent_folder(ism_path);
+    ism.tracks
+        .into_iter()
+        .map(|t| TrackChoice {
+            file: join(folder, &t.src),
+            track_id: t.track_id,
+            kind: Some(match t.kind {
+                IsmTrackKind::Video => TrackKind::Video,
+                IsmTrackKind::Audio => TrackKind::Audio,
+                IsmTrackKind::Text => TrackKind::Text,
+            }),
+            name: t.track_name,
+            bitrate: t.system_bitrate,
+            language: t.system_language,
+            role: t.role,
+            accessibility: t.accessibility,
+        })
+        .collect()
+}
+
+/// Loads an asset: reads its description, indexes each file once, plans the timelines.
+pub async fn load(storage: &Storage, source: &AssetSource, policy: SegmentPolicy) -> Result<Asset> {
+    let asset_name = source.name();
+    let choices = match source {
+        AssetSource::Ism(path) => {
+            let xml = storage.read_all(path).await?;
+            let ism = parse_ism(&xml).map_err(|e| Error::asset(path, e))?;
+            choices_from_ism(path, ism)
+        }
+        AssetSource::Folder(folder) => storage
+            .list(folder)
+            .await?
+            .into_iter()
+            .map(|o| o.location.to_string())
+            .filter(|p| {
+                let lower = p.to_ascii_lowercase();
+                MEDIA_EXTENSIONS.iter().any(|ext| lower.ends_with(&format!(".{ext}")))
+            })
+            .map(TrackChoice::whole_file)
+            .collect(),
+        AssetSource::File(path) => vec![TrackChoice::whole_file(path.clone())],
+    };
+    if choices.is_empty() {
+        return Err(Error::asset(&asset_name, "no media files"));
+    }
+
+    // Index each distinct file once, concurrently.
+    let mut files: Vec<String> = choices.iter().map(|c| c.file.clone()).collect();
+    files.sort();
+    files.dedup();
+    let indexes = futures::future::try_join_all(files.iter().map(|f| index_file(storage, f))).await?;
+    let indexes: Vec<Arc<FileIndex>> = indexes.into_iter().map(Arc::new).collect();
+
+    let mut tracks: Vec<AssetTrack> = Vec::new();
+    for choice in choices {
+        let Some(file_index) = files.iter().position(|f| *f == choice.file).map(|i| indexes[i].clone()) else {
+            continue;
+        };
+        let positions: Vec<usize> = file_index
+            .tracks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| choice.track_id.is_none_or(|id| t.info.track_id == id))
+            .filter(|(_, t)| choice.kind.is_none_or(|k| t.info.kind == k))
+            .map(|(i, _)| i)
+            .collect();
+        if positions.is_empty() {
+            return Err(Error::asset(
+                &asset_name,
+                format!("'{}' has no {} track{}", choice.file, choice.kind.map(|k| k.as_str()).unwrap_or("media"),
+                    choice.track_id.map(|id| format!(" with trackID {id}")).unwrap_or_default()),
+            ));
+        }
+        // An .ism entry names one track; a bare file contributes all of its tracks.
+        let take = if choice.kind.is_some() { &positions[..1] } else { &positions[..] };
+        for &position in take {
+            let info = &file_index.tracks[position].info;
+            tracks.push(AssetTrack {
+                name: choice.name.clone().unwrap_or_default(),
+                bitrate: choice.bitrate.unwrap_or(0),
+                kind: info.kind,
+                language: choice.language.clone().unwrap_or_else(|| info.language.clone()),
+                role: choice.role.clone(),
+                accessibility: choice.accessibility.clone(),
+                file: choice.file.clone(),
+                file_index: file_index.clone(),
+                track_position: position,
+                timeline: Timeline::default(),
+            });
+        }
+    }
+
+    let refs: Vec<&TrackIndex> = tracks.iter().map(|t| t.index()).collect();
+    let timelines = plan(&refs, policy);
+    for (track, timeline) in tracks.iter_mut().zip(timelines) {
+        track.timeline = timeline;
+    }
+    name_tracks(&mut tracks);
+    // Video first, then audio, then text: manifests list tracks in this order.
+    tracks.sort_by_key(|t| (t.kind as u8, t.bitrate));
+    Ok(Asset { name: asset_name, tracks })
+}
+
+/// Fills in names and bitrates the `.ism` did not give, and makes every (name, bitrate)
+/// pair unique so each track has its own URLs.
+fn name_tracks(tracks: &mut [AssetTrack]) {
+    for t in tracks.iter_mut() {
+        if t.name.is_empty() {
+            t.name = match (t.kind, t.language.as_str()) {
+                (TrackKind::Video, _) => "video".to_string(),
+                (kind, "und") => kind.as_str().to_string(),
+                (kind, lang) => format!("{}_{lang}", kind.as_str()),
+            };
+        }
+        if t.bitrate == 0 {
+            // Rounded to kbit/s: stable across re-encodes of the same rendition.
+            t.bitrate = (t.timeline.average_bitrate / 1000).max(1) * 1000;
+        }
+    }
+    for i in 1..tracks.len() {
+        let mut suffix = 2;
+        let base = tracks[i].name.clone();
+        while tracks[..i].iter().any(|o| o.name == tracks[i].name && o.bitrate == tracks[i].bitrate) {
+            tracks[i].name = format!("{base}_{suffix}");
+            suffix += 1;
+        }
+    }
+}
+
+impl<'a> TrackSummary<'a> {
+    pub fn of(t: &'a AssetTrack) -> Self {
+        let index = t.index();
+        TrackSummary {
+            name: &t.name,
+            bitrate: t.bitrate,
+            file: &t.file,
+            info: &index.info,
+            samples: index.samples.len(),
+            duration_secs: index.duration_secs(),
+            timeline: &t.timeline,
+        }
+    }
+}
+
+/// Durations in seconds of the GOPs of a track (from one sync sample to the next).
+pub fn gop_durations(index: &TrackIndex) -> Vec<f64> {
+    let s = &index.samples;
+    let ts = index.info.timescale.max(1) as f64;
+    let starts: Vec<u64> = s.sync_iter().map(|i| s.dts[i as usize]).collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| (starts.get(k + 1).copied().unwrap_or(s.end_dts) - t) as f64 / ts)
+        .collect()
+}

@@ -7,6 +7,7 @@
 pub mod asset;
 pub mod error;
 pub mod index;
+pub mod ism;
 pub mod mp4;
 pub mod package;
 pub mod storage;

@@ -1,1 +1,196 @@
-fn main() {}
+//! The `jit-origin` command: `inspect` and `package` today; `serve` joins them with the HTTP origin.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use futures::{StreamExt, TryStreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use jit_origin::asset::{self, Asset, AssetSource, TrackSummary};
+use jit_origin::index::TrackKind;
+use jit_origin::package::{package_resources, render};
+use jit_origin::storage::Storage;
+use jit_origin::timeline::SegmentPolicy;
+use jit_origin::url::{self, Format};
+
+#[derive(Parser)]
+#[command(name = "jit-origin", version, about = "Just-in-time HLS/DASH packaging origin")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print an asset's tracks, codecs, durations, GOP structure and segment plan.
+    Inspect {
+        /// An asset folder, an .ism file or one MP4 file.
+        path: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Target segment duration in seconds (default: follow the source GOPs / fragments).
+        #[arg(long)]
+        segment_duration: Option<f64>,
+    },
+    /// Write a complete static package whose file names follow the origin's URL grammar.
+    Package {
+        #[arg(long, value_enum)]
+        format: PackageFormat,
+        /// Output folder (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// An asset folder, an .ism file or one MP4 file.
+        path: PathBuf,
+        #[arg(long)]
+        segment_duration: Option<f64>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PackageFormat {
+    /// HLS with CMAF segments (`manifest(format=m3u8-cmaf)`).
+    HlsCmaf,
+    /// DASH with CMAF segments (`manifest(format=mpd-time-cmaf)`).
+    DashCmaf,
+    /// DASH with plain ISO BMFF fragments (`manifest(format=mpd-time-csf)`).
+    DashCsf,
+}
+
+impl From<PackageFormat> for Format {
+    fn from(f: PackageFormat) -> Format {
+        match f {
+            PackageFormat::HlsCmaf => Format::M3u8Cmaf,
+            PackageFormat::DashCmaf => Format::MpdTimeCmaf,
+            PackageFormat::DashCsf => Format::MpdTimeCsf,
+        }
+    }
+}
+
+type CliResult<T> = Result<T, String>;
+
+/// Local storage rooted at the asset folder's parent, and the asset within it, so file
+/// paths read like `ladder/video_150k.mp4` whatever PATH named.
+fn open_local(path: &Path) -> CliResult<(Storage, AssetSource)> {
+    let path = path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (root, source) = if path.is_dir() {
+        (path.parent().unwrap_or(&path).to_path_buf(), AssetSource::Folder(name(&path)))
+    } else {
+        let folder = path.parent().unwrap_or(Path::new("/"));
+        let root = folder.parent().unwrap_or(folder).to_path_buf();
+        let rel = if root == folder { name(&path) } else { format!("{}/{}", name(folder), name(&path)) };
+        let source = if rel.to_ascii_lowercase().ends_with(".ism") { AssetSource::Ism(rel) } else { AssetSource::File(rel) };
+        (root, source)
+    };
+    let storage = Storage::local("local", &root).map_err(|e| e.to_string())?;
+    Ok((storage, source))
+}
+
+async fn load(path: &Path, segment_duration: Option<f64>) -> CliResult<(Storage, Asset)> {
+    let (storage, source) = open_local(path)?;
+    let source = match source {
+        AssetSource::Folder(folder) => asset::resolve_source(&storage, &folder, None).await.map_err(|e| e.to_string())?,
+        other => other,
+    };
+    let policy = SegmentPolicy { target_secs: segment_duration };
+    let asset = asset::load(&storage, &source, policy).await.map_err(|e| e.to_string())?;
+    Ok((storage, asset))
+}
+
+async fn inspect(path: &Path, json: bool, segment_duration: Option<f64>) -> CliResult<()> {
+    let (_, asset) = load(path, segment_duration).await?;
+    if json {
+        let tracks: Vec<TrackSummary> = asset.tracks.iter().map(TrackSummary::of).collect();
+        let doc = serde_json::json!({ "asset": asset.name, "tracks": tracks });
+        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("asset {} ({} tracks)", asset.name, asset.tracks.len());
+    for t in &asset.tracks {
+        let index = t.index();
+        let info = &index.info;
+        let c = &info.codec;
+        let what = match t.kind {
+            TrackKind::Video => {
+                let fps = index.frame_rate().map(|(n, d)| n as f64 / d as f64).unwrap_or(0.0);
+                format!("{}x{} {:.3} fps", c.width, c.height, fps)
+            }
+            TrackKind::Audio => format!("{} Hz, {} ch", c.sample_rate, c.channels),
+            TrackKind::Text => String::new(),
+        };
+        println!(
+            "\n{} QualityLevels({}) {} [{}] {} {}  lang={}",
+            t.kind.as_str(), t.bitrate, t.name, t.file, c.codec_string, what, t.language
+        );
+        println!(
+            "  track {} timescale {}  {} samples  {:.3} s  edit: empty {} media_time {}  index reads: {}",
+            info.track_id, info.timescale, index.samples.len(), index.duration_secs(),
+            info.edit.empty_duration, info.edit.media_time, t.file_index.reads
+        );
+        let gops = jit_origin::asset::gop_durations(index);
+        if t.kind == TrackKind::Video && !gops.is_empty() {
+            let (min, max) = gops.iter().fold((f64::MAX, 0f64), |(lo, hi), &g| (lo.min(g), hi.max(g)));
+            let avg = gops.iter().sum::<f64>() / gops.len() as f64;
+            println!("  GOPs: {}  duration min {:.3} avg {:.3} max {:.3} s  B-frames: {}",
+                gops.len(), min, avg, max, if index.samples.cts_offsets.is_empty() { "no" } else { "yes" });
+        }
+        let tl = &t.timeline;
+        println!(
+            "  segments: {}  max {:.3} s  peak {} bit/s  average {} bit/s",
+            tl.segments.len(), tl.max_duration_secs(), tl.peak_bitrate, tl.average_bitrate
+        );
+        for s in tl.segments.iter().take(8) {
+            println!("    t={} d={} samples={} bytes={}", s.time, s.duration, s.sample_count, s.bytes);
+        }
+        if tl.segments.len() > 8 {
+            println!("    … {} more", tl.segments.len() - 8);
+        }
+    }
+    Ok(())
+}
+
+async fn package(path: &Path, format: Format, out: &Path, segment_duration: Option<f64>) -> CliResult<()> {
+    let (storage, asset) = load(path, segment_duration).await?;
+    let resources = package_resources(&asset, format);
+    let progress = ProgressBar::new(resources.len() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (storage, asset) = (&storage, &asset);
+    futures::stream::iter(resources)
+        .map(|resource| async move {
+            let output = render(storage, asset, &resource, true).await.map_err(|e| e.to_string())?;
+            let file = out.join(url::format(&resource, true));
+            if let Some(dir) = file.parent() {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
+            }
+            tokio::fs::write(&file, output.to_bytes()).await.map_err(|e| format!("{}: {e}", file.display()))?;
+            Ok::<_, String>(())
+        })
+        .buffer_unordered(8)
+        .inspect_ok(|_| progress.inc(1))
+        .try_collect::<()>()
+        .await?;
+    progress.finish_and_clear();
+    let manifest = url::format(&package_resources(asset, format)[0], true);
+    println!("{}", out.join(manifest).display());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect { path, json, segment_duration } => inspect(&path, json, segment_duration).await,
+        Command::Package { format, out, path, segment_duration } => package(&path, format.into(), &out, segment_duration).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,6 +1,29 @@
 //! The URL grammar (Azure Media Services compatible, DESIGN §2), formatted and parsed by the
 //! same code so a manifest can never point at a URL the router cannot serve.
-//! TODO(helper): parse/format implementation.
+//!
+//! Paths here are what follows `/{locator}/{asset}.ism/`:
+//!
+//! ```text
+//! manifest(format=m3u8-cmaf[,encryption=cbcs-aapl][,filter=a;b;c][,audio-only=false])[.m3u8|.mpd]
+//! QualityLevels({bitrate})/Manifest({track},format=…)[.m3u8]
+//! QualityLevels({bitrate})/Fragments({track}=i,format=…)[.mp4]
+//! QualityLevels({bitrate})/Fragments({track}={time},format=…)[.m4s]
+//! ```
+//!
+//! [`parse`] takes a percent-decoded path. [`format`] percent-encodes every byte of track and
+//! filter names outside `[A-Za-z0-9._~-]`, so its output is a valid (relative) URI whatever
+//! the names contain, and `parse(percent_decode(format(r, e))) == (r, e)`. For names made of
+//! those safe characters (the usual case) no encoding happens and `parse(format(r, e))`
+//! round-trips directly.
+//!
+//! Keywords (`manifest`, `QualityLevels`, `Manifest`, `Fragments`), option names and option
+//! values are case-insensitive; track and filter names are case-sensitive. Numbers (bitrate,
+//! time) are plain decimal `u64` without sign or leading zeros, so one segment has exactly
+//! one URL (CDN caches are keyed by URL).
+
+use std::fmt::Write as _;
+
+use crate::error::{Error, Result};
 
 /// Output format, the `format=` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,6 +34,64 @@ pub enum Format {
     MpdTimeCmaf,
     /// DASH "common streaming format": ISO BMFF fragments without styp.
     MpdTimeCsf,
+    // Room for `M3u8Aapl` (HLS v4, MPEG-TS segments): add it to `ALL`, `as_str`, and give it
+    // `segment_extension() == "ts"`.
+}
+
+impl Format {
+    /// Every supported format (tests and generators iterate over it).
+    pub const ALL: [Format; 3] = [Format::M3u8Cmaf, Format::MpdTimeCmaf, Format::MpdTimeCsf];
+
+    /// The `format=` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::M3u8Cmaf => "m3u8-cmaf",
+            Format::MpdTimeCmaf => "mpd-time-cmaf",
+            Format::MpdTimeCsf => "mpd-time-csf",
+        }
+    }
+
+    /// Parses a `format=` value (case-insensitive).
+    pub fn parse(value: &str) -> Result<Format> {
+        Format::ALL
+            .iter()
+            .copied()
+            .find(|f| f.as_str().eq_ignore_ascii_case(value))
+            .ok_or_else(|| bad(format!("unknown format '{}'", clip(value))))
+    }
+
+    pub fn is_hls(self) -> bool {
+        matches!(self, Format::M3u8Cmaf)
+    }
+
+    pub fn is_dash(self) -> bool {
+        matches!(self, Format::MpdTimeCmaf | Format::MpdTimeCsf)
+    }
+
+    /// Extension of this format's manifests (multivariant / media playlist / MPD).
+    pub fn manifest_extension(self) -> &'static str {
+        if self.is_hls() {
+            "m3u8"
+        } else {
+            "mpd"
+        }
+    }
+
+    /// Extension of init segments.
+    pub fn init_extension(self) -> &'static str {
+        "mp4"
+    }
+
+    /// Extension of media segments.
+    pub fn segment_extension(self) -> &'static str {
+        "m4s"
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Options of `manifest(…)`.
@@ -21,7 +102,23 @@ pub struct ManifestOptions {
     pub filters: Vec<String>,
     /// `audio-only=false`: HLS multivariant without audio-only variants.
     pub audio_only: Option<bool>,
+    /// `encryption=cbc|cenc|cbcs-aapl`, lower-case. Parsed and validated here; whether the
+    /// locator allows it is decided later.
+    pub encryption: Option<String>,
 }
+
+impl ManifestOptions {
+    /// Just a format, no other option.
+    pub fn new(format: Format) -> Self {
+        ManifestOptions { format, filters: Vec::new(), audio_only: None, encryption: None }
+    }
+}
+
+/// Values accepted for `encryption=`.
+pub const ENCRYPTIONS: [&str; 3] = ["cbc", "cenc", "cbcs-aapl"];
+
+/// At most this many `filter=` names.
+pub const MAX_FILTERS: usize = 3;
 
 /// What a request addresses, below `/{locator}/{asset}.ism/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,4 +131,637 @@ pub enum Resource {
     Init { bitrate: u64, track: String, format: Format },
     /// `QualityLevels({bitrate})/Fragments({track}={time},format=…)`
     Segment { bitrate: u64, track: String, time: u64, format: Format },
+}
+
+impl Resource {
+    pub fn format(&self) -> Format {
+        match self {
+            Resource::Manifest(o) => o.format,
+            Resource::MediaPlaylist { format, .. } | Resource::Init { format, .. } | Resource::Segment { format, .. } => *format,
+        }
+    }
+
+    /// The file extension this resource carries when extensions are on.
+    pub fn extension(&self) -> &'static str {
+        match self {
+            Resource::Manifest(o) => o.format.manifest_extension(),
+            Resource::MediaPlaylist { .. } => "m3u8",
+            Resource::Init { format, .. } => format.init_extension(),
+            Resource::Segment { format, .. } => format.segment_extension(),
+        }
+    }
+}
+
+/// A parsed request path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ParsedUrl {
+    pub resource: Resource,
+    /// The URL carried its file extension (`.m3u8`, `.mpd`, `.mp4`, `.m4s`); the manifests
+    /// built for it then give their child URLs extensions too.
+    pub extension: bool,
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::BadRequest(reason.into())
+}
+
+/// A user-supplied token, shortened and made printable for an error message.
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(32).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if s.chars().nth(32).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Strips a case-insensitive ASCII prefix.
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+/// A decimal `u64`: digits only, no leading zeros (one number, one spelling).
+fn parse_number(s: &str, what: &str) -> Result<u64> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if !canonical {
+        return Err(bad(format!("bad {what} '{}'", clip(s))));
+    }
+    s.parse::<u64>().map_err(|_| bad(format!("bad {what} '{}' (too large)", clip(s))))
+}
+
+/// Characters that would break the grammar inside a track name.
+const RESERVED: &[char] = &['/', '(', ')', ',', '='];
+/// ... and inside a filter name (`;` separates filters).
+const RESERVED_FILTER: &[char] = &['/', '(', ')', ',', '=', ';'];
+
+fn check_track_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(bad("empty track name"));
+    }
+    if name.contains(RESERVED) || name.chars().any(char::is_control) {
+        return Err(bad(format!("track name '{}' contains a reserved character", clip(name))));
+    }
+    Ok(())
+}
+
+fn check_filter_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(bad("empty filter name"));
+    }
+    if name.contains(RESERVED_FILTER) || name.chars().any(char::is_control) {
+        return Err(bad(format!("filter name '{}' contains a reserved character", clip(name))));
+    }
+    Ok(())
+}
+
+/// Which resource kind a path names, for checking its extension.
+#[derive(Clone, Copy)]
+enum Kind {
+    Manifest,
+    MediaPlaylist,
+    Fragment,
+}
+
+/// Parses the path after `{asset}.ism/` (already percent-decoded).
+pub fn parse(path: &str) -> Result<ParsedUrl> {
+    // Everything ends with `)` or `).ext`.
+    let close = path.rfind(')').ok_or_else(|| bad("expected manifest(…) or QualityLevels(…)/…(…)"))?;
+    let body = &path[..close];
+    let suffix = &path[close + 1..];
+    let ext = if suffix.is_empty() {
+        None
+    } else if let Some(e) = suffix.strip_prefix('.') {
+        Some(e)
+    } else {
+        return Err(bad(format!("trailing garbage '{}'", clip(suffix))));
+    };
+
+    let (resource, kind) = if let Some(args) = strip_prefix_ci(body, "manifest(") {
+        (Resource::Manifest(parse_manifest_options(args)?), Kind::Manifest)
+    } else if let Some(rest) = strip_prefix_ci(body, "QualityLevels(") {
+        let end = rest.find(')').ok_or_else(|| bad("unterminated QualityLevels("))?;
+        let bitrate = parse_number(&rest[..end], "bitrate")?;
+        let rest = rest[end + 1..].strip_prefix('/').ok_or_else(|| bad("expected '/' after QualityLevels(…)"))?;
+        if let Some(args) = strip_prefix_ci(rest, "Manifest(") {
+            let (track, format) = parse_media_playlist_args(args)?;
+            (Resource::MediaPlaylist { bitrate, track, format }, Kind::MediaPlaylist)
+        } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
+            let (track, time, format) = parse_fragment_args(args)?;
+            let resource = match time {
+                None => Resource::Init { bitrate, track, format },
+                Some(time) => Resource::Segment { bitrate, track, time, format },
+            };
+            (resource, Kind::Fragment)
+        } else {
+            return Err(bad("expected Manifest(…) or Fragments(…) after QualityLevels(…)/"));
+        }
+    } else {
+        return Err(bad("expected manifest(…) or QualityLevels(…)/…(…)"));
+    };
+    if let Kind::MediaPlaylist = kind {
+        if !resource.format().is_hls() {
+            return Err(bad(format!("media playlists need an HLS format, not {}", resource.format())));
+        }
+    }
+    let extension = match ext {
+        None => false,
+        Some(e) if e == resource.extension() => true,
+        Some(e) => {
+            return Err(bad(format!("extension '.{}' does not match the resource (expected .{})", clip(e), resource.extension())))
+        }
+    };
+    Ok(ParsedUrl { resource, extension })
+}
+
+/// Splits `a,b,c` (the inside of the parentheses). Nested parentheses are not allowed.
+fn split_args(args: &str) -> Result<std::str::Split<'_, char>> {
+    if args.contains(['(', ')']) {
+        return Err(bad("unexpected parenthesis"));
+    }
+    if args.contains('/') {
+        return Err(bad("unexpected '/' inside parentheses"));
+    }
+    Ok(args.split(','))
+}
+
+fn split_option(item: &str) -> Result<(&str, &str)> {
+    if item.is_empty() {
+        return Err(bad("empty option"));
+    }
+    item.split_once('=').ok_or_else(|| bad(format!("option '{}' has no value", clip(item))))
+}
+
+fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
+    let mut format = None;
+    let mut filters: Option<Vec<String>> = None;
+    let mut audio_only = None;
+    let mut encryption = None;
+    for item in split_args(args)? {
+        let (key, value) = split_option(item)?;
+        let dup = || bad(format!("duplicate option '{}'", clip(key)));
+        if key.eq_ignore_ascii_case("format") {
+            if format.replace(Format::parse(value)?).is_some() {
+                return Err(dup());
+            }
+        } else if key.eq_ignore_ascii_case("filter") {
+            let names: Vec<String> = value.split(';').map(str::to_owned).collect();
+            if names.len() > MAX_FILTERS {
+                return Err(bad(format!("more than {MAX_FILTERS} filters")));
+            }
+            for n in &names {
+                check_filter_name(n)?;
+            }
+            if filters.replace(names).is_some() {
+                return Err(dup());
+            }
+        } else if key.eq_ignore_ascii_case("audio-only") {
+            let v = if value.eq_ignore_ascii_case("true") {
+                true
+            } else if value.eq_ignore_ascii_case("false") {
+                false
+            } else {
+                return Err(bad(format!("audio-only must be true or false, not '{}'", clip(value))));
+            };
+            if audio_only.replace(v).is_some() {
+                return Err(dup());
+            }
+        } else if key.eq_ignore_ascii_case("encryption") {
+            let v = ENCRYPTIONS
+                .iter()
+                .find(|e| e.eq_ignore_ascii_case(value))
+                .ok_or_else(|| bad(format!("unknown encryption '{}'", clip(value))))?;
+            if encryption.replace((*v).to_owned()).is_some() {
+                return Err(dup());
+            }
+        } else {
+            return Err(bad(format!("unknown option '{}'", clip(key))));
+        }
+    }
+    let format = format.ok_or_else(|| bad("missing format="))?;
+    Ok(ManifestOptions { format, filters: filters.unwrap_or_default(), audio_only, encryption })
+}
+
+/// Options after the track item of `Manifest(…)` / `Fragments(…)`: only `format=` for now.
+fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>) -> Result<Format> {
+    let mut format = None;
+    for item in items {
+        let (key, value) = split_option(item)?;
+        if key.eq_ignore_ascii_case("format") {
+            if format.replace(Format::parse(value)?).is_some() {
+                return Err(bad("duplicate option 'format'"));
+            }
+        } else {
+            return Err(bad(format!("unknown option '{}'", clip(key))));
+        }
+    }
+    format.ok_or_else(|| bad("missing format="))
+}
+
+fn parse_media_playlist_args(args: &str) -> Result<(String, Format)> {
+    let mut items = split_args(args)?;
+    let track = items.next().unwrap_or_default();
+    check_track_name(track)?;
+    let format = parse_child_options(items)?;
+    Ok((track.to_owned(), format))
+}
+
+fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, Format)> {
+    let mut items = split_args(args)?;
+    let first = items.next().unwrap_or_default();
+    let (track, time) = first.split_once('=').ok_or_else(|| bad("expected {track}=i or {track}={time}"))?;
+    check_track_name(track)?;
+    let time = if time == "i" { None } else { Some(parse_number(time, "time")?) };
+    let format = parse_child_options(items)?;
+    Ok((track.to_owned(), time, format))
+}
+
+/// Appends `name`, percent-encoding every byte outside `[A-Za-z0-9._~-]`.
+fn push_encoded(out: &mut String, name: &str) {
+    if name.bytes().all(is_safe) {
+        out.push_str(name);
+        return;
+    }
+    for b in name.bytes() {
+        if is_safe(b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+fn is_safe(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Formats `resource` as a path relative to `{asset}.ism/`: the exact inverse of [`parse`].
+pub fn format(resource: &Resource, extension: bool) -> String {
+    let mut out = String::with_capacity(96);
+    match resource {
+        Resource::Manifest(o) => {
+            out.push_str("manifest(format=");
+            out.push_str(o.format.as_str());
+            if let Some(e) = &o.encryption {
+                out.push_str(",encryption=");
+                push_encoded(&mut out, e);
+            }
+            if !o.filters.is_empty() {
+                out.push_str(",filter=");
+                for (i, f) in o.filters.iter().enumerate() {
+                    if i > 0 {
+                        out.push(';');
+                    }
+                    push_encoded(&mut out, f);
+                }
+            }
+            if let Some(a) = o.audio_only {
+                out.push_str(if a { ",audio-only=true" } else { ",audio-only=false" });
+            }
+            out.push(')');
+        }
+        Resource::MediaPlaylist { bitrate, .. } | Resource::Init { bitrate, .. } | Resource::Segment { bitrate, .. } => {
+            let _ = write!(out, "QualityLevels({bitrate})/");
+            push_child(&mut out, resource);
+        }
+    }
+    if extension {
+        out.push('.');
+        out.push_str(resource.extension());
+    }
+    out
+}
+
+/// `Manifest(…)` / `Fragments(…)` without the `QualityLevels(…)/` prefix or extension.
+fn push_child(out: &mut String, resource: &Resource) {
+    match resource {
+        Resource::Manifest(_) => {}
+        Resource::MediaPlaylist { track, format, .. } => {
+            out.push_str("Manifest(");
+            push_encoded(out, track);
+            out.push_str(",format=");
+            out.push_str(format.as_str());
+            out.push(')');
+        }
+        Resource::Init { track, format, .. } => {
+            out.push_str("Fragments(");
+            push_encoded(out, track);
+            out.push_str("=i,format=");
+            out.push_str(format.as_str());
+            out.push(')');
+        }
+        Resource::Segment { track, time, format, .. } => {
+            out.push_str("Fragments(");
+            push_encoded(out, track);
+            let _ = write!(out, "={time},format=");
+            out.push_str(format.as_str());
+            out.push(')');
+        }
+    }
+}
+
+/// A child resource as a URL relative to its `QualityLevels({bitrate})/` folder, which is
+/// how a media playlist (itself at `QualityLevels(b)/Manifest(…)`) references its init and
+/// media segments. For a [`Resource::Manifest`] this is the same as [`format`].
+pub fn relative_to_quality_level(resource: &Resource, extension: bool) -> String {
+    if let Resource::Manifest(_) = resource {
+        return format(resource, extension);
+    }
+    let mut out = String::with_capacity(64);
+    push_child(&mut out, resource);
+    if extension {
+        out.push('.');
+        out.push_str(resource.extension());
+    }
+    out
+}
+
+/// Media segment URLs of one track, built without re-formatting the constant parts: for
+/// manifests that list thousands of segments. `url(t)` equals
+/// `format(&Resource::Segment { time: t, .. }, extension)` (or its
+/// [`relative_to_quality_level`] form).
+#[derive(Debug, Clone)]
+pub struct SegmentUrls {
+    prefix: String,
+    suffix: String,
+}
+
+impl SegmentUrls {
+    /// `relative`: leave out `QualityLevels({bitrate})/` (for media playlists).
+    pub fn new(bitrate: u64, track: &str, format: Format, extension: bool, relative: bool) -> Self {
+        let mut prefix = String::with_capacity(48);
+        if !relative {
+            let _ = write!(prefix, "QualityLevels({bitrate})/");
+        }
+        prefix.push_str("Fragments(");
+        push_encoded(&mut prefix, track);
+        prefix.push('=');
+        let mut suffix = String::with_capacity(32);
+        suffix.push_str(",format=");
+        suffix.push_str(format.as_str());
+        suffix.push(')');
+        if extension {
+            suffix.push('.');
+            suffix.push_str(format.segment_extension());
+        }
+        SegmentUrls { prefix, suffix }
+    }
+
+    /// The URL of the segment starting at `time`.
+    pub fn url(&self, time: u64) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 20 + self.suffix.len());
+        self.push_url(&mut out, time);
+        out
+    }
+
+    /// Appends the URL of the segment starting at `time` to `out`.
+    pub fn push_url(&self, out: &mut String, time: u64) {
+        out.push_str(&self.prefix);
+        let _ = write!(out, "{time}");
+        out.push_str(&self.suffix);
+    }
+
+    /// The DASH `SegmentTemplate@media` form, with `$Time$` in place of the time. Track names
+    /// are percent-encoded, so they never contain a `$` that would need escaping.
+    pub fn template(&self) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 6 + self.suffix.len());
+        out.push_str(&self.prefix);
+        out.push_str("$Time$");
+        out.push_str(&self.suffix);
+        out
+    }
+}
+
+/// Decodes `%XX` escapes (for tests and for callers that hold a raw path). Invalid escapes and
+/// non-UTF-8 results are a [`Error::BadRequest`].
+pub fn percent_decode(s: &str) -> Result<String> {
+    if !s.contains('%') {
+        return Ok(s.to_owned());
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let v = hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| bad("bad percent escape"))?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad("percent escapes are not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seg(bitrate: u64, track: &str, time: u64, format: Format) -> Resource {
+        Resource::Segment { bitrate, track: track.into(), time, format }
+    }
+
+    #[test]
+    fn good_urls() {
+        let m = |format, filters: &[&str], audio_only, encryption: Option<&str>| {
+            Resource::Manifest(ManifestOptions {
+                format,
+                filters: filters.iter().map(|s| s.to_string()).collect(),
+                audio_only,
+                encryption: encryption.map(str::to_owned),
+            })
+        };
+        let cases: Vec<(&str, Resource, bool)> = vec![
+            ("manifest(format=m3u8-cmaf)", m(Format::M3u8Cmaf, &[], None, None), false),
+            ("Manifest(format=m3u8-cmaf).m3u8", m(Format::M3u8Cmaf, &[], None, None), true),
+            ("MANIFEST(FORMAT=MPD-TIME-CMAF).mpd", m(Format::MpdTimeCmaf, &[], None, None), true),
+            ("manifest(format=mpd-time-csf)", m(Format::MpdTimeCsf, &[], None, None), false),
+            (
+                "manifest(filter=a;b;c,audio-only=false,format=m3u8-cmaf)",
+                m(Format::M3u8Cmaf, &["a", "b", "c"], Some(false), None),
+                false,
+            ),
+            (
+                "manifest(encryption=CBCS-AAPL,format=m3u8-cmaf,audio-only=true).m3u8",
+                m(Format::M3u8Cmaf, &[], Some(true), Some("cbcs-aapl")),
+                true,
+            ),
+            (
+                "QualityLevels(128000)/Manifest(aac_eng_2_128,format=m3u8-cmaf)",
+                Resource::MediaPlaylist { bitrate: 128000, track: "aac_eng_2_128".into(), format: Format::M3u8Cmaf },
+                false,
+            ),
+            (
+                "qualitylevels(0)/manifest(v,format=m3u8-cmaf).m3u8",
+                Resource::MediaPlaylist { bitrate: 0, track: "v".into(), format: Format::M3u8Cmaf },
+                true,
+            ),
+            (
+                "QualityLevels(3000000)/Fragments(video=i,format=mpd-time-cmaf)",
+                Resource::Init { bitrate: 3000000, track: "video".into(), format: Format::MpdTimeCmaf },
+                false,
+            ),
+            (
+                "QualityLevels(3000000)/Fragments(video=i,format=m3u8-cmaf).mp4",
+                Resource::Init { bitrate: 3000000, track: "video".into(), format: Format::M3u8Cmaf },
+                true,
+            ),
+            ("QualityLevels(1)/Fragments(video=0,format=m3u8-cmaf)", seg(1, "video", 0, Format::M3u8Cmaf), false),
+            (
+                "QualityLevels(1)/Fragments(video 1=18446744073709551615,format=mpd-time-csf).m4s",
+                seg(1, "video 1", u64::MAX, Format::MpdTimeCsf),
+                true,
+            ),
+            ("QualityLevels(1)/Fragments(vidéo=900900,format=m3u8-cmaf)", seg(1, "vidéo", 900900, Format::M3u8Cmaf), false),
+        ];
+        for (path, resource, extension) in cases {
+            let parsed = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(parsed, ParsedUrl { resource: resource.clone(), extension }, "{path}");
+            // And back, through the encoder and the decoder the router uses.
+            let formatted = format(&resource, extension);
+            let again = parse(&percent_decode(&formatted).unwrap()).unwrap();
+            assert_eq!(again, ParsedUrl { resource, extension }, "{formatted}");
+        }
+    }
+
+    #[test]
+    fn bad_urls() {
+        let cases = [
+            "",
+            "manifest",
+            "manifest()",
+            "manifest(format=hds)",
+            "manifest(format=m3u8-cmaf,format=m3u8-cmaf)",
+            "manifest(format=m3u8-cmaf,foo=bar)",
+            "manifest(format=m3u8-cmaf,filter=a;b;c;d)",
+            "manifest(format=m3u8-cmaf,filter=a,filter=b)",
+            "manifest(format=m3u8-cmaf,filter=)",
+            "manifest(format=m3u8-cmaf,filter=a;;b)",
+            "manifest(format=m3u8-cmaf,audio-only=maybe)",
+            "manifest(format=m3u8-cmaf,encryption=rot13)",
+            "manifest(format=m3u8-cmaf,)",
+            "manifest(format=m3u8-cmaf,audio-only)",
+            "manifest(filter=a)",
+            "manifest(format=m3u8-cmaf)x",
+            "manifest(format=m3u8-cmaf).mpd",
+            "manifest(format=mpd-time-cmaf).m3u8",
+            "manifest(format=m3u8-cmaf).m3u8.m3u8",
+            "manifest(format=m3u8-cmaf)/x",
+            "manifest(format=m3u8-cmaf))",
+            "manifest((format=m3u8-cmaf)",
+            "xmanifest(format=m3u8-cmaf)",
+            "QualityLevels(abc)/Manifest(v,format=m3u8-cmaf)",
+            "QualityLevels(-1)/Manifest(v,format=m3u8-cmaf)",
+            "QualityLevels(+1)/Manifest(v,format=m3u8-cmaf)",
+            "QualityLevels(01)/Manifest(v,format=m3u8-cmaf)",
+            "QualityLevels()/Manifest(v,format=m3u8-cmaf)",
+            "QualityLevels(18446744073709551616)/Manifest(v,format=m3u8-cmaf)",
+            "QualityLevels(1)Manifest(v,format=m3u8-cmaf)",
+            "QualityLevels(1)/Manifest(v)",
+            "QualityLevels(1)/Manifest(,format=m3u8-cmaf)",
+            "QualityLevels(1)/Manifest(v,format=mpd-time-cmaf)",
+            "QualityLevels(1)/Manifest(v,format=m3u8-cmaf).mp4",
+            "QualityLevels(1)/Manifest(v,format=m3u8-cmaf,type=keyframes)",
+            "QualityLevels(1)/Manifest(a/b,format=m3u8-cmaf)",
+            "QualityLevels(1)/Manifest(a=b,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=I,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=1.5,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=007,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=1=2,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf).mp4",
+            "QualityLevels(1)/Fragments(v=i,format=m3u8-cmaf).m4s",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=0)",
+            "QualityLevels(1)/Fragments(a(b=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(a,b=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf) ",
+            "QualityLevels(1)/Other(v=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/x/Fragments(v=0,format=m3u8-cmaf)",
+        ];
+        for path in cases {
+            match parse(path) {
+                Err(Error::BadRequest(reason)) => {
+                    assert!(!reason.is_empty() && !reason.contains('\n'), "{path}: {reason:?}")
+                }
+                other => panic!("{path:?} should be a bad request, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn relative_and_segment_urls() {
+        let r = seg(128000, "aac eng", 1024, Format::M3u8Cmaf);
+        assert_eq!(format(&r, false), "QualityLevels(128000)/Fragments(aac%20eng=1024,format=m3u8-cmaf)");
+        assert_eq!(relative_to_quality_level(&r, true), "Fragments(aac%20eng=1024,format=m3u8-cmaf).m4s");
+        let urls = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, true, false);
+        assert_eq!(urls.url(1024), format(&r, true));
+        assert_eq!(urls.template(), "QualityLevels(128000)/Fragments(aac%20eng=$Time$,format=m3u8-cmaf).m4s");
+        let rel = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, false, true);
+        assert_eq!(rel.url(1024), relative_to_quality_level(&r, false));
+    }
+
+    fn arb_format() -> impl Strategy<Value = Format> {
+        prop::sample::select(Format::ALL.to_vec())
+    }
+
+    fn arb_name() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9._~-]{1,24}"
+    }
+
+    fn arb_resource() -> impl Strategy<Value = Resource> {
+        let manifest = (
+            arb_format(),
+            prop::collection::vec(arb_name(), 0..=MAX_FILTERS),
+            prop::option::of(any::<bool>()),
+            prop::option::of(prop::sample::select(ENCRYPTIONS.to_vec())),
+        )
+            .prop_map(|(format, filters, audio_only, encryption)| {
+                Resource::Manifest(ManifestOptions { format, filters, audio_only, encryption: encryption.map(str::to_owned) })
+            });
+        let bitrate = prop_oneof![0u64..10_000_000, any::<u64>()];
+        let playlist = (bitrate.clone(), arb_name())
+            .prop_map(|(bitrate, track)| Resource::MediaPlaylist { bitrate, track, format: Format::M3u8Cmaf });
+        let init = (bitrate.clone(), arb_name(), arb_format())
+            .prop_map(|(bitrate, track, format)| Resource::Init { bitrate, track, format });
+        let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format())
+            .prop_map(|(bitrate, track, time, format)| Resource::Segment { bitrate, track, time, format });
+        prop_oneof![manifest, playlist, init, segment]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(resource in arb_resource(), extension in any::<bool>()) {
+            let url = format(&resource, extension);
+            let parsed = parse(&url).map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+            prop_assert_eq!(parsed, ParsedUrl { resource: resource.clone(), extension });
+            if let Resource::Segment { bitrate, track, time, format: f } = &resource {
+                let urls = SegmentUrls::new(*bitrate, track, *f, extension, false);
+                prop_assert_eq!(urls.url(*time), url);
+            }
+        }
+
+        #[test]
+        fn any_name_round_trips_through_percent_encoding(track in "[^/(),=\\p{Cc}]{1,16}", time in any::<u64>(), extension in any::<bool>()) {
+            let resource = Resource::Segment { bitrate: 1, track, time, format: Format::MpdTimeCmaf };
+            let url = format(&resource, extension);
+            prop_assert!(url.bytes().all(|b| b.is_ascii_graphic()), "{}", url);
+            let parsed = parse(&percent_decode(&url).map_err(|e| TestCaseError::fail(e.to_string()))?)
+                .map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+            prop_assert_eq!(parsed, ParsedUrl { resource, extension });
+        }
+
+        #[test]
+        fn parse_never_panics(path in "\\PC{0,80}") {
+            let _ = parse(&path);
+        }
+    }
 }

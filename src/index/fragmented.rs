@@ -86,8 +86,8 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, tracks: &mut [MoovTrack]) -> P
                 .count()
                 * 4;
             let count = if per_sample > 0 { c.check_table(count, per_sample, "trun")? } else { count as usize };
-            if count > 10_000_000 {
-                return err(format!("trun declares {count} samples"));
+            if table.len() + count > super::MAX_SAMPLES {
+                return err(format!("trun declares {count} samples, past the {} a track may have", super::MAX_SAMPLES));
             }
             for i in 0..count {
                 let duration = if tr_flags & TRUN_DURATION != 0 { c.u32()? } else { default_duration };
@@ -108,10 +108,13 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, tracks: &mut [MoovTrack]) -> P
                 };
                 let index = table.sizes.len();
                 table.dts.push(table.end_dts);
-                table.end_dts += duration as u64;
+                let Some(end) = table.end_dts.checked_add(duration as u64) else {
+                    return err("decode times overflow");
+                };
+                table.end_dts = end;
                 table.sizes.push(size);
                 table.offsets.push(data_cursor);
-                data_cursor += size as u64;
+                data_cursor = data_cursor.saturating_add(size as u64);
                 if cts != 0 && table.cts_offsets.len() < index {
                     table.cts_offsets.resize(index, 0);
                 }
@@ -155,14 +158,14 @@ pub fn parse_sidx(sidx: &[u8], sidx_end: u64) -> ParseResult<Vec<SidxReference>>
     c.skip(2)?;
     let count = c.u16()? as u32;
     let count = c.check_table(count, 12, "sidx")?;
-    let mut offset = sidx_end + first_offset;
+    let mut offset = sidx_end.saturating_add(first_offset);
     let mut refs = Vec::with_capacity(count);
     for _ in 0..count {
         let word = c.u32()?;
         c.skip(8)?; // subsegment_duration, SAP fields
         let size = (word & 0x7fff_ffff) as u64;
         refs.push(SidxReference { offset, size, is_index: word & 0x8000_0000 != 0 });
-        offset += size;
+        offset = offset.saturating_add(size);
     }
     Ok(refs)
 }

@@ -75,7 +75,7 @@ impl Reader<'_> {
     /// The whole box at `at` with header `h`, from `window` or by one more read.
     async fn whole_box(&mut self, window: &Window, at: u64, h: &BoxHeader) -> Result<Bytes> {
         let size = h.size.unwrap_or(self.size - at);
-        if at + size > self.size {
+        if at.checked_add(size).is_none_or(|end| end > self.size) {
             return Err(self.media(format!("'{}' box at {at} runs past the end of the file", fourcc_str(&h.kind))));
         }
         match window.get(at, size) {
@@ -165,7 +165,7 @@ async fn scan_top_level(r: &mut Reader<'_>, window: &mut Window) -> Result<TopLe
             }
             _ => {}
         }
-        at += size;
+        at = at.saturating_add(size);
     }
     Ok(top)
 }
@@ -229,7 +229,7 @@ fn fragment_end((at, data): &(u64, Bytes)) -> Option<u64> {
     loop {
         let h = window.header_at(pos).ok()??;
         let size = h.size?;
-        pos += size;
+        pos = pos.checked_add(size)?;
         match &h.kind {
             b"moof" => seen_moof = true,
             b"mdat" if seen_moof => return Some(pos),
@@ -269,7 +269,7 @@ async fn walk_fragments(
         } else if &h.kind == b"mfra" {
             break;
         }
-        at += size;
+        at = at.saturating_add(size);
     }
     Ok(())
 }

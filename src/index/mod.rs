@@ -124,6 +124,10 @@ impl SampleTable {
         if self.dts.windows(2).any(|w| w[1] < w[0]) || self.dts.last().is_some_and(|&d| d > self.end_dts) {
             return Err("decode times go backwards".into());
         }
+        // Timelines add composition offsets and edit shifts to decode times in i64.
+        if self.end_dts > MAX_DECODE_TIME {
+            return Err(format!("decode time {} is out of range", self.end_dts));
+        }
         if let Some(sync) = &self.sync_samples {
             if sync.windows(2).any(|w| w[1] <= w[0]) || sync.last().is_some_and(|&s| s as usize >= n) {
                 return Err("sync sample table is not ascending or points past the last sample".into());
@@ -132,6 +136,14 @@ impl SampleTable {
         Ok(())
     }
 }
+
+/// Largest decode time accepted (2^62 ticks: 1.6 million years at 90 kHz), so that
+/// presentation-time arithmetic in i64 cannot overflow on corrupt input.
+pub const MAX_DECODE_TIME: u64 = 1 << 62;
+
+/// Most samples one track may declare (about 92 days of 2.5 ms samples): bounds what a
+/// few hostile bytes of moov can make the indexer allocate.
+pub const MAX_SAMPLES: usize = 20_000_000;
 
 /// One indexed track of one file.
 #[derive(Debug, Clone)]

@@ -175,6 +175,9 @@ fn parse_elst(elst: &[u8], movie_timescale: u32, media_timescale: u32) -> ParseR
             break;
         }
     }
+    if edit.empty_duration > super::MAX_DECODE_TIME || edit.media_time > super::MAX_DECODE_TIME {
+        return err("edit list offset out of range");
+    }
     Ok(edit)
 }
 
@@ -267,7 +270,7 @@ fn parse_stsz(stsz: &[u8]) -> ParseResult<Vec<u32>> {
     let constant = c.u32()?;
     let count = c.u32()?;
     if constant != 0 {
-        if count > 100_000_000 {
+        if count as usize > super::MAX_SAMPLES {
             return err(format!("stsz declares {count} samples"));
         }
         return Ok(vec![constant; count as usize]);
@@ -348,7 +351,7 @@ fn sample_offsets(stbl: &[u8], sizes: &[u32], track_id: u32) -> ParseResult<Vec<
                     return Ok(offsets);
                 }
                 offsets.push(offset);
-                offset += sizes[sample] as u64;
+                offset = offset.saturating_add(sizes[sample] as u64);
                 sample += 1;
             }
         }

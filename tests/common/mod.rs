@@ -1,0 +1,364 @@
+//! Shared by the decoding-oracle tests (DESIGN.md §8 "Lossless").
+//!
+//! For every asset under `fixtures/` and for HLS-CMAF and DASH-CMAF, package the asset with
+//! `jit-origin package` into a temporary directory, then decode every track twice with ffmpeg
+//! (`-f framemd5`): once from the source MP4, once from our HLS media playlist / DASH MPD.
+//! The sequences of per-frame MD5s must be equal, frame count included, video and audio.
+//!
+//! ffmpeg facts this relies on (ffmpeg 5.1.9, see fixtures/README.md):
+//! * `-map 0:i:N` selects an MP4 stream by its track_ID (ffmpeg's stream id for mov).
+//! * ffmpeg's dash demuxer exposes Representation@id as stream metadata `id`, so a DASH
+//!   representation is selected with `-map 0:m:id:{name}-{bitrate}`.
+//! * The dash demuxer resolves segment URLs wrongly when the MPD is given as a *relative*
+//!   path (it prefixes the directory twice), so every path handed to ffmpeg is absolute.
+//! * The hls demuxer accepts `.mp4` init / `.m4s` segments by default (extension list);
+//!   `-extension_picky` exists in 5.1.9 and is only needed for extensionless URLs.
+//! * The source is decoded with `-ignore_editlist 1`: every coded sample, no trimming. Our
+//!   init segments carry the source's edit list (AAC priming, AC-3 delay, B-frame delay,
+//!   empty edits) as CMAF prescribes, but ffmpeg 5.1 applies an `elst` in fragmented MP4
+//!   only as a timestamp shift and never trims decoded audio, so the comparison that holds
+//!   for every codec is "every coded sample decodes to the same frame". Set
+//!   `LOSSLESS_HONOR_EDITLIST=1` to decode the source with its edit list applied instead.
+//!
+//! Environment: `JIT_ORIGIN_BIN` overrides the binary under test; `FFMPEG` the ffmpeg path.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Format {
+    Hls,
+    Dash,
+}
+
+impl Format {
+    fn cli(self) -> &'static str {
+        match self {
+            Format::Hls => "hls-cmaf",
+            Format::Dash => "dash-cmaf",
+        }
+    }
+    fn manifest_file(self) -> &'static str {
+        match self {
+            Format::Hls => "manifest(format=m3u8-cmaf).m3u8",
+            Format::Dash => "manifest(format=mpd-time-cmaf).mpd",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Track {
+    pub name: String,
+    pub bitrate: u64,
+    pub file: String,
+    pub track_id: u64,
+    pub kind: String,
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+pub fn bin() -> PathBuf {
+    std::env::var_os("JIT_ORIGIN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_jit-origin")))
+}
+
+pub fn ffmpeg_bin() -> OsString {
+    std::env::var_os("FFMPEG").unwrap_or_else(|| "ffmpeg".into())
+}
+
+pub fn show_cmd(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.contains(|c: char| c.is_whitespace() || "()=,;$".contains(c)) {
+            write!(s, " '{a}'").unwrap();
+        } else {
+            write!(s, " {a}").unwrap();
+        }
+    }
+    s
+}
+
+/// Runs a command, returns stdout; Err carries the command line, status and stderr.
+pub fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
+    let shown = show_cmd(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{shown}` failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out.stdout)
+}
+
+pub fn as_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+pub fn inspect(asset_dir: &Path) -> Vec<Track> {
+    let stdout = run(Command::new(bin()).arg("inspect").arg(asset_dir).arg("--json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&stdout);
+    // Tolerate log lines before the JSON document.
+    let json = &text[text.find('{').unwrap_or(0)..];
+    let v: Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("inspect output is not JSON ({e}):\n{text}"));
+    let tracks = v["tracks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("inspect output has no `tracks` array:\n{text}"));
+    let tracks: Vec<Track> = tracks
+        .iter()
+        .map(|t| Track {
+            name: t["name"].as_str().unwrap_or_else(|| panic!("track without name: {t}")).to_owned(),
+            bitrate: as_u64(&t["bitrate"]).unwrap_or_else(|| panic!("track without bitrate: {t}")),
+            file: t["file"].as_str().unwrap_or_else(|| panic!("track without file: {t}")).to_owned(),
+            track_id: as_u64(&t["info"]["track_id"])
+                .unwrap_or_else(|| panic!("track without info.track_id: {t}")),
+            kind: t["info"]["kind"].as_str().unwrap_or("").to_owned(),
+        })
+        .collect();
+    assert!(!tracks.is_empty(), "inspect found no tracks in {}:\n{text}", asset_dir.display());
+    tracks
+}
+
+/// `file` is relative to the storage root (the parent of the asset folder) or to the asset
+/// folder itself; accept both, and an absolute path.
+pub fn resolve_source(asset_dir: &Path, file: &str) -> PathBuf {
+    let f = Path::new(file);
+    let mut candidates = Vec::new();
+    if f.is_absolute() {
+        candidates.push(f.to_path_buf());
+    }
+    candidates.push(asset_dir.join(f));
+    if let Some(root) = asset_dir.parent() {
+        candidates.push(root.join(f));
+        if let Some(repo) = root.parent() {
+            candidates.push(repo.join(f));
+        }
+    }
+    if let Some(base) = f.file_name() {
+        candidates.push(asset_dir.join(base));
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("track file {file:?} not found; tried {candidates:?}"))
+}
+
+/// Decodes with ffmpeg to framemd5; returns the non-comment lines.
+pub fn framemd5(input_opts: &[&OsStr], input: &Path, map: &str) -> Result<Vec<String>, String> {
+    let mut cmd = Command::new(ffmpeg_bin());
+    cmd.args(["-nostdin", "-hide_banner", "-v", "error"])
+        .args(input_opts)
+        .arg("-i")
+        .arg(input)
+        .args(["-map", map, "-fps_mode", "passthrough", "-f", "framemd5", "-"]);
+    let out = run(&mut cmd)?;
+    let lines: Vec<String> = String::from_utf8_lossy(&out)
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    if lines.is_empty() {
+        return Err(format!("`{}` decoded no frames", show_cmd(&cmd)));
+    }
+    Ok(lines)
+}
+
+/// framemd5 columns: stream, dts, pts, duration, size, hash. Reports up to 8 places where
+/// a frame's pts is later than the previous frame's pts + duration.
+pub fn pts_gaps(lines: &[String]) -> Vec<String> {
+    let cols = |l: &str| -> Option<(i64, i64)> {
+        let c: Vec<&str> = l.split(',').map(str::trim).collect();
+        Some((c.get(2)?.parse().ok()?, c.get(3)?.parse().ok()?))
+    };
+    let mut gaps = Vec::new();
+    for (i, w) in lines.windows(2).enumerate() {
+        if let (Some((p0, d0)), Some((p1, _))) = (cols(&w[0]), cols(&w[1])) {
+            if d0 > 0 && p1 > p0 + d0 {
+                gaps.push(format!("after frame #{i} pts {p0}+{d0} next pts {p1}"));
+            }
+        }
+    }
+    gaps.truncate(8);
+    gaps
+}
+
+pub fn hash_of(line: &str) -> &str {
+    line.rsplit(',').next().unwrap_or("").trim()
+}
+
+/// Compares two framemd5 outputs by hash; Err describes the first difference.
+pub fn compare(src: &[String], ours: &[String]) -> Result<(), String> {
+    let first_diff = src
+        .iter()
+        .zip(ours)
+        .position(|(a, b)| hash_of(a) != hash_of(b));
+    if first_diff.is_none() && src.len() == ours.len() {
+        return Ok(());
+    }
+    let mut m = format!("frame count: source {} vs ours {}\n", src.len(), ours.len());
+    match first_diff {
+        Some(i) => {
+            writeln!(m, "first differing frame #{i}:").unwrap();
+            writeln!(m, "  source: {}", src[i]).unwrap();
+            writeln!(m, "  ours:   {}", ours[i]).unwrap();
+            // Is ours just shifted (missing/extra leading frames, e.g. AAC priming)?
+            if let Some(j) = ours.iter().position(|l| hash_of(l) == hash_of(&src[i])) {
+                writeln!(m, "  (source frame #{i} appears in ours at #{j})").unwrap();
+            }
+        }
+        None => writeln!(m, "all {} common frames equal", src.len().min(ours.len())).unwrap(),
+    }
+    let gaps = pts_gaps(ours);
+    if !gaps.is_empty() {
+        writeln!(m, "pts gaps in ours (frame missing?): {}", gaps.join("; ")).unwrap();
+    }
+    let gaps = pts_gaps(src);
+    if !gaps.is_empty() {
+        writeln!(m, "pts gaps in source: {}", gaps.join("; ")).unwrap();
+    }
+    writeln!(m, "first 5 source frames:").unwrap();
+    for l in src.iter().take(5) {
+        writeln!(m, "  {l}").unwrap();
+    }
+    writeln!(m, "first 5 output frames:").unwrap();
+    for l in ours.iter().take(5) {
+        writeln!(m, "  {l}").unwrap();
+    }
+    Err(m)
+}
+
+pub fn list_tree(dir: &Path) -> String {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, root, out);
+                } else {
+                    out.push(p.strip_prefix(root).unwrap_or(&p).display().to_string());
+                }
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    files.sort();
+    let n = files.len();
+    files.truncate(40);
+    let mut s = files.join("\n  ");
+    if n > 40 {
+        write!(s, "\n  … ({n} files)").unwrap();
+    }
+    format!("  {s}")
+}
+
+pub fn representation_ids(mpd: &str) -> Vec<String> {
+    mpd.split("<Representation")
+        .skip(1)
+        .filter_map(|r| {
+            let tag = &r[..r.find('>').unwrap_or(r.len())];
+            let i = tag.find(" id=\"")? + 5;
+            Some(tag[i..i + tag[i..].find('"')?].to_owned())
+        })
+        .collect()
+}
+
+
+/// Packages the asset in `asset_dir` in each of `formats`, then checks that every audio and
+/// video track decodes to the same frames as its source. The source is decoded once per track.
+pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
+    assert!(asset_dir.is_dir(), "missing asset {}; run fixtures/make-fixtures.sh", asset_dir.display());
+    let asset = asset_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tracks = inspect(asset_dir);
+
+    let packages: Vec<(Format, tempfile::TempDir, PathBuf)> = formats
+        .iter()
+        .map(|&format| {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            // Absolute path: ffmpeg's dash demuxer mis-resolves segment URLs of a relative MPD path.
+            let out = tmp.path().canonicalize().expect("canonical tempdir");
+            run(Command::new(bin()).arg("package").args(["--format", format.cli()]).arg("--out").arg(&out).arg(asset_dir))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let manifest = out.join(format.manifest_file());
+            assert!(manifest.is_file(), "no manifest {}; package wrote:\n{}", manifest.display(), list_tree(&out));
+            (format, tmp, out)
+        })
+        .collect();
+
+    let ignore_editlist = std::env::var_os("LOSSLESS_HONOR_EDITLIST").is_none_or(|v| v != "1");
+    let src_opts: Vec<&OsStr> = if ignore_editlist { vec![OsStr::new("-ignore_editlist"), OsStr::new("1")] } else { vec![] };
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for t in &tracks {
+        let kind_sel = match t.kind.as_str() {
+            "video" => "v",
+            "audio" => "a",
+            _ => continue, // text and unknown kinds: no frames to compare
+        };
+        let source = resolve_source(asset_dir, &t.file);
+        let src = match framemd5(&src_opts, &source, &format!("0:i:{}", t.track_id)) {
+            Ok(l) => l,
+            Err(e) => {
+                failures.push(format!("{asset} track {:?}: decoding the source failed: {e}", t.name));
+                continue;
+            }
+        };
+        for (format, _, out) in &packages {
+            let label = format!("{asset}/{format:?} track {:?} ({}, bitrate {}, {} track_ID {})", t.name, t.kind, t.bitrate, t.file, t.track_id);
+            let ours = match format {
+                Format::Hls => {
+                    let playlist = out
+                        .join(format!("QualityLevels({})", t.bitrate))
+                        .join(format!("Manifest({},format=m3u8-cmaf).m3u8", t.name));
+                    if !playlist.is_file() {
+                        failures.push(format!("{label}: no media playlist {}; package wrote:\n{}", playlist.display(), list_tree(out)));
+                        continue;
+                    }
+                    framemd5(&[], &playlist, &format!("0:{kind_sel}:0"))
+                }
+                Format::Dash => {
+                    let mpd_path = out.join(format.manifest_file());
+                    let id = format!("{}-{}", t.name, t.bitrate);
+                    let ids = representation_ids(&std::fs::read_to_string(&mpd_path).unwrap_or_default());
+                    if !ids.contains(&id) {
+                        failures.push(format!("{label}: no Representation id=\"{id}\" in the MPD; ids: {ids:?}"));
+                        continue;
+                    }
+                    framemd5(&[], &mpd_path, &format!("0:m:id:{id}"))
+                }
+            };
+            checked += 1;
+            match ours.and_then(|ours| compare(&src, &ours)) {
+                Ok(()) => eprintln!("ok: {label}: {} frames equal", src.len()),
+                Err(e) => failures.push(format!("{label}:\n{e}")),
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let kept: Vec<String> = packages.into_iter().map(|(_, tmp, _)| tmp.keep().display().to_string()).collect();
+        panic!(
+            "{} of {} checks not lossless (packages left in {kept:?} for debugging):\n\n{}",
+            failures.len(),
+            tracks.len() * formats.len(),
+            failures.join("\n\n")
+        );
+    }
+    assert!(checked > 0, "{asset}: no audio or video tracks checked");
+}

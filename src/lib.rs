@@ -5,11 +5,15 @@
 //! plans segments, [`package`] builds manifests and segments.
 
 pub mod asset;
+pub mod config;
 pub mod error;
 pub mod index;
 pub mod ism;
+pub mod metrics;
 pub mod mp4;
+pub mod origin;
 pub mod package;
+pub mod server;
 pub mod storage;
 pub mod timeline;
 pub mod url;

@@ -1,4 +1,4 @@
-//! The `jit-origin` command: `inspect` and `package` today; `serve` joins them with the HTTP origin.
+//! The `jit-origin` command: `serve` (the HTTP origin), `inspect` and `package`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +7,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use jit_origin::asset::{self, Asset, AssetSource, TrackSummary};
+use jit_origin::config::Config;
+use jit_origin::origin::Origin;
+use jit_origin::server::{self, Service};
 use jit_origin::index::TrackKind;
 use jit_origin::package::{package_resources, render};
 use jit_origin::storage::Storage;
@@ -34,6 +40,15 @@ enum Command {
         #[arg(long)]
         segment_duration: Option<f64>,
     },
+    /// Run the origin: HLS and DASH per request over HTTP.
+    Serve {
+        /// Configuration file (TOML).
+        #[arg(long, default_value = "config/origin.toml")]
+        config: PathBuf,
+        /// Log format: human-readable text or one JSON object per line.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
     /// Write a complete static package whose file names follow the origin's URL grammar.
     Package {
         #[arg(long, value_enum)]
@@ -46,6 +61,12 @@ enum Command {
         #[arg(long)]
         segment_duration: Option<f64>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -179,10 +200,64 @@ async fn package(path: &Path, format: Format, out: &Path, segment_duration: Opti
     Ok(())
 }
 
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if format == LogFormat::Json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGTERM, or Ctrl-C / SIGINT).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
+    init_logging(log_format);
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Print where each locator's asset plays, for a newcomer's first look.
+    let mut locators: Vec<_> = origin.locators().collect();
+    locators.sort_by(|a, b| a.asset_folder.cmp(&b.asset_folder));
+    for locator in locators {
+        match asset::resolve_source(&locator.storage, &locator.asset_folder, None).await {
+            Ok(source) => {
+                let base = format!("http://{addr}/{}/{}.ism", locator.id, source.name());
+                println!("{}: {base}/manifest(format=m3u8-cmaf).m3u8", locator.asset_folder);
+                println!("{}: {base}/manifest(format=mpd-time-cmaf).mpd", locator.asset_folder);
+            }
+            Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),
+        }
+    }
+    tracing::info!(%addr, "serving");
+    let service = Arc::new(Service::new(origin, config.http.clone()));
+    server::serve(listener, service, shutdown_signal(), Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve { config, log_format } => serve(&config, log_format).await,
         Command::Inspect { path, json, segment_duration } => inspect(&path, json, segment_duration).await,
         Command::Package { format, out, path, segment_duration } => package(&path, format.into(), &out, segment_duration).await,
     };

@@ -1,0 +1,217 @@
+//! The origin's TOML configuration. Refused at start, with the key and line named, when it
+//! does not parse or does not make sense (unknown storage, duplicate locator, bad address).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, e.g. "127.0.0.1:8080" or "0.0.0.0:80".
+    pub listen: SocketAddr,
+    /// Target segment duration in seconds; absent = follow the source GOPs / fragments.
+    #[serde(default)]
+    pub segment_duration: Option<f64>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: Vec<StorageConfig>,
+    #[serde(default)]
+    pub locator: Vec<LocatorConfig>,
+    /// The folder the config file is in: relative storage paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Cache capacities and lifetimes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Loaded assets (indexes and timelines), MiB of estimated index size.
+    pub index_mib: u64,
+    /// Built manifests, MiB.
+    pub manifest_mib: u64,
+    /// Built segments, MiB.
+    pub segment_mib: u64,
+    /// How long a loaded asset is trusted before its storage is looked at again, seconds:
+    /// the longest a replaced source file can go unnoticed.
+    pub asset_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { index_mib: 256, manifest_mib: 64, segment_mib: 1024, asset_ttl_secs: 60 }
+    }
+}
+
+/// HTTP behaviour toward players and CDNs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Cache-Control max-age of media segments and init segments, seconds.
+    pub segment_max_age: u64,
+    /// Cache-Control max-age of VOD manifests, seconds.
+    pub manifest_max_age: u64,
+    /// Cache-Control max-age of error responses (404 etc.), seconds.
+    pub error_max_age: u64,
+    /// Access-Control-Allow-Origin value.
+    pub cors_allow_origin: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            segment_max_age: 365 * 24 * 3600,
+            manifest_max_age: 24 * 3600,
+            error_max_age: 10,
+            cors_allow_origin: "*".to_string(),
+        }
+    }
+}
+
+/// One storage account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub name: String,
+    /// object_store URL (`file://…`, relative to the config file's folder when relative).
+    pub url: String,
+}
+
+/// What a locator's streaming policy allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    Clear,
+}
+
+/// A streaming locator: a published URL id for an asset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocatorConfig {
+    /// First path segment of every URL of this locator (usually a GUID).
+    pub id: String,
+    /// Name of a `[[storage]]` account.
+    pub storage: String,
+    /// Folder inside the storage account holding the `.ism` / MP4 files.
+    pub asset: String,
+    pub policy: Policy,
+}
+
+/// A configuration error, already phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, base_dir).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses and checks configuration text; relative storage paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: PathBuf) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).map(|l| format!("line {l}: ")).unwrap_or_default();
+            ConfigError(format!("{line}{}", e.message()))
+        })?;
+        config.base_dir = base_dir;
+        config.check(text)?;
+        Ok(config)
+    }
+
+    fn check(&self, text: &str) -> Result<(), ConfigError> {
+        let at = |needle: &str| line_of_text(text, needle).map(|l| format!("line {l}: ")).unwrap_or_default();
+        if let Some(d) = self.segment_duration {
+            if !(d.is_finite() && (0.5..=60.0).contains(&d)) {
+                return Err(ConfigError(format!("{}segment_duration = {d}: must be between 0.5 and 60 seconds", at("segment_duration"))));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.storage {
+            if !names.insert(s.name.as_str()) {
+                return Err(ConfigError(format!("{}storage name '{}' is used twice", at(&format!("\"{}\"", s.name)), s.name)));
+            }
+        }
+        let mut ids = std::collections::HashSet::new();
+        for l in &self.locator {
+            let here = at(&format!("\"{}\"", l.id));
+            if l.id.is_empty() || l.id.contains(['/', '?', '#', '%']) || l.id.starts_with('.') {
+                return Err(ConfigError(format!("{here}locator id '{}' must be a non-empty URL path segment", l.id)));
+            }
+            if !ids.insert(l.id.as_str()) {
+                return Err(ConfigError(format!("{here}locator id '{}' is used twice", l.id)));
+            }
+            if !names.contains(l.storage.as_str()) {
+                return Err(ConfigError(format!(
+                    "{}locator '{}': storage = \"{}\" names no [[storage]] account",
+                    at(&format!("storage = \"{}\"", l.storage)), l.id, l.storage
+                )));
+            }
+            if l.asset.split('/').any(|seg| seg == ".." || seg == ".") {
+                return Err(ConfigError(format!("{here}locator '{}': asset = \"{}\" must stay inside its storage", l.id, l.asset)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+/// Line of the first occurrence of `needle`, for errors found after parsing.
+fn line_of_text(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|at| line_of(text, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:8080"
+[[storage]]
+name = "local"
+url = "file://../fixtures"
+[[locator]]
+id = "abc"
+storage = "local"
+asset = "ladder"
+policy = "clear"
+"#;
+
+    #[test]
+    fn parses_with_defaults() {
+        let c = Config::parse(GOOD, PathBuf::from("/etc/origin")).unwrap();
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.locator[0].policy, Policy::Clear);
+        assert_eq!(c.http.cors_allow_origin, "*");
+        assert_eq!(c.cache.segment_mib, 1024);
+    }
+
+    #[test]
+    fn errors_name_key_and_line() {
+        let bad = GOOD.replace("policy = \"clear\"", "policy = \"clear\"\ncolour = 1");
+        let e = Config::parse(&bad, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("line 11") && e.contains("colour"), "{e}");
+
+        let bad = GOOD.replace("storage = \"local\"", "storage = \"s3\"");
+        let e = Config::parse(&bad, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("line 8") && e.contains("s3"), "{e}");
+
+        let bad = GOOD.replace("127.0.0.1:8080", "nowhere");
+        let e = Config::parse(&bad, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("line 2"), "{e}");
+
+        let bad = GOOD.replace("\"ladder\"", "\"../etc\"");
+        assert!(Config::parse(&bad, PathBuf::new()).is_err());
+    }
+}

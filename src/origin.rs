@@ -1,0 +1,333 @@
+//! The origin's request path without HTTP: locator → asset → packager, with moka caches in
+//! front of each expensive step.
+//!
+//! Cache keys name content, not URLs: a segment is keyed by its source file, the file's
+//! version and the samples it holds, so every locator (and every manifest filter or URL
+//! spelling) of the same asset shares one cached copy. Concurrent misses of one key are
+//! coalesced by moka: N simultaneous requests cause one build and one storage read.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::future::Cache;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::asset::{self, Asset};
+use crate::config::{Config, ConfigError, Policy};
+use crate::error::Error;
+use crate::index::ObjectVersion;
+use crate::metrics::Metrics;
+use crate::package::{self, cmaf::Flavor};
+use crate::storage::Storage;
+use crate::timeline::SegmentPolicy;
+use crate::url::{ParsedUrl, Resource};
+
+/// A published locator, resolved against its storage account.
+#[derive(Debug, Clone)]
+pub struct Locator {
+    pub id: String,
+    pub storage: Arc<Storage>,
+    /// Folder of the asset inside the storage account.
+    pub asset_folder: String,
+    pub policy: Policy,
+}
+
+/// A built response body with what HTTP caching needs to know about it.
+#[derive(Debug)]
+pub struct Built {
+    pub content_type: &'static str,
+    pub parts: Vec<Bytes>,
+    pub len: u64,
+    /// Strong validator, derived from what the bytes are made of (stable across restarts
+    /// and replicas serving the same objects).
+    pub etag: String,
+    /// Newest modification time of the sources, Unix seconds.
+    pub last_modified: i64,
+    /// Segments and init segments are immutable; manifests are VOD-long.
+    pub is_media: bool,
+}
+
+impl Built {
+    fn new(output: package::Output, identity: u64, sources: &[&ObjectVersion], is_media: bool) -> Self {
+        let len = output.len();
+        Built {
+            content_type: output.content_type,
+            parts: output.parts,
+            len,
+            etag: format!("\"{identity:016x}-{len:x}\""),
+            last_modified: sources.iter().map(|v| v.last_modified_unix).max().unwrap_or(0),
+            is_media,
+        }
+    }
+}
+
+/// Where a request's resource lives: which asset of which storage account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct AssetKey {
+    storage: String,
+    folder: String,
+    name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ManifestKey {
+    asset: AssetKey,
+    resource: Resource,
+    extension: bool,
+}
+
+/// The bytes of a media segment are fully determined by these fields.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SegmentKey {
+    storage: String,
+    file: String,
+    version: ObjectVersion,
+    track_position: usize,
+    first_sample: u32,
+    sample_count: u32,
+    sequence_number: u32,
+    flavor: Flavor,
+}
+
+/// Hash of everything that determines a response's bytes, for its ETag. The crate version
+/// is part of it so a new packager build never reuses an old build's validators.
+fn identity_of(key: &impl Hash, sources: &[&ObjectVersion]) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    // Hash through a stable byte form: `Hash` impls of std types are stable within a build
+    // and our keys are plain data; source versions contribute size, ETag and mtime.
+    key.hash(&mut HashWriter(&mut h));
+    for v in sources {
+        h.update(&v.size.to_le_bytes());
+        h.update(&v.last_modified_unix.to_le_bytes());
+    }
+    h.digest()
+}
+
+struct HashWriter<'a>(&'a mut Xxh3);
+
+impl std::hash::Hasher for HashWriter<'_> {
+    fn finish(&self) -> u64 {
+        self.0.digest()
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// The origin: storage accounts, locators, caches and metrics.
+pub struct Origin {
+    storages: Vec<Arc<Storage>>,
+    locators: HashMap<String, Locator>,
+    segment_policy: SegmentPolicy,
+    assets: Cache<AssetKey, Arc<Asset>>,
+    manifests: Cache<ManifestKey, Arc<Built>>,
+    segments: Cache<SegmentKey, Arc<Built>>,
+    pub metrics: Arc<Metrics>,
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Weigher for byte-weighted caches (moka weighs in u32).
+fn weigh_built<K>(_: &K, v: &Arc<Built>) -> u32 {
+    v.len.min(u32::MAX as u64) as u32
+}
+
+fn eviction_counter<K: Send + Sync + 'static, V: Send + Sync + 'static>(
+    metrics: &Arc<Metrics>,
+    cache: &'static str,
+) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
+    let counter = metrics.cache_evictions.with_label_values(&[cache]);
+    move |_, _, cause| {
+        if cause.was_evicted() {
+            counter.inc();
+        }
+    }
+}
+
+impl Origin {
+    /// Builds the origin from a checked configuration.
+    pub fn from_config(config: &Config) -> Result<Origin, ConfigError> {
+        let mut storages = Vec::new();
+        for s in &config.storage {
+            let storage = Storage::from_url(&s.name, &s.url, &config.base_dir)
+                .map_err(|e| ConfigError(format!("storage '{}': {e}", s.name)))?;
+            storages.push(Arc::new(storage));
+        }
+        Self::with_storages(config, storages)
+    }
+
+    /// Builds the origin from a configuration with already opened storage accounts (any
+    /// `ObjectStore`, e.g. an instrumented one in tests); `config.storage` is not read, and
+    /// locators name accounts of `storages` by [`Storage::name`].
+    pub fn with_storages(config: &Config, storages: Vec<Arc<Storage>>) -> Result<Origin, ConfigError> {
+        let mut locators = HashMap::new();
+        for l in &config.locator {
+            let storage = storages
+                .iter()
+                .find(|s| s.name() == l.storage)
+                .cloned()
+                .ok_or_else(|| ConfigError(format!("locator '{}': unknown storage '{}'", l.id, l.storage)))?;
+            locators.insert(
+                l.id.clone(),
+                Locator { id: l.id.clone(), storage, asset_folder: l.asset.trim_matches('/').to_string(), policy: l.policy },
+            );
+        }
+        let metrics = Arc::new(Metrics::new());
+        let c = &config.cache;
+        let assets = Cache::builder()
+            // An asset's weight: its sample tables, roughly 25 bytes per sample.
+            .weigher(|_: &AssetKey, a: &Arc<Asset>| {
+                let samples: usize = a.tracks.iter().map(|t| t.index().samples.len()).sum();
+                (samples.saturating_mul(25) + 4096).min(u32::MAX as usize) as u32
+            })
+            .max_capacity(c.index_mib * MIB)
+            .time_to_live(Duration::from_secs(c.asset_ttl_secs.max(1)))
+            .eviction_listener(eviction_counter(&metrics, "asset"))
+            .build();
+        let manifests = Cache::builder()
+            .weigher(weigh_built)
+            .max_capacity(c.manifest_mib * MIB)
+            .time_to_live(Duration::from_secs(c.asset_ttl_secs.max(1)))
+            .eviction_listener(eviction_counter(&metrics, "manifest"))
+            .build();
+        let segments = Cache::builder()
+            .weigher(weigh_built)
+            .max_capacity(c.segment_mib * MIB)
+            .eviction_listener(eviction_counter(&metrics, "segment"))
+            .build();
+        Ok(Origin {
+            storages,
+            locators,
+            segment_policy: SegmentPolicy { target_secs: config.segment_duration },
+            assets,
+            manifests,
+            segments,
+            metrics,
+        })
+    }
+
+    pub fn locator(&self, id: &str) -> Option<&Locator> {
+        self.locators.get(id)
+    }
+
+    pub fn locators(&self) -> impl Iterator<Item = &Locator> {
+        self.locators.values()
+    }
+
+    /// Counts a cache lookup as hit or miss.
+    fn count_lookup(&self, cache: &str, fresh: bool) {
+        let result = if fresh { "miss" } else { "hit" };
+        self.metrics.cache_lookups.with_label_values(&[cache, result]).inc();
+    }
+
+    /// The loaded asset `name` of `locator` (cached; concurrent loads coalesced).
+    pub async fn asset(&self, locator: &Locator, name: &str) -> Result<Arc<Asset>, Arc<Error>> {
+        let key = AssetKey { storage: locator.storage.name().to_string(), folder: locator.asset_folder.clone(), name: name.to_string() };
+        let storage = locator.storage.clone();
+        let policy = self.segment_policy;
+        let entry = self
+            .assets
+            .entry(key.clone())
+            .or_try_insert_with(async move {
+                let source = asset::resolve_source(&storage, &key.folder, Some(&key.name)).await?;
+                asset::load(&storage, &source, policy).await.map(Arc::new)
+            })
+            .await?;
+        self.count_lookup("asset", entry.is_fresh());
+        Ok(entry.into_value())
+    }
+
+    /// Serves one parsed request for `locator`/`asset_name`.
+    pub async fn serve(&self, locator: &Locator, asset_name: &str, request: &ParsedUrl) -> Result<Arc<Built>, Arc<Error>> {
+        let asset = self.asset(locator, asset_name).await?;
+        let storage = &locator.storage;
+        match &request.resource {
+            Resource::Segment { bitrate, track, time, format } => {
+                let track = asset
+                    .track(track, *bitrate)
+                    .ok_or_else(|| Arc::new(Error::NotFound(format!("track '{track}' at bitrate {bitrate}"))))?;
+                let (number, segment) = track
+                    .timeline
+                    .find(*time)
+                    .ok_or_else(|| Arc::new(Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name))))?;
+                let key = SegmentKey {
+                    storage: storage.name().to_string(),
+                    file: track.file.clone(),
+                    version: track.file_index.version.clone(),
+                    track_position: track.track_position,
+                    first_sample: segment.first_sample,
+                    sample_count: segment.sample_count,
+                    sequence_number: number as u32 + 1,
+                    flavor: Flavor::from(*format),
+                };
+                let version = track.file_index.version.clone();
+                // The ETag leaves out the storage's own ETag: local stores derive it from inode
+                // numbers, which differ between replicas holding the same file.
+                let identity = {
+                    let mut recipe = key.clone();
+                    recipe.version.etag = None;
+                    identity_of(&recipe, &[&version])
+                };
+                let resource = request.resource.clone();
+                let metrics = self.metrics.clone();
+                let entry = self
+                    .segments
+                    .entry(key.clone())
+                    .or_try_insert_with(async move {
+                        let started = Instant::now();
+                        let output = package::render(storage, &asset, &resource, request.extension).await?;
+                        metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
+                        Ok::<_, Error>(Arc::new(Built::new(output, identity, &[&version], true)))
+                    })
+                    .await?;
+                self.count_lookup("segment", entry.is_fresh());
+                Ok(entry.into_value())
+            }
+            resource => {
+                let is_media = matches!(resource, Resource::Init { .. });
+                let key = ManifestKey {
+                    asset: AssetKey { storage: storage.name().to_string(), folder: locator.asset_folder.clone(), name: asset.name.clone() },
+                    resource: resource.clone(),
+                    extension: request.extension,
+                };
+                let entry = self
+                    .manifests
+                    .entry(key.clone())
+                    .or_try_insert_with(async {
+                        let output = package::render(storage, &asset, resource, request.extension).await?;
+                        let versions: Vec<&ObjectVersion> = asset.tracks.iter().map(|t| &t.file_index.version).collect();
+                        Ok::<_, Error>(Arc::new(Built::new(output, identity_of(&key, &versions), &versions, is_media)))
+                    })
+                    .await?;
+                self.count_lookup("manifest", entry.is_fresh());
+                Ok(entry.into_value())
+            }
+        }
+    }
+
+    /// Refreshes cache and storage gauges before a metrics scrape.
+    pub async fn sync_metrics(&self) {
+        for (name, entries, bytes) in [
+            ("asset", self.assets.entry_count(), self.assets.weighted_size()),
+            ("manifest", self.manifests.entry_count(), self.manifests.weighted_size()),
+            ("segment", self.segments.entry_count(), self.segments.weighted_size()),
+        ] {
+            self.metrics.cache_entries.with_label_values(&[name]).set(entries as i64);
+            self.metrics.cache_bytes.with_label_values(&[name]).set(bytes as i64);
+        }
+        for s in &self.storages {
+            self.metrics.sync_storage(s);
+        }
+    }
+
+    /// Drops every cached entry (tests; config reloads later).
+    pub fn invalidate_all(&self) {
+        self.assets.invalidate_all();
+        self.manifests.invalidate_all();
+        self.segments.invalidate_all();
+    }
+}

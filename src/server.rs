@@ -1,0 +1,427 @@
+//! HTTP in front of the origin: routing, conditional requests, ranges, CORS, caching
+//! headers, metrics and health endpoints, access logs. hyper 1 serves HTTP/1.1 and h2c on
+//! one port; every response carries a Content-Length (bodies are never chunked).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use tokio::net::TcpListener;
+
+use crate::config::HttpConfig;
+use crate::error::Error;
+use crate::origin::{Built, Origin};
+use crate::url;
+
+/// A response body made of byte chunks sent in order without copying.
+#[derive(Debug, Default)]
+pub struct PartsBody {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl PartsBody {
+    pub fn new(parts: impl IntoIterator<Item = Bytes>) -> Self {
+        let parts: VecDeque<Bytes> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let remaining = parts.iter().map(|p| p.len() as u64).sum();
+        PartsBody { parts, remaining }
+    }
+    fn empty() -> Self {
+        PartsBody::default()
+    }
+    fn text(s: impl Into<String>) -> Self {
+        PartsBody::new([Bytes::from(s.into())])
+    }
+}
+
+impl hyper::body::Body for PartsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.parts.pop_front() {
+            Some(part) => {
+                self.remaining -= part.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(part))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// The slice `range` of a body made of `parts`, zero-copy.
+fn slice_parts(parts: &[Bytes], range: std::ops::Range<u64>) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for part in parts {
+        let (start, end) = (offset, offset + part.len() as u64);
+        offset = end;
+        if end <= range.start || start >= range.end {
+            continue;
+        }
+        let from = range.start.saturating_sub(start) as usize;
+        let to = (range.end.min(end) - start) as usize;
+        out.push(part.slice(from..to));
+    }
+    out
+}
+
+/// Parses a single `bytes=` range against a body of `len` bytes: `Ok(None)` when the header
+/// should be ignored (malformed or several ranges: serve the whole body), `Err(())` when it
+/// cannot be satisfied.
+#[allow(clippy::result_unit_err)]
+pub fn parse_range(value: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
+        if suffix == 0 {
+            return Err(());
+        }
+        len.saturating_sub(suffix)..len
+    } else {
+        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
+        let end = if last.is_empty() {
+            len
+        } else {
+            match last.parse::<u64>() {
+                Ok(l) if l >= start => (l + 1).min(len),
+                _ => return Ok(None),
+            }
+        };
+        start..end
+    };
+    if range.start >= len {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// Whether `If-None-Match` lists `etag` (weak comparison, as RFC 9110 prescribes for it).
+fn etag_matches(header_value: &str, etag: &str) -> bool {
+    let bare = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    header_value.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
+}
+
+fn http_date(unix: i64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
+}
+
+/// Shared state of the HTTP service.
+pub struct Service {
+    pub origin: Arc<Origin>,
+    pub http: HttpConfig,
+    /// False while draining: /readyz then fails so load balancers stop sending traffic.
+    pub ready: AtomicBool,
+    cors_origin: HeaderValue,
+}
+
+type Resp = Response<PartsBody>;
+
+impl Service {
+    pub fn new(origin: Arc<Origin>, http: HttpConfig) -> Self {
+        let cors_origin = HeaderValue::from_str(&http.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
+        Service { origin, http, ready: AtomicBool::new(true), cors_origin }
+    }
+
+    fn base(&self, status: StatusCode) -> http::response::Builder {
+        Response::builder()
+            .status(status)
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone())
+            .header(header::ACCESS_CONTROL_EXPOSE_HEADERS, "Content-Length, Content-Range, ETag, Last-Modified")
+    }
+
+    fn finish(builder: http::response::Builder, body: PartsBody) -> Resp {
+        builder.body(body).unwrap_or_else(|_| Response::new(PartsBody::empty()))
+    }
+
+    fn error(&self, status: StatusCode, message: &str) -> Resp {
+        let b = self
+            .base(status)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(header::CACHE_CONTROL, format!("public, max-age={}", self.http.error_max_age));
+        Self::finish(b, PartsBody::text(format!("{message}\n")))
+    }
+
+    fn error_response(&self, e: &Error) -> Resp {
+        let status = match e {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Storage { .. } => StatusCode::BAD_GATEWAY,
+            Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(error = %e, "request failed");
+        }
+        self.error(status, &e.to_string())
+    }
+
+    fn plain(&self, content_type: &'static str, body: Vec<u8>) -> Resp {
+        let b = self.base(StatusCode::OK).header(header::CONTENT_TYPE, content_type).header(header::CACHE_CONTROL, "no-store");
+        Self::finish(b, PartsBody::new([Bytes::from(body)]))
+    }
+
+    /// Answers one request; `kind` is set for metrics and logs.
+    pub async fn handle(&self, method: &Method, path: &str, headers: &HeaderMap, kind: &mut &'static str) -> Resp {
+        if method == Method::OPTIONS {
+            return self.preflight(headers);
+        }
+        if method != Method::GET && method != Method::HEAD {
+            let b = self.base(StatusCode::METHOD_NOT_ALLOWED).header(header::ALLOW, "GET, HEAD, OPTIONS");
+            return Self::finish(b.header(header::CONTENT_TYPE, "text/plain; charset=utf-8"), PartsBody::text("method not allowed\n"));
+        }
+        match path {
+            "/healthz" => {
+                *kind = "health";
+                return self.plain("text/plain; charset=utf-8", b"ok\n".to_vec());
+            }
+            "/readyz" => {
+                *kind = "health";
+                return if self.ready.load(Ordering::Relaxed) {
+                    self.plain("text/plain; charset=utf-8", b"ready\n".to_vec())
+                } else {
+                    self.error(StatusCode::SERVICE_UNAVAILABLE, "draining")
+                };
+            }
+            "/metrics" => {
+                *kind = "metrics";
+                self.origin.sync_metrics().await;
+                return self.plain("text/plain; version=0.0.4", self.origin.metrics.render());
+            }
+            _ => {}
+        }
+        let (locator_id, asset_name, rest) = match split_media_path(path) {
+            Ok(parts) => parts,
+            Err(e) => return self.error_response(&e),
+        };
+        let parsed = match url::percent_decode(rest).and_then(|p| url::parse(&p)) {
+            Ok(p) => p,
+            Err(e) => return self.error_response(&e),
+        };
+        *kind = match parsed.resource {
+            url::Resource::Manifest(_) => "manifest",
+            url::Resource::MediaPlaylist { .. } => "playlist",
+            url::Resource::Init { .. } => "init",
+            url::Resource::Segment { .. } => "segment",
+        };
+        let Some(locator) = self.origin.locator(locator_id) else {
+            return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
+        };
+        match self.origin.serve(locator, asset_name, &parsed).await {
+            Ok(built) => self.respond(method, headers, &built),
+            Err(e) => self.error_response(&e),
+        }
+    }
+
+    fn preflight(&self, headers: &HeaderMap) -> Resp {
+        let allow_headers = headers
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("Range, If-None-Match, If-Modified-Since"));
+        let b = self
+            .base(StatusCode::NO_CONTENT)
+            .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")
+            .header(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers)
+            .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
+            .header(header::ALLOW, "GET, HEAD, OPTIONS");
+        Self::finish(b, PartsBody::empty())
+    }
+
+    /// A built resource as a 200, 206, 304 or 416 response.
+    fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
+        let max_age = if built.is_media { self.http.segment_max_age } else { self.http.manifest_max_age };
+        let cache_control = if built.is_media { format!("public, max-age={max_age}, immutable") } else { format!("public, max-age={max_age}") };
+        let last_modified = http_date(built.last_modified);
+        let b = self
+            .base(StatusCode::OK)
+            .header(header::CACHE_CONTROL, cache_control)
+            .header(header::ETAG, built.etag.as_str())
+            .header(header::LAST_MODIFIED, last_modified.as_str())
+            .header(header::ACCEPT_RANGES, "bytes");
+
+        let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let not_modified = match header_str(header::IF_NONE_MATCH) {
+            Some(tags) => etag_matches(tags, &built.etag),
+            None => header_str(header::IF_MODIFIED_SINCE)
+                .and_then(|d| httpdate::parse_http_date(d).ok())
+                .and_then(|since| since.duration_since(UNIX_EPOCH).ok())
+                .is_some_and(|since| built.last_modified <= since.as_secs() as i64),
+        };
+        if not_modified {
+            return Self::finish(b.status(StatusCode::NOT_MODIFIED), PartsBody::empty());
+        }
+        let b = b.header(header::CONTENT_TYPE, built.content_type);
+
+        // If-Range with a different validator means "send it all".
+        let range_applies = header_str(header::IF_RANGE).is_none_or(|v| v == built.etag || v == last_modified);
+        let range = match header_str(header::RANGE).filter(|_| range_applies) {
+            Some(value) => parse_range(value, built.len),
+            None => Ok(None),
+        };
+        let (b, parts, len) = match range {
+            Ok(None) => (b, built.parts.clone(), built.len),
+            Ok(Some(r)) => {
+                let b = b
+                    .status(StatusCode::PARTIAL_CONTENT)
+                    .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, built.len));
+                (b, slice_parts(&built.parts, r.clone()), r.end - r.start)
+            }
+            Err(()) => {
+                let b = b.status(StatusCode::RANGE_NOT_SATISFIABLE).header(header::CONTENT_RANGE, format!("bytes */{}", built.len));
+                return Self::finish(b.header(header::CONTENT_LENGTH, 0), PartsBody::empty());
+            }
+        };
+        let b = b.header(header::CONTENT_LENGTH, len);
+        if method == Method::HEAD {
+            return Self::finish(b, PartsBody::empty());
+        }
+        Self::finish(b, PartsBody::new(parts))
+    }
+
+    /// The hyper entry point: metrics, access log, then [`Service::handle`].
+    pub async fn call(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+        let started = Instant::now();
+        self.origin.metrics.in_flight.inc();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let mut kind = "other";
+        let response = self.handle(&method, &path, req.headers(), &mut kind).await;
+        let status = response.status();
+        let elapsed = started.elapsed();
+        let m = &self.origin.metrics;
+        m.in_flight.dec();
+        m.requests.with_label_values(&[kind, status.as_str()]).inc();
+        m.request_seconds.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
+        let bytes = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
+        // The query string is never logged: it may carry tokens.
+        tracing::info!(
+            target: "access",
+            peer = %peer,
+            method = %method,
+            path = %path,
+            status = status.as_u16(),
+            bytes = bytes,
+            kind = kind,
+            micros = elapsed.as_micros() as u64,
+            version = ?req.version(),
+        );
+        Ok(response)
+    }
+}
+
+/// Splits `/{locator}/{asset}.ism/{rest}`.
+fn split_media_path(path: &str) -> Result<(&str, &str, &str), Error> {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let (locator, rest) = trimmed.split_once('/').ok_or_else(|| Error::NotFound(format!("path '{path}'")))?;
+    let (asset, resource) = rest
+        .split_once(".ism/")
+        .ok_or_else(|| Error::BadRequest("expected /{locator}/{asset}.ism/{resource}".into()))?;
+    if locator.is_empty() || asset.is_empty() || asset.contains('/') {
+        return Err(Error::BadRequest("expected /{locator}/{asset}.ism/{resource}".into()));
+    }
+    Ok((locator, asset, resource))
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for up to `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = ConnBuilder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                let svc = hyper::service::service_fn(move |req| service.clone().call(req, peer));
+                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    service.ready.store(false, Ordering::Relaxed);
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain deadline passed with connections still open");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some(0..10)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some(90..100)));
+        assert_eq!(parse_range("bytes=50-1000", 100), Ok(Some(50..100)));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=-0", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range("bytes=5-1", 100), Ok(None));
+    }
+
+    #[test]
+    fn slices_across_parts() {
+        let parts = [Bytes::from_static(b"abc"), Bytes::from_static(b"defg"), Bytes::from_static(b"h")];
+        let got: Vec<u8> = slice_parts(&parts, 2..6).concat();
+        assert_eq!(got, b"cdef");
+    }
+
+    #[test]
+    fn etags_compare_weakly() {
+        assert!(etag_matches("\"a\", \"b\"", "\"b\""));
+        assert!(etag_matches("W/\"b\"", "\"b\""));
+        assert!(etag_matches("*", "\"b\""));
+        assert!(!etag_matches("\"c\"", "\"b\""));
+    }
+
+    #[test]
+    fn media_paths_split() {
+        assert_eq!(split_media_path("/loc/ladder.ism/manifest(format=m3u8-cmaf)").unwrap(), ("loc", "ladder", "manifest(format=m3u8-cmaf)"));
+        assert!(matches!(split_media_path("/loc/ladder/manifest"), Err(Error::BadRequest(_))));
+        assert!(matches!(split_media_path("/nothing"), Err(Error::NotFound(_))));
+    }
+}

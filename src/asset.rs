@@ -30,6 +30,9 @@ pub struct AssetTrack {
     /// Position of this track in `file_index.tracks`.
     pub track_position: usize,
     pub timeline: Timeline,
+    /// Presentation time a filter window cut from the start, in track ticks (0 unfiltered):
+    /// DASH adds it to presentationTimeOffset so the window starts at time 0.
+    pub window_offset: u64,
 }
 
 impl AssetTrack {
@@ -247,6 +250,7 @@ pub async fn load(storage: &Storage, source: &AssetSource, policy: SegmentPolicy
                 file_index: file_index.clone(),
                 track_position: position,
                 timeline: Timeline::default(),
+                window_offset: 0,
             });
         }
     }

@@ -23,6 +23,9 @@ pub struct Config {
     pub storage: Vec<StorageConfig>,
     #[serde(default)]
     pub locator: Vec<LocatorConfig>,
+    /// Named filters, usable in `manifest(…,filter=a;b)` and as locator defaults.
+    #[serde(default)]
+    pub filter: Vec<FilterConfig>,
     /// The folder the config file is in: relative storage paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -101,6 +104,33 @@ pub struct LocatorConfig {
     /// Folder inside the storage account holding the `.ism` / MP4 files.
     pub asset: String,
     pub policy: Policy,
+    /// Filters applied to every manifest of this locator, before those of the request.
+    #[serde(default)]
+    pub filters: Vec<String>,
+}
+
+/// A named manifest filter (AMS "dynamic filter"): a presentation window and a track
+/// selection. It changes which segments and tracks manifests list; segment URLs stay the
+/// same, so CDN caches are shared by every filter of an asset.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub name: String,
+    /// Presentation window start, seconds from the asset's start (rounded down to a segment).
+    #[serde(default)]
+    pub start_secs: Option<f64>,
+    /// Presentation window end, seconds (rounded up to a segment).
+    #[serde(default)]
+    pub end_secs: Option<f64>,
+    /// Keep video tracks whose URL bitrate is at least this.
+    #[serde(default)]
+    pub min_video_bitrate: Option<u64>,
+    /// Keep video tracks whose URL bitrate is at most this.
+    #[serde(default)]
+    pub max_video_bitrate: Option<u64>,
+    /// Keep only audio and text tracks in these languages (empty = all).
+    #[serde(default)]
+    pub languages: Vec<String>,
 }
 
 /// A configuration error, already phrased for the operator.
@@ -140,6 +170,20 @@ impl Config {
                 return Err(ConfigError(format!("{}storage name '{}' is used twice", at(&format!("\"{}\"", s.name)), s.name)));
             }
         }
+        let mut filters = std::collections::HashSet::new();
+        for f in &self.filter {
+            let here = at(&format!("\"{}\"", f.name));
+            if f.name.is_empty() || !f.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
+                return Err(ConfigError(format!("{here}filter name '{}' must be letters, digits, '-', '_', '.' or '~'", f.name)));
+            }
+            if !filters.insert(f.name.as_str()) {
+                return Err(ConfigError(format!("{here}filter name '{}' is used twice", f.name)));
+            }
+            let (start, end) = (f.start_secs.unwrap_or(0.0), f.end_secs.unwrap_or(f64::MAX));
+            if !(start.is_finite() && start >= 0.0 && end > start) {
+                return Err(ConfigError(format!("{here}filter '{}': need 0 <= start_secs < end_secs", f.name)));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for l in &self.locator {
             let here = at(&format!("\"{}\"", l.id));
@@ -154,6 +198,9 @@ impl Config {
                     "{}locator '{}': storage = \"{}\" names no [[storage]] account",
                     at(&format!("storage = \"{}\"", l.storage)), l.id, l.storage
                 )));
+            }
+            if let Some(unknown) = l.filters.iter().find(|f| !filters.contains(f.as_str())) {
+                return Err(ConfigError(format!("{here}locator '{}': filter '{unknown}' is not defined in a [[filter]]", l.id)));
             }
             if l.asset.split('/').any(|seg| seg == ".." || seg == ".") {
                 return Err(ConfigError(format!("{here}locator '{}': asset = \"{}\" must stay inside its storage", l.id, l.asset)));

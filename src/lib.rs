@@ -7,6 +7,7 @@
 pub mod asset;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod index;
 pub mod ism;
 pub mod metrics;

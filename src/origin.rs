@@ -16,8 +16,9 @@ use moka::future::Cache;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::asset::{self, Asset};
-use crate::config::{Config, ConfigError, Policy};
+use crate::config::{Config, ConfigError, FilterConfig, Policy};
 use crate::error::Error;
+use crate::filter;
 use crate::index::ObjectVersion;
 use crate::metrics::Metrics;
 use crate::package::{self, cmaf::Flavor};
@@ -33,6 +34,8 @@ pub struct Locator {
     /// Folder of the asset inside the storage account.
     pub asset_folder: String,
     pub policy: Policy,
+    /// Filters applied to every manifest of this locator.
+    pub default_filters: Vec<String>,
 }
 
 /// A built response body with what HTTP caching needs to know about it.
@@ -77,6 +80,8 @@ struct ManifestKey {
     asset: AssetKey,
     resource: Resource,
     extension: bool,
+    /// Every filter applied: the locator's defaults, then the request's.
+    filters: Vec<String>,
 }
 
 /// The bytes of a media segment are fully determined by these fields.
@@ -122,6 +127,7 @@ impl std::hash::Hasher for HashWriter<'_> {
 pub struct Origin {
     storages: Vec<Arc<Storage>>,
     locators: HashMap<String, Locator>,
+    filters: HashMap<String, FilterConfig>,
     segment_policy: SegmentPolicy,
     assets: Cache<AssetKey, Arc<Asset>>,
     manifests: Cache<ManifestKey, Arc<Built>>,
@@ -173,7 +179,13 @@ impl Origin {
                 .ok_or_else(|| ConfigError(format!("locator '{}': unknown storage '{}'", l.id, l.storage)))?;
             locators.insert(
                 l.id.clone(),
-                Locator { id: l.id.clone(), storage, asset_folder: l.asset.trim_matches('/').to_string(), policy: l.policy },
+                Locator {
+                    id: l.id.clone(),
+                    storage,
+                    asset_folder: l.asset.trim_matches('/').to_string(),
+                    policy: l.policy,
+                    default_filters: l.filters.clone(),
+                },
             );
         }
         let metrics = Arc::new(Metrics::new());
@@ -202,6 +214,7 @@ impl Origin {
         Ok(Origin {
             storages,
             locators,
+            filters: config.filter.iter().map(|f| (f.name.clone(), f.clone())).collect(),
             segment_policy: SegmentPolicy { target_secs: config.segment_duration },
             assets,
             manifests,
@@ -289,16 +302,33 @@ impl Origin {
             }
             resource => {
                 let is_media = matches!(resource, Resource::Init { .. });
+                let request_filters: &[String] = match resource {
+                    Resource::Manifest(options) => &options.filters,
+                    Resource::MediaPlaylist { filters, .. } => filters,
+                    _ => &[],
+                };
+                let mut filter_names = locator.default_filters.clone();
+                for name in request_filters {
+                    if !filter_names.contains(name) {
+                        filter_names.push(name.clone());
+                    }
+                }
+                let filters = filter_names
+                    .iter()
+                    .map(|name| self.filters.get(name).ok_or_else(|| Arc::new(Error::NotFound(format!("filter '{name}'")))))
+                    .collect::<Result<Vec<&FilterConfig>, _>>()?;
                 let key = ManifestKey {
                     asset: AssetKey { storage: storage.name().to_string(), folder: locator.asset_folder.clone(), name: asset.name.clone() },
                     resource: resource.clone(),
                     extension: request.extension,
+                    filters: filter_names,
                 };
                 let entry = self
                     .manifests
                     .entry(key.clone())
                     .or_try_insert_with(async {
-                        let output = package::render(storage, &asset, resource, request.extension).await?;
+                        let filtered = filter::apply(&asset, &filters)?;
+                        let output = package::render(storage, &filtered, resource, request.extension).await?;
                         let versions: Vec<&ObjectVersion> = asset.tracks.iter().map(|t| &t.file_index.version).collect();
                         Ok::<_, Error>(Arc::new(Built::new(output, identity_of(&key, &versions), &versions, is_media)))
                     })

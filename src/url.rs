@@ -125,8 +125,9 @@ pub const MAX_FILTERS: usize = 3;
 pub enum Resource {
     /// `manifest(format=…)`
     Manifest(ManifestOptions),
-    /// `QualityLevels({bitrate})/Manifest({track},format=…)`
-    MediaPlaylist { bitrate: u64, track: String, format: Format },
+    /// `QualityLevels({bitrate})/Manifest({track},format=…[,filter=a;b])`: a filtered
+    /// multivariant playlist's children carry its filters, which trim their segment lists.
+    MediaPlaylist { bitrate: u64, track: String, format: Format, filters: Vec<String> },
     /// `QualityLevels({bitrate})/Fragments({track}=i,format=…)`
     Init { bitrate: u64, track: String, format: Format },
     /// `QualityLevels({bitrate})/Fragments({track}={time},format=…)`
@@ -247,8 +248,8 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
         let bitrate = parse_number(&rest[..end], "bitrate")?;
         let rest = rest[end + 1..].strip_prefix('/').ok_or_else(|| bad("expected '/' after QualityLevels(…)"))?;
         if let Some(args) = strip_prefix_ci(rest, "Manifest(") {
-            let (track, format) = parse_media_playlist_args(args)?;
-            (Resource::MediaPlaylist { bitrate, track, format }, Kind::MediaPlaylist)
+            let (track, format, filters) = parse_media_playlist_args(args)?;
+            (Resource::MediaPlaylist { bitrate, track, format, filters }, Kind::MediaPlaylist)
         } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
             let (track, time, format) = parse_fragment_args(args)?;
             let resource = match time {
@@ -308,14 +309,7 @@ fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
                 return Err(dup());
             }
         } else if key.eq_ignore_ascii_case("filter") {
-            let names: Vec<String> = value.split(';').map(str::to_owned).collect();
-            if names.len() > MAX_FILTERS {
-                return Err(bad(format!("more than {MAX_FILTERS} filters")));
-            }
-            for n in &names {
-                check_filter_name(n)?;
-            }
-            if filters.replace(names).is_some() {
+            if filters.replace(parse_filter_names(value)?).is_some() {
                 return Err(dup());
             }
         } else if key.eq_ignore_ascii_case("audio-only") {
@@ -345,28 +339,46 @@ fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
     Ok(ManifestOptions { format, filters: filters.unwrap_or_default(), audio_only, encryption })
 }
 
-/// Options after the track item of `Manifest(…)` / `Fragments(…)`: only `format=` for now.
-fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>) -> Result<Format> {
+/// `a;b;c` of a `filter=` option.
+fn parse_filter_names(value: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = value.split(';').map(str::to_owned).collect();
+    if names.len() > MAX_FILTERS {
+        return Err(bad(format!("more than {MAX_FILTERS} filters")));
+    }
+    for n in &names {
+        check_filter_name(n)?;
+    }
+    Ok(names)
+}
+
+/// Options after the track item of `Manifest(…)` / `Fragments(…)`: `format=`, and `filter=`
+/// where `allow_filters` (media playlists).
+fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, allow_filters: bool) -> Result<(Format, Vec<String>)> {
     let mut format = None;
+    let mut filters = None;
     for item in items {
         let (key, value) = split_option(item)?;
         if key.eq_ignore_ascii_case("format") {
             if format.replace(Format::parse(value)?).is_some() {
                 return Err(bad("duplicate option 'format'"));
             }
+        } else if allow_filters && key.eq_ignore_ascii_case("filter") {
+            if filters.replace(parse_filter_names(value)?).is_some() {
+                return Err(bad("duplicate option 'filter'"));
+            }
         } else {
             return Err(bad(format!("unknown option '{}'", clip(key))));
         }
     }
-    format.ok_or_else(|| bad("missing format="))
+    Ok((format.ok_or_else(|| bad("missing format="))?, filters.unwrap_or_default()))
 }
 
-fn parse_media_playlist_args(args: &str) -> Result<(String, Format)> {
+fn parse_media_playlist_args(args: &str) -> Result<(String, Format, Vec<String>)> {
     let mut items = split_args(args)?;
     let track = items.next().unwrap_or_default();
     check_track_name(track)?;
-    let format = parse_child_options(items)?;
-    Ok((track.to_owned(), format))
+    let (format, filters) = parse_child_options(items, true)?;
+    Ok((track.to_owned(), format, filters))
 }
 
 fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, Format)> {
@@ -375,7 +387,7 @@ fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, Format)> {
     let (track, time) = first.split_once('=').ok_or_else(|| bad("expected {track}=i or {track}={time}"))?;
     check_track_name(track)?;
     let time = if time == "i" { None } else { Some(parse_number(time, "time")?) };
-    let format = parse_child_options(items)?;
+    let (format, _) = parse_child_options(items, false)?;
     Ok((track.to_owned(), time, format))
 }
 
@@ -409,15 +421,7 @@ pub fn format(resource: &Resource, extension: bool) -> String {
                 out.push_str(",encryption=");
                 push_encoded(&mut out, e);
             }
-            if !o.filters.is_empty() {
-                out.push_str(",filter=");
-                for (i, f) in o.filters.iter().enumerate() {
-                    if i > 0 {
-                        out.push(';');
-                    }
-                    push_encoded(&mut out, f);
-                }
-            }
+            push_filters(&mut out, &o.filters);
             if let Some(a) = o.audio_only {
                 out.push_str(if a { ",audio-only=true" } else { ",audio-only=false" });
             }
@@ -435,15 +439,24 @@ pub fn format(resource: &Resource, extension: bool) -> String {
     out
 }
 
+/// `,filter=a;b` when there are filters.
+fn push_filters(out: &mut String, filters: &[String]) {
+    for (i, f) in filters.iter().enumerate() {
+        out.push_str(if i == 0 { ",filter=" } else { ";" });
+        push_encoded(out, f);
+    }
+}
+
 /// `Manifest(…)` / `Fragments(…)` without the `QualityLevels(…)/` prefix or extension.
 fn push_child(out: &mut String, resource: &Resource) {
     match resource {
         Resource::Manifest(_) => {}
-        Resource::MediaPlaylist { track, format, .. } => {
+        Resource::MediaPlaylist { track, format, filters, .. } => {
             out.push_str("Manifest(");
             push_encoded(out, track);
             out.push_str(",format=");
             out.push_str(format.as_str());
+            push_filters(out, filters);
             out.push(')');
         }
         Resource::Init { track, format, .. } => {
@@ -594,12 +607,12 @@ mod tests {
             ),
             (
                 "QualityLevels(128000)/Manifest(aac_eng_2_128,format=m3u8-cmaf)",
-                Resource::MediaPlaylist { bitrate: 128000, track: "aac_eng_2_128".into(), format: Format::M3u8Cmaf },
+                Resource::MediaPlaylist { bitrate: 128000, track: "aac_eng_2_128".into(), format: Format::M3u8Cmaf, filters: vec![] },
                 false,
             ),
             (
-                "qualitylevels(0)/manifest(v,format=m3u8-cmaf).m3u8",
-                Resource::MediaPlaylist { bitrate: 0, track: "v".into(), format: Format::M3u8Cmaf },
+                "qualitylevels(0)/manifest(v,format=m3u8-cmaf,filter=first2s).m3u8",
+                Resource::MediaPlaylist { bitrate: 0, track: "v".into(), format: Format::M3u8Cmaf, filters: vec!["first2s".into()] },
                 true,
             ),
             (
@@ -729,7 +742,7 @@ mod tests {
             });
         let bitrate = prop_oneof![0u64..10_000_000, any::<u64>()];
         let playlist = (bitrate.clone(), arb_name())
-            .prop_map(|(bitrate, track)| Resource::MediaPlaylist { bitrate, track, format: Format::M3u8Cmaf });
+            .prop_map(|(bitrate, track)| Resource::MediaPlaylist { bitrate, track, format: Format::M3u8Cmaf, filters: vec![] });
         let init = (bitrate.clone(), arb_name(), arb_format())
             .prop_map(|(bitrate, track, format)| Resource::Init { bitrate, track, format });
         let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format())

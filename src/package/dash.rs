@@ -142,7 +142,7 @@ struct S {
 /// with a PTO and is ignored.
 fn presentation_time_offset(track: &AssetTrack) -> u64 {
     let edit = track.index().info.edit;
-    edit.media_time.saturating_sub(edit.empty_duration)
+    edit.media_time.saturating_sub(edit.empty_duration) + track.window_offset
 }
 
 /// `<S>` runs: equal consecutive durations collapse into `r`; `t` on the first and after any

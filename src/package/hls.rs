@@ -51,9 +51,11 @@ fn average(track: &AssetTrack) -> u64 {
     }
 }
 
-/// The media playlist URL of `track`, relative to the multivariant playlist.
-fn media_playlist_url(track: &AssetTrack, format: Format, extension: bool) -> String {
-    url::format(&Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format }, extension)
+/// The media playlist URL of `track`, relative to the multivariant playlist; it carries the
+/// multivariant's filters so the media playlist lists the same segments.
+fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: bool) -> String {
+    let (format, filters) = (options.format, &options.filters);
+    url::format(&Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format, filters: filters.to_vec() }, extension)
 }
 
 /// GROUP-ID of an audio codec family.
@@ -162,7 +164,6 @@ fn join_codecs(a: &str, b: &str) -> Option<String> {
 /// are not listed yet.
 pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -> String {
     set_precision();
-    let format = options.format;
     let groups = audio_groups(asset);
 
     let mut alternatives = Vec::new();
@@ -180,7 +181,7 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
             let channels = t.index().info.codec.channels;
             alternatives.push(AlternativeMedia {
                 media_type: AlternativeMediaType::Audio,
-                uri: Some(media_playlist_url(t, format, extension)),
+                uri: Some(media_playlist_url(t, options, extension)),
                 group_id: g.id.clone(),
                 language: (!t.language.is_empty() && t.language != "und").then(|| t.language.clone()),
                 name,
@@ -199,7 +200,7 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
         let resolution =
             (codec.width > 0 && codec.height > 0).then_some(Resolution { width: codec.width as u64, height: codec.height as u64 });
         let frame_rate = frame_rate(v);
-        let uri = media_playlist_url(v, format, extension);
+        let uri = media_playlist_url(v, options, extension);
         if groups.is_empty() {
             variants.push(VariantStream {
                 uri,
@@ -230,7 +231,7 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
         for g in &groups {
             let Some(default) = g.tracks.first() else { continue };
             variants.push(VariantStream {
-                uri: media_playlist_url(default, format, extension),
+                uri: media_playlist_url(default, options, extension),
                 bandwidth: g.peak(),
                 average_bandwidth: Some(g.average()),
                 codecs: join_codecs(&g.codecs(), ""),
@@ -502,6 +503,7 @@ pub(crate) mod fixtures {
                 file_index,
                 track_position: 0,
                 timeline,
+                window_offset: 0,
             })
             .collect();
         Asset { name: "fixture".to_owned(), tracks }
@@ -654,7 +656,7 @@ mod tests {
         for track in &asset.tracks {
             for extension in [false, true] {
                 let base = url::format(
-                    &Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf },
+                    &Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, filters: vec![] },
                     extension,
                 );
                 let text = media_playlist(&asset, track, Format::M3u8Cmaf, extension);

@@ -64,7 +64,7 @@ pub async fn render(storage: &Storage, asset: &Asset, resource: &Resource, exten
             Format::M3u8Cmaf => Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension)),
             Format::MpdTimeCmaf | Format::MpdTimeCsf => Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, extension)),
         }),
-        Resource::MediaPlaylist { bitrate, track, format } => {
+        Resource::MediaPlaylist { bitrate, track, format, .. } => {
             if !format.is_hls() {
                 return Err(Error::BadRequest(format!("media playlists exist only for HLS formats, not {}", format.as_str())));
             }
@@ -100,7 +100,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
     let mut out = vec![Resource::Manifest(crate::url::ManifestOptions { format, filters: Vec::new(), audio_only: None, encryption: None })];
     for t in &asset.tracks {
         if format.is_hls() {
-            out.push(Resource::MediaPlaylist { bitrate: t.bitrate, track: t.name.clone(), format });
+            out.push(Resource::MediaPlaylist { bitrate: t.bitrate, track: t.name.clone(), format, filters: Vec::new() });
         }
         out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format });
         for s in &t.timeline.segments {

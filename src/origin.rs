@@ -341,6 +341,10 @@ impl Origin {
 
     /// Refreshes cache and storage gauges before a metrics scrape.
     pub async fn sync_metrics(&self) {
+        // moka counts entries and weights lazily: apply pending inserts before reading them.
+        self.assets.run_pending_tasks().await;
+        self.manifests.run_pending_tasks().await;
+        self.segments.run_pending_tasks().await;
         for (name, entries, bytes) in [
             ("asset", self.assets.entry_count(), self.assets.weighted_size()),
             ("manifest", self.manifests.entry_count(), self.manifests.weighted_size()),

@@ -186,16 +186,13 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
         let next = segments.get(k + 1).map(|n| n.time).unwrap_or(end_time.max(segments[k].time));
         segments[k].duration = next.saturating_sub(segments[k].time);
     }
-    let ts = track.info.timescale.max(1) as u64;
-    let peak = segments
-        .iter()
-        .filter(|seg| seg.duration > 0)
-        .map(|seg| seg.bytes * 8 * ts / seg.duration)
-        .max()
-        .unwrap_or(0);
+    // bits/s = bytes * 8 * timescale / ticks, in u128 so no timescale or size overflows it.
+    let ts = track.info.timescale.max(1) as u128;
+    let rate = |bytes: u64, ticks: u64| (bytes as u128 * 8 * ts).checked_div(ticks as u128).map_or(0, |r| r.min(u64::MAX as u128) as u64);
+    let peak = segments.iter().map(|seg| rate(seg.bytes, seg.duration)).max().unwrap_or(0);
     let total_bytes: u64 = segments.iter().map(|seg| seg.bytes).sum();
     let total_duration: u64 = segments.iter().map(|seg| seg.duration).sum();
-    let average = if total_duration > 0 { total_bytes * 8 * ts / total_duration } else { 0 };
+    let average = rate(total_bytes, total_duration);
     Timeline { timescale: track.info.timescale, segments, peak_bitrate: peak, average_bitrate: average }
 }
 

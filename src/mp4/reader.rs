@@ -224,7 +224,7 @@ impl<'a> Cursor<'a> {
     }
     /// Checks that a table of `count` entries of `entry_len` bytes fits before allocating for it.
     pub fn check_table(&self, count: u32, entry_len: usize, what: &str) -> ParseResult<usize> {
-        let need = (count as usize).checked_mul(entry_len).unwrap_or(usize::MAX);
+        let need = (count as usize).saturating_mul(entry_len);
         if need > self.remaining() {
             return err(format!("'{what}' declares {count} entries but holds only {} bytes", self.remaining()));
         }

@@ -39,6 +39,15 @@ impl AssetTrack {
     pub fn index(&self) -> &TrackIndex {
         &self.file_index.tracks[self.track_position]
     }
+    /// Bitrate manifests advertise as the peak (HLS BANDWIDTH, DASH @bandwidth): the measured
+    /// peak segment bitrate, or the URL bitrate for a track without segments.
+    pub fn peak_bitrate(&self) -> u64 {
+        if self.timeline.peak_bitrate > 0 { self.timeline.peak_bitrate } else { self.bitrate }
+    }
+    /// Mean bitrate manifests advertise (HLS AVERAGE-BANDWIDTH), with the same fallback.
+    pub fn average_bitrate(&self) -> u64 {
+        if self.timeline.average_bitrate > 0 { self.timeline.average_bitrate } else { self.bitrate }
+    }
 }
 
 /// A loaded asset.

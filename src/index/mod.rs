@@ -205,7 +205,8 @@ impl TrackIndex {
     }
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
+/// Greatest common divisor, at least 1 (safe to divide by).
+pub fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a.max(1)
     } else {

@@ -163,26 +163,10 @@ fn segment_timeline(track: &AssetTrack) -> Vec<S> {
     out
 }
 
-fn bandwidth(track: &AssetTrack) -> u64 {
-    if track.timeline.peak_bitrate > 0 {
-        track.timeline.peak_bitrate
-    } else {
-        track.bitrate
-    }
-}
-
 /// Representation@id: `{name}-{bitrate}` (whitespace is not allowed in the id).
 fn representation_id(track: &AssetTrack) -> String {
     let name: String = track.name.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect();
     format!("{name}-{}", track.bitrate)
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 fn representation(track: &AssetTrack, format: Format, extension: bool) -> Representation {
@@ -198,7 +182,7 @@ fn representation(track: &AssetTrack, format: Format, extension: bool) -> Repres
     let pto = presentation_time_offset(track);
     Representation {
         id: representation_id(track),
-        bandwidth: bandwidth(track),
+        bandwidth: track.peak_bitrate(),
         codecs: (!codec.codec_string.is_empty()).then(|| codec.codec_string.clone()),
         width: (video && codec.width > 0).then_some(codec.width),
         height: (video && codec.height > 0).then_some(codec.height),
@@ -247,7 +231,7 @@ fn adaptation_set(id: usize, tracks: &[&AssetTrack], format: Format, extension: 
     let first = *tracks.first()?;
     let video = first.kind == TrackKind::Video;
     let mut sorted: Vec<&AssetTrack> = tracks.to_vec();
-    sorted.sort_by_key(|t| bandwidth(t));
+    sorted.sort_by_key(|t| t.peak_bitrate());
     let representations: Vec<Representation> = sorted.iter().map(|t| representation(t, format, extension)).collect();
 
     let (mut max_width, mut max_height, mut par) = (None, None, None);
@@ -263,7 +247,7 @@ fn adaptation_set(id: usize, tracks: &[&AssetTrack], format: Format, extension: 
         let ratios: Vec<(u64, u64)> = sizes
             .iter()
             .map(|&(w, h)| {
-                let g = gcd(w as u64, h as u64).max(1);
+                let g = crate::index::gcd(w as u64, h as u64);
                 (w as u64 / g, h as u64 / g)
             })
             .collect();

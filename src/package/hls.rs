@@ -33,24 +33,6 @@ fn into_string(buf: Vec<u8>) -> String {
     String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// BANDWIDTH: the measured peak, or the URL bitrate when the timeline has none.
-fn peak(track: &AssetTrack) -> u64 {
-    if track.timeline.peak_bitrate > 0 {
-        track.timeline.peak_bitrate
-    } else {
-        track.bitrate
-    }
-}
-
-/// AVERAGE-BANDWIDTH, with the same fallback.
-fn average(track: &AssetTrack) -> u64 {
-    if track.timeline.average_bitrate > 0 {
-        track.timeline.average_bitrate
-    } else {
-        track.bitrate
-    }
-}
-
 /// The media playlist URL of `track`, relative to the multivariant playlist; it carries the
 /// multivariant's filters so the media playlist lists the same segments.
 fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: bool) -> String {
@@ -92,10 +74,10 @@ struct AudioGroup<'a> {
 
 impl AudioGroup<'_> {
     fn peak(&self) -> u64 {
-        self.tracks.iter().map(|t| peak(t)).max().unwrap_or(0)
+        self.tracks.iter().map(|t| t.peak_bitrate()).max().unwrap_or(0)
     }
     fn average(&self) -> u64 {
-        self.tracks.iter().map(|t| average(t)).max().unwrap_or(0)
+        self.tracks.iter().map(|t| t.average_bitrate()).max().unwrap_or(0)
     }
     /// Distinct codec strings of the group, comma separated (CODECS must name every codec a
     /// rendition of the group may use).
@@ -204,8 +186,8 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
         if groups.is_empty() {
             variants.push(VariantStream {
                 uri,
-                bandwidth: peak(v),
-                average_bandwidth: Some(average(v)),
+                bandwidth: v.peak_bitrate(),
+                average_bandwidth: Some(v.average_bitrate()),
                 codecs: join_codecs(&codec.codec_string, ""),
                 resolution,
                 frame_rate,
@@ -216,8 +198,8 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
         for g in &groups {
             variants.push(VariantStream {
                 uri: uri.clone(),
-                bandwidth: peak(v) + g.peak(),
-                average_bandwidth: Some(average(v) + g.average()),
+                bandwidth: v.peak_bitrate() + g.peak(),
+                average_bandwidth: Some(v.average_bitrate() + g.average()),
                 codecs: join_codecs(&codec.codec_string, &g.codecs()),
                 resolution,
                 frame_rate,

@@ -94,8 +94,9 @@ const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "m4a", "mov", "ismv", "isma", 
 pub enum AssetSource {
     /// A SMIL server manifest at this path.
     Ism(String),
-    /// Every media file directly inside this folder.
-    Folder(String),
+    /// The media files directly inside a folder without an `.ism` (from the listing that
+    /// found there is none, so loading does not list again).
+    Folder { path: String, media_files: Vec<String> },
     /// A single media file.
     File(String),
 }
@@ -104,11 +105,11 @@ impl AssetSource {
     /// The asset's URL name: the `.ism`'s file stem, the folder's or the file's name.
     pub fn name(&self) -> String {
         let path = match self {
-            AssetSource::Ism(p) | AssetSource::Folder(p) | AssetSource::File(p) => p,
+            AssetSource::Ism(p) | AssetSource::Folder { path: p, .. } | AssetSource::File(p) => p,
         };
         let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
         match self {
-            AssetSource::Folder(_) => last.to_string(),
+            AssetSource::Folder { .. } => last.to_string(),
             _ => last.rsplit_once('.').map(|(stem, _)| stem).unwrap_or(last).to_string(),
         }
     }
@@ -135,11 +136,19 @@ pub async fn resolve_source(storage: &Storage, folder: &str, name: Option<&str>)
         .map(|o| o.location.to_string())
         .filter(|p| p.to_ascii_lowercase().ends_with(".ism"))
         .collect();
+    let media_files: Vec<String> = objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .filter(|p| {
+            let lower = p.to_ascii_lowercase();
+            MEDIA_EXTENSIONS.iter().any(|ext| lower.ends_with(&format!(".{ext}")))
+        })
+        .collect();
+    let folder_source = AssetSource::Folder { path: folder.to_string(), media_files };
     if let Some(name) = name {
         if let Some(ism) = isms.iter().find(|p| AssetSource::Ism((*p).clone()).name() == name) {
             return Ok(AssetSource::Ism(ism.clone()));
         }
-        let folder_source = AssetSource::Folder(folder.to_string());
         if isms.is_empty() && folder_source.name() == name && !objects.is_empty() {
             return Ok(folder_source);
         }
@@ -147,7 +156,7 @@ pub async fn resolve_source(storage: &Storage, folder: &str, name: Option<&str>)
     }
     match isms.len() {
         0 if objects.is_empty() => Err(Error::NotFound(format!("asset folder '{folder}' is empty or missing"))),
-        0 => Ok(AssetSource::Folder(folder.to_string())),
+        0 => Ok(folder_source),
         _ => Ok(AssetSource::Ism(isms[0].clone())),
     }
 }
@@ -200,17 +209,7 @@ pub async fn load(storage: &Storage, source: &AssetSource, policy: SegmentPolicy
             let ism = parse_ism(&xml).map_err(|e| Error::asset(path, e))?;
             choices_from_ism(path, ism)
         }
-        AssetSource::Folder(folder) => storage
-            .list(folder)
-            .await?
-            .into_iter()
-            .map(|o| o.location.to_string())
-            .filter(|p| {
-                let lower = p.to_ascii_lowercase();
-                MEDIA_EXTENSIONS.iter().any(|ext| lower.ends_with(&format!(".{ext}")))
-            })
-            .map(TrackChoice::whole_file)
-            .collect(),
+        AssetSource::Folder { media_files, .. } => media_files.iter().cloned().map(TrackChoice::whole_file).collect(),
         AssetSource::File(path) => vec![TrackChoice::whole_file(path.clone())],
     };
     if choices.is_empty() {

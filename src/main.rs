@@ -93,12 +93,15 @@ type CliResult<T> = Result<T, String>;
 
 /// Local storage rooted at the asset folder's parent, and the asset within it, so file
 /// paths read like `ladder/video_150k.mp4` whatever PATH named.
-fn open_local(path: &Path) -> CliResult<(Storage, AssetSource)> {
+async fn open_local(path: &Path) -> CliResult<(Storage, AssetSource)> {
     let path = path.canonicalize().map_err(|e| format!("{}: {e}", path.display()))?;
     let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (root, source) = if path.is_dir() {
-        (path.parent().unwrap_or(&path).to_path_buf(), AssetSource::Folder(name(&path)))
-    } else {
+    if path.is_dir() {
+        let storage = Storage::local("local", path.parent().unwrap_or(&path)).map_err(|e| e.to_string())?;
+        let source = asset::resolve_source(&storage, &name(&path), None).await.map_err(|e| e.to_string())?;
+        return Ok((storage, source));
+    }
+    let (root, source) = {
         let folder = path.parent().unwrap_or(Path::new("/"));
         let root = folder.parent().unwrap_or(folder).to_path_buf();
         let rel = if root == folder { name(&path) } else { format!("{}/{}", name(folder), name(&path)) };
@@ -110,11 +113,7 @@ fn open_local(path: &Path) -> CliResult<(Storage, AssetSource)> {
 }
 
 async fn load(path: &Path, segment_duration: Option<f64>) -> CliResult<(Storage, Asset)> {
-    let (storage, source) = open_local(path)?;
-    let source = match source {
-        AssetSource::Folder(folder) => asset::resolve_source(&storage, &folder, None).await.map_err(|e| e.to_string())?,
-        other => other,
-    };
+    let (storage, source) = open_local(path).await?;
     let policy = SegmentPolicy { target_secs: segment_duration };
     let asset = asset::load(&storage, &source, policy).await.map_err(|e| e.to_string())?;
     Ok((storage, asset))

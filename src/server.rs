@@ -188,8 +188,9 @@ impl Service {
             return self.preflight(headers);
         }
         if method != Method::GET && method != Method::HEAD {
-            let b = self.base(StatusCode::METHOD_NOT_ALLOWED).header(header::ALLOW, "GET, HEAD, OPTIONS");
-            return Self::finish(b.header(header::CONTENT_TYPE, "text/plain; charset=utf-8"), PartsBody::text("method not allowed\n"));
+            let mut response = self.error(StatusCode::METHOD_NOT_ALLOWED, &format!("method {method} not allowed"));
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+            return response;
         }
         match path {
             "/healthz" => {

@@ -90,7 +90,23 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
+    /// No encryption; requests with `encryption=` are refused.
     Clear,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Clear => "clear",
+        }
+    }
+
+    /// Whether a request for `encryption` (None = clear) may be served under this policy.
+    pub fn allows(self, encryption: Option<crate::url::Encryption>) -> bool {
+        match self {
+            Policy::Clear => encryption.is_none(),
+        }
+    }
 }
 
 /// A streaming locator: a published URL id for an asset.

@@ -10,6 +10,10 @@ pub enum Error {
     /// The request itself is malformed (URL grammar, options).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The locator's streaming policy does not allow what was asked (e.g. clear output of a
+    /// protected asset, or an encryption the policy does not list).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A locator, asset, track, segment time or file does not exist.
     #[error("not found: {0}")]
     NotFound(String),

@@ -256,10 +256,19 @@ impl Origin {
 
     /// Serves one parsed request for `locator`/`asset_name`.
     pub async fn serve(&self, locator: &Locator, asset_name: &str, request: &ParsedUrl) -> Result<Arc<Built>, Arc<Error>> {
+        let encryption = request.resource.encryption();
+        if !locator.policy.allows(encryption) {
+            let asked = encryption.map_or("clear output", |e| e.as_str());
+            return Err(Arc::new(Error::Forbidden(format!(
+                "locator '{}' has streaming policy '{}', which does not allow {asked}",
+                locator.id,
+                locator.policy.as_str()
+            ))));
+        }
         let asset = self.asset(locator, asset_name).await?;
         let storage = &locator.storage;
         match &request.resource {
-            Resource::Segment { bitrate, track, time, format } => {
+            Resource::Segment { bitrate, track, time, format, .. } => {
                 let track = asset
                     .track(track, *bitrate)
                     .ok_or_else(|| Arc::new(Error::NotFound(format!("track '{track}' at bitrate {bitrate}"))))?;

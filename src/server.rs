@@ -167,6 +167,7 @@ impl Service {
     fn error_response(&self, e: &Error) -> Resp {
         let status = match e {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Storage { .. } => StatusCode::BAD_GATEWAY,
             Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -102,9 +102,9 @@ pub struct ManifestOptions {
     pub filters: Vec<String>,
     /// `audio-only=false`: HLS multivariant without audio-only variants.
     pub audio_only: Option<bool>,
-    /// `encryption=cbc|cenc|cbcs-aapl`, lower-case. Parsed and validated here; whether the
-    /// locator allows it is decided later.
-    pub encryption: Option<String>,
+    /// `encryption=cbc|cenc|cbcs-aapl`. Parsed here; whether the locator allows it is decided
+    /// by its policy.
+    pub encryption: Option<Encryption>,
 }
 
 impl ManifestOptions {
@@ -114,8 +114,37 @@ impl ManifestOptions {
     }
 }
 
-/// Values accepted for `encryption=`.
-pub const ENCRYPTIONS: [&str; 3] = ["cbc", "cenc", "cbcs-aapl"];
+/// The `encryption=` option: which protection a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encryption {
+    /// AES-128 "envelope": whole segments, AES-128-CBC with PKCS#7 padding (HLS `METHOD=AES-128`).
+    Cbc,
+    /// Common Encryption 'cenc' (AES-CTR, subsamples).
+    Cenc,
+    /// Common Encryption 'cbcs' (AES-CBC 1:9 pattern), FairPlay-compatible.
+    CbcsAapl,
+}
+
+impl Encryption {
+    pub const ALL: [Encryption; 3] = [Encryption::Cbc, Encryption::Cenc, Encryption::CbcsAapl];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encryption::Cbc => "cbc",
+            Encryption::Cenc => "cenc",
+            Encryption::CbcsAapl => "cbcs-aapl",
+        }
+    }
+
+    /// Parses an `encryption=` value (case-insensitive).
+    pub fn parse(value: &str) -> Result<Encryption> {
+        Encryption::ALL
+            .iter()
+            .copied()
+            .find(|e| e.as_str().eq_ignore_ascii_case(value))
+            .ok_or_else(|| bad(format!("unknown encryption '{}'", clip(value))))
+    }
+}
 
 /// At most this many `filter=` names.
 pub const MAX_FILTERS: usize = 3;
@@ -125,16 +154,27 @@ pub const MAX_FILTERS: usize = 3;
 pub enum Resource {
     /// `manifest(format=…)`
     Manifest(ManifestOptions),
-    /// `QualityLevels({bitrate})/Manifest({track},format=…[,filter=a;b])`: a filtered
-    /// multivariant playlist's children carry its filters, which trim their segment lists.
-    MediaPlaylist { bitrate: u64, track: String, format: Format, filters: Vec<String> },
-    /// `QualityLevels({bitrate})/Fragments({track}=i,format=…)`
-    Init { bitrate: u64, track: String, format: Format },
-    /// `QualityLevels({bitrate})/Fragments({track}={time},format=…)`
-    Segment { bitrate: u64, track: String, time: u64, format: Format },
+    /// `QualityLevels({bitrate})/Manifest({track},format=…[,encryption=…][,filter=a;b])`: a
+    /// filtered multivariant playlist's children carry its filters, which trim their segment
+    /// lists; every child carries the encryption, which changes its bytes.
+    MediaPlaylist { bitrate: u64, track: String, format: Format, encryption: Option<Encryption>, filters: Vec<String> },
+    /// `QualityLevels({bitrate})/Fragments({track}=i,format=…[,encryption=…])`
+    Init { bitrate: u64, track: String, format: Format, encryption: Option<Encryption> },
+    /// `QualityLevels({bitrate})/Fragments({track}={time},format=…[,encryption=…])`
+    Segment { bitrate: u64, track: String, time: u64, format: Format, encryption: Option<Encryption> },
 }
 
 impl Resource {
+    /// The `encryption=` option of the resource, if any.
+    pub fn encryption(&self) -> Option<Encryption> {
+        match self {
+            Resource::Manifest(o) => o.encryption,
+            Resource::MediaPlaylist { encryption, .. } | Resource::Init { encryption, .. } | Resource::Segment { encryption, .. } => {
+                *encryption
+            }
+        }
+    }
+
     pub fn format(&self) -> Format {
         match self {
             Resource::Manifest(o) => o.format,
@@ -248,13 +288,15 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
         let bitrate = parse_number(&rest[..end], "bitrate")?;
         let rest = rest[end + 1..].strip_prefix('/').ok_or_else(|| bad("expected '/' after QualityLevels(…)"))?;
         if let Some(args) = strip_prefix_ci(rest, "Manifest(") {
-            let (track, format, filters) = parse_media_playlist_args(args)?;
-            (Resource::MediaPlaylist { bitrate, track, format, filters }, Kind::MediaPlaylist)
+            let (track, o) = parse_media_playlist_args(args)?;
+            let resource = Resource::MediaPlaylist { bitrate, track, format: o.format, encryption: o.encryption, filters: o.filters };
+            (resource, Kind::MediaPlaylist)
         } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
-            let (track, time, format) = parse_fragment_args(args)?;
+            let (track, time, o) = parse_fragment_args(args)?;
+            let (format, encryption) = (o.format, o.encryption);
             let resource = match time {
-                None => Resource::Init { bitrate, track, format },
-                Some(time) => Resource::Segment { bitrate, track, time, format },
+                None => Resource::Init { bitrate, track, format, encryption },
+                Some(time) => Resource::Segment { bitrate, track, time, format, encryption },
             };
             (resource, Kind::Fragment)
         } else {
@@ -324,11 +366,7 @@ fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
                 return Err(dup());
             }
         } else if key.eq_ignore_ascii_case("encryption") {
-            let v = ENCRYPTIONS
-                .iter()
-                .find(|e| e.eq_ignore_ascii_case(value))
-                .ok_or_else(|| bad(format!("unknown encryption '{}'", clip(value))))?;
-            if encryption.replace((*v).to_owned()).is_some() {
+            if encryption.replace(Encryption::parse(value)?).is_some() {
                 return Err(dup());
             }
         } else {
@@ -351,16 +389,27 @@ fn parse_filter_names(value: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Options after the track item of `Manifest(…)` / `Fragments(…)`: `format=`, and `filter=`
-/// where `allow_filters` (media playlists).
-fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, allow_filters: bool) -> Result<(Format, Vec<String>)> {
+/// Options after the track item of `Manifest(…)` / `Fragments(…)`.
+struct ChildOptions {
+    format: Format,
+    encryption: Option<Encryption>,
+    filters: Vec<String>,
+}
+
+/// Parses `format=`, `encryption=`, and `filter=` where `allow_filters` (media playlists).
+fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, allow_filters: bool) -> Result<ChildOptions> {
     let mut format = None;
+    let mut encryption = None;
     let mut filters = None;
     for item in items {
         let (key, value) = split_option(item)?;
         if key.eq_ignore_ascii_case("format") {
             if format.replace(Format::parse(value)?).is_some() {
                 return Err(bad("duplicate option 'format'"));
+            }
+        } else if key.eq_ignore_ascii_case("encryption") {
+            if encryption.replace(Encryption::parse(value)?).is_some() {
+                return Err(bad("duplicate option 'encryption'"));
             }
         } else if allow_filters && key.eq_ignore_ascii_case("filter") {
             if filters.replace(parse_filter_names(value)?).is_some() {
@@ -370,25 +419,24 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, allow_filters: 
             return Err(bad(format!("unknown option '{}'", clip(key))));
         }
     }
-    Ok((format.ok_or_else(|| bad("missing format="))?, filters.unwrap_or_default()))
+    let format = format.ok_or_else(|| bad("missing format="))?;
+    Ok(ChildOptions { format, encryption, filters: filters.unwrap_or_default() })
 }
 
-fn parse_media_playlist_args(args: &str) -> Result<(String, Format, Vec<String>)> {
+fn parse_media_playlist_args(args: &str) -> Result<(String, ChildOptions)> {
     let mut items = split_args(args)?;
     let track = items.next().unwrap_or_default();
     check_track_name(track)?;
-    let (format, filters) = parse_child_options(items, true)?;
-    Ok((track.to_owned(), format, filters))
+    Ok((track.to_owned(), parse_child_options(items, true)?))
 }
 
-fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, Format)> {
+fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, ChildOptions)> {
     let mut items = split_args(args)?;
     let first = items.next().unwrap_or_default();
     let (track, time) = first.split_once('=').ok_or_else(|| bad("expected {track}=i or {track}={time}"))?;
     check_track_name(track)?;
     let time = if time == "i" { None } else { Some(parse_number(time, "time")?) };
-    let (format, _) = parse_child_options(items, false)?;
-    Ok((track.to_owned(), time, format))
+    Ok((track.to_owned(), time, parse_child_options(items, false)?))
 }
 
 /// Appends `name`, percent-encoding every byte outside `[A-Za-z0-9._~-]`.
@@ -417,10 +465,7 @@ pub fn format(resource: &Resource, extension: bool) -> String {
         Resource::Manifest(o) => {
             out.push_str("manifest(format=");
             out.push_str(o.format.as_str());
-            if let Some(e) = &o.encryption {
-                out.push_str(",encryption=");
-                push_encoded(&mut out, e);
-            }
+            push_encryption(&mut out, o.encryption);
             push_filters(&mut out, &o.filters);
             if let Some(a) = o.audio_only {
                 out.push_str(if a { ",audio-only=true" } else { ",audio-only=false" });
@@ -439,6 +484,14 @@ pub fn format(resource: &Resource, extension: bool) -> String {
     out
 }
 
+/// `,encryption=…` when there is one.
+fn push_encryption(out: &mut String, encryption: Option<Encryption>) {
+    if let Some(e) = encryption {
+        out.push_str(",encryption=");
+        out.push_str(e.as_str());
+    }
+}
+
 /// `,filter=a;b` when there are filters.
 fn push_filters(out: &mut String, filters: &[String]) {
     for (i, f) in filters.iter().enumerate() {
@@ -451,26 +504,29 @@ fn push_filters(out: &mut String, filters: &[String]) {
 fn push_child(out: &mut String, resource: &Resource) {
     match resource {
         Resource::Manifest(_) => {}
-        Resource::MediaPlaylist { track, format, filters, .. } => {
+        Resource::MediaPlaylist { track, format, encryption, filters, .. } => {
             out.push_str("Manifest(");
             push_encoded(out, track);
             out.push_str(",format=");
             out.push_str(format.as_str());
+            push_encryption(out, *encryption);
             push_filters(out, filters);
             out.push(')');
         }
-        Resource::Init { track, format, .. } => {
+        Resource::Init { track, format, encryption, .. } => {
             out.push_str("Fragments(");
             push_encoded(out, track);
             out.push_str("=i,format=");
             out.push_str(format.as_str());
+            push_encryption(out, *encryption);
             out.push(')');
         }
-        Resource::Segment { track, time, format, .. } => {
+        Resource::Segment { track, time, format, encryption, .. } => {
             out.push_str("Fragments(");
             push_encoded(out, track);
             let _ = write!(out, "={time},format=");
             out.push_str(format.as_str());
+            push_encryption(out, *encryption);
             out.push(')');
         }
     }
@@ -504,7 +560,7 @@ pub struct SegmentUrls {
 
 impl SegmentUrls {
     /// `relative`: leave out `QualityLevels({bitrate})/` (for media playlists).
-    pub fn new(bitrate: u64, track: &str, format: Format, extension: bool, relative: bool) -> Self {
+    pub fn new(bitrate: u64, track: &str, format: Format, encryption: Option<Encryption>, extension: bool, relative: bool) -> Self {
         let mut prefix = String::with_capacity(48);
         if !relative {
             let _ = write!(prefix, "QualityLevels({bitrate})/");
@@ -515,6 +571,7 @@ impl SegmentUrls {
         let mut suffix = String::with_capacity(32);
         suffix.push_str(",format=");
         suffix.push_str(format.as_str());
+        push_encryption(&mut suffix, encryption);
         suffix.push(')');
         if extension {
             suffix.push('.');
@@ -577,7 +634,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn seg(bitrate: u64, track: &str, time: u64, format: Format) -> Resource {
-        Resource::Segment { bitrate, track: track.into(), time, format }
+        Resource::Segment { bitrate, track: track.into(), time, format, encryption: None }
     }
 
     #[test]
@@ -587,7 +644,7 @@ mod tests {
                 format,
                 filters: filters.iter().map(|s| s.to_string()).collect(),
                 audio_only,
-                encryption: encryption.map(str::to_owned),
+                encryption: encryption.map(|e| Encryption::parse(e).unwrap()),
             })
         };
         let cases: Vec<(&str, Resource, bool)> = vec![
@@ -607,22 +664,22 @@ mod tests {
             ),
             (
                 "QualityLevels(128000)/Manifest(aac_eng_2_128,format=m3u8-cmaf)",
-                Resource::MediaPlaylist { bitrate: 128000, track: "aac_eng_2_128".into(), format: Format::M3u8Cmaf, filters: vec![] },
+                Resource::MediaPlaylist { bitrate: 128000, track: "aac_eng_2_128".into(), format: Format::M3u8Cmaf, encryption: None, filters: vec![] },
                 false,
             ),
             (
                 "qualitylevels(0)/manifest(v,format=m3u8-cmaf,filter=first2s).m3u8",
-                Resource::MediaPlaylist { bitrate: 0, track: "v".into(), format: Format::M3u8Cmaf, filters: vec!["first2s".into()] },
+                Resource::MediaPlaylist { bitrate: 0, track: "v".into(), format: Format::M3u8Cmaf, encryption: None, filters: vec!["first2s".into()] },
                 true,
             ),
             (
                 "QualityLevels(3000000)/Fragments(video=i,format=mpd-time-cmaf)",
-                Resource::Init { bitrate: 3000000, track: "video".into(), format: Format::MpdTimeCmaf },
+                Resource::Init { bitrate: 3000000, track: "video".into(), format: Format::MpdTimeCmaf, encryption: None },
                 false,
             ),
             (
                 "QualityLevels(3000000)/Fragments(video=i,format=m3u8-cmaf).mp4",
-                Resource::Init { bitrate: 3000000, track: "video".into(), format: Format::M3u8Cmaf },
+                Resource::Init { bitrate: 3000000, track: "video".into(), format: Format::M3u8Cmaf, encryption: None },
                 true,
             ),
             ("QualityLevels(1)/Fragments(video=0,format=m3u8-cmaf)", seg(1, "video", 0, Format::M3u8Cmaf), false),
@@ -715,10 +772,10 @@ mod tests {
         let r = seg(128000, "aac eng", 1024, Format::M3u8Cmaf);
         assert_eq!(format(&r, false), "QualityLevels(128000)/Fragments(aac%20eng=1024,format=m3u8-cmaf)");
         assert_eq!(relative_to_quality_level(&r, true), "Fragments(aac%20eng=1024,format=m3u8-cmaf).m4s");
-        let urls = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, true, false);
+        let urls = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, None, true, false);
         assert_eq!(urls.url(1024), format(&r, true));
         assert_eq!(urls.template(), "QualityLevels(128000)/Fragments(aac%20eng=$Time$,format=m3u8-cmaf).m4s");
-        let rel = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, false, true);
+        let rel = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, None, false, true);
         assert_eq!(rel.url(1024), relative_to_quality_level(&r, false));
     }
 
@@ -730,23 +787,33 @@ mod tests {
         "[A-Za-z0-9._~-]{1,24}"
     }
 
+    fn arb_encryption() -> impl Strategy<Value = Option<Encryption>> {
+        prop::option::of(prop::sample::select(Encryption::ALL.to_vec()))
+    }
+
     fn arb_resource() -> impl Strategy<Value = Resource> {
         let manifest = (
             arb_format(),
             prop::collection::vec(arb_name(), 0..=MAX_FILTERS),
             prop::option::of(any::<bool>()),
-            prop::option::of(prop::sample::select(ENCRYPTIONS.to_vec())),
+            arb_encryption(),
         )
             .prop_map(|(format, filters, audio_only, encryption)| {
-                Resource::Manifest(ManifestOptions { format, filters, audio_only, encryption: encryption.map(str::to_owned) })
+                Resource::Manifest(ManifestOptions { format, filters, audio_only, encryption })
             });
         let bitrate = prop_oneof![0u64..10_000_000, any::<u64>()];
-        let playlist = (bitrate.clone(), arb_name())
-            .prop_map(|(bitrate, track)| Resource::MediaPlaylist { bitrate, track, format: Format::M3u8Cmaf, filters: vec![] });
-        let init = (bitrate.clone(), arb_name(), arb_format())
-            .prop_map(|(bitrate, track, format)| Resource::Init { bitrate, track, format });
-        let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format())
-            .prop_map(|(bitrate, track, time, format)| Resource::Segment { bitrate, track, time, format });
+        let playlist = (bitrate.clone(), arb_name(), arb_encryption(), prop::collection::vec(arb_name(), 0..=MAX_FILTERS))
+            .prop_map(|(bitrate, track, encryption, filters)| Resource::MediaPlaylist {
+                bitrate,
+                track,
+                format: Format::M3u8Cmaf,
+                encryption,
+                filters,
+            });
+        let init = (bitrate.clone(), arb_name(), arb_format(), arb_encryption())
+            .prop_map(|(bitrate, track, format, encryption)| Resource::Init { bitrate, track, format, encryption });
+        let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format(), arb_encryption())
+            .prop_map(|(bitrate, track, time, format, encryption)| Resource::Segment { bitrate, track, time, format, encryption });
         prop_oneof![manifest, playlist, init, segment]
     }
 
@@ -756,15 +823,15 @@ mod tests {
             let url = format(&resource, extension);
             let parsed = parse(&url).map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
             prop_assert_eq!(parsed, ParsedUrl { resource: resource.clone(), extension });
-            if let Resource::Segment { bitrate, track, time, format: f } = &resource {
-                let urls = SegmentUrls::new(*bitrate, track, *f, extension, false);
+            if let Resource::Segment { bitrate, track, time, format: f, encryption } = &resource {
+                let urls = SegmentUrls::new(*bitrate, track, *f, *encryption, extension, false);
                 prop_assert_eq!(urls.url(*time), url);
             }
         }
 
         #[test]
         fn any_name_round_trips_through_percent_encoding(track in "[^/(),=\\p{Cc}]{1,16}", time in any::<u64>(), extension in any::<bool>()) {
-            let resource = Resource::Segment { bitrate: 1, track, time, format: Format::MpdTimeCmaf };
+            let resource = Resource::Segment { bitrate: 1, track, time, format: Format::MpdTimeCmaf, encryption: None };
             let url = format(&resource, extension);
             prop_assert!(url.bytes().all(|b| b.is_ascii_graphic()), "{}", url);
             let parsed = parse(&percent_decode(&url).map_err(|e| TestCaseError::fail(e.to_string()))?)

@@ -502,6 +502,9 @@ async fn bad_urls_get_their_status_and_a_one_line_reason() {
         (format!("/{l}/ladder.ism/QualityLevels(150000)/Manifest(video,format=mpd-time-cmaf)"), 400),
         // Unknown filter: the issue says 404.
         (format!("/{l}/ladder.ism/manifest(format=m3u8-cmaf,filter=nosuch)"), 404),
+        // A clear locator refuses encrypted output, manifests and segments alike.
+        (format!("/{l}/ladder.ism/manifest(format=m3u8-cmaf,encryption=cbc)"), 403),
+        (format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(video=1024,format=m3u8-cmaf,encryption=cenc)"), 403),
     ];
     let mut failures = Vec::new();
     for (path, want) in cases {

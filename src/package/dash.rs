@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::asset::{Asset, AssetTrack};
 use crate::index::{CodecFamily, TrackKind};
-use crate::url::{self, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 
 const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
 const PROFILES_CMAF: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019";
@@ -169,7 +169,7 @@ fn representation_id(track: &AssetTrack) -> String {
     format!("{name}-{}", track.bitrate)
 }
 
-fn representation(track: &AssetTrack, format: Format, extension: bool) -> Representation {
+fn representation(track: &AssetTrack, format: Format, encryption: Option<Encryption>, extension: bool) -> Representation {
     let info = &track.index().info;
     let codec = &info.codec;
     let video = track.kind == TrackKind::Video;
@@ -196,10 +196,10 @@ fn representation(track: &AssetTrack, format: Format, extension: bool) -> Repres
             timescale: track.timeline.timescale,
             presentation_time_offset: (pto > 0).then_some(pto),
             initialization: url::format(
-                &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format },
+                &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
                 extension,
             ),
-            media: SegmentUrls::new(track.bitrate, &track.name, format, extension, false).template(),
+            media: SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, false).template(),
             segment_timeline: SegmentTimeline { s: segment_timeline(track) },
         },
     }
@@ -227,12 +227,13 @@ fn aligned(tracks: &[&AssetTrack]) -> bool {
     })
 }
 
-fn adaptation_set(id: usize, tracks: &[&AssetTrack], format: Format, extension: bool) -> Option<AdaptationSet> {
+fn adaptation_set(id: usize, tracks: &[&AssetTrack], options: &ManifestOptions, extension: bool) -> Option<AdaptationSet> {
+    let format = options.format;
     let first = *tracks.first()?;
     let video = first.kind == TrackKind::Video;
     let mut sorted: Vec<&AssetTrack> = tracks.to_vec();
     sorted.sort_by_key(|t| t.peak_bitrate());
-    let representations: Vec<Representation> = sorted.iter().map(|t| representation(t, format, extension)).collect();
+    let representations: Vec<Representation> = sorted.iter().map(|t| representation(t, format, options.encryption, extension)).collect();
 
     let (mut max_width, mut max_height, mut par) = (None, None, None);
     if video {
@@ -312,7 +313,7 @@ pub fn mpd(asset: &Asset, options: &ManifestOptions, extension: bool) -> String 
         }
     }
     let adaptation_sets: Vec<AdaptationSet> =
-        sets.iter().enumerate().filter_map(|(i, s)| adaptation_set(i, s, format, extension)).collect();
+        sets.iter().enumerate().filter_map(|(i, s)| adaptation_set(i, s, options, extension)).collect();
     let duration_ms = sets.iter().flatten().map(|t| presentation_ms(t)).max().unwrap_or(0);
     let segments: usize = sets.iter().flatten().map(|t| t.timeline.segments.len()).sum();
 
@@ -485,7 +486,7 @@ mod tests {
                     assert_eq!(
                         init,
                         ParsedUrl {
-                            resource: Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format },
+                            resource: Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption: None },
                             extension
                         }
                     );
@@ -499,7 +500,7 @@ mod tests {
                         assert_eq!(
                             parsed,
                             ParsedUrl {
-                                resource: Resource::Segment { bitrate: track.bitrate, track: track.name.clone(), time: t, format },
+                                resource: Resource::Segment { bitrate: track.bitrate, track: track.name.clone(), time: t, format, encryption: None },
                                 extension
                             }
                         );

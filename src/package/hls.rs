@@ -18,7 +18,7 @@ use m3u8_rs::{
 
 use crate::asset::{Asset, AssetTrack};
 use crate::index::{CodecFamily, TrackKind};
-use crate::url::{self, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 
 /// The playlist version: EXT-X-MAP without I-frames-only needs 6; 7 is what Apple's tools
 /// write for fMP4.
@@ -37,7 +37,14 @@ fn into_string(buf: Vec<u8>) -> String {
 /// multivariant's filters so the media playlist lists the same segments.
 fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: bool) -> String {
     let (format, filters) = (options.format, &options.filters);
-    url::format(&Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format, filters: filters.to_vec() }, extension)
+    let resource = Resource::MediaPlaylist {
+        bitrate: track.bitrate,
+        track: track.name.clone(),
+        format,
+        encryption: options.encryption,
+        filters: filters.to_vec(),
+    };
+    url::format(&resource, extension)
 }
 
 /// GROUP-ID of an audio codec family.
@@ -248,16 +255,15 @@ fn target_duration(max_duration: u64, timescale: u32) -> u64 {
 
 /// The media playlist of `track` at `QualityLevels(b)/Manifest(name,format=…)`. Init and media
 /// segment URIs are relative to that location (`Fragments(…)`).
-pub fn media_playlist(asset: &Asset, track: &AssetTrack, format: Format, extension: bool) -> String {
-    let _ = asset;
+pub fn media_playlist(track: &AssetTrack, format: Format, encryption: Option<Encryption>, extension: bool) -> String {
     set_precision();
     let timeline = &track.timeline;
     let timescale = timeline.timescale.max(1) as f64;
     let max_duration = timeline.segments.iter().map(|s| s.duration).max().unwrap_or(0);
 
-    let urls = SegmentUrls::new(track.bitrate, &track.name, format, extension, true);
+    let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, true);
     let init = url::relative_to_quality_level(
-        &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format },
+        &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
         extension,
     );
     let mut map = Some(Map { uri: init, ..Default::default() });
@@ -638,10 +644,10 @@ mod tests {
         for track in &asset.tracks {
             for extension in [false, true] {
                 let base = url::format(
-                    &Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, filters: vec![] },
+                    &Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, encryption: None, filters: vec![] },
                     extension,
                 );
-                let text = media_playlist(&asset, track, Format::M3u8Cmaf, extension);
+                let text = media_playlist(track, Format::M3u8Cmaf, None, extension);
                 assert!(text.contains("\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
                 assert!(text.contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
                 assert!(text.ends_with("#EXT-X-ENDLIST\n"));
@@ -665,7 +671,7 @@ mod tests {
                 assert_eq!(
                     init,
                     ParsedUrl {
-                        resource: Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf },
+                        resource: Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, encryption: None },
                         extension
                     }
                 );
@@ -679,7 +685,8 @@ mod tests {
                                 bitrate: track.bitrate,
                                 track: track.name.clone(),
                                 time: seg.time,
-                                format: Format::M3u8Cmaf
+                                format: Format::M3u8Cmaf,
+                                encryption: None,
                             },
                             extension
                         }
@@ -710,7 +717,7 @@ mod tests {
         let start = std::time::Instant::now();
         let mut bytes = 0;
         for _ in 0..runs {
-            bytes += media_playlist(&asset, video, Format::M3u8Cmaf, true).len();
+            bytes += media_playlist(video, Format::M3u8Cmaf, None, true).len();
         }
         let each = start.elapsed() / runs;
         eprintln!("media playlist, {} segments, {} bytes: {:?}", video.timeline.segments.len(), bytes / runs as usize, each);

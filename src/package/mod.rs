@@ -64,19 +64,19 @@ pub async fn render(storage: &Storage, asset: &Asset, resource: &Resource, exten
             Format::M3u8Cmaf => Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension)),
             Format::MpdTimeCmaf | Format::MpdTimeCsf => Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, extension)),
         }),
-        Resource::MediaPlaylist { bitrate, track, format, .. } => {
+        Resource::MediaPlaylist { bitrate, track, format, encryption, .. } => {
             if !format.is_hls() {
                 return Err(Error::BadRequest(format!("media playlists exist only for HLS formats, not {}", format.as_str())));
             }
             let track = find_track(asset, track, *bitrate)?;
-            Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(asset, track, *format, extension)))
+            Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(track, *format, *encryption, extension)))
         }
-        Resource::Init { bitrate, track, format } => {
+        Resource::Init { bitrate, track, format, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             let init = cmaf::init_segment(track.index(), cmaf::Flavor::from(*format));
             Ok(Output { content_type: media_content_type(track), parts: vec![init] })
         }
-        Resource::Segment { bitrate, track, time, format } => {
+        Resource::Segment { bitrate, track, time, format, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             let (number, segment) = track
                 .timeline
@@ -100,11 +100,11 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
     let mut out = vec![Resource::Manifest(crate::url::ManifestOptions { format, filters: Vec::new(), audio_only: None, encryption: None })];
     for t in &asset.tracks {
         if format.is_hls() {
-            out.push(Resource::MediaPlaylist { bitrate: t.bitrate, track: t.name.clone(), format, filters: Vec::new() });
+            out.push(Resource::MediaPlaylist { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None, filters: Vec::new() });
         }
-        out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format });
+        out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
         for s in &t.timeline.segments {
-            out.push(Resource::Segment { bitrate: t.bitrate, track: t.name.clone(), time: s.time, format });
+            out.push(Resource::Segment { bitrate: t.bitrate, track: t.name.clone(), time: s.time, format, encryption: None });
         }
     }
     out

@@ -20,6 +20,8 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
     pub storage: Vec<StorageConfig>,
     #[serde(default)]
     pub locator: Vec<LocatorConfig>,
@@ -74,6 +76,22 @@ impl Default for HttpConfig {
             error_max_age: 10,
             cors_allow_origin: "*".to_string(),
         }
+    }
+}
+
+/// Bounds on work in progress.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Uncached segments read and built at once; further misses wait. Bounds the memory of
+    /// source reads in flight (one segment's bytes each) when many clients ask for different
+    /// uncached segments.
+    pub segment_builds: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { segment_builds: 32 }
     }
 }
 
@@ -175,6 +193,9 @@ impl Config {
 
     fn check(&self, text: &str) -> Result<(), ConfigError> {
         let at = |needle: &str| line_of_text(text, needle).map(|l| format!("line {l}: ")).unwrap_or_default();
+        if self.limits.segment_builds == 0 {
+            return Err(ConfigError(format!("{}segment_builds must be at least 1", at("segment_builds"))));
+        }
         if let Some(d) = self.segment_duration {
             if !(d.is_finite() && (0.5..=60.0).contains(&d)) {
                 return Err(ConfigError(format!("{}segment_duration = {d}: must be between 0.5 and 60 seconds", at("segment_duration"))));

@@ -132,6 +132,8 @@ pub struct Origin {
     assets: Cache<AssetKey, Arc<Asset>>,
     manifests: Cache<ManifestKey, Arc<Built>>,
     segments: Cache<SegmentKey, Arc<Built>>,
+    /// Permits for uncached segment builds (`limits.segment_builds`).
+    segment_builds: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -219,6 +221,7 @@ impl Origin {
             assets,
             manifests,
             segments,
+            segment_builds: Arc::new(tokio::sync::Semaphore::new(config.limits.segment_builds)),
             metrics,
         })
     }
@@ -296,10 +299,13 @@ impl Origin {
                 };
                 let resource = request.resource.clone();
                 let metrics = self.metrics.clone();
+                let permits = self.segment_builds.clone();
                 let entry = self
                     .segments
                     .entry(key.clone())
                     .or_try_insert_with(async move {
+                        // The semaphore is never closed, so acquiring only fails if it were.
+                        let _permit = permits.acquire().await.map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
                         let started = Instant::now();
                         let output = package::render(storage, &asset, &resource, request.extension).await?;
                         metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());

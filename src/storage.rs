@@ -22,6 +22,10 @@ use crate::index::ObjectVersion;
 pub struct Storage {
     name: String,
     store: Arc<dyn ObjectStore>,
+    /// Root folder when the account is local disk: ranged reads then go straight to the file.
+    /// object_store's local backend zero-fills each read buffer before reading into it,
+    /// which doubled the memory traffic of an uncached segment.
+    local_root: Option<PathBuf>,
     stats: StorageStats,
 }
 
@@ -35,7 +39,7 @@ pub struct StorageStats {
 
 impl Storage {
     pub fn new(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> Self {
-        Storage { name: name.into(), store, stats: StorageStats::default() }
+        Storage { name: name.into(), store, local_root: None, stats: StorageStats::default() }
     }
 
     /// A local directory as a storage account.
@@ -45,7 +49,9 @@ impl Storage {
             path: dir.display().to_string(),
             message: e.to_string(),
         })?;
-        Ok(Self::new(name, Arc::new(store)))
+        let mut storage = Self::new(name, Arc::new(store));
+        storage.local_root = dir.canonicalize().ok();
+        Ok(storage)
     }
 
     /// Opens a storage account from a URL: `file:///abs`, `file://relative` (relative to
@@ -88,6 +94,15 @@ impl Storage {
     /// object ends first.
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         let location = object_path(path)?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(location.as_ref());
+            let bytes = read_local_range(file, range).await.map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::NotFound(path.to_string()),
+                _ => Error::Storage { path: path.to_string(), message: e.to_string() },
+            })?;
+            self.count(bytes.len());
+            return Ok(bytes);
+        }
         let options = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
         let result = self.store.get_opts(&location, options).await.map_err(|e| Error::storage(path, e))?;
         let bytes = result.bytes().await.map_err(|e| Error::storage(path, e))?;
@@ -156,6 +171,22 @@ pub fn object_path(path: &str) -> Result<Path> {
         return Err(Error::BadRequest(format!("path '{path}' leaves its asset folder")));
     }
     Path::parse(trimmed).map_err(|e| Error::BadRequest(format!("invalid object path '{path}': {e}")))
+}
+
+/// Reads `range` of a local file into uninitialised capacity (no zero-fill), on the blocking
+/// pool. Shorter than asked when the file ends first, like object_store's ranged GET.
+async fn read_local_range(file: PathBuf, range: Range<u64>) -> std::io::Result<Bytes> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&file)?;
+        f.seek(SeekFrom::Start(range.start))?;
+        let len = range.end.saturating_sub(range.start);
+        let mut buf = Vec::with_capacity(len as usize);
+        f.take(len).read_to_end(&mut buf)?;
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 fn version_of(meta: &ObjectMeta) -> ObjectVersion {

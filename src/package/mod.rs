@@ -5,6 +5,7 @@
 pub mod cmaf;
 pub mod dash;
 pub mod hls;
+pub mod ts;
 
 use bytes::Bytes;
 

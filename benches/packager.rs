@@ -60,7 +60,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     c.bench_function("hls media playlist 2h (3600 segments)", |b| {
-        b.iter(|| hls::media_playlist(&video, Format::M3u8Cmaf, None, false))
+        b.iter(|| hls::media_playlist(&video, Format::M3u8Cmaf, None, None, false))
     });
     c.bench_function("hls multivariant", |b| b.iter(|| hls::multivariant(&asset, &options(Format::M3u8Cmaf), false)));
     c.bench_function("dash mpd 2h", |b| b.iter(|| dash::mpd(&asset, &options(Format::MpdTimeCmaf), false)));
@@ -69,7 +69,7 @@ fn benches(c: &mut Criterion) {
     let segment =
         Resource::Segment { bitrate: video.bitrate, track: video.name.clone(), time: middle.time, format: Format::M3u8Cmaf, encryption: None };
     c.bench_function("video segment 2s 360p (read + build)", |b| {
-        b.to_async(&rt).iter(|| async { render(&storage, &asset, &segment, false).await.expect("segment") })
+        b.to_async(&rt).iter(|| async { render(&storage, &asset, &segment, false, None).await.expect("segment") })
     });
 }
 

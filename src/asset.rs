@@ -66,6 +66,13 @@ impl Asset {
     pub fn tracks_of(&self, kind: TrackKind) -> impl Iterator<Item = &AssetTrack> {
         self.tracks.iter().filter(move |t| t.kind == kind)
     }
+    /// The audio a player gets without choosing: of the first audio track's codec family,
+    /// the first track that is not an accessibility track (audio description).
+    pub fn default_audio(&self) -> Option<&AssetTrack> {
+        let family = self.tracks_of(TrackKind::Audio).next()?.index().info.codec.family;
+        let same_family = || self.tracks_of(TrackKind::Audio).filter(move |t| t.index().info.codec.family == family);
+        same_family().find(|t| t.accessibility.is_none()).or_else(|| same_family().next())
+    }
 }
 
 /// A summary for `inspect --json`.

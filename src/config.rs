@@ -110,21 +110,39 @@ pub struct StorageConfig {
 pub enum Policy {
     /// No encryption; requests with `encryption=` are refused.
     Clear,
+    /// AES-128 envelope (`encryption=cbc`) only; clear requests are refused.
+    Envelope,
 }
 
 impl Policy {
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::Clear => "clear",
+            Policy::Envelope => "envelope",
         }
     }
 
     /// Whether a request for `encryption` (None = clear) may be served under this policy.
     pub fn allows(self, encryption: Option<crate::url::Encryption>) -> bool {
+        use crate::url::Encryption;
         match self {
             Policy::Clear => encryption.is_none(),
+            Policy::Envelope => encryption == Some(Encryption::Cbc),
         }
     }
+
+    /// Whether the policy encrypts, so it needs content keys.
+    pub fn needs_keys(self) -> bool {
+        self != Policy::Clear
+    }
+}
+
+/// A content key in the config: 32 hex digits each (a GUID form is accepted for the KID).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    pub kid: String,
+    pub key: String,
 }
 
 /// A streaming locator: a published URL id for an asset.
@@ -141,6 +159,12 @@ pub struct LocatorConfig {
     /// Filters applied to every manifest of this locator, before those of the request.
     #[serde(default)]
     pub filters: Vec<String>,
+    /// Content keys (protected policies); the first one encrypts.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// Who may fetch the keys from the key endpoint (`mode = "open"` when absent).
+    #[serde(default)]
+    pub key_access: Option<crate::token::KeyAccess>,
 }
 
 /// A named manifest filter (AMS "dynamic filter"): a presentation window and a track
@@ -238,6 +262,18 @@ impl Config {
             }
             if let Some(unknown) = l.filters.iter().find(|f| !filters.contains(f.as_str())) {
                 return Err(ConfigError(format!("{here}locator '{}': filter '{unknown}' is not defined in a [[filter]]", l.id)));
+            }
+            if l.policy.needs_keys() && l.keys.is_empty() {
+                return Err(ConfigError(format!("{here}locator '{}': policy '{}' needs keys = [{{ kid = \"…\", key = \"…\" }}]", l.id, l.policy.as_str())));
+            }
+            for k in &l.keys {
+                // The message names the KID only: key material never appears in errors.
+                crate::crypto::ContentKey::from_hex(&k.kid, &k.key)
+                    .map_err(|e| ConfigError(format!("{}locator '{}': {e}", at(&k.kid), l.id)))?;
+            }
+            if let Some(crate::token::KeyAccess::Token(policy)) = &l.key_access {
+                crate::token::TokenVerifier::new(policy)
+                    .map_err(|e| ConfigError(format!("{}locator '{}' key_access: {e}", at("key_access"), l.id)))?;
             }
             if l.asset.split('/').any(|seg| seg == ".." || seg == ".") {
                 return Err(ConfigError(format!("{here}locator '{}': asset = \"{}\" must stay inside its storage", l.id, l.asset)));

@@ -6,6 +6,7 @@
 
 pub mod asset;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod filter;
 pub mod index;
@@ -17,6 +18,7 @@ pub mod package;
 pub mod server;
 pub mod storage;
 pub mod timeline;
+pub mod token;
 pub mod url;
 
 pub use error::{Error, Result};

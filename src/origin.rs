@@ -17,11 +17,15 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::asset::{self, Asset};
 use crate::config::{Config, ConfigError, FilterConfig, Policy};
+use crate::crypto::ContentKey;
+use crate::index::TrackKind;
+use crate::token::{KeyAccess, TokenVerifier};
+use crate::url::{Encryption, Format};
 use crate::error::Error;
 use crate::filter;
 use crate::index::ObjectVersion;
 use crate::metrics::Metrics;
-use crate::package::{self, cmaf::Flavor};
+use crate::package;
 use crate::storage::Storage;
 use crate::timeline::SegmentPolicy;
 use crate::url::{ParsedUrl, Resource};
@@ -36,6 +40,24 @@ pub struct Locator {
     pub policy: Policy,
     /// Filters applied to every manifest of this locator.
     pub default_filters: Vec<String>,
+    /// Content keys; the first encrypts.
+    pub keys: Vec<ContentKey>,
+    /// `None`: keys are open to anyone with the URL; else a JWT is required.
+    pub key_access: Option<Arc<TokenVerifier>>,
+}
+
+impl Locator {
+    /// The key that encrypts this locator's output and the key endpoint path players fetch
+    /// it from (`/{locator}/key/{kid}`), when the policy encrypts.
+    fn protection(&self) -> Option<(&ContentKey, String)> {
+        let key = self.keys.first()?;
+        Some((key, format!("/{}/key/{}", self.id, key.kid_hex())))
+    }
+
+    /// The key with id `kid`, for the key endpoint.
+    pub fn key(&self, kid: &[u8; 16]) -> Option<&ContentKey> {
+        self.keys.iter().find(|k| &k.kid == kid)
+    }
 }
 
 /// A built response body with what HTTP caching needs to know about it.
@@ -80,6 +102,8 @@ struct ManifestKey {
     asset: AssetKey,
     resource: Resource,
     extension: bool,
+    /// Encrypted playlists name the locator's key endpoint, so they are per locator.
+    key_uri: Option<String>,
     /// Every filter applied: the locator's defaults, then the request's.
     filters: Vec<String>,
 }
@@ -94,7 +118,14 @@ struct SegmentKey {
     first_sample: u32,
     sample_count: u32,
     sequence_number: u32,
-    flavor: Flavor,
+    /// Segment bytes differ per container and encryption (not per URL spelling or locator).
+    format: Format,
+    encryption: Option<Encryption>,
+    /// xxh3 of the content key: encrypted bytes differ per key. Never the key itself.
+    key_fingerprint: Option<u64>,
+    /// HLS v3 TS segments also hold the default audio's segment: its file, version, track
+    /// and samples.
+    muxed_audio: Option<(String, ObjectVersion, usize, u32, u32)>,
 }
 
 /// Hash of everything that determines a response's bytes, for its ETag. The crate version
@@ -187,6 +218,18 @@ impl Origin {
                     asset_folder: l.asset.trim_matches('/').to_string(),
                     policy: l.policy,
                     default_filters: l.filters.clone(),
+                    keys: l
+                        .keys
+                        .iter()
+                        .map(|k| ContentKey::from_hex(&k.kid, &k.key))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
+                    key_access: match &l.key_access {
+                        Some(KeyAccess::Token(policy)) => Some(Arc::new(
+                            TokenVerifier::new(policy).map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
+                        )),
+                        Some(KeyAccess::Open) | None => None,
+                    },
                 },
             );
         }
@@ -270,6 +313,9 @@ impl Origin {
         }
         let asset = self.asset(locator, asset_name).await?;
         let storage = &locator.storage;
+        // Only encrypted requests carry the key (the policy check above guarantees a clear
+        // request is allowed clear, and an encrypted one has keys).
+        let protection = encryption.and_then(|_| locator.protection());
         match &request.resource {
             Resource::Segment { bitrate, track, time, format, .. } => {
                 let track = asset
@@ -279,6 +325,11 @@ impl Origin {
                     .timeline
                     .find(*time)
                     .ok_or_else(|| Arc::new(Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name))))?;
+                let muxed_audio = (*format == Format::M3u8AaplV3 && track.kind == TrackKind::Video)
+                    .then(|| asset.default_audio())
+                    .flatten()
+                    .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)))
+                    .map(|(a, s)| (a.file.clone(), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count));
                 let key = SegmentKey {
                     storage: storage.name().to_string(),
                     file: track.file.clone(),
@@ -287,7 +338,14 @@ impl Origin {
                     first_sample: segment.first_sample,
                     sample_count: segment.sample_count,
                     sequence_number: number as u32 + 1,
-                    flavor: Flavor::from(*format),
+                    format: match format {
+                        // HLS-CMAF and DASH-CMAF segments are the same bytes: one cache entry.
+                        Format::MpdTimeCmaf => Format::M3u8Cmaf,
+                        other => *other,
+                    },
+                    encryption,
+                    key_fingerprint: protection.as_ref().map(|(k, _)| xxhash_rust::xxh3::xxh3_64(&k.key)),
+                    muxed_audio,
                 };
                 let version = track.file_index.version.clone();
                 // The ETag leaves out the storage's own ETag: local stores derive it from inode
@@ -295,8 +353,12 @@ impl Origin {
                 let identity = {
                     let mut recipe = key.clone();
                     recipe.version.etag = None;
+                    if let Some(audio) = &mut recipe.muxed_audio {
+                        audio.1.etag = None;
+                    }
                     identity_of(&recipe, &[&version])
                 };
+                let protection = protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri });
                 let resource = request.resource.clone();
                 let metrics = self.metrics.clone();
                 let permits = self.segment_builds.clone();
@@ -307,7 +369,7 @@ impl Origin {
                         // The semaphore is never closed, so acquiring only fails if it were.
                         let _permit = permits.acquire().await.map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
                         let started = Instant::now();
-                        let output = package::render(storage, &asset, &resource, request.extension).await?;
+                        let output = package::render(storage, &asset, &resource, request.extension, protection).await?;
                         metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
                         Ok::<_, Error>(Arc::new(Built::new(output, identity, &[&version], true)))
                     })
@@ -336,14 +398,16 @@ impl Origin {
                     asset: AssetKey { storage: storage.name().to_string(), folder: locator.asset_folder.clone(), name: asset.name.clone() },
                     resource: resource.clone(),
                     extension: request.extension,
+                    key_uri: protection.as_ref().map(|(_, uri)| uri.clone()),
                     filters: filter_names,
                 };
+                let protection = protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri });
                 let entry = self
                     .manifests
                     .entry(key.clone())
                     .or_try_insert_with(async {
                         let filtered = filter::apply(&asset, &filters)?;
-                        let output = package::render(storage, &filtered, resource, request.extension).await?;
+                        let output = package::render(storage, &filtered, resource, request.extension, protection).await?;
                         let versions: Vec<&ObjectVersion> = asset.tracks.iter().map(|t| &t.file_index.version).collect();
                         Ok::<_, Error>(Arc::new(Built::new(output, identity_of(&key, &versions), &versions, is_media)))
                     })

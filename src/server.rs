@@ -184,7 +184,7 @@ impl Service {
     }
 
     /// Answers one request; `kind` is set for metrics and logs.
-    pub async fn handle(&self, method: &Method, path: &str, headers: &HeaderMap, kind: &mut &'static str) -> Resp {
+    pub async fn handle(&self, method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap, kind: &mut &'static str) -> Resp {
         if method == Method::OPTIONS {
             return self.preflight(headers);
         }
@@ -213,6 +213,10 @@ impl Service {
             }
             _ => {}
         }
+        if let Some((locator_id, kid)) = split_key_path(path) {
+            *kind = "key";
+            return self.key(locator_id, kid, query, headers);
+        }
         let (locator_id, asset_name, rest) = match split_media_path(path) {
             Ok(parts) => parts,
             Err(e) => return self.error_response(&e),
@@ -230,10 +234,54 @@ impl Service {
         let Some(locator) = self.origin.locator(locator_id) else {
             return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
         };
+        let token = query.and_then(|q| crate::token::token_from_request(None, Some(q)));
         match self.origin.serve(locator, asset_name, &parsed).await {
-            Ok(built) => self.respond(method, headers, &built),
+            Ok(built) => match (token, parsed.resource.encryption()) {
+                // Players that cannot add headers (Safari) pass the token on the manifest URL;
+                // the playlists carry it on to the key URI. Segments never get it, so CDN
+                // caches of segments stay shared by all viewers.
+                (Some(token), Some(_)) if built.content_type == crate::package::HLS_CONTENT_TYPE => {
+                    let multivariant = matches!(parsed.resource, url::Resource::Manifest(_));
+                    self.respond(method, headers, &with_token(&built, &token, multivariant))
+                }
+                _ => self.respond(method, headers, &built),
+            },
             Err(e) => self.error_response(&e),
         }
+    }
+
+    /// `GET /{locator}/key/{kid}`: the 16-byte AES-128 key, if the locator's key access
+    /// allows. Never cached by CDNs or browsers; the key never appears in logs.
+    fn key(&self, locator_id: &str, kid: &str, query: Option<&str>, headers: &HeaderMap) -> Resp {
+        let Some(locator) = self.origin.locator(locator_id) else {
+            return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
+        };
+        let Ok(kid_bytes) = crate::crypto::parse_hex16(kid) else {
+            return self.error(StatusCode::BAD_REQUEST, "bad request: key id must be 32 hex digits");
+        };
+        let Some(key) = locator.key(&kid_bytes) else {
+            return self.error(StatusCode::NOT_FOUND, &format!("not found: key '{kid}' of locator '{locator_id}'"));
+        };
+        if let Some(verifier) = &locator.key_access {
+            let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let checked = match crate::token::token_from_request(authorization, query) {
+                Some(token) => verifier.verify(&token),
+                None => Err(crate::token::TokenError::Missing),
+            };
+            if let Err(e) = checked {
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                let mut response = self.error(status, &format!("unauthorized: {}", e.reason()));
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate()));
+                response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return response;
+            }
+        }
+        let b = self
+            .base(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CACHE_CONTROL, "private, no-store")
+            .header(header::CONTENT_LENGTH, 16);
+        Self::finish(b, PartsBody::new([Bytes::copy_from_slice(&key.key)]))
     }
 
     fn preflight(&self, headers: &HeaderMap) -> Resp {
@@ -308,7 +356,7 @@ impl Service {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut kind = "other";
-        let response = self.handle(&method, &path, req.headers(), &mut kind).await;
+        let response = self.handle(&method, &path, req.uri().query(), req.headers(), &mut kind).await;
         let status = response.status();
         let elapsed = started.elapsed();
         let m = &self.origin.metrics;
@@ -329,6 +377,48 @@ impl Service {
             version = ?req.version(),
         );
         Ok(response)
+    }
+}
+
+/// `/{locator}/key/{kid}` → (locator, kid).
+fn split_key_path(path: &str) -> Option<(&str, &str)> {
+    let (locator, rest) = path.strip_prefix('/')?.split_once('/')?;
+    let kid = rest.strip_prefix("key/")?;
+    (!locator.is_empty() && !kid.is_empty() && !kid.contains('/')).then_some((locator, kid))
+}
+
+/// An HLS playlist with `token=` added to the URIs that lead to the key: media playlist URIs
+/// in a multivariant playlist, `EXT-X-KEY` URIs in a media playlist.
+fn with_token(built: &Built, token: &str, multivariant: bool) -> Built {
+    let text = String::from_utf8_lossy(&built.parts.concat()).into_owned();
+    let encoded: String = token
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let add = |uri: &str| format!("{uri}{}token={encoded}", if uri.contains('?') { '&' } else { '?' });
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let rewritten = if line.starts_with("#EXT-X-KEY:") || (multivariant && line.starts_with("#EXT-X-MEDIA:")) {
+            match line.find("URI=\"").map(|i| i + 5).and_then(|start| line[start..].find('"').map(|len| (start, start + len))) {
+                Some((start, end)) => format!("{}{}{}", &line[..start], add(&line[start..end]), &line[end..]),
+                None => line.to_string(),
+            }
+        } else if multivariant && !line.starts_with('#') && !line.is_empty() {
+            add(line)
+        } else {
+            line.to_string()
+        };
+        out.push_str(&rewritten);
+        out.push('\n');
+    }
+    let token_tag = xxhash_rust::xxh3::xxh3_64(token.as_bytes());
+    Built {
+        content_type: built.content_type,
+        len: out.len() as u64,
+        parts: vec![Bytes::from(out)],
+        etag: format!("{}-{token_tag:016x}\"", built.etag.trim_end_matches('"')),
+        last_modified: built.last_modified,
+        is_media: built.is_media,
     }
 }
 

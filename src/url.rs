@@ -34,13 +34,15 @@ pub enum Format {
     MpdTimeCmaf,
     /// DASH "common streaming format": ISO BMFF fragments without styp.
     MpdTimeCsf,
-    // Room for `M3u8Aapl` (HLS v4, MPEG-TS segments): add it to `ALL`, `as_str`, and give it
-    // `segment_extension() == "ts"`.
+    /// HLS v4 with MPEG-TS segments; audio renditions are separate audio-only TS playlists.
+    M3u8Aapl,
+    /// HLS v3 with MPEG-TS segments: the default audio muxed into every video segment.
+    M3u8AaplV3,
 }
 
 impl Format {
     /// Every supported format (tests and generators iterate over it).
-    pub const ALL: [Format; 3] = [Format::M3u8Cmaf, Format::MpdTimeCmaf, Format::MpdTimeCsf];
+    pub const ALL: [Format; 5] = [Format::M3u8Cmaf, Format::MpdTimeCmaf, Format::MpdTimeCsf, Format::M3u8Aapl, Format::M3u8AaplV3];
 
     /// The `format=` value.
     pub fn as_str(self) -> &'static str {
@@ -48,6 +50,8 @@ impl Format {
             Format::M3u8Cmaf => "m3u8-cmaf",
             Format::MpdTimeCmaf => "mpd-time-cmaf",
             Format::MpdTimeCsf => "mpd-time-csf",
+            Format::M3u8Aapl => "m3u8-aapl",
+            Format::M3u8AaplV3 => "m3u8-aapl-v3",
         }
     }
 
@@ -61,7 +65,12 @@ impl Format {
     }
 
     pub fn is_hls(self) -> bool {
-        matches!(self, Format::M3u8Cmaf)
+        matches!(self, Format::M3u8Cmaf | Format::M3u8Aapl | Format::M3u8AaplV3)
+    }
+
+    /// MPEG-TS segments (no init segment).
+    pub fn is_ts(self) -> bool {
+        matches!(self, Format::M3u8Aapl | Format::M3u8AaplV3)
     }
 
     pub fn is_dash(self) -> bool {
@@ -84,7 +93,11 @@ impl Format {
 
     /// Extension of media segments.
     pub fn segment_extension(self) -> &'static str {
-        "m4s"
+        if self.is_ts() {
+            "ts"
+        } else {
+            "m4s"
+        }
     }
 }
 
@@ -294,6 +307,9 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
         } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
             let (track, time, o) = parse_fragment_args(args)?;
             let (format, encryption) = (o.format, o.encryption);
+            if time.is_none() && format.is_ts() {
+                return Err(bad(format!("{format} has no init segment")));
+            }
             let resource = match time {
                 None => Resource::Init { bitrate, track, format, encryption },
                 Some(time) => Resource::Segment { bitrate, track, time, format, encryption },
@@ -810,7 +826,7 @@ mod tests {
                 encryption,
                 filters,
             });
-        let init = (bitrate.clone(), arb_name(), arb_format(), arb_encryption())
+        let init = (bitrate.clone(), arb_name(), arb_format().prop_filter("TS has no init segment", |f| !f.is_ts()), arb_encryption())
             .prop_map(|(bitrate, track, format, encryption)| Resource::Init { bitrate, track, format, encryption });
         let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format(), arb_encryption())
             .prop_map(|(bitrate, track, time, format, encryption)| Resource::Segment { bitrate, track, time, format, encryption });

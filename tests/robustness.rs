@@ -121,7 +121,7 @@ async fn exercise(storage: &Storage, path: &str) -> Result<bool, String> {
         }
     }
     for resource in package_resources(&asset, Format::M3u8Cmaf) {
-        let _ = render(storage, &asset, &resource, true).await;
+        let _ = render(storage, &asset, &resource, true, None).await;
     }
     Ok(true)
 }

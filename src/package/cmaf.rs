@@ -40,8 +40,9 @@ pub enum Flavor {
 impl From<Format> for Flavor {
     fn from(format: Format) -> Self {
         match format {
-            Format::M3u8Cmaf | Format::MpdTimeCmaf => Flavor::Cmaf,
             Format::MpdTimeCsf => Flavor::Csf,
+            // MPEG-TS formats have no fMP4 segments; the URL grammar never routes them here.
+            Format::M3u8Cmaf | Format::MpdTimeCmaf | Format::M3u8Aapl | Format::M3u8AaplV3 => Flavor::Cmaf,
         }
     }
 }

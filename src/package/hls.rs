@@ -12,17 +12,32 @@
 use std::sync::atomic::Ordering;
 
 use m3u8_rs::{
-    AlternativeMedia, AlternativeMediaType, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment,
-    Resolution, VariantStream,
+    AlternativeMedia, AlternativeMediaType, Key, KeyMethod, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
+    MediaSegment, Resolution, VariantStream,
 };
 
 use crate::asset::{Asset, AssetTrack};
+use crate::crypto::{hex, segment_iv, ContentKey};
 use crate::index::{CodecFamily, TrackKind};
 use crate::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 
-/// The playlist version: EXT-X-MAP without I-frames-only needs 6; 7 is what Apple's tools
-/// write for fMP4.
-const VERSION: usize = 7;
+/// `#EXT-X-VERSION`, minimal for the features each format uses: fMP4 (EXT-X-MAP) needs 6 and
+/// Apple's tools write 7; TS with EXT-X-MEDIA renditions needs 4; muxed TS with IV 3.
+fn version(format: Format) -> usize {
+    match format {
+        Format::M3u8AaplV3 => 3,
+        Format::M3u8Aapl => 4,
+        _ => 7,
+    }
+}
+
+/// What a media playlist needs to signal AES-128 envelope encryption: the key URI (the
+/// origin's key endpoint) and the key, from which each segment's IV is derived.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeSignal<'a> {
+    pub key_uri: &'a str,
+    pub key: &'a ContentKey,
+}
 
 fn set_precision() {
     m3u8_rs::WRITE_OPT_FLOAT_PRECISION.store(3, Ordering::Relaxed);
@@ -153,10 +168,20 @@ fn join_codecs(a: &str, b: &str) -> Option<String> {
 /// are not listed yet.
 pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -> String {
     set_precision();
-    let groups = audio_groups(asset);
+    let mut groups = audio_groups(asset);
+    // HLS v3 TS: the default audio is muxed into the video segments, so there are no
+    // renditions, only variants whose CODECS name both.
+    let muxed_audio = options.format == Format::M3u8AaplV3;
+    if muxed_audio {
+        let default = asset.default_audio().map(|t| (t.name.as_str(), t.bitrate));
+        for g in &mut groups {
+            g.tracks.retain(|t| Some((t.name.as_str(), t.bitrate)) == default);
+        }
+        groups.retain(|g| !g.tracks.is_empty());
+    }
 
     let mut alternatives = Vec::new();
-    for g in &groups {
+    for g in groups.iter().filter(|_| !muxed_audio) {
         let mut names: Vec<String> = Vec::with_capacity(g.tracks.len());
         for (i, t) in g.tracks.iter().enumerate() {
             // NAME must be unique within the group.
@@ -210,13 +235,13 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
                 codecs: join_codecs(&codec.codec_string, &g.codecs()),
                 resolution,
                 frame_rate,
-                audio: Some(g.id.clone()),
+                audio: (!muxed_audio).then(|| g.id.clone()),
                 ..Default::default()
             });
         }
     }
     let has_video = !variants.is_empty();
-    if options.audio_only != Some(false) || !has_video {
+    if (options.audio_only != Some(false) || !has_video) && !muxed_audio {
         for g in &groups {
             let Some(default) = g.tracks.first() else { continue };
             variants.push(VariantStream {
@@ -233,7 +258,7 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
     variants.sort_by_key(|v| v.bandwidth);
 
     let playlist = MasterPlaylist {
-        version: Some(VERSION),
+        version: Some(version(options.format)),
         independent_segments: true,
         alternatives,
         variants,
@@ -255,7 +280,13 @@ fn target_duration(max_duration: u64, timescale: u32) -> u64 {
 
 /// The media playlist of `track` at `QualityLevels(b)/Manifest(name,format=…)`. Init and media
 /// segment URIs are relative to that location (`Fragments(…)`).
-pub fn media_playlist(track: &AssetTrack, format: Format, encryption: Option<Encryption>, extension: bool) -> String {
+pub fn media_playlist(
+    track: &AssetTrack,
+    format: Format,
+    encryption: Option<Encryption>,
+    envelope: Option<EnvelopeSignal>,
+    extension: bool,
+) -> String {
     set_precision();
     let timeline = &track.timeline;
     let timescale = timeline.timescale.max(1) as f64;
@@ -266,7 +297,9 @@ pub fn media_playlist(track: &AssetTrack, format: Format, encryption: Option<Enc
         &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
         extension,
     );
-    let mut map = Some(Map { uri: init, ..Default::default() });
+    // MPEG-TS segments carry their own PAT/PMT: no EXT-X-MAP. The map precedes the first
+    // EXT-X-KEY, so init segments stay clear.
+    let mut map = (!format.is_ts()).then(|| Map { uri: init, ..Default::default() });
     let segments: Vec<MediaSegment> = timeline
         .segments
         .iter()
@@ -274,12 +307,19 @@ pub fn media_playlist(track: &AssetTrack, format: Format, encryption: Option<Enc
             uri: urls.url(s.time),
             duration: (s.duration as f64 / timescale) as f32,
             map: map.take(),
+            key: envelope.map(|e| Key {
+                method: KeyMethod::AES128,
+                uri: Some(e.key_uri.to_string()),
+                iv: Some(format!("0x{}", hex(&segment_iv(e.key, track.bitrate, &track.name, s.time)))),
+                keyformat: None,
+                keyformatversions: None,
+            }),
             ..Default::default()
         })
         .collect();
 
     let playlist = MediaPlaylist {
-        version: Some(VERSION),
+        version: Some(version(format)),
         target_duration: target_duration(max_duration, timeline.timescale),
         media_sequence: 0,
         segments,
@@ -647,7 +687,7 @@ mod tests {
                     &Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, encryption: None, filters: vec![] },
                     extension,
                 );
-                let text = media_playlist(track, Format::M3u8Cmaf, None, extension);
+                let text = media_playlist(track, Format::M3u8Cmaf, None, None, extension);
                 assert!(text.contains("\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
                 assert!(text.contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
                 assert!(text.ends_with("#EXT-X-ENDLIST\n"));
@@ -717,7 +757,7 @@ mod tests {
         let start = std::time::Instant::now();
         let mut bytes = 0;
         for _ in 0..runs {
-            bytes += media_playlist(video, Format::M3u8Cmaf, None, true).len();
+            bytes += media_playlist(video, Format::M3u8Cmaf, None, None, true).len();
         }
         let each = start.elapsed() / runs;
         eprintln!("media playlist, {} segments, {} bytes: {:?}", video.timeline.segments.len(), bytes / runs as usize, each);

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use crate::asset::{Asset, AssetTrack};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
-use crate::url::{Format, Resource};
+use crate::crypto::{envelope, segment_iv, ContentKey};
+use crate::index::TrackKind;
+use crate::url::{Encryption, Format, Resource};
 
 /// Response bytes as a list of parts (a segment's header, then slices of the source read).
 #[derive(Debug, Clone)]
@@ -42,6 +44,7 @@ impl Output {
 
 pub const HLS_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 pub const DASH_CONTENT_TYPE: &str = "application/dash+xml";
+pub const TS_CONTENT_TYPE: &str = "video/mp2t";
 
 fn media_content_type(track: &AssetTrack) -> &'static str {
     match track.kind {
@@ -57,20 +60,57 @@ fn find_track<'a>(asset: &'a Asset, name: &str, bitrate: u64) -> Result<&'a Asse
         .ok_or_else(|| Error::NotFound(format!("track '{name}' at bitrate {bitrate} in asset '{}'", asset.name)))
 }
 
+/// What encryption needs at render time: the locator's content key and the URI players fetch
+/// it from (HLS `EXT-X-KEY`).
+#[derive(Debug, Clone, Copy)]
+pub struct Protection<'a> {
+    pub key: &'a ContentKey,
+    pub key_uri: &'a str,
+}
+
+fn protection_for<'a>(encryption: Option<Encryption>, protection: Option<Protection<'a>>) -> Result<Option<Protection<'a>>> {
+    match (encryption, protection) {
+        (None, _) => Ok(None),
+        (Some(Encryption::Cbc), Some(p)) => Ok(Some(p)),
+        (Some(Encryption::Cbc), None) => Err(Error::Forbidden("no content key for encryption=cbc".into())),
+        (Some(other), _) => Err(Error::BadRequest(format!("encryption={} is not available yet", other.as_str()))),
+    }
+}
+
+/// The bytes of the source file that `segment` of `track` needs: one ranged read.
+async fn read_span(storage: &Storage, track: &AssetTrack, segment: &crate::timeline::Segment) -> Result<cmaf::SourceSpan> {
+    let range = cmaf::source_range(track.index(), segment);
+    let data = storage.read_range(&track.file, range.clone()).await?;
+    if (data.len() as u64) < range.end - range.start {
+        return Err(Error::media(&track.file, format!("file ends before byte {} (truncated?)", range.end)));
+    }
+    Ok(cmaf::SourceSpan { data, file_offset: range.start })
+}
+
 /// Builds the bytes of `resource`. `extension` says whether child URLs in manifests carry
-/// file extensions (they do when the manifest itself was requested with one).
-pub async fn render(storage: &Storage, asset: &Asset, resource: &Resource, extension: bool) -> Result<Output> {
+/// file extensions (they do when the manifest itself was requested with one). `protection`
+/// holds the key when the resource asks for encryption.
+pub async fn render(
+    storage: &Storage,
+    asset: &Asset,
+    resource: &Resource,
+    extension: bool,
+    protection: Option<Protection<'_>>,
+) -> Result<Output> {
+    let protection = protection_for(resource.encryption(), protection)?;
     match resource {
-        Resource::Manifest(options) => Ok(match options.format {
-            Format::M3u8Cmaf => Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension)),
-            Format::MpdTimeCmaf | Format::MpdTimeCsf => Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, extension)),
+        Resource::Manifest(options) => Ok(if options.format.is_hls() {
+            Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension))
+        } else {
+            Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, extension))
         }),
         Resource::MediaPlaylist { bitrate, track, format, encryption, .. } => {
             if !format.is_hls() {
                 return Err(Error::BadRequest(format!("media playlists exist only for HLS formats, not {}", format.as_str())));
             }
             let track = find_track(asset, track, *bitrate)?;
-            Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(track, *format, *encryption, extension)))
+            let envelope = protection.map(|p| hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key });
+            Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(track, *format, *encryption, envelope, extension)))
         }
         Resource::Init { bitrate, track, format, .. } => {
             let track = find_track(asset, track, *bitrate)?;
@@ -83,15 +123,42 @@ pub async fn render(storage: &Storage, asset: &Asset, resource: &Resource, exten
                 .timeline
                 .find(*time)
                 .ok_or_else(|| Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name)))?;
-            let range = cmaf::source_range(track.index(), segment);
-            let data = storage.read_range(&track.file, range.clone()).await?;
-            if (data.len() as u64) < range.end - range.start {
-                return Err(Error::media(&track.file, format!("file ends before byte {} (truncated?)", range.end)));
-            }
-            let span = cmaf::SourceSpan { data, file_offset: range.start };
-            let built = cmaf::media_segment(track.index(), segment, number as u32 + 1, &span, cmaf::Flavor::from(*format))
-                .map_err(|e| Error::media(&track.file, e))?;
-            Ok(Output { content_type: media_content_type(track), parts: built.parts })
+            let sequence_number = number as u32 + 1;
+            let (content_type, parts) = if format.is_ts() {
+                // v3 muxes the default audio's segment of the same index into video segments.
+                let mut members = vec![(track, segment)];
+                if *format == Format::M3u8AaplV3 && track.kind == TrackKind::Video {
+                    if let Some(audio) = asset.default_audio() {
+                        if let Some(audio_segment) = audio.timeline.segments.get(number) {
+                            members.push((audio, audio_segment));
+                        }
+                    }
+                }
+                let mut spans = Vec::with_capacity(members.len());
+                for (t, seg) in &members {
+                    spans.push(read_span(storage, t, seg).await?);
+                }
+                let inputs: Vec<ts::TsInput> = members
+                    .iter()
+                    .zip(&spans)
+                    .map(|((t, seg), span)| ts::TsInput { track: t.index(), segment: seg, span })
+                    .collect();
+                let bytes = ts::ts_segment(&inputs, sequence_number).map_err(|e| Error::media(&track.file, e))?;
+                (TS_CONTENT_TYPE, vec![bytes])
+            } else {
+                let span = read_span(storage, track, segment).await?;
+                let built = cmaf::media_segment(track.index(), segment, sequence_number, &span, cmaf::Flavor::from(*format))
+                    .map_err(|e| Error::media(&track.file, e))?;
+                (media_content_type(track), built.parts)
+            };
+            let parts = match protection {
+                Some(p) => {
+                    let iv = segment_iv(p.key, track.bitrate, &track.name, *time);
+                    vec![envelope::encrypt_segment(p.key, &iv, &parts)]
+                }
+                None => parts,
+            };
+            Ok(Output { content_type, parts })
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jit_origin::asset::{self, Asset, AssetSource, TrackSummary};
-use jit_origin::config::Config;
+use jit_origin::config::{Config, Policy};
 use jit_origin::origin::Origin;
 use jit_origin::server::{self, Service};
 use jit_origin::index::TrackKind;
@@ -240,13 +240,19 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Print where each locator's asset plays, for a newcomer's first look.
     let mut locators: Vec<_> = origin.locators().collect();
-    locators.sort_by(|a, b| a.asset_folder.cmp(&b.asset_folder));
+    locators.sort_by(|a, b| (a.policy.as_str(), &a.asset_folder).cmp(&(b.policy.as_str(), &b.asset_folder)));
     for locator in locators {
         match asset::resolve_source(&locator.storage, &locator.asset_folder, None).await {
             Ok(source) => {
                 let base = format!("http://{addr}/{}/{}.ism", locator.id, source.name());
-                println!("{}: {base}/manifest(format=m3u8-cmaf).m3u8", locator.asset_folder);
-                println!("{}: {base}/manifest(format=mpd-time-cmaf).mpd", locator.asset_folder);
+                let label = format!("{} ({})", locator.asset_folder, locator.policy.as_str());
+                let manifests: &[&str] = match locator.policy {
+                    Policy::Clear => &["format=m3u8-cmaf).m3u8", "format=mpd-time-cmaf).mpd", "format=m3u8-aapl).m3u8"],
+                    Policy::Envelope => &["format=m3u8-aapl,encryption=cbc).m3u8", "format=m3u8-cmaf,encryption=cbc).m3u8"],
+                };
+                for m in manifests {
+                    println!("{label}: {base}/manifest({m}");
+                }
             }
             Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),
         }

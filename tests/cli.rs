@@ -48,7 +48,7 @@ fn default_config_serves_and_prints_urls() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().unwrap().unwrap();
-    // e.g. "dolby: http://127.0.0.1:PORT/{locator}/dolby.ism/manifest(format=m3u8-cmaf).m3u8"
+    // e.g. "dolby (clear): http://127.0.0.1:PORT/{locator}/dolby.ism/manifest(format=m3u8-cmaf).m3u8"
     let url = first.split_once(": ").map(|(_, u)| u.to_string()).unwrap_or_default();
     let response = get(&url);
     let _ = child.kill();

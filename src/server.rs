@@ -256,12 +256,8 @@ impl Service {
         let Some(locator) = self.origin.locator(locator_id) else {
             return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
         };
-        let Ok(kid_bytes) = crate::crypto::parse_hex16(kid) else {
-            return self.error(StatusCode::BAD_REQUEST, "bad request: key id must be 32 hex digits");
-        };
-        let Some(key) = locator.key(&kid_bytes) else {
-            return self.error(StatusCode::NOT_FOUND, &format!("not found: key '{kid}' of locator '{locator_id}'"));
-        };
+        // The token is checked first, so callers without one learn nothing about which key
+        // ids exist.
         if let Some(verifier) = &locator.key_access {
             let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             let checked = match crate::token::token_from_request(authorization, query) {
@@ -276,6 +272,12 @@ impl Service {
                 return response;
             }
         }
+        let Ok(kid_bytes) = crate::crypto::parse_hex16(kid) else {
+            return self.error(StatusCode::BAD_REQUEST, "bad request: key id must be 32 hex digits");
+        };
+        let Some(key) = locator.key(&kid_bytes) else {
+            return self.error(StatusCode::NOT_FOUND, &format!("not found: key '{kid}' of locator '{locator_id}'"));
+        };
         let b = self
             .base(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/octet-stream")

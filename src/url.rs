@@ -68,6 +68,17 @@ impl Format {
         matches!(self, Format::M3u8Cmaf | Format::M3u8Aapl | Format::M3u8AaplV3)
     }
 
+    /// Tells segment containers apart where their bytes differ (IV derivation): fMP4 CMAF,
+    /// fMP4 CSF, TS, TS with muxed audio.
+    pub fn container_tag(self) -> u8 {
+        match self {
+            Format::M3u8Cmaf | Format::MpdTimeCmaf => 0,
+            Format::MpdTimeCsf => 1,
+            Format::M3u8Aapl => 2,
+            Format::M3u8AaplV3 => 3,
+        }
+    }
+
     /// MPEG-TS segments (no init segment).
     pub fn is_ts(self) -> bool {
         matches!(self, Format::M3u8Aapl | Format::M3u8AaplV3)

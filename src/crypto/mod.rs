@@ -53,15 +53,17 @@ pub fn parse_hex16(text: &str) -> Result<[u8; 16], String> {
     Ok(out)
 }
 
-/// The IV of one segment: AES-128-ECB under the content key of the block
-/// `"jit-iv" ‖ bitrate (u32 BE) ‖ first 6 bytes of xxh3(track name) ‖ time (u64 BE)`
-/// truncated to 16 bytes as laid out below. Same inputs, same IV, on every replica; distinct
-/// renditions and segments get distinct IVs even at equal times.
-pub fn segment_iv(key: &ContentKey, bitrate: u64, track: &str, time: u64) -> [u8; 16] {
+/// The IV of one segment: AES-128-ECB under the content key of the 16-byte block
+/// `bitrate (u32 BE) ‖ xxh3(track name)[0..3] ‖ container ‖ time (u64 BE)`, where `container`
+/// tells the segment formats apart (their bytes differ: a TS and an fMP4 segment of the same
+/// time must not share an IV under CBC). Same inputs, same IV, on every replica; distinct
+/// renditions, containers and segments get distinct IVs.
+pub fn segment_iv(key: &ContentKey, bitrate: u64, track: &str, container: u8, time: u64) -> [u8; 16] {
     let name = xxhash_rust::xxh3::xxh3_64(track.as_bytes()).to_be_bytes();
     let mut block = [0u8; 16];
     block[0..4].copy_from_slice(&(bitrate as u32).to_be_bytes());
-    block[4..8].copy_from_slice(&name[0..4]);
+    block[4..7].copy_from_slice(&name[0..3]);
+    block[7] = container;
     block[8..16].copy_from_slice(&time.to_be_bytes());
     let cipher = Aes128::new(&key.key.into());
     let mut out = block.into();
@@ -85,9 +87,10 @@ mod tests {
     #[test]
     fn ivs_are_deterministic_and_distinct() {
         let k = ContentKey { kid: [1; 16], key: [2; 16] };
-        assert_eq!(segment_iv(&k, 1, "video", 0), segment_iv(&k, 1, "video", 0));
-        assert_ne!(segment_iv(&k, 1, "video", 0), segment_iv(&k, 2, "video", 0));
-        assert_ne!(segment_iv(&k, 1, "video", 0), segment_iv(&k, 1, "audio", 0));
-        assert_ne!(segment_iv(&k, 1, "video", 0), segment_iv(&k, 1, "video", 1));
+        assert_eq!(segment_iv(&k, 1, "video", 0, 0), segment_iv(&k, 1, "video", 0, 0));
+        assert_ne!(segment_iv(&k, 1, "video", 0, 0), segment_iv(&k, 2, "video", 0, 0));
+        assert_ne!(segment_iv(&k, 1, "video", 0, 0), segment_iv(&k, 1, "audio", 0, 0));
+        assert_ne!(segment_iv(&k, 1, "video", 0, 0), segment_iv(&k, 1, "video", 1, 0));
+        assert_ne!(segment_iv(&k, 1, "video", 0, 0), segment_iv(&k, 1, "video", 0, 1));
     }
 }

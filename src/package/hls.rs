@@ -310,7 +310,7 @@ pub fn media_playlist(
             key: envelope.map(|e| Key {
                 method: KeyMethod::AES128,
                 uri: Some(e.key_uri.to_string()),
-                iv: Some(format!("0x{}", hex(&segment_iv(e.key, track.bitrate, &track.name, s.time)))),
+                iv: Some(format!("0x{}", hex(&segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time)))),
                 keyformat: None,
                 keyformatversions: None,
             }),

@@ -153,7 +153,7 @@ pub async fn render(
             };
             let parts = match protection {
                 Some(p) => {
-                    let iv = segment_iv(p.key, track.bitrate, &track.name, *time);
+                    let iv = segment_iv(p.key, track.bitrate, &track.name, format.container_tag(), *time);
                     vec![envelope::encrypt_segment(p.key, &iv, &parts)]
                 }
                 None => parts,

@@ -7,6 +7,7 @@
 pub mod asset;
 pub mod config;
 pub mod crypto;
+pub mod drm;
 pub mod error;
 pub mod filter;
 pub mod index;

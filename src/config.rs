@@ -112,6 +112,12 @@ pub enum Policy {
     Clear,
     /// AES-128 envelope (`encryption=cbc`) only; clear requests are refused.
     Envelope,
+    /// Common Encryption 'cenc' (`encryption=cenc`): Widevine, PlayReady, ClearKey.
+    Cenc,
+    /// Common Encryption 'cbcs' (`encryption=cbcs-aapl`): FairPlay, Widevine, ClearKey.
+    Cbcs,
+    /// Both 'cenc' and 'cbcs'.
+    MultiDrm,
 }
 
 impl Policy {
@@ -119,6 +125,9 @@ impl Policy {
         match self {
             Policy::Clear => "clear",
             Policy::Envelope => "envelope",
+            Policy::Cenc => "cenc",
+            Policy::Cbcs => "cbcs",
+            Policy::MultiDrm => "multi-drm",
         }
     }
 
@@ -128,6 +137,9 @@ impl Policy {
         match self {
             Policy::Clear => encryption.is_none(),
             Policy::Envelope => encryption == Some(Encryption::Cbc),
+            Policy::Cenc => encryption == Some(Encryption::Cenc),
+            Policy::Cbcs => encryption == Some(Encryption::CbcsAapl),
+            Policy::MultiDrm => matches!(encryption, Some(Encryption::Cenc | Encryption::CbcsAapl)),
         }
     }
 
@@ -138,11 +150,57 @@ impl Policy {
 }
 
 /// A content key in the config: 32 hex digits each (a GUID form is accepted for the KID).
-#[derive(Debug, Clone, Deserialize)]
+/// Without `key`, the key is derived from the locator's `key_seed_base64` (PlayReady key seed).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     pub kid: String,
-    pub key: String,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyConfig {{ kid: {}, key: <redacted> }}", self.kid)
+    }
+}
+
+/// DRM systems a Common Encryption locator signals (licence servers are external, except
+/// ClearKey, which the origin serves itself). Templates may use `{kid}`, `{kid_uuid}`,
+/// `{locator}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrmConfig {
+    pub widevine_license_url: Option<String>,
+    /// Sent to Widevine licence proxies in the PSSH `content_id`.
+    pub widevine_content_id: Option<String>,
+    pub playready_license_url: Option<String>,
+    /// FairPlay `skd://` key URI template (cbcs only).
+    pub fairplay_key_uri: Option<String>,
+    /// The origin's ClearKey licence endpoint as players reach it, e.g.
+    /// `https://origin.example/{locator}/clearkey`; absent = no ClearKey signalling.
+    pub clearkey_license_url: Option<String>,
+    /// The origin's raw key endpoint as players reach it (HLS `identity` key line for Shaka
+    /// and cbcs), e.g. `https://origin.example/{locator}/key/{kid}`.
+    pub clearkey_key_url: Option<String>,
+}
+
+impl DrmConfig {
+    pub fn systems(&self) -> crate::drm::DrmSystems {
+        use crate::drm::{ClearKeySystem, FairPlaySystem, PlayReadySystem, WidevineSystem};
+        crate::drm::DrmSystems {
+            widevine: (self.widevine_license_url.is_some() || self.widevine_content_id.is_some()).then(|| WidevineSystem {
+                license_url: self.widevine_license_url.clone(),
+                content_id: self.widevine_content_id.clone(),
+            }),
+            playready: self.playready_license_url.as_ref().map(|u| PlayReadySystem { license_url: Some(u.clone()) }),
+            fairplay: self.fairplay_key_uri.as_ref().map(|u| FairPlaySystem { key_uri: u.clone() }),
+            clearkey: self
+                .clearkey_license_url
+                .as_ref()
+                .map(|u| ClearKeySystem { license_url: u.clone(), key_url: self.clearkey_key_url.clone() }),
+        }
+    }
 }
 
 /// A streaming locator: a published URL id for an asset.
@@ -165,6 +223,37 @@ pub struct LocatorConfig {
     /// Who may fetch the keys from the key endpoint (`mode = "open"` when absent).
     #[serde(default)]
     pub key_access: Option<crate::token::KeyAccess>,
+    /// PlayReady key seed (base64, ≥ 30 bytes): keys without `key` are derived from it and
+    /// their KID, so one secret serves many assets.
+    #[serde(default)]
+    pub key_seed_base64: Option<String>,
+    /// DRM signalling for `cenc` / `cbcs` / `multi-drm`.
+    #[serde(default)]
+    pub drm: DrmConfig,
+}
+
+impl LocatorConfig {
+    /// The locator's content keys, explicit or derived from its key seed. Errors name the KID,
+    /// never key material.
+    pub fn content_keys(&self) -> Result<Vec<crate::crypto::ContentKey>, String> {
+        use crate::crypto::{parse_hex16, ContentKey};
+        let seed = match &self.key_seed_base64 {
+            Some(s) => Some(crate::drm::base64_decode(s).ok_or("key_seed_base64: not base64")?),
+            None => None,
+        };
+        self.keys
+            .iter()
+            .map(|k| match (&k.key, &seed) {
+                (Some(key), _) => ContentKey::from_hex(&k.kid, key),
+                (None, Some(seed)) => {
+                    let kid = parse_hex16(&k.kid).map_err(|e| format!("kid: {e}"))?;
+                    let key = crate::drm::playready_key_from_seed(seed, &kid).map_err(|e| format!("key_seed_base64: {e}"))?;
+                    Ok(ContentKey { kid, key })
+                }
+                (None, None) => Err(format!("key {} has no key and the locator no key_seed_base64", k.kid)),
+            })
+            .collect()
+    }
 }
 
 /// A named manifest filter (AMS "dynamic filter"): a presentation window and a track
@@ -266,11 +355,9 @@ impl Config {
             if l.policy.needs_keys() && l.keys.is_empty() {
                 return Err(ConfigError(format!("{here}locator '{}': policy '{}' needs keys = [{{ kid = \"…\", key = \"…\" }}]", l.id, l.policy.as_str())));
             }
-            for k in &l.keys {
-                // The message names the KID only: key material never appears in errors.
-                crate::crypto::ContentKey::from_hex(&k.kid, &k.key)
-                    .map_err(|e| ConfigError(format!("{}locator '{}': {e}", at(&k.kid), l.id)))?;
-            }
+            // Messages name the KID only: key material never appears in errors.
+            l.content_keys().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
+            l.drm.systems().validate().map_err(|e| ConfigError(format!("{}locator '{}' drm: {e}", at("[locator.drm]"), l.id)))?;
             if let Some(crate::token::KeyAccess::Token(policy)) = &l.key_access {
                 crate::token::TokenVerifier::new(policy)
                     .map_err(|e| ConfigError(format!("{}locator '{}' key_access: {e}", at("key_access"), l.id)))?;

@@ -249,6 +249,13 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
                 let manifests: &[&str] = match locator.policy {
                     Policy::Clear => &["format=m3u8-cmaf).m3u8", "format=mpd-time-cmaf).mpd", "format=m3u8-aapl).m3u8"],
                     Policy::Envelope => &["format=m3u8-aapl,encryption=cbc).m3u8", "format=m3u8-cmaf,encryption=cbc).m3u8"],
+                    Policy::Cenc => &["format=mpd-time-cmaf,encryption=cenc).mpd", "format=m3u8-cmaf,encryption=cenc).m3u8"],
+                    Policy::Cbcs => &["format=m3u8-cmaf,encryption=cbcs-aapl).m3u8", "format=mpd-time-cmaf,encryption=cbcs-aapl).mpd"],
+                    Policy::MultiDrm => &[
+                        "format=mpd-time-cmaf,encryption=cenc).mpd",
+                        "format=mpd-time-cmaf,encryption=cbcs-aapl).mpd",
+                        "format=m3u8-cmaf,encryption=cbcs-aapl).m3u8",
+                    ],
                 };
                 for m in manifests {
                     println!("{label}: {base}/manifest({m}");

@@ -18,6 +18,7 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::asset::{self, Asset};
 use crate::config::{Config, ConfigError, FilterConfig, Policy};
 use crate::crypto::ContentKey;
+use crate::drm::DrmSystems;
 use crate::index::TrackKind;
 use crate::token::{KeyAccess, TokenVerifier};
 use crate::url::{Encryption, Format};
@@ -44,6 +45,8 @@ pub struct Locator {
     pub keys: Vec<ContentKey>,
     /// `None`: keys are open to anyone with the URL; else a JWT is required.
     pub key_access: Option<Arc<TokenVerifier>>,
+    /// DRM systems signalled for Common Encryption.
+    pub drm: DrmSystems,
 }
 
 impl Locator {
@@ -218,12 +221,8 @@ impl Origin {
                     asset_folder: l.asset.trim_matches('/').to_string(),
                     policy: l.policy,
                     default_filters: l.filters.clone(),
-                    keys: l
-                        .keys
-                        .iter()
-                        .map(|k| ContentKey::from_hex(&k.kid, &k.key))
-                        .collect::<Result<_, _>>()
-                        .map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
+                    keys: l.content_keys().map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
+                    drm: l.drm.systems(),
                     key_access: match &l.key_access {
                         Some(KeyAccess::Token(policy)) => Some(Arc::new(
                             TokenVerifier::new(policy).map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
@@ -358,7 +357,8 @@ impl Origin {
                     }
                     identity_of(&recipe, &[&version])
                 };
-                let protection = protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri });
+                let protection =
+                    protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri, locator: &locator.id, drm: &locator.drm });
                 let resource = request.resource.clone();
                 let metrics = self.metrics.clone();
                 let permits = self.segment_builds.clone();
@@ -401,7 +401,8 @@ impl Origin {
                     key_uri: protection.as_ref().map(|(_, uri)| uri.clone()),
                     filters: filter_names,
                 };
-                let protection = protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri });
+                let protection =
+                    protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri, locator: &locator.id, drm: &locator.drm });
                 let entry = self
                     .manifests
                     .entry(key.clone())

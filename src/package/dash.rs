@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::asset::{Asset, AssetTrack};
 use crate::index::{CodecFamily, TrackKind};
+use crate::drm::{ContentProtection, MPD_NAMESPACES};
 use crate::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 
 const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
@@ -31,6 +32,13 @@ struct Mpd {
     min_buffer_time: &'static str,
     #[serde(rename = "@profiles")]
     profiles: &'static str,
+    // Namespaces of ContentProtection children, declared only on protected MPDs.
+    #[serde(rename = "@xmlns:cenc", skip_serializing_if = "Option::is_none")]
+    xmlns_cenc: Option<&'static str>,
+    #[serde(rename = "@xmlns:mspr", skip_serializing_if = "Option::is_none")]
+    xmlns_mspr: Option<&'static str>,
+    #[serde(rename = "@xmlns:dashif", skip_serializing_if = "Option::is_none")]
+    xmlns_dashif: Option<&'static str>,
     #[serde(rename = "Period")]
     period: Period,
 }
@@ -65,8 +73,10 @@ struct AdaptationSet {
     max_height: Option<u16>,
     #[serde(rename = "@par", skip_serializing_if = "Option::is_none")]
     par: Option<String>,
-    // Schema order: RepresentationBase elements (Label), then Accessibility, Role, …,
-    // Representation.
+    // Schema order: RepresentationBase elements (ContentProtection, Label), then
+    // Accessibility, Role, …, Representation.
+    #[serde(rename = "ContentProtection", skip_serializing_if = "Vec::is_empty")]
+    content_protection: Vec<ContentProtection>,
     #[serde(rename = "Label")]
     label: String,
     #[serde(rename = "Accessibility", skip_serializing_if = "Option::is_none")]
@@ -227,7 +237,13 @@ fn aligned(tracks: &[&AssetTrack]) -> bool {
     })
 }
 
-fn adaptation_set(id: usize, tracks: &[&AssetTrack], options: &ManifestOptions, extension: bool) -> Option<AdaptationSet> {
+fn adaptation_set(
+    id: usize,
+    tracks: &[&AssetTrack],
+    options: &ManifestOptions,
+    protection: &[ContentProtection],
+    extension: bool,
+) -> Option<AdaptationSet> {
     let format = options.format;
     let first = *tracks.first()?;
     let video = first.kind == TrackKind::Video;
@@ -268,6 +284,7 @@ fn adaptation_set(id: usize, tracks: &[&AssetTrack], options: &ManifestOptions, 
         max_width,
         max_height,
         par,
+        content_protection: protection.to_vec(),
         label: first.name.clone(),
         accessibility: first
             .accessibility
@@ -300,7 +317,8 @@ fn presentation_ms(track: &AssetTrack) -> u64 {
 }
 
 /// The static MPD at `manifest(format=mpd-time-…)`. Text tracks are not listed yet.
-pub fn mpd(asset: &Asset, options: &ManifestOptions, extension: bool) -> String {
+/// `protection`: the ContentProtection descriptors of an encrypted MPD (empty when clear).
+pub fn mpd(asset: &Asset, options: &ManifestOptions, protection: &[ContentProtection], extension: bool) -> String {
     let format = options.format;
     // Video sets first, then audio, each in asset order.
     let mut sets: Vec<Vec<&AssetTrack>> = Vec::new();
@@ -313,7 +331,7 @@ pub fn mpd(asset: &Asset, options: &ManifestOptions, extension: bool) -> String 
         }
     }
     let adaptation_sets: Vec<AdaptationSet> =
-        sets.iter().enumerate().filter_map(|(i, s)| adaptation_set(i, s, options, extension)).collect();
+        sets.iter().enumerate().filter_map(|(i, s)| adaptation_set(i, s, options, protection, extension)).collect();
     let duration_ms = sets.iter().flatten().map(|t| presentation_ms(t)).max().unwrap_or(0);
     let segments: usize = sets.iter().flatten().map(|t| t.timeline.segments.len()).sum();
 
@@ -323,6 +341,9 @@ pub fn mpd(asset: &Asset, options: &ManifestOptions, extension: bool) -> String 
         media_presentation_duration: iso_duration(duration_ms),
         min_buffer_time: "PT2S",
         profiles: if format == Format::MpdTimeCsf { PROFILES_CSF } else { PROFILES_CMAF },
+        xmlns_cenc: (!protection.is_empty()).then_some(MPD_NAMESPACES[0].1),
+        xmlns_mspr: (!protection.is_empty()).then_some(MPD_NAMESPACES[1].1),
+        xmlns_dashif: (!protection.is_empty()).then_some(MPD_NAMESPACES[2].1),
         period: Period { id: "0", start: "PT0S", adaptation_sets },
     };
     let mut out = String::with_capacity(2048 + segments * 24);
@@ -423,7 +444,7 @@ mod tests {
         for (format, extension) in [(Format::MpdTimeCmaf, false), (Format::MpdTimeCmaf, true), (Format::MpdTimeCsf, false)] {
             let options = ManifestOptions::new(format);
             let base = url::format(&Resource::Manifest(options.clone()), extension);
-            let text = mpd(&asset, &options, extension);
+            let text = mpd(&asset, &options, &[], extension);
             assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<MPD "), "{text}");
             let root = parse_xml(&text);
             assert_eq!(root.name, "MPD");
@@ -547,7 +568,7 @@ mod tests {
     fn mpd_is_byte_stable() {
         let asset = fixtures::asset();
         let o = ManifestOptions::new(Format::MpdTimeCmaf);
-        assert_eq!(mpd(&asset, &o, true), mpd(&asset.clone(), &o, true));
+        assert_eq!(mpd(&asset, &o, &[], true), mpd(&asset.clone(), &o, &[], true));
     }
 
     /// `cargo test --release --lib package::dash -- --ignored --nocapture`
@@ -560,7 +581,7 @@ mod tests {
         let start = std::time::Instant::now();
         let mut bytes = 0;
         for _ in 0..runs {
-            bytes += mpd(&asset, &o, true).len();
+            bytes += mpd(&asset, &o, &[], true).len();
         }
         let each = start.elapsed() / runs;
         let segments: usize = asset.tracks.iter().map(|t| t.timeline.segments.len()).sum();
@@ -580,7 +601,7 @@ mod tests {
         let start = std::time::Instant::now();
         let mut bytes = 0;
         for _ in 0..runs {
-            bytes += mpd(&jittered, &o, true).len();
+            bytes += mpd(&jittered, &o, &[], true).len();
         }
         let each = start.elapsed() / runs;
         eprintln!("MPD without repeats, {segments} segments, {} bytes: {:?}", bytes / runs as usize, each);

@@ -12,12 +12,13 @@
 use std::sync::atomic::Ordering;
 
 use m3u8_rs::{
-    AlternativeMedia, AlternativeMediaType, Key, KeyMethod, Map, MasterPlaylist, MediaPlaylist, MediaPlaylistType,
-    MediaSegment, Resolution, VariantStream,
+    AlternativeMedia, AlternativeMediaType, ExtTag, Key, KeyMethod, Map, MasterPlaylist, MediaPlaylist,
+    MediaPlaylistType, MediaSegment, Resolution, VariantStream,
 };
 
 use crate::asset::{Asset, AssetTrack};
 use crate::crypto::{hex, segment_iv, ContentKey};
+use crate::drm::HlsKeyLine;
 use crate::index::{CodecFamily, TrackKind};
 use crate::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 
@@ -280,11 +281,14 @@ fn target_duration(max_duration: u64, timescale: u32) -> u64 {
 
 /// The media playlist of `track` at `QualityLevels(b)/Manifest(name,format=…)`. Init and media
 /// segment URIs are relative to that location (`Fragments(…)`).
+/// `drm_keys`: the `EXT-X-KEY` lines of Common Encryption (one per DRM system), written once
+/// after the clear `EXT-X-MAP`.
 pub fn media_playlist(
     track: &AssetTrack,
     format: Format,
     encryption: Option<Encryption>,
     envelope: Option<EnvelopeSignal>,
+    drm_keys: &[HlsKeyLine],
     extension: bool,
 ) -> String {
     set_precision();
@@ -300,6 +304,8 @@ pub fn media_playlist(
     // MPEG-TS segments carry their own PAT/PMT: no EXT-X-MAP. The map precedes the first
     // EXT-X-KEY, so init segments stay clear.
     let mut map = (!format.is_ts()).then(|| Map { uri: init, ..Default::default() });
+    let mut drm_tags: Option<Vec<ExtTag>> =
+        Some(drm_keys.iter().map(|k| ExtTag { tag: "X-KEY".into(), rest: Some(k.attributes.clone()) }).collect());
     let segments: Vec<MediaSegment> = timeline
         .segments
         .iter()
@@ -307,6 +313,7 @@ pub fn media_playlist(
             uri: urls.url(s.time),
             duration: (s.duration as f64 / timescale) as f32,
             map: map.take(),
+            unknown_tags: drm_tags.take().unwrap_or_default(),
             key: envelope.map(|e| Key {
                 method: KeyMethod::AES128,
                 uri: Some(e.key_uri.to_string()),
@@ -319,7 +326,8 @@ pub fn media_playlist(
         .collect();
 
     let playlist = MediaPlaylist {
-        version: Some(version(format)),
+        // KEYFORMAT needs version 5.
+        version: Some(if drm_keys.is_empty() { version(format) } else { version(format).max(5) }),
         target_duration: target_duration(max_duration, timeline.timescale),
         media_sequence: 0,
         segments,
@@ -687,7 +695,7 @@ mod tests {
                     &Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, encryption: None, filters: vec![] },
                     extension,
                 );
-                let text = media_playlist(track, Format::M3u8Cmaf, None, None, extension);
+                let text = media_playlist(track, Format::M3u8Cmaf, None, None, &[], extension);
                 assert!(text.contains("\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
                 assert!(text.contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
                 assert!(text.ends_with("#EXT-X-ENDLIST\n"));
@@ -757,7 +765,7 @@ mod tests {
         let start = std::time::Instant::now();
         let mut bytes = 0;
         for _ in 0..runs {
-            bytes += media_playlist(video, Format::M3u8Cmaf, None, None, true).len();
+            bytes += media_playlist(video, Format::M3u8Cmaf, None, None, &[], true).len();
         }
         let each = start.elapsed() / runs;
         eprintln!("media playlist, {} segments, {} bytes: {:?}", video.timeline.segments.len(), bytes / runs as usize, each);

@@ -13,6 +13,7 @@ use crate::asset::{Asset, AssetTrack};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::crypto::{envelope, segment_iv, ContentKey};
+use crate::drm::{self, DrmSystems, ProtectionScheme};
 use crate::index::TrackKind;
 use crate::url::{Encryption, Format, Resource};
 
@@ -60,20 +61,31 @@ fn find_track<'a>(asset: &'a Asset, name: &str, bitrate: u64) -> Result<&'a Asse
         .ok_or_else(|| Error::NotFound(format!("track '{name}' at bitrate {bitrate} in asset '{}'", asset.name)))
 }
 
-/// What encryption needs at render time: the locator's content key and the URI players fetch
-/// it from (HLS `EXT-X-KEY`).
+/// What encryption needs at render time: the locator's content key, the URI players fetch it
+/// from (HLS AES-128 `EXT-X-KEY`), and for Common Encryption the locator id and the DRM
+/// systems to signal.
 #[derive(Debug, Clone, Copy)]
 pub struct Protection<'a> {
     pub key: &'a ContentKey,
     pub key_uri: &'a str,
+    pub locator: &'a str,
+    pub drm: &'a DrmSystems,
 }
 
 fn protection_for<'a>(encryption: Option<Encryption>, protection: Option<Protection<'a>>) -> Result<Option<Protection<'a>>> {
     match (encryption, protection) {
         (None, _) => Ok(None),
-        (Some(Encryption::Cbc), Some(p)) => Ok(Some(p)),
-        (Some(Encryption::Cbc), None) => Err(Error::Forbidden("no content key for encryption=cbc".into())),
-        (Some(other), _) => Err(Error::BadRequest(format!("encryption={} is not available yet", other.as_str()))),
+        (Some(_), Some(p)) => Ok(Some(p)),
+        (Some(e), None) => Err(Error::Forbidden(format!("no content key for encryption={}", e.as_str()))),
+    }
+}
+
+/// The Common Encryption scheme of `encryption`, if it is one.
+fn cenc_scheme(encryption: Option<Encryption>) -> Option<ProtectionScheme> {
+    match encryption? {
+        Encryption::Cenc => Some(ProtectionScheme::Cenc),
+        Encryption::CbcsAapl => Some(ProtectionScheme::Cbcs),
+        Encryption::Cbc => None,
     }
 }
 
@@ -102,15 +114,23 @@ pub async fn render(
         Resource::Manifest(options) => Ok(if options.format.is_hls() {
             Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension))
         } else {
-            Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, extension))
+            let signalling = match (cenc_scheme(options.encryption), protection) {
+                (Some(scheme), Some(p)) => drm::dash_content_protection(scheme, p.key, p.locator, p.drm),
+                _ => Vec::new(),
+            };
+            Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, &signalling, extension))
         }),
         Resource::MediaPlaylist { bitrate, track, format, encryption, .. } => {
             if !format.is_hls() {
                 return Err(Error::BadRequest(format!("media playlists exist only for HLS formats, not {}", format.as_str())));
             }
             let track = find_track(asset, track, *bitrate)?;
-            let envelope = protection.map(|p| hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key });
-            Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(track, *format, *encryption, envelope, extension)))
+            let (envelope, drm_keys) = match (cenc_scheme(*encryption), protection) {
+                (Some(scheme), Some(p)) => (None, drm::hls_key_lines(scheme, p.key, p.locator, p.drm)),
+                (None, Some(p)) => (Some(hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key }), Vec::new()),
+                (_, None) => (None, Vec::new()),
+            };
+            Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(track, *format, *encryption, envelope, &drm_keys, extension)))
         }
         Resource::Init { bitrate, track, format, .. } => {
             let track = find_track(asset, track, *bitrate)?;

@@ -72,18 +72,13 @@ pub const MAX_CLEARKEY_KIDS: usize = 64;
 /// Largest Clear Key licence request body accepted.
 pub const MAX_CLEARKEY_REQUEST_BYTES: usize = 16 * 1024;
 
-/// The Common Encryption scheme of the protected stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProtectionScheme {
-    /// `cenc`: AES-CTR, full subsample encryption.
-    Cenc,
-    /// `cbcs`: AES-CBC with a 1:9 pattern and constant IV (FairPlay-compatible).
-    Cbcs,
-}
+/// The Common Encryption scheme of the protected stream (one type with the sample encryptor's,
+/// named for what signalling does with it).
+pub use crate::crypto::cenc::Scheme as ProtectionScheme;
 
 impl ProtectionScheme {
     /// The scheme's fourcc as text (`cenc` / `cbcs`), the DASH mp4protection `@value`.
-    pub fn fourcc(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ProtectionScheme::Cenc => "cenc",
             ProtectionScheme::Cbcs => "cbcs",
@@ -91,10 +86,7 @@ impl ProtectionScheme {
     }
     /// The fourcc as a big-endian u32 (Widevine `protection_scheme`).
     pub fn fourcc_u32(self) -> u32 {
-        u32::from_be_bytes(match self {
-            ProtectionScheme::Cenc => *b"cenc",
-            ProtectionScheme::Cbcs => *b"cbcs",
-        })
+        u32::from_be_bytes(self.fourcc())
     }
     /// HLS `METHOD` for fMP4 segments: `SAMPLE-AES-CTR` for cenc, `SAMPLE-AES` for cbcs.
     pub fn hls_method(self) -> &'static str {
@@ -726,7 +718,7 @@ pub fn dash_content_protection(
     let kid = &key.kid;
     let mut out = vec![ContentProtection {
         scheme_id_uri: MP4_PROTECTION_SCHEME,
-        value: Some(scheme.fourcc()),
+        value: Some(scheme.as_str()),
         default_kid: Some(guid_string(kid)),
         pssh: None,
         pro: None,

@@ -258,19 +258,8 @@ impl Service {
         };
         // The token is checked first, so callers without one learn nothing about which key
         // ids exist.
-        if let Some(verifier) = &locator.key_access {
-            let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            let checked = match crate::token::token_from_request(authorization, query) {
-                Some(token) => verifier.verify(&token),
-                None => Err(crate::token::TokenError::Missing),
-            };
-            if let Err(e) = checked {
-                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-                let mut response = self.error(status, &format!("unauthorized: {}", e.reason()));
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate()));
-                response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                return response;
-            }
+        if let Err(refusal) = self.check_key_access(locator, query, headers) {
+            return refusal;
         }
         let Ok(kid_bytes) = crate::crypto::parse_hex16(kid) else {
             return self.error(StatusCode::BAD_REQUEST, "bad request: key id must be 32 hex digits");
@@ -286,6 +275,52 @@ impl Service {
         Self::finish(b, PartsBody::new([Bytes::copy_from_slice(&key.key)]))
     }
 
+    /// Applies the locator's key access (open, or a valid JWT) to a key or licence request.
+    fn check_key_access(&self, locator: &crate::origin::Locator, query: Option<&str>, headers: &HeaderMap) -> Result<(), Resp> {
+        let Some(verifier) = &locator.key_access else { return Ok(()) };
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let checked = match crate::token::token_from_request(authorization, query) {
+            Some(token) => verifier.verify(&token),
+            None => Err(crate::token::TokenError::Missing),
+        };
+        checked.map_err(|e| {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let mut response = self.error(status, &format!("unauthorized: {}", e.reason()));
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate()));
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        })
+    }
+
+    /// `POST /{locator}/clearkey`: a W3C Clear Key licence (JSON request with base64url KIDs →
+    /// JSON web key set) for the locator's keys, under the same access rule as the key endpoint.
+    async fn clearkey(&self, locator_id: &str, query: Option<&str>, headers: &HeaderMap, body: Incoming) -> Resp {
+        use http_body_util::BodyExt;
+        let Some(locator) = self.origin.locator(locator_id) else {
+            return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
+        };
+        if let Err(refusal) = self.check_key_access(locator, query, headers) {
+            return refusal;
+        }
+        let limited = http_body_util::Limited::new(body, crate::drm::MAX_CLEARKEY_REQUEST_BYTES);
+        let Ok(collected) = limited.collect().await else {
+            return self.error(StatusCode::PAYLOAD_TOO_LARGE, "licence request too large or unreadable");
+        };
+        let request = collected.to_bytes();
+        let lookup = |kid: &[u8; 16]| locator.key(kid).map(|k| k.key);
+        match crate::drm::clearkey_license_response(&request, lookup) {
+            Ok(json) => {
+                let b = self
+                    .base(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::CACHE_CONTROL, "private, no-store")
+                    .header(header::CONTENT_LENGTH, json.len());
+                Self::finish(b, PartsBody::text(json))
+            }
+            Err(reason) => self.error(StatusCode::BAD_REQUEST, &format!("bad request: {reason}")),
+        }
+    }
+
     fn preflight(&self, headers: &HeaderMap) -> Resp {
         let allow_headers = headers
             .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
@@ -293,10 +328,10 @@ impl Service {
             .unwrap_or(HeaderValue::from_static("Range, If-None-Match, If-Modified-Since"));
         let b = self
             .base(StatusCode::NO_CONTENT)
-            .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")
+            .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, POST, OPTIONS")
             .header(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers)
             .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
-            .header(header::ALLOW, "GET, HEAD, OPTIONS");
+            .header(header::ALLOW, "GET, HEAD, POST, OPTIONS");
         Self::finish(b, PartsBody::empty())
     }
 
@@ -358,7 +393,16 @@ impl Service {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut kind = "other";
-        let response = self.handle(&method, &path, req.uri().query(), req.headers(), &mut kind).await;
+        let query = req.uri().query().map(str::to_string);
+        let response = match clearkey_locator(&path).filter(|_| method == Method::POST) {
+            Some(locator) => {
+                kind = "key";
+                let locator = locator.to_string();
+                let (parts, body) = req.into_parts();
+                self.clearkey(&locator, query.as_deref(), &parts.headers, body).await
+            }
+            None => self.handle(&method, &path, query.as_deref(), req.headers(), &mut kind).await,
+        };
         let status = response.status();
         let elapsed = started.elapsed();
         let m = &self.origin.metrics;
@@ -376,10 +420,16 @@ impl Service {
             bytes = bytes,
             kind = kind,
             micros = elapsed.as_micros() as u64,
-            version = ?req.version(),
+
         );
         Ok(response)
     }
+}
+
+/// `/{locator}/clearkey` → locator.
+fn clearkey_locator(path: &str) -> Option<&str> {
+    let (locator, rest) = path.strip_prefix('/')?.split_once('/')?;
+    (rest == "clearkey" && !locator.is_empty()).then_some(locator)
 }
 
 /// `/{locator}/key/{kid}` → (locator, kid).

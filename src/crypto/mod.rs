@@ -6,6 +6,7 @@
 //! identity (see [`segment_iv`]): unique per (rendition, segment) under one key, and
 //! unpredictable without the key.
 
+pub mod cenc;
 pub mod envelope;
 
 use aes::cipher::{BlockCipherEncrypt, KeyInit};

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::asset::{Asset, AssetTrack};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
-use crate::crypto::{envelope, segment_iv, ContentKey};
+use crate::crypto::{cenc, envelope, segment_iv, ContentKey};
 use crate::drm::{self, DrmSystems, ProtectionScheme};
 use crate::index::TrackKind;
 use crate::url::{Encryption, Format, Resource};
@@ -89,6 +89,28 @@ fn cenc_scheme(encryption: Option<Encryption>) -> Option<ProtectionScheme> {
     }
 }
 
+/// The `pssh` boxes of an encrypted init segment: the W3C common one (browsers' ClearKey
+/// waits for it) and one per configured DRM system.
+fn pssh_boxes(scheme: ProtectionScheme, p: Protection<'_>) -> Vec<Bytes> {
+    let kids = [p.key.kid];
+    let mut boxes = vec![drm::common_pssh(&kids)];
+    if let Some(wv) = &p.drm.widevine {
+        let content_id = wv.content_id.as_deref().map(|c| drm::expand_template(c, &p.key.kid, p.locator)).unwrap_or_default();
+        boxes.push(drm::widevine_pssh(&kids, content_id.as_bytes(), scheme));
+    }
+    if let Some(pr) = &p.drm.playready {
+        let la_url = pr.license_url.as_deref().map(|u| drm::expand_template(u, &p.key.kid, p.locator));
+        boxes.push(drm::playready_pssh(&drm::playready_header_object(&p.key.kid, &p.key.key, la_url.as_deref(), scheme)));
+    }
+    boxes
+}
+
+/// Per-track Common Encryption settings. The IV seed names the source samples (file, rendition),
+/// so the same samples get the same IVs on every replica and through every locator.
+fn track_encryption<'a>(scheme: ProtectionScheme, p: Protection<'a>, track: &AssetTrack, pssh: &'a [Bytes]) -> cenc::TrackEncryption<'a> {
+    cenc::TrackEncryption { scheme, key: p.key, pssh, iv_seed: cenc::iv_seed(&track.file, track.bitrate, &track.name) }
+}
+
 /// The bytes of the source file that `segment` of `track` needs: one ranged read.
 async fn read_span(storage: &Storage, track: &AssetTrack, segment: &crate::timeline::Segment) -> Result<cmaf::SourceSpan> {
     let range = cmaf::source_range(track.index(), segment);
@@ -110,6 +132,15 @@ pub async fn render(
     protection: Option<Protection<'_>>,
 ) -> Result<Output> {
     let protection = protection_for(resource.encryption(), protection)?;
+    match (resource.format(), resource.encryption()) {
+        (f, Some(Encryption::Cenc | Encryption::CbcsAapl)) if f.is_ts() => {
+            return Err(Error::BadRequest(format!("{f} segments support encryption=cbc only; use m3u8-cmaf for Common Encryption")));
+        }
+        (f, Some(Encryption::Cbc)) if f.is_dash() => {
+            return Err(Error::BadRequest(format!("{f} has no AES-128 envelope; use encryption=cenc or cbcs-aapl")));
+        }
+        _ => {}
+    }
     match resource {
         Resource::Manifest(options) => Ok(if options.format.is_hls() {
             Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension))
@@ -132,12 +163,19 @@ pub async fn render(
             };
             Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(track, *format, *encryption, envelope, &drm_keys, extension)))
         }
-        Resource::Init { bitrate, track, format, .. } => {
+        Resource::Init { bitrate, track, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
-            let init = cmaf::init_segment(track.index(), cmaf::Flavor::from(*format));
+            let init = match (cenc_scheme(*encryption), protection) {
+                (Some(scheme), Some(p)) => {
+                    let pssh = pssh_boxes(scheme, p);
+                    let enc = track_encryption(scheme, p, track, &pssh);
+                    cmaf::init_segment(track.index(), cmaf::Flavor::from(*format), Some(&enc))
+                }
+                _ => cmaf::init_segment(track.index(), cmaf::Flavor::from(*format), None),
+            };
             Ok(Output { content_type: media_content_type(track), parts: vec![init] })
         }
-        Resource::Segment { bitrate, track, time, format, .. } => {
+        Resource::Segment { bitrate, track, time, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             let (number, segment) = track
                 .timeline
@@ -167,11 +205,17 @@ pub async fn render(
                 (TS_CONTENT_TYPE, vec![bytes])
             } else {
                 let span = read_span(storage, track, segment).await?;
-                let built = cmaf::media_segment(track.index(), segment, sequence_number, &span, cmaf::Flavor::from(*format))
+                let sample_encryption = match (cenc_scheme(*encryption), protection) {
+                    (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, track, &[])),
+                    _ => None,
+                };
+                let flavor = cmaf::Flavor::from(*format);
+                let built = cmaf::media_segment(track.index(), segment, sequence_number, &span, flavor, sample_encryption.as_ref())
                     .map_err(|e| Error::media(&track.file, e))?;
                 (media_content_type(track), built.parts)
             };
-            let parts = match protection {
+            // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
+            let parts = match protection.filter(|_| *encryption == Some(Encryption::Cbc)) {
                 Some(p) => {
                     let iv = segment_iv(p.key, track.bitrate, &track.name, format.container_tag(), *time);
                     vec![envelope::encrypt_segment(p.key, &iv, &parts)]

@@ -368,46 +368,14 @@ fn is_token_name(name: &str) -> bool {
     name == "token" || url::form_urlencoded::parse(name.as_bytes()).next().is_some_and(|(k, _)| k == "token")
 }
 
-/// Base64, standard or URL-safe alphabet, padding optional, ASCII whitespace ignored.
+/// Base64, standard or URL-safe alphabet, padding optional, ASCII whitespace ignored (PEM
+/// bodies span lines); the decoding itself is the DRM module's.
 fn decode_base64(input: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let bytes: Vec<u8> = input.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let data = match bytes.iter().position(|&b| b == b'=') {
-        Some(pad_at) => {
-            let (data, pad) = bytes.split_at(pad_at);
-            if pad.len() > 2 || pad.iter().any(|&b| b != b'=') || (data.len() + pad.len()) % 4 != 0 {
-                return None;
-            }
-            data
-        }
-        None => &bytes[..],
-    };
-    if data.is_empty() || data.len() % 4 == 1 {
+    let compact: String = input.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
         return None;
     }
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    for chunk in data.chunks(4) {
-        let mut acc = 0u32;
-        for &c in chunk {
-            acc = (acc << 6) | value(c)?;
-        }
-        match chunk.len() {
-            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
-            3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-            2 => out.push((acc >> 4) as u8),
-            _ => return None,
-        }
-    }
-    Some(out)
+    crate::drm::base64_decode(&compact)
 }
 
 /// Parses an RSA public key PEM (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) into big-endian

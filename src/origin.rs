@@ -109,6 +109,10 @@ struct ManifestKey {
     key_uri: Option<String>,
     /// Every filter applied: the locator's defaults, then the request's.
     filters: Vec<String>,
+    /// Encrypted manifests and init segments embed the locator's DRM signalling (licence
+    /// URLs, PSSH data, the PlayReady key checksum): a fingerprint of it and of the key (never
+    /// the key), so the ETag changes when they do.
+    protection_fingerprint: Option<u64>,
 }
 
 /// The bytes of a media segment are fully determined by these fields.
@@ -400,6 +404,12 @@ impl Origin {
                     extension: request.extension,
                     key_uri: protection.as_ref().map(|(_, uri)| uri.clone()),
                     filters: filter_names,
+                    protection_fingerprint: protection.as_ref().map(|(key, _)| {
+                        let mut h = Xxh3::new();
+                        h.update(&key.key);
+                        h.update(format!("{:?}", locator.drm).as_bytes());
+                        h.digest()
+                    }),
                 };
                 let protection =
                     protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri, locator: &locator.id, drm: &locator.drm });

@@ -24,11 +24,11 @@
 
 mod common;
 
+use common::TestServer;
+
 use std::ffi::OsStr;
-use std::net::SocketAddr;
 use std::path::Path as FsPath;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
@@ -39,7 +39,6 @@ use reqwest::{Method, StatusCode};
 
 use jit_origin::config::Config;
 use jit_origin::origin::Origin;
-use jit_origin::server::{serve, Service};
 
 // ---------------------------------------------------------------------------------------
 // Configuration.
@@ -545,11 +544,6 @@ fn cbcs_decrypt(key: &[u8; 16], iv: &[u8; 16], crypt: u8, skip: u8, sample: &mut
 // The server under test: its own runtime thread, stopped on drop. The listener is bound
 // first so the config can name the port.
 
-struct TestServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
 
 impl TestServer {
     fn start() -> TestServer {
@@ -564,42 +558,14 @@ impl TestServer {
     /// `url_port`: the port the configured licence URLs name (default: this server's).
     fn start_with(wv_host: &str, url_port: Option<u16>) -> TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
         let text = config_text(url_port.unwrap_or(addr.port()), wv_host);
         let config = Config::parse(&text, common::fixtures_dir()).unwrap_or_else(|e| panic!("test config does not parse: {e}\n{text}"));
-        let origin = Arc::new(Origin::from_config(&config).expect("origin"));
-        let http = config.http;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("origin-under-test".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let service = Arc::new(Service::new(origin, http));
-                    serve(listener, service, async move { let _ = stopped.await; }, Duration::from_secs(2)).await.expect("serve");
-                });
-            })
-            .expect("server thread");
-        TestServer { addr, stop: Some(stop), thread: Some(thread) }
+        TestServer::serve_on(listener, Origin::from_config(&config).expect("origin"), config.http)
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 struct Got {
     what: String,

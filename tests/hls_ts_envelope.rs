@@ -17,11 +17,11 @@
 
 mod common;
 
+use common::TestServer;
+
 use std::ffi::OsStr;
-use std::net::SocketAddr;
 use std::path::Path as FsPath;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -30,7 +30,6 @@ use reqwest::StatusCode;
 
 use jit_origin::config::Config;
 use jit_origin::origin::Origin;
-use jit_origin::server::{serve, Service};
 
 // ---------------------------------------------------------------------------------------
 // Configuration: a clear locator per fixture asset, and two envelope locators of `ladder`.
@@ -108,50 +107,14 @@ fn valid_token() -> String {
 // ---------------------------------------------------------------------------------------
 // The server under test (as in tests/server.rs): its own runtime thread, stopped on drop.
 
-struct TestServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
 
 impl TestServer {
     fn start() -> TestServer {
         let config = config();
-        let origin = Arc::new(Origin::from_config(&config).expect("origin"));
-        let http = config.http;
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("origin-under-test".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                    addr_tx.send(listener.local_addr().expect("local addr")).expect("send addr");
-                    let service = Arc::new(Service::new(origin, http));
-                    serve(listener, service, async move { let _ = stopped.await; }, Duration::from_secs(2)).await.expect("serve");
-                });
-            })
-            .expect("server thread");
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server started");
-        TestServer { addr, stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        TestServer::serve(Origin::from_config(&config).expect("origin"), config.http)
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 struct Got {
     url: String,

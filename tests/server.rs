@@ -13,6 +13,8 @@
 
 mod common;
 
+use common::TestServer;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fmt;
@@ -38,7 +40,6 @@ use reqwest::{Method, StatusCode};
 
 use jit_origin::config::Config;
 use jit_origin::origin::Origin;
-use jit_origin::server::{serve, Service};
 use jit_origin::storage::Storage;
 
 // ---------------------------------------------------------------------------------------
@@ -195,54 +196,17 @@ fn counting_origin() -> (Origin, Arc<CountingStore>) {
 // ---------------------------------------------------------------------------------------
 // The server under test: its own runtime thread, stopped on drop.
 
-struct TestServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
 
 impl TestServer {
     fn start(origin: Origin) -> TestServer {
-        let http = config().http;
-        let origin = Arc::new(origin);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let for_thread = origin;
-        let thread = std::thread::Builder::new()
-            .name("origin-under-test".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                    addr_tx.send(listener.local_addr().expect("local addr")).expect("send addr");
-                    let service = Arc::new(Service::new(for_thread, http));
-                    serve(listener, service, async move { let _ = stopped.await; }, Duration::from_secs(2)).await.expect("serve");
-                });
-            })
-            .expect("server thread");
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server started");
-        TestServer { addr, stop: Some(stop), thread: Some(thread) }
+        TestServer::serve(origin, config().http)
     }
 
     fn fixtures() -> TestServer {
         TestServer::start(Origin::from_config(&config()).expect("origin"))
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")

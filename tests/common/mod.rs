@@ -362,3 +362,62 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
     }
     assert!(checked > 0, "{asset}: no audio or video tracks checked");
 }
+
+/// An origin served in-process on its own runtime thread; stopped (and joined) on drop.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Serves `origin` on an ephemeral port.
+    pub fn serve(origin: jit_origin::origin::Origin, http: jit_origin::config::HttpConfig) -> TestServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        TestServer::serve_on(listener, origin, http)
+    }
+
+    /// Serves `origin` on a listener the caller bound (so a config can name its port).
+    pub fn serve_on(
+        listener: std::net::TcpListener,
+        origin: jit_origin::origin::Origin,
+        http: jit_origin::config::HttpConfig,
+    ) -> TestServer {
+        use std::sync::Arc;
+        use std::time::Duration;
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let origin = Arc::new(origin);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("origin-under-test".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    let service = Arc::new(jit_origin::server::Service::new(origin, http));
+                    let stopped = async move {
+                        let _ = stopped.await;
+                    };
+                    jit_origin::server::serve(listener, service, stopped, Duration::from_secs(2)).await.expect("serve");
+                });
+            })
+            .expect("server thread");
+        TestServer { addr, stop: Some(stop), thread: Some(thread) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

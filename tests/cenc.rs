@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Got, TestServer};
 
 use std::ffi::OsStr;
 use std::path::Path as FsPath;
@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use aes::Aes128;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use reqwest::{Method, StatusCode};
 
 use jit_origin::config::Config;
@@ -567,34 +567,6 @@ impl TestServer {
 }
 
 
-struct Got {
-    what: String,
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn describe(&self) -> String {
-        let body: String = self.text().chars().take(300).collect();
-        format!("{} → {} headers {:?} body {body:?}", self.what, self.status, self.headers)
-    }
-    fn ok(self) -> Got {
-        assert_eq!(self.status, StatusCode::OK, "{}", self.describe());
-        self
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.describe()))
-    }
-}
-
-/// A blocking request (a throwaway current-thread runtime; the server has its own).
 fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Got {
     let what = format!("{method} {url}");
     let url = url.to_string();
@@ -610,10 +582,9 @@ fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>
             rb = rb.body(body);
         }
         let resp = rb.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
-        let status = resp.status();
-        let headers = resp.headers().clone();
+        let (status, version, headers) = (resp.status(), resp.version(), resp.headers().clone());
         let body = resp.bytes().await.unwrap_or_else(|e| panic!("{what}: body: {e}")).to_vec();
-        Got { what, status, headers, body }
+        Got { what, status, headers, body, version }
     })
 }
 

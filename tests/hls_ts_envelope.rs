@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Got, TestServer};
 
 use std::ffi::OsStr;
 use std::path::Path as FsPath;
@@ -25,7 +25,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::header::{self, HeaderMap};
+use reqwest::header;
 use reqwest::StatusCode;
 
 use jit_origin::config::Config;
@@ -116,30 +116,6 @@ impl TestServer {
 }
 
 
-struct Got {
-    url: String,
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn describe(&self) -> String {
-        let body: String = self.text().chars().take(300).collect();
-        format!("GET {} → {} headers {:?} body {body:?}", self.url, self.status, self.headers)
-    }
-    /// Asserts a 200 and returns self.
-    fn ok(self) -> Got {
-        assert_eq!(self.status, StatusCode::OK, "{}", self.describe());
-        self
-    }
-}
 
 /// A blocking GET (a throwaway current-thread runtime; the server has its own).
 fn fetch(url: &str, headers: &[(&str, &str)]) -> Got {
@@ -152,10 +128,9 @@ fn fetch(url: &str, headers: &[(&str, &str)]) -> Got {
             rb = rb.header(k, v);
         }
         let resp = rb.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        let status = resp.status();
-        let headers = resp.headers().clone();
+        let (status, version, headers) = (resp.status(), resp.version(), resp.headers().clone());
         let body = resp.bytes().await.unwrap_or_else(|e| panic!("GET {url}: body: {e}")).to_vec();
-        Got { url, status, headers, body }
+        Got { what: format!("GET {url}"), status, headers, body, version }
     })
 }
 
@@ -530,10 +505,10 @@ fn ts_ffprobe_codecs_and_continuous_dts() {
         // A segment's HTTP view.
         let seg = get(&resolve(&playlist, segments[1])).ok();
         if seg.header(header::CONTENT_TYPE) != Some("video/mp2t") {
-            failures.push(format!("{}: Content-Type {:?}, want video/mp2t", seg.url, seg.header(header::CONTENT_TYPE)));
+            failures.push(format!("{}: Content-Type {:?}, want video/mp2t", seg.what, seg.header(header::CONTENT_TYPE)));
         }
         if seg.body.len() % 188 != 0 || seg.body.chunks(188).any(|p| p[0] != 0x47) {
-            failures.push(format!("{}: {} bytes, not whole 188-byte TS packets with sync bytes", seg.url, seg.body.len()));
+            failures.push(format!("{}: {} bytes, not whole 188-byte TS packets with sync bytes", seg.what, seg.body.len()));
         }
         let codecs = probe_codecs(&playlist);
         if codecs != [(kind.to_string(), codec.to_string())] {
@@ -690,30 +665,30 @@ fn envelope_segments_decrypt_with_openssl_to_the_clear_bytes() {
         let (e_uri, key) = &enc_segs[i];
         let (key_uri, iv) = key.as_ref().expect("key");
         let key_got = get(&resolve(&enc_url, key_uri)).ok();
-        assert_eq!(hex(&key_got.body), KEY, "{}: key endpoint bytes", key_got.url);
+        assert_eq!(hex(&key_got.body), KEY, "{}: key endpoint bytes", key_got.what);
         let e = get(&resolve(&enc_url, e_uri)).ok();
         let c = get(&resolve(&clear_url, &clear_segs[i].0)).ok();
         if e.header(header::CONTENT_TYPE) != c.header(header::CONTENT_TYPE) {
-            failures.push(format!("{}: Content-Type {:?} differs from the clear segment's {:?}", e.url, e.header(header::CONTENT_TYPE), c.header(header::CONTENT_TYPE)));
+            failures.push(format!("{}: Content-Type {:?} differs from the clear segment's {:?}", e.what, e.header(header::CONTENT_TYPE), c.header(header::CONTENT_TYPE)));
         }
         if e.body.len() != (c.body.len() / 16 + 1) * 16 {
-            failures.push(format!("{}: {} bytes; clear {} bytes → AES-128-CBC/PKCS#7 gives {}", e.url, e.body.len(), c.body.len(), (c.body.len() / 16 + 1) * 16));
+            failures.push(format!("{}: {} bytes; clear {} bytes → AES-128-CBC/PKCS#7 gives {}", e.what, e.body.len(), c.body.len(), (c.body.len() / 16 + 1) * 16));
         }
         if e.body.starts_with(&c.body[..c.body.len().min(64)]) {
-            failures.push(format!("{}: starts with the clear bytes — not encrypted", e.url));
+            failures.push(format!("{}: starts with the clear bytes — not encrypted", e.what));
         }
         match openssl_decrypt(KEY, &iv[2..], &e.body) {
-            Ok(plain) if plain == c.body => eprintln!("ok: openssl decrypts {} to the {} clear bytes of {}", e.url, c.body.len(), c.url),
+            Ok(plain) if plain == c.body => eprintln!("ok: openssl decrypts {} to the {} clear bytes of {}", e.what, c.body.len(), c.what),
             Ok(plain) => failures.push(format!(
                 "openssl -K {KEY} -iv {} of {} gives {} bytes, not the {} bytes of {} (first difference at {:?})",
                 &iv[2..],
-                e.url,
+                e.what,
                 plain.len(),
                 c.body.len(),
-                c.url,
+                c.what,
                 plain.iter().zip(&c.body).position(|(a, b)| a != b)
             )),
-            Err(err) => failures.push(format!("{}: openssl failed: {err}", e.url)),
+            Err(err) => failures.push(format!("{}: openssl failed: {err}", e.what)),
         }
         // fMP4: the init segment (EXT-X-MAP, before the first EXT-X-KEY) is clear and equals
         // the clear locator's.
@@ -726,10 +701,10 @@ fn envelope_segments_decrypt_with_openssl_to_the_clear_bytes() {
             let clear_map = clear.lines().find(|l| l.starts_with("#EXT-X-MAP:")).and_then(uri_attr).expect("clear map");
             let clear_init = get(&resolve(&clear_url, clear_map)).ok();
             if init.body.get(4..8) != Some(b"ftyp".as_slice()) {
-                failures.push(format!("{}: init segment does not start with ftyp (encrypted?)", init.url));
+                failures.push(format!("{}: init segment does not start with ftyp (encrypted?)", init.what));
             }
             if init.body != clear_init.body {
-                failures.push(format!("{}: init segment differs from the clear locator's {}", init.url, clear_init.url));
+                failures.push(format!("{}: init segment differs from the clear locator's {}", init.what, clear_init.what));
             }
         }
     }
@@ -780,20 +755,20 @@ fn envelope_output_is_deterministic_across_origins() {
         }
         for again in [get(&a.url(path)), get(&b.url(path))] {
             if again.status != StatusCode::OK || again.body != first.body {
-                failures.push(format!("{path}: bytes differ between {} and {} ({} vs {} bytes)", first.url, again.url, first.body.len(), again.body.len()));
+                failures.push(format!("{path}: bytes differ between {} and {} ({} vs {} bytes)", first.what, again.what, first.body.len(), again.body.len()));
             }
             let (e1, e2) = (first.header(header::ETAG), again.header(header::ETAG));
             if e1.is_none() || e1 != e2 {
-                failures.push(format!("{path}: ETag {e1:?} from {} vs {e2:?} from {}", first.url, again.url));
+                failures.push(format!("{path}: ETag {e1:?} from {} vs {e2:?} from {}", first.what, again.what));
             }
         }
     }
     // A playlist with a token is different bytes, so a different ETag.
     let plain = get(&a.url(&paths[1])).ok();
     let tokened = get(&a.url(&paths[7])).ok();
-    assert_ne!(plain.body, tokened.body, "token not added to {}", tokened.url);
+    assert_ne!(plain.body, tokened.body, "token not added to {}", tokened.what);
     if plain.header(header::ETAG) == tokened.header(header::ETAG) {
-        failures.push(format!("{} and {} have different bytes but the same ETag {:?}", plain.url, tokened.url, plain.header(header::ETAG)));
+        failures.push(format!("{} and {} have different bytes but the same ETag {:?}", plain.what, tokened.what, plain.header(header::ETAG)));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -857,7 +832,7 @@ fn key_endpoint_checks_tokens() {
 
     // Valid token in the header.
     let ok = fetch(&key_url, &[("Authorization", &bearer(&valid_token()))]).ok();
-    assert_eq!(ok.body, raw_key, "{}: wrong key bytes", ok.url);
+    assert_eq!(ok.body, raw_key, "{}: wrong key bytes", ok.what);
     assert_eq!(ok.header(header::CONTENT_TYPE), Some("application/octet-stream"), "{}", ok.describe());
     assert!(ok.header(header::CACHE_CONTROL).is_some_and(|c| c.contains("no-store")), "{}", ok.describe());
     assert!(!ok.header(header::CACHE_CONTROL).unwrap_or("").contains("public"), "{}", ok.describe());

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::TestServer;
+use common::{Got, TestServer};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -35,8 +35,8 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult,
 };
-use reqwest::header::{self, HeaderMap};
-use reqwest::{Method, StatusCode};
+use reqwest::header;
+use reqwest::Method;
 
 use jit_origin::config::Config;
 use jit_origin::origin::Origin;
@@ -212,26 +212,6 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
 }
 
-struct Got {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    version: reqwest::Version,
-}
-
-impl Got {
-    fn header(&self, name: impl header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn describe(&self) -> String {
-        let body = self.text();
-        let body: String = body.chars().take(300).collect();
-        format!("{} {:?} headers {:?} body {body:?}", self.status, self.version, self.headers)
-    }
-}
 
 async fn request(client: &reqwest::Client, method: Method, url: &str, headers: &[(&str, &str)]) -> Got {
     let mut rb = client.request(method.clone(), url);
@@ -243,7 +223,7 @@ async fn request(client: &reqwest::Client, method: Method, url: &str, headers: &
     let headers = resp.headers().clone();
     let version = resp.version();
     let body = resp.bytes().await.unwrap_or_else(|e| panic!("{method} {url}: body: {e}")).to_vec();
-    Got { status, headers, body, version }
+    Got { what: format!("{method} {url}"), status, headers, body, version }
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Got {

@@ -15,11 +15,14 @@
 //! - **AVC / HEVC**: subsample encryption per NAL unit (23001-7 §9.5, CMAF 23000-19 §8.2.3):
 //!   the NAL length field and NAL unit header are always clear; non-VCL NAL units (SPS, PPS,
 //!   SEI, AUD, …) are entirely clear; in a VCL NAL unit:
+//!   - the NAL unit header and the slice header (parsed with the avcC/hvcC and in-band
+//!     parameter sets, rounded up to a byte: [`slice`]) stay clear; when the slice header
+//!     cannot be measured, `cenc` keeps just the NAL unit header clear and `cbcs` the first
+//!     [`slice::CBCS_VCL_CLEAR_PREFIX`] bytes (the fallback and why: [`slice`]);
 //!   - `cenc`: the protected range is the largest multiple of 16 bytes at the end of the NAL
-//!     unit (CMAF requires whole blocks for `cenc` AVC/HEVC), the rest (NAL header and the
-//!     first `len % 16` bytes) is clear;
-//!   - `cbcs`: the first [`slice::CBCS_VCL_CLEAR_PREFIX`] bytes stay clear so that the slice
-//!     header does (the rule and why: [`slice`]), the rest is the protected range; the 1:9
+//!     unit after that (CMAF requires whole blocks for `cenc` AVC/HEVC), the rest is clear;
+//!   - `cbcs`: the protected range starts right after the clear part (for a parsed header,
+//!     the first byte of slice data, as CMAF asks) and runs to the end of the NAL; the 1:9
 //!     pattern and the CBC chain (from the constant IV) restart at each protected range, and
 //!     a trailing partial block is left clear (23001-7 §9.6, §10.4). ffmpeg and Chrome's
 //!     `cbcs` decryptors reset the IV per subsample the same way.

@@ -421,3 +421,34 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// One HTTP response as the tests look at it.
+pub struct Got {
+    /// The request, e.g. "GET http://…/manifest(…)", for failure messages.
+    pub what: String,
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+    pub version: reqwest::Version,
+}
+
+impl Got {
+    pub fn header(&self, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn describe(&self) -> String {
+        let body: String = self.text().chars().take(300).collect();
+        format!("{} → {} {:?} headers {:?} body {body:?}", self.what, self.status, self.version, self.headers)
+    }
+    /// Asserts a 200 and returns self.
+    pub fn ok(self) -> Got {
+        assert_eq!(self.status, reqwest::StatusCode::OK, "{}", self.describe());
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.describe()))
+    }
+}

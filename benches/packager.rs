@@ -30,7 +30,8 @@ fn ensure_long_asset() {
 }
 
 fn load(rt: &tokio::runtime::Runtime, storage: &Storage) -> Asset {
-    rt.block_on(asset::load(storage, &AssetSource::File(LONG_FILE.into()), SegmentPolicy::default())).expect("load asset")
+    rt.block_on(asset::load(storage, &AssetSource::File(LONG_FILE.into()), SegmentPolicy::default()))
+        .expect("load asset")
 }
 
 fn benches(c: &mut Criterion) {
@@ -66,8 +67,13 @@ fn benches(c: &mut Criterion) {
     c.bench_function("dash mpd 2h", |b| b.iter(|| dash::mpd(&asset, &options(Format::MpdTimeCmaf), &[], false)));
 
     let middle = video.timeline.segments[video.timeline.segments.len() / 2];
-    let segment =
-        Resource::Segment { bitrate: video.bitrate, track: video.name.clone(), time: middle.time, format: Format::M3u8Cmaf, encryption: None };
+    let segment = Resource::Segment {
+        bitrate: video.bitrate,
+        track: video.name.clone(),
+        time: middle.time,
+        format: Format::M3u8Cmaf,
+        encryption: None,
+    };
     c.bench_function("video segment 2s 360p (read + build)", |b| {
         b.to_async(&rt).iter(|| async { render(&storage, &asset, &segment, false, None).await.expect("segment") })
     });

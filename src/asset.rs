@@ -42,11 +42,19 @@ impl AssetTrack {
     /// Bitrate manifests advertise as the peak (HLS BANDWIDTH, DASH @bandwidth): the measured
     /// peak segment bitrate, or the URL bitrate for a track without segments.
     pub fn peak_bitrate(&self) -> u64 {
-        if self.timeline.peak_bitrate > 0 { self.timeline.peak_bitrate } else { self.bitrate }
+        if self.timeline.peak_bitrate > 0 {
+            self.timeline.peak_bitrate
+        } else {
+            self.bitrate
+        }
     }
     /// Mean bitrate manifests advertise (HLS AVERAGE-BANDWIDTH), with the same fallback.
     pub fn average_bitrate(&self) -> u64 {
-        if self.timeline.average_bitrate > 0 { self.timeline.average_bitrate } else { self.bitrate }
+        if self.timeline.average_bitrate > 0 {
+            self.timeline.average_bitrate
+        } else {
+            self.bitrate
+        }
     }
 }
 
@@ -138,11 +146,8 @@ fn join(folder: &str, name: &str) -> String {
 /// is given, its only `.ism` otherwise, or its media files when it has no `.ism`.
 pub async fn resolve_source(storage: &Storage, folder: &str, name: Option<&str>) -> Result<AssetSource> {
     let objects = storage.list(folder).await?;
-    let isms: Vec<String> = objects
-        .iter()
-        .map(|o| o.location.to_string())
-        .filter(|p| p.to_ascii_lowercase().ends_with(".ism"))
-        .collect();
+    let isms: Vec<String> =
+        objects.iter().map(|o| o.location.to_string()).filter(|p| p.to_ascii_lowercase().ends_with(".ism")).collect();
     let media_files: Vec<String> = objects
         .iter()
         .map(|o| o.location.to_string())
@@ -182,7 +187,16 @@ struct TrackChoice {
 
 impl TrackChoice {
     fn whole_file(file: String) -> Self {
-        TrackChoice { file, track_id: None, kind: None, name: None, bitrate: None, language: None, role: None, accessibility: None }
+        TrackChoice {
+            file,
+            track_id: None,
+            kind: None,
+            name: None,
+            bitrate: None,
+            language: None,
+            role: None,
+            accessibility: None,
+        }
     }
 }
 
@@ -246,8 +260,12 @@ pub async fn load(storage: &Storage, source: &AssetSource, policy: SegmentPolicy
         if positions.is_empty() {
             return Err(Error::asset(
                 &asset_name,
-                format!("'{}' has no {} track{}", choice.file, choice.kind.map(|k| k.as_str()).unwrap_or("media"),
-                    choice.track_id.map(|id| format!(" with trackID {id}")).unwrap_or_default()),
+                format!(
+                    "'{}' has no {} track{}",
+                    choice.file,
+                    choice.kind.map(|k| k.as_str()).unwrap_or("media"),
+                    choice.track_id.map(|id| format!(" with trackID {id}")).unwrap_or_default()
+                ),
             ));
         }
         // An .ism entry names one track; a bare file contributes all of its tracks.
@@ -327,9 +345,5 @@ pub fn gop_durations(index: &TrackIndex) -> Vec<f64> {
     let s = &index.samples;
     let ts = index.info.timescale.max(1) as f64;
     let starts: Vec<u64> = s.sync_iter().map(|i| s.dts[i as usize]).collect();
-    starts
-        .iter()
-        .enumerate()
-        .map(|(k, &t)| (starts.get(k + 1).copied().unwrap_or(s.end_dts) - t) as f64 / ts)
-        .collect()
+    starts.iter().enumerate().map(|(k, &t)| (starts.get(k + 1).copied().unwrap_or(s.end_dts) - t) as f64 / ts).collect()
 }

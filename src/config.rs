@@ -189,9 +189,11 @@ impl DrmConfig {
     pub fn systems(&self) -> crate::drm::DrmSystems {
         use crate::drm::{ClearKeySystem, FairPlaySystem, PlayReadySystem, WidevineSystem};
         crate::drm::DrmSystems {
-            widevine: (self.widevine_license_url.is_some() || self.widevine_content_id.is_some()).then(|| WidevineSystem {
-                license_url: self.widevine_license_url.clone(),
-                content_id: self.widevine_content_id.clone(),
+            widevine: (self.widevine_license_url.is_some() || self.widevine_content_id.is_some()).then(|| {
+                WidevineSystem {
+                    license_url: self.widevine_license_url.clone(),
+                    content_id: self.widevine_content_id.clone(),
+                }
             }),
             playready: self.playready_license_url.as_ref().map(|u| PlayReadySystem { license_url: Some(u.clone()) }),
             fairplay: self.fairplay_key_uri.as_ref().map(|u| FairPlaySystem { key_uri: u.clone() }),
@@ -247,7 +249,8 @@ impl LocatorConfig {
                 (Some(key), _) => ContentKey::from_hex(&k.kid, key),
                 (None, Some(seed)) => {
                     let kid = parse_hex16(&k.kid).map_err(|e| format!("kid: {e}"))?;
-                    let key = crate::drm::playready_key_from_seed(seed, &kid).map_err(|e| format!("key_seed_base64: {e}"))?;
+                    let key =
+                        crate::drm::playready_key_from_seed(seed, &kid).map_err(|e| format!("key_seed_base64: {e}"))?;
                     Ok(ContentKey { kid, key })
                 }
                 (None, None) => Err(format!("key {} has no key and the locator no key_seed_base64", k.kid)),
@@ -311,20 +314,30 @@ impl Config {
         }
         if let Some(d) = self.segment_duration {
             if !(d.is_finite() && (0.5..=60.0).contains(&d)) {
-                return Err(ConfigError(format!("{}segment_duration = {d}: must be between 0.5 and 60 seconds", at("segment_duration"))));
+                return Err(ConfigError(format!(
+                    "{}segment_duration = {d}: must be between 0.5 and 60 seconds",
+                    at("segment_duration")
+                )));
             }
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.storage {
             if !names.insert(s.name.as_str()) {
-                return Err(ConfigError(format!("{}storage name '{}' is used twice", at(&format!("\"{}\"", s.name)), s.name)));
+                return Err(ConfigError(format!(
+                    "{}storage name '{}' is used twice",
+                    at(&format!("\"{}\"", s.name)),
+                    s.name
+                )));
             }
         }
         let mut filters = std::collections::HashSet::new();
         for f in &self.filter {
             let here = at(&format!("\"{}\"", f.name));
             if f.name.is_empty() || !f.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) {
-                return Err(ConfigError(format!("{here}filter name '{}' must be letters, digits, '-', '_', '.' or '~'", f.name)));
+                return Err(ConfigError(format!(
+                    "{here}filter name '{}' must be letters, digits, '-', '_', '.' or '~'",
+                    f.name
+                )));
             }
             if !filters.insert(f.name.as_str()) {
                 return Err(ConfigError(format!("{here}filter name '{}' is used twice", f.name)));
@@ -346,24 +359,39 @@ impl Config {
             if !names.contains(l.storage.as_str()) {
                 return Err(ConfigError(format!(
                     "{}locator '{}': storage = \"{}\" names no [[storage]] account",
-                    at(&format!("storage = \"{}\"", l.storage)), l.id, l.storage
+                    at(&format!("storage = \"{}\"", l.storage)),
+                    l.id,
+                    l.storage
                 )));
             }
             if let Some(unknown) = l.filters.iter().find(|f| !filters.contains(f.as_str())) {
-                return Err(ConfigError(format!("{here}locator '{}': filter '{unknown}' is not defined in a [[filter]]", l.id)));
+                return Err(ConfigError(format!(
+                    "{here}locator '{}': filter '{unknown}' is not defined in a [[filter]]",
+                    l.id
+                )));
             }
             if l.policy.needs_keys() && l.keys.is_empty() {
-                return Err(ConfigError(format!("{here}locator '{}': policy '{}' needs keys = [{{ kid = \"…\", key = \"…\" }}]", l.id, l.policy.as_str())));
+                return Err(ConfigError(format!(
+                    "{here}locator '{}': policy '{}' needs keys = [{{ kid = \"…\", key = \"…\" }}]",
+                    l.id,
+                    l.policy.as_str()
+                )));
             }
             // Messages name the KID only: key material never appears in errors.
             l.content_keys().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
-            l.drm.systems().validate().map_err(|e| ConfigError(format!("{}locator '{}' drm: {e}", at("[locator.drm]"), l.id)))?;
+            l.drm
+                .systems()
+                .validate()
+                .map_err(|e| ConfigError(format!("{}locator '{}' drm: {e}", at("[locator.drm]"), l.id)))?;
             if let Some(crate::token::KeyAccess::Token(policy)) = &l.key_access {
                 crate::token::TokenVerifier::new(policy)
                     .map_err(|e| ConfigError(format!("{}locator '{}' key_access: {e}", at("key_access"), l.id)))?;
             }
             if l.asset.split('/').any(|seg| seg == ".." || seg == ".") {
-                return Err(ConfigError(format!("{here}locator '{}': asset = \"{}\" must stay inside its storage", l.id, l.asset)));
+                return Err(ConfigError(format!(
+                    "{here}locator '{}': asset = \"{}\" must stay inside its storage",
+                    l.id, l.asset
+                )));
             }
         }
         Ok(())

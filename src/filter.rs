@@ -129,7 +129,8 @@ mod tests {
         let names: Vec<_> = out.tracks.iter().map(|t| (t.name.as_str(), t.bitrate)).collect();
         assert_eq!(names, [("video", 150_000), ("video", 300_000), ("audio_fra", 128_000)]);
 
-        let none = FilterConfig { min_video_bitrate: Some(10_000_000), languages: vec!["deu".into()], ..filter("none") };
+        let none =
+            FilterConfig { min_video_bitrate: Some(10_000_000), languages: vec!["deu".into()], ..filter("none") };
         assert!(matches!(apply(&asset, &[&none]), Err(Error::NotFound(_))));
         let late = FilterConfig { start_secs: Some(100.0), ..filter("late") };
         assert!(matches!(apply(&asset, &[&late]), Err(Error::NotFound(_))));

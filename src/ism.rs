@@ -84,17 +84,11 @@ fn attributes(e: &BytesStart, reader_pos: u64) -> Result<Vec<(String, String)>, 
 }
 
 fn parse_u64(what: &str, value: &str) -> Result<u64, String> {
-    value
-        .trim()
-        .parse::<u64>()
-        .map_err(|_| format!("{what} '{value}' is not a number"))
+    value.trim().parse::<u64>().map_err(|_| format!("{what} '{value}' is not a number"))
 }
 
 fn parse_u32(what: &str, value: &str) -> Result<u32, String> {
-    value
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| format!("{what} '{value}' is not a number"))
+    value.trim().parse::<u32>().map_err(|_| format!("{what} '{value}' is not a number"))
 }
 
 fn non_empty(value: String) -> Option<String> {
@@ -221,9 +215,8 @@ pub fn parse_ism(xml: &[u8]) -> Result<IsmManifest, String> {
 
     loop {
         let pos = reader.buffer_position();
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("malformed XML at byte {}: {e}", reader.error_position()))?;
+        let event =
+            reader.read_event().map_err(|e| format!("malformed XML at byte {}: {e}", reader.error_position()))?;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
@@ -337,11 +330,7 @@ mod tests {
         assert_eq!(a.track_id, Some(2));
         assert_eq!(a.track_name.as_deref(), Some("aac_eng_2_128041_2_1"));
         let fr = &m.tracks[3];
-        assert_eq!(
-            fr.system_language.as_deref(),
-            Some("fra"),
-            "param completes the attribute"
-        );
+        assert_eq!(fr.system_language.as_deref(), Some("fra"), "param completes the attribute");
         assert_eq!(fr.role.as_deref(), Some("dub"));
         assert_eq!(fr.accessibility.as_deref(), Some("description"));
         assert_eq!(fr.track_id, None);
@@ -398,10 +387,7 @@ mod tests {
         assert!(e.contains("smil"), "{e}");
         let e = parse_ism(b"").unwrap_err();
         assert!(e.contains("smil"), "{e}");
-        assert!(
-            parse_ism(b"<smil><body><video src=\"v.mp4\"></body></smil>").is_err(),
-            "mismatched tags"
-        );
+        assert!(parse_ism(b"<smil><body><video src=\"v.mp4\"></body></smil>").is_err(), "mismatched tags");
     }
 
     #[test]

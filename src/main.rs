@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use jit_origin::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::config::{Config, Policy};
-use jit_origin::origin::Origin;
-use jit_origin::server::{self, Service};
 use jit_origin::index::TrackKind;
+use jit_origin::origin::Origin;
 use jit_origin::package::{package_resources, render};
+use jit_origin::server::{self, Service};
 use jit_origin::storage::Storage;
 use jit_origin::timeline::SegmentPolicy;
 use jit_origin::url::{self, Format};
@@ -111,7 +111,8 @@ async fn open_local(path: &Path) -> CliResult<(Storage, AssetSource)> {
         let folder = path.parent().unwrap_or(Path::new("/"));
         let root = folder.parent().unwrap_or(folder).to_path_buf();
         let rel = if root == folder { name(&path) } else { format!("{}/{}", name(folder), name(&path)) };
-        let source = if rel.to_ascii_lowercase().ends_with(".ism") { AssetSource::Ism(rel) } else { AssetSource::File(rel) };
+        let source =
+            if rel.to_ascii_lowercase().ends_with(".ism") { AssetSource::Ism(rel) } else { AssetSource::File(rel) };
         (root, source)
     };
     let storage = Storage::local("local", &root).map_err(|e| e.to_string())?;
@@ -148,24 +149,44 @@ async fn inspect(path: &Path, json: bool, segment_duration: Option<f64>) -> CliR
         };
         println!(
             "\n{} QualityLevels({}) {} [{}] {} {}  lang={}",
-            t.kind.as_str(), t.bitrate, t.name, t.file, c.codec_string, what, t.language
+            t.kind.as_str(),
+            t.bitrate,
+            t.name,
+            t.file,
+            c.codec_string,
+            what,
+            t.language
         );
         println!(
             "  track {} timescale {}  {} samples  {:.3} s  edit: empty {} media_time {}  index reads: {}",
-            info.track_id, info.timescale, index.samples.len(), index.duration_secs(),
-            info.edit.empty_duration, info.edit.media_time, t.file_index.reads
+            info.track_id,
+            info.timescale,
+            index.samples.len(),
+            index.duration_secs(),
+            info.edit.empty_duration,
+            info.edit.media_time,
+            t.file_index.reads
         );
         let gops = jit_origin::asset::gop_durations(index);
         if t.kind == TrackKind::Video && !gops.is_empty() {
             let (min, max) = gops.iter().fold((f64::MAX, 0f64), |(lo, hi), &g| (lo.min(g), hi.max(g)));
             let avg = gops.iter().sum::<f64>() / gops.len() as f64;
-            println!("  GOPs: {}  duration min {:.3} avg {:.3} max {:.3} s  B-frames: {}",
-                gops.len(), min, avg, max, if index.samples.cts_offsets.is_empty() { "no" } else { "yes" });
+            println!(
+                "  GOPs: {}  duration min {:.3} avg {:.3} max {:.3} s  B-frames: {}",
+                gops.len(),
+                min,
+                avg,
+                max,
+                if index.samples.cts_offsets.is_empty() { "no" } else { "yes" }
+            );
         }
         let tl = &t.timeline;
         println!(
             "  segments: {}  max {:.3} s  peak {} bit/s  average {} bit/s",
-            tl.segments.len(), tl.max_duration_secs(), tl.peak_bitrate, tl.average_bitrate
+            tl.segments.len(),
+            tl.max_duration_secs(),
+            tl.peak_bitrate,
+            tl.average_bitrate
         );
         for s in tl.segments.iter().take(8) {
             println!("    t={} d={} samples={} bytes={}", s.time, s.duration, s.sample_count, s.bytes);
@@ -182,7 +203,8 @@ async fn package(path: &Path, format: Format, out: &Path, segment_duration: Opti
     let resources = package_resources(&asset, format);
     let progress = ProgressBar::new(resources.len() as u64);
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} files {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (storage, asset) = (&storage, &asset);
     futures::stream::iter(resources)
@@ -206,7 +228,8 @@ async fn package(path: &Path, format: Format, out: &Path, segment_duration: Opti
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if format == LogFormat::Json {
@@ -236,7 +259,8 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     init_logging(log_format);
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Print where each locator's asset plays, for a newcomer's first look.
     let mut locators: Vec<_> = origin.locators().collect();
@@ -248,9 +272,16 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
                 let label = format!("{} ({})", locator.asset_folder, locator.policy.as_str());
                 let manifests: &[&str] = match locator.policy {
                     Policy::Clear => &["format=m3u8-cmaf).m3u8", "format=mpd-time-cmaf).mpd", "format=m3u8-aapl).m3u8"],
-                    Policy::Envelope => &["format=m3u8-aapl,encryption=cbc).m3u8", "format=m3u8-cmaf,encryption=cbc).m3u8"],
-                    Policy::Cenc => &["format=mpd-time-cmaf,encryption=cenc).mpd", "format=m3u8-cmaf,encryption=cenc).m3u8"],
-                    Policy::Cbcs => &["format=m3u8-cmaf,encryption=cbcs-aapl).m3u8", "format=mpd-time-cmaf,encryption=cbcs-aapl).mpd"],
+                    Policy::Envelope => {
+                        &["format=m3u8-aapl,encryption=cbc).m3u8", "format=m3u8-cmaf,encryption=cbc).m3u8"]
+                    }
+                    Policy::Cenc => {
+                        &["format=mpd-time-cmaf,encryption=cenc).mpd", "format=m3u8-cmaf,encryption=cenc).m3u8"]
+                    }
+                    Policy::Cbcs => &[
+                        "format=m3u8-cmaf,encryption=cbcs-aapl).m3u8",
+                        "format=mpd-time-cmaf,encryption=cbcs-aapl).mpd",
+                    ],
                     Policy::MultiDrm => &[
                         "format=mpd-time-cmaf,encryption=cenc).mpd",
                         "format=mpd-time-cmaf,encryption=cbcs-aapl).mpd",
@@ -277,7 +308,9 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
         Command::Inspect { path, json, segment_duration } => inspect(&path, json, segment_duration).await,
-        Command::Package { format, out, path, segment_duration } => package(&path, format.into(), &out, segment_duration).await,
+        Command::Package { format, out, path, segment_duration } => {
+            package(&path, format.into(), &out, segment_duration).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

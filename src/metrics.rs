@@ -46,32 +46,66 @@ fn unreachable_metric<T>(name: &str, e: prometheus::Error) -> T {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let latency_buckets = vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let latency_buckets =
+            vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let request_seconds = HistogramVec::new(
-            HistogramOpts::new("jit_http_request_duration_seconds", "Time from request to response headers, by resource kind")
-                .buckets(latency_buckets.clone()),
+            HistogramOpts::new(
+                "jit_http_request_duration_seconds",
+                "Time from request to response headers, by resource kind",
+            )
+            .buckets(latency_buckets.clone()),
             &["kind"],
         )
         .unwrap_or_else(|e| unreachable_metric("jit_http_request_duration_seconds", e));
-        registry.register(Box::new(request_seconds.clone())).unwrap_or_else(|e| unreachable_metric("request_seconds", e));
+        registry
+            .register(Box::new(request_seconds.clone()))
+            .unwrap_or_else(|e| unreachable_metric("request_seconds", e));
         let in_flight = IntGauge::new("jit_http_requests_in_flight", "Requests being handled")
             .unwrap_or_else(|e| unreachable_metric("in_flight", e));
         registry.register(Box::new(in_flight.clone())).unwrap_or_else(|e| unreachable_metric("in_flight", e));
         let segment_build_seconds = Histogram::with_opts(
-            HistogramOpts::new("jit_segment_build_seconds", "Time to read and build one uncached segment").buckets(latency_buckets),
+            HistogramOpts::new("jit_segment_build_seconds", "Time to read and build one uncached segment")
+                .buckets(latency_buckets),
         )
         .unwrap_or_else(|e| unreachable_metric("segment_build_seconds", e));
-        registry.register(Box::new(segment_build_seconds.clone())).unwrap_or_else(|e| unreachable_metric("segment_build", e));
+        registry
+            .register(Box::new(segment_build_seconds.clone()))
+            .unwrap_or_else(|e| unreachable_metric("segment_build", e));
         Metrics {
-            requests: counter_vec(&registry, "jit_http_requests_total", "HTTP requests by resource kind and status", &["kind", "status"]),
+            requests: counter_vec(
+                &registry,
+                "jit_http_requests_total",
+                "HTTP requests by resource kind and status",
+                &["kind", "status"],
+            ),
             request_seconds,
             in_flight,
-            cache_lookups: counter_vec(&registry, "jit_cache_lookups_total", "Cache lookups by cache and result (hit|miss)", &["cache", "result"]),
-            cache_evictions: counter_vec(&registry, "jit_cache_evictions_total", "Entries evicted by capacity or expiry", &["cache"]),
+            cache_lookups: counter_vec(
+                &registry,
+                "jit_cache_lookups_total",
+                "Cache lookups by cache and result (hit|miss)",
+                &["cache", "result"],
+            ),
+            cache_evictions: counter_vec(
+                &registry,
+                "jit_cache_evictions_total",
+                "Entries evicted by capacity or expiry",
+                &["cache"],
+            ),
             cache_bytes: gauge_vec(&registry, "jit_cache_bytes", "Weighted size of each cache, bytes", &["cache"]),
             cache_entries: gauge_vec(&registry, "jit_cache_entries", "Entries in each cache", &["cache"]),
-            storage_requests: counter_vec(&registry, "jit_storage_requests_total", "Storage requests by account and kind", &["storage", "kind"]),
-            storage_bytes: counter_vec(&registry, "jit_storage_bytes_total", "Bytes read from storage by account", &["storage"]),
+            storage_requests: counter_vec(
+                &registry,
+                "jit_storage_requests_total",
+                "Storage requests by account and kind",
+                &["storage", "kind"],
+            ),
+            storage_bytes: counter_vec(
+                &registry,
+                "jit_storage_bytes_total",
+                "Bytes read from storage by account",
+                &["storage"],
+            ),
             segment_build_seconds,
             registry,
         }

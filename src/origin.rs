@@ -19,16 +19,16 @@ use crate::asset::{self, Asset};
 use crate::config::{Config, ConfigError, FilterConfig, Policy};
 use crate::crypto::ContentKey;
 use crate::drm::DrmSystems;
-use crate::index::TrackKind;
-use crate::token::{KeyAccess, TokenVerifier};
-use crate::url::{Encryption, Format};
 use crate::error::Error;
 use crate::filter;
 use crate::index::ObjectVersion;
+use crate::index::TrackKind;
 use crate::metrics::Metrics;
 use crate::package;
 use crate::storage::Storage;
 use crate::timeline::SegmentPolicy;
+use crate::token::{KeyAccess, TokenVerifier};
+use crate::url::{Encryption, Format};
 use crate::url::{ParsedUrl, Resource};
 
 /// A published locator, resolved against its storage account.
@@ -288,7 +288,11 @@ impl Origin {
 
     /// The loaded asset `name` of `locator` (cached; concurrent loads coalesced).
     pub async fn asset(&self, locator: &Locator, name: &str) -> Result<Arc<Asset>, Arc<Error>> {
-        let key = AssetKey { storage: locator.storage.name().to_string(), folder: locator.asset_folder.clone(), name: name.to_string() };
+        let key = AssetKey {
+            storage: locator.storage.name().to_string(),
+            folder: locator.asset_folder.clone(),
+            name: name.to_string(),
+        };
         let storage = locator.storage.clone();
         let policy = self.segment_policy;
         let entry = self
@@ -304,7 +308,12 @@ impl Origin {
     }
 
     /// Serves one parsed request for `locator`/`asset_name`.
-    pub async fn serve(&self, locator: &Locator, asset_name: &str, request: &ParsedUrl) -> Result<Arc<Built>, Arc<Error>> {
+    pub async fn serve(
+        &self,
+        locator: &Locator,
+        asset_name: &str,
+        request: &ParsedUrl,
+    ) -> Result<Arc<Built>, Arc<Error>> {
         let encryption = request.resource.encryption();
         if !locator.policy.allows(encryption) {
             let asked = encryption.map_or("clear output", |e| e.as_str());
@@ -324,15 +333,16 @@ impl Origin {
                 let track = asset
                     .track(track, *bitrate)
                     .ok_or_else(|| Arc::new(Error::NotFound(format!("track '{track}' at bitrate {bitrate}"))))?;
-                let (number, segment) = track
-                    .timeline
-                    .find(*time)
-                    .ok_or_else(|| Arc::new(Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name))))?;
+                let (number, segment) = track.timeline.find(*time).ok_or_else(|| {
+                    Arc::new(Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name)))
+                })?;
                 let muxed_audio = (*format == Format::M3u8AaplV3 && track.kind == TrackKind::Video)
                     .then(|| asset.default_audio())
                     .flatten()
                     .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)))
-                    .map(|(a, s)| (a.file.clone(), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count));
+                    .map(|(a, s)| {
+                        (a.file.clone(), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
+                    });
                 let key = SegmentKey {
                     storage: storage.name().to_string(),
                     file: track.file.clone(),
@@ -361,8 +371,12 @@ impl Origin {
                     }
                     identity_of(&recipe, &[&version])
                 };
-                let protection =
-                    protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri, locator: &locator.id, drm: &locator.drm });
+                let protection = protection.as_ref().map(|(key, uri)| package::Protection {
+                    key,
+                    key_uri: uri,
+                    locator: &locator.id,
+                    drm: &locator.drm,
+                });
                 let resource = request.resource.clone();
                 let metrics = self.metrics.clone();
                 let permits = self.segment_builds.clone();
@@ -371,7 +385,10 @@ impl Origin {
                     .entry(key.clone())
                     .or_try_insert_with(async move {
                         // The semaphore is never closed, so acquiring only fails if it were.
-                        let _permit = permits.acquire().await.map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
+                        let _permit = permits
+                            .acquire()
+                            .await
+                            .map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
                         let started = Instant::now();
                         let output = package::render(storage, &asset, &resource, request.extension, protection).await?;
                         metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
@@ -396,10 +413,16 @@ impl Origin {
                 }
                 let filters = filter_names
                     .iter()
-                    .map(|name| self.filters.get(name).ok_or_else(|| Arc::new(Error::NotFound(format!("filter '{name}'")))))
+                    .map(|name| {
+                        self.filters.get(name).ok_or_else(|| Arc::new(Error::NotFound(format!("filter '{name}'"))))
+                    })
                     .collect::<Result<Vec<&FilterConfig>, _>>()?;
                 let key = ManifestKey {
-                    asset: AssetKey { storage: storage.name().to_string(), folder: locator.asset_folder.clone(), name: asset.name.clone() },
+                    asset: AssetKey {
+                        storage: storage.name().to_string(),
+                        folder: locator.asset_folder.clone(),
+                        name: asset.name.clone(),
+                    },
                     resource: resource.clone(),
                     extension: request.extension,
                     key_uri: protection.as_ref().map(|(_, uri)| uri.clone()),
@@ -411,15 +434,21 @@ impl Origin {
                         h.digest()
                     }),
                 };
-                let protection =
-                    protection.as_ref().map(|(key, uri)| package::Protection { key, key_uri: uri, locator: &locator.id, drm: &locator.drm });
+                let protection = protection.as_ref().map(|(key, uri)| package::Protection {
+                    key,
+                    key_uri: uri,
+                    locator: &locator.id,
+                    drm: &locator.drm,
+                });
                 let entry = self
                     .manifests
                     .entry(key.clone())
                     .or_try_insert_with(async {
                         let filtered = filter::apply(&asset, &filters)?;
-                        let output = package::render(storage, &filtered, resource, request.extension, protection).await?;
-                        let versions: Vec<&ObjectVersion> = asset.tracks.iter().map(|t| &t.file_index.version).collect();
+                        let output =
+                            package::render(storage, &filtered, resource, request.extension, protection).await?;
+                        let versions: Vec<&ObjectVersion> =
+                            asset.tracks.iter().map(|t| &t.file_index.version).collect();
                         Ok::<_, Error>(Arc::new(Built::new(output, identity_of(&key, &versions), &versions, is_media)))
                     })
                     .await?;

@@ -179,12 +179,22 @@ impl Service {
     }
 
     fn plain(&self, content_type: &'static str, body: Vec<u8>) -> Resp {
-        let b = self.base(StatusCode::OK).header(header::CONTENT_TYPE, content_type).header(header::CACHE_CONTROL, "no-store");
+        let b = self
+            .base(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CACHE_CONTROL, "no-store");
         Self::finish(b, PartsBody::new([Bytes::from(body)]))
     }
 
     /// Answers one request; `kind` is set for metrics and logs.
-    pub async fn handle(&self, method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap, kind: &mut &'static str) -> Resp {
+    pub async fn handle(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &HeaderMap,
+        kind: &mut &'static str,
+    ) -> Resp {
         if method == Method::OPTIONS {
             return self.preflight(headers);
         }
@@ -276,7 +286,12 @@ impl Service {
     }
 
     /// Applies the locator's key access (open, or a valid JWT) to a key or licence request.
-    fn check_key_access(&self, locator: &crate::origin::Locator, query: Option<&str>, headers: &HeaderMap) -> Result<(), Resp> {
+    fn check_key_access(
+        &self,
+        locator: &crate::origin::Locator,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(), Resp> {
         let Some(verifier) = &locator.key_access else { return Ok(()) };
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let checked = match crate::token::token_from_request(authorization, query) {
@@ -338,7 +353,11 @@ impl Service {
     /// A built resource as a 200, 206, 304 or 416 response.
     fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
         let max_age = if built.is_media { self.http.segment_max_age } else { self.http.manifest_max_age };
-        let cache_control = if built.is_media { format!("public, max-age={max_age}, immutable") } else { format!("public, max-age={max_age}") };
+        let cache_control = if built.is_media {
+            format!("public, max-age={max_age}, immutable")
+        } else {
+            format!("public, max-age={max_age}")
+        };
         let last_modified = http_date(built.last_modified);
         let b = self
             .base(StatusCode::OK)
@@ -375,7 +394,9 @@ impl Service {
                 (b, slice_parts(&built.parts, r.clone()), r.end - r.start)
             }
             Err(()) => {
-                let b = b.status(StatusCode::RANGE_NOT_SATISFIABLE).header(header::CONTENT_RANGE, format!("bytes */{}", built.len));
+                let b = b
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::CONTENT_RANGE, format!("bytes */{}", built.len));
                 return Self::finish(b.header(header::CONTENT_LENGTH, 0), PartsBody::empty());
             }
         };
@@ -445,13 +466,23 @@ fn with_token(built: &Built, token: &str, multivariant: bool) -> Built {
     let text = String::from_utf8_lossy(&built.parts.concat()).into_owned();
     let encoded: String = token
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
     let add = |uri: &str| format!("{uri}{}token={encoded}", if uri.contains('?') { '&' } else { '?' });
     let mut out = String::with_capacity(text.len() + 64);
     for line in text.lines() {
         let rewritten = if line.starts_with("#EXT-X-KEY:") || (multivariant && line.starts_with("#EXT-X-MEDIA:")) {
-            match line.find("URI=\"").map(|i| i + 5).and_then(|start| line[start..].find('"').map(|len| (start, start + len))) {
+            match line
+                .find("URI=\"")
+                .map(|i| i + 5)
+                .and_then(|start| line[start..].find('"').map(|len| (start, start + len)))
+            {
                 Some((start, end)) => format!("{}{}{}", &line[..start], add(&line[start..end]), &line[end..]),
                 None => line.to_string(),
             }
@@ -564,7 +595,10 @@ mod tests {
 
     #[test]
     fn media_paths_split() {
-        assert_eq!(split_media_path("/loc/ladder.ism/manifest(format=m3u8-cmaf)").unwrap(), ("loc", "ladder", "manifest(format=m3u8-cmaf)"));
+        assert_eq!(
+            split_media_path("/loc/ladder.ism/manifest(format=m3u8-cmaf)").unwrap(),
+            ("loc", "ladder", "manifest(format=m3u8-cmaf)")
+        );
         assert!(matches!(split_media_path("/loc/ladder/manifest"), Err(Error::BadRequest(_))));
         assert!(matches!(split_media_path("/nothing"), Err(Error::NotFound(_))));
     }

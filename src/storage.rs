@@ -45,10 +45,8 @@ impl Storage {
     /// A local directory as a storage account.
     pub fn local(name: impl Into<String>, dir: impl AsRef<FsPath>) -> Result<Self> {
         let dir = dir.as_ref();
-        let store = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| Error::Storage {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| Error::Storage { path: dir.display().to_string(), message: e.to_string() })?;
         let mut storage = Self::new(name, Arc::new(store));
         storage.local_root = dir.canonicalize().ok();
         Ok(storage)

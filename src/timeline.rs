@@ -188,7 +188,9 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
     }
     // bits/s = bytes * 8 * timescale / ticks, in u128 so no timescale or size overflows it.
     let ts = track.info.timescale.max(1) as u128;
-    let rate = |bytes: u64, ticks: u64| (bytes as u128 * 8 * ts).checked_div(ticks as u128).map_or(0, |r| r.min(u64::MAX as u128) as u64);
+    let rate = |bytes: u64, ticks: u64| {
+        (bytes as u128 * 8 * ts).checked_div(ticks as u128).map_or(0, |r| r.min(u64::MAX as u128) as u64)
+    };
     let peak = segments.iter().map(|seg| rate(seg.bytes, seg.duration)).max().unwrap_or(0);
     let total_bytes: u64 = segments.iter().map(|seg| seg.bytes).sum();
     let total_duration: u64 = segments.iter().map(|seg| seg.duration).sum();
@@ -200,9 +202,8 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
 /// The reference video (whose boundaries audio follows) is the first video track.
 pub fn plan(tracks: &[&TrackIndex], policy: SegmentPolicy) -> Vec<Timeline> {
     let reference = tracks.iter().find(|t| t.info.kind == TrackKind::Video && !t.samples.is_empty());
-    let reference_times: Option<Vec<f64>> = reference.map(|v| {
-        video_cuts(v, policy).iter().map(|&i| presentation_secs(v, i as usize)).collect()
-    });
+    let reference_times: Option<Vec<f64>> =
+        reference.map(|v| video_cuts(v, policy).iter().map(|&i| presentation_secs(v, i as usize)).collect());
     tracks
         .iter()
         .map(|t| {

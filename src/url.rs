@@ -42,7 +42,8 @@ pub enum Format {
 
 impl Format {
     /// Every supported format (tests and generators iterate over it).
-    pub const ALL: [Format; 5] = [Format::M3u8Cmaf, Format::MpdTimeCmaf, Format::MpdTimeCsf, Format::M3u8Aapl, Format::M3u8AaplV3];
+    pub const ALL: [Format; 5] =
+        [Format::M3u8Cmaf, Format::MpdTimeCmaf, Format::MpdTimeCsf, Format::M3u8Aapl, Format::M3u8AaplV3];
 
     /// The `format=` value.
     pub fn as_str(self) -> &'static str {
@@ -193,16 +194,18 @@ impl Resource {
     pub fn encryption(&self) -> Option<Encryption> {
         match self {
             Resource::Manifest(o) => o.encryption,
-            Resource::MediaPlaylist { encryption, .. } | Resource::Init { encryption, .. } | Resource::Segment { encryption, .. } => {
-                *encryption
-            }
+            Resource::MediaPlaylist { encryption, .. }
+            | Resource::Init { encryption, .. }
+            | Resource::Segment { encryption, .. } => *encryption,
         }
     }
 
     pub fn format(&self) -> Format {
         match self {
             Resource::Manifest(o) => o.format,
-            Resource::MediaPlaylist { format, .. } | Resource::Init { format, .. } | Resource::Segment { format, .. } => *format,
+            Resource::MediaPlaylist { format, .. }
+            | Resource::Init { format, .. }
+            | Resource::Segment { format, .. } => *format,
         }
     }
 
@@ -313,7 +316,13 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
         let rest = rest[end + 1..].strip_prefix('/').ok_or_else(|| bad("expected '/' after QualityLevels(…)"))?;
         if let Some(args) = strip_prefix_ci(rest, "Manifest(") {
             let (track, o) = parse_media_playlist_args(args)?;
-            let resource = Resource::MediaPlaylist { bitrate, track, format: o.format, encryption: o.encryption, filters: o.filters };
+            let resource = Resource::MediaPlaylist {
+                bitrate,
+                track,
+                format: o.format,
+                encryption: o.encryption,
+                filters: o.filters,
+            };
             (resource, Kind::MediaPlaylist)
         } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
             let (track, time, o) = parse_fragment_args(args)?;
@@ -341,7 +350,11 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
         None => false,
         Some(e) if e == resource.extension() => true,
         Some(e) => {
-            return Err(bad(format!("extension '.{}' does not match the resource (expected .{})", clip(e), resource.extension())))
+            return Err(bad(format!(
+                "extension '.{}' does not match the resource (expected .{})",
+                clip(e),
+                resource.extension()
+            )))
         }
     };
     Ok(ParsedUrl { resource, extension })
@@ -499,7 +512,9 @@ pub fn format(resource: &Resource, extension: bool) -> String {
             }
             out.push(')');
         }
-        Resource::MediaPlaylist { bitrate, .. } | Resource::Init { bitrate, .. } | Resource::Segment { bitrate, .. } => {
+        Resource::MediaPlaylist { bitrate, .. }
+        | Resource::Init { bitrate, .. }
+        | Resource::Segment { bitrate, .. } => {
             let _ = write!(out, "QualityLevels({bitrate})/");
             push_child(&mut out, resource);
         }
@@ -587,7 +602,14 @@ pub struct SegmentUrls {
 
 impl SegmentUrls {
     /// `relative`: leave out `QualityLevels({bitrate})/` (for media playlists).
-    pub fn new(bitrate: u64, track: &str, format: Format, encryption: Option<Encryption>, extension: bool, relative: bool) -> Self {
+    pub fn new(
+        bitrate: u64,
+        track: &str,
+        format: Format,
+        encryption: Option<Encryption>,
+        extension: bool,
+        relative: bool,
+    ) -> Self {
         let mut prefix = String::with_capacity(48);
         if !relative {
             let _ = write!(prefix, "QualityLevels({bitrate})/");
@@ -691,17 +713,34 @@ mod tests {
             ),
             (
                 "QualityLevels(128000)/Manifest(aac_eng_2_128,format=m3u8-cmaf)",
-                Resource::MediaPlaylist { bitrate: 128000, track: "aac_eng_2_128".into(), format: Format::M3u8Cmaf, encryption: None, filters: vec![] },
+                Resource::MediaPlaylist {
+                    bitrate: 128000,
+                    track: "aac_eng_2_128".into(),
+                    format: Format::M3u8Cmaf,
+                    encryption: None,
+                    filters: vec![],
+                },
                 false,
             ),
             (
                 "qualitylevels(0)/manifest(v,format=m3u8-cmaf,filter=first2s).m3u8",
-                Resource::MediaPlaylist { bitrate: 0, track: "v".into(), format: Format::M3u8Cmaf, encryption: None, filters: vec!["first2s".into()] },
+                Resource::MediaPlaylist {
+                    bitrate: 0,
+                    track: "v".into(),
+                    format: Format::M3u8Cmaf,
+                    encryption: None,
+                    filters: vec!["first2s".into()],
+                },
                 true,
             ),
             (
                 "QualityLevels(3000000)/Fragments(video=i,format=mpd-time-cmaf)",
-                Resource::Init { bitrate: 3000000, track: "video".into(), format: Format::MpdTimeCmaf, encryption: None },
+                Resource::Init {
+                    bitrate: 3000000,
+                    track: "video".into(),
+                    format: Format::MpdTimeCmaf,
+                    encryption: None,
+                },
                 false,
             ),
             (
@@ -715,7 +754,11 @@ mod tests {
                 seg(1, "video 1", u64::MAX, Format::MpdTimeCsf),
                 true,
             ),
-            ("QualityLevels(1)/Fragments(vidéo=900900,format=m3u8-cmaf)", seg(1, "vidéo", 900900, Format::M3u8Cmaf), false),
+            (
+                "QualityLevels(1)/Fragments(vidéo=900900,format=m3u8-cmaf)",
+                seg(1, "vidéo", 900900, Format::M3u8Cmaf),
+                false,
+            ),
         ];
         for (path, resource, extension) in cases {
             let parsed = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -829,18 +872,30 @@ mod tests {
                 Resource::Manifest(ManifestOptions { format, filters, audio_only, encryption })
             });
         let bitrate = prop_oneof![0u64..10_000_000, any::<u64>()];
-        let playlist = (bitrate.clone(), arb_name(), arb_encryption(), prop::collection::vec(arb_name(), 0..=MAX_FILTERS))
-            .prop_map(|(bitrate, track, encryption, filters)| Resource::MediaPlaylist {
+        let playlist =
+            (bitrate.clone(), arb_name(), arb_encryption(), prop::collection::vec(arb_name(), 0..=MAX_FILTERS))
+                .prop_map(|(bitrate, track, encryption, filters)| Resource::MediaPlaylist {
+                    bitrate,
+                    track,
+                    format: Format::M3u8Cmaf,
+                    encryption,
+                    filters,
+                });
+        let init = (
+            bitrate.clone(),
+            arb_name(),
+            arb_format().prop_filter("TS has no init segment", |f| !f.is_ts()),
+            arb_encryption(),
+        )
+            .prop_map(|(bitrate, track, format, encryption)| Resource::Init {
                 bitrate,
                 track,
-                format: Format::M3u8Cmaf,
+                format,
                 encryption,
-                filters,
             });
-        let init = (bitrate.clone(), arb_name(), arb_format().prop_filter("TS has no init segment", |f| !f.is_ts()), arb_encryption())
-            .prop_map(|(bitrate, track, format, encryption)| Resource::Init { bitrate, track, format, encryption });
-        let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format(), arb_encryption())
-            .prop_map(|(bitrate, track, time, format, encryption)| Resource::Segment { bitrate, track, time, format, encryption });
+        let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format(), arb_encryption()).prop_map(
+            |(bitrate, track, time, format, encryption)| Resource::Segment { bitrate, track, time, format, encryption },
+        );
         prop_oneof![manifest, playlist, init, segment]
     }
 

@@ -269,13 +269,17 @@ fn child<'a>(b: &Mp4Box<'a>, kind: &[u8; 4], skip: usize) -> Option<Mp4Box<'a>> 
 
 fn need<'a>(b: &Mp4Box<'a>, kind: &[u8; 4], skip: usize) -> Mp4Box<'a> {
     child(b, kind, skip).unwrap_or_else(|| {
-        let kinds: Vec<String> = children(b, skip).iter().map(|c| String::from_utf8_lossy(&c.kind).into_owned()).collect();
+        let kinds: Vec<String> =
+            children(b, skip).iter().map(|c| String::from_utf8_lossy(&c.kind).into_owned()).collect();
         panic!("'{}' has no '{}' (children {kinds:?})", String::from_utf8_lossy(&b.kind), String::from_utf8_lossy(kind))
     })
 }
 
 fn top<'a>(buf: &'a [u8], kind: &[u8; 4]) -> Mp4Box<'a> {
-    boxes_at(buf, 0).into_iter().find(|b| &b.kind == kind).unwrap_or_else(|| panic!("no top-level '{}'", String::from_utf8_lossy(kind)))
+    boxes_at(buf, 0)
+        .into_iter()
+        .find(|b| &b.kind == kind)
+        .unwrap_or_else(|| panic!("no top-level '{}'", String::from_utf8_lossy(kind)))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -363,7 +367,8 @@ fn parse_init(init: &[u8]) -> InitInfo {
     if constant_iv.is_none() {
         assert_eq!(t.len(), 24, "tenc length");
     }
-    let pssh = children(&moov, 0).iter().filter(|b| &b.kind == b"pssh").map(|b| parse_pssh_payload(b.payload)).collect();
+    let pssh =
+        children(&moov, 0).iter().filter(|b| &b.kind == b"pssh").map(|b| parse_pssh_payload(b.payload)).collect();
     InitInfo {
         entry: entry.kind,
         original: frma.payload[..4].try_into().unwrap(),
@@ -449,7 +454,11 @@ fn parse_segment(seg: &[u8], iv_size: usize) -> Vec<Sample> {
                     s.subsamples.push((be16(p, at) as usize, be32(p, at + 2) as usize));
                     at += 6;
                 }
-                assert_eq!(s.subsamples.iter().map(|(c, p)| c + p).sum::<usize>(), s.range.len(), "subsamples cover the sample");
+                assert_eq!(
+                    s.subsamples.iter().map(|(c, p)| c + p).sum::<usize>(),
+                    s.range.len(),
+                    "subsamples cover the sample"
+                );
             }
         }
         assert_eq!(at, p.len(), "senc fully read");
@@ -458,7 +467,11 @@ fn parse_segment(seg: &[u8], iv_size: usize) -> Vec<Sample> {
         let saio_flags = be32(saio, 0) & 0xff_ffff;
         let first = if saio_flags & 1 != 0 { 12 } else { 4 };
         assert_eq!(be32(saio, first), 1, "one saio offset");
-        let offset = if saio[0] == 0 { be32(saio, first + 4) as usize } else { u64::from_be_bytes(saio[first + 4..first + 12].try_into().unwrap()) as usize };
+        let offset = if saio[0] == 0 {
+            be32(saio, first + 4) as usize
+        } else {
+            u64::from_be_bytes(saio[first + 4..first + 12].try_into().unwrap()) as usize
+        };
         // senc.payload_at is relative to traf's payload; make it relative to the segment.
         let senc_entries = traf.payload_at + moof.payload_at + senc.payload_at + 8;
         assert_eq!(moof.start + offset, senc_entries, "saio points at the senc entries");
@@ -544,7 +557,6 @@ fn cbcs_decrypt(key: &[u8; 16], iv: &[u8; 16], crypt: u8, skip: u8, sample: &mut
 // The server under test: its own runtime thread, stopped on drop. The listener is bound
 // first so the config can name the port.
 
-
 impl TestServer {
     fn start() -> TestServer {
         TestServer::start_with("wv.example", None)
@@ -560,12 +572,11 @@ impl TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let text = config_text(url_port.unwrap_or(addr.port()), wv_host);
-        let config = Config::parse(&text, common::fixtures_dir()).unwrap_or_else(|e| panic!("test config does not parse: {e}\n{text}"));
+        let config = Config::parse(&text, common::fixtures_dir())
+            .unwrap_or_else(|e| panic!("test config does not parse: {e}\n{text}"));
         TestServer::serve_on(listener, Origin::from_config(&config).expect("origin"), config.http)
     }
-
 }
-
 
 fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Got {
     let what = format!("{method} {url}");
@@ -603,8 +614,10 @@ fn now() -> u64 {
 }
 
 fn valid_token() -> String {
-    let claims = serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 3600, "iat": now(), "sub": "viewer-1" });
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET)).expect("encode jwt")
+    let claims =
+        serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 3600, "iat": now(), "sub": "viewer-1" });
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET))
+        .expect("encode jwt")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -629,7 +642,10 @@ fn xml_unescape(s: &str) -> String {
 
 /// The `<AdaptationSet …>…</AdaptationSet>` blocks of an MPD.
 fn adaptation_sets(mpd: &str) -> Vec<&str> {
-    mpd.split("<AdaptationSet").skip(1).map(|s| &s[..s.find("</AdaptationSet>").expect("closed AdaptationSet")]).collect()
+    mpd.split("<AdaptationSet")
+        .skip(1)
+        .map(|s| &s[..s.find("</AdaptationSet>").expect("closed AdaptationSet")])
+        .collect()
 }
 
 /// `ContentProtection` elements of a block: (schemeIdUri, whole element text).
@@ -655,7 +671,8 @@ fn content_protections(block: &str) -> Vec<(String, String)> {
 /// SegmentTimeline ($Time$), resolved against the MPD URL.
 fn dash_segment_urls(mpd_url: &str, mpd: &str, id: &str) -> (String, Vec<String>) {
     let base = &mpd_url[..mpd_url.rfind('/').unwrap() + 1];
-    let rep = &mpd[mpd.find(&format!("<Representation id=\"{id}\"")).unwrap_or_else(|| panic!("no Representation {id}"))..];
+    let rep =
+        &mpd[mpd.find(&format!("<Representation id=\"{id}\"")).unwrap_or_else(|| panic!("no Representation {id}"))..];
     let rep = &rep[..rep.find("</Representation>").unwrap()];
     let template = &rep[rep.find("<SegmentTemplate").expect("SegmentTemplate")..];
     let head = &template[..template.find('>').unwrap()];
@@ -782,7 +799,11 @@ fn check_playready_pro(pro: &[u8], scheme: &[u8; 4]) -> String {
             // Checksum: first 8 bytes of AES-ECB(key, little-endian KID).
             let mut block = guid_le(&hex16(KID)).into();
             aes(&hex16(KEY)).encrypt_block(&mut block);
-            assert_eq!(element_text(&xml, "<CHECKSUM>", "</CHECKSUM>"), Some(b64_encode(&block[..8], false).as_str()), "{xml}");
+            assert_eq!(
+                element_text(&xml, "<CHECKSUM>", "</CHECKSUM>"),
+                Some(b64_encode(&block[..8], false).as_str()),
+                "{xml}"
+            );
         }
         _ => {
             assert!(xml.contains("version=\"4.3.0.0\""), "{xml}");
@@ -805,7 +826,10 @@ fn check_init(init: &[u8], scheme: &[u8; 4], video: bool) -> InitInfo {
     assert_eq!(info.tenc.kid, hex16(KID), "tenc default_KID");
     assert_eq!(info.tenc.protected, 1, "tenc default_isProtected");
     let systems: Vec<&str> = info.pssh.iter().map(|p| p.system.as_str()).collect();
-    assert!(systems.contains(&COMMON_ID) && systems.contains(&WIDEVINE_ID) && systems.contains(&PLAYREADY_ID), "pssh systems {systems:?}");
+    assert!(
+        systems.contains(&COMMON_ID) && systems.contains(&WIDEVINE_ID) && systems.contains(&PLAYREADY_ID),
+        "pssh systems {systems:?}"
+    );
     for p in &info.pssh {
         match p.system.as_str() {
             COMMON_ID => {
@@ -828,7 +852,14 @@ fn check_init(init: &[u8], scheme: &[u8; 4], video: bool) -> InitInfo {
 // fragment only, so every segment goes to ffmpeg with the init segment alone), the
 // elementary streams concatenated and decoded once.
 
-fn ffmpeg_decrypt_decode(init: &[u8], segments: &[Vec<u8>], key_hex: &str, map: &str, raw: &str, dir: &FsPath) -> Result<Vec<String>, String> {
+fn ffmpeg_decrypt_decode(
+    init: &[u8],
+    segments: &[Vec<u8>],
+    key_hex: &str,
+    map: &str,
+    raw: &str,
+    dir: &FsPath,
+) -> Result<Vec<String>, String> {
     let mut elementary = Vec::new();
     for (k, seg) in segments.iter().enumerate() {
         let file = dir.join(format!("{raw}-seg{k}.mp4"));
@@ -895,7 +926,8 @@ fn cenc_dash_signalling_init_and_ffmpeg_decrypt() {
         assert_eq!(attr(mp4, "cenc:default_KID").map(str::to_lowercase).as_deref(), Some(KID_GUID));
 
         let wv = &cps[1].1;
-        let pssh = parse_pssh_box(&b64_decode(element_text(wv, "<cenc:pssh>", "</cenc:pssh>").expect("Widevine cenc:pssh")));
+        let pssh =
+            parse_pssh_box(&b64_decode(element_text(wv, "<cenc:pssh>", "</cenc:pssh>").expect("Widevine cenc:pssh")));
         check_widevine_pssh(&pssh, b"cenc");
         assert_eq!(
             element_text(wv, "<dashif:Laurl>", "</dashif:Laurl>").map(xml_unescape),
@@ -905,7 +937,8 @@ fn cenc_dash_signalling_init_and_ffmpeg_decrypt() {
         let pr = &cps[2].1;
         let pro = b64_decode(element_text(pr, "<mspr:pro>", "</mspr:pro>").expect("mspr:pro"));
         check_playready_pro(&pro, b"cenc");
-        let pssh = parse_pssh_box(&b64_decode(element_text(pr, "<cenc:pssh>", "</cenc:pssh>").expect("PlayReady cenc:pssh")));
+        let pssh =
+            parse_pssh_box(&b64_decode(element_text(pr, "<cenc:pssh>", "</cenc:pssh>").expect("PlayReady cenc:pssh")));
         assert_eq!((pssh.system.as_str(), &pssh.data), (PLAYREADY_ID, &pro), "PlayReady pssh carries the PRO");
 
         let ck = &cps[3].1;
@@ -918,9 +951,10 @@ fn cenc_dash_signalling_init_and_ffmpeg_decrypt() {
 
     // The 150k video and audio_eng: init segments, then every segment through ffmpeg.
     let dir = tempfile::tempdir().unwrap();
-    for (rep, file, map, raw, video) in
-        [("video-150000", "video_150k.mp4", "0:v:0", "h264", true), ("audio_eng-128000", "audio_eng.mp4", "0:a:0", "adts", false)]
-    {
+    for (rep, file, map, raw, video) in [
+        ("video-150000", "video_150k.mp4", "0:v:0", "h264", true),
+        ("audio_eng-128000", "audio_eng.mp4", "0:a:0", "adts", false),
+    ] {
         let (init_url, seg_urls) = dash_segment_urls(&mpd_url, &mpd, rep);
         assert!(seg_urls.len() > 1, "{rep}: {seg_urls:?}");
         let init = get(&init_url).ok();
@@ -934,13 +968,19 @@ fn cenc_dash_signalling_init_and_ffmpeg_decrypt() {
             assert_eq!(ivs.len(), samples.len(), "{url}: per-sample IVs are distinct");
             if video {
                 for s in &samples {
-                    assert!(s.subsamples.iter().all(|(_, p)| p % 16 == 0), "{url}: cenc video protects whole blocks: {:?}", s.subsamples);
+                    assert!(
+                        s.subsamples.iter().all(|(_, p)| p % 16 == 0),
+                        "{url}: cenc video protects whole blocks: {:?}",
+                        s.subsamples
+                    );
                 }
             }
         }
         let src = source_frames(file, map);
-        let ours = ffmpeg_decrypt_decode(&init.body, &segments, KEY, map, raw, dir.path()).unwrap_or_else(|e| panic!("{rep}: {e}"));
-        common::compare(&src, &ours).unwrap_or_else(|e| panic!("{rep} (cenc, decrypted by ffmpeg) differs from the source:\n{e}"));
+        let ours = ffmpeg_decrypt_decode(&init.body, &segments, KEY, map, raw, dir.path())
+            .unwrap_or_else(|e| panic!("{rep}: {e}"));
+        common::compare(&src, &ours)
+            .unwrap_or_else(|e| panic!("{rep} (cenc, decrypted by ffmpeg) differs from the source:\n{e}"));
         eprintln!("ok: cenc {rep}: {} frames equal after decryption", src.len());
 
         // Without the key the first segment does not decode to the source's frames.
@@ -950,7 +990,9 @@ fn cenc_dash_signalling_init_and_ffmpeg_decrypt() {
         cmd.args(["-nostdin", "-v", "quiet", "-i"]).arg(&file0).args(["-map", map, "-c", "copy", "-f", raw, "-"]);
         let blind = cmd.output().unwrap().stdout;
         let mut cmd = Command::new(common::ffmpeg_bin());
-        cmd.args(["-nostdin", "-v", "quiet", "-decryption_key", KEY, "-i"]).arg(&file0).args(["-map", map, "-c", "copy", "-f", raw, "-"]);
+        cmd.args(["-nostdin", "-v", "quiet", "-decryption_key", KEY, "-i"])
+            .arg(&file0)
+            .args(["-map", map, "-c", "copy", "-f", raw, "-"]);
         let clear = cmd.output().unwrap().stdout;
         assert_ne!(blind, clear, "{rep}: the first segment's samples are the same with and without the key");
     }
@@ -964,11 +1006,13 @@ fn cenc_hls_cmaf_key_lines_and_same_segments_as_dash() {
     assert_eq!(got.header(header::CONTENT_TYPE), Some("application/vnd.apple.mpegurl"));
     let text = got.text();
     let lines: Vec<&str> = text.lines().collect();
-    let version: u32 = lines.iter().find_map(|l| l.strip_prefix("#EXT-X-VERSION:")).expect("EXT-X-VERSION").parse().unwrap();
+    let version: u32 =
+        lines.iter().find_map(|l| l.strip_prefix("#EXT-X-VERSION:")).expect("EXT-X-VERSION").parse().unwrap();
     assert!(version >= 5, "KEYFORMAT needs EXT-X-VERSION >= 5, got {version}");
     let map_at = lines.iter().position(|l| l.starts_with("#EXT-X-MAP:")).expect("EXT-X-MAP");
     let first_seg = lines.iter().position(|l| l.starts_with("#EXTINF")).expect("EXTINF");
-    let keys: Vec<(usize, &str)> = lines.iter().enumerate().filter(|(_, l)| l.starts_with("#EXT-X-KEY:")).map(|(i, l)| (i, *l)).collect();
+    let keys: Vec<(usize, &str)> =
+        lines.iter().enumerate().filter(|(_, l)| l.starts_with("#EXT-X-KEY:")).map(|(i, l)| (i, *l)).collect();
     assert!(!keys.is_empty(), "{text}");
     for &(i, l) in &keys {
         assert!(i > map_at && i < first_seg, "EXT-X-KEY after EXT-X-MAP and before the first segment:\n{text}");
@@ -978,9 +1022,13 @@ fn cenc_hls_cmaf_key_lines_and_same_segments_as_dash() {
     let by_format = |f: &str| keys.iter().map(|(_, l)| *l).find(|l| hls_attr(l, "KEYFORMAT") == Some(f));
     assert!(by_format("com.apple.streamingkeydelivery").is_none(), "no FairPlay for cenc");
     // Widevine: data URI with the Widevine pssh, KEYID.
-    let wv = by_format("urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed").unwrap_or_else(|| panic!("no Widevine key line:\n{text}"));
+    let wv = by_format("urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed")
+        .unwrap_or_else(|| panic!("no Widevine key line:\n{text}"));
     let uri = hls_attr(wv, "URI").unwrap();
-    check_widevine_pssh(&parse_pssh_box(&b64_decode(uri.strip_prefix("data:text/plain;base64,").expect("data URI"))), b"cenc");
+    check_widevine_pssh(
+        &parse_pssh_box(&b64_decode(uri.strip_prefix("data:text/plain;base64,").expect("data URI"))),
+        b"cenc",
+    );
     assert_eq!(hls_attr(wv, "KEYID").map(str::to_lowercase), Some(format!("0x{KID}")));
     // PlayReady: UTF-16 PRO.
     let pr = by_format("com.microsoft.playready").unwrap_or_else(|| panic!("no PlayReady key line:\n{text}"));
@@ -1006,14 +1054,22 @@ fn cenc_hls_cmaf_key_lines_and_same_segments_as_dash() {
         assert_eq!(time(h), time(d), "segment times: HLS {h} vs DASH {d}");
     }
     let (h, d) = (get(&uris[1]).ok(), get(&dash_segs[1]).ok());
-    assert!(h.body == d.body, "HLS-CMAF {} and DASH-CMAF {} differ ({} vs {} bytes)", uris[1], dash_segs[1], h.body.len(), d.body.len());
+    assert!(
+        h.body == d.body,
+        "HLS-CMAF {} and DASH-CMAF {} differ ({} vs {} bytes)",
+        uris[1],
+        dash_segs[1],
+        h.body.len(),
+        d.body.len()
+    );
     // The HLS init segment signals the same encryption as DASH's.
     let hls_init = {
         let line = lines[map_at];
         let at = line.find("URI=\"").unwrap() + 5;
         format!("{}{}", &pl_url[..pl_url.rfind('/').unwrap() + 1], &line[at..at + line[at..].find('"').unwrap()])
     };
-    let (hi, di) = (check_init(&get(&hls_init).ok().body, b"cenc", true), check_init(&get(&dash_init).ok().body, b"cenc", true));
+    let (hi, di) =
+        (check_init(&get(&hls_init).ok().body, b"cenc", true), check_init(&get(&dash_init).ok().body, b"cenc", true));
     assert_eq!(hi.tenc, di.tenc, "HLS and DASH init segments' tenc");
 
     // The multivariant playlist carries encryption=cenc to its media playlists.
@@ -1028,7 +1084,8 @@ fn cenc_hls_cmaf_key_lines_and_same_segments_as_dash() {
 fn cbcs_tenc_key_lines_and_independent_decryption() {
     let server = TestServer::start();
     // HLS: SAMPLE-AES lines, FairPlay first.
-    let pl_url = server.url(&path(DRM, "QualityLevels(150000)/Manifest(video,format=m3u8-cmaf,encryption=cbcs-aapl).m3u8"));
+    let pl_url =
+        server.url(&path(DRM, "QualityLevels(150000)/Manifest(video,format=m3u8-cmaf,encryption=cbcs-aapl).m3u8"));
     let text = get(&pl_url).ok().text();
     let keys: Vec<&str> = text.lines().filter(|l| l.starts_with("#EXT-X-KEY:")).collect();
     assert!(keys.iter().all(|l| hls_attr(l, "METHOD") == Some("SAMPLE-AES")), "{text}");
@@ -1039,9 +1096,18 @@ fn cbcs_tenc_key_lines_and_independent_decryption() {
     assert_eq!(hls_attr(fp, "URI").map(str::to_string), Some(format!("skd://{KID}")));
     assert_eq!(hls_attr(fp, "KEYFORMATVERSIONS"), Some("1"));
     let pr = keys.iter().find(|l| hls_attr(l, "KEYFORMAT") == Some("com.microsoft.playready")).expect("PlayReady line");
-    check_playready_pro(&b64_decode(hls_attr(pr, "URI").unwrap().strip_prefix("data:text/plain;charset=UTF-16;base64,").unwrap()), b"cbcs");
-    let wv = keys.iter().find(|l| hls_attr(l, "KEYFORMAT") == Some("urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed")).expect("Widevine line");
-    check_widevine_pssh(&parse_pssh_box(&b64_decode(hls_attr(wv, "URI").unwrap().strip_prefix("data:text/plain;base64,").unwrap())), b"cbcs");
+    check_playready_pro(
+        &b64_decode(hls_attr(pr, "URI").unwrap().strip_prefix("data:text/plain;charset=UTF-16;base64,").unwrap()),
+        b"cbcs",
+    );
+    let wv = keys
+        .iter()
+        .find(|l| hls_attr(l, "KEYFORMAT") == Some("urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed"))
+        .expect("Widevine line");
+    check_widevine_pssh(
+        &parse_pssh_box(&b64_decode(hls_attr(wv, "URI").unwrap().strip_prefix("data:text/plain;base64,").unwrap())),
+        b"cbcs",
+    );
     // DASH says cbcs too.
     let mpd = get(&server.url(&path(DRM, "manifest(format=mpd-time-cmaf,encryption=cbcs-aapl).mpd"))).ok().text();
     let cps = content_protections(adaptation_sets(&mpd)[0]);
@@ -1050,7 +1116,11 @@ fn cbcs_tenc_key_lines_and_independent_decryption() {
     let key = hex16(KEY);
     let dir = tempfile::tempdir().unwrap();
     for (track, bitrate, time, video) in [("video", 150000, 1024u64, true), ("audio_eng", 128000, 0, false)] {
-        let enc_init = get(&server.url(&path(DRM, &format!("QualityLevels({bitrate})/Fragments({track}=i,format=m3u8-cmaf,encryption=cbcs-aapl).mp4")))).ok();
+        let enc_init = get(&server.url(&path(
+            DRM,
+            &format!("QualityLevels({bitrate})/Fragments({track}=i,format=m3u8-cmaf,encryption=cbcs-aapl).mp4"),
+        )))
+        .ok();
         let info = check_init(&enc_init.body, b"cbcs", video);
         let t = &info.tenc;
         assert_eq!(t.iv_size, 0, "cbcs: no per-sample IVs");
@@ -1061,7 +1131,9 @@ fn cbcs_tenc_key_lines_and_independent_decryption() {
             assert_eq!((t.crypt, t.skip), (0, 0), "cbcs audio: no pattern (every block)");
         }
         // The second video segment (time of the first is 1024; take a later one) and audio's first.
-        let seg_path = |loc: &str, enc: &str| path(loc, &format!("QualityLevels({bitrate})/Fragments({track}={time},format=m3u8-cmaf{enc}).m4s"));
+        let seg_path = |loc: &str, enc: &str| {
+            path(loc, &format!("QualityLevels({bitrate})/Fragments({track}={time},format=m3u8-cmaf{enc}).m4s"))
+        };
         let enc = get(&server.url(&seg_path(DRM, ",encryption=cbcs-aapl"))).ok().body;
         let clear = get(&server.url(&seg_path(CLEAR, ""))).ok().body;
         let enc_samples = parse_segment(&enc, 0);
@@ -1077,16 +1149,32 @@ fn cbcs_tenc_key_lines_and_independent_decryption() {
             let mut sample = enc[e.range.clone()].to_vec();
             changed += usize::from(sample[..] != clear[c.range.clone()]);
             cbcs_decrypt(&key, &civ, t.crypt, t.skip, &mut sample, e);
-            assert!(sample[..] == clear[c.range.clone()], "{track} sample {i}: decrypted (subsamples {:?}) differs from the clear locator's", e.subsamples);
+            assert!(
+                sample[..] == clear[c.range.clone()],
+                "{track} sample {i}: decrypted (subsamples {:?}) differs from the clear locator's",
+                e.subsamples
+            );
         }
-        assert!(changed * 2 > enc_samples.len(), "{track}: most samples must be encrypted ({changed} of {})", enc_samples.len());
-        eprintln!("ok: cbcs {track}@{time}: {} samples decrypted by the reference decryptor equal the clear samples", enc_samples.len());
+        assert!(
+            changed * 2 > enc_samples.len(),
+            "{track}: most samples must be encrypted ({changed} of {})",
+            enc_samples.len()
+        );
+        eprintln!(
+            "ok: cbcs {track}@{time}: {} samples decrypted by the reference decryptor equal the clear samples",
+            enc_samples.len()
+        );
 
         // ffmpeg decrypts cbcs too, per segment: the elementary stream equals the clear one.
         let raw = if video { "h264" } else { "adts" };
         let map = if video { "0:v:0" } else { "0:a:0" };
-        let ours = ffmpeg_decrypt_decode(&enc_init.body, std::slice::from_ref(&enc), KEY, map, raw, dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let clear_init = get(&server.url(&path(CLEAR, &format!("QualityLevels({bitrate})/Fragments({track}=i,format=m3u8-cmaf).mp4")))).ok().body;
+        let ours = ffmpeg_decrypt_decode(&enc_init.body, std::slice::from_ref(&enc), KEY, map, raw, dir.path())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let clear_init =
+            get(&server
+                .url(&path(CLEAR, &format!("QualityLevels({bitrate})/Fragments({track}=i,format=m3u8-cmaf).mp4"))))
+            .ok()
+            .body;
         let file = dir.path().join(format!("clear-{raw}.mp4"));
         std::fs::write(&file, [&clear_init[..], &clear[..]].concat()).unwrap();
         let theirs = common::framemd5(&[], &file, map).unwrap_or_else(|e| panic!("{e}"));
@@ -1126,8 +1214,13 @@ fn determinism_same_bytes_and_etag_across_requests_and_origins() {
     assert!(x.body != y.body, "two keys, same segment bytes");
     assert_ne!(x.header(header::ETAG), y.header(header::ETAG));
     // cenc and cbcs of one segment differ.
-    let cenc = get(&a.url(&path(DRM, "QualityLevels(150000)/Fragments(video=25600,format=m3u8-cmaf,encryption=cenc).m4s"))).ok();
-    let cbcs = get(&a.url(&path(DRM, "QualityLevels(150000)/Fragments(video=25600,format=m3u8-cmaf,encryption=cbcs-aapl).m4s"))).ok();
+    let cenc =
+        get(&a.url(&path(DRM, "QualityLevels(150000)/Fragments(video=25600,format=m3u8-cmaf,encryption=cenc).m4s")))
+            .ok();
+    let cbcs =
+        get(&a
+            .url(&path(DRM, "QualityLevels(150000)/Fragments(video=25600,format=m3u8-cmaf,encryption=cbcs-aapl).m4s")))
+        .ok();
     assert_ne!(cenc.header(header::ETAG), cbcs.header(header::ETAG));
 }
 
@@ -1182,7 +1275,11 @@ fn clearkey_licence_endpoint() {
     let server = TestServer::start();
     // The licence URL signalled in the MPD is the one that answers.
     let mpd = get(&server.url(&path(DRM, "manifest(format=mpd-time-cmaf,encryption=cenc).mpd"))).ok().text();
-    let ck = content_protections(adaptation_sets(&mpd)[0]).into_iter().find(|(s, _)| s.contains("e2719d58")).expect("ClearKey").1;
+    let ck = content_protections(adaptation_sets(&mpd)[0])
+        .into_iter()
+        .find(|(s, _)| s.contains("e2719d58"))
+        .expect("ClearKey")
+        .1;
     let laurl = xml_unescape(element_text(&ck, "<dashif:Laurl>", "</dashif:Laurl>").unwrap());
     let request = format!(r#"{{"kids":["{}"],"type":"temporary"}}"#, kid_b64url(KID));
     let got = post_json(&laurl, &request, &[]);
@@ -1195,11 +1292,22 @@ fn clearkey_licence_endpoint() {
     let got = post_json(&laurl, &format!(r#"{{"kids":["{}"],"type":"temporary"}}"#, kid_b64url(unknown)), &[]);
     assert_eq!(got.status, StatusCode::OK, "{}", got.describe());
     assert_eq!(got.json()["keys"].as_array().map(Vec::len), Some(0), "{}", got.describe());
-    let got = post_json(&laurl, &format!(r#"{{"kids":["{}","{}"],"type":"temporary"}}"#, kid_b64url(unknown), kid_b64url(KID)), &[]);
+    let got = post_json(
+        &laurl,
+        &format!(r#"{{"kids":["{}","{}"],"type":"temporary"}}"#, kid_b64url(unknown), kid_b64url(KID)),
+        &[],
+    );
     assert_licence(&got, KID, &hex16(KEY));
 
     // Malformed requests: 400 with no key material.
-    for bad in ["not json", "{}", r#"{"kids":[]}"#, r#"{"kids":["short"]}"#, r#"{"kids":"nrQFDeRLSAKTLifXUIPiZg"}"#, "{\"kids\":[\""] {
+    for bad in [
+        "not json",
+        "{}",
+        r#"{"kids":[]}"#,
+        r#"{"kids":["short"]}"#,
+        r#"{"kids":"nrQFDeRLSAKTLifXUIPiZg"}"#,
+        "{\"kids\":[\"",
+    ] {
         let got = post_json(&laurl, bad, &[]);
         assert_eq!(got.status, StatusCode::BAD_REQUEST, "{bad:?}: {}", got.describe());
         assert_no_key(&got, KEY);
@@ -1212,7 +1320,11 @@ fn clearkey_licence_endpoint() {
     let got = send(
         Method::OPTIONS,
         &laurl,
-        &[("Origin", "https://player.example"), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "content-type")],
+        &[
+            ("Origin", "https://player.example"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
         None,
     );
     assert!(got.status == StatusCode::NO_CONTENT || got.status == StatusCode::OK, "{}", got.describe());
@@ -1229,7 +1341,12 @@ fn clearkey_licence_endpoint() {
     assert_no_key(&got, TOKEN_KEY);
     let forged = {
         let claims = serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 3600 });
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"not-the-secret-not-the-secret-00")).unwrap()
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"not-the-secret-not-the-secret-00"),
+        )
+        .unwrap()
     };
     let got = post_json(&token_url, &request, &[("Authorization", &format!("Bearer {forged}"))]);
     assert_eq!(got.status, StatusCode::UNAUTHORIZED, "forged token: {}", got.describe());
@@ -1249,7 +1366,9 @@ fn clearkey_licence_endpoint() {
     let got = get(&server.url(&format!("/{CENC_TOKEN}/key/{TOKEN_KID}")));
     assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{}", got.describe());
     assert_no_key(&got, TOKEN_KEY);
-    let got = send(Method::GET, &server.url(&format!("/{CENC_TOKEN}/key/{TOKEN_KID}")), &[("Authorization", &bearer)], None).ok();
+    let got =
+        send(Method::GET, &server.url(&format!("/{CENC_TOKEN}/key/{TOKEN_KID}")), &[("Authorization", &bearer)], None)
+            .ok();
     assert_eq!(got.body, hex16(TOKEN_KEY).to_vec());
 }
 
@@ -1261,17 +1380,27 @@ fn key_seed_licence_gives_the_published_key_and_it_decrypts() {
     let server = TestServer::start();
     let expected: [u8; 16] = b64_decode(SEED_KEY_B64).try_into().unwrap();
     let kid_hex = hex(&hex16(SEED_KID));
-    let got = post_json(&server.url(&format!("/{SEED}/clearkey")), &format!(r#"{{"kids":["{}"],"type":"temporary"}}"#, kid_b64url(SEED_KID)), &[]);
+    let got = post_json(
+        &server.url(&format!("/{SEED}/clearkey")),
+        &format!(r#"{{"kids":["{}"],"type":"temporary"}}"#, kid_b64url(SEED_KID)),
+        &[],
+    );
     assert_licence(&got, SEED_KID, &expected);
     let got = get(&server.url(&format!("/{SEED}/key/{kid_hex}"))).ok();
     assert_eq!(got.body, expected.to_vec(), "raw key endpoint");
 
     // The content of the seed locator is encrypted under that KID and key: decrypt an audio
     // segment (whole-sample cenc) with the reference CTR decryptor.
-    let init = parse_init(&get(&server.url(&path(SEED, "QualityLevels(128000)/Fragments(audio_eng=i,format=mpd-time-cmaf,encryption=cenc).mp4"))).ok().body);
+    let init = parse_init(
+        &get(&server
+            .url(&path(SEED, "QualityLevels(128000)/Fragments(audio_eng=i,format=mpd-time-cmaf,encryption=cenc).mp4")))
+        .ok()
+        .body,
+    );
     assert_eq!(init.tenc.kid, hex16(SEED_KID), "tenc KID of the seed locator");
     // The second audio segment, its time from the clear media playlist.
-    let playlist = get(&server.url(&path(CLEAR, "QualityLevels(128000)/Manifest(audio_eng,format=m3u8-cmaf).m3u8"))).ok().text();
+    let playlist =
+        get(&server.url(&path(CLEAR, "QualityLevels(128000)/Manifest(audio_eng,format=m3u8-cmaf).m3u8"))).ok().text();
     let second = playlist_uris("/", &playlist).get(1).cloned().expect("two audio segments");
     let time = second[second.find("audio_eng=").unwrap() + 10..].split(',').next().unwrap().to_string();
     let rest = format!("QualityLevels(128000)/Fragments(audio_eng={time},format=m3u8-cmaf{{enc}}).m4s");
@@ -1284,7 +1413,10 @@ fn key_seed_licence_gives_the_published_key_and_it_decrypts() {
         let mut s = enc[e.range.clone()].to_vec();
         assert!(s[..] != clear[c.range.clone()], "sample {i} is encrypted");
         cenc_decrypt(&expected, &mut s, e);
-        assert!(s[..] == clear[c.range.clone()], "sample {i}: decrypting with the seed-derived key gives the clear sample");
+        assert!(
+            s[..] == clear[c.range.clone()],
+            "sample {i}: decrypting with the seed-derived key gives the clear sample"
+        );
     }
 }
 
@@ -1307,7 +1439,10 @@ fn policy_refusals() {
         // cenc-only locator: no cbcs, no clear.
         (path(CENC_TOKEN, "manifest(format=m3u8-cmaf,encryption=cbcs-aapl).m3u8"), StatusCode::FORBIDDEN),
         (path(CENC_TOKEN, "manifest(format=mpd-time-cmaf,encryption=cbcs-aapl).mpd"), StatusCode::FORBIDDEN),
-        (path(CENC_TOKEN, "QualityLevels(150000)/Fragments(video=1024,format=m3u8-cmaf,encryption=cbcs-aapl).m4s"), StatusCode::FORBIDDEN),
+        (
+            path(CENC_TOKEN, "QualityLevels(150000)/Fragments(video=1024,format=m3u8-cmaf,encryption=cbcs-aapl).m4s"),
+            StatusCode::FORBIDDEN,
+        ),
         (path(CENC_TOKEN, "manifest(format=mpd-time-cmaf).mpd"), StatusCode::FORBIDDEN),
         (path(CENC_TOKEN, "QualityLevels(150000)/Fragments(video=1024,format=m3u8-cmaf).m4s"), StatusCode::FORBIDDEN),
         (path(CENC_TOKEN, "manifest(format=m3u8-cmaf,encryption=cbc).m3u8"), StatusCode::FORBIDDEN),
@@ -1315,7 +1450,10 @@ fn policy_refusals() {
         (path(CENC_TOKEN, "manifest(format=mpd-time-cmaf,encryption=cenc).mpd"), StatusCode::OK),
         // MPEG-TS has no Common Encryption.
         (path(CENC_TOKEN, "manifest(format=m3u8-aapl,encryption=cenc).m3u8"), StatusCode::BAD_REQUEST),
-        (path(CENC_TOKEN, "QualityLevels(150000)/Fragments(video=1024,format=m3u8-aapl,encryption=cenc).ts"), StatusCode::BAD_REQUEST),
+        (
+            path(CENC_TOKEN, "QualityLevels(150000)/Fragments(video=1024,format=m3u8-aapl,encryption=cenc).ts"),
+            StatusCode::BAD_REQUEST,
+        ),
         (path(DRM, "manifest(format=m3u8-aapl-v3,encryption=cbcs-aapl).m3u8"), StatusCode::BAD_REQUEST),
         // DASH has no AES-128 envelope.
         (path(ENV, "manifest(format=mpd-time-cmaf,encryption=cbc).mpd"), StatusCode::BAD_REQUEST),

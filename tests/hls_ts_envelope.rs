@@ -34,13 +34,8 @@ use jit_origin::origin::Origin;
 // ---------------------------------------------------------------------------------------
 // Configuration: a clear locator per fixture asset, and two envelope locators of `ladder`.
 
-const CLEAR_LOCATORS: &[(&str, &str)] = &[
-    ("ts-ladder", "ladder"),
-    ("ts-muxed", "muxed"),
-    ("ts-hevc", "hevc"),
-    ("ts-dolby", "dolby"),
-    ("ts-edit", "edit"),
-];
+const CLEAR_LOCATORS: &[(&str, &str)] =
+    &[("ts-ladder", "ladder"), ("ts-muxed", "muxed"), ("ts-hevc", "hevc"), ("ts-dolby", "dolby"), ("ts-edit", "edit")];
 
 /// Envelope locator of `ladder`, keys behind an HS256 JWT.
 const ENV: &str = "env-ladder";
@@ -58,9 +53,14 @@ const ISSUER: &str = "https://issuer.example.test";
 const AUDIENCE: &str = "jit-origin-test";
 
 fn config() -> Config {
-    let mut text = format!("listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"fixtures\"\nurl = \"file://{}\"\n", common::fixtures_dir().display());
+    let mut text = format!(
+        "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"fixtures\"\nurl = \"file://{}\"\n",
+        common::fixtures_dir().display()
+    );
     for (id, asset) in CLEAR_LOCATORS {
-        text.push_str(&format!("[[locator]]\nid = \"{id}\"\nstorage = \"fixtures\"\nasset = \"{asset}\"\npolicy = \"clear\"\n"));
+        text.push_str(&format!(
+            "[[locator]]\nid = \"{id}\"\nstorage = \"fixtures\"\nasset = \"{asset}\"\npolicy = \"clear\"\n"
+        ));
     }
     text.push_str(&format!(
         "[[locator]]\nid = \"{ENV}\"\nstorage = \"fixtures\"\nasset = \"ladder\"\npolicy = \"envelope\"\n\
@@ -97,7 +97,8 @@ fn now() -> u64 {
 
 fn jwt(secret: &[u8], iss: &str, aud: &str, exp: u64) -> String {
     let claims = serde_json::json!({ "iss": iss, "aud": aud, "exp": exp, "iat": now(), "sub": "viewer-1" });
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).expect("encode jwt")
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
+        .expect("encode jwt")
 }
 
 fn valid_token() -> String {
@@ -107,15 +108,12 @@ fn valid_token() -> String {
 // ---------------------------------------------------------------------------------------
 // The server under test (as in tests/server.rs): its own runtime thread, stopped on drop.
 
-
 impl TestServer {
     fn start() -> TestServer {
         let config = config();
         TestServer::serve(Origin::from_config(&config).expect("origin"), config.http)
     }
 }
-
-
 
 /// A blocking GET (a throwaway current-thread runtime; the server has its own).
 fn fetch(url: &str, headers: &[(&str, &str)]) -> Got {
@@ -220,7 +218,8 @@ fn src_opts() -> Vec<&'static OsStr> {
 fn source_frames(asset: &str, t: &common::Track) -> Vec<String> {
     let asset_dir = common::fixtures_dir().join(asset);
     let source = common::resolve_source(&asset_dir, &t.file);
-    common::framemd5(&src_opts(), &source, &format!("0:i:{}", t.track_id)).unwrap_or_else(|e| panic!("{asset} {}: decoding the source failed: {e}", t.name))
+    common::framemd5(&src_opts(), &source, &format!("0:i:{}", t.track_id))
+        .unwrap_or_else(|e| panic!("{asset} {}: decoding the source failed: {e}", t.name))
 }
 
 /// Decodes `maps` of `input` to framemd5 in one run; returns the lines of each output stream
@@ -235,8 +234,15 @@ fn framemd5_streams(input: &str, maps: &[&str]) -> Result<Vec<Vec<String>>, Stri
     let out = common::run(&mut cmd)?;
     let mut streams = vec![Vec::new(); maps.len()];
     for line in String::from_utf8_lossy(&out).lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        let idx: usize = line.split(',').next().and_then(|s| s.trim().parse().ok()).ok_or_else(|| format!("odd framemd5 line {line:?}"))?;
-        streams.get_mut(idx).ok_or_else(|| format!("framemd5 stream {idx} not mapped: {line:?}"))?.push(line.to_string());
+        let idx: usize = line
+            .split(',')
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| format!("odd framemd5 line {line:?}"))?;
+        streams
+            .get_mut(idx)
+            .ok_or_else(|| format!("framemd5 stream {idx} not mapped: {line:?}"))?
+            .push(line.to_string());
     }
     if let Some(i) = streams.iter().position(Vec::is_empty) {
         return Err(format!("`{}` decoded no frames for map {}", common::show_cmd(&cmd), maps[i]));
@@ -253,10 +259,20 @@ fn ffprobe(args: &[&str], url: &str) -> String {
 /// (codec_type, codec_name) of every stream (the `streams` section only, not the programs').
 fn probe_codecs(url: &str) -> Vec<(String, String)> {
     let json = ffprobe(&["-show_entries", "stream=codec_type,codec_name", "-of", "json"], url);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("ffprobe json of {url}: {e}\n{json}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("ffprobe json of {url}: {e}\n{json}"));
     v["streams"]
         .as_array()
-        .map(|a| a.iter().map(|s| (s["codec_type"].as_str().unwrap_or("").to_string(), s["codec_name"].as_str().unwrap_or("").to_string())).collect())
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["codec_type"].as_str().unwrap_or("").to_string(),
+                        s["codec_name"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -274,13 +290,19 @@ struct Packet {
 fn probe_packets(url: &str, select: &str) -> Vec<Packet> {
     // Columns come in ffprobe's order (dts, duration, pos); empty lines and trailing commas
     // are side-data sections.
-    let csv = ffprobe(&["-select_streams", select, "-show_packets", "-show_entries", "packet=dts,duration,pos", "-of", "csv=p=0"], url);
+    let csv = ffprobe(
+        &["-select_streams", select, "-show_packets", "-show_entries", "packet=dts,duration,pos", "-of", "csv=p=0"],
+        url,
+    );
     csv.lines()
         .filter(|l| !l.trim().trim_matches(',').is_empty())
         .map(|l| {
             let c: Vec<&str> = l.split(',').map(str::trim).collect();
             Packet {
-                dts: c.first().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{url} {select}: packet without dts: {l:?}")),
+                dts: c
+                    .first()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or_else(|| panic!("{url} {select}: packet without dts: {l:?}")),
                 duration: c.get(1).and_then(|s| s.parse().ok()).filter(|&d: &i64| d > 0),
                 pes_start: c.get(2).is_some_and(|s| s.parse::<i64>().is_ok()),
             }
@@ -297,9 +319,19 @@ fn dts_problems(label: &str, packets: &[Packet]) -> Vec<String> {
         let step = w[1].dts - w[0].dts;
         let frame = w[0].duration.unwrap_or(min_step);
         if step <= 0 {
-            problems.push(format!("{label}: packet #{i} dts {} → #{} dts {} (not increasing)", w[0].dts, i + 1, w[1].dts));
+            problems.push(format!(
+                "{label}: packet #{i} dts {} → #{} dts {} (not increasing)",
+                w[0].dts,
+                i + 1,
+                w[1].dts
+            ));
         } else if step > frame + 1 {
-            problems.push(format!("{label}: packet #{i} dts {} → #{} dts {}: step {step} > one frame ({frame})", w[0].dts, i + 1, w[1].dts));
+            problems.push(format!(
+                "{label}: packet #{i} dts {} → #{} dts {}: step {step} > one frame ({frame})",
+                w[0].dts,
+                i + 1,
+                w[1].dts
+            ));
         }
     }
     problems
@@ -349,7 +381,11 @@ fn check_dts(playlist: &str, select: &str, segments: &[String]) -> Result<usize,
         joined.extend(packets);
     }
     if joined.len() != all.len() {
-        problems.push(format!("{playlist} {select}: {} packets through the playlist but {} in its segments {per_segment:?}", all.len(), joined.len()));
+        problems.push(format!(
+            "{playlist} {select}: {} packets through the playlist but {} in its segments {per_segment:?}",
+            all.len(),
+            joined.len()
+        ));
     }
     if problems.is_empty() {
         Ok(all.len())
@@ -388,7 +424,10 @@ fn check_ts_lossless(asset: &str) {
             "audio" => "a",
             _ => continue,
         };
-        let playlist = server.url(&clear_path(asset, &format!("QualityLevels({})/Manifest({},format=m3u8-aapl).m3u8", t.bitrate, t.name)));
+        let playlist = server.url(&clear_path(
+            asset,
+            &format!("QualityLevels({})/Manifest({},format=m3u8-aapl).m3u8", t.bitrate, t.name),
+        ));
         let text = get(&playlist).ok().text();
         let uris = uri_lines(&text);
         if uris.is_empty() || !uris.iter().all(|u| u.ends_with(".ts")) {
@@ -397,12 +436,22 @@ fn check_ts_lossless(asset: &str) {
         }
         let src = source_frames(asset, t);
         checked += 1;
-        match common::framemd5(&[], FsPath::new(&playlist), &format!("0:{sel}:0")).and_then(|ours| common::compare(&src, &ours)) {
+        match common::framemd5(&[], FsPath::new(&playlist), &format!("0:{sel}:0"))
+            .and_then(|ours| common::compare(&src, &ours))
+        {
             Ok(()) => eprintln!("ok: {asset} TS {} ({}): {} frames equal", t.name, t.bitrate, src.len()),
-            Err(e) => failures.push(format!("{asset} TS track {:?} ({}, bitrate {}) from {playlist}:\n{e}", t.name, t.kind, t.bitrate)),
+            Err(e) => failures.push(format!(
+                "{asset} TS track {:?} ({}, bitrate {}) from {playlist}:\n{e}",
+                t.name, t.kind, t.bitrate
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} TS decodes not lossless:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} TS decodes not lossless:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
     assert!(checked > 0, "{asset}: nothing checked");
 }
 
@@ -437,26 +486,37 @@ fn check_v3_lossless(asset: &str) {
     let v4 = get(&v4_url).ok().text();
     let default_audio = v4
         .lines()
-        .find(|l| l.starts_with("#EXT-X-MEDIA:") && attr(l, "TYPE") == Some("AUDIO") && attr(l, "DEFAULT") == Some("YES"))
+        .find(|l| {
+            l.starts_with("#EXT-X-MEDIA:") && attr(l, "TYPE") == Some("AUDIO") && attr(l, "DEFAULT") == Some("YES")
+        })
         .and_then(|l| uri_attr(l))
         .unwrap_or_else(|| panic!("{v4_url}: no DEFAULT=YES audio rendition:\n{v4}"))
         .to_string();
     let audio = tracks
         .iter()
-        .find(|t| t.kind == "audio" && default_audio.starts_with(&format!("QualityLevels({})/Manifest({},", t.bitrate, t.name)))
+        .find(|t| {
+            t.kind == "audio"
+                && default_audio.starts_with(&format!("QualityLevels({})/Manifest({},", t.bitrate, t.name))
+        })
         .unwrap_or_else(|| panic!("default audio {default_audio} is no track of {asset}"));
 
     let first = *uri_lines(&mv).first().unwrap_or_else(|| panic!("{mv_url}: no variants:\n{mv}"));
     let video = tracks
         .iter()
-        .find(|t| t.kind == "video" && first.starts_with(&format!("QualityLevels({})/Manifest({},format=m3u8-aapl-v3", t.bitrate, t.name)))
+        .find(|t| {
+            t.kind == "video"
+                && first.starts_with(&format!("QualityLevels({})/Manifest({},format=m3u8-aapl-v3", t.bitrate, t.name))
+        })
         .unwrap_or_else(|| panic!("{mv_url}: first variant {first} is no video track of {asset}"));
     let variant_url = resolve(&mv_url, first);
     let text = get(&variant_url).ok().text();
     assert!(uri_lines(&text).iter().all(|u| u.ends_with(".ts")), "{variant_url}: segments not .ts:\n{text}");
 
     let codecs = probe_codecs(&variant_url);
-    assert!(codecs.iter().any(|(k, _)| k == "video") && codecs.iter().any(|(k, _)| k == "audio"), "{variant_url}: want video and audio streams, ffprobe: {codecs:?}");
+    assert!(
+        codecs.iter().any(|(k, _)| k == "video") && codecs.iter().any(|(k, _)| k == "audio"),
+        "{variant_url}: want video and audio streams, ffprobe: {codecs:?}"
+    );
 
     let ours = framemd5_streams(&variant_url, &["0:v:0", "0:a:0"]).unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
@@ -464,7 +524,9 @@ fn check_v3_lossless(asset: &str) {
         let src = source_frames(asset, t);
         match common::compare(&src, ours) {
             Ok(()) => eprintln!("ok: {asset} v3 {} ({}): {} frames equal", t.name, t.bitrate, src.len()),
-            Err(e) => failures.push(format!("{asset} v3 {} {:?} ({}) from {variant_url}:\n{e}", t.kind, t.name, t.bitrate)),
+            Err(e) => {
+                failures.push(format!("{asset} v3 {} {:?} ({}) from {variant_url}:\n{e}", t.kind, t.name, t.bitrate))
+            }
         }
     }
     assert!(failures.is_empty(), "v3 not lossless:\n\n{}", failures.join("\n\n"));
@@ -498,17 +560,26 @@ fn ts_ffprobe_codecs_and_continuous_dts() {
     ];
     let mut failures = Vec::new();
     for (asset, bitrate, track, kind, codec) in cases {
-        let playlist = server.url(&clear_path(asset, &format!("QualityLevels({bitrate})/Manifest({track},format=m3u8-aapl).m3u8")));
+        let playlist = server
+            .url(&clear_path(asset, &format!("QualityLevels({bitrate})/Manifest({track},format=m3u8-aapl).m3u8")));
         let text = get(&playlist).ok().text();
         let segments = uri_lines(&text);
         assert!(segments.len() >= 2, "{playlist}: want several segments to cross boundaries:\n{text}");
         // A segment's HTTP view.
         let seg = get(&resolve(&playlist, segments[1])).ok();
         if seg.header(header::CONTENT_TYPE) != Some("video/mp2t") {
-            failures.push(format!("{}: Content-Type {:?}, want video/mp2t", seg.what, seg.header(header::CONTENT_TYPE)));
+            failures.push(format!(
+                "{}: Content-Type {:?}, want video/mp2t",
+                seg.what,
+                seg.header(header::CONTENT_TYPE)
+            ));
         }
         if seg.body.len() % 188 != 0 || seg.body.chunks(188).any(|p| p[0] != 0x47) {
-            failures.push(format!("{}: {} bytes, not whole 188-byte TS packets with sync bytes", seg.what, seg.body.len()));
+            failures.push(format!(
+                "{}: {} bytes, not whole 188-byte TS packets with sync bytes",
+                seg.what,
+                seg.body.len()
+            ));
         }
         let codecs = probe_codecs(&playlist);
         if codecs != [(kind.to_string(), codec.to_string())] {
@@ -517,7 +588,9 @@ fn ts_ffprobe_codecs_and_continuous_dts() {
         let select = if *kind == "video" { "v:0" } else { "a:0" };
         let segment_urls: Vec<String> = segments.iter().map(|u| resolve(&playlist, u)).collect();
         match check_dts(&playlist, select, &segment_urls) {
-            Ok(n) => eprintln!("ok: {asset} {track} {bitrate}: {n} packets over {} segments, DTS continuous", segments.len()),
+            Ok(n) => {
+                eprintln!("ok: {asset} {track} {bitrate}: {n} packets over {} segments, DTS continuous", segments.len())
+            }
             Err(e) => failures.push(e),
         }
         // The oracle notices a missing segment (segment 1 left out).
@@ -532,10 +605,13 @@ fn ts_ffprobe_codecs_and_continuous_dts() {
 
 /// The first presentation time of stream `select` (smallest pts of its first packets), seconds.
 fn first_pts(input: &str, select: &str) -> f64 {
-    ffprobe(&["-select_streams", select, "-read_intervals", "%+#24", "-show_entries", "packet=pts_time", "-of", "csv=p=0"], input)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
-        .fold(f64::INFINITY, f64::min)
+    ffprobe(
+        &["-select_streams", select, "-read_intervals", "%+#24", "-show_entries", "packet=pts_time", "-of", "csv=p=0"],
+        input,
+    )
+    .lines()
+    .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+    .fold(f64::INFINITY, f64::min)
 }
 
 /// A/V sync: in the TS playlists, audio starts relative to video where it does in the source
@@ -557,9 +633,16 @@ fn ts_av_offset_matches_source() {
         let dir = common::fixtures_dir().join(asset);
         let src_v = first_pts(&dir.join(vfile).display().to_string(), "v:0");
         let src_a = first_pts(&dir.join(afile).display().to_string(), "a:0");
-        let ts_v = first_pts(&server.url(&clear_path(asset, &format!("QualityLevels({vb})/Manifest({vt},format=m3u8-aapl).m3u8"))), "v:0");
-        let ts_a = first_pts(&server.url(&clear_path(asset, &format!("QualityLevels({ab})/Manifest({at},format=m3u8-aapl).m3u8"))), "a:0");
-        let v3 = server.url(&clear_path(asset, &format!("QualityLevels({vb})/Manifest({vt},format=m3u8-aapl-v3).m3u8")));
+        let ts_v = first_pts(
+            &server.url(&clear_path(asset, &format!("QualityLevels({vb})/Manifest({vt},format=m3u8-aapl).m3u8"))),
+            "v:0",
+        );
+        let ts_a = first_pts(
+            &server.url(&clear_path(asset, &format!("QualityLevels({ab})/Manifest({at},format=m3u8-aapl).m3u8"))),
+            "a:0",
+        );
+        let v3 =
+            server.url(&clear_path(asset, &format!("QualityLevels({vb})/Manifest({vt},format=m3u8-aapl-v3).m3u8")));
         let (v3_v, v3_a) = (first_pts(&v3, "v:0"), first_pts(&v3, "a:0"));
         let want = src_a - src_v;
         let label = format!("{asset} {vt}/{at}: source (edit lists applied) video {src_v:.6} audio {src_a:.6}; TS video {ts_v:.6} audio {ts_a:.6}; v3 video {v3_v:.6} audio {v3_a:.6}");
@@ -579,7 +662,10 @@ fn ts_av_offset_matches_source() {
 // 3. AES-128 envelope.
 
 fn ladder_track<'a>(tracks: &'a [common::Track], name: &str, bitrate: u64) -> &'a common::Track {
-    tracks.iter().find(|t| t.name == name && t.bitrate == bitrate).unwrap_or_else(|| panic!("ladder has no {name} at {bitrate}"))
+    tracks
+        .iter()
+        .find(|t| t.name == name && t.bitrate == bitrate)
+        .unwrap_or_else(|| panic!("ladder has no {name} at {bitrate}"))
 }
 
 /// ffmpeg follows `manifest(…,encryption=cbc).m3u8?token=…` to the 150k video and the first
@@ -598,7 +684,10 @@ fn envelope_decodes_with_token_ts_and_cmaf() {
         let url = server.url(&env_path(&format!("manifest(format={format},encryption=cbc).m3u8?token={token}")));
         let mv = get(&url).ok().text();
         // The first video stream is the 150k variant (listed first), the first audio is audio_eng.
-        assert!(mv.find("QualityLevels(150000)/Manifest(video,") < mv.find("QualityLevels(300000)/Manifest(video,"), "{url}: 150k not first:\n{mv}");
+        assert!(
+            mv.find("QualityLevels(150000)/Manifest(video,") < mv.find("QualityLevels(300000)/Manifest(video,"),
+            "{url}: 150k not first:\n{mv}"
+        );
         match framemd5_streams(&url, &["0:v:0", "0:a:0"]) {
             Ok(ours) => {
                 for (label, src, ours) in [("video 150k", &src_video, &ours[0]), ("audio_eng", &src_audio, &ours[1])] {
@@ -611,13 +700,17 @@ fn envelope_decodes_with_token_ts_and_cmaf() {
             Err(e) => failures.push(format!("envelope {format}: {e}")),
         }
         // The media playlist URL with the token, directly.
-        let playlist = server.url(&env_path(&format!("QualityLevels(150000)/Manifest(video,format={format},encryption=cbc).m3u8?token={token}")));
-        match common::framemd5(&[], FsPath::new(&playlist), "0:v:0").and_then(|ours| common::compare(&src_video, &ours)) {
+        let playlist = server.url(&env_path(&format!(
+            "QualityLevels(150000)/Manifest(video,format={format},encryption=cbc).m3u8?token={token}"
+        )));
+        match common::framemd5(&[], FsPath::new(&playlist), "0:v:0").and_then(|ours| common::compare(&src_video, &ours))
+        {
             Ok(()) => eprintln!("ok: envelope {format} media playlist: {} frames equal", src_video.len()),
             Err(e) => failures.push(format!("envelope {format} from {playlist}:\n{e}")),
         }
         // No token: the key is refused, so the frames cannot come out right.
-        let no_token = server.url(&env_path(&format!("QualityLevels(150000)/Manifest(video,format={format},encryption=cbc).m3u8")));
+        let no_token = server
+            .url(&env_path(&format!("QualityLevels(150000)/Manifest(video,format={format},encryption=cbc).m3u8")));
         if let Ok(ours) = common::framemd5(&[], FsPath::new(&no_token), "0:v:0") {
             if common::compare(&src_video, &ours).is_ok() {
                 failures.push(format!("{no_token}: decoded losslessly without a token — the key was not protected"));
@@ -644,20 +737,34 @@ fn envelope_segments_decrypt_with_openssl_to_the_clear_bytes() {
         ("m3u8-cmaf", 150_000, "video"),
         ("m3u8-cmaf", 128_000, "audio_fra"),
     ] {
-        let enc_url = server.url(&env_path(&format!("QualityLevels({bitrate})/Manifest({track},format={format},encryption=cbc).m3u8?token={token}")));
-        let clear_url = server.url(&clear_path("ladder", &format!("QualityLevels({bitrate})/Manifest({track},format={format}).m3u8")));
+        let enc_url = server.url(&env_path(&format!(
+            "QualityLevels({bitrate})/Manifest({track},format={format},encryption=cbc).m3u8?token={token}"
+        )));
+        let clear_url = server
+            .url(&clear_path("ladder", &format!("QualityLevels({bitrate})/Manifest({track},format={format}).m3u8")));
         let enc = get(&enc_url).ok().text();
         let clear = get(&clear_url).ok().text();
         let enc_segs = segments_with_keys(&enc);
         let clear_segs = segments_with_keys(&clear);
         assert_eq!(enc_segs.len(), clear_segs.len(), "{enc_url} vs {clear_url}: segment counts differ");
         assert!(clear_segs.iter().all(|(_, k)| k.is_none()), "{clear_url}: clear playlist has EXT-X-KEY:\n{clear}");
-        assert!(!enc.contains("#EXT-X-KEY:METHOD=NONE") && enc.contains("METHOD=AES-128"), "{enc_url}: no AES-128 key:\n{enc}");
+        assert!(
+            !enc.contains("#EXT-X-KEY:METHOD=NONE") && enc.contains("METHOD=AES-128"),
+            "{enc_url}: no AES-128 key:\n{enc}"
+        );
         for (i, ((e_uri, key), (c_uri, _))) in enc_segs.iter().zip(&clear_segs).enumerate() {
-            let (key_uri, iv) = key.as_ref().unwrap_or_else(|| panic!("{enc_url}: segment {e_uri} has no EXT-X-KEY:\n{enc}"));
-            assert!(iv.len() == 34 && iv.starts_with("0x") && iv[2..].bytes().all(|b| b.is_ascii_hexdigit()), "{enc_url}: IV {iv:?} is not 0x + 32 hex digits");
+            let (key_uri, iv) =
+                key.as_ref().unwrap_or_else(|| panic!("{enc_url}: segment {e_uri} has no EXT-X-KEY:\n{enc}"));
+            assert!(
+                iv.len() == 34 && iv.starts_with("0x") && iv[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+                "{enc_url}: IV {iv:?} is not 0x + 32 hex digits"
+            );
             all_ivs.push((format!("{format} {track} {bitrate} segment {i}"), iv[2..].to_ascii_lowercase()));
-            assert_eq!(e_uri.replace(",encryption=cbc", ""), *c_uri, "{enc_url}: segment {i} is not the clear playlist's segment {i} with encryption=cbc");
+            assert_eq!(
+                e_uri.replace(",encryption=cbc", ""),
+                *c_uri,
+                "{enc_url}: segment {i} is not the clear playlist's segment {i} with encryption=cbc"
+            );
             assert!(key_uri.starts_with(&format!("/{ENV}/key/{KID}")), "{enc_url}: key URI {key_uri}");
         }
         // Check the second segment (the first one starts at a non-zero time in some tracks: either is fine).
@@ -669,16 +776,29 @@ fn envelope_segments_decrypt_with_openssl_to_the_clear_bytes() {
         let e = get(&resolve(&enc_url, e_uri)).ok();
         let c = get(&resolve(&clear_url, &clear_segs[i].0)).ok();
         if e.header(header::CONTENT_TYPE) != c.header(header::CONTENT_TYPE) {
-            failures.push(format!("{}: Content-Type {:?} differs from the clear segment's {:?}", e.what, e.header(header::CONTENT_TYPE), c.header(header::CONTENT_TYPE)));
+            failures.push(format!(
+                "{}: Content-Type {:?} differs from the clear segment's {:?}",
+                e.what,
+                e.header(header::CONTENT_TYPE),
+                c.header(header::CONTENT_TYPE)
+            ));
         }
         if e.body.len() != (c.body.len() / 16 + 1) * 16 {
-            failures.push(format!("{}: {} bytes; clear {} bytes → AES-128-CBC/PKCS#7 gives {}", e.what, e.body.len(), c.body.len(), (c.body.len() / 16 + 1) * 16));
+            failures.push(format!(
+                "{}: {} bytes; clear {} bytes → AES-128-CBC/PKCS#7 gives {}",
+                e.what,
+                e.body.len(),
+                c.body.len(),
+                (c.body.len() / 16 + 1) * 16
+            ));
         }
         if e.body.starts_with(&c.body[..c.body.len().min(64)]) {
             failures.push(format!("{}: starts with the clear bytes — not encrypted", e.what));
         }
         match openssl_decrypt(KEY, &iv[2..], &e.body) {
-            Ok(plain) if plain == c.body => eprintln!("ok: openssl decrypts {} to the {} clear bytes of {}", e.what, c.body.len(), c.what),
+            Ok(plain) if plain == c.body => {
+                eprintln!("ok: openssl decrypts {} to the {} clear bytes of {}", e.what, c.body.len(), c.what)
+            }
             Ok(plain) => failures.push(format!(
                 "openssl -K {KEY} -iv {} of {} gives {} bytes, not the {} bytes of {} (first difference at {:?})",
                 &iv[2..],
@@ -694,7 +814,10 @@ fn envelope_segments_decrypt_with_openssl_to_the_clear_bytes() {
         // the clear locator's.
         if let Some(map_line) = enc.lines().find(|l| l.starts_with("#EXT-X-MAP:")) {
             let first_key = enc.find("#EXT-X-KEY:").unwrap_or(usize::MAX);
-            assert!(enc.find("#EXT-X-MAP:").unwrap() < first_key, "{enc_url}: EXT-X-MAP after EXT-X-KEY means an encrypted init:\n{enc}");
+            assert!(
+                enc.find("#EXT-X-MAP:").unwrap() < first_key,
+                "{enc_url}: EXT-X-MAP after EXT-X-KEY means an encrypted init:\n{enc}"
+            );
             let map_uri = uri_attr(map_line).expect("map uri");
             assert!(!map_uri.contains("token"), "{enc_url}: EXT-X-MAP carries the token: {map_line}");
             let init = get(&resolve(&enc_url, map_uri)).ok();
@@ -704,7 +827,8 @@ fn envelope_segments_decrypt_with_openssl_to_the_clear_bytes() {
                 failures.push(format!("{}: init segment does not start with ftyp (encrypted?)", init.what));
             }
             if init.body != clear_init.body {
-                failures.push(format!("{}: init segment differs from the clear locator's {}", init.what, clear_init.what));
+                failures
+                    .push(format!("{}: init segment differs from the clear locator's {}", init.what, clear_init.what));
             }
         }
     }
@@ -724,7 +848,11 @@ fn envelope_segments_decrypt_with_openssl_to_the_clear_bytes() {
         }
     }
     if !cross_format.is_empty() {
-        eprintln!("note: {} IVs shared across containers of the same rendition/time, e.g. {}", cross_format.len(), cross_format[0]);
+        eprintln!(
+            "note: {} IVs shared across containers of the same rendition/time, e.g. {}",
+            cross_format.len(),
+            cross_format[0]
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -755,7 +883,13 @@ fn envelope_output_is_deterministic_across_origins() {
         }
         for again in [get(&a.url(path)), get(&b.url(path))] {
             if again.status != StatusCode::OK || again.body != first.body {
-                failures.push(format!("{path}: bytes differ between {} and {} ({} vs {} bytes)", first.what, again.what, first.body.len(), again.body.len()));
+                failures.push(format!(
+                    "{path}: bytes differ between {} and {} ({} vs {} bytes)",
+                    first.what,
+                    again.what,
+                    first.body.len(),
+                    again.body.len()
+                ));
             }
             let (e1, e2) = (first.header(header::ETAG), again.header(header::ETAG));
             if e1.is_none() || e1 != e2 {
@@ -768,7 +902,12 @@ fn envelope_output_is_deterministic_across_origins() {
     let tokened = get(&a.url(&paths[7])).ok();
     assert_ne!(plain.body, tokened.body, "token not added to {}", tokened.what);
     if plain.header(header::ETAG) == tokened.header(header::ETAG) {
-        failures.push(format!("{} and {} have different bytes but the same ETag {:?}", plain.what, tokened.what, plain.header(header::ETAG)));
+        failures.push(format!(
+            "{} and {} have different bytes but the same ETag {:?}",
+            plain.what,
+            tokened.what,
+            plain.header(header::ETAG)
+        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -786,7 +925,8 @@ fn envelope_token_goes_to_playlists_and_key_uris_only() {
             let mv_url = server.url(&env_path(&format!("manifest(format={format},encryption=cbc).m3u8{q}")));
             let mv = get(&mv_url).ok().text();
             let mut children: Vec<String> = uri_lines(&mv).iter().map(|s| s.to_string()).collect();
-            children.extend(mv.lines().filter(|l| l.starts_with("#EXT-X-MEDIA:")).filter_map(uri_attr).map(str::to_string));
+            children
+                .extend(mv.lines().filter(|l| l.starts_with("#EXT-X-MEDIA:")).filter_map(uri_attr).map(str::to_string));
             assert!(!children.is_empty(), "{mv_url}: no media playlists:\n{mv}");
             if !with_token {
                 assert!(!mv.contains("token="), "{mv_url}: token= without a token:\n{mv}");
@@ -848,10 +988,22 @@ fn key_endpoint_checks_tokens() {
         ("missing token", get(&key_url)),
         ("empty bearer", fetch(&key_url, &[("Authorization", "Bearer ")])),
         ("expired", fetch(&key_url, &[("Authorization", &bearer(&jwt(SECRET, ISSUER, AUDIENCE, now() - 3600)))])),
-        ("wrong audience", fetch(&key_url, &[("Authorization", &bearer(&jwt(SECRET, ISSUER, "someone-else", now() + 3600)))])),
-        ("wrong issuer", fetch(&key_url, &[("Authorization", &bearer(&jwt(SECRET, "https://evil.test", AUDIENCE, now() + 3600)))])),
-        ("bad signature", fetch(&key_url, &[("Authorization", &bearer(&jwt(other_secret, ISSUER, AUDIENCE, now() + 3600)))])),
-        ("bad signature in query", get(&format!("{key_url}?token={}", jwt(other_secret, ISSUER, AUDIENCE, now() + 3600)))),
+        (
+            "wrong audience",
+            fetch(&key_url, &[("Authorization", &bearer(&jwt(SECRET, ISSUER, "someone-else", now() + 3600)))]),
+        ),
+        (
+            "wrong issuer",
+            fetch(&key_url, &[("Authorization", &bearer(&jwt(SECRET, "https://evil.test", AUDIENCE, now() + 3600)))]),
+        ),
+        (
+            "bad signature",
+            fetch(&key_url, &[("Authorization", &bearer(&jwt(other_secret, ISSUER, AUDIENCE, now() + 3600)))]),
+        ),
+        (
+            "bad signature in query",
+            get(&format!("{key_url}?token={}", jwt(other_secret, ISSUER, AUDIENCE, now() + 3600))),
+        ),
         ("garbage", fetch(&key_url, &[("Authorization", "Bearer not.a.jwt")])),
         ("basic auth", fetch(&key_url, &[("Authorization", "Basic dXNlcjpwYXNz")])),
     ];
@@ -865,14 +1017,20 @@ fn key_endpoint_checks_tokens() {
             failures.push(format!("missing token: WWW-Authenticate {www:?}, want plain \"Bearer\" (RFC 6750 §3.1)"));
         }
         let body = got.text();
-        if body.to_ascii_lowercase().contains(KEY) || got.body.windows(16).any(|w| w == raw_key.as_slice()) || body.contains(SECRET_B64) {
+        if body.to_ascii_lowercase().contains(KEY)
+            || got.body.windows(16).any(|w| w == raw_key.as_slice())
+            || body.contains(SECRET_B64)
+        {
             failures.push(format!("{label}: the 401 body leaks key material: {body:?}"));
         }
         if body.trim().is_empty() || body.trim_end_matches('\n').contains('\n') {
             failures.push(format!("{label}: 401 body is not one line of reason: {body:?}"));
         }
         if got.header(header::CACHE_CONTROL).is_some_and(|c| c.contains("public")) {
-            failures.push(format!("{label}: a 401 of the key endpoint is cacheable by a CDN: {:?}", got.header(header::CACHE_CONTROL)));
+            failures.push(format!(
+                "{label}: a 401 of the key endpoint is cacheable by a CDN: {:?}",
+                got.header(header::CACHE_CONTROL)
+            ));
         }
     }
     // Unknown kid, kid not hex, unknown locator.
@@ -939,8 +1097,16 @@ fn policy_refuses_what_the_locator_does_not_allow() {
         (env_path("manifest(format=m3u8-cmaf,encryption=cbcs-aapl).m3u8"), 403),
         // Encryption on a clear locator.
         (format!("/{clear}/ladder.ism/manifest(format=m3u8-aapl,encryption=cbc).m3u8"), 403),
-        (format!("/{clear}/ladder.ism/QualityLevels(150000)/Manifest(video,format=m3u8-aapl,encryption=cbc).m3u8"), 403),
-        (format!("/{clear}/ladder.ism/QualityLevels(150000)/Fragments(video=1024,format=m3u8-aapl,encryption=cbc).ts"), 403),
+        (
+            format!("/{clear}/ladder.ism/QualityLevels(150000)/Manifest(video,format=m3u8-aapl,encryption=cbc).m3u8"),
+            403,
+        ),
+        (
+            format!(
+                "/{clear}/ladder.ism/QualityLevels(150000)/Fragments(video=1024,format=m3u8-aapl,encryption=cbc).ts"
+            ),
+            403,
+        ),
         // And what is allowed.
         (env_path("manifest(format=m3u8-aapl,encryption=cbc).m3u8"), 200),
         (env_path("QualityLevels(150000)/Fragments(video=1024,format=m3u8-aapl,encryption=cbc).ts"), 200),

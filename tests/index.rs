@@ -69,7 +69,13 @@ async fn index_counting(path: &str) -> (FileIndex, u64) {
 #[tokio::test]
 async fn read_economy_progressive_moov_first_is_one_get() {
     // ftyp + moov (faststart) fit in the 64 KiB probe: one GET, nothing else.
-    for file in ["ladder/video_150k.mp4", "ladder/video_300k.mp4", "ladder/video_600k.mp4", "ladder/audio_eng.mp4", "ladder/audio_fra.mp4"] {
+    for file in [
+        "ladder/video_150k.mp4",
+        "ladder/video_300k.mp4",
+        "ladder/video_600k.mp4",
+        "ladder/audio_eng.mp4",
+        "ladder/audio_fra.mp4",
+    ] {
         let (_, gets) = index_counting(file).await;
         assert_eq!(gets, 1, "{file}: moov-first progressive file must cost exactly 1 GET");
     }
@@ -114,7 +120,9 @@ async fn read_economy_fragmented_without_sidx_is_measured() {
     // video_150k: moofs at 760, 45645 (in the probe), 89936, 128120 -> 1 + 1 + 2 = 4
     // audio_eng:  moofs at 692, 33294 (in the probe), 65898, 98507  -> 1 + 1 + 2 = 4
     // video_600k: moof at 761 (in the probe), 170968, 336341, 487320 -> 1 + 1 + 3 = 5
-    for (file, expected) in [("ladder-frag/video_150k.mp4", 4), ("ladder-frag/audio_eng.mp4", 4), ("ladder-frag/video_600k.mp4", 5)] {
+    for (file, expected) in
+        [("ladder-frag/video_150k.mp4", 4), ("ladder-frag/audio_eng.mp4", 4), ("ladder-frag/video_600k.mp4", 5)]
+    {
         let (index, gets) = index_counting(file).await;
         assert_eq!(index.tracks[0].samples.fragment_starts.len(), 4, "{file}");
         assert_eq!(gets, expected, "{file}: GETs without sidx/mfra");
@@ -161,7 +169,10 @@ fn ffprobe_packets(file: &Path, track_id: u32) -> (i64, Vec<Packet>) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["id"].as_str().and_then(|id| i64::from_str_radix(id.trim_start_matches("0x"), 16).ok()) == Some(track_id as i64))
+        .find(|s| {
+            s["id"].as_str().and_then(|id| i64::from_str_radix(id.trim_start_matches("0x"), 16).ok())
+                == Some(track_id as i64)
+        })
         .unwrap_or_else(|| panic!("{}: ffprobe has no stream with id {track_id}: {streams}", file.display()));
     let index = stream["index"].as_i64().unwrap().to_string();
     let time_base = stream["time_base"].as_str().unwrap();
@@ -197,7 +208,8 @@ fn ffprobe_packets(file: &Path, track_id: u32) -> (i64, Vec<Packet>) {
 /// Files whose composition offsets go negative: `edit/edit.mp4` (ctts v1) and the CMAF ladder
 /// (`-movflags cmaf` writes trun v1 with offsets 1024 lower than `ladder/`'s ctts v0, instead
 /// of an edit list).
-const NEGATIVE_CTS: [&str; 4] = ["edit/edit.mp4", "ladder-cmaf/video_150k.mp4", "ladder-cmaf/video_300k.mp4", "ladder-cmaf/video_600k.mp4"];
+const NEGATIVE_CTS: [&str; 4] =
+    ["edit/edit.mp4", "ladder-cmaf/video_150k.mp4", "ladder-cmaf/video_300k.mp4", "ladder-cmaf/video_600k.mp4"];
 
 /// The relation between our index and ffprobe's packets, established on the fixtures.
 /// `-ignore_editlist 1` keeps ffmpeg from shifting by the edit list (without it, ladder
@@ -300,7 +312,8 @@ async fn ladder_layouts_index_to_the_same_bitstreams() {
             let shifted: Vec<i32> = t0.samples.cts_offsets.iter().map(|&c| c - shift).collect();
             assert_eq!(t.samples.cts_offsets, shifted, "{p} vs {p0}: cts offsets (expected shift {shift})");
             if shift != 0 {
-                let presentation = |t: &TrackIndex| (0..t.samples.len()).map(|i| presentation_secs(t, i)).collect::<Vec<_>>();
+                let presentation =
+                    |t: &TrackIndex| (0..t.samples.len()).map(|i| presentation_secs(t, i)).collect::<Vec<_>>();
                 assert_eq!(t0.info.edit.media_time, 1024, "{p0}: elst media_time");
                 assert_eq!(t.info.edit, Default::default(), "{p}: no edit list");
                 assert_eq!(presentation(t), presentation(t0), "{p} vs {p0}: presentation times");
@@ -348,7 +361,11 @@ fn check_track_timeline(folder: &str, policy: SegmentPolicy, t: &AssetTrack) {
         assert_eq!(seg.bytes, s.byte_count(seg.samples()), "{what} segment {k}: bytes");
         assert_eq!(seg.time, index.earliest_presentation(seg.samples()), "{what} segment {k}: time");
         if t.kind == TrackKind::Video {
-            assert!(s.is_sync(seg.first_sample as usize), "{what} segment {k} starts on non-sync sample {}", seg.first_sample);
+            assert!(
+                s.is_sync(seg.first_sample as usize),
+                "{what} segment {k} starts on non-sync sample {}",
+                seg.first_sample
+            );
         }
     }
     assert_eq!(next as usize, s.len(), "{what}: segments cover {next} of {} samples", s.len());
@@ -377,7 +394,9 @@ fn check_target(folder: &str, policy: SegmentPolicy, t: &AssetTrack) {
 #[tokio::test]
 async fn timeline_invariants_on_every_asset() {
     let storage = storage();
-    for policy in [SegmentPolicy::default(), SegmentPolicy { target_secs: Some(4.0) }, SegmentPolicy { target_secs: Some(6.0) }] {
+    for policy in
+        [SegmentPolicy::default(), SegmentPolicy { target_secs: Some(4.0) }, SegmentPolicy { target_secs: Some(6.0) }]
+    {
         for folder in ASSETS {
             let asset = load_asset(&storage, folder, policy).await;
             assert!(!asset.tracks.is_empty(), "{folder}");
@@ -418,9 +437,18 @@ async fn timeline_invariants_on_every_asset() {
 
             if folder == "ladder" {
                 assert_eq!(videos.len(), 3, "ladder has three video renditions");
-                let times = |t: &AssetTrack| t.timeline.segments.iter().map(|s| (s.time, s.duration)).collect::<Vec<_>>();
+                let times =
+                    |t: &AssetTrack| t.timeline.segments.iter().map(|s| (s.time, s.duration)).collect::<Vec<_>>();
                 for v in &videos[1..] {
-                    assert_eq!(times(v), times(videos[0]), "{policy:?}: {}@{} vs {}@{}", v.name, v.bitrate, videos[0].name, videos[0].bitrate);
+                    assert_eq!(
+                        times(v),
+                        times(videos[0]),
+                        "{policy:?}: {}@{} vs {}@{}",
+                        v.name,
+                        v.bitrate,
+                        videos[0].name,
+                        videos[0].bitrate
+                    );
                 }
             }
         }
@@ -432,7 +460,9 @@ async fn target_duration_groups_gops() {
     // ladder: 8 s, closed 2 s GOPs. Default follows the GOPs; a target groups whole GOPs up to
     // it: 4 s -> 4 + 4, 6 s -> 6 + 2.
     let storage = storage();
-    for (target, expected) in [(None, vec![2.0, 2.0, 2.0, 2.0]), (Some(4.0), vec![4.0, 4.0]), (Some(6.0), vec![6.0, 2.0])] {
+    for (target, expected) in
+        [(None, vec![2.0, 2.0, 2.0, 2.0]), (Some(4.0), vec![4.0, 4.0]), (Some(6.0), vec![6.0, 2.0])]
+    {
         let asset = load_asset(&storage, "ladder", SegmentPolicy { target_secs: target }).await;
         let video = asset.tracks_of(TrackKind::Video).next().unwrap();
         let secs: Vec<f64> =

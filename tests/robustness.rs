@@ -84,7 +84,12 @@ impl Harness {
         eprintln!("{what}: {} cases, {} indexed OK, {} failures", self.cases, self.indexed_ok, self.failures.len());
         if !self.failures.is_empty() {
             let shown: Vec<&String> = self.failures.iter().take(40).collect();
-            panic!("{what}: {} of {} cases failed:\n{}", self.failures.len(), self.cases, shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+            panic!(
+                "{what}: {} of {} cases failed:\n{}",
+                self.failures.len(),
+                self.cases,
+                shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+            );
         }
     }
 }
@@ -180,7 +185,8 @@ impl Rng {
     }
 }
 
-const FLIP_FILES: [&str; 4] = ["ladder/video_150k.mp4", "muxed/muxed.mp4", "ladder-frag/video_150k.mp4", "ladder-cmaf/audio_eng.mp4"];
+const FLIP_FILES: [&str; 4] =
+    ["ladder/video_150k.mp4", "muxed/muxed.mp4", "ladder-frag/video_150k.mp4", "ladder-cmaf/audio_eng.mp4"];
 
 // ---------------------------------------------------------------------------------------------
 // Damaged MP4s
@@ -221,7 +227,8 @@ fn byte_flips_in_metadata_never_panic() {
             top_level(&data).iter().filter(|b| &b.0 == b"moof" || &b.0 == b"sidx").map(|b| b.1..b.1 + b.2).collect();
         for variant in 0..flip_variants() {
             let mut damaged = data.clone();
-            let region = if moofs.is_empty() || variant % 2 == 0 { moov.clone() } else { moofs[rng.below(moofs.len())].clone() };
+            let region =
+                if moofs.is_empty() || variant % 2 == 0 { moov.clone() } else { moofs[rng.below(moofs.len())].clone() };
             // One to three flipped bytes per variant.
             let flips = 1 + rng.below(3);
             let mut where_ = Vec::new();
@@ -304,7 +311,11 @@ fn crafted_bad_boxes_never_panic() {
             let mdat = box_range(file, b"mdat");
             put_u32(&mut d, mdat.start, 1);
             put_u64(&mut d, mdat.start + 8, large);
-            h.check(&format!("{name} mdat largesize {large:#x}"), &format!("crafted/{name}_mdat_large_{large:x}.mp4"), d);
+            h.check(
+                &format!("{name} mdat largesize {large:#x}"),
+                &format!("crafted/{name}_mdat_large_{large:x}.mp4"),
+                d,
+            );
         }
     }
 
@@ -382,22 +393,31 @@ fn crafted_bad_boxes_never_panic() {
     let trun = find_box(&frag, moof, b"trun");
     let tfhd = find_box(&frag, moof, b"tfhd");
     for (label, patch) in [
-        ("tfdt v1 decode time u64::MAX", Box::new(|d: &mut Vec<u8>| {
-            d[tfdt + 8] = 1;
-            put_u64(d, tfdt + 12, u64::MAX);
-        }) as Box<dyn Fn(&mut Vec<u8>)>),
-        ("tfdt v1 decode time i64::MAX", Box::new(|d: &mut Vec<u8>| {
-            d[tfdt + 8] = 1;
-            put_u64(d, tfdt + 12, i64::MAX as u64);
-        })),
+        (
+            "tfdt v1 decode time u64::MAX",
+            Box::new(|d: &mut Vec<u8>| {
+                d[tfdt + 8] = 1;
+                put_u64(d, tfdt + 12, u64::MAX);
+            }) as Box<dyn Fn(&mut Vec<u8>)>,
+        ),
+        (
+            "tfdt v1 decode time i64::MAX",
+            Box::new(|d: &mut Vec<u8>| {
+                d[tfdt + 8] = 1;
+                put_u64(d, tfdt + 12, i64::MAX as u64);
+            }),
+        ),
         ("trun sample_count 0xFFFFFFFF", Box::new(|d: &mut Vec<u8>| put_u32(d, trun + 12, 0xFFFF_FFFF))),
         ("trun data_offset -2^31", Box::new(|d: &mut Vec<u8>| put_u32(d, trun + 16, 0x8000_0000))),
         ("trun data_offset -1", Box::new(|d: &mut Vec<u8>| put_u32(d, trun + 16, 0xFFFF_FFFF))),
         ("tfhd flags all set", Box::new(|d: &mut Vec<u8>| put_u32(d, tfhd + 8, 0x00FF_FFFF))),
-        ("tfhd base_data_offset u64::MAX - 10000", Box::new(|d: &mut Vec<u8>| {
-            put_u32(d, tfhd + 8, 0x01);
-            put_u64(d, tfhd + 16, u64::MAX - 10_000);
-        })),
+        (
+            "tfhd base_data_offset u64::MAX - 10000",
+            Box::new(|d: &mut Vec<u8>| {
+                put_u32(d, tfhd + 8, 0x01);
+                put_u64(d, tfhd + 16, u64::MAX - 10_000);
+            }),
+        ),
         ("tfhd track_id 0", Box::new(|d: &mut Vec<u8>| put_u32(d, tfhd + 12, 0))),
     ] {
         let mut d = frag.clone();
@@ -409,9 +429,15 @@ fn crafted_bad_boxes_never_panic() {
     assert_eq!(cmaf[sidx + 8], 1, "ladder-cmaf sidx is version 1");
     // v1 layout after the 12-byte full box header: reference_ID(4) timescale(4) ept(8) first_offset(8) reserved(2) count(2) refs.
     for (label, patch) in [
-        ("sidx first_offset u64::MAX", Box::new(|d: &mut Vec<u8>| put_u64(d, sidx + 28, u64::MAX)) as Box<dyn Fn(&mut Vec<u8>)>),
+        (
+            "sidx first_offset u64::MAX",
+            Box::new(|d: &mut Vec<u8>| put_u64(d, sidx + 28, u64::MAX)) as Box<dyn Fn(&mut Vec<u8>)>,
+        ),
         ("sidx first_offset 2^40", Box::new(|d: &mut Vec<u8>| put_u64(d, sidx + 28, 1 << 40))),
-        ("sidx reference_count 0xFFFF", Box::new(|d: &mut Vec<u8>| d[sidx + 38..sidx + 40].copy_from_slice(&[0xFF, 0xFF]))),
+        (
+            "sidx reference_count 0xFFFF",
+            Box::new(|d: &mut Vec<u8>| d[sidx + 38..sidx + 40].copy_from_slice(&[0xFF, 0xFF])),
+        ),
         ("sidx reference_count 0", Box::new(|d: &mut Vec<u8>| d[sidx + 38..sidx + 40].copy_from_slice(&[0, 0]))),
         ("sidx first reference size 0x7FFFFFFF", Box::new(|d: &mut Vec<u8>| put_u32(d, sidx + 40, 0x7FFF_FFFF))),
         ("sidx first reference is_index", Box::new(|d: &mut Vec<u8>| d[sidx + 40] |= 0x80)),
@@ -494,7 +520,9 @@ fn ism_src_cannot_escape_the_asset_folder() {
         h.put("a/a.ism", ism.into_bytes());
         let result = h.rt.block_on(load(&h.storage, &AssetSource::Ism("a/a.ism".into()), SegmentPolicy::default()));
         match result {
-            Err(Error::Asset { asset, reason }) => assert!(asset.contains("a/a.ism") || asset == "a", "src {src}: asset {asset}: {reason}"),
+            Err(Error::Asset { asset, reason }) => {
+                assert!(asset.contains("a/a.ism") || asset == "a", "src {src}: asset {asset}: {reason}")
+            }
             other => panic!("src {src:?} must fail with an Asset error, got {:?}", other.map(|a| a.tracks.len())),
         }
     }
@@ -511,12 +539,65 @@ fn ism_src_cannot_escape_the_asset_folder() {
 
 /// Pieces of the grammar, recombined into near-miss paths.
 const FRAGMENTS: &[&str] = &[
-    "manifest(", "Manifest(", "MANIFEST(", "QualityLevels(", "qualitylevels(", "Fragments(", "fragments(",
-    "format=", "FORMAT=", "m3u8-cmaf", "mpd-time-cmaf", "mpd-time-csf", "m3u8-aapl", "encryption=", "cbc", "cenc",
-    "cbcs-aapl", "filter=", "audio-only=", "false", "true", "type=keyframes", "type=", ",", ";", "=", "(", ")",
-    "/", "//", ".", ".m3u8", ".mpd", ".mp4", ".m4s", ".ts", "video", "audio_eng", "i", "0", "00", "128000",
-    "18446744073709551615", "18446744073709551616", "99999999999999999999999", "-1", "+1", " ", "%", "%2F", "%00",
-    "é", "\u{0}", "\u{7f}", "\u{202e}", "🎬", "\n", "a;b;c;d", "x",
+    "manifest(",
+    "Manifest(",
+    "MANIFEST(",
+    "QualityLevels(",
+    "qualitylevels(",
+    "Fragments(",
+    "fragments(",
+    "format=",
+    "FORMAT=",
+    "m3u8-cmaf",
+    "mpd-time-cmaf",
+    "mpd-time-csf",
+    "m3u8-aapl",
+    "encryption=",
+    "cbc",
+    "cenc",
+    "cbcs-aapl",
+    "filter=",
+    "audio-only=",
+    "false",
+    "true",
+    "type=keyframes",
+    "type=",
+    ",",
+    ";",
+    "=",
+    "(",
+    ")",
+    "/",
+    "//",
+    ".",
+    ".m3u8",
+    ".mpd",
+    ".mp4",
+    ".m4s",
+    ".ts",
+    "video",
+    "audio_eng",
+    "i",
+    "0",
+    "00",
+    "128000",
+    "18446744073709551615",
+    "18446744073709551616",
+    "99999999999999999999999",
+    "-1",
+    "+1",
+    " ",
+    "%",
+    "%2F",
+    "%00",
+    "é",
+    "\u{0}",
+    "\u{7f}",
+    "\u{202e}",
+    "🎬",
+    "\n",
+    "a;b;c;d",
+    "x",
 ];
 
 fn near_miss() -> impl Strategy<Value = String> {
@@ -525,13 +606,15 @@ fn near_miss() -> impl Strategy<Value = String> {
 
 /// A valid URL with one random edit (insert / delete / replace a char).
 fn mutated_valid() -> impl Strategy<Value = String> {
-    let valid = prop::sample::select(&[
-        "manifest(format=m3u8-cmaf)",
-        "manifest(format=mpd-time-cmaf,encryption=cenc,filter=a;b,audio-only=false).mpd",
-        "QualityLevels(150000)/Manifest(video,format=m3u8-cmaf).m3u8",
-        "QualityLevels(150000)/Fragments(video=i,format=m3u8-cmaf).mp4",
-        "QualityLevels(128000)/Fragments(audio_eng=24576,format=mpd-time-csf)",
-    ][..]);
+    let valid = prop::sample::select(
+        &[
+            "manifest(format=m3u8-cmaf)",
+            "manifest(format=mpd-time-cmaf,encryption=cenc,filter=a;b,audio-only=false).mpd",
+            "QualityLevels(150000)/Manifest(video,format=m3u8-cmaf).m3u8",
+            "QualityLevels(150000)/Fragments(video=i,format=m3u8-cmaf).mp4",
+            "QualityLevels(128000)/Fragments(audio_eng=24576,format=mpd-time-csf)",
+        ][..],
+    );
     (valid, any::<usize>(), any::<char>(), 0u8..3).prop_map(|(v, pos, c, op)| {
         let mut chars: Vec<char> = v.chars().collect();
         let at = pos % (chars.len() + 1);
@@ -552,8 +635,10 @@ fn check_url(s: &str) -> Result<(), TestCaseError> {
         Ok(parsed) => {
             // Whatever parses formats back to a URL that parses to the same thing.
             let formatted = url::format(&parsed.resource, parsed.extension);
-            let decoded = url::percent_decode(&formatted).map_err(|e| TestCaseError::fail(format!("{formatted}: {e}")))?;
-            let again = url::parse(&decoded).map_err(|e| TestCaseError::fail(format!("{s:?} -> {formatted:?}: {e}")))?;
+            let decoded =
+                url::percent_decode(&formatted).map_err(|e| TestCaseError::fail(format!("{formatted}: {e}")))?;
+            let again =
+                url::parse(&decoded).map_err(|e| TestCaseError::fail(format!("{s:?} -> {formatted:?}: {e}")))?;
             prop_assert_eq!(again, parsed, "round trip of {:?} via {:?}", s, formatted);
         }
         Err(Error::BadRequest(_)) => {}

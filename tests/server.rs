@@ -64,7 +64,9 @@ fn config() -> Config {
         common::fixtures_dir().display()
     );
     for (id, asset) in LOCATORS {
-        text.push_str(&format!("[[locator]]\nid = \"{id}\"\nstorage = \"{STORAGE}\"\nasset = \"{asset}\"\npolicy = \"clear\"\n"));
+        text.push_str(&format!(
+            "[[locator]]\nid = \"{id}\"\nstorage = \"{STORAGE}\"\nasset = \"{asset}\"\npolicy = \"clear\"\n"
+        ));
     }
     Config::parse(&text, common::fixtures_dir()).expect("test config parses")
 }
@@ -117,7 +119,12 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send
 
 // `ObjectStore` is an `#[async_trait]` trait; these are its expanded signatures.
 impl ObjectStore for CountingStore {
-    fn put_opts<'l0, 'l1, 'at>(&'l0 self, location: &'l1 Path, payload: PutPayload, opts: PutOptions) -> BoxFut<'at, PutResult>
+    fn put_opts<'l0, 'l1, 'at>(
+        &'l0 self,
+        location: &'l1 Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> BoxFut<'at, PutResult>
     where
         'l0: 'at,
         'l1: 'at,
@@ -155,7 +162,10 @@ impl ObjectStore for CountingStore {
         })
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
 
@@ -196,7 +206,6 @@ fn counting_origin() -> (Origin, Arc<CountingStore>) {
 // ---------------------------------------------------------------------------------------
 // The server under test: its own runtime thread, stopped on drop.
 
-
 impl TestServer {
     fn start(origin: Origin) -> TestServer {
         TestServer::serve(origin, config().http)
@@ -207,11 +216,9 @@ impl TestServer {
     }
 }
 
-
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
 }
-
 
 async fn request(client: &reqwest::Client, method: Method, url: &str, headers: &[(&str, &str)]) -> Got {
     let mut rb = client.request(method.clone(), url);
@@ -303,22 +310,36 @@ fn check_lossless_over_http(asset: &str) {
                 continue;
             }
         };
-        let playlist = server.url(&media_path(asset, &format!("QualityLevels({})/Manifest({},format=m3u8-cmaf).m3u8", t.bitrate, t.name)));
+        let playlist = server.url(&media_path(
+            asset,
+            &format!("QualityLevels({})/Manifest({},format=m3u8-cmaf).m3u8", t.bitrate, t.name),
+        ));
         let id = format!("{}-{}", t.name, t.bitrate);
-        let cases: [(&str, &str, String); 2] = [("HLS", &playlist, format!("0:{kind_sel}:0")), ("DASH", &mpd_url, format!("0:m:id:{id}"))];
+        let cases: [(&str, &str, String); 2] =
+            [("HLS", &playlist, format!("0:{kind_sel}:0")), ("DASH", &mpd_url, format!("0:m:id:{id}"))];
         for (label, url, map) in cases {
             if label == "DASH" && !ids.contains(&id) {
-                failures.push(format!("{asset} DASH {:?}: no Representation id=\"{id}\" in {mpd_url}; ids {ids:?}", t.name));
+                failures.push(format!(
+                    "{asset} DASH {:?}: no Representation id=\"{id}\" in {mpd_url}; ids {ids:?}",
+                    t.name
+                ));
                 continue;
             }
             checked += 1;
             match common::framemd5(&[], FsPath::new(url), &map).and_then(|ours| common::compare(&src, &ours)) {
                 Ok(()) => eprintln!("ok: {asset} {label} {} ({}): {} frames equal", t.name, t.bitrate, src.len()),
-                Err(e) => failures.push(format!("{asset} {label} track {:?} bitrate {} from {url}:\n{e}", t.name, t.bitrate)),
+                Err(e) => {
+                    failures.push(format!("{asset} {label} track {:?} bitrate {} from {url}:\n{e}", t.name, t.bitrate))
+                }
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} decodes over HTTP not lossless:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} decodes over HTTP not lossless:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
     assert!(checked > 0, "{asset}: nothing checked");
 }
 
@@ -354,15 +375,23 @@ fn lossless_http_extensionless_and_csf() {
     let mut checked = 0;
     for t in tracks.iter().filter(|t| (t.kind == "video" && t.bitrate == 150_000) || t.name == "audio_eng") {
         let kind_sel = if t.kind == "video" { "v" } else { "a" };
-        let src = common::framemd5(&src_opts, &common::resolve_source(&asset_dir, &t.file), &format!("0:i:{}", t.track_id))
-            .unwrap_or_else(|e| panic!("source: {e}"));
+        let src =
+            common::framemd5(&src_opts, &common::resolve_source(&asset_dir, &t.file), &format!("0:i:{}", t.track_id))
+                .unwrap_or_else(|e| panic!("source: {e}"));
         let id = format!("{}-{}", t.name, t.bitrate);
-        let playlist = server.url(&media_path("ladder", &format!("QualityLevels({})/Manifest({},format=m3u8-cmaf)", t.bitrate, t.name)));
+        let playlist = server
+            .url(&media_path("ladder", &format!("QualityLevels({})/Manifest({},format=m3u8-cmaf)", t.bitrate, t.name)));
         // The extensionless playlist's children must be extensionless too.
         let text = get_blocking(&playlist).text();
         let uris = playlist_uris(&playlist, &text);
-        assert!(!uris.is_empty() && uris.iter().all(|u| u.ends_with(')')), "extensionless playlist has extensions:\n{text}");
-        assert!(playlist_map_uri(&playlist, &text).ends_with(')'), "extensionless playlist's EXT-X-MAP has an extension:\n{text}");
+        assert!(
+            !uris.is_empty() && uris.iter().all(|u| u.ends_with(')')),
+            "extensionless playlist has extensions:\n{text}"
+        );
+        assert!(
+            playlist_map_uri(&playlist, &text).ends_with(')'),
+            "extensionless playlist's EXT-X-MAP has an extension:\n{text}"
+        );
         let cases: Vec<(&str, &[&OsStr], String, String)> = vec![
             ("HLS extensionless", &picky, playlist, format!("0:{kind_sel}:0")),
             (
@@ -371,7 +400,12 @@ fn lossless_http_extensionless_and_csf() {
                 server.url(&media_path("ladder", "manifest(format=mpd-time-cmaf)")),
                 format!("0:m:id:{id}"),
             ),
-            ("DASH CSF", &[], server.url(&media_path("ladder", "manifest(format=mpd-time-csf).mpd")), format!("0:m:id:{id}")),
+            (
+                "DASH CSF",
+                &[],
+                server.url(&media_path("ladder", "manifest(format=mpd-time-csf).mpd")),
+                format!("0:m:id:{id}"),
+            ),
         ];
         for (label, opts, url, map) in cases {
             checked += 1;
@@ -384,8 +418,12 @@ fn lossless_http_extensionless_and_csf() {
     // The extensionless multivariant playlist: ffmpeg follows it to every variant.
     let multivariant = server.url(&media_path("ladder", "manifest(format=m3u8-cmaf)"));
     let video = tracks.iter().find(|t| t.kind == "video" && t.bitrate == 150_000).expect("150k video");
-    let src = common::framemd5(&src_opts, &common::resolve_source(&asset_dir, &video.file), &format!("0:i:{}", video.track_id))
-        .unwrap_or_else(|e| panic!("source: {e}"));
+    let src = common::framemd5(
+        &src_opts,
+        &common::resolve_source(&asset_dir, &video.file),
+        &format!("0:i:{}", video.track_id),
+    )
+    .unwrap_or_else(|e| panic!("source: {e}"));
     // Variant streams carry their BANDWIDTH as `variant_bitrate` metadata: select the
     // variant whose URI is the 150k video playlist.
     let mv = get_blocking(&multivariant).text();
@@ -393,14 +431,22 @@ fn lossless_http_extensionless_and_csf() {
     let lowest = lines
         .windows(2)
         .find(|w| w[0].starts_with("#EXT-X-STREAM-INF:") && w[1].starts_with("QualityLevels(150000)/Manifest(video,"))
-        .and_then(|w| w[0]["#EXT-X-STREAM-INF:".len()..].split(',').find_map(|a| a.strip_prefix("BANDWIDTH="))?.parse::<u64>().ok())
+        .and_then(|w| {
+            w[0]["#EXT-X-STREAM-INF:".len()..]
+                .split(',')
+                .find_map(|a| a.strip_prefix("BANDWIDTH="))?
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no variant for the 150k video in\n{mv}"));
     checked += 1;
     match common::framemd5(&picky, FsPath::new(&multivariant), &format!("0:v:m:variant_bitrate:{lowest}"))
         .and_then(|ours| common::compare(&src, &ours))
     {
         Ok(()) => eprintln!("ok: ladder multivariant extensionless: {} frames equal", src.len()),
-        Err(e) => failures.push(format!("ladder multivariant extensionless {multivariant} (variant_bitrate {lowest}):\n{e}")),
+        Err(e) => {
+            failures.push(format!("ladder multivariant extensionless {multivariant} (variant_bitrate {lowest}):\n{e}"))
+        }
     }
     assert!(failures.is_empty(), "{} of {checked} decodes not lossless:\n\n{}", failures.len(), failures.join("\n\n"));
 }
@@ -411,7 +457,10 @@ fn lossless_http_extensionless_and_csf() {
 fn assert_one_line_reason(what: &str, got: &Got) {
     let body = got.text();
     let line = body.strip_suffix('\n').unwrap_or(&body);
-    assert!(!line.trim().is_empty() && !line.contains('\n') && !line.contains('\r'), "{what}: body is not one line of reason: {body:?}");
+    assert!(
+        !line.trim().is_empty() && !line.contains('\n') && !line.contains('\r'),
+        "{what}: body is not one line of reason: {body:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,12 +572,17 @@ async fn sample_resources(server: &TestServer, c: &reqwest::Client) -> Vec<(&'st
     let playlist = server.url(&media_path("ladder", "QualityLevels(150000)/Manifest(video,format=m3u8-cmaf).m3u8"));
     let text = get(c, &playlist).await.text();
     let segments = playlist_uris(&playlist, &text);
-    let audio_playlist = server.url(&media_path("ladder", "QualityLevels(128000)/Manifest(audio_eng,format=m3u8-cmaf).m3u8"));
+    let audio_playlist =
+        server.url(&media_path("ladder", "QualityLevels(128000)/Manifest(audio_eng,format=m3u8-cmaf).m3u8"));
     let audio_text = get(c, &audio_playlist).await.text();
     let audio_segments = playlist_uris(&audio_playlist, &audio_text);
     assert!(segments.len() >= 2 && !audio_segments.is_empty(), "playlists:\n{text}\n{audio_text}");
     vec![
-        ("multivariant", server.url(&media_path("ladder", "manifest(format=m3u8-cmaf).m3u8")), "application/vnd.apple.mpegurl"),
+        (
+            "multivariant",
+            server.url(&media_path("ladder", "manifest(format=m3u8-cmaf).m3u8")),
+            "application/vnd.apple.mpegurl",
+        ),
         ("media playlist", playlist.clone(), "application/vnd.apple.mpegurl"),
         ("mpd", server.url(&media_path("ladder", "manifest(format=mpd-time-cmaf).mpd")), "application/dash+xml"),
         ("csf mpd", server.url(&media_path("ladder", "manifest(format=mpd-time-csf)")), "application/dash+xml"),
@@ -556,7 +610,10 @@ async fn http_headers_for_cdns() {
         let got = get(&c, &url).await;
         assert_eq!(got.status, 200, "{label} {url}: {}", got.describe());
         assert_eq!(got.version, reqwest::Version::HTTP_11);
-        let len: usize = got.header(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{label}: no Content-Length: {}", got.describe()));
+        let len: usize = got
+            .header(header::CONTENT_LENGTH)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{label}: no Content-Length: {}", got.describe()));
         assert_eq!(len, got.body.len(), "{label}: Content-Length");
         assert!(got.header(header::TRANSFER_ENCODING).is_none(), "{label}: chunked: {}", got.describe());
         assert_eq!(got.header(header::CONTENT_TYPE), Some(content_type), "{label}: Content-Type");
@@ -574,13 +631,21 @@ async fn http_headers_for_cdns() {
         assert_eq!(got.header(header::ACCEPT_RANGES), Some("bytes"), "{label}: Accept-Ranges");
     }
     // Errors: short Cache-Control, Content-Length, CORS.
-    for path in [media_path("ladder", "manifest(format=bogus)"), media_path("ladder", "QualityLevels(1)/Manifest(video,format=m3u8-cmaf)"), "/x/y.ism/manifest(format=m3u8-cmaf)".into()] {
+    for path in [
+        media_path("ladder", "manifest(format=bogus)"),
+        media_path("ladder", "QualityLevels(1)/Manifest(video,format=m3u8-cmaf)"),
+        "/x/y.ism/manifest(format=m3u8-cmaf)".into(),
+    ] {
         let got = get(&c, &server.url(&path)).await;
         assert!(got.status.is_client_error(), "{path}: {}", got.describe());
         let cc = got.header(header::CACHE_CONTROL).unwrap_or_else(|| panic!("{path}: no Cache-Control"));
         assert!(max_age(cc) <= 60 && !cc.contains("immutable"), "{path}: error Cache-Control {cc:?}");
         assert_eq!(got.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"), "{path}: CORS on error");
-        assert_eq!(got.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok()), Some(got.body.len()), "{path}: error Content-Length");
+        assert_eq!(
+            got.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok()),
+            Some(got.body.len()),
+            "{path}: error Content-Length"
+        );
         assert!(got.header(header::ETAG).is_none(), "{path}: an error has an ETag");
     }
 }
@@ -612,11 +677,20 @@ async fn http_etags_are_strong_and_survive_a_restart() {
         let got = get(&c, &url).await;
         let (etag, last_modified, body) = &etags[label];
         assert_eq!(got.header(header::ETAG), Some(etag.as_str()), "{label}: ETag differs after a restart");
-        assert_eq!(got.header(header::LAST_MODIFIED).map(str::to_owned), *last_modified, "{label}: Last-Modified differs after a restart");
+        assert_eq!(
+            got.header(header::LAST_MODIFIED).map(str::to_owned),
+            *last_modified,
+            "{label}: Last-Modified differs after a restart"
+        );
         assert!(&got.body == body, "{label}: bytes differ after a restart");
         distinct.insert(etag.clone());
     }
-    assert_eq!(distinct.len(), resources.len(), "different resources share an ETag: {etags:?}", etags = etags.iter().map(|(k, v)| (k, &v.0)).collect::<Vec<_>>());
+    assert_eq!(
+        distinct.len(),
+        resources.len(),
+        "different resources share an ETag: {etags:?}",
+        etags = etags.iter().map(|(k, v)| (k, &v.0)).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,14 +724,24 @@ async fn http_conditional_head_and_range() {
         let got = request(&c, Method::GET, &url, &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:01 GMT")]).await;
         assert_eq!(got.status, 200, "{label}: If-Modified-Since long ago");
         // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
-        let got = request(&c, Method::GET, &url, &[("If-None-Match", "\"other\""), ("If-Modified-Since", &last_modified)]).await;
+        let got =
+            request(&c, Method::GET, &url, &[("If-None-Match", "\"other\""), ("If-Modified-Since", &last_modified)])
+                .await;
         assert_eq!(got.status, 200, "{label}: If-None-Match must take precedence");
 
         // HEAD: the GET's headers, no body.
         let head = request(&c, Method::HEAD, &url, &[]).await;
         assert_eq!(head.status, 200, "{label}: HEAD");
         assert!(head.body.is_empty(), "{label}: HEAD with a body");
-        for h in [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::ETAG, header::LAST_MODIFIED, header::CACHE_CONTROL, header::ACCESS_CONTROL_ALLOW_ORIGIN, header::ACCEPT_RANGES] {
+        for h in [
+            header::CONTENT_LENGTH,
+            header::CONTENT_TYPE,
+            header::ETAG,
+            header::LAST_MODIFIED,
+            header::CACHE_CONTROL,
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::ACCEPT_RANGES,
+        ] {
             assert_eq!(head.header(h.clone()), full.header(h.clone()), "{label}: HEAD {h} differs from GET");
         }
 
@@ -672,7 +756,11 @@ async fn http_conditional_head_and_range() {
         }
         let got = request(&c, Method::GET, &url, &[("Range", "bytes=-10")]).await;
         assert_eq!(got.status, 206, "{label}: bytes=-10");
-        assert_eq!(got.header(header::CONTENT_RANGE), Some(format!("bytes {}-{}/{len}", len - 10, len - 1).as_str()), "{label}");
+        assert_eq!(
+            got.header(header::CONTENT_RANGE),
+            Some(format!("bytes {}-{}/{len}", len - 10, len - 1).as_str()),
+            "{label}"
+        );
         assert_eq!(got.body, full.body[len - 10..], "{label}: suffix bytes");
         let mid = len / 2;
         let got = request(&c, Method::GET, &url, &[("Range", &format!("bytes={mid}-"))]).await;
@@ -683,8 +771,15 @@ async fn http_conditional_head_and_range() {
         assert_eq!(got.body, full.body[mid..], "{label}: clipped range bytes");
         let got = request(&c, Method::GET, &url, &[("Range", &format!("bytes={len}-"))]).await;
         assert_eq!(got.status, 416, "{label}: bytes={len}-: {}", got.describe());
-        assert_eq!(got.header(header::CONTENT_RANGE), Some(format!("bytes */{len}").as_str()), "{label}: 416 Content-Range");
-        assert!(got.body.is_empty() || got.header(header::CONTENT_LENGTH) == Some(&got.body.len().to_string()), "{label}: 416 body");
+        assert_eq!(
+            got.header(header::CONTENT_RANGE),
+            Some(format!("bytes */{len}").as_str()),
+            "{label}: 416 Content-Range"
+        );
+        assert!(
+            got.body.is_empty() || got.header(header::CONTENT_LENGTH) == Some(&got.body.len().to_string()),
+            "{label}: 416 body"
+        );
         // If-Range with another validator: the whole body.
         let got = request(&c, Method::GET, &url, &[("Range", "bytes=0-9"), ("If-Range", "\"other\"")]).await;
         assert_eq!(got.status, 200, "{label}: If-Range mismatch");
@@ -703,24 +798,39 @@ async fn http_conditional_head_and_range() {
 async fn http_cors_preflight() {
     let server = TestServer::fixtures();
     let c = client();
-    for path in [media_path("ladder", "manifest(format=mpd-time-cmaf).mpd"), media_path("ladder", "manifest(format=bogus)"), "/anything".into()] {
+    for path in [
+        media_path("ladder", "manifest(format=mpd-time-cmaf).mpd"),
+        media_path("ladder", "manifest(format=bogus)"),
+        "/anything".into(),
+    ] {
         let got = request(
             &c,
             Method::OPTIONS,
             &server.url(&path),
-            &[("Origin", "https://player.example"), ("Access-Control-Request-Method", "GET"), ("Access-Control-Request-Headers", "range")],
+            &[
+                ("Origin", "https://player.example"),
+                ("Access-Control-Request-Method", "GET"),
+                ("Access-Control-Request-Headers", "range"),
+            ],
         )
         .await;
         assert_eq!(got.status, 204, "OPTIONS {path}: {}", got.describe());
         assert!(got.body.is_empty());
         assert_eq!(got.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), Some("*"), "{path}");
-        let methods = got.header(header::ACCESS_CONTROL_ALLOW_METHODS).unwrap_or_else(|| panic!("{path}: no Allow-Methods"));
+        let methods =
+            got.header(header::ACCESS_CONTROL_ALLOW_METHODS).unwrap_or_else(|| panic!("{path}: no Allow-Methods"));
         assert!(methods.contains("GET") && methods.contains("HEAD"), "{path}: Allow-Methods {methods:?}");
         let allow_headers = got.header(header::ACCESS_CONTROL_ALLOW_HEADERS).unwrap_or_default().to_ascii_lowercase();
         assert!(allow_headers.contains("range"), "{path}: Allow-Headers {allow_headers:?}");
     }
     // Exposed headers let a player read Content-Range / ETag.
-    let got = request(&c, Method::GET, &server.url(&media_path("ladder", "manifest(format=m3u8-cmaf)")), &[("Origin", "https://player.example")]).await;
+    let got = request(
+        &c,
+        Method::GET,
+        &server.url(&media_path("ladder", "manifest(format=m3u8-cmaf)")),
+        &[("Origin", "https://player.example")],
+    )
+    .await;
     let expose = got.header(header::ACCESS_CONTROL_EXPOSE_HEADERS).unwrap_or_default().to_ascii_lowercase();
     assert!(expose.contains("content-range") && expose.contains("etag"), "Expose-Headers {expose:?}");
 }
@@ -730,14 +840,19 @@ async fn http2_prior_knowledge_and_keep_alive() {
     let server = TestServer::fixtures();
     let h1 = client();
     let resources = sample_resources(&server, &h1).await;
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().timeout(Duration::from_secs(30)).build().expect("h2 client");
+    let h2 =
+        reqwest::Client::builder().http2_prior_knowledge().timeout(Duration::from_secs(30)).build().expect("h2 client");
     for (label, url, content_type) in &resources {
         let over_h1 = get(&h1, url).await;
         let got = get(&h2, url).await;
         assert_eq!(got.status, 200, "h2c {label}: {}", got.describe());
         assert_eq!(got.version, reqwest::Version::HTTP_2, "{label}");
         assert_eq!(got.header(header::CONTENT_TYPE), Some(*content_type), "h2c {label}");
-        assert_eq!(got.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok()), Some(got.body.len()), "h2c {label}: Content-Length");
+        assert_eq!(
+            got.header(header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok()),
+            Some(got.body.len()),
+            "h2c {label}: Content-Length"
+        );
         assert_eq!(got.body, over_h1.body, "h2c {label}: bytes differ from HTTP/1.1");
         assert_eq!(got.header(header::ETAG), over_h1.header(header::ETAG), "h2c {label}: ETag");
     }
@@ -833,9 +948,21 @@ async fn coalescing_100_concurrent_segment_misses_do_one_storage_read() {
         assert!(g.body == burst[0].body, "request {i}: different bytes");
     }
     let metrics_after = scrape(&c, &server).await;
-    let misses = counter_delta(&metrics_before, &metrics_after, "jit_cache_lookups_total", &[("cache", "segment"), ("result", "miss")]);
-    let hits = counter_delta(&metrics_before, &metrics_after, "jit_cache_lookups_total", &[("cache", "segment"), ("result", "hit")]);
-    eprintln!("100 concurrent GETs of {url}: {during} storage GETs, segment cache {misses} miss / {hits} hit, {elapsed:?}");
+    let misses = counter_delta(
+        &metrics_before,
+        &metrics_after,
+        "jit_cache_lookups_total",
+        &[("cache", "segment"), ("result", "miss")],
+    );
+    let hits = counter_delta(
+        &metrics_before,
+        &metrics_after,
+        "jit_cache_lookups_total",
+        &[("cache", "segment"), ("result", "hit")],
+    );
+    eprintln!(
+        "100 concurrent GETs of {url}: {during} storage GETs, segment cache {misses} miss / {hits} hit, {elapsed:?}"
+    );
     assert_eq!(during, 1, "100 concurrent misses of one segment did {during} storage GETs");
     assert_eq!(misses, 1.0, "segment builds during the burst");
     assert_eq!(hits, 99.0, "coalesced or cached lookups during the burst");
@@ -852,7 +979,11 @@ async fn coalescing_100_concurrent_segment_misses_do_one_storage_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coalescing_100_concurrent_first_manifest_requests_load_the_asset_once() {
-    for (asset, rest) in [("ladder", "manifest(format=m3u8-cmaf).m3u8"), ("muxed", "manifest(format=mpd-time-cmaf).mpd"), ("ladder-frag", "manifest(format=mpd-time-cmaf)")] {
+    for (asset, rest) in [
+        ("ladder", "manifest(format=m3u8-cmaf).m3u8"),
+        ("muxed", "manifest(format=mpd-time-cmaf).mpd"),
+        ("ladder-frag", "manifest(format=mpd-time-cmaf)"),
+    ] {
         // What one request costs on a cold origin.
         let (origin, store) = counting_origin();
         let server = TestServer::start(origin);
@@ -866,11 +997,12 @@ async fn coalescing_100_concurrent_first_manifest_requests_load_the_asset_once()
         // 100 concurrent first requests on another cold origin.
         let (origin, store) = counting_origin();
         let server = TestServer::start(origin);
-        let c = reqwest::Client::builder().pool_max_idle_per_host(200).timeout(Duration::from_secs(60)).build().unwrap();
+        let c =
+            reqwest::Client::builder().pool_max_idle_per_host(200).timeout(Duration::from_secs(60)).build().unwrap();
         let warm = {
-        let health = server.url("/healthz");
-        join_all((0..100).map(|_| request(&c, Method::HEAD, &health, &[]))).await
-    };
+            let health = server.url("/healthz");
+            join_all((0..100).map(|_| request(&c, Method::HEAD, &health, &[]))).await
+        };
         assert!(warm.iter().all(|g| g.status == 200));
         store.delay_ms.store(100, Ordering::SeqCst);
         let url = server.url(&media_path(asset, rest));
@@ -887,7 +1019,11 @@ async fn coalescing_100_concurrent_first_manifest_requests_load_the_asset_once()
         eprintln!(
             "{asset} {rest}: one cold request = {single_gets} GETs + {single_lists} LISTs; 100 concurrent cold requests = {gets} GETs + {lists} LISTs; asset misses {asset_misses}, manifest misses {manifest_misses}"
         );
-        assert_eq!((gets, lists), (single_gets, single_lists), "{asset}: 100 concurrent first requests cost more storage than one");
+        assert_eq!(
+            (gets, lists),
+            (single_gets, single_lists),
+            "{asset}: 100 concurrent first requests cost more storage than one"
+        );
         assert_eq!(asset_misses, 1.0, "{asset}: asset loads");
         assert_eq!(manifest_misses, 1.0, "{asset}: manifest builds");
     }
@@ -961,7 +1097,10 @@ async fn metrics_counters_move_and_health_endpoints_answer() {
         assert_eq!(get(&c, segment).await.status, 200);
     }
     assert_eq!(get(&c, &server.url(&media_path("ladder", "manifest(format=bogus)"))).await.status, 400);
-    assert_eq!(get(&c, &server.url(&media_path("ladder", "QualityLevels(1)/Manifest(video,format=m3u8-cmaf)"))).await.status, 404);
+    assert_eq!(
+        get(&c, &server.url(&media_path("ladder", "QualityLevels(1)/Manifest(video,format=m3u8-cmaf)"))).await.status,
+        404
+    );
     let after = scrape(&c, &server).await;
 
     let d = |name: &str, labels: &[(&str, &str)]| counter_delta(&before, &after, name, labels);

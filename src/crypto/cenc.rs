@@ -163,7 +163,10 @@ pub struct SampleEncryptor {
 
 impl std::fmt::Debug for SampleEncryptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SampleEncryptor").field("scheme", &self.scheme).field("layout", &self.layout).finish_non_exhaustive()
+        f.debug_struct("SampleEncryptor")
+            .field("scheme", &self.scheme)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -224,7 +227,8 @@ fn nal_length_size(sample_entry: &[u8], hevc: bool) -> Result<usize, ParseError>
     // VisualSampleEntry: 78 bytes of fixed fields before the child boxes.
     let children = entry.payload.get(78..).ok_or_else(|| ParseError("visual sample entry too short".into()))?;
     let (kind, at): (&FourCC, usize) = if hevc { (b"hvcC", 21) } else { (b"avcC", 4) };
-    let config = find(children, kind)?.ok_or_else(|| ParseError(format!("sample entry has no '{}'", String::from_utf8_lossy(kind))))?;
+    let config = find(children, kind)?
+        .ok_or_else(|| ParseError(format!("sample entry has no '{}'", String::from_utf8_lossy(kind))))?;
     let b = config.get(at).ok_or_else(|| ParseError(format!("'{}' too short", String::from_utf8_lossy(kind))))?;
     match (b & 3) + 1 {
         3 => Err(ParseError("NAL length size 3 is not allowed".into())),
@@ -271,7 +275,12 @@ impl SampleEncryptor {
 
     /// Encrypts `sample` (sample number `sample_number` of the source track), appending the
     /// ciphertext (same length as `sample`) to `out`, and returns its `senc` entry.
-    pub fn encrypt_sample(&mut self, sample_number: u64, sample: &[u8], out: &mut Vec<u8>) -> Result<SampleAux, ParseError> {
+    pub fn encrypt_sample(
+        &mut self,
+        sample_number: u64,
+        sample: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<SampleAux, ParseError> {
         let start = out.len();
         out.extend_from_slice(sample);
         let buf = &mut out[start..];
@@ -313,12 +322,18 @@ impl SampleEncryptor {
         let mut pos = 0usize;
         while pos < sample.len() {
             let Some(len_bytes) = sample.get(pos..pos + length_size) else {
-                return Err(ParseError(format!("NAL length field cut short at byte {pos} of a {}-byte sample", sample.len())));
+                return Err(ParseError(format!(
+                    "NAL length field cut short at byte {pos} of a {}-byte sample",
+                    sample.len()
+                )));
             };
             let nal_len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
             let nal_start = pos + length_size;
             let Some(nal) = nal_start.checked_add(nal_len).and_then(|end| sample.get(nal_start..end)) else {
-                return Err(ParseError(format!("NAL unit of {nal_len} bytes at byte {pos} overruns its {}-byte sample", sample.len())));
+                return Err(ParseError(format!(
+                    "NAL unit of {nal_len} bytes at byte {pos} overruns its {}-byte sample",
+                    sample.len()
+                )));
             };
             pos = nal_start + nal_len;
             let clear = match self.slices.classify(nal, hevc) {
@@ -400,7 +415,8 @@ fn for_each_protected(buf: &mut [u8], subsamples: &[Subsample], mut f: impl FnMu
 /// skipping `skip` blocks, repeated (0:0 = every block); a trailing partial block stays clear.
 /// Skipped blocks do not take part in the chain.
 fn cbc_pattern_encrypt(cipher: &Aes128, iv: &[u8; 16], pattern: Pattern, range: &mut [u8]) {
-    let (crypt, skip) = if pattern.crypt == 0 { (1usize, 0usize) } else { (pattern.crypt as usize, pattern.skip as usize) };
+    let (crypt, skip) =
+        if pattern.crypt == 0 { (1usize, 0usize) } else { (pattern.crypt as usize, pattern.skip as usize) };
     let mut chain = aes::Block::from(*iv);
     for (k, block) in range.chunks_exact_mut(16).enumerate() {
         if k % (crypt + skip) >= crypt {
@@ -424,7 +440,8 @@ pub(crate) mod tests {
     }
 
     fn track(family: CodecFamily, entry: Bytes) -> TrackInfo {
-        let kind = if matches!(family, CodecFamily::Avc | CodecFamily::Hevc) { TrackKind::Video } else { TrackKind::Audio };
+        let kind =
+            if matches!(family, CodecFamily::Avc | CodecFamily::Hevc) { TrackKind::Video } else { TrackKind::Audio };
         TrackInfo {
             track_id: 1,
             kind,
@@ -471,7 +488,8 @@ pub(crate) mod tests {
         /// `cenc`: the protected bytes of all subsamples form one CTR stream from IV ‖ 0.
         pub fn cenc_decrypt(key: &[u8; 16], iv8: &[u8; 8], data: &mut [u8], subsamples: &[(usize, usize)]) {
             let aes = Aes128::new(&(*key).into());
-            let ranges: Vec<(usize, usize)> = if subsamples.is_empty() { vec![(0, data.len())] } else { subsamples.to_vec() };
+            let ranges: Vec<(usize, usize)> =
+                if subsamples.is_empty() { vec![(0, data.len())] } else { subsamples.to_vec() };
             let mut stream_pos = 0u64;
             let mut at = 0usize;
             for (clear, protected) in ranges {
@@ -493,7 +511,8 @@ pub(crate) mod tests {
         /// when `all`), chaining over the encrypted blocks only, IV reset per range.
         pub fn cbcs_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8], subsamples: &[(usize, usize)], all: bool) {
             let aes = Aes128::new(&(*key).into());
-            let ranges: Vec<(usize, usize)> = if subsamples.is_empty() { vec![(0, data.len())] } else { subsamples.to_vec() };
+            let ranges: Vec<(usize, usize)> =
+                if subsamples.is_empty() { vec![(0, data.len())] } else { subsamples.to_vec() };
             let mut at = 0usize;
             for (clear, protected) in ranges {
                 at += clear;
@@ -521,7 +540,13 @@ pub(crate) mod tests {
     pub(crate) fn reference_cenc(key: &[u8; 16], iv8: &[u8; 8], data: &mut [u8], subsamples: &[(usize, usize)]) {
         reference::cenc_decrypt(key, iv8, data, subsamples)
     }
-    pub(crate) fn reference_cbcs(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8], subsamples: &[(usize, usize)], all: bool) {
+    pub(crate) fn reference_cbcs(
+        key: &[u8; 16],
+        iv: &[u8; 16],
+        data: &mut [u8],
+        subsamples: &[(usize, usize)],
+        all: bool,
+    ) {
         reference::cbcs_decrypt(key, iv, data, subsamples, all)
     }
 
@@ -668,7 +693,10 @@ pub(crate) mod tests {
                 }
                 Scheme::Cbcs => {
                     assert_eq!(&out[96..], &plain[96..], "trailing partial block clear");
-                    assert!((0..6).all(|b| out[16 * b..16 * b + 16] != plain[16 * b..16 * b + 16]), "every whole block");
+                    assert!(
+                        (0..6).all(|b| out[16 * b..16 * b + 16] != plain[16 * b..16 * b + 16]),
+                        "every whole block"
+                    );
                     reference::cbcs_decrypt(&k.key, &constant_iv(&enc, 1), &mut out, &[], true);
                 }
             }
@@ -679,7 +707,8 @@ pub(crate) mod tests {
     #[test]
     fn ivs_are_deterministic_and_distinct() {
         let k = key();
-        let a = TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: iv_seed("asset", 150_000, "video") };
+        let a =
+            TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: iv_seed("asset", 150_000, "video") };
         let b = TrackEncryption { iv_seed: iv_seed("asset", 300_000, "video"), ..a };
         assert_eq!(cenc_iv(&a, 1, 9), cenc_iv(&a, 1, 9));
         assert_ne!(cenc_iv(&a, 1, 9), cenc_iv(&b, 1, 9));

@@ -43,7 +43,9 @@ mod tests {
             let ct = encrypt_segment(&key, &iv, &parts);
             assert_eq!(ct.len(), (len / 16 + 1) * 16);
             let mut buf = ct.to_vec();
-            let pt = cbc::Decryptor::<aes::Aes128>::new(&key.key.into(), &iv.into()).decrypt_padded::<Pkcs7>(&mut buf).unwrap();
+            let pt = cbc::Decryptor::<aes::Aes128>::new(&key.key.into(), &iv.into())
+                .decrypt_padded::<Pkcs7>(&mut buf)
+                .unwrap();
             assert_eq!(pt, &plain[..]);
         }
     }
@@ -53,7 +55,8 @@ mod tests {
         // echo -n "hello world! this is my plaintext." | openssl enc -aes-128-cbc -K 42…42 -iv 24…24 | xxd -p
         let key = ContentKey { kid: [0; 16], key: [0x42; 16] };
         let ct = encrypt_segment(&key, &[0x24; 16], &[Bytes::from_static(b"hello world! this is my plaintext.")]);
-        let expected = "c7fe247ef97b21f07cbdd26cb5d346bfd27867cb00d9486723e159978fb9a5f914cfb228a710de4171e396e7b6cf859e";
+        let expected =
+            "c7fe247ef97b21f07cbdd26cb5d346bfd27867cb00d9486723e159978fb9a5f914cfb228a710de4171e396e7b6cf859e";
         assert_eq!(super::super::hex(&ct), expected);
     }
 }

@@ -28,7 +28,10 @@ impl std::fmt::Debug for ContentKey {
 impl ContentKey {
     /// From 32-hex-digit strings (config form).
     pub fn from_hex(kid: &str, key: &str) -> Result<ContentKey, String> {
-        Ok(ContentKey { kid: parse_hex16(kid).map_err(|e| format!("kid: {e}"))?, key: parse_hex16(key).map_err(|_| "key: not 32 hex digits".to_string())? })
+        Ok(ContentKey {
+            kid: parse_hex16(kid).map_err(|e| format!("kid: {e}"))?,
+            key: parse_hex16(key).map_err(|_| "key: not 32 hex digits".to_string())?,
+        })
     }
     pub fn kid_hex(&self) -> String {
         hex(&self.kid)

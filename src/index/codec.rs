@@ -86,9 +86,8 @@ impl CodecInfo {
     }
 }
 
-const VISUAL_TYPES: &[&FourCC] = &[
-    b"avc1", b"avc3", b"hvc1", b"hev1", b"encv", b"dvh1", b"dvhe", b"vp09", b"av01", b"mp4v",
-];
+const VISUAL_TYPES: &[&FourCC] =
+    &[b"avc1", b"avc3", b"hvc1", b"hev1", b"encv", b"dvh1", b"dvhe", b"vp09", b"av01", b"mp4v"];
 const AUDIO_TYPES: &[&FourCC] = &[b"mp4a", b"ac-3", b"ec-3", b"enca", b"Opus", b"fLaC", b"ac-4", b".mp3"];
 
 /// Describes one sample-entry box from `stsd` (8-byte header + payload).
@@ -153,11 +152,7 @@ fn describe_visual(kind: FourCC, payload: &[u8]) -> ParseResult<CodecInfo> {
     let (width, height) = with_context(fixed, &format!("visual sample entry '{name}'"))?;
     let children = c.rest();
 
-    let format = if &kind == b"encv" {
-        original_format(children, kind)?
-    } else {
-        kind
-    };
+    let format = if &kind == b"encv" { original_format(children, kind)? } else { kind };
     let format_name = fourcc_str(&format);
     let mut info = CodecInfo {
         family: CodecFamily::Other,
@@ -236,9 +231,7 @@ fn hevc_codec_string(entry: &str, hvcc: &[u8]) -> ParseResult<String> {
 // Audio
 
 /// Sample rates of the AAC samplingFrequencyIndex (ISO/IEC 14496-3 Table 1.18).
-const AAC_RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
+const AAC_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 /// AC-3 fscod → sample rate (ETSI TS 102 366 §4.4.1.3).
 const AC3_RATES: [u32; 3] = [48000, 44100, 32000];
 /// AC-3 acmod → full-bandwidth channel count.
@@ -256,9 +249,7 @@ fn plausible_children(buf: &[u8]) -> bool {
         return buf.iter().all(|&b| b == 0);
     }
     let size = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let kind_ok = buf[4..8]
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b' ' || b == b'-' || b == b'.');
+    let kind_ok = buf[4..8].iter().all(|&b| b.is_ascii_alphanumeric() || b == b' ' || b == b'-' || b == b'.');
     kind_ok && size >= 8 && size <= buf.len()
 }
 
@@ -307,11 +298,7 @@ fn describe_audio(kind: FourCC, payload: &[u8], layout: &mut AudioLayout) -> Par
         _ => &payload[base..],
     };
 
-    let format = if &kind == b"enca" {
-        original_format(children, kind)?
-    } else {
-        kind
-    };
+    let format = if &kind == b"enca" { original_format(children, kind)? } else { kind };
     let format_name = fourcc_str(&format);
     let mut info = CodecInfo {
         family: CodecFamily::Other,
@@ -362,12 +349,9 @@ fn descriptor<'a>(c: &mut Cursor<'a>) -> ParseResult<(u8, &'a [u8])> {
             return err("descriptor size longer than 4 bytes");
         }
     }
-    let body = c.bytes(len).map_err(|_| {
-        ParseError(format!(
-            "descriptor 0x{tag:02x} declares {len} bytes, has {}",
-            c.remaining()
-        ))
-    })?;
+    let body = c
+        .bytes(len)
+        .map_err(|_| ParseError(format!("descriptor 0x{tag:02x} declares {len} bytes, has {}", c.remaining())))?;
     Ok((tag, body))
 }
 
@@ -653,11 +637,7 @@ fn apply_dec3(dec3: &[u8], info: &mut CodecInfo, layout: &mut AudioLayout) -> Pa
         let lfeon = b.flag()?;
         b.read(3)?;
         let num_dep_sub = b.read(4)?;
-        let chan_loc = if num_dep_sub > 0 {
-            b.read(9)? as u16
-        } else {
-            b.read(1).map(|_| 0)?
-        };
+        let chan_loc = if num_dep_sub > 0 { b.read(9)? as u16 } else { b.read(1).map(|_| 0)? };
         if first.is_none() {
             first = Some((fscod, acmod, lfeon, chan_loc));
         }
@@ -710,10 +690,7 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn mkbox(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {

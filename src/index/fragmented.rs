@@ -80,11 +80,8 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, tracks: &mut [MoovTrack]) -> P
                 data_cursor = base.wrapping_add_signed(c.i32()? as i64);
             }
             let first_flags = if tr_flags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(c.u32()?) } else { None };
-            let per_sample = [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTS]
-                .iter()
-                .filter(|&&f| tr_flags & f != 0)
-                .count()
-                * 4;
+            let per_sample =
+                [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTS].iter().filter(|&&f| tr_flags & f != 0).count() * 4;
             let count = if per_sample > 0 { c.check_table(count, per_sample, "trun")? } else { count as usize };
             if table.len() + count > super::MAX_SAMPLES {
                 return err(format!("trun declares {count} samples, past the {} a track may have", super::MAX_SAMPLES));
@@ -101,11 +98,7 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, tracks: &mut [MoovTrack]) -> P
                 };
                 // Version 0 offsets are unsigned by the letter of the spec, but writers put
                 // negative ones there too; players read both as signed.
-                let cts = if tr_flags & TRUN_CTS != 0 {
-                    c.u32()? as i32
-                } else {
-                    0
-                };
+                let cts = if tr_flags & TRUN_CTS != 0 { c.u32()? as i32 } else { 0 };
                 let index = table.sizes.len();
                 table.dts.push(table.end_dts);
                 let Some(end) = table.end_dts.checked_add(duration as u64) else {

@@ -15,8 +15,8 @@ use super::fragmented::{append_moof, parse_mfra, parse_sidx};
 use super::progressive::{parse_moov, MoovTrack};
 use super::{FileIndex, TrackIndex};
 use crate::error::{Error, Result};
-use crate::mp4::reader::{BoxHeader, ParseError};
 use crate::mp4::fourcc_str;
+use crate::mp4::reader::{BoxHeader, ParseError};
 use crate::storage::Storage;
 
 /// The first read of every file: ftyp + a small moov (+ sidx) fit in it.
@@ -115,7 +115,9 @@ pub async fn index_file(storage: &Storage, path: &str) -> Result<FileIndex> {
         t.samples.validate().map_err(|e| r.media(format!("track {}: {e}", t.info.track_id)))?;
         if let Some(&last) = t.samples.offsets.last() {
             if last > r.size {
-                return Err(r.media(format!("track {} has samples past the end of the file (truncated?)", t.info.track_id)));
+                return Err(
+                    r.media(format!("track {} has samples past the end of the file (truncated?)", t.info.track_id))
+                );
             }
         }
         out.push(TrackIndex { info: t.info, samples: t.samples });

@@ -116,7 +116,12 @@ impl SampleTable {
     pub fn validate(&self) -> Result<(), String> {
         let n = self.sizes.len();
         if self.dts.len() != n || self.offsets.len() != n {
-            return Err(format!("sample tables disagree: {} sizes, {} times, {} offsets", n, self.dts.len(), self.offsets.len()));
+            return Err(format!(
+                "sample tables disagree: {} sizes, {} times, {} offsets",
+                n,
+                self.dts.len(),
+                self.offsets.len()
+            ));
         }
         if !self.cts_offsets.is_empty() && self.cts_offsets.len() != n {
             return Err(format!("{} composition offsets for {} samples", self.cts_offsets.len(), n));
@@ -157,10 +162,7 @@ impl TrackIndex {
     /// time, edit list not applied), as DASH `S@t` and our segment URLs use it.
     pub fn earliest_presentation(&self, range: std::ops::Range<usize>) -> u64 {
         let s = &self.samples;
-        range
-            .map(|i| (s.dts[i] as i64 + s.cts_offset(i) as i64).max(0) as u64)
-            .min()
-            .unwrap_or(s.end_dts)
+        range.map(|i| (s.dts[i] as i64 + s.cts_offset(i) as i64).max(0) as u64).min().unwrap_or(s.end_dts)
     }
     /// Track duration in seconds (decode timeline).
     pub fn duration_secs(&self) -> f64 {

@@ -117,7 +117,8 @@ fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32) -> ParseResult<Op
         _ => return Ok(None),
     };
 
-    let stbl = find_path(mdia, &[b"minf", b"stbl"])?.ok_or_else(|| crate::mp4::reader::ParseError(format!("track {track_id} has no stbl")))?;
+    let stbl = find_path(mdia, &[b"minf", b"stbl"])?
+        .ok_or_else(|| crate::mp4::reader::ParseError(format!("track {track_id} has no stbl")))?;
     let stsd = require(stbl, b"stsd", "stbl")?;
     let mut c = Cursor::new(stsd);
     c.full_box()?;
@@ -142,10 +143,8 @@ fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32) -> ParseResult<Op
 
 /// ISO 639-2/T from mdhd's packed 3×5-bit form.
 fn unpack_language(packed: u16) -> String {
-    let chars: Vec<u8> = [(packed >> 10) & 0x1f, (packed >> 5) & 0x1f, packed & 0x1f]
-        .iter()
-        .map(|&c| c as u8 + 0x60)
-        .collect();
+    let chars: Vec<u8> =
+        [(packed >> 10) & 0x1f, (packed >> 5) & 0x1f, packed & 0x1f].iter().map(|&c| c as u8 + 0x60).collect();
     if chars.iter().all(|c| c.is_ascii_lowercase()) {
         String::from_utf8_lossy(&chars).into_owned()
     } else {
@@ -289,10 +288,12 @@ fn parse_stz2(stz2: &[u8]) -> ParseResult<Vec<u32>> {
         4 => {
             let bytes = c.check_table(count.div_ceil(2), 1, "stz2")?;
             let packed = c.bytes(bytes)?;
-            Ok((0..count as usize).map(|i| {
-                let b = packed[i / 2];
-                (if i % 2 == 0 { b >> 4 } else { b & 0x0f }) as u32
-            }).collect())
+            Ok((0..count as usize)
+                .map(|i| {
+                    let b = packed[i / 2];
+                    (if i % 2 == 0 { b >> 4 } else { b & 0x0f }) as u32
+                })
+                .collect())
         }
         8 => {
             let count = c.check_table(count, 1, "stz2")?;

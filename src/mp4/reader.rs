@@ -114,11 +114,7 @@ impl<'a> Iterator for BoxIter<'a> {
         }
         let size = size as usize;
         self.pos += size;
-        Some(Ok(RawBox {
-            kind: header.kind,
-            bytes: &rest[..size],
-            payload: &rest[header.header_len as usize..size],
-        }))
+        Some(Ok(RawBox { kind: header.kind, bytes: &rest[..size], payload: &rest[header.header_len as usize..size] }))
     }
 }
 

@@ -85,7 +85,8 @@ impl BoxWriter {
             Ok(s) => s,
             Err(_) => {
                 if self.error.is_none() {
-                    self.error = Some(format!("box '{}' of {size} bytes does not fit a 32-bit size", fourcc_str(&mark.kind)));
+                    self.error =
+                        Some(format!("box '{}' of {size} bytes does not fit a 32-bit size", fourcc_str(&mark.kind)));
                 }
                 u32::MAX
             }

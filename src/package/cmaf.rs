@@ -254,7 +254,6 @@ pub fn init_segment(track: &TrackIndex, flavor: Flavor, encryption: Option<&Trac
     w.end(mdia);
     w.end(trak);
 
-
     let mvex = w.begin(b"mvex");
     let trex = w.begin_full(b"trex", 0, 0);
     w.u32(info.track_id);
@@ -420,7 +419,12 @@ pub fn media_segment(
     let range = sample_range(segment);
     let n = range.len();
     if range.end > s.len() || s.dts.len() < s.len() || s.offsets.len() < s.len() {
-        return seg_err(format!("segment samples {}..{} outside the track's {} samples", range.start, range.end, s.len()));
+        return seg_err(format!(
+            "segment samples {}..{} outside the track's {} samples",
+            range.start,
+            range.end,
+            s.len()
+        ));
     }
     if n == 0 {
         return seg_err("segment has no samples".into());
@@ -486,7 +490,11 @@ pub fn media_segment(
     let mdat_header_len: u64 = if payload + 8 > u32::MAX as u64 { 16 } else { 8 };
 
     // Header buffer: styp + moof + mdat header.
-    let entry_len = 4 * (usize::from(default_duration.is_none()) + usize::from(default_size.is_none()) + usize::from(per_sample_flags) + usize::from(has_cts));
+    let entry_len = 4
+        * (usize::from(default_duration.is_none())
+            + usize::from(default_size.is_none())
+            + usize::from(per_sample_flags)
+            + usize::from(has_cts));
     let mut w = BoxWriter::with_capacity(200 + n * entry_len);
     if flavor == Flavor::Cmaf {
         // ISO/IEC 23000-19 §7.3.2: a CMAF segment's styp carries 'cmfs'; 'msdh' = DASH media
@@ -757,7 +765,17 @@ mod tests {
                 dts: (0..n as u64).map(|i| i * 512).collect(),
                 end_dts: n as u64 * 512,
                 // I P B B P B B …: the usual 2-frame reorder delay.
-                cts_offsets: (0..n).map(|i| if i == 0 { 1024 } else if i % 3 == 1 { 1536 } else { 0 }).collect(),
+                cts_offsets: (0..n)
+                    .map(|i| {
+                        if i == 0 {
+                            1024
+                        } else if i % 3 == 1 {
+                            1536
+                        } else {
+                            0
+                        }
+                    })
+                    .collect(),
                 sizes,
                 offsets,
                 sync_samples: Some(vec![0, 12]),
@@ -839,7 +857,8 @@ mod tests {
 
     #[test]
     fn audio_init_with_and_without_edits() {
-        let mut track = TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default() };
+        let mut track =
+            TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default() };
         let init = init_segment(&track, Flavor::Csf, None);
         let mut buf = &init[..];
         let ftyp = Ftyp::decode(&mut buf).unwrap();
@@ -1191,11 +1210,22 @@ mod tests {
                     Scheme::Cenc => {
                         assert_eq!(protected % 16, 0);
                         assert_eq!(iv, Some(crate::crypto::cenc::cenc_iv(&enc, 2, i as u64)));
-                        crate::crypto::cenc::tests::reference_cenc(&KEY.key, &iv.unwrap(), &mut sample, &[(clear, protected)]);
+                        crate::crypto::cenc::tests::reference_cenc(
+                            &KEY.key,
+                            &iv.unwrap(),
+                            &mut sample,
+                            &[(clear, protected)],
+                        );
                     }
                     Scheme::Cbcs => {
                         let civ = crate::crypto::cenc::constant_iv(&enc, 2);
-                        crate::crypto::cenc::tests::reference_cbcs(&KEY.key, &civ, &mut sample, &[(clear, protected)], false);
+                        crate::crypto::cenc::tests::reference_cbcs(
+                            &KEY.key,
+                            &civ,
+                            &mut sample,
+                            &[(clear, protected)],
+                            false,
+                        );
                     }
                 }
                 assert_eq!(&sample[..], &span.data[pos..pos + size], "sample {i}");
@@ -1274,7 +1304,10 @@ mod tests {
         let out = cmd.output().expect("ffmpeg runs");
         assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.rsplit(',').next().unwrap().trim().to_string()).collect()
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
+            .collect()
     }
 
     /// Init + each media segment of the fixture's single track, encrypted.
@@ -1283,7 +1316,8 @@ mod tests {
         use crate::storage::Storage;
         use crate::timeline::SegmentPolicy;
         let storage = Storage::local("fixtures", fixtures()).unwrap();
-        let asset = asset::load(&storage, &AssetSource::File(file.to_string()), SegmentPolicy::default()).await.unwrap();
+        let asset =
+            asset::load(&storage, &AssetSource::File(file.to_string()), SegmentPolicy::default()).await.unwrap();
         assert_eq!(asset.tracks.len(), 1);
         let t = &asset.tracks[0];
         let seed = crate::crypto::cenc::iv_seed(file, t.bitrate, &t.name);
@@ -1325,7 +1359,11 @@ mod tests {
             cmd.args(["-nostdin", "-hide_banner", "-v", "error", "-decryption_key", &key, "-i"]).arg(&path);
             cmd.args(["-map", map, "-c", "copy", "-f", raw, "-"]);
             let out = cmd.output().expect("ffmpeg runs");
-            assert!(out.status.success() && out.stderr.is_empty(), "{file} {scheme:?} segment {k}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{file} {scheme:?} segment {k}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             elementary.extend_from_slice(&out.stdout);
         }
         let decrypted = dir.path().join(format!("decrypted.{raw}"));
@@ -1334,14 +1372,33 @@ mod tests {
         let ours = frame_hashes(&decrypted, "0:0", None, false);
         assert!(!theirs.is_empty());
         assert_eq!(ours.len(), theirs.len(), "{file} {scheme:?}: frame count");
-        assert_eq!(ours.iter().zip(&theirs).position(|(a, b)| a != b), None, "{file} {scheme:?}: first differing frame");
+        assert_eq!(
+            ours.iter().zip(&theirs).position(|(a, b)| a != b),
+            None,
+            "{file} {scheme:?}: first differing frame"
+        );
         // Without the key, the first segment does not give the source's frames.
         let path = dir.path().join("seg0.mp4");
         let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-nostdin", "-v", "quiet", "-i"]).arg(&path).args(["-map", map, "-fps_mode", "passthrough", "-f", "framemd5", "-"]);
+        cmd.args(["-nostdin", "-v", "quiet", "-i"]).arg(&path).args([
+            "-map",
+            map,
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "framemd5",
+            "-",
+        ]);
         let blind = String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned();
-        let blind: Vec<_> = blind.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.rsplit(',').next().unwrap().trim().to_string()).collect();
-        assert!(blind.is_empty() || blind[..] != theirs[..blind.len().min(theirs.len())], "{file} {scheme:?} decodes without the key");
+        let blind: Vec<_> = blind
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
+            .collect();
+        assert!(
+            blind.is_empty() || blind[..] != theirs[..blind.len().min(theirs.len())],
+            "{file} {scheme:?} decodes without the key"
+        );
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@
 use serde::Serialize;
 
 use crate::asset::{Asset, AssetTrack};
-use crate::index::{CodecFamily, TrackKind};
 use crate::drm::{ContentProtection, MPD_NAMESPACES};
+use crate::index::{CodecFamily, TrackKind};
 use crate::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 
 const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
@@ -179,7 +179,12 @@ fn representation_id(track: &AssetTrack) -> String {
     format!("{name}-{}", track.bitrate)
 }
 
-fn representation(track: &AssetTrack, format: Format, encryption: Option<Encryption>, extension: bool) -> Representation {
+fn representation(
+    track: &AssetTrack,
+    format: Format,
+    encryption: Option<Encryption>,
+    extension: bool,
+) -> Representation {
     let info = &track.index().info;
     let codec = &info.codec;
     let video = track.kind == TrackKind::Video;
@@ -249,7 +254,8 @@ fn adaptation_set(
     let video = first.kind == TrackKind::Video;
     let mut sorted: Vec<&AssetTrack> = tracks.to_vec();
     sorted.sort_by_key(|t| t.peak_bitrate());
-    let representations: Vec<Representation> = sorted.iter().map(|t| representation(t, format, options.encryption, extension)).collect();
+    let representations: Vec<Representation> =
+        sorted.iter().map(|t| representation(t, format, options.encryption, extension)).collect();
 
     let (mut max_width, mut max_height, mut par) = (None, None, None);
     if video {
@@ -394,7 +400,10 @@ mod tests {
             let mut n = Node { name: e.name().as_ref().to_owned(), ..Default::default() };
             for a in e.attributes() {
                 let a = a.unwrap();
-                n.attrs.insert(a.key.as_ref().to_owned(), a.normalized_value(XmlVersion::Explicit1_0).unwrap().into_owned());
+                n.attrs.insert(
+                    a.key.as_ref().to_owned(),
+                    a.normalized_value(XmlVersion::Explicit1_0).unwrap().into_owned(),
+                );
             }
             n
         };
@@ -441,7 +450,9 @@ mod tests {
     #[test]
     fn mpd_structure_and_timelines() {
         let asset = fixtures::asset();
-        for (format, extension) in [(Format::MpdTimeCmaf, false), (Format::MpdTimeCmaf, true), (Format::MpdTimeCsf, false)] {
+        for (format, extension) in
+            [(Format::MpdTimeCmaf, false), (Format::MpdTimeCmaf, true), (Format::MpdTimeCsf, false)]
+        {
             let options = ManifestOptions::new(format);
             let base = url::format(&Resource::Manifest(options.clone()), extension);
             let text = mpd(&asset, &options, &[], extension);
@@ -462,7 +473,10 @@ mod tests {
             assert_eq!(sets[0].attr("contentType"), Some("video"));
             assert_eq!(sets[0].attr("mimeType"), Some("video/mp4"));
             assert_eq!(sets[0].attr("lang"), None);
-            assert_eq!((sets[0].attr("maxWidth"), sets[0].attr("maxHeight"), sets[0].attr("par")), (Some("1280"), Some("720"), Some("16:9")));
+            assert_eq!(
+                (sets[0].attr("maxWidth"), sets[0].attr("maxHeight"), sets[0].attr("par")),
+                (Some("1280"), Some("720"), Some("16:9"))
+            );
             assert_eq!(sets[0].attr("segmentAlignment"), Some("true"));
             assert_eq!(sets[0].attr("startWithSAP"), Some("1"));
             assert_eq!(sets[1].attr("lang"), Some("eng"));
@@ -501,18 +515,27 @@ mod tests {
                     assert_eq!(tmpl.attr("timescale").unwrap().parse::<u32>().unwrap(), track.timeline.timescale);
                     let edit = track.index().info.edit;
                     let pto = edit.media_time - edit.empty_duration;
-                    assert_eq!(tmpl.attr("presentationTimeOffset").map(|p| p.parse::<u64>().unwrap()), (pto > 0).then_some(pto));
+                    assert_eq!(
+                        tmpl.attr("presentationTimeOffset").map(|p| p.parse::<u64>().unwrap()),
+                        (pto > 0).then_some(pto)
+                    );
 
                     let init = resolve(&base, tmpl.attr("initialization").unwrap());
                     assert_eq!(
                         init,
                         ParsedUrl {
-                            resource: Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption: None },
+                            resource: Resource::Init {
+                                bitrate: track.bitrate,
+                                track: track.name.clone(),
+                                format,
+                                encryption: None
+                            },
                             extension
                         }
                     );
                     let expanded = expand(tmpl.child("SegmentTimeline").unwrap());
-                    let expected: Vec<(u64, u64)> = track.timeline.segments.iter().map(|s| (s.time, s.duration)).collect();
+                    let expected: Vec<(u64, u64)> =
+                        track.timeline.segments.iter().map(|s| (s.time, s.duration)).collect();
                     assert_eq!(expanded, expected, "{id}");
                     let media = tmpl.attr("media").unwrap();
                     assert!(media.contains("$Time$"));
@@ -521,7 +544,13 @@ mod tests {
                         assert_eq!(
                             parsed,
                             ParsedUrl {
-                                resource: Resource::Segment { bitrate: track.bitrate, track: track.name.clone(), time: t, format, encryption: None },
+                                resource: Resource::Segment {
+                                    bitrate: track.bitrate,
+                                    track: track.name.clone(),
+                                    time: t,
+                                    format,
+                                    encryption: None
+                                },
                                 extension
                             }
                         );

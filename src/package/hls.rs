@@ -189,7 +189,8 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
             let mut name = t.name.clone();
             let mut k = 1;
             while names.contains(&name) {
-                name = if k == 1 { format!("{}-{}", t.name, t.bitrate) } else { format!("{}-{}-{k}", t.name, t.bitrate) };
+                name =
+                    if k == 1 { format!("{}-{}", t.name, t.bitrate) } else { format!("{}-{}-{k}", t.name, t.bitrate) };
                 k += 1;
             }
             names.push(name.clone());
@@ -212,8 +213,8 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
     let mut variants = Vec::new();
     for v in asset.tracks_of(TrackKind::Video) {
         let codec = &v.index().info.codec;
-        let resolution =
-            (codec.width > 0 && codec.height > 0).then_some(Resolution { width: codec.width as u64, height: codec.height as u64 });
+        let resolution = (codec.width > 0 && codec.height > 0)
+            .then_some(Resolution { width: codec.width as u64, height: codec.height as u64 });
         let frame_rate = frame_rate(v);
         let uri = media_playlist_url(v, options, extension);
         if groups.is_empty() {
@@ -317,7 +318,10 @@ pub fn media_playlist(
             key: envelope.map(|e| Key {
                 method: KeyMethod::AES128,
                 uri: Some(e.key_uri.to_string()),
-                iv: Some(format!("0x{}", hex(&segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time)))),
+                iv: Some(format!(
+                    "0x{}",
+                    hex(&segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time))
+                )),
                 keyformat: None,
                 keyformatversions: None,
             }),
@@ -468,8 +472,9 @@ pub(crate) mod fixtures {
         let n = t.samples;
         let dts: Vec<u64> = (0..n as u64).map(|i| i * t.sample_duration).collect();
         // Vary sizes a little so peak and average bitrates differ.
-        let sizes: Vec<u32> =
-            (0..n).map(|i| if t.gop > 1 && i % t.gop == 0 { t.sample_size * 3 } else { t.sample_size + (i % 7) as u32 }).collect();
+        let sizes: Vec<u32> = (0..n)
+            .map(|i| if t.gop > 1 && i % t.gop == 0 { t.sample_size * 3 } else { t.sample_size + (i % 7) as u32 })
+            .collect();
         let mut offsets = Vec::with_capacity(n);
         let mut off = 0u64;
         for &s in &sizes {
@@ -499,7 +504,11 @@ pub(crate) mod fixtures {
                 dts,
                 end_dts: n as u64 * t.sample_duration,
                 // Video: a constant B-frame delay of two frames, undone by the edit list.
-                cts_offsets: if t.kind == TrackKind::Video { vec![2 * t.sample_duration as i32; n] } else { Vec::new() },
+                cts_offsets: if t.kind == TrackKind::Video {
+                    vec![2 * t.sample_duration as i32; n]
+                } else {
+                    Vec::new()
+                },
                 sizes,
                 offsets,
                 sync_samples,
@@ -615,7 +624,9 @@ mod tests {
                 let uri = a.uri.as_deref().unwrap();
                 let parsed = resolve(&base, uri);
                 assert_eq!(parsed.extension, extension);
-                assert!(matches!(parsed.resource, Resource::MediaPlaylist { ref track, .. } if asset.tracks.iter().any(|t| &t.name == track)));
+                assert!(
+                    matches!(parsed.resource, Resource::MediaPlaylist { ref track, .. } if asset.tracks.iter().any(|t| &t.name == track))
+                );
             }
 
             // 2 video × 2 groups + 2 audio-only.
@@ -623,15 +634,26 @@ mod tests {
             let bw: Vec<u64> = pl.variants.iter().map(|v| v.bandwidth).collect();
             assert!(bw.windows(2).all(|w| w[0] <= w[1]), "{bw:?}");
             let v720 = asset.tracks.iter().find(|t| t.name == "video_720").unwrap();
-            let aac_peak = asset.tracks_of(TrackKind::Audio).filter(|t| t.index().info.codec.family == CodecFamily::Aac).map(|t| t.timeline.peak_bitrate).max().unwrap();
-            let hd_aac = pl.variants.iter().find(|v| v.resolution.map(|r| r.height) == Some(720) && v.audio.as_deref() == Some("audio-aac")).unwrap();
+            let aac_peak = asset
+                .tracks_of(TrackKind::Audio)
+                .filter(|t| t.index().info.codec.family == CodecFamily::Aac)
+                .map(|t| t.timeline.peak_bitrate)
+                .max()
+                .unwrap();
+            let hd_aac = pl
+                .variants
+                .iter()
+                .find(|v| v.resolution.map(|r| r.height) == Some(720) && v.audio.as_deref() == Some("audio-aac"))
+                .unwrap();
             assert_eq!(hd_aac.bandwidth, v720.timeline.peak_bitrate + aac_peak);
             assert_eq!(hd_aac.codecs.as_deref(), Some("avc1.64001f,mp4a.40.2"));
             assert_eq!(hd_aac.frame_rate, Some(29.97));
             assert!(text.contains("FRAME-RATE=29.97,"));
             let audio_only: Vec<_> = pl.variants.iter().filter(|v| v.resolution.is_none()).collect();
             assert_eq!(audio_only.len(), 2);
-            assert!(audio_only.iter().any(|v| v.codecs.as_deref() == Some("ec-3") && v.audio.as_deref() == Some("audio-ec3")));
+            assert!(audio_only
+                .iter()
+                .any(|v| v.codecs.as_deref() == Some("ec-3") && v.audio.as_deref() == Some("audio-ec3")));
             for v in &pl.variants {
                 let parsed = resolve(&base, &v.uri);
                 assert!(matches!(parsed.resource, Resource::MediaPlaylist { .. }));
@@ -679,7 +701,9 @@ mod tests {
         let mut t2 = t1.clone();
         t2.bitrate = 64_000;
         let asset = fixtures::asset_of(&[fixtures::video("v", 1_000_000, 640, 360, 4.0), t1, t2], Some(2.0));
-        let Playlist::MasterPlaylist(pl) = parse_playlist(&multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false)) else {
+        let Playlist::MasterPlaylist(pl) =
+            parse_playlist(&multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false))
+        else {
             panic!()
         };
         let names: Vec<_> = pl.alternatives.iter().map(|a| a.name.as_str()).collect();
@@ -692,7 +716,13 @@ mod tests {
         for track in &asset.tracks {
             for extension in [false, true] {
                 let base = url::format(
-                    &Resource::MediaPlaylist { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, encryption: None, filters: vec![] },
+                    &Resource::MediaPlaylist {
+                        bitrate: track.bitrate,
+                        track: track.name.clone(),
+                        format: Format::M3u8Cmaf,
+                        encryption: None,
+                        filters: vec![],
+                    },
                     extension,
                 );
                 let text = media_playlist(track, Format::M3u8Cmaf, None, None, &[], extension);
@@ -719,7 +749,12 @@ mod tests {
                 assert_eq!(
                     init,
                     ParsedUrl {
-                        resource: Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format: Format::M3u8Cmaf, encryption: None },
+                        resource: Resource::Init {
+                            bitrate: track.bitrate,
+                            track: track.name.clone(),
+                            format: Format::M3u8Cmaf,
+                            encryption: None
+                        },
                         extension
                     }
                 );
@@ -768,6 +803,11 @@ mod tests {
             bytes += media_playlist(video, Format::M3u8Cmaf, None, None, &[], true).len();
         }
         let each = start.elapsed() / runs;
-        eprintln!("media playlist, {} segments, {} bytes: {:?}", video.timeline.segments.len(), bytes / runs as usize, each);
+        eprintln!(
+            "media playlist, {} segments, {} bytes: {:?}",
+            video.timeline.segments.len(),
+            bytes / runs as usize,
+            each
+        );
     }
 }

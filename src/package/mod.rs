@@ -10,11 +10,11 @@ pub mod ts;
 use bytes::Bytes;
 
 use crate::asset::{Asset, AssetTrack};
-use crate::error::{Error, Result};
-use crate::storage::Storage;
 use crate::crypto::{cenc, envelope, segment_iv, ContentKey};
 use crate::drm::{self, DrmSystems, ProtectionScheme};
+use crate::error::{Error, Result};
 use crate::index::TrackKind;
+use crate::storage::Storage;
 use crate::url::{Encryption, Format, Resource};
 
 /// Response bytes as a list of parts (a segment's header, then slices of the source read).
@@ -72,7 +72,10 @@ pub struct Protection<'a> {
     pub drm: &'a DrmSystems,
 }
 
-fn protection_for<'a>(encryption: Option<Encryption>, protection: Option<Protection<'a>>) -> Result<Option<Protection<'a>>> {
+fn protection_for<'a>(
+    encryption: Option<Encryption>,
+    protection: Option<Protection<'a>>,
+) -> Result<Option<Protection<'a>>> {
     match (encryption, protection) {
         (None, _) => Ok(None),
         (Some(_), Some(p)) => Ok(Some(p)),
@@ -95,24 +98,39 @@ fn pssh_boxes(scheme: ProtectionScheme, p: Protection<'_>) -> Vec<Bytes> {
     let kids = [p.key.kid];
     let mut boxes = vec![drm::common_pssh(&kids)];
     if let Some(wv) = &p.drm.widevine {
-        let content_id = wv.content_id.as_deref().map(|c| drm::expand_template(c, &p.key.kid, p.locator)).unwrap_or_default();
+        let content_id =
+            wv.content_id.as_deref().map(|c| drm::expand_template(c, &p.key.kid, p.locator)).unwrap_or_default();
         boxes.push(drm::widevine_pssh(&kids, content_id.as_bytes(), scheme));
     }
     if let Some(pr) = &p.drm.playready {
         let la_url = pr.license_url.as_deref().map(|u| drm::expand_template(u, &p.key.kid, p.locator));
-        boxes.push(drm::playready_pssh(&drm::playready_header_object(&p.key.kid, &p.key.key, la_url.as_deref(), scheme)));
+        boxes.push(drm::playready_pssh(&drm::playready_header_object(
+            &p.key.kid,
+            &p.key.key,
+            la_url.as_deref(),
+            scheme,
+        )));
     }
     boxes
 }
 
 /// Per-track Common Encryption settings. The IV seed names the source samples (file, rendition),
 /// so the same samples get the same IVs on every replica and through every locator.
-fn track_encryption<'a>(scheme: ProtectionScheme, p: Protection<'a>, track: &AssetTrack, pssh: &'a [Bytes]) -> cenc::TrackEncryption<'a> {
+fn track_encryption<'a>(
+    scheme: ProtectionScheme,
+    p: Protection<'a>,
+    track: &AssetTrack,
+    pssh: &'a [Bytes],
+) -> cenc::TrackEncryption<'a> {
     cenc::TrackEncryption { scheme, key: p.key, pssh, iv_seed: cenc::iv_seed(&track.file, track.bitrate, &track.name) }
 }
 
 /// The bytes of the source file that `segment` of `track` needs: one ranged read.
-async fn read_span(storage: &Storage, track: &AssetTrack, segment: &crate::timeline::Segment) -> Result<cmaf::SourceSpan> {
+async fn read_span(
+    storage: &Storage,
+    track: &AssetTrack,
+    segment: &crate::timeline::Segment,
+) -> Result<cmaf::SourceSpan> {
     let range = cmaf::source_range(track.index(), segment);
     let data = storage.read_range(&track.file, range.clone()).await?;
     if (data.len() as u64) < range.end - range.start {
@@ -134,7 +152,9 @@ pub async fn render(
     let protection = protection_for(resource.encryption(), protection)?;
     match (resource.format(), resource.encryption()) {
         (f, Some(Encryption::Cenc | Encryption::CbcsAapl)) if f.is_ts() => {
-            return Err(Error::BadRequest(format!("{f} segments support encryption=cbc only; use m3u8-cmaf for Common Encryption")));
+            return Err(Error::BadRequest(format!(
+                "{f} segments support encryption=cbc only; use m3u8-cmaf for Common Encryption"
+            )));
         }
         (f, Some(Encryption::Cbc)) if f.is_dash() => {
             return Err(Error::BadRequest(format!("{f} has no AES-128 envelope; use encryption=cenc or cbcs-aapl")));
@@ -153,7 +173,10 @@ pub async fn render(
         }),
         Resource::MediaPlaylist { bitrate, track, format, encryption, .. } => {
             if !format.is_hls() {
-                return Err(Error::BadRequest(format!("media playlists exist only for HLS formats, not {}", format.as_str())));
+                return Err(Error::BadRequest(format!(
+                    "media playlists exist only for HLS formats, not {}",
+                    format.as_str()
+                )));
             }
             let track = find_track(asset, track, *bitrate)?;
             let (envelope, drm_keys) = match (cenc_scheme(*encryption), protection) {
@@ -161,7 +184,10 @@ pub async fn render(
                 (None, Some(p)) => (Some(hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key }), Vec::new()),
                 (_, None) => (None, Vec::new()),
             };
-            Ok(Output::text(HLS_CONTENT_TYPE, hls::media_playlist(track, *format, *encryption, envelope, &drm_keys, extension)))
+            Ok(Output::text(
+                HLS_CONTENT_TYPE,
+                hls::media_playlist(track, *format, *encryption, envelope, &drm_keys, extension),
+            ))
         }
         Resource::Init { bitrate, track, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
@@ -210,8 +236,15 @@ pub async fn render(
                     _ => None,
                 };
                 let flavor = cmaf::Flavor::from(*format);
-                let built = cmaf::media_segment(track.index(), segment, sequence_number, &span, flavor, sample_encryption.as_ref())
-                    .map_err(|e| Error::media(&track.file, e))?;
+                let built = cmaf::media_segment(
+                    track.index(),
+                    segment,
+                    sequence_number,
+                    &span,
+                    flavor,
+                    sample_encryption.as_ref(),
+                )
+                .map_err(|e| Error::media(&track.file, e))?;
                 (media_content_type(track), built.parts)
             };
             // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
@@ -229,14 +262,31 @@ pub async fn render(
 
 /// Every resource a complete static package of `format` consists of, manifest first.
 pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
-    let mut out = vec![Resource::Manifest(crate::url::ManifestOptions { format, filters: Vec::new(), audio_only: None, encryption: None })];
+    let mut out = vec![Resource::Manifest(crate::url::ManifestOptions {
+        format,
+        filters: Vec::new(),
+        audio_only: None,
+        encryption: None,
+    })];
     for t in &asset.tracks {
         if format.is_hls() {
-            out.push(Resource::MediaPlaylist { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None, filters: Vec::new() });
+            out.push(Resource::MediaPlaylist {
+                bitrate: t.bitrate,
+                track: t.name.clone(),
+                format,
+                encryption: None,
+                filters: Vec::new(),
+            });
         }
         out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
         for s in &t.timeline.segments {
-            out.push(Resource::Segment { bitrate: t.bitrate, track: t.name.clone(), time: s.time, format, encryption: None });
+            out.push(Resource::Segment {
+                bitrate: t.bitrate,
+                track: t.name.clone(),
+                time: s.time,
+                format,
+                encryption: None,
+            });
         }
     }
     out

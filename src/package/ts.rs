@@ -59,8 +59,8 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::index::{CodecFamily, TrackIndex, TrackKind};
-use crate::mp4::reader::{boxes, find, ParseError};
 use crate::mp4::fourcc_str;
+use crate::mp4::reader::{boxes, find, ParseError};
 use crate::package::cmaf::SourceSpan;
 use crate::timeline::Segment;
 
@@ -168,7 +168,8 @@ fn codec_of(track: &TrackIndex) -> Result<Codec, ParseError> {
     match track.info.codec.family {
         CodecFamily::Avc | CodecFamily::Hevc => {
             // VisualSampleEntry: 78 bytes of fixed fields, then child boxes.
-            let children = payload.get(78..).ok_or_else(|| ParseError(format!("visual sample entry '{name}' is truncated")))?;
+            let children =
+                payload.get(78..).ok_or_else(|| ParseError(format!("visual sample entry '{name}' is truncated")))?;
             if track.info.codec.family == CodecFamily::Avc {
                 let avcc = find(children, b"avcC")?.ok_or_else(|| ParseError(format!("'{name}' has no 'avcC' box")))?;
                 let (length_size, parameter_sets) = parse_avcc(avcc)?;
@@ -205,7 +206,9 @@ impl<'a> Rd<'a> {
                 self.pos = end;
                 Ok(out)
             }
-            None => fail(format!("{} is truncated (needs {n} bytes at {}, has {})", self.what, self.pos, self.buf.len())),
+            None => {
+                fail(format!("{} is truncated (needs {n} bytes at {}, has {})", self.what, self.pos, self.buf.len()))
+            }
         }
     }
     fn u8(&mut self) -> Result<u8, ParseError> {
@@ -347,7 +350,8 @@ fn audio_specific_config(esds: &[u8]) -> Result<&[u8], ParseError> {
     if flags & 0x20 != 0 {
         r.bytes(2)?;
     }
-    let dcd = find_descriptor(&es[r.pos..], 0x04)?.ok_or_else(|| ParseError("esds has no DecoderConfigDescriptor".into()))?;
+    let dcd =
+        find_descriptor(&es[r.pos..], 0x04)?.ok_or_else(|| ParseError("esds has no DecoderConfigDescriptor".into()))?;
     let oti = dcd.first().copied().unwrap_or(0);
     if !matches!(oti, 0x40 | 0x66..=0x68) {
         return fail(format!("esds: object type 0x{oti:02x} is not AAC"));
@@ -410,7 +414,9 @@ pub fn adts_config(asc: &[u8]) -> Result<AdtsConfig, ParseError> {
         return fail(format!("AAC object type {aot} cannot be carried in ADTS"));
     }
     if channel_config == 0 || channel_config > 7 {
-        return fail(format!("AAC channelConfiguration {channel_config} (program config element) is not supported in ADTS"));
+        return fail(format!(
+            "AAC channelConfiguration {channel_config} (program config element) is not supported in ADTS"
+        ));
     }
     Ok(AdtsConfig { profile: (aot - 1) as u8, sampling_index, channel_config })
 }
@@ -462,7 +468,11 @@ pub fn decode_timestamp(b: &[u8; 5]) -> Option<(u8, u64)> {
     if b[0] & 1 == 0 || b[2] & 1 == 0 || b[4] & 1 == 0 {
         return None;
     }
-    let ts = (u64::from(b[0] >> 1) & 7) << 30 | u64::from(b[1]) << 22 | u64::from(b[2] >> 1) << 15 | u64::from(b[3]) << 7 | u64::from(b[4] >> 1);
+    let ts = (u64::from(b[0] >> 1) & 7) << 30
+        | u64::from(b[1]) << 22
+        | u64::from(b[2] >> 1) << 15
+        | u64::from(b[3]) << 7
+        | u64::from(b[4] >> 1);
     Some((b[0] >> 4, ts))
 }
 
@@ -696,7 +706,13 @@ fn pmt_body(streams: &[Stream], pcr_pid: u16) -> Vec<u8> {
 }
 
 /// PES header: start code, stream_id, length, flags, PTS and (when it differs) DTS.
-fn pes_header(stream_id: u8, payload_len: usize, pts: u64, dts: Option<u64>, bounded: bool) -> Result<([u8; 19], usize), ParseError> {
+fn pes_header(
+    stream_id: u8,
+    payload_len: usize,
+    pts: u64,
+    dts: Option<u64>,
+    bounded: bool,
+) -> Result<([u8; 19], usize), ParseError> {
     let mut h = [0u8; 19];
     h[2] = 1;
     h[3] = stream_id;
@@ -759,11 +775,24 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Par
         let start = input.segment.first_sample as usize;
         let range = start..start.saturating_add(input.segment.sample_count as usize);
         if range.end > s.len() || s.dts.len() < s.len() || s.offsets.len() < s.len() {
-            return fail(format!("segment samples {}..{} outside the track's {} samples", range.start, range.end, s.len()));
+            return fail(format!(
+                "segment samples {}..{} outside the track's {} samples",
+                range.start,
+                range.end,
+                s.len()
+            ));
         }
         let min_cts = s.cts_offsets.iter().copied().min().unwrap_or(0).min(0);
         let dts_shift = i128::from(track.info.edit.presentation_shift()) + i128::from(min_cts);
-        streams.push(Stream { input, codec, pid, range, dts_shift, min_cts: i128::from(min_cts), language: language_code(&track.info.language) });
+        streams.push(Stream {
+            input,
+            codec,
+            pid,
+            range,
+            dts_shift,
+            min_cts: i128::from(min_cts),
+            language: language_code(&track.info.language),
+        });
     }
     // Video first in the PMT, then audio in input order.
     streams.sort_by_key(|s| s.pid);
@@ -821,14 +850,17 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Par
     write_psi(&mut out, PAT_PID, start_cc, 0x00, 1, &pat_body(PMT_PID))?;
     write_psi(&mut out, PMT_PID, start_cc, 0x02, PROGRAM_NUMBER, &pmt_body(&streams, pcr_pid))?;
 
-    let mut states: Vec<PidState> = streams.iter().map(|s| PidState { pid: s.pid, cc: start_cc, started: false }).collect();
+    let mut states: Vec<PidState> =
+        streams.iter().map(|s| PidState { pid: s.pid, cc: start_cc, started: false }).collect();
     for unit in &units {
         let st = &streams[unit.stream];
         let track = st.input.track;
         let samples = &track.samples;
         // ADTS headers of this PES, made before `pieces` borrows them.
         let adts: Vec<[u8; 7]> = match &st.codec {
-            Codec::Aac(cfg) => unit.samples.clone().map(|i| adts_header(cfg, samples.sizes[i] as usize)).collect::<Result<_, _>>()?,
+            Codec::Aac(cfg) => {
+                unit.samples.clone().map(|i| adts_header(cfg, samples.sizes[i] as usize)).collect::<Result<_, _>>()?
+            }
             _ => Vec::new(),
         };
         let mut pieces = Pieces::new();
@@ -845,12 +877,18 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Par
                 let mut pos = 0usize;
                 while pos < data.len() {
                     let Some(len_bytes) = data.get(pos..pos + length_size) else {
-                        return fail(format!("sample {i}: {} trailing bytes are too short for a NAL length", data.len() - pos));
+                        return fail(format!(
+                            "sample {i}: {} trailing bytes are too short for a NAL length",
+                            data.len() - pos
+                        ));
                     };
                     let len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
                     pos += length_size;
                     let Some(nal) = data.get(pos..pos.saturating_add(len)) else {
-                        return fail(format!("sample {i}: NAL unit of {len} bytes runs past the sample's {} bytes", data.len()));
+                        return fail(format!(
+                            "sample {i}: NAL unit of {len} bytes runs past the sample's {} bytes",
+                            data.len()
+                        ));
                     };
                     pos += len;
                     let Some(&head) = nal.first() else { continue };
@@ -970,7 +1008,11 @@ mod tests {
                     let mut q = 6;
                     if flags & 0x10 != 0 {
                         let b = &p[q..q + 6];
-                        let base = (u64::from(b[0]) << 25) | (u64::from(b[1]) << 17) | (u64::from(b[2]) << 9) | (u64::from(b[3]) << 1) | u64::from(b[4] >> 7);
+                        let base = (u64::from(b[0]) << 25)
+                            | (u64::from(b[1]) << 17)
+                            | (u64::from(b[2]) << 9)
+                            | (u64::from(b[3]) << 1)
+                            | u64::from(b[4] >> 7);
                         assert_eq!(b[4] & 0x7E, 0x7E, "PCR reserved bits");
                         assert_eq!(((u16::from(b[4]) & 1) << 8) | u16::from(b[5]), 0, "PCR extension");
                         pcr = Some(base);
@@ -996,7 +1038,11 @@ mod tests {
                 let section = sec[..3 + len].to_vec();
                 assert!(crc_ok(&section), "PSI CRC on pid {pid:#x}");
                 assert!(sec[3 + len..].iter().all(|&b| b == 0xFF));
-                if pid == PAT_PID { d.pat = section } else { d.pmt = section }
+                if pid == PAT_PID {
+                    d.pat = section
+                } else {
+                    d.pmt = section
+                }
                 continue;
             }
             if pusi {
@@ -1062,7 +1108,14 @@ mod tests {
     // ---- synthetic tracks ----
 
     #[allow(clippy::field_reassign_with_default)]
-    fn track(kind: TrackKind, entry: Vec<u8>, family: CodecFamily, timescale: u32, samples: Vec<Vec<u8>>, edit: EditOffset) -> (TrackIndex, SourceSpan) {
+    fn track(
+        kind: TrackKind,
+        entry: Vec<u8>,
+        family: CodecFamily,
+        timescale: u32,
+        samples: Vec<Vec<u8>>,
+        edit: EditOffset,
+    ) -> (TrackIndex, SourceSpan) {
         let mut codec = CodecInfo::default();
         codec.family = family;
         let n = samples.len();
@@ -1075,7 +1128,15 @@ mod tests {
         }
         let dur = if kind == TrackKind::Video { 512 } else { 1024 };
         let t = TrackIndex {
-            info: TrackInfo { track_id: 1, kind, timescale, language: "eng".into(), sample_entry: Bytes::from(entry), codec, edit },
+            info: TrackInfo {
+                track_id: 1,
+                kind,
+                timescale,
+                language: "eng".into(),
+                sample_entry: Bytes::from(entry),
+                codec,
+                edit,
+            },
             samples: SampleTable {
                 dts: (0..n as u64).map(|i| i * dur).collect(),
                 end_dts: n as u64 * dur,
@@ -1104,7 +1165,14 @@ mod tests {
     }
 
     fn video_track(samples: Vec<Vec<u8>>) -> (TrackIndex, SourceSpan) {
-        track(TrackKind::Video, hex(AVC1), CodecFamily::Avc, 12_288, samples, EditOffset { empty_duration: 0, media_time: 1024 })
+        track(
+            TrackKind::Video,
+            hex(AVC1),
+            CodecFamily::Avc,
+            12_288,
+            samples,
+            EditOffset { empty_duration: 0, media_time: 1024 },
+        )
     }
 
     #[test]
@@ -1278,7 +1346,14 @@ mod tests {
             entry[at..at + 2].copy_from_slice(&asc);
         }
         let samples: Vec<Vec<u8>> = (0..n).map(|i| vec![0x21 + i as u8; 100 + i * 3]).collect();
-        track(TrackKind::Audio, entry, CodecFamily::Aac, 48_000, samples, EditOffset { empty_duration: 0, media_time: 1024 })
+        track(
+            TrackKind::Audio,
+            entry,
+            CodecFamily::Aac,
+            48_000,
+            samples,
+            EditOffset { empty_duration: 0, media_time: 1024 },
+        )
     }
 
     #[test]
@@ -1290,7 +1365,11 @@ mod tests {
         assert_eq!(pcr_pid, AUDIO_PID);
         assert_eq!(streams, vec![(0x0F, AUDIO_PID, vec![0x0A, 4, b'e', b'n', b'g', 0])]);
         // 1024-sample frames at 48 kHz = 1920 ticks: four frames (7680 ≤ 8100) per PES.
-        let counts: Vec<usize> = d.pes.iter().map(|p| p.payload.windows(2).filter(|w| w[0] == 0xFF && w[1] & 0xF6 == 0xF0).count()).collect();
+        let counts: Vec<usize> = d
+            .pes
+            .iter()
+            .map(|p| p.payload.windows(2).filter(|w| w[0] == 0xFF && w[1] & 0xF6 == 0xF0).count())
+            .collect();
         assert_eq!(counts, vec![4, 4, 2]);
         let mut frames = Vec::new();
         for (k, pes) in d.pes.iter().enumerate() {
@@ -1324,14 +1403,25 @@ mod tests {
 
     #[test]
     fn ac3_is_copied_with_registration_descriptor() {
-        let entry = hex("0000002f61632d33000000000000000100000000000000000006001000000000bb800000000000000b646163330c11e0");
-        let frames: Vec<Vec<u8>> = (0..5).map(|i| { let mut f = vec![0x0B, 0x77]; f.extend(vec![i as u8; 1278]); f }).collect();
-        let (mut t, span) = track(TrackKind::Audio, entry.clone(), CodecFamily::Ac3, 48_000, frames.clone(), EditOffset::default());
+        let entry =
+            hex("0000002f61632d33000000000000000100000000000000000006001000000000bb800000000000000b646163330c11e0");
+        let frames: Vec<Vec<u8>> = (0..5)
+            .map(|i| {
+                let mut f = vec![0x0B, 0x77];
+                f.extend(vec![i as u8; 1278]);
+                f
+            })
+            .collect();
+        let (mut t, span) =
+            track(TrackKind::Audio, entry.clone(), CodecFamily::Ac3, 48_000, frames.clone(), EditOffset::default());
         t.samples.dts = (0..5).map(|i| i * 1536).collect();
         t.samples.end_dts = 5 * 1536;
         let d = demux(&ts_segment(&[TsInput { track: &t, segment: &seg(0, 5), span: &span }], 0).unwrap());
         let (_, streams) = pmt_streams(&d.pmt);
-        assert_eq!(streams, vec![(0x81, AUDIO_PID, vec![0x05, 4, b'A', b'C', b'-', b'3', 0x0A, 4, b'e', b'n', b'g', 0])]);
+        assert_eq!(
+            streams,
+            vec![(0x81, AUDIO_PID, vec![0x05, 4, b'A', b'C', b'-', b'3', 0x0A, 4, b'e', b'n', b'g', 0])]
+        );
         assert!(d.pes.iter().all(|p| p.stream_id == 0xBD));
         let all: Vec<u8> = d.pes.iter().flat_map(|p| p.payload.clone()).collect();
         assert_eq!(all, frames.concat());
@@ -1352,11 +1442,15 @@ mod tests {
 
     #[test]
     fn muxed_segment_interleaves_by_decode_time() {
-        let frames: Vec<Vec<u8>> = (0..24).map(|i| avc_sample(&[vec![if i == 0 { 0x65 } else { 0x41 }; 200 + i]])).collect();
+        let frames: Vec<Vec<u8>> =
+            (0..24).map(|i| avc_sample(&[vec![if i == 0 { 0x65 } else { 0x41 }; 200 + i]])).collect();
         let (v, vspan) = video_track(frames);
         let (a, aspan) = aac_track(22, None);
         let ts = ts_segment(
-            &[TsInput { track: &a, segment: &seg(0, 22), span: &aspan }, TsInput { track: &v, segment: &seg(0, 24), span: &vspan }],
+            &[
+                TsInput { track: &a, segment: &seg(0, 22), span: &aspan },
+                TsInput { track: &v, segment: &seg(0, 24), span: &vspan },
+            ],
             1,
         )
         .unwrap();
@@ -1429,27 +1523,46 @@ mod tests {
         let mut entry = hex(AVC1);
         let at = entry.windows(4).position(|w| w == b"avcC").unwrap();
         entry[at..at + 4].copy_from_slice(b"xxxx");
-        let (t4, span4) = track(TrackKind::Video, entry, CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
+        let (t4, span4) =
+            track(TrackKind::Video, entry, CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
         let e = ts_segment(&[TsInput { track: &t4, segment: &seg(0, 1), span: &span4 }], 0).unwrap_err();
         assert!(e.0.contains("avcC"), "{e}");
         // A truncated sample entry, an empty one, a non-TS codec, a text track.
-        let (t5, span5) = track(TrackKind::Video, hex(AVC1)[..60].to_vec(), CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
+        let (t5, span5) = track(
+            TrackKind::Video,
+            hex(AVC1)[..60].to_vec(),
+            CodecFamily::Avc,
+            12_288,
+            vec![good.clone()],
+            EditOffset::default(),
+        );
         assert!(ts_segment(&[TsInput { track: &t5, segment: &seg(0, 1), span: &span5 }], 0).is_err());
-        let (t6, span6) = track(TrackKind::Video, vec![], CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
+        let (t6, span6) =
+            track(TrackKind::Video, vec![], CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t6, segment: &seg(0, 1), span: &span6 }], 0).is_err());
-        let (t7, span7) = track(TrackKind::Video, hex(AVC1), CodecFamily::Other, 12_288, vec![good.clone()], EditOffset::default());
+        let (t7, span7) =
+            track(TrackKind::Video, hex(AVC1), CodecFamily::Other, 12_288, vec![good.clone()], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t7, segment: &seg(0, 1), span: &span7 }], 0).is_err());
-        let (t8, span8) = track(TrackKind::Text, hex(AVC1), CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
+        let (t8, span8) =
+            track(TrackKind::Text, hex(AVC1), CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t8, segment: &seg(0, 1), span: &span8 }], 0).is_err());
         // Two video inputs.
-        assert!(ts_segment(&[TsInput { track: &t, segment: &seg(0, 1), span: &span }, TsInput { track: &t, segment: &seg(0, 1), span: &span }], 0).is_err());
+        assert!(ts_segment(
+            &[
+                TsInput { track: &t, segment: &seg(0, 1), span: &span },
+                TsInput { track: &t, segment: &seg(0, 1), span: &span }
+            ],
+            0
+        )
+        .is_err());
         // mp4a with a truncated esds.
         let mut entry = hex(MP4A);
         let at = entry.windows(4).position(|w| w == b"esds").unwrap();
         entry.truncate(at + 20);
         let n = entry.len() as u32;
         entry[..4].copy_from_slice(&n.to_be_bytes());
-        let (t9, span9) = track(TrackKind::Audio, entry, CodecFamily::Aac, 48_000, vec![vec![1; 10]], EditOffset::default());
+        let (t9, span9) =
+            track(TrackKind::Audio, entry, CodecFamily::Aac, 48_000, vec![vec![1; 10]], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t9, segment: &seg(0, 1), span: &span9 }], 0).is_err());
         // An AAC frame longer than ADTS allows.
         let (mut t10, _) = aac_track(1, None);
@@ -1482,9 +1595,21 @@ mod tests {
                 let k = (rnd() as usize) % entry.len();
                 entry[k] = rnd() as u8;
             }
-            let kind = if matches!(family, CodecFamily::Avc | CodecFamily::Hevc) { TrackKind::Video } else { TrackKind::Audio };
-            let (t, span) = track(kind, entry, family, 1 + (rnd() % 100_000) as u32, samples, EditOffset { empty_duration: rnd() % 1000, media_time: rnd() % 5000 });
-            if let Ok(ts) = ts_segment(&[TsInput { track: &t, segment: &seg(0, n as u32), span: &span }], rnd() as u32) {
+            let kind = if matches!(family, CodecFamily::Avc | CodecFamily::Hevc) {
+                TrackKind::Video
+            } else {
+                TrackKind::Audio
+            };
+            let (t, span) = track(
+                kind,
+                entry,
+                family,
+                1 + (rnd() % 100_000) as u32,
+                samples,
+                EditOffset { empty_duration: rnd() % 1000, media_time: rnd() % 5000 },
+            );
+            if let Ok(ts) = ts_segment(&[TsInput { track: &t, segment: &seg(0, n as u32), span: &span }], rnd() as u32)
+            {
                 assert_eq!(ts.len() % PACKET_SIZE, 0);
             }
         }
@@ -1529,18 +1654,25 @@ mod tests {
 
     /// The first stream line of `ffprobe -show_entries stream=…` (it also lists programs).
     fn probe_stream(input: &Path, entries: &str) -> String {
-        let text = run(Command::new("ffprobe").args(["-v", "error", "-select_streams", "0", "-show_entries", entries, "-of", "csv=p=0"]).arg(input));
+        let text = run(Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "0", "-show_entries", entries, "-of", "csv=p=0"])
+            .arg(input));
         text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
     }
 
     /// (dts, duration) of every packet of `select` (ffprobe, time base 1/90000).
     fn packet_times(input: &Path, select: &str) -> Vec<(i64, i64)> {
-        let text = run(Command::new("ffprobe").args(["-v", "error", "-select_streams", select, "-show_entries", "packet=dts,duration", "-of", "csv=p=0"]).arg(input));
+        let text = run(Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", select, "-show_entries", "packet=dts,duration", "-of", "csv=p=0"])
+            .arg(input));
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
                 let c: Vec<&str> = l.split(',').collect();
-                (c[0].trim().parse().unwrap_or_else(|_| panic!("packet without dts: {l}")), c.get(1).and_then(|d| d.trim().parse().ok()).unwrap_or(0))
+                (
+                    c[0].trim().parse().unwrap_or_else(|_| panic!("packet without dts: {l}")),
+                    c.get(1).and_then(|d| d.trim().parse().ok()).unwrap_or(0),
+                )
             })
             .collect()
     }
@@ -1611,10 +1743,19 @@ mod tests {
         assert!((times[0].0 - TIMESTAMP_OFFSET).abs() < 90_000, "first dts {}", times[0].0);
 
         // ffmpeg reads the concatenation as one stream: the counter restarts are announced.
-        let out = Command::new("ffmpeg").args(["-nostdin", "-v", "debug", "-i"]).arg(ts).args(["-map", "0", "-c", "copy", "-f", "null", "-"]).output().unwrap();
+        let out = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "debug", "-i"])
+            .arg(ts)
+            .args(["-map", "0", "-c", "copy", "-f", "null", "-"])
+            .output()
+            .unwrap();
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success());
-        assert!(!log.contains("Continuity check failed"), "continuity errors:\n{}", log.lines().filter(|l| l.contains("Continuity")).take(5).collect::<Vec<_>>().join("\n"));
+        assert!(
+            !log.contains("Continuity check failed"),
+            "continuity errors:\n{}",
+            log.lines().filter(|l| l.contains("Continuity")).take(5).collect::<Vec<_>>().join("\n")
+        );
     }
 
     #[tokio::test]
@@ -1678,5 +1819,4 @@ mod tests {
         check_round_trip(&ts, &source, "0:v:0", "0:v:0", n);
         check_round_trip(&ts, &source, "0:a:0", "0:a:0", n);
     }
-
 }

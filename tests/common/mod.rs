@@ -91,16 +91,9 @@ pub fn show_cmd(cmd: &Command) -> String {
 /// Runs a command, returns stdout; Err carries the command line, status and stderr.
 pub fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
     let shown = show_cmd(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("cannot run `{shown}`: {e}"))?;
     if !out.status.success() {
-        return Err(format!(
-            "`{shown}` failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
+        return Err(format!("`{shown}` failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
     }
     Ok(out.stdout)
 }
@@ -110,24 +103,19 @@ pub fn as_u64(v: &Value) -> Option<u64> {
 }
 
 pub fn inspect(asset_dir: &Path) -> Vec<Track> {
-    let stdout = run(Command::new(bin()).arg("inspect").arg(asset_dir).arg("--json"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = run(Command::new(bin()).arg("inspect").arg(asset_dir).arg("--json")).unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8_lossy(&stdout);
     // Tolerate log lines before the JSON document.
     let json = &text[text.find('{').unwrap_or(0)..];
-    let v: Value = serde_json::from_str(json)
-        .unwrap_or_else(|e| panic!("inspect output is not JSON ({e}):\n{text}"));
-    let tracks = v["tracks"]
-        .as_array()
-        .unwrap_or_else(|| panic!("inspect output has no `tracks` array:\n{text}"));
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("inspect output is not JSON ({e}):\n{text}"));
+    let tracks = v["tracks"].as_array().unwrap_or_else(|| panic!("inspect output has no `tracks` array:\n{text}"));
     let tracks: Vec<Track> = tracks
         .iter()
         .map(|t| Track {
             name: t["name"].as_str().unwrap_or_else(|| panic!("track without name: {t}")).to_owned(),
             bitrate: as_u64(&t["bitrate"]).unwrap_or_else(|| panic!("track without bitrate: {t}")),
             file: t["file"].as_str().unwrap_or_else(|| panic!("track without file: {t}")).to_owned(),
-            track_id: as_u64(&t["info"]["track_id"])
-                .unwrap_or_else(|| panic!("track without info.track_id: {t}")),
+            track_id: as_u64(&t["info"]["track_id"]).unwrap_or_else(|| panic!("track without info.track_id: {t}")),
             kind: t["info"]["kind"].as_str().unwrap_or("").to_owned(),
         })
         .collect();
@@ -163,11 +151,15 @@ pub fn resolve_source(asset_dir: &Path, file: &str) -> PathBuf {
 /// Decodes with ffmpeg to framemd5; returns the non-comment lines.
 pub fn framemd5(input_opts: &[&OsStr], input: &Path, map: &str) -> Result<Vec<String>, String> {
     let mut cmd = Command::new(ffmpeg_bin());
-    cmd.args(["-nostdin", "-hide_banner", "-v", "error"])
-        .args(input_opts)
-        .arg("-i")
-        .arg(input)
-        .args(["-map", map, "-fps_mode", "passthrough", "-f", "framemd5", "-"]);
+    cmd.args(["-nostdin", "-hide_banner", "-v", "error"]).args(input_opts).arg("-i").arg(input).args([
+        "-map",
+        map,
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "framemd5",
+        "-",
+    ]);
     let out = run(&mut cmd)?;
     let lines: Vec<String> = String::from_utf8_lossy(&out)
         .lines()
@@ -205,10 +197,7 @@ pub fn hash_of(line: &str) -> &str {
 
 /// Compares two framemd5 outputs by hash; Err describes the first difference.
 pub fn compare(src: &[String], ours: &[String]) -> Result<(), String> {
-    let first_diff = src
-        .iter()
-        .zip(ours)
-        .position(|(a, b)| hash_of(a) != hash_of(b));
+    let first_diff = src.iter().zip(ours).position(|(a, b)| hash_of(a) != hash_of(b));
     if first_diff.is_none() && src.len() == ours.len() {
         return Ok(());
     }
@@ -280,7 +269,6 @@ pub fn representation_ids(mpd: &str) -> Vec<String> {
         .collect()
 }
 
-
 /// Packages the asset in `asset_dir` in each of `formats`, then checks that every audio and
 /// video track decodes to the same frames as its source. The source is decoded once per track.
 pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
@@ -294,8 +282,13 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
             let tmp = tempfile::tempdir().expect("tempdir");
             // Absolute path: ffmpeg's dash demuxer mis-resolves segment URLs of a relative MPD path.
             let out = tmp.path().canonicalize().expect("canonical tempdir");
-            run(Command::new(bin()).arg("package").args(["--format", format.cli()]).arg("--out").arg(&out).arg(asset_dir))
-                .unwrap_or_else(|e| panic!("{e}"));
+            run(Command::new(bin())
+                .arg("package")
+                .args(["--format", format.cli()])
+                .arg("--out")
+                .arg(&out)
+                .arg(asset_dir))
+            .unwrap_or_else(|e| panic!("{e}"));
             let manifest = out.join(format.manifest_file());
             assert!(manifest.is_file(), "no manifest {}; package wrote:\n{}", manifest.display(), list_tree(&out));
             (format, tmp, out)
@@ -303,7 +296,8 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
         .collect();
 
     let ignore_editlist = std::env::var_os("LOSSLESS_HONOR_EDITLIST").is_none_or(|v| v != "1");
-    let src_opts: Vec<&OsStr> = if ignore_editlist { vec![OsStr::new("-ignore_editlist"), OsStr::new("1")] } else { vec![] };
+    let src_opts: Vec<&OsStr> =
+        if ignore_editlist { vec![OsStr::new("-ignore_editlist"), OsStr::new("1")] } else { vec![] };
     let mut failures = Vec::new();
     let mut checked = 0;
     for t in &tracks {
@@ -321,14 +315,21 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
             }
         };
         for (format, _, out) in &packages {
-            let label = format!("{asset}/{format:?} track {:?} ({}, bitrate {}, {} track_ID {})", t.name, t.kind, t.bitrate, t.file, t.track_id);
+            let label = format!(
+                "{asset}/{format:?} track {:?} ({}, bitrate {}, {} track_ID {})",
+                t.name, t.kind, t.bitrate, t.file, t.track_id
+            );
             let ours = match format {
                 Format::Hls => {
                     let playlist = out
                         .join(format!("QualityLevels({})", t.bitrate))
                         .join(format!("Manifest({},format=m3u8-cmaf).m3u8", t.name));
                     if !playlist.is_file() {
-                        failures.push(format!("{label}: no media playlist {}; package wrote:\n{}", playlist.display(), list_tree(out)));
+                        failures.push(format!(
+                            "{label}: no media playlist {}; package wrote:\n{}",
+                            playlist.display(),
+                            list_tree(out)
+                        ));
                         continue;
                     }
                     framemd5(&[], &playlist, &format!("0:{kind_sel}:0"))
@@ -392,7 +393,11 @@ impl TestServer {
         let thread = std::thread::Builder::new()
             .name("origin-under-test".into())
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
                     let service = Arc::new(jit_origin::server::Service::new(origin, http));

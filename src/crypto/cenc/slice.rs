@@ -1005,7 +1005,7 @@ impl HevcSps {
         r.skip(4)?; // sps_video_parameter_set_id
         let max_sub_layers_minus1 = r.u(3)?;
         r.skip(1)?; // sps_temporal_id_nesting_flag
-        // profile_tier_level(1, max_sub_layers_minus1)
+                    // profile_tier_level(1, max_sub_layers_minus1)
         r.skip(3)?; // general_profile_space, general_tier_flag
         let general_profile_idc = r.u(5)?;
         r.skip(32 + 48 + 8)?; // compatibility flags, constraint flags, general_level_idc
@@ -1254,14 +1254,31 @@ mod tests {
     fn vcl_types() {
         let mut p = SliceHeaderParser::default();
         for (t, vcl) in [(1u8, true), (5, true), (6, false), (7, false), (8, false), (9, false), (20, false)] {
-            assert_eq!(matches!(p.classify(&[0x60 | t, 0], false), NalClass::Vcl { header_len: 1, .. }), vcl, "AVC {t}");
+            assert_eq!(
+                matches!(p.classify(&[0x60 | t, 0], false), NalClass::Vcl { header_len: 1, .. }),
+                vcl,
+                "AVC {t}"
+            );
         }
-        for (t, vcl) in [(0u8, true), (1, true), (19, true), (21, true), (32, false), (33, false), (34, false), (35, false), (39, false)] {
+        for (t, vcl) in [
+            (0u8, true),
+            (1, true),
+            (19, true),
+            (21, true),
+            (32, false),
+            (33, false),
+            (34, false),
+            (35, false),
+            (39, false),
+        ] {
             assert_eq!(matches!(p.classify(&[t << 1, 1], true), NalClass::Vcl { header_len: 2, .. }), vcl, "HEVC {t}");
         }
         assert_eq!(p.classify(&[], false), NalClass::NonVcl);
         // Without parameter sets, no header length (the conservative rule applies).
-        assert_eq!(p.classify(&[0x65, 0x88, 0x84, 0, 0x20], false), NalClass::Vcl { header_len: 1, slice_header_end: None });
+        assert_eq!(
+            p.classify(&[0x65, 0x88, 0x84, 0, 0x20], false),
+            NalClass::Vcl { header_len: 1, slice_header_end: None }
+        );
     }
 
     #[test]
@@ -1269,10 +1286,16 @@ mod tests {
         // 1 | 010 | 011 | 00100 | 00101 → ue 0, 1, 2, 3, 4; then se of 00110 (5 → +3).
         let data = [0b1010_0110, 0b0100_0010, 0b1001_1000];
         let mut r = Bits { data: &data, pos: 0 };
-        assert_eq!((r.ue(), r.ue(), r.ue(), r.ue(), r.ue(), r.se()), (Some(0), Some(1), Some(2), Some(3), Some(4), Some(3)));
+        assert_eq!(
+            (r.ue(), r.ue(), r.ue(), r.ue(), r.ue(), r.se()),
+            (Some(0), Some(1), Some(2), Some(3), Some(4), Some(3))
+        );
         assert_eq!(r.u(8), None, "reads past the end fail");
         assert_eq!(Bits { data: &[0, 0, 0, 0, 0], pos: 0 }.ue(), None, "over-long codes fail");
-        assert_eq!((ceil_log2(1), ceil_log2(2), ceil_log2(3), ceil_log2(4), ceil_log2(5), ceil_log2(60)), (0, 1, 2, 2, 3, 6));
+        assert_eq!(
+            (ceil_log2(1), ceil_log2(2), ceil_log2(3), ceil_log2(4), ceil_log2(5), ceil_log2(60)),
+            (0, 1, 2, 2, 3, 6)
+        );
         // 00 00 03 01: the 03 is dropped, RBSP byte 2 (0x01) is NAL byte 3.
         let rbsp = Rbsp::new(&[0x41, 0, 0, 3, 1, 0, 0, 3, 0, 0, 3], 100);
         assert_eq!(rbsp.bytes, [0x41, 0, 0, 1, 0, 0, 0, 0]);
@@ -1329,7 +1352,13 @@ mod tests {
         let moov = boxes(&file).map(|b| b.unwrap()).find(|b| &b.kind == b"moov").unwrap();
         let moov = crate::index::progressive::parse_moov(&bytes::Bytes::copy_from_slice(moov.payload)).unwrap();
         let t = &moov.tracks[0];
-        let samples = t.samples.offsets.iter().zip(&t.samples.sizes).map(|(&o, &s)| file[o as usize..o as usize + s as usize].to_vec()).collect();
+        let samples = t
+            .samples
+            .offsets
+            .iter()
+            .zip(&t.samples.sizes)
+            .map(|(&o, &s)| file[o as usize..o as usize + s as usize].to_vec())
+            .collect();
         (t.info.sample_entry.to_vec(), samples)
     }
 
@@ -1410,7 +1439,12 @@ mod tests {
                 pos += length_size + len;
                 if let NalClass::Vcl { header_len, slice_header_end } = parser.classify(nal, hevc) {
                     let end = slice_header_end.unwrap_or_else(|| panic!("{file}: slice {} not parsed", ours.len()));
-                    assert!(end >= header_len && end < nal.len(), "{file}: slice {}: {end} of {}", ours.len(), nal.len());
+                    assert!(
+                        end >= header_len && end < nal.len(),
+                        "{file}: slice {}: {end} of {}",
+                        ours.len(),
+                        nal.len()
+                    );
                     ours.push((end, nal.to_vec()));
                 }
             }
@@ -1486,12 +1520,66 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let x265 = "log-level=error:pools=1:frame-threads=1";
         let cases: &[(&str, bool, &[&str])] = &[
-            ("cavlc", false, &["-c:v", "libx264", "-profile:v", "main", "-coder", "0", "-x264-params", "slices=3:bframes=2:ref=3"]),
-            ("mbaff", false, &["-c:v", "libx264", "-x264-params", "interlaced=1:tff=1:bframes=3:b-pyramid=strict:ref=4:weightp=2"]),
-            ("poc2_444", false, &["-c:v", "libx264", "-bf", "0", "-pix_fmt", "yuv444p", "-profile:v", "high444", "-x264-params", "slices=2:ref=5:weightp=2"]),
-            ("hevc_slices", true, &["-c:v", "libx265", "-x265-params", &format!("slices=3:weightb=1:ref=4:bframes=4:b-pyramid=1:keyint=24:open-gop=1:{x265}")]),
-            ("hevc_rps_444", true, &["-c:v", "libx265", "-pix_fmt", "yuv444p", "-x265-params", &format!("multi-pass-opt-rps=1:constrained-intra=1:deblock=1,-1:no-sao=1:tskip=1:keyint=12:{x265}")]),
-            ("hevc_10bit", true, &["-c:v", "libx265", "-pix_fmt", "yuv420p10le", "-x265-params", &format!("slices=2:amp=1:signhide=0:bframes=3:weightp=1:keyint=30:min-keyint=5:{x265}")]),
+            (
+                "cavlc",
+                false,
+                &["-c:v", "libx264", "-profile:v", "main", "-coder", "0", "-x264-params", "slices=3:bframes=2:ref=3"],
+            ),
+            (
+                "mbaff",
+                false,
+                &["-c:v", "libx264", "-x264-params", "interlaced=1:tff=1:bframes=3:b-pyramid=strict:ref=4:weightp=2"],
+            ),
+            (
+                "poc2_444",
+                false,
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-bf",
+                    "0",
+                    "-pix_fmt",
+                    "yuv444p",
+                    "-profile:v",
+                    "high444",
+                    "-x264-params",
+                    "slices=2:ref=5:weightp=2",
+                ],
+            ),
+            (
+                "hevc_slices",
+                true,
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-x265-params",
+                    &format!("slices=3:weightb=1:ref=4:bframes=4:b-pyramid=1:keyint=24:open-gop=1:{x265}"),
+                ],
+            ),
+            (
+                "hevc_rps_444",
+                true,
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-pix_fmt",
+                    "yuv444p",
+                    "-x265-params",
+                    &format!("multi-pass-opt-rps=1:constrained-intra=1:deblock=1,-1:no-sao=1:tskip=1:keyint=12:{x265}"),
+                ],
+            ),
+            (
+                "hevc_10bit",
+                true,
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-pix_fmt",
+                    "yuv420p10le",
+                    "-x265-params",
+                    &format!("slices=2:amp=1:signhide=0:bframes=3:weightp=1:keyint=30:min-keyint=5:{x265}"),
+                ],
+            ),
         ];
         for (name, hevc, args) in cases {
             let path = dir.path().join(format!("{name}.mp4"));

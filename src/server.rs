@@ -268,7 +268,7 @@ impl Service {
         };
         // The token is checked first, so callers without one learn nothing about which key
         // ids exist.
-        if let Err(refusal) = self.check_key_access(locator, query, headers) {
+        if let Some(refusal) = self.key_access_refusal(locator, query, headers) {
             return refusal;
         }
         let Ok(kid_bytes) = crate::crypto::parse_hex16(kid) else {
@@ -285,26 +285,26 @@ impl Service {
         Self::finish(b, PartsBody::new([Bytes::copy_from_slice(&key.key)]))
     }
 
-    /// Applies the locator's key access (open, or a valid JWT) to a key or licence request.
-    fn check_key_access(
+    /// Applies the locator's key access (open, or a valid JWT) to a key or licence request:
+    /// the refusal to send, or `None` when access is granted.
+    fn key_access_refusal(
         &self,
         locator: &crate::origin::Locator,
         query: Option<&str>,
         headers: &HeaderMap,
-    ) -> Result<(), Resp> {
-        let Some(verifier) = &locator.key_access else { return Ok(()) };
+    ) -> Option<Resp> {
+        let verifier = locator.key_access.as_ref()?;
         let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let checked = match crate::token::token_from_request(authorization, query) {
             Some(token) => verifier.verify(&token),
             None => Err(crate::token::TokenError::Missing),
         };
-        checked.map_err(|e| {
-            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-            let mut response = self.error(status, &format!("unauthorized: {}", e.reason()));
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate()));
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-        })
+        let e = checked.err()?;
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let mut response = self.error(status, &format!("unauthorized: {}", e.reason()));
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate()));
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Some(response)
     }
 
     /// `POST /{locator}/clearkey`: a W3C Clear Key licence (JSON request with base64url KIDs →
@@ -314,7 +314,7 @@ impl Service {
         let Some(locator) = self.origin.locator(locator_id) else {
             return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
         };
-        if let Err(refusal) = self.check_key_access(locator, query, headers) {
+        if let Some(refusal) = self.key_access_refusal(locator, query, headers) {
             return refusal;
         }
         let limited = http_body_util::Limited::new(body, crate::drm::MAX_CLEARKEY_REQUEST_BYTES);

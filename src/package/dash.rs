@@ -599,40 +599,4 @@ mod tests {
         let o = ManifestOptions::new(Format::MpdTimeCmaf);
         assert_eq!(mpd(&asset, &o, &[], true), mpd(&asset.clone(), &o, &[], true));
     }
-
-    /// `cargo test --release --lib package::dash -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn two_hour_mpd_timing() {
-        let asset = fixtures::two_hours();
-        let o = ManifestOptions::new(Format::MpdTimeCmaf);
-        let runs = 200;
-        let start = std::time::Instant::now();
-        let mut bytes = 0;
-        for _ in 0..runs {
-            bytes += mpd(&asset, &o, &[], true).len();
-        }
-        let each = start.elapsed() / runs;
-        let segments: usize = asset.tracks.iter().map(|t| t.timeline.segments.len()).sum();
-        eprintln!("MPD, {segments} segments, {} bytes: {:?}", bytes / runs as usize, each);
-
-        // Worst case: no two consecutive durations equal, so no `r` collapsing at all.
-        let mut jittered = asset.clone();
-        for t in &mut jittered.tracks {
-            let segs = &mut t.timeline.segments;
-            for k in 0..segs.len().saturating_sub(1) {
-                let delta = if k % 2 == 0 { 1 } else { 0 };
-                segs[k].duration += delta;
-                segs[k + 1].time += delta;
-                segs[k + 1].duration -= delta;
-            }
-        }
-        let start = std::time::Instant::now();
-        let mut bytes = 0;
-        for _ in 0..runs {
-            bytes += mpd(&jittered, &o, &[], true).len();
-        }
-        let each = start.elapsed() / runs;
-        eprintln!("MPD without repeats, {segments} segments, {} bytes: {:?}", bytes / runs as usize, each);
-    }
 }

@@ -572,12 +572,6 @@ pub(crate) mod fixtures {
             Some(2.0),
         )
     }
-
-    /// Two hours of 1080p + AAC, 2 s segments (3,600 of them): for timing.
-    pub(crate) fn two_hours() -> Asset {
-        let secs = 7200.0;
-        asset_of(&[video("video_1080", 6_000_000, 1920, 1080, secs), aac("aac_eng", 128_000, "eng", secs)], Some(2.0))
-    }
 }
 
 #[cfg(test)]
@@ -787,27 +781,5 @@ mod tests {
         assert_eq!(target_duration(6499, 1000), 6);
         assert_eq!(target_duration(64995, 10000), 7);
         assert_eq!(target_duration(0, 1000), 1);
-    }
-
-    /// `cargo test --release --lib package::hls -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn two_hour_media_playlist_timing() {
-        let asset = fixtures::two_hours();
-        let video = &asset.tracks[0];
-        assert!(video.timeline.segments.len() >= 3500);
-        let runs = 200;
-        let start = std::time::Instant::now();
-        let mut bytes = 0;
-        for _ in 0..runs {
-            bytes += media_playlist(video, Format::M3u8Cmaf, None, None, &[], true).len();
-        }
-        let each = start.elapsed() / runs;
-        eprintln!(
-            "media playlist, {} segments, {} bytes: {:?}",
-            video.timeline.segments.len(),
-            bytes / runs as usize,
-            each
-        );
     }
 }

@@ -568,25 +568,13 @@ impl DrmSystems {
     }
 }
 
-fn percent_encode_unreserved(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Expands `{kid}`, `{kid_uuid}` and `{locator}` in a template. Quotes and line breaks that
 /// slipped past [`DrmSystems::validate`] are percent-encoded so an HLS attribute stays intact.
 pub fn expand_template(template: &str, kid: &[u8; 16], locator: &str) -> String {
     let expanded = template
         .replace("{kid}", &hex(kid))
         .replace("{kid_uuid}", &guid_string(kid))
-        .replace("{locator}", &percent_encode_unreserved(locator));
+        .replace("{locator}", &crate::url::percent_encode(locator));
     expanded.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
 }
 

@@ -47,14 +47,44 @@ pub struct Locator {
     pub key_access: Option<Arc<TokenVerifier>>,
     /// DRM systems signalled for Common Encryption.
     pub drm: DrmSystems,
+    /// What encrypted requests need, resolved once at start (None for clear locators).
+    encryption: Option<LocatorEncryption>,
+}
+
+/// A protected locator's encryption settings, derived once from its config so the request
+/// path only borrows them.
+#[derive(Debug, Clone)]
+struct LocatorEncryption {
+    /// The key endpoint path players fetch the first key from: `/{locator}/key/{kid}`.
+    key_uri: String,
+    /// xxh3 of the content key: encrypted segment bytes differ per key (never the key itself).
+    key_fingerprint: u64,
+    /// xxh3 of everything encrypted manifests and init segments embed besides the asset: the
+    /// key (PlayReady checksum), the locator id (key URIs) and the DRM signalling.
+    signalling_fingerprint: u64,
+}
+
+impl LocatorEncryption {
+    fn new(id: &str, keys: &[ContentKey], drm: &DrmSystems) -> Option<Self> {
+        let key = keys.first()?;
+        let mut h = Xxh3::new();
+        h.update(&key.key);
+        h.update(id.as_bytes());
+        h.update(format!("{drm:?}").as_bytes());
+        Some(LocatorEncryption {
+            key_uri: format!("/{id}/key/{}", key.kid_hex()),
+            key_fingerprint: xxhash_rust::xxh3::xxh3_64(&key.key),
+            signalling_fingerprint: h.digest(),
+        })
+    }
 }
 
 impl Locator {
-    /// The key that encrypts this locator's output and the key endpoint path players fetch
-    /// it from (`/{locator}/key/{kid}`), when the policy encrypts.
-    fn protection(&self) -> Option<(&ContentKey, String)> {
+    /// What the packager needs to encrypt this locator's output, when the policy encrypts.
+    fn protection(&self) -> Option<package::Protection<'_>> {
         let key = self.keys.first()?;
-        Some((key, format!("/{}/key/{}", self.id, key.kid_hex())))
+        let encryption = self.encryption.as_ref()?;
+        Some(package::Protection { key, key_uri: &encryption.key_uri, locator: &self.id, drm: &self.drm })
     }
 
     /// The key with id `kid`, for the key endpoint.
@@ -105,13 +135,11 @@ struct ManifestKey {
     asset: AssetKey,
     resource: Resource,
     extension: bool,
-    /// Encrypted playlists name the locator's key endpoint, so they are per locator.
-    key_uri: Option<String>,
     /// Every filter applied: the locator's defaults, then the request's.
     filters: Vec<String>,
-    /// Encrypted manifests and init segments embed the locator's DRM signalling (licence
-    /// URLs, PSSH data, the PlayReady key checksum): a fingerprint of it and of the key (never
-    /// the key), so the ETag changes when they do.
+    /// Encrypted manifests and init segments embed the locator's key URI and DRM signalling
+    /// (licence URLs, PSSH data, the PlayReady key checksum): their fingerprint (never the
+    /// key), so cache entries and ETags are per signalling.
     protection_fingerprint: Option<u64>,
 }
 
@@ -217,6 +245,8 @@ impl Origin {
                 .find(|s| s.name() == l.storage)
                 .cloned()
                 .ok_or_else(|| ConfigError(format!("locator '{}': unknown storage '{}'", l.id, l.storage)))?;
+            let keys = l.content_keys().map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?;
+            let drm = l.drm.systems();
             locators.insert(
                 l.id.clone(),
                 Locator {
@@ -225,8 +255,9 @@ impl Origin {
                     asset_folder: l.asset.trim_matches('/').to_string(),
                     policy: l.policy,
                     default_filters: l.filters.clone(),
-                    keys: l.content_keys().map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
-                    drm: l.drm.systems(),
+                    encryption: LocatorEncryption::new(&l.id, &keys, &drm),
+                    keys,
+                    drm,
                     key_access: match &l.key_access {
                         Some(KeyAccess::Token(policy)) => Some(Arc::new(
                             TokenVerifier::new(policy).map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
@@ -328,6 +359,7 @@ impl Origin {
         // Only encrypted requests carry the key (the policy check above guarantees a clear
         // request is allowed clear, and an encrypted one has keys).
         let protection = encryption.and_then(|_| locator.protection());
+        let fingerprints = encryption.and(locator.encryption.as_ref());
         match &request.resource {
             Resource::Segment { bitrate, track, time, format, .. } => {
                 let track = asset
@@ -357,26 +389,9 @@ impl Origin {
                         other => *other,
                     },
                     encryption,
-                    key_fingerprint: protection.as_ref().map(|(k, _)| xxhash_rust::xxh3::xxh3_64(&k.key)),
+                    key_fingerprint: fingerprints.map(|f| f.key_fingerprint),
                     muxed_audio,
                 };
-                let version = track.file_index.version.clone();
-                // The ETag leaves out the storage's own ETag: local stores derive it from inode
-                // numbers, which differ between replicas holding the same file.
-                let identity = {
-                    let mut recipe = key.clone();
-                    recipe.version.etag = None;
-                    if let Some(audio) = &mut recipe.muxed_audio {
-                        audio.1.etag = None;
-                    }
-                    identity_of(&recipe, &[&version])
-                };
-                let protection = protection.as_ref().map(|(key, uri)| package::Protection {
-                    key,
-                    key_uri: uri,
-                    locator: &locator.id,
-                    drm: &locator.drm,
-                });
                 let resource = request.resource.clone();
                 let metrics = self.metrics.clone();
                 let permits = self.segment_builds.clone();
@@ -392,6 +407,15 @@ impl Origin {
                         let started = Instant::now();
                         let output = package::render(storage, &asset, &resource, request.extension, protection).await?;
                         metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
+                        // The ETag leaves out the storage's own ETag: local stores derive it
+                        // from inode numbers, which differ between replicas holding the file.
+                        let version = key.version.clone();
+                        let mut recipe = key;
+                        recipe.version.etag = None;
+                        if let Some(audio) = &mut recipe.muxed_audio {
+                            audio.1.etag = None;
+                        }
+                        let identity = identity_of(&recipe, &[&version]);
                         Ok::<_, Error>(Arc::new(Built::new(output, identity, &[&version], true)))
                     })
                     .await?;
@@ -425,21 +449,9 @@ impl Origin {
                     },
                     resource: resource.clone(),
                     extension: request.extension,
-                    key_uri: protection.as_ref().map(|(_, uri)| uri.clone()),
                     filters: filter_names,
-                    protection_fingerprint: protection.as_ref().map(|(key, _)| {
-                        let mut h = Xxh3::new();
-                        h.update(&key.key);
-                        h.update(format!("{:?}", locator.drm).as_bytes());
-                        h.digest()
-                    }),
+                    protection_fingerprint: fingerprints.map(|f| f.signalling_fingerprint),
                 };
-                let protection = protection.as_ref().map(|(key, uri)| package::Protection {
-                    key,
-                    key_uri: uri,
-                    locator: &locator.id,
-                    drm: &locator.drm,
-                });
                 let entry = self
                     .manifests
                     .entry(key.clone())

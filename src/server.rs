@@ -464,16 +464,7 @@ fn split_key_path(path: &str) -> Option<(&str, &str)> {
 /// in a multivariant playlist, `EXT-X-KEY` URIs in a media playlist.
 fn with_token(built: &Built, token: &str, multivariant: bool) -> Built {
     let text = String::from_utf8_lossy(&built.parts.concat()).into_owned();
-    let encoded: String = token
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = url::percent_encode(token);
     let add = |uri: &str| format!("{uri}{}token={encoded}", if uri.contains('?') { '&' } else { '?' });
     let mut out = String::with_capacity(text.len() + 64);
     for line in text.lines() {

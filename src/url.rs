@@ -479,6 +479,14 @@ fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, ChildOptions)
     Ok((track.to_owned(), time, parse_child_options(items, false)?))
 }
 
+/// `text` with every byte outside the RFC 3986 unreserved set `[A-Za-z0-9._~-]`
+/// percent-encoded: safe in a URL path segment, a query value and an HLS quoted string.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_encoded(&mut out, text);
+    out
+}
+
 /// Appends `name`, percent-encoding every byte outside `[A-Za-z0-9._~-]`.
 fn push_encoded(out: &mut String, name: &str) {
     if name.bytes().all(is_safe) {

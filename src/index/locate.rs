@@ -105,7 +105,7 @@ pub async fn index_file(storage: &Storage, path: &str) -> Result<FileIndex> {
     let parsed = parse_moov(&moov).map_err(|e| r.media(e))?;
     let mut tracks = parsed.tracks;
     if parsed.fragmented {
-        read_fragments(&mut r, &top.sidx, top.first_moof.unwrap_or(top.after_moov), &window, &mut tracks).await?;
+        read_fragments(&mut r, &top.sidx, top.first_moof.unwrap_or(top.after_moov), window, &mut tracks).await?;
     }
     let mut out = Vec::with_capacity(tracks.len());
     for t in tracks {
@@ -176,7 +176,7 @@ async fn read_fragments(
     r: &mut Reader<'_>,
     sidx: &Option<(Bytes, u64)>,
     walk_from: u64,
-    window: &Window,
+    window: Window,
     tracks: &mut [MoovTrack],
 ) -> Result<()> {
     let mut offsets: Option<Vec<u64>> = None;
@@ -190,37 +190,29 @@ async fn read_fragments(
     if offsets.is_none() {
         offsets = read_mfra(r).await?;
     }
-    match offsets {
-        Some(offsets) => {
-            let storage = r.storage;
-            let path = r.path;
-            let size = r.size;
-            let windows: Vec<(u64, Bytes)> = futures::stream::iter(offsets.into_iter().filter(|&o| o < size))
-                .map(|at| async move {
-                    let data = storage.read_range(path, at..(at + MOOF_WINDOW).min(size)).await?;
-                    Ok::<_, Error>((at, data))
-                })
-                .buffered(FRAGMENT_READ_CONCURRENCY)
-                .try_collect()
-                .await?;
-            r.reads += windows.len() as u32;
-            // tfra may list only fragments with random access points; use the listed
-            // offsets only when they account for every fragment, else walk the file.
-            let complete = windows.windows(2).all(|p| fragment_end(&p[0]) == Some(p[1].0));
-            if complete {
-                for (at, data) in windows {
-                    walk_fragments(r, Window { start: at, data }, at, Some(1), tracks).await?;
-                }
-                return Ok(());
+    if let Some(offsets) = offsets {
+        let storage = r.storage;
+        let path = r.path;
+        let size = r.size;
+        let windows: Vec<(u64, Bytes)> = futures::stream::iter(offsets.into_iter().filter(|&o| o < size))
+            .map(|at| async move {
+                let data = storage.read_range(path, at..(at + MOOF_WINDOW).min(size)).await?;
+                Ok::<_, Error>((at, data))
+            })
+            .buffered(FRAGMENT_READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        r.reads += windows.len() as u32;
+        // tfra may list only fragments with random access points; use the listed offsets only
+        // when they account for every fragment, else walk the file below.
+        if windows.windows(2).all(|p| fragment_end(&p[0]) == Some(p[1].0)) {
+            for (at, data) in windows {
+                walk_fragments(r, Window { start: at, data }, at, Some(1), tracks).await?;
             }
-            let w = Window { start: window.start, data: window.data.clone() };
-            walk_fragments(r, w, walk_from, None, tracks).await
-        }
-        None => {
-            let w = Window { start: window.start, data: window.data.clone() };
-            walk_fragments(r, w, walk_from, None, tracks).await
+            return Ok(());
         }
     }
+    walk_fragments(r, window, walk_from, None, tracks).await
 }
 
 /// Where the fragment starting at `at` ends (after its moof's mdat), if `data` shows it.

@@ -2,11 +2,12 @@
 //! manifest. Loading an asset indexes each referenced file once and plans every track's
 //! segment timeline.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::index::{FileIndex, TrackIndex, TrackKind};
+use crate::index::{FileIndex, ObjectVersion, TrackIndex, TrackKind};
 use crate::timeline::Timeline;
 
 /// One track of an asset as the manifests and URLs see it.
@@ -145,7 +146,23 @@ fn join(folder: &str, name: &str) -> String {
 /// Finds how the asset in `folder` is described: its `.ism` named `{name}.ism` when `name`
 /// is given, its only `.ism` otherwise, or its media files when it has no `.ism`.
 pub async fn resolve_source(storage: &Storage, folder: &str, name: Option<&str>) -> Result<AssetSource> {
+    resolve_source_with_versions(storage, folder, name).await.map(|(source, _)| source)
+}
+
+/// [`resolve_source`], plus the version of every object in the folder from the same listing,
+/// so a reload can tell which already-indexed files are unchanged without reading them.
+pub async fn resolve_source_with_versions(
+    storage: &Storage,
+    folder: &str,
+    name: Option<&str>,
+) -> Result<(AssetSource, HashMap<String, ObjectVersion>)> {
     let objects = storage.list(folder).await?;
+    let versions = objects.iter().map(|o| (o.location.to_string(), crate::storage::version_of(o))).collect();
+    let source = source_from_listing(&objects, folder, name)?;
+    Ok((source, versions))
+}
+
+fn source_from_listing(objects: &[object_store::ObjectMeta], folder: &str, name: Option<&str>) -> Result<AssetSource> {
     let isms: Vec<String> =
         objects.iter().map(|o| o.location.to_string()).filter(|p| p.to_ascii_lowercase().ends_with(".ism")).collect();
     let media_files: Vec<String> = objects
@@ -223,6 +240,17 @@ fn choices_from_ism(ism_path: &str, ism: IsmManifest) -> Vec<TrackChoice> {
 
 /// Loads an asset: reads its description, indexes each file once, plans the timelines.
 pub async fn load(storage: &Storage, source: &AssetSource, policy: SegmentPolicy) -> Result<Asset> {
+    load_reusing(storage, source, policy, &HashMap::new()).await
+}
+
+/// [`load`], taking the index of a file from `known` (path → index of its current version)
+/// instead of reading the file again.
+pub async fn load_reusing(
+    storage: &Storage,
+    source: &AssetSource,
+    policy: SegmentPolicy,
+    known: &HashMap<String, Arc<FileIndex>>,
+) -> Result<Asset> {
     let asset_name = source.name();
     let choices = match source {
         AssetSource::Ism(path) => {
@@ -241,8 +269,13 @@ pub async fn load(storage: &Storage, source: &AssetSource, policy: SegmentPolicy
     let mut files: Vec<String> = choices.iter().map(|c| c.file.clone()).collect();
     files.sort();
     files.dedup();
-    let indexes = futures::future::try_join_all(files.iter().map(|f| index_file(storage, f))).await?;
-    let indexes: Vec<Arc<FileIndex>> = indexes.into_iter().map(Arc::new).collect();
+    let indexes: Vec<Arc<FileIndex>> = futures::future::try_join_all(files.iter().map(|f| async move {
+        match known.get(f) {
+            Some(index) => Ok(index.clone()),
+            None => index_file(storage, f).await.map(Arc::new),
+        }
+    }))
+    .await?;
 
     let mut tracks: Vec<AssetTrack> = Vec::new();
     for choice in choices {

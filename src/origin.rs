@@ -21,8 +21,8 @@ use crate::crypto::ContentKey;
 use crate::drm::DrmSystems;
 use crate::error::Error;
 use crate::filter;
-use crate::index::ObjectVersion;
 use crate::index::TrackKind;
+use crate::index::{FileIndex, ObjectVersion};
 use crate::metrics::Metrics;
 use crate::package;
 use crate::storage::Storage;
@@ -196,6 +196,9 @@ pub struct Origin {
     filters: HashMap<String, FilterConfig>,
     segment_policy: SegmentPolicy,
     assets: Cache<AssetKey, Arc<Asset>>,
+    /// File indexes by (storage, path), kept across asset reloads: a reload lists the folder
+    /// and reuses every index whose file version is unchanged, so files are read once.
+    indexes: Cache<(String, String), Arc<FileIndex>>,
     manifests: Cache<ManifestKey, Arc<Built>>,
     segments: Cache<SegmentKey, Arc<Built>>,
     /// Permits for uncached segment builds (`limits.segment_builds`).
@@ -279,6 +282,14 @@ impl Origin {
             .time_to_live(Duration::from_secs(c.asset_ttl_secs.max(1)))
             .eviction_listener(eviction_counter(&metrics, "asset"))
             .build();
+        let indexes = Cache::builder()
+            .weigher(|_: &(String, String), f: &Arc<FileIndex>| {
+                let samples: usize = f.tracks.iter().map(|t| t.samples.len()).sum();
+                (samples.saturating_mul(25) + 1024).min(u32::MAX as usize) as u32
+            })
+            .max_capacity(c.index_mib * MIB)
+            .eviction_listener(eviction_counter(&metrics, "index"))
+            .build();
         let manifests = Cache::builder()
             .weigher(weigh_built)
             .max_capacity(c.manifest_mib * MIB)
@@ -296,6 +307,7 @@ impl Origin {
             filters: config.filter.iter().map(|f| (f.name.clone(), f.clone())).collect(),
             segment_policy: SegmentPolicy { target_secs: config.segment_duration },
             assets,
+            indexes,
             manifests,
             segments,
             segment_builds: Arc::new(tokio::sync::Semaphore::new(config.limits.segment_builds)),
@@ -326,12 +338,26 @@ impl Origin {
         };
         let storage = locator.storage.clone();
         let policy = self.segment_policy;
+        let indexes = self.indexes.clone();
         let entry = self
             .assets
             .entry(key.clone())
             .or_try_insert_with(async move {
-                let source = asset::resolve_source(&storage, &key.folder, Some(&key.name)).await?;
-                asset::load(&storage, &source, policy).await.map(Arc::new)
+                let (source, versions) =
+                    asset::resolve_source_with_versions(&storage, &key.folder, Some(&key.name)).await?;
+                let mut known = HashMap::new();
+                for (path, version) in &versions {
+                    if let Some(index) = indexes.get(&(key.storage.clone(), path.clone())).await {
+                        if &index.version == version {
+                            known.insert(path.clone(), index);
+                        }
+                    }
+                }
+                let asset = asset::load_reusing(&storage, &source, policy, &known).await?;
+                for t in &asset.tracks {
+                    indexes.insert((key.storage.clone(), t.file.clone()), t.file_index.clone()).await;
+                }
+                Ok::<_, Error>(Arc::new(asset))
             })
             .await?;
         self.count_lookup("asset", entry.is_fresh());
@@ -474,10 +500,12 @@ impl Origin {
     pub async fn sync_metrics(&self) {
         // moka counts entries and weights lazily: apply pending inserts before reading them.
         self.assets.run_pending_tasks().await;
+        self.indexes.run_pending_tasks().await;
         self.manifests.run_pending_tasks().await;
         self.segments.run_pending_tasks().await;
         for (name, entries, bytes) in [
             ("asset", self.assets.entry_count(), self.assets.weighted_size()),
+            ("index", self.indexes.entry_count(), self.indexes.weighted_size()),
             ("manifest", self.manifests.entry_count(), self.manifests.weighted_size()),
             ("segment", self.segments.entry_count(), self.segments.weighted_size()),
         ] {
@@ -487,12 +515,5 @@ impl Origin {
         for s in &self.storages {
             self.metrics.sync_storage(s);
         }
-    }
-
-    /// Drops every cached entry (tests; config reloads later).
-    pub fn invalidate_all(&self) {
-        self.assets.invalidate_all();
-        self.manifests.invalidate_all();
-        self.segments.invalidate_all();
     }
 }

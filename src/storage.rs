@@ -187,7 +187,8 @@ async fn read_local_range(file: PathBuf, range: Range<u64>) -> std::io::Result<B
     .map_err(std::io::Error::other)?
 }
 
-fn version_of(meta: &ObjectMeta) -> ObjectVersion {
+/// The version identity of a listed or fetched object.
+pub fn version_of(meta: &ObjectMeta) -> ObjectVersion {
     ObjectVersion { size: meta.size, etag: meta.e_tag.clone(), last_modified_unix: meta.last_modified.timestamp() }
 }
 

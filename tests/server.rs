@@ -197,9 +197,13 @@ impl ObjectStore for CountingStore {
 
 /// An origin over the fixtures whose storage account is a [`CountingStore`].
 fn counting_origin() -> (Origin, Arc<CountingStore>) {
+    counting_origin_with(config())
+}
+
+fn counting_origin_with(config: Config) -> (Origin, Arc<CountingStore>) {
     let store = CountingStore::over_fixtures();
     let storage = Arc::new(Storage::new(STORAGE, store.clone() as Arc<dyn ObjectStore>));
-    let origin = Origin::with_storages(&config(), vec![storage]).expect("origin");
+    let origin = Origin::with_storages(&config, vec![storage]).expect("origin");
     (origin, store)
 }
 
@@ -1133,4 +1137,28 @@ async fn metrics_counters_move_and_health_endpoints_answer() {
     assert!(metric(&after, "jit_cache_entries", &[("cache", "segment")]) >= 1.0, "segment cache entries gauge");
     assert!(metric(&after, "jit_cache_bytes", &[("cache", "segment")]) > 0.0, "segment cache bytes gauge");
     assert!(failures.is_empty(), "metrics did not move:\n{}", failures.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asset_reload_after_its_ttl_reads_no_unchanged_file_again() {
+    let mut config = config();
+    config.cache.asset_ttl_secs = 1;
+    let (origin, store) = counting_origin_with(config);
+    let server = TestServer::start(origin);
+    let c = client();
+    for asset in ["ladder", "muxed"] {
+        let url = server.url(&media_path(asset, "manifest(format=mpd-time-cmaf).mpd"));
+        let first = get(&c, &url).await;
+        assert_eq!(first.status, 200, "{}", first.describe());
+        let (gets, lists) = (store.gets(), store.lists());
+        // Asset (and manifest) entries expire; the reload lists the folder again, reads the
+        // .ism if there is one, and takes every unchanged file's index from the index cache.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let again = get(&c, &url).await;
+        assert_eq!(again.status, 200, "{}", again.describe());
+        assert_eq!(again.body, first.body, "{asset}: reload changed the manifest");
+        let ism_reads = u64::from(asset == "ladder");
+        assert_eq!(store.lists() - lists, 1, "{asset}: reload lists the folder once");
+        assert_eq!(store.gets() - gets, ism_reads, "{asset}: reload read media files again");
+    }
 }

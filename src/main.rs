@@ -95,6 +95,21 @@ impl From<PackageFormat> for Format {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Tells mimalloc to keep freed memory mapped for a second before handing it back to the
+/// kernel, instead of its default 10 ms. An origin frees a segment-sized buffer for about every
+/// one it allocates; returned pages were faulted in and zero-filled again by the next uncached
+/// segment (160 page faults per 1.5 MB segment, 40–60 % of that request's CPU in the load
+/// benchmark). A second is long enough for steady traffic to reuse the memory and short enough
+/// that an idle origin shrinks back. `MIMALLOC_PURGE_DELAY` (milliseconds) still overrides it.
+fn keep_freed_memory_mapped() {
+    // `mi_option_purge_delay` in mimalloc.h (v2); the bindings name no constant for it.
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: mi_option_set only stores the value; it is read on each purge decision.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+    }
+}
+
 type CliResult<T> = Result<T, String>;
 
 /// Local storage rooted at the asset folder's parent, and the asset within it, so file
@@ -304,6 +319,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    keep_freed_memory_mapped();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,

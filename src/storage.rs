@@ -173,13 +173,18 @@ pub fn object_path(path: &str) -> Result<Path> {
 
 /// Reads `range` of a local file into uninitialised capacity (no zero-fill), on the blocking
 /// pool. Shorter than asked when the file ends first, like object_store's ranged GET.
+///
+/// The buffer is allocated here, on the runtime's worker thread, not on the blocking thread:
+/// the allocator keeps per-thread heaps, and a buffer freed later by a worker (cache eviction,
+/// a finished response) goes back to the heap it came from. Dozens of blocking threads each
+/// holding freed segment buffers cost ~50 MB of resident memory in the load benchmark.
 async fn read_local_range(file: PathBuf, range: Range<u64>) -> std::io::Result<Bytes> {
+    let len = range.end.saturating_sub(range.start);
+    let mut buf = Vec::with_capacity(len as usize);
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::File::open(&file)?;
         f.seek(SeekFrom::Start(range.start))?;
-        let len = range.end.saturating_sub(range.start);
-        let mut buf = Vec::with_capacity(len as usize);
         f.take(len).read_to_end(&mut buf)?;
         Ok(Bytes::from(buf))
     })

@@ -83,15 +83,15 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Uncached segments read and built at once; further misses wait. Bounds the memory of
-    /// source reads in flight (one segment's bytes each) when many clients ask for different
-    /// uncached segments.
-    pub segment_builds: usize,
+    /// MiB of source bytes that uncached segment builds may hold at once; further misses wait.
+    /// With the segment cache, this bounds the origin's memory when many clients ask for
+    /// different uncached segments.
+    pub build_memory_mib: u64,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { segment_builds: 32 }
+        LimitsConfig { build_memory_mib: 16 }
     }
 }
 
@@ -309,8 +309,8 @@ impl Config {
 
     fn check(&self, text: &str) -> Result<(), ConfigError> {
         let at = |needle: &str| line_of_text(text, needle).map(|l| format!("line {l}: ")).unwrap_or_default();
-        if self.limits.segment_builds == 0 {
-            return Err(ConfigError(format!("{}segment_builds must be at least 1", at("segment_builds"))));
+        if self.limits.build_memory_mib == 0 {
+            return Err(ConfigError(format!("{}build_memory_mib must be at least 1", at("build_memory_mib"))));
         }
         if let Some(d) = self.segment_duration {
             if !(d.is_finite() && (0.5..=60.0).contains(&d)) {

@@ -106,6 +106,10 @@ pub struct Built {
     pub last_modified: i64,
     /// Segments and init segments are immutable; manifests are VOD-long.
     pub is_media: bool,
+    /// Memory the entry keeps alive, for the cache weigher: at least `len`, and the whole
+    /// source read when the body is zero-copy slices of it (a clear segment of an interleaved
+    /// file holds the other tracks' bytes between its samples too).
+    pub weight: u64,
 }
 
 impl Built {
@@ -118,6 +122,7 @@ impl Built {
             etag: format!("\"{identity:016x}-{len:x}\""),
             last_modified: sources.iter().map(|v| v.last_modified_unix).max().unwrap_or(0),
             is_media,
+            weight: len,
         }
     }
 }
@@ -201,8 +206,8 @@ pub struct Origin {
     indexes: Cache<(String, String), Arc<FileIndex>>,
     manifests: Cache<ManifestKey, Arc<Built>>,
     segments: Cache<SegmentKey, Arc<Built>>,
-    /// Permits for uncached segment builds (`limits.segment_builds`).
-    segment_builds: Arc<tokio::sync::Semaphore>,
+    /// Source bytes that uncached segment builds may hold at once (`limits.build_memory_mib`).
+    build_memory: Arc<BuildBudget>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -210,7 +215,32 @@ const MIB: u64 = 1024 * 1024;
 
 /// Weigher for byte-weighted caches (moka weighs in u32).
 fn weigh_built<K>(_: &K, v: &Arc<Built>) -> u32 {
-    v.len.min(u32::MAX as u64) as u32
+    v.weight.min(u32::MAX as u64) as u32
+}
+
+/// A memory budget for segment builds in progress: a build holds its source bytes (one ranged
+/// read) until its segment is cached, so many clients asking for different uncached segments
+/// would otherwise hold an unbounded amount. Counting bytes rather than builds lets hundreds of
+/// small audio segments build at once while 4K video segments take turns.
+#[derive(Debug)]
+struct BuildBudget {
+    /// One permit per KiB.
+    kib: tokio::sync::Semaphore,
+    total_kib: u32,
+}
+
+impl BuildBudget {
+    fn new(bytes: u64) -> Self {
+        let total_kib = bytes.div_ceil(1024).clamp(1, u32::MAX as u64) as u32;
+        BuildBudget { kib: tokio::sync::Semaphore::new(total_kib as usize), total_kib }
+    }
+
+    /// Waits until `bytes` fit the budget; a build larger than the whole budget waits for all
+    /// of it, so it runs alone rather than never.
+    async fn reserve(&self, bytes: u64) -> Result<tokio::sync::SemaphorePermit<'_>, tokio::sync::AcquireError> {
+        let kib = bytes.div_ceil(1024).clamp(1, self.total_kib as u64) as u32;
+        self.kib.acquire_many(kib).await
+    }
 }
 
 fn eviction_counter<K: Send + Sync + 'static, V: Send + Sync + 'static>(
@@ -297,6 +327,12 @@ impl Origin {
             .eviction_listener(eviction_counter(&metrics, "manifest"))
             .build();
         let segments = Cache::builder()
+            // LRU rather than moka's default TinyLFU admission: behind a CDN most segment
+            // requests are first requests (edges and shields ask once each), and TinyLFU turns
+            // away a fresh segment in favour of older ones, so the next edge asking for it
+            // rebuilds it, and the rejected copy lives on only in its response. With LRU the
+            // segments being sent are the cached ones, and memory stays at the capacity.
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .weigher(weigh_built)
             .max_capacity(c.segment_mib * MIB)
             .eviction_listener(eviction_counter(&metrics, "segment"))
@@ -310,7 +346,7 @@ impl Origin {
             indexes,
             manifests,
             segments,
-            segment_builds: Arc::new(tokio::sync::Semaphore::new(config.limits.segment_builds)),
+            build_memory: Arc::new(BuildBudget::new(config.limits.build_memory_mib * MIB)),
             metrics,
         })
     }
@@ -394,13 +430,20 @@ impl Origin {
                 let (number, segment) = track.timeline.find(*time).ok_or_else(|| {
                     Arc::new(Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name)))
                 })?;
-                let muxed_audio = (*format == Format::M3u8AaplV3 && track.kind == TrackKind::Video)
+                let muxed_audio_segment = (*format == Format::M3u8AaplV3 && track.kind == TrackKind::Video)
                     .then(|| asset.default_audio())
                     .flatten()
-                    .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)))
-                    .map(|(a, s)| {
-                        (a.file.clone(), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
-                    });
+                    .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)));
+                let source_bytes = std::iter::once((track, segment))
+                    .chain(muxed_audio_segment)
+                    .map(|(t, s)| {
+                        let range = package::cmaf::source_range(t.index(), s);
+                        range.end - range.start
+                    })
+                    .sum::<u64>();
+                let muxed_audio = muxed_audio_segment.map(|(a, s)| {
+                    (a.file.clone(), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
+                });
                 let key = SegmentKey {
                     storage: storage.name().to_string(),
                     file: track.file.clone(),
@@ -420,14 +463,14 @@ impl Origin {
                 };
                 let resource = request.resource.clone();
                 let metrics = self.metrics.clone();
-                let permits = self.segment_builds.clone();
+                let build_memory = self.build_memory.clone();
                 let entry = self
                     .segments
                     .entry(key.clone())
                     .or_try_insert_with(async move {
-                        // The semaphore is never closed, so acquiring only fails if it were.
-                        let _permit = permits
-                            .acquire()
+                        // The budget's semaphore is never closed, so this cannot fail.
+                        let _reserved = build_memory
+                            .reserve(source_bytes)
                             .await
                             .map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
                         let started = Instant::now();
@@ -442,10 +485,18 @@ impl Origin {
                             audio.1.etag = None;
                         }
                         let identity = identity_of(&recipe, &[&version]);
-                        Ok::<_, Error>(Arc::new(Built::new(output, identity, &[&version], true)))
+                        let mut built = Built::new(output, identity, &[&version], true);
+                        built.weight = built.weight.max(source_bytes);
+                        Ok::<_, Error>(Arc::new(built))
                     })
                     .await?;
                 self.count_lookup("segment", entry.is_fresh());
+                if entry.is_fresh() {
+                    // moka evicts in batches (after 64 writes or on a timer), so a walk over
+                    // uncached 1.5 MB segments would hold ~100 MB beyond the capacity until the
+                    // next batch. Evicting now keeps memory at the configured capacity.
+                    self.segments.run_pending_tasks().await;
+                }
                 Ok(entry.into_value())
             }
             resource => {
@@ -515,5 +566,26 @@ impl Origin {
         for s in &self.storages {
             self.metrics.sync_storage(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn build_budget_counts_bytes_and_lets_an_oversized_build_run_alone() {
+        let budget = BuildBudget::new(4 * 1024 * 1024);
+        let a = budget.reserve(3 * 1024 * 1024).await.unwrap();
+        // 1.5 MiB more does not fit next to the first 3 MiB…
+        let waiting = tokio::time::timeout(Duration::from_millis(50), budget.reserve(1536 * 1024)).await;
+        assert!(waiting.is_err(), "a build beyond the budget must wait");
+        // …but many small ones do.
+        let small: Vec<_> = futures::future::join_all((0..10).map(|_| budget.reserve(100 * 1024))).await;
+        assert!(small.iter().all(|p| p.is_ok()));
+        drop((a, small));
+        // Larger than the whole budget: waits for all of it, then runs.
+        let huge = tokio::time::timeout(Duration::from_secs(1), budget.reserve(64 * 1024 * 1024)).await;
+        assert!(matches!(huge, Ok(Ok(_))));
     }
 }

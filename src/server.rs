@@ -489,6 +489,7 @@ fn with_token(built: &Built, token: &str, multivariant: bool) -> Built {
     Built {
         content_type: built.content_type,
         len: out.len() as u64,
+        weight: out.len() as u64,
         parts: vec![Bytes::from(out)],
         etag: format!("{}-{token_tag:016x}\"", built.etag.trim_end_matches('"')),
         last_modified: built.last_modified,

@@ -21,6 +21,14 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// An HTTPS listener besides the plain one (`[tls]`).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Requests on media routes must carry a shared secret header (`[origin_protection]`).
+    #[serde(default)]
+    pub origin_protection: Option<OriginProtectionConfig>,
+    #[serde(default)]
+    pub lifecycle: LifecycleConfig,
     #[serde(default)]
     pub storage: Vec<StorageConfig>,
     #[serde(default)]
@@ -87,11 +95,96 @@ pub struct LimitsConfig {
     /// With the segment cache, this bounds the origin's memory when many clients ask for
     /// different uncached segments.
     pub build_memory_mib: u64,
+    /// Longest request target (path and query) accepted; longer → 414.
+    pub max_url_bytes: usize,
+    /// Largest request header section accepted (HTTP/1.1; at least 8192); larger → 431.
+    pub max_header_bytes: usize,
+    /// Time a new connection has to send its first request head; slower → 408 and close.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no bytes moving either way for this long is closed (between
+    /// requests on HTTP/1.1 this is also the time allowed for the next request head).
+    pub idle_timeout_secs: u64,
+    /// Open connections at most; beyond, new connections get 503 with Retry-After.
+    pub max_connections: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { build_memory_mib: 16 }
+        LimitsConfig {
+            build_memory_mib: 16,
+            max_url_bytes: 8192,
+            max_header_bytes: 16384,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// HTTPS (rustls): ALPN `h2` and `http/1.1`; the certificate is re-read on SIGHUP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Address of the HTTPS listener, e.g. "0.0.0.0:8443".
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first (relative to the config file's folder when relative).
+    pub cert_pem: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: PathBuf,
+}
+
+/// A shared secret that the CDN adds to every origin request (CloudFront "origin custom
+/// header"), so the origin answers the CDN and nobody else.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginProtectionConfig {
+    /// Header name, e.g. "X-Origin-Verify".
+    pub header: String,
+    /// The secret value; or leave it out and name an environment variable in `secret_env`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+}
+
+impl std::fmt::Debug for OriginProtectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OriginProtectionConfig {{ header: {}, secret: <redacted>, secret_env: {:?} }}",
+            self.header, self.secret_env
+        )
+    }
+}
+
+impl OriginProtectionConfig {
+    /// The secret's bytes, from the config or the environment.
+    pub fn secret_bytes(&self) -> Result<Vec<u8>, String> {
+        let secret = match (&self.secret, &self.secret_env) {
+            (Some(s), None) => s.clone(),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| format!("origin_protection: environment variable {var} is not set"))?
+            }
+            _ => return Err("origin_protection: give exactly one of secret and secret_env".into()),
+        };
+        if secret.len() < 16 {
+            return Err("origin_protection: the secret must be at least 16 characters".into());
+        }
+        Ok(secret.into_bytes())
+    }
+}
+
+/// Start and stop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// On SIGTERM/SIGINT: how long in-flight requests may finish before the process exits.
+    pub drain_secs: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig { drain_secs: 30 }
     }
 }
 
@@ -232,6 +325,10 @@ pub struct LocatorConfig {
     /// DRM signalling for `cenc` / `cbcs` / `multi-drm`.
     #[serde(default)]
     pub drm: DrmConfig,
+    /// HMAC key (base64, ≥ 16 bytes) for signed, expiring URLs: when set, every URL of this
+    /// locator needs a valid `sig=` (see `jit-origin sign-url`).
+    #[serde(default)]
+    pub url_signing_key_base64: Option<String>,
 }
 
 impl LocatorConfig {
@@ -302,6 +399,10 @@ impl Config {
             let line = e.span().map(|s| line_of(text, s.start)).map(|l| format!("line {l}: ")).unwrap_or_default();
             ConfigError(format!("{line}{}", e.message()))
         })?;
+        if let Some(tls) = &mut config.tls {
+            tls.cert_pem = base_dir.join(&tls.cert_pem);
+            tls.key_pem = base_dir.join(&tls.key_pem);
+        }
         config.base_dir = base_dir;
         config.check(text)?;
         Ok(config)
@@ -309,8 +410,28 @@ impl Config {
 
     fn check(&self, text: &str) -> Result<(), ConfigError> {
         let at = |needle: &str| line_of_text(text, needle).map(|l| format!("line {l}: ")).unwrap_or_default();
-        if self.limits.build_memory_mib == 0 {
-            return Err(ConfigError(format!("{}build_memory_mib must be at least 1", at("build_memory_mib"))));
+        let limits = &self.limits;
+        for (key, value, min) in [
+            ("build_memory_mib", limits.build_memory_mib, 1),
+            ("max_url_bytes", limits.max_url_bytes as u64, 256),
+            ("max_header_bytes", limits.max_header_bytes as u64, 8192),
+            ("header_read_timeout_secs", limits.header_read_timeout_secs, 1),
+            ("idle_timeout_secs", limits.idle_timeout_secs, 1),
+            ("max_connections", limits.max_connections as u64, 1),
+        ] {
+            if value < min {
+                return Err(ConfigError(format!("{}{key} must be at least {min}", at(key))));
+            }
+        }
+        if let Some(p) = &self.origin_protection {
+            if http::HeaderName::from_bytes(p.header.as_bytes()).is_err() {
+                return Err(ConfigError(format!(
+                    "{}origin_protection: '{}' is not a header name",
+                    at("header"),
+                    p.header
+                )));
+            }
+            p.secret_bytes().map_err(|e| ConfigError(format!("{}{e}", at("[origin_protection]"))))?;
         }
         if let Some(d) = self.segment_duration {
             if !(d.is_finite() && (0.5..=60.0).contains(&d)) {
@@ -376,6 +497,14 @@ impl Config {
                     l.id,
                     l.policy.as_str()
                 )));
+            }
+            if let Some(key) = &l.url_signing_key_base64 {
+                if crate::drm::base64_decode(key).is_none_or(|k| k.len() < 16) {
+                    return Err(ConfigError(format!(
+                        "{here}locator '{}': url_signing_key_base64 must be base64 of at least 16 bytes",
+                        l.id
+                    )));
+                }
             }
             // Messages name the KID only: key material never appears in errors.
             l.content_keys().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;

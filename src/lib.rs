@@ -6,6 +6,7 @@
 
 pub mod asset;
 pub mod config;
+pub mod conn;
 pub mod crypto;
 pub mod drm;
 pub mod error;
@@ -19,7 +20,9 @@ pub mod package;
 pub mod server;
 pub mod storage;
 pub mod timeline;
+pub mod tls;
 pub mod token;
 pub mod url;
+pub mod url_signing;
 
 pub use error::{Error, Result};

@@ -15,7 +15,8 @@ use jit_origin::config::{Config, Policy};
 use jit_origin::index::TrackKind;
 use jit_origin::origin::Origin;
 use jit_origin::package::{package_resources, render};
-use jit_origin::server::{self, Service};
+use jit_origin::conn::{self, ConnLimits, Listener};
+use jit_origin::server::Service;
 use jit_origin::storage::Storage;
 use jit_origin::timeline::SegmentPolicy;
 use jit_origin::url::{self, Format};
@@ -48,6 +49,17 @@ enum Command {
         /// Log format: human-readable text or one JSON object per line.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+    },
+    /// Print a signed, expiring URL for a locator whose config has `url_signing_key_base64`.
+    SignUrl {
+        /// Configuration file holding the locator.
+        #[arg(long, default_value = "config/origin.toml")]
+        config: PathBuf,
+        /// A URL or path of the locator, e.g. https://origin.example/{locator}/{asset}.ism/manifest(format=m3u8-cmaf)
+        url: String,
+        /// How long the URL stays valid, in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        valid_secs: u64,
     },
     /// Write a complete static package whose file names follow the origin's URL grammar.
     Package {
@@ -255,6 +267,49 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Resolves when the process is asked to stop (SIGTERM, or Ctrl-C / SIGINT).
+/// `jit-origin sign-url`: the URL with `sig=` added (see `url_signing`).
+fn sign_url(config_path: &Path, url: &str, valid_secs: u64) -> CliResult<()> {
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    // The locator is the first path segment, after any scheme and host.
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+    let locator_id = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let locator = config
+        .locator
+        .iter()
+        .find(|l| l.id == locator_id)
+        .ok_or_else(|| format!("no locator '{locator_id}' in {}", config_path.display()))?;
+    let key = locator
+        .url_signing_key_base64
+        .as_deref()
+        .and_then(jit_origin::drm::base64_decode)
+        .ok_or_else(|| format!("locator '{locator_id}' has no url_signing_key_base64"))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+    let sig = jit_origin::url_signing::sign(&key, locator_id, now.as_secs() + valid_secs)
+        .ok_or("the signing key was refused")?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    println!("{url}{separator}{}={sig}", jit_origin::url_signing::PARAM);
+    Ok(())
+}
+
+/// Re-reads the TLS certificate on every SIGHUP; a bad new certificate is logged and the
+/// current one kept.
+fn reload_certificate_on_sighup(cert: Arc<jit_origin::tls::ReloadableCert>) -> CliResult<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = signal(SignalKind::hangup()).map_err(|e| format!("SIGHUP handler: {e}"))?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match cert.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => tracing::error!(error = %e, "TLS certificate reload failed; keeping the current one"),
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -310,9 +365,26 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
             Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),
         }
     }
-    tracing::info!(%addr, "serving");
-    let service = Arc::new(Service::new(origin, config.http.clone()));
-    server::serve(listener, service, shutdown_signal(), Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
+    let mut listeners = vec![Listener { tcp: listener, tls: None }];
+    tracing::info!(%addr, "serving HTTP");
+    if let Some(tls) = &config.tls {
+        let (acceptor, cert) = jit_origin::tls::acceptor(tls)?;
+        reload_certificate_on_sighup(cert)?;
+        let tcp = tokio::net::TcpListener::bind(tls.listen).await.map_err(|e| format!("listen on {}: {e}", tls.listen))?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving HTTPS");
+        println!("HTTPS on {addr}");
+        listeners.push(Listener { tcp, tls: Some(acceptor) });
+    }
+    let mut service = Service::new(origin, config.http.clone()).with_max_url_bytes(config.limits.max_url_bytes);
+    if let Some(p) = &config.origin_protection {
+        let header = http::HeaderName::from_bytes(p.header.as_bytes()).map_err(|e| format!("origin_protection: {e}"))?;
+        service = service.with_origin_protection(header, p.secret_bytes()?);
+    }
+    let drain = Duration::from_secs(config.lifecycle.drain_secs);
+    conn::serve(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown_signal(), drain)
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -323,6 +395,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
+        Command::SignUrl { config, url, valid_secs } => sign_url(&config, &url, valid_secs),
         Command::Inspect { path, json, segment_duration } => inspect(&path, json, segment_duration).await,
         Command::Package { format, out, path, segment_duration } => {
             package(&path, format.into(), &out, segment_duration).await

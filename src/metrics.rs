@@ -13,6 +13,12 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub in_flight: IntGauge,
+    /// Open client connections.
+    pub connections_open: IntGauge,
+    /// Connections turned away: over `max_connections` (503), or too slow with their first
+    /// request head (408).
+    pub connections_refused: IntCounter,
+    pub connections_timed_out: IntCounter,
     pub cache_lookups: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub cache_bytes: IntGaugeVec,
@@ -27,6 +33,18 @@ pub const KINDS: &[&str] = &["manifest", "playlist", "init", "segment", "metrics
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable_metric(name, e));
+    registry.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable_metric(name, e));
+    c
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
+    registry.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable_metric(name, e));
+    g
+}
+
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
     registry.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable_metric(name, e));
     c
 }
@@ -60,9 +78,7 @@ impl Metrics {
         registry
             .register(Box::new(request_seconds.clone()))
             .unwrap_or_else(|e| unreachable_metric("request_seconds", e));
-        let in_flight = IntGauge::new("jit_http_requests_in_flight", "Requests being handled")
-            .unwrap_or_else(|e| unreachable_metric("in_flight", e));
-        registry.register(Box::new(in_flight.clone())).unwrap_or_else(|e| unreachable_metric("in_flight", e));
+        let in_flight = int_gauge(&registry, "jit_http_requests_in_flight", "Requests being handled");
         let segment_build_seconds = Histogram::with_opts(
             HistogramOpts::new("jit_segment_build_seconds", "Time to read and build one uncached segment")
                 .buckets(latency_buckets),
@@ -80,6 +96,17 @@ impl Metrics {
             ),
             request_seconds,
             in_flight,
+            connections_open: int_gauge(&registry, "jit_http_connections_open", "Open client connections"),
+            connections_refused: int_counter(
+                &registry,
+                "jit_http_connections_refused_total",
+                "Connections answered 503 or closed because max_connections were open",
+            ),
+            connections_timed_out: int_counter(
+                &registry,
+                "jit_http_connections_header_timeout_total",
+                "Connections answered 408: first request head slower than header_read_timeout",
+            ),
             cache_lookups: counter_vec(
                 &registry,
                 "jit_cache_lookups_total",

@@ -47,6 +47,8 @@ pub struct Locator {
     pub key_access: Option<Arc<TokenVerifier>>,
     /// DRM systems signalled for Common Encryption.
     pub drm: DrmSystems,
+    /// When set, every URL of the locator must be signed ([`crate::url_signing`]).
+    pub url_signing_key: Option<crate::url_signing::SigningKey>,
     /// What encrypted requests need, resolved once at start (None for clear locators).
     encryption: Option<LocatorEncryption>,
 }
@@ -291,6 +293,11 @@ impl Origin {
                     encryption: LocatorEncryption::new(&l.id, &keys, &drm),
                     keys,
                     drm,
+                    url_signing_key: l
+                        .url_signing_key_base64
+                        .as_deref()
+                        .and_then(crate::drm::base64_decode)
+                        .map(crate::url_signing::SigningKey),
                     key_access: match &l.key_access {
                         Some(KeyAccess::Token(policy)) => Some(Arc::new(
                             TokenVerifier::new(policy).map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,

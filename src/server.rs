@@ -15,14 +15,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Frame, Incoming, SizeHint};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use tokio::net::TcpListener;
 
 use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::origin::{Built, Origin};
+use crate::package::{DASH_CONTENT_TYPE, HLS_CONTENT_TYPE};
 use crate::url;
+use crate::url_signing;
 
 /// A response body made of byte chunks sent in order without copying.
 #[derive(Debug, Default)]
@@ -135,6 +134,10 @@ pub struct Service {
     /// False while draining: /readyz then fails so load balancers stop sending traffic.
     pub ready: AtomicBool,
     cors_origin: HeaderValue,
+    /// Longest request target accepted (`[limits] max_url_bytes`).
+    max_url_bytes: usize,
+    /// Header and secret every media request must carry (`[origin_protection]`).
+    origin_protection: Option<(http::HeaderName, Vec<u8>)>,
 }
 
 type Resp = Response<PartsBody>;
@@ -142,7 +145,35 @@ type Resp = Response<PartsBody>;
 impl Service {
     pub fn new(origin: Arc<Origin>, http: HttpConfig) -> Self {
         let cors_origin = HeaderValue::from_str(&http.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
-        Service { origin, http, ready: AtomicBool::new(true), cors_origin }
+        let max_url_bytes = crate::config::LimitsConfig::default().max_url_bytes;
+        Service { origin, http, ready: AtomicBool::new(true), cors_origin, max_url_bytes, origin_protection: None }
+    }
+
+    /// Refuses request targets longer than `max_url_bytes` with 414.
+    pub fn with_max_url_bytes(mut self, max_url_bytes: usize) -> Self {
+        self.max_url_bytes = max_url_bytes;
+        self
+    }
+
+    /// Requires `header: secret` on every route but health and metrics (403 otherwise).
+    pub fn with_origin_protection(mut self, header: http::HeaderName, secret: Vec<u8>) -> Self {
+        self.origin_protection = Some((header, secret));
+        self
+    }
+
+    pub fn origin(&self) -> &Arc<Origin> {
+        &self.origin
+    }
+
+    /// Whether the request carries the CDN's shared secret (when one is configured). The
+    /// comparison takes the same time whatever the bytes, so the secret cannot be guessed
+    /// byte by byte from response times.
+    fn from_our_cdn(&self, headers: &HeaderMap) -> bool {
+        use subtle::ConstantTimeEq;
+        let Some((name, secret)) = &self.origin_protection else {
+            return true;
+        };
+        headers.get(name).is_some_and(|v| bool::from(v.as_bytes().ct_eq(secret)))
     }
 
     fn base(&self, status: StatusCode) -> http::response::Builder {
@@ -244,20 +275,46 @@ impl Service {
         let Some(locator) = self.origin.locator(locator_id) else {
             return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
         };
-        let token = query.and_then(|q| crate::token::token_from_request(None, Some(q)));
+        if let Some(refusal) = self.url_signature_refusal(locator, query) {
+            return refusal;
+        }
         match self.origin.serve(locator, asset_name, &parsed).await {
-            Ok(built) => match (token, parsed.resource.encryption()) {
-                // Players that cannot add headers (Safari) pass the token on the manifest URL;
-                // the playlists carry it on to the key URI. Segments never get it, so CDN
-                // caches of segments stay shared by all viewers.
-                (Some(token), Some(_)) if built.content_type == crate::package::HLS_CONTENT_TYPE => {
-                    let multivariant = matches!(parsed.resource, url::Resource::Manifest(_));
-                    self.respond(method, headers, &with_token(&built, &token, multivariant))
+            Ok(built) => {
+                // Players that cannot add headers (Safari) pass the key token on the manifest
+                // URL; HLS playlists carry it on to the key URI. Segments never get it, so CDN
+                // caches of segments stay shared by all viewers. A URL signature goes on every
+                // URL a manifest lists, since the locator refuses unsigned ones.
+                let token = query
+                    .and_then(|q| crate::token::token_from_request(None, Some(q)))
+                    .filter(|_| parsed.resource.encryption().is_some() && built.content_type == HLS_CONTENT_TYPE);
+                let sig = locator.url_signing_key.as_ref().and(url_signing::query_param(query, url_signing::PARAM));
+                if token.is_none() && sig.is_none()
+                    || !matches!(built.content_type, HLS_CONTENT_TYPE | DASH_CONTENT_TYPE)
+                {
+                    return self.respond(method, headers, &built);
                 }
-                _ => self.respond(method, headers, &built),
-            },
+                let carried = CarriedQuery {
+                    key_token: token.as_deref(),
+                    signature: sig,
+                    multivariant: matches!(parsed.resource, url::Resource::Manifest(_)),
+                };
+                self.respond(method, headers, &carried.apply(&built))
+            }
             Err(e) => self.error_response(&e),
         }
+    }
+
+    /// 403 when `locator` needs a signed URL and `query` has no valid one. Manifests and
+    /// segments are checked; key delivery is governed by the locator's `key_access`, as DRM
+    /// licence URLs are configured absolute and never carry a streaming URL's signature.
+    fn url_signature_refusal(&self, locator: &crate::origin::Locator, query: Option<&str>) -> Option<Resp> {
+        let key = locator.url_signing_key.as_ref()?;
+        let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let sig = url_signing::query_param(query, url_signing::PARAM);
+        let refusal = url_signing::verify(&key.0, &locator.id, sig, now).err()?;
+        let mut response = self.error(StatusCode::FORBIDDEN, &format!("forbidden: {}", refusal.reason()));
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Some(response)
     }
 
     /// `GET /{locator}/key/{kid}`: the 16-byte AES-128 key, if the locator's key access
@@ -407,6 +464,27 @@ impl Service {
         Self::finish(b, PartsBody::new(parts))
     }
 
+    /// What every request must pass before routing: the URL and body limits, and the CDN's
+    /// shared secret on every route but health and metrics.
+    fn request_refusal(&self, req: &Request<Incoming>) -> Option<Resp> {
+        let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+        if target_len > self.max_url_bytes {
+            return Some(
+                self.error(StatusCode::URI_TOO_LONG, &format!("URL longer than {} bytes", self.max_url_bytes)),
+            );
+        }
+        if matches!(*req.method(), Method::GET | Method::HEAD) && !hyper::body::Body::is_end_stream(req.body()) {
+            return Some(self.error(StatusCode::BAD_REQUEST, "GET and HEAD requests carry no body"));
+        }
+        let open_route = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
+        if !open_route && !self.from_our_cdn(req.headers()) {
+            let mut response = self.error(StatusCode::FORBIDDEN, "forbidden: this origin answers its CDN only");
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Some(response);
+        }
+        None
+    }
+
     /// The hyper entry point: metrics, access log, then [`Service::handle`].
     pub async fn call(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
         let started = Instant::now();
@@ -415,14 +493,18 @@ impl Service {
         let path = req.uri().path().to_string();
         let mut kind = "other";
         let query = req.uri().query().map(str::to_string);
-        let response = match clearkey_locator(&path).filter(|_| method == Method::POST) {
-            Some(locator) => {
-                kind = "key";
-                let locator = locator.to_string();
-                let (parts, body) = req.into_parts();
-                self.clearkey(&locator, query.as_deref(), &parts.headers, body).await
+        let response = if let Some(refusal) = self.request_refusal(&req) {
+            refusal
+        } else {
+            match clearkey_locator(&path).filter(|_| method == Method::POST) {
+                Some(locator) => {
+                    kind = "key";
+                    let locator = locator.to_string();
+                    let (parts, body) = req.into_parts();
+                    self.clearkey(&locator, query.as_deref(), &parts.headers, body).await
+                }
+                None => self.handle(&method, &path, query.as_deref(), req.headers(), &mut kind).await,
             }
-            None => self.handle(&method, &path, query.as_deref(), req.headers(), &mut kind).await,
         };
         let status = response.status();
         let elapsed = started.elapsed();
@@ -460,41 +542,92 @@ fn split_key_path(path: &str) -> Option<(&str, &str)> {
     (!locator.is_empty() && !kid.is_empty() && !kid.contains('/')).then_some((locator, kid))
 }
 
-/// An HLS playlist with `token=` added to the URIs that lead to the key: media playlist URIs
-/// in a multivariant playlist, `EXT-X-KEY` URIs in a media playlist.
-fn with_token(built: &Built, token: &str, multivariant: bool) -> Built {
-    let text = String::from_utf8_lossy(&built.parts.concat()).into_owned();
-    let encoded = url::percent_encode(token);
-    let add = |uri: &str| format!("{uri}{}token={encoded}", if uri.contains('?') { '&' } else { '?' });
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.lines() {
-        let rewritten = if line.starts_with("#EXT-X-KEY:") || (multivariant && line.starts_with("#EXT-X-MEDIA:")) {
-            match line
-                .find("URI=\"")
-                .map(|i| i + 5)
-                .and_then(|start| line[start..].find('"').map(|len| (start, start + len)))
-            {
-                Some((start, end)) => format!("{}{}{}", &line[..start], add(&line[start..end]), &line[end..]),
-                None => line.to_string(),
-            }
-        } else if multivariant && !line.starts_with('#') && !line.is_empty() {
-            add(line)
-        } else {
-            line.to_string()
-        };
-        out.push_str(&rewritten);
-        out.push('\n');
+/// Query parameters a manifest passes on to the URLs it lists.
+struct CarriedQuery<'a> {
+    /// A key-access token: added to the URIs that lead to the key (HLS media playlist URIs in a
+    /// multivariant playlist, `EXT-X-KEY` URIs in a media playlist).
+    key_token: Option<&'a str>,
+    /// A URL signature: added to every URL of this origin (relative or absolute-path) in HLS
+    /// playlists and DASH segment templates.
+    signature: Option<&'a str>,
+    multivariant: bool,
+}
+
+impl CarriedQuery<'_> {
+    fn apply(&self, built: &Built) -> Built {
+        let text = String::from_utf8_lossy(&built.parts.concat()).into_owned();
+        let out =
+            if built.content_type == DASH_CONTENT_TYPE { self.rewrite_mpd(&text) } else { self.rewrite_hls(&text) };
+        let tag = xxhash_rust::xxh3::xxh3_64(format!("{:?}|{:?}", self.key_token, self.signature).as_bytes());
+        Built {
+            content_type: built.content_type,
+            len: out.len() as u64,
+            weight: out.len() as u64,
+            parts: vec![Bytes::from(out)],
+            etag: format!("{}-{tag:016x}\"", built.etag.trim_end_matches('"')),
+            last_modified: built.last_modified,
+            is_media: built.is_media,
+        }
     }
-    let token_tag = xxhash_rust::xxh3::xxh3_64(token.as_bytes());
-    Built {
-        content_type: built.content_type,
-        len: out.len() as u64,
-        weight: out.len() as u64,
-        parts: vec![Bytes::from(out)],
-        etag: format!("{}-{token_tag:016x}\"", built.etag.trim_end_matches('"')),
-        last_modified: built.last_modified,
-        is_media: built.is_media,
+
+    /// `uri` with the parameters it should carry; `leads_to_key` says whether the key token
+    /// belongs on it.
+    fn carry(&self, uri: &str, leads_to_key: bool) -> String {
+        let mut params = Vec::new();
+        if let Some(token) = self.key_token.filter(|_| leads_to_key) {
+            params.push(format!("token={}", url::percent_encode(token)));
+        }
+        if let Some(sig) = self.signature.filter(|_| is_same_origin(uri)) {
+            params.push(format!("{}={sig}", url_signing::PARAM));
+        }
+        if params.is_empty() {
+            return uri.to_string();
+        }
+        format!("{uri}{}{}", if uri.contains('?') { '&' } else { '?' }, params.join("&"))
     }
+
+    fn rewrite_hls(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 256);
+        for line in text.lines() {
+            let rewritten = if line.starts_with('#') {
+                let leads_to_key =
+                    line.starts_with("#EXT-X-KEY:") || (self.multivariant && line.starts_with("#EXT-X-MEDIA:"));
+                rewrite_attribute(line, "URI=\"", |uri| self.carry(uri, leads_to_key))
+            } else if line.is_empty() {
+                String::new()
+            } else {
+                self.carry(line, self.multivariant)
+            };
+            out.push_str(&rewritten);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn rewrite_mpd(&self, text: &str) -> String {
+        let text = rewrite_attribute(text, "media=\"", |uri| self.carry(uri, false));
+        rewrite_attribute(&text, "initialization=\"", |uri| self.carry(uri, false))
+    }
+}
+
+/// `text` with the value of every `attr"…"` (e.g. `URI="`) passed through `rewrite`.
+fn rewrite_attribute(text: &str, attr: &str, rewrite: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(attr).map(|i| i + attr.len()) {
+        let Some(len) = rest[start..].find('"') else { break };
+        out.push_str(&rest[..start]);
+        out.push_str(&rewrite(&rest[start..start + len]));
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A relative or absolute-path reference (this origin), not another scheme's URL (`skd://`,
+/// `data:`, a licence server).
+fn is_same_origin(uri: &str) -> bool {
+    !uri.starts_with("//") && !uri.split(['/', '?']).next().is_some_and(|first| first.contains(':'))
 }
 
 /// Splits `/{locator}/{asset}.ism/{rest}`.
@@ -508,49 +641,6 @@ fn split_media_path(path: &str) -> Result<(&str, &str, &str), Error> {
         return Err(Error::BadRequest("expected /{locator}/{asset}.ism/{resource}".into()));
     }
     Ok((locator, asset, resource))
-}
-
-/// Serves until `shutdown` resolves, then drains in-flight requests for up to `drain`.
-pub async fn serve(
-    listener: TcpListener,
-    service: Arc<Service>,
-    shutdown: impl std::future::Future<Output = ()>,
-    drain: Duration,
-) -> std::io::Result<()> {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = ConnBuilder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                let svc = hyper::service::service_fn(move |req| service.clone().call(req, peer));
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    service.ready.store(false, Ordering::Relaxed);
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!("drain deadline passed with connections still open");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -384,11 +384,21 @@ impl TestServer {
         origin: jit_origin::origin::Origin,
         http: jit_origin::config::HttpConfig,
     ) -> TestServer {
+        let service = jit_origin::server::Service::new(std::sync::Arc::new(origin), http);
+        TestServer::serve_service(listener, service, &jit_origin::config::LimitsConfig::default())
+    }
+
+    /// Serves a configured `service` with connection `limits`, on its own runtime.
+    pub fn serve_service(
+        listener: std::net::TcpListener,
+        service: jit_origin::server::Service,
+        limits: &jit_origin::config::LimitsConfig,
+    ) -> TestServer {
         use std::sync::Arc;
         use std::time::Duration;
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
-        let origin = Arc::new(origin);
+        let limits = jit_origin::conn::ConnLimits::from(limits);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("origin-under-test".into())
@@ -400,11 +410,13 @@ impl TestServer {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let service = Arc::new(jit_origin::server::Service::new(origin, http));
+                    let listeners = vec![jit_origin::conn::Listener { tcp: listener, tls: None }];
                     let stopped = async move {
                         let _ = stopped.await;
                     };
-                    jit_origin::server::serve(listener, service, stopped, Duration::from_secs(2)).await.expect("serve");
+                    jit_origin::conn::serve(listeners, Arc::new(service), limits, stopped, Duration::from_secs(2))
+                        .await
+                        .expect("serve");
                 });
             })
             .expect("server thread");

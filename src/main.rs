@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use jit_origin::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::config::{Config, Policy};
+use jit_origin::conn::{self, ConnLimits, Listener};
 use jit_origin::index::TrackKind;
 use jit_origin::origin::Origin;
 use jit_origin::package::{package_resources, render};
-use jit_origin::conn::{self, ConnLimits, Listener};
 use jit_origin::server::Service;
 use jit_origin::storage::Storage;
 use jit_origin::timeline::SegmentPolicy;
@@ -370,7 +370,8 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     if let Some(tls) = &config.tls {
         let (acceptor, cert) = jit_origin::tls::acceptor(tls)?;
         reload_certificate_on_sighup(cert)?;
-        let tcp = tokio::net::TcpListener::bind(tls.listen).await.map_err(|e| format!("listen on {}: {e}", tls.listen))?;
+        let tcp =
+            tokio::net::TcpListener::bind(tls.listen).await.map_err(|e| format!("listen on {}: {e}", tls.listen))?;
         let addr = tcp.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving HTTPS");
         println!("HTTPS on {addr}");
@@ -378,7 +379,8 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     }
     let mut service = Service::new(origin, config.http.clone()).with_max_url_bytes(config.limits.max_url_bytes);
     if let Some(p) = &config.origin_protection {
-        let header = http::HeaderName::from_bytes(p.header.as_bytes()).map_err(|e| format!("origin_protection: {e}"))?;
+        let header =
+            http::HeaderName::from_bytes(p.header.as_bytes()).map_err(|e| format!("origin_protection: {e}"))?;
         service = service.with_origin_protection(header, p.secret_bytes()?);
     }
     let drain = Duration::from_secs(config.lifecycle.drain_secs);

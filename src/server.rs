@@ -168,7 +168,7 @@ impl Service {
     /// Whether the request carries the CDN's shared secret (when one is configured). The
     /// comparison takes the same time whatever the bytes, so the secret cannot be guessed
     /// byte by byte from response times.
-    fn from_our_cdn(&self, headers: &HeaderMap) -> bool {
+    fn is_from_our_cdn(&self, headers: &HeaderMap) -> bool {
         use subtle::ConstantTimeEq;
         let Some((name, secret)) = &self.origin_protection else {
             return true;
@@ -477,7 +477,7 @@ impl Service {
             return Some(self.error(StatusCode::BAD_REQUEST, "GET and HEAD requests carry no body"));
         }
         let open_route = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
-        if !open_route && !self.from_our_cdn(req.headers()) {
+        if !open_route && !self.is_from_our_cdn(req.headers()) {
             let mut response = self.error(StatusCode::FORBIDDEN, "forbidden: this origin answers its CDN only");
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             return Some(response);

@@ -1162,3 +1162,29 @@ async fn asset_reload_after_its_ttl_reads_no_unchanged_file_again() {
         assert_eq!(store.gets() - gets, ism_reads, "{asset}: reload read media files again");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
+    let (origin, store) = counting_origin();
+    let server = TestServer::start(origin);
+    let c = reqwest::Client::new();
+    let playlist = server.url(&media_path("ladder", "QualityLevels(150000)/Manifest(video,format=m3u8-cmaf).m3u8"));
+    let segments = playlist_uris(&playlist, &get(&c, &playlist).await.text());
+    let health = server.url("/healthz");
+    // The segment's storage read takes a second: the request is in flight when shutdown starts.
+    store.delay_ms.store(1000, Ordering::SeqCst);
+    let in_flight = tokio::spawn({
+        let (c, url) = (c.clone(), segments[1].clone());
+        async move { get(&c, &url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Dropping the server starts the shutdown and waits for the drain (2 s deadline).
+    let stopping = std::thread::spawn(move || drop(server));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = reqwest::Client::new().get(&health).send().await;
+    assert!(refused.is_err(), "a new connection was accepted while draining");
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200, "{}", got.describe());
+    assert!(!got.body.is_empty());
+    stopping.join().unwrap();
+}

@@ -1162,3 +1162,37 @@ async fn asset_reload_after_its_ttl_reads_no_unchanged_file_again() {
         assert_eq!(store.gets() - gets, ism_reads, "{asset}: reload read media files again");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Edit lists: HLS init segments carry the source's, DASH leaves the shift to the MPD.
+
+/// Browsers apply an init segment's edit list in MSE and DASH players apply the MPD's
+/// presentationTimeOffset: with both, media lands one shift early and players skip the first
+/// segment. So DASH init segments (CMAF and CSF) have no `edts`; the PTO carries the shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_init_segments_leave_the_edit_list_to_the_mpd() {
+    use jit_origin::mp4::reader::{boxes, find_path};
+    let server = TestServer::fixtures();
+    let c = client();
+    let edit_list = |init: &[u8]| -> Option<Vec<u8>> {
+        let moov = boxes(init).filter_map(Result::ok).find(|b| &b.kind == b"moov").expect("moov").payload;
+        find_path(moov, &[b"trak", b"edts", b"elst"]).expect("box structure").map(<[u8]>::to_vec)
+    };
+    // ladder video: B-frame delay of 1024 ticks (elst media_time 1024).
+    let hls =
+        get(&c, &server.url(&media_path("ladder", "QualityLevels(150000)/Fragments(video=i,format=m3u8-cmaf)"))).await;
+    let elst = edit_list(&hls.body).expect("HLS init keeps the edit list");
+    assert_eq!(&elst[elst.len() - 8..elst.len() - 4], &1024u32.to_be_bytes(), "HLS elst media_time");
+    for format in ["mpd-time-cmaf", "mpd-time-csf"] {
+        let init = get(
+            &c,
+            &server.url(&media_path("ladder", &format!("QualityLevels(150000)/Fragments(video=i,format={format})"))),
+        )
+        .await;
+        assert_eq!(init.status, 200, "{}", init.describe());
+        assert_eq!(edit_list(&init.body), None, "{format}: DASH init segment has an edit list");
+        let mpd = get(&c, &server.url(&media_path("ladder", &format!("manifest(format={format})")))).await.text();
+        let video = &mpd[mpd.find("id=\"video-150000\"").expect("video representation")..];
+        assert!(video.contains("presentationTimeOffset=\"1024\""), "{format}: PTO carries the shift:\n{mpd}");
+    }
+}

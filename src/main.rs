@@ -265,6 +265,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     // Print where each locator's asset plays, for a newcomer's first look.
     let mut locators: Vec<_> = origin.locators().collect();
     locators.sort_by(|a, b| (a.policy.as_str(), &a.asset_folder).cmp(&(b.policy.as_str(), &b.asset_folder)));
+    let mut first_manifest = None;
     for locator in locators {
         match asset::resolve_source(&locator.storage, &locator.asset_folder, None).await {
             Ok(source) => {
@@ -291,12 +292,22 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
                 for m in manifests {
                     println!("{label}: {base}/manifest({m}");
                 }
+                first_manifest.get_or_insert(format!(
+                    "/{}/{}.ism/manifest({}",
+                    locator.id,
+                    source.name(),
+                    manifests[0]
+                ));
             }
             Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),
         }
     }
     tracing::info!(%addr, "serving");
-    let service = Arc::new(Service::new(origin, config.http.clone()));
+    if let (true, Some(manifest)) = (config.player.enabled, first_manifest) {
+        // Manifest paths have no '&' or '#', so they read well unencoded in the query.
+        println!("test player: http://{addr}/player?url={manifest}");
+    }
+    let service = Arc::new(Service::new(origin, config.http.clone()).with_player(&config.player));
     server::serve(listener, service, shutdown_signal(), Duration::from_secs(30)).await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())

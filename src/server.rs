@@ -19,9 +19,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::net::TcpListener;
 
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, PlayerConfig};
 use crate::error::Error;
 use crate::origin::{Built, Origin};
+use crate::player::PlayerPage;
 use crate::url;
 
 /// A response body made of byte chunks sent in order without copying.
@@ -135,6 +136,8 @@ pub struct Service {
     /// False while draining: /readyz then fails so load balancers stop sending traffic.
     pub ready: AtomicBool,
     cors_origin: HeaderValue,
+    /// The operators' test page at `/player`, when enabled.
+    player: Option<PlayerPage>,
 }
 
 type Resp = Response<PartsBody>;
@@ -142,7 +145,13 @@ type Resp = Response<PartsBody>;
 impl Service {
     pub fn new(origin: Arc<Origin>, http: HttpConfig) -> Self {
         let cors_origin = HeaderValue::from_str(&http.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
-        Service { origin, http, ready: AtomicBool::new(true), cors_origin }
+        Service { origin, http, ready: AtomicBool::new(true), cors_origin, player: None }
+    }
+
+    /// Serves the test page at `/player` when `config` enables it.
+    pub fn with_player(mut self, config: &PlayerConfig) -> Self {
+        self.player = PlayerPage::new(config);
+        self
     }
 
     fn base(&self, status: StatusCode) -> http::response::Builder {
@@ -221,6 +230,12 @@ impl Service {
                 self.origin.sync_metrics().await;
                 return self.plain("text/plain; version=0.0.4", self.origin.metrics.render());
             }
+            "/player" => {
+                if let Some(page) = &self.player {
+                    *kind = "player";
+                    return self.player_page(page, method, query);
+                }
+            }
             _ => {}
         }
         if let Some((locator_id, kid)) = split_key_path(path) {
@@ -258,6 +273,26 @@ impl Service {
             },
             Err(e) => self.error_response(&e),
         }
+    }
+
+    /// `GET /player?url=…`: the test page, or a 400 naming what is wrong with `url`. The page
+    /// URL may carry a token in its `url`: it is never cached, and never sent as a referrer.
+    fn player_page(&self, page: &PlayerPage, method: &Method, query: Option<&str>) -> Resp {
+        let url = match crate::player::manifest_url(query) {
+            Ok(url) => url,
+            Err(reason) => return self.error(StatusCode::BAD_REQUEST, &format!("bad request: {reason}")),
+        };
+        let html = page.render(&url);
+        let b = self
+            .base(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::CONTENT_SECURITY_POLICY, page.content_security_policy())
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+            .header(header::REFERRER_POLICY, "no-referrer")
+            .header(header::CONTENT_LENGTH, html.len());
+        let body = if method == Method::HEAD { PartsBody::empty() } else { PartsBody::text(html) };
+        Self::finish(b, body)
     }
 
     /// `GET /{locator}/key/{kid}`: the 16-byte AES-128 key, if the locator's key access

@@ -1196,3 +1196,60 @@ async fn dash_init_segments_leave_the_edit_list_to_the_mpd() {
         assert!(video.contains("presentationTimeOffset=\"1024\""), "{format}: PTO carries the shift:\n{mpd}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The operators' test page, /player.
+
+fn player_server(player: &jit_origin::config::PlayerConfig) -> TestServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let origin = Arc::new(Origin::from_config(&config()).expect("origin"));
+    let service = jit_origin::server::Service::new(origin, config().http).with_player(player);
+    TestServer::serve_service(listener, service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn player_page_off_by_default_then_served_escaped_with_a_csp() {
+    use jit_origin::config::PlayerConfig;
+    let c = client();
+    let manifest = media_path("ladder", "manifest(format=mpd-time-cmaf).mpd");
+
+    let off = player_server(&PlayerConfig::default());
+    let got = get(&c, &off.url(&format!("/player?url={manifest}"))).await;
+    assert_eq!(got.status, 404, "disabled /player: {}", got.describe());
+
+    let on = player_server(&PlayerConfig { enabled: true, script_url: "/static/shaka-player.compiled.js".into() });
+    let got = get(&c, &on.url(&format!("/player?url={manifest}"))).await;
+    assert_eq!(got.status, 200, "{}", got.describe());
+    assert_eq!(got.header(header::CONTENT_TYPE), Some("text/html; charset=utf-8"));
+    assert_eq!(got.header(header::CACHE_CONTROL), Some("no-store"), "the url may carry a token");
+    assert_eq!(got.header(header::REFERRER_POLICY), Some("no-referrer"));
+    assert_eq!(got.header(header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
+    let csp = got.header(header::CONTENT_SECURITY_POLICY).unwrap_or_else(|| panic!("no CSP: {}", got.describe()));
+    assert!(csp.contains("script-src 'sha256-") && csp.contains(" 'self';"), "{csp}");
+    let html = got.text();
+    assert!(html.contains(&format!("data-src=\"{manifest}\"")), "{html}");
+    assert!(html.contains("<script src=\"/static/shaka-player.compiled.js\"></script>"), "{html}");
+    let head = request(&c, Method::HEAD, &on.url(&format!("/player?url={manifest}")), &[]).await;
+    assert_eq!((head.status.as_u16(), head.body.len()), (200, 0), "{}", head.describe());
+    assert_eq!(head.header(header::CONTENT_LENGTH), Some(html.len().to_string().as_str()));
+
+    // Markup in the url comes back as text; the only scripts are the page's two.
+    let hostile = "/x\"><script>alert(1)</script><img/src=x/onerror=alert(2)>";
+    let got = get(&c, &on.url(&format!("/player?url={}", jit_origin::url::percent_encode(hostile)))).await;
+    assert_eq!(got.status, 200, "{}", got.describe());
+    let html = got.text();
+    assert!(!html.contains("<script>alert") && !html.contains("<img"), "{html}");
+    assert!(html.contains("/x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img/src=x/onerror=alert(2)&gt;"));
+    assert_eq!(html.matches("<script").count(), 2, "{html}");
+
+    // Refused: no url, other schemes, protocol-relative URLs, whitespace.
+    for query in
+        ["", "?url=", "?url=javascript:alert(1)", "?url=data:text/html,x", "?url=//evil.example/a.mpd", "?url=/a%20b"]
+    {
+        let got = get(&c, &on.url(&format!("/player{query}"))).await;
+        assert_eq!(got.status, 400, "/player{query}: {}", got.describe());
+        assert_one_line_reason(&format!("/player{query}"), &got);
+    }
+    let got = request(&c, Method::POST, &on.url(&format!("/player?url={manifest}")), &[]).await;
+    assert_eq!(got.status, 405, "{}", got.describe());
+}

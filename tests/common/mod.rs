@@ -384,11 +384,16 @@ impl TestServer {
         origin: jit_origin::origin::Origin,
         http: jit_origin::config::HttpConfig,
     ) -> TestServer {
+        TestServer::serve_service(listener, jit_origin::server::Service::new(std::sync::Arc::new(origin), http))
+    }
+
+    /// Serves a service the caller configured (e.g. with the player page).
+    pub fn serve_service(listener: std::net::TcpListener, service: jit_origin::server::Service) -> TestServer {
         use std::sync::Arc;
         use std::time::Duration;
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
-        let origin = Arc::new(origin);
+        let service = Arc::new(service);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("origin-under-test".into())
@@ -400,7 +405,6 @@ impl TestServer {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let service = Arc::new(jit_origin::server::Service::new(origin, http));
                     let stopped = async move {
                         let _ = stopped.await;
                     };

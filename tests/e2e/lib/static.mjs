@@ -11,7 +11,7 @@ const root = path.resolve(here, '..');
 const modules = path.join(root, 'node_modules');
 
 /** URL path → file. Only these are served (no directory walking). */
-export const FILES = {
+const FILES = {
   '/page/index.html': path.join(root, 'page/index.html'),
   '/page/harness.js': path.join(root, 'page/harness.js'),
   '/lib/shaka-player.js': path.join(modules, 'shaka-player/dist/shaka-player.compiled.js'),

@@ -129,8 +129,8 @@ export function playback({ player, url, options, keyFrom = null, playMs = 3000, 
     }
     // Players skip ahead when the first segment lands outside the period (e.g. edit list and
     // presentationTimeOffset both applied): playback must begin at the start.
-    facts.startAt = first.currentTime;
-    checks.check(first.currentTime < 0.5, `playback began at ${first.currentTime.toFixed(2)} s, not at the start`);
+    facts.startAt = first.startedAt;
+    checks.check(first.startedAt !== null && first.startedAt < 0.5, `playback began at ${first.startedAt} s, not at the start`);
     const phase1 = await playFor(page, checks, 'first play', playMs);
     facts.played = [phase1.advanced, phase1.wall];
 

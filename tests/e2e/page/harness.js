@@ -9,6 +9,11 @@
   const report = (source, fatal, code, message) =>
     errors.push({ at: Math.round(performance.now()), source, fatal: Boolean(fatal), code: String(code), message: String(message || '') });
 
+  // Where playback really began: polling from the runner may come late, the event does not.
+  let startedAt = null;
+  video.addEventListener('playing', () => {
+    if (startedAt === null) startedAt = video.currentTime;
+  });
   video.addEventListener('error', () => {
     const e = video.error;
     report('video', true, `MEDIA_ERR ${e ? e.code : '?'}`, e ? e.message : '');
@@ -166,6 +171,7 @@
       return {
         now: performance.now(),
         currentTime: video.currentTime,
+        startedAt,
         duration: video.duration,
         paused: video.paused,
         seeking: video.seeking,

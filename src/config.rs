@@ -29,6 +29,9 @@ pub struct Config {
     pub origin_protection: Option<OriginProtectionConfig>,
     #[serde(default)]
     pub lifecycle: LifecycleConfig,
+    /// The operators' test page, `GET /player?url=…` (off by default).
+    #[serde(default)]
+    pub player: PlayerConfig,
     #[serde(default)]
     pub storage: Vec<StorageConfig>,
     #[serde(default)]
@@ -185,6 +188,23 @@ pub struct LifecycleConfig {
 impl Default for LifecycleConfig {
     fn default() -> Self {
         LifecycleConfig { drain_secs: 30 }
+    }
+}
+
+/// The operators' test page (`GET /player?url=…`): a small page playing one of the origin's
+/// manifests with Shaka Player, listing variants, audio tracks and errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlayerConfig {
+    /// Off by default: `/player` is then a 404.
+    pub enabled: bool,
+    /// Where the page loads Shaka Player from: an http(s) URL or a path on this origin.
+    pub script_url: String,
+}
+
+impl Default for PlayerConfig {
+    fn default() -> Self {
+        PlayerConfig { enabled: false, script_url: crate::player::DEFAULT_SCRIPT_URL.to_string() }
     }
 }
 
@@ -441,6 +461,8 @@ impl Config {
                 )));
             }
         }
+        crate::player::check_script_url(&self.player.script_url)
+            .map_err(|e| ConfigError(format!("{}[player] script_url: {e}", at("script_url"))))?;
         let mut names = std::collections::HashSet::new();
         for s in &self.storage {
             if !names.insert(s.name.as_str()) {
@@ -577,5 +599,18 @@ policy = "clear"
 
         let bad = GOOD.replace("\"ladder\"", "\"../etc\"");
         assert!(Config::parse(&bad, PathBuf::new()).is_err());
+
+        let bad = format!("{GOOD}[player]\nenabled = true\nscript_url = \"javascript:alert(1)\"\n");
+        let e = Config::parse(&bad, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("line 13") && e.contains("script_url"), "{e}");
+    }
+
+    #[test]
+    fn player_page_is_off_unless_enabled() {
+        let c = Config::parse(GOOD, PathBuf::new()).unwrap();
+        assert!(!c.player.enabled);
+        assert_eq!(c.player.script_url, crate::player::DEFAULT_SCRIPT_URL);
+        let on = Config::parse(&format!("{GOOD}[player]\nenabled = true\n"), PathBuf::new()).unwrap();
+        assert!(on.player.enabled);
     }
 }

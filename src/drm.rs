@@ -611,10 +611,16 @@ impl HlsKeyLine {
 /// * **Clear Key for hls.js** — `URI="<clearkey licence URL>"`, `KEYID=0x<kid>`,
 ///   `KEYFORMAT="org.w3.clearkey"`. hls.js takes the KID from `KEYID` (a non-`data:` URI carries
 ///   no KID); the licence URL it POSTs to comes from its `drmSystems['org.w3.clearkey'].licenseUrl`
-///   config, so the URI here is informational for the app.
+///   config, so the URI here is informational for the app. Shaka ignores this KEYFORMAT.
 /// * **`identity` for Shaka** (only when `clearkey.key_url` is set) — `URI="<raw key URL>"`,
 ///   `KEYFORMAT="identity"`. Shaka fetches the URI as the raw 16-byte key and takes the KID from
 ///   the init segment's `tenc`; Apple players also accept identity keys for cbcs.
+///
+/// For cbcs the two Clear Key lines exclude each other: hls.js (1.7) prefers an `identity` key
+/// over every other KEYFORMAT and, with `METHOD=SAMPLE-AES`, treats it as MPEG-TS sample
+/// encryption, which it cannot apply to fMP4, so playback stalls. A cbcs playlist therefore has
+/// the `identity` line when `key_url` is set (Shaka, Apple) and the `org.w3.clearkey` line
+/// otherwise (hls.js). hls.js ignores `identity` with `SAMPLE-AES-CTR`, so cenc has both.
 ///
 /// All lines use `METHOD=SAMPLE-AES` for cbcs and `SAMPLE-AES-CTR` for cenc, no `IV` (fMP4
 /// carries IVs in `tenc`/`senc`), and `KEYFORMATVERSIONS="1"`. KEYFORMAT needs
@@ -653,7 +659,9 @@ pub fn hls_key_lines(
         push(KEYFORMAT_PLAYREADY, format!("data:text/plain;charset=UTF-16;base64,{}", base64(&pro)), true);
     }
     if let Some(ck) = &systems.clearkey {
-        push(KEYFORMAT_CLEARKEY, expand_template(&ck.license_url, kid, locator), true);
+        if ck.key_url.is_none() || scheme == ProtectionScheme::Cenc {
+            push(KEYFORMAT_CLEARKEY, expand_template(&ck.license_url, kid, locator), true);
+        }
         if let Some(key_url) = &ck.key_url {
             push(KEYFORMAT_IDENTITY, expand_template(key_url, kid, locator), false);
         }
@@ -693,8 +701,10 @@ pub struct ContentProtection {
 /// 2. Widevine: `cenc:pssh` (v0 Widevine box), `dashif:Laurl` if configured.
 /// 3. PlayReady: `@value="MSPR 2.0"`, `cenc:pssh` (PlayReady box holding the PRO), `mspr:pro`,
 ///    `dashif:Laurl` if configured.
-/// 4. Clear Key: `urn:uuid:e2719d58-…`, `@value="ClearKey1.0"`, `cenc:pssh` = the W3C common
-///    PSSH (the init data browsers' Clear Key CDMs accept), `dashif:Laurl` = licence URL.
+/// 4. Clear Key: `urn:uuid:e2719d58-…`, `@value="ClearKey1.0"`, `dashif:Laurl` = licence URL, and
+///    no `cenc:pssh`, as in the DASH-IF IOP example: dash.js (5.x) hands a Clear Key `cenc:pssh`
+///    to the CDM as `keyids` JSON and fails; without it, it builds that JSON from
+///    `cenc:default_KID`. Shaka uses the init segment's W3C common PSSH (`encrypted` event).
 ///
 /// FairPlay has no DASH signalling and is skipped.
 pub fn dash_content_protection(
@@ -740,7 +750,7 @@ pub fn dash_content_protection(
             scheme_id_uri: CLEARKEY_DASH_SCHEME,
             value: Some("ClearKey1.0"),
             default_kid: None,
-            pssh: Some(base64(&common_pssh(&[*kid]))),
+            pssh: None,
             pro: None,
             laurl: Some(expand_template(&ck.license_url, kid, locator)),
         });
@@ -1084,10 +1094,7 @@ mod tests {
         let key = test_key();
         let lines = hls_key_lines(ProtectionScheme::Cbcs, &key, LOCATOR, &systems());
         let formats: Vec<_> = lines.iter().map(|l| l.keyformat).collect();
-        assert_eq!(
-            formats,
-            [KEYFORMAT_FAIRPLAY, KEYFORMAT_WIDEVINE, KEYFORMAT_PLAYREADY, KEYFORMAT_CLEARKEY, KEYFORMAT_IDENTITY]
-        );
+        assert_eq!(formats, [KEYFORMAT_FAIRPLAY, KEYFORMAT_WIDEVINE, KEYFORMAT_PLAYREADY, KEYFORMAT_IDENTITY]);
         for l in &lines {
             assert_eq!(attr(&l.attributes, "METHOD"), Some("SAMPLE-AES"));
             assert_eq!(attr(&l.attributes, "KEYFORMAT"), Some(l.keyformat));
@@ -1112,16 +1119,25 @@ mod tests {
         assert!(xml.contains(
             "<LA_URL>https://pr.example/rightsmanager.asmx?kid=9eb4050d-e44b-4802-932e-27d75083e266&amp;x=1</LA_URL>"
         ));
-        // Clear Key (hls.js) and identity (Shaka).
+        // identity (Shaka): the raw key URL, and no org.w3.clearkey line, which hls.js could
+        // not use next to an identity key anyway.
         assert_eq!(
             attr(&lines[3].attributes, "URI"),
-            Some("https://origin.example/clearkey/11111111-2222-3333-4444-555555555555/license")
-        );
-        assert_eq!(attr(&lines[3].attributes, "KEYID"), Some("0x9eb4050de44b4802932e27d75083e266"));
-        assert_eq!(
-            attr(&lines[4].attributes, "URI"),
             Some("https://origin.example/keys/11111111-2222-3333-4444-555555555555/9eb4050de44b4802932e27d75083e266")
         );
+        // Without a key URL: the org.w3.clearkey line (hls.js) with the licence URL and KEYID.
+        let mut no_key_url = systems();
+        no_key_url.clearkey.as_mut().unwrap().key_url = None;
+        let lines = hls_key_lines(ProtectionScheme::Cbcs, &key, LOCATOR, &no_key_url);
+        let clearkey = lines.last().unwrap();
+        assert_eq!(clearkey.keyformat, KEYFORMAT_CLEARKEY);
+        assert!(lines.iter().all(|l| l.keyformat != KEYFORMAT_IDENTITY));
+        assert_eq!(
+            attr(&clearkey.attributes, "URI"),
+            Some("https://origin.example/clearkey/11111111-2222-3333-4444-555555555555/license")
+        );
+        assert_eq!(attr(&clearkey.attributes, "KEYID"), Some("0x9eb4050de44b4802932e27d75083e266"));
+        assert_eq!(attr(&clearkey.attributes, "METHOD"), Some("SAMPLE-AES"));
     }
 
     #[test]
@@ -1173,9 +1189,8 @@ mod tests {
         let (_, sys, _, data) = parse_pssh(&base64_decode(cps[2].pssh.as_deref().unwrap()).unwrap());
         assert_eq!((sys, &data), (PLAYREADY_SYSTEM_ID, &pro));
         assert!(parse_pro(&pro).3.contains("<CHECKSUM>"));
-        // Clear Key: common pssh with the KID, licence URL.
-        let (v, sys, kids, data) = parse_pssh(&base64_decode(cps[3].pssh.as_deref().unwrap()).unwrap());
-        assert_eq!((v, sys, kids, data), (1, COMMON_SYSTEM_ID, vec![key.kid], vec![]));
+        // Clear Key: the licence URL, no pssh.
+        assert_eq!(cps[3].pssh, None);
         assert_eq!(
             cps[3].laurl.as_deref(),
             Some("https://origin.example/clearkey/11111111-2222-3333-4444-555555555555/license")
@@ -1201,11 +1216,9 @@ mod tests {
         ));
         assert!(xml.contains("<ContentProtection schemeIdUri=\"urn:uuid:9a04f079-9840-4286-ab92-e65be0885f95\" value=\"MSPR 2.0\"><cenc:pssh>"));
         assert!(xml.contains("</cenc:pssh><mspr:pro>"));
+        // Clear Key: the licence URL only (no cenc:pssh, which dash.js would misread).
         assert!(xml.contains(
-            "<ContentProtection schemeIdUri=\"urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e\" value=\"ClearKey1.0\"><cenc:pssh>"
-        ));
-        assert!(xml.contains(
-            "<dashif:Laurl>https://origin.example/clearkey/11111111-2222-3333-4444-555555555555/license</dashif:Laurl>"
+            "<ContentProtection schemeIdUri=\"urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e\" value=\"ClearKey1.0\"><dashif:Laurl>https://origin.example/clearkey/11111111-2222-3333-4444-555555555555/license</dashif:Laurl></ContentProtection>"
         ));
         // The PlayReady LA_URL with '&' is escaped once by quick-xml in dashif:Laurl.
         assert!(xml.contains("<dashif:Laurl>https://pr.example/rightsmanager.asmx?kid=9eb4050d-e44b-4802-932e-27d75083e266&amp;x=1</dashif:Laurl>"));

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod mp4;
 pub mod origin;
 pub mod package;
+pub mod player;
 pub mod server;
 pub mod storage;
 pub mod timeline;

@@ -335,6 +335,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     // Print where each locator's asset plays, for a newcomer's first look.
     let mut locators: Vec<_> = origin.locators().collect();
     locators.sort_by(|a, b| (a.policy.as_str(), &a.asset_folder).cmp(&(b.policy.as_str(), &b.asset_folder)));
+    let mut first_manifest = None;
     for locator in locators {
         match asset::resolve_source(&locator.storage, &locator.asset_folder, None).await {
             Ok(source) => {
@@ -361,6 +362,12 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
                 for m in manifests {
                     println!("{label}: {base}/manifest({m}");
                 }
+                first_manifest.get_or_insert(format!(
+                    "/{}/{}.ism/manifest({}",
+                    locator.id,
+                    source.name(),
+                    manifests[0]
+                ));
             }
             Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),
         }
@@ -377,7 +384,13 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
         println!("HTTPS on {addr}");
         listeners.push(Listener { tcp, tls: Some(acceptor) });
     }
-    let mut service = Service::new(origin, config.http.clone()).with_max_url_bytes(config.limits.max_url_bytes);
+    if let (true, Some(manifest)) = (config.player.enabled, first_manifest) {
+        // Manifest paths have no '&' or '#', so they read well unencoded in the query.
+        println!("test player: http://{addr}/player?url={manifest}");
+    }
+    let mut service = Service::new(origin, config.http.clone())
+        .with_max_url_bytes(config.limits.max_url_bytes)
+        .with_player(&config.player);
     if let Some(p) = &config.origin_protection {
         let header =
             http::HeaderName::from_bytes(p.header.as_bytes()).map_err(|e| format!("origin_protection: {e}"))?;

@@ -16,10 +16,11 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Frame, Incoming, SizeHint};
 
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, PlayerConfig};
 use crate::error::Error;
 use crate::origin::{Built, Origin};
 use crate::package::{DASH_CONTENT_TYPE, HLS_CONTENT_TYPE};
+use crate::player::PlayerPage;
 use crate::url;
 use crate::url_signing;
 
@@ -138,6 +139,8 @@ pub struct Service {
     max_url_bytes: usize,
     /// Header and secret every media request must carry (`[origin_protection]`).
     origin_protection: Option<(http::HeaderName, Vec<u8>)>,
+    /// The operators' test page at `/player`, when enabled.
+    player: Option<PlayerPage>,
 }
 
 type Resp = Response<PartsBody>;
@@ -146,7 +149,15 @@ impl Service {
     pub fn new(origin: Arc<Origin>, http: HttpConfig) -> Self {
         let cors_origin = HeaderValue::from_str(&http.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
         let max_url_bytes = crate::config::LimitsConfig::default().max_url_bytes;
-        Service { origin, http, ready: AtomicBool::new(true), cors_origin, max_url_bytes, origin_protection: None }
+        Service {
+            origin,
+            http,
+            ready: AtomicBool::new(true),
+            cors_origin,
+            max_url_bytes,
+            origin_protection: None,
+            player: None,
+        }
     }
 
     /// Refuses request targets longer than `max_url_bytes` with 414.
@@ -174,6 +185,12 @@ impl Service {
             return true;
         };
         headers.get(name).is_some_and(|v| bool::from(v.as_bytes().ct_eq(secret)))
+    }
+
+    /// Serves the test page at `/player` when `config` enables it.
+    pub fn with_player(mut self, config: &PlayerConfig) -> Self {
+        self.player = PlayerPage::new(config);
+        self
     }
 
     fn base(&self, status: StatusCode) -> http::response::Builder {
@@ -252,6 +269,12 @@ impl Service {
                 self.origin.sync_metrics().await;
                 return self.plain("text/plain; version=0.0.4", self.origin.metrics.render());
             }
+            "/player" => {
+                if let Some(page) = &self.player {
+                    *kind = "player";
+                    return self.player_page(page, method, query);
+                }
+            }
             _ => {}
         }
         if let Some((locator_id, kid)) = split_key_path(path) {
@@ -315,6 +338,26 @@ impl Service {
         let mut response = self.error(StatusCode::FORBIDDEN, &format!("forbidden: {}", refusal.reason()));
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Some(response)
+    }
+
+    /// `GET /player?url=…`: the test page, or a 400 naming what is wrong with `url`. The page
+    /// URL may carry a token in its `url`: it is never cached, and never sent as a referrer.
+    fn player_page(&self, page: &PlayerPage, method: &Method, query: Option<&str>) -> Resp {
+        let url = match crate::player::manifest_url(query) {
+            Ok(url) => url,
+            Err(reason) => return self.error(StatusCode::BAD_REQUEST, &format!("bad request: {reason}")),
+        };
+        let html = page.render(&url);
+        let b = self
+            .base(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .header(header::CONTENT_SECURITY_POLICY, page.content_security_policy())
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+            .header(header::REFERRER_POLICY, "no-referrer")
+            .header(header::CONTENT_LENGTH, html.len());
+        let body = if method == Method::HEAD { PartsBody::empty() } else { PartsBody::text(html) };
+        Self::finish(b, body)
     }
 
     /// `GET /{locator}/key/{kid}`: the 16-byte AES-128 key, if the locator's key access

@@ -1,25 +1,44 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs ffmpeg if missing, then runs every test.
-# Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
+# The project's test command (README): installs what the tests need when missing (ffmpeg,
+# Chromium, Node.js and the e2e npm packages), runs every cargo test, then the end-to-end
+# player matrix (tests/e2e). Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-if ! command -v ffmpeg >/dev/null 2>&1; then
-  log "ffmpeg not found; installing it with apt-get"
+# Debian packages for commands that are missing: "command package" pairs.
+missing=()
+for pair in "ffmpeg ffmpeg" "chromium chromium" "node nodejs" "npm npm"; do
+  read -r cmd package <<<"$pair"
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing with apt-get: ${missing[*]}"
   SUDO=()
   if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install ffmpeg" >&2; exit 1; }
+    command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install ${missing[*]}" >&2; exit 1; }
     SUDO=(sudo -n)
   fi
   export DEBIAN_FRONTEND=noninteractive
   "${SUDO[@]}" apt-get update -q </dev/null
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -q --no-install-recommends ffmpeg </dev/null
+    apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
 fi
+
+# The e2e npm packages, pinned by tests/e2e/package-lock.json: `npm ci` when node_modules is
+# missing or was installed from another lock file. Never a browser download (Debian's
+# Chromium is used).
+E2E=tests/e2e
+if ! cmp -s "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.json"; then
+  log "npm ci in $E2E"
+  (cd "$E2E" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error </dev/null)
+  cp "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.json"
+fi
+
 log "$(ffmpeg -version | head -n1)"
+log "$(chromium --version 2>/dev/null | head -n1), node $(node --version)"
 log "$(cargo --version)"
 
 log "cargo test --locked"
@@ -31,11 +50,20 @@ cargo test --locked </dev/null 2>&1 | tee "$LOG" || status=$?
 # With pipefail, status is cargo's (tee does not fail).
 elapsed=$(( $(date +%s) - start ))
 
-log "summary (${elapsed}s)"
+log "end-to-end player tests (node $E2E/run.mjs)"
+E2E_LOG=target/e2e-output.log
+e2e_start=$(date +%s)
+e2e_status=0
+{ cargo build --locked --bin jit-origin && node "$E2E/run.mjs"; } </dev/null 2>&1 | tee "$E2E_LOG" || e2e_status=$?
+e2e_elapsed=$(( $(date +%s) - e2e_start ))
+
+log "summary (cargo test ${elapsed}s, e2e ${e2e_elapsed}s)"
 grep -E '^(test result:|     Running|failures:$|    [a-z_:0-9]+$)' "$LOG" >&2 || true
-if [ "$status" -eq 0 ]; then
+grep -E '^(e2e: |FAILED )' "$E2E_LOG" >&2 || true
+if [ "$status" -eq 0 ] && [ "$e2e_status" -eq 0 ]; then
   echo "ALL TESTS PASSED" >&2
-else
-  echo "TESTS FAILED (cargo exit status $status); see $LOG" >&2
+  exit 0
 fi
-exit "$status"
+[ "$status" -eq 0 ] || echo "TESTS FAILED (cargo exit status $status); see $LOG" >&2
+[ "$e2e_status" -eq 0 ] || echo "E2E TESTS FAILED (exit status $e2e_status); see $E2E_LOG" >&2
+exit 1

@@ -1188,3 +1188,94 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     assert!(!got.body.is_empty());
     stopping.join().unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// Edit lists: HLS init segments carry the source's, DASH leaves the shift to the MPD.
+
+/// Browsers apply an init segment's edit list in MSE and DASH players apply the MPD's
+/// presentationTimeOffset: with both, media lands one shift early and players skip the first
+/// segment. So DASH init segments (CMAF and CSF) have no `edts`; the PTO carries the shift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dash_init_segments_leave_the_edit_list_to_the_mpd() {
+    use jit_origin::mp4::reader::{boxes, find_path};
+    let server = TestServer::fixtures();
+    let c = client();
+    let edit_list = |init: &[u8]| -> Option<Vec<u8>> {
+        let moov = boxes(init).filter_map(Result::ok).find(|b| &b.kind == b"moov").expect("moov").payload;
+        find_path(moov, &[b"trak", b"edts", b"elst"]).expect("box structure").map(<[u8]>::to_vec)
+    };
+    // ladder video: B-frame delay of 1024 ticks (elst media_time 1024).
+    let hls =
+        get(&c, &server.url(&media_path("ladder", "QualityLevels(150000)/Fragments(video=i,format=m3u8-cmaf)"))).await;
+    let elst = edit_list(&hls.body).expect("HLS init keeps the edit list");
+    assert_eq!(&elst[elst.len() - 8..elst.len() - 4], &1024u32.to_be_bytes(), "HLS elst media_time");
+    for format in ["mpd-time-cmaf", "mpd-time-csf"] {
+        let init = get(
+            &c,
+            &server.url(&media_path("ladder", &format!("QualityLevels(150000)/Fragments(video=i,format={format})"))),
+        )
+        .await;
+        assert_eq!(init.status, 200, "{}", init.describe());
+        assert_eq!(edit_list(&init.body), None, "{format}: DASH init segment has an edit list");
+        let mpd = get(&c, &server.url(&media_path("ladder", &format!("manifest(format={format})")))).await.text();
+        let video = &mpd[mpd.find("id=\"video-150000\"").expect("video representation")..];
+        assert!(video.contains("presentationTimeOffset=\"1024\""), "{format}: PTO carries the shift:\n{mpd}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The operators' test page, /player.
+
+fn player_server(player: &jit_origin::config::PlayerConfig) -> TestServer {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let origin = Arc::new(Origin::from_config(&config()).expect("origin"));
+    let service = jit_origin::server::Service::new(origin, config().http).with_player(player);
+    TestServer::serve_service(listener, service, &jit_origin::config::LimitsConfig::default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn player_page_off_by_default_then_served_escaped_with_a_csp() {
+    use jit_origin::config::PlayerConfig;
+    let c = client();
+    let manifest = media_path("ladder", "manifest(format=mpd-time-cmaf).mpd");
+
+    let off = player_server(&PlayerConfig::default());
+    let got = get(&c, &off.url(&format!("/player?url={manifest}"))).await;
+    assert_eq!(got.status, 404, "disabled /player: {}", got.describe());
+
+    let on = player_server(&PlayerConfig { enabled: true, script_url: "/static/shaka-player.compiled.js".into() });
+    let got = get(&c, &on.url(&format!("/player?url={manifest}"))).await;
+    assert_eq!(got.status, 200, "{}", got.describe());
+    assert_eq!(got.header(header::CONTENT_TYPE), Some("text/html; charset=utf-8"));
+    assert_eq!(got.header(header::CACHE_CONTROL), Some("no-store"), "the url may carry a token");
+    assert_eq!(got.header(header::REFERRER_POLICY), Some("no-referrer"));
+    assert_eq!(got.header(header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
+    let csp = got.header(header::CONTENT_SECURITY_POLICY).unwrap_or_else(|| panic!("no CSP: {}", got.describe()));
+    assert!(csp.contains("script-src 'sha256-") && csp.contains(" 'self';"), "{csp}");
+    let html = got.text();
+    assert!(html.contains(&format!("data-src=\"{manifest}\"")), "{html}");
+    assert!(html.contains("<script src=\"/static/shaka-player.compiled.js\"></script>"), "{html}");
+    let head = request(&c, Method::HEAD, &on.url(&format!("/player?url={manifest}")), &[]).await;
+    assert_eq!((head.status.as_u16(), head.body.len()), (200, 0), "{}", head.describe());
+    assert_eq!(head.header(header::CONTENT_LENGTH), Some(html.len().to_string().as_str()));
+
+    // Markup in the url comes back as text; the only scripts are the page's two.
+    let hostile = "/x\"><script>alert(1)</script><img/src=x/onerror=alert(2)>";
+    let got = get(&c, &on.url(&format!("/player?url={}", jit_origin::url::percent_encode(hostile)))).await;
+    assert_eq!(got.status, 200, "{}", got.describe());
+    let html = got.text();
+    assert!(!html.contains("<script>alert") && !html.contains("<img"), "{html}");
+    assert!(html.contains("/x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;img/src=x/onerror=alert(2)&gt;"));
+    assert_eq!(html.matches("<script").count(), 2, "{html}");
+
+    // Refused: no url, other schemes, protocol-relative URLs, whitespace.
+    for query in
+        ["", "?url=", "?url=javascript:alert(1)", "?url=data:text/html,x", "?url=//evil.example/a.mpd", "?url=/a%20b"]
+    {
+        let got = get(&c, &on.url(&format!("/player{query}"))).await;
+        assert_eq!(got.status, 400, "/player{query}: {}", got.describe());
+        assert_one_line_reason(&format!("/player{query}"), &got);
+    }
+    let got = request(&c, Method::POST, &on.url(&format!("/player?url={manifest}")), &[]).await;
+    assert_eq!(got.status, 405, "{}", got.describe());
+}

@@ -15,6 +15,11 @@
 //! (B-frame delay, AAC priming). Players trim audio priming from it; ffmpeg (5.1) only shifts
 //! fragment timestamps by it and decodes every coded sample, priming included, which is why
 //! the lossless tests compare every coded sample (`-ignore_editlist 1` on the source side).
+//!
+//! DASH init segments carry no edit list: the MPD's `presentationTimeOffset` carries the same
+//! shift, and browsers apply an init segment's edit list in MSE while DASH players also apply
+//! the PTO, so with both the media lands one shift early and the first GOP falls before the
+//! period start (Shaka and dash.js then start playing at the second segment).
 
 use std::ops::Range;
 
@@ -108,8 +113,14 @@ const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x40
 
 /// The init segment (`ftyp` + `moov`) of one track. With `encryption`, the sample entry is
 /// protected (`encv`/`enca` + `sinf`, ISO/IEC 23001-7 §8 and ISO/IEC 14496-12 §8.12) and the
-/// given `pssh` boxes follow `mvex` in the `moov`.
-pub fn init_segment(track: &TrackIndex, flavor: Flavor, encryption: Option<&TrackEncryption>) -> Bytes {
+/// given `pssh` boxes follow `mvex` in the `moov`. `edit_list`: whether the source's edit list
+/// goes into it (HLS), or is left to the manifest (DASH `presentationTimeOffset`).
+pub fn init_segment(
+    track: &TrackIndex,
+    flavor: Flavor,
+    edit_list: bool,
+    encryption: Option<&TrackEncryption>,
+) -> Bytes {
     let info = &track.info;
     let pssh_len: usize = encryption.map_or(0, |e| e.pssh.iter().map(Bytes::len).sum::<usize>() + 128);
     let mut w = BoxWriter::with_capacity(768 + info.sample_entry.len() + pssh_len);
@@ -172,7 +183,7 @@ pub fn init_segment(track: &TrackIndex, flavor: Flavor, encryption: Option<&Trac
     w.u32(height << 16);
     w.end(tkhd);
 
-    if info.edit != Default::default() {
+    if edit_list && info.edit != Default::default() {
         write_edts(&mut w, track);
     }
 
@@ -815,7 +826,7 @@ mod tests {
     #[test]
     fn video_init_parses_with_one_trak_and_trex() {
         let track = video_track(24, 48);
-        let init = init_segment(&track, Flavor::Cmaf, None);
+        let init = init_segment(&track, Flavor::Cmaf, true, None);
         let mut buf = &init[..];
         let ftyp = Ftyp::decode(&mut buf).unwrap();
         assert_eq!(ftyp.major_brand, b"cmfc".into());
@@ -859,7 +870,7 @@ mod tests {
     fn audio_init_with_and_without_edits() {
         let mut track =
             TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default() };
-        let init = init_segment(&track, Flavor::Csf, None);
+        let init = init_segment(&track, Flavor::Csf, true, None);
         let mut buf = &init[..];
         let ftyp = Ftyp::decode(&mut buf).unwrap();
         assert_eq!(ftyp.major_brand, b"iso6".into());
@@ -875,7 +886,7 @@ mod tests {
 
         track.info.edit = EditOffset { empty_duration: 480, media_time: 1024 };
         track.info.language = "not-a-code".into();
-        let init = init_segment(&track, Flavor::Cmaf, None);
+        let init = init_segment(&track, Flavor::Cmaf, true, None);
         let mut buf = &init[..];
         Ftyp::decode(&mut buf).unwrap();
         let moov = Moov::decode(&mut buf).unwrap();
@@ -885,6 +896,12 @@ mod tests {
         assert_eq!(elst.entries.len(), 2);
         assert_eq!((elst.entries[0].segment_duration, elst.entries[0].media_time), (480, None));
         assert_eq!((elst.entries[1].segment_duration, elst.entries[1].media_time), (0, Some(1024)));
+
+        // DASH: the shift is the MPD's presentationTimeOffset, not an edit list.
+        let init = init_segment(&track, Flavor::Cmaf, false, None);
+        let mut buf = &init[..];
+        Ftyp::decode(&mut buf).unwrap();
+        assert!(Moov::decode(&mut buf).unwrap().trak[0].edts.is_none());
     }
 
     #[test]
@@ -1075,7 +1092,7 @@ mod tests {
         let pssh = [Bytes::from_static(b"\x00\x00\x00\x0cpsshabcd"), Bytes::from_static(b"\x00\x00\x00\x0cpsshwxyz")];
         for scheme in [Scheme::Cenc, Scheme::Cbcs] {
             let enc = TrackEncryption { scheme, key: &KEY, pssh: &pssh, iv_seed: 99 };
-            let init = init_segment(&track, Flavor::Cmaf, Some(&enc));
+            let init = init_segment(&track, Flavor::Cmaf, true, Some(&enc));
             let top = children(&init);
             assert_eq!(top.len(), 2, "ftyp + moov");
             let moov = children(top[1].1);
@@ -1124,7 +1141,7 @@ mod tests {
         // Audio: enca, cbcs pattern 0:0.
         let audio = TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default() };
         let enc = TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 1 };
-        let init = init_segment(&audio, Flavor::Csf, Some(&enc));
+        let init = init_segment(&audio, Flavor::Csf, true, Some(&enc));
         let moov = boxes(&init).nth(1).unwrap().unwrap().payload;
         let stsd = find_path(moov, &[b"trak", b"mdia", b"minf", b"stbl", b"stsd"]).unwrap().unwrap();
         let (kind, payload) = children(&stsd[8..])[0];
@@ -1134,7 +1151,7 @@ mod tests {
         let tenc = find_path(sinf, &[b"schi", b"tenc"]).unwrap().unwrap();
         assert_eq!(&tenc[..8], &[1, 0, 0, 0, 0, 0, 1, 0], "audio: no pattern");
         // The clear init is unchanged by all this.
-        assert_eq!(init_segment(&audio, Flavor::Csf, None), init_segment(&audio, Flavor::Csf, None));
+        assert_eq!(init_segment(&audio, Flavor::Csf, true, None), init_segment(&audio, Flavor::Csf, true, None));
     }
 
     /// A video track whose samples are length-prefixed NAL units: an SPS-like non-VCL NAL and
@@ -1322,7 +1339,7 @@ mod tests {
         let t = &asset.tracks[0];
         let seed = crate::crypto::cenc::iv_seed(file, t.bitrate, &t.name);
         let enc = TrackEncryption { scheme, key: &KEY, pssh: &[], iv_seed: seed };
-        let init = init_segment(t.index(), Flavor::Cmaf, Some(&enc));
+        let init = init_segment(t.index(), Flavor::Cmaf, true, Some(&enc));
         assert!(t.timeline.segments.len() > 1);
         let mut segments = Vec::new();
         for (k, segment) in t.timeline.segments.iter().enumerate() {

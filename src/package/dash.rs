@@ -148,8 +148,9 @@ struct S {
 }
 
 /// `presentationTimeOffset`: the media time shown at presentation time 0 (edit list: B-frame
-/// delay, audio priming). A net delay (empty edit longer than media_time) cannot be expressed
-/// with a PTO and is ignored.
+/// delay, audio priming). DASH init segments leave the edit list out, so this is the only
+/// place the shift is applied. A net delay (empty edit longer than media_time) cannot be
+/// expressed with a PTO and is ignored.
 fn presentation_time_offset(track: &AssetTrack) -> u64 {
     let edit = track.index().info.edit;
     edit.media_time.saturating_sub(edit.empty_duration) + track.window_offset

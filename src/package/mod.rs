@@ -191,13 +191,14 @@ pub async fn render(
         }
         Resource::Init { bitrate, track, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
+            let (flavor, edit_list) = (cmaf::Flavor::from(*format), !format.is_dash());
             let init = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => {
                     let pssh = pssh_boxes(scheme, p);
                     let enc = track_encryption(scheme, p, track, &pssh);
-                    cmaf::init_segment(track.index(), cmaf::Flavor::from(*format), Some(&enc))
+                    cmaf::init_segment(track.index(), flavor, edit_list, Some(&enc))
                 }
-                _ => cmaf::init_segment(track.index(), cmaf::Flavor::from(*format), None),
+                _ => cmaf::init_segment(track.index(), flavor, edit_list, None),
             };
             Ok(Output { content_type: media_content_type(track), parts: vec![init] })
         }

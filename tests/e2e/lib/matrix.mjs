@@ -1,0 +1,139 @@
+// The end-to-end matrix: which player plays which URL of the fixture ladder (3 H.264
+// renditions, AAC in English and French, 8 s), and what must happen.
+import { playback, failure, operatorPage } from './cell.mjs';
+import { KEYS, LOCATORS, token } from './origin.mjs';
+
+/** URL of `resource` of the ladder under the locator for `protection`. */
+const media = (protection, resource, query = '') => (env) =>
+  `${env.origin}/${LOCATORS[protection]}/ladder.ism/${resource}${query}`;
+const licence = (protection) => (env) => `${env.origin}/${LOCATORS[protection]}/clearkey`;
+
+/** A key of the right KID with every byte flipped: decrypts to garbage. */
+const wrongKey = ({ kid, key }) => ({
+  [kid]: Buffer.from(key, 'hex').map((b) => b ^ 0xff).toString('hex'),
+});
+
+/** Paths of the origin's raw key endpoint and its Clear Key licence endpoint. */
+const KEY_PATH = /^\/[^/]+\/key\/[0-9a-f]{32}$/;
+const LICENCE_PATH = /^\/[^/]+\/clearkey$/;
+const keyRequests = (requests) => requests.filter((r) => KEY_PATH.test(new URL(r.url).pathname));
+
+const cells = [];
+const add = (name, run) => cells.push({ name, run });
+
+// Clear playback.
+for (const [player, format, label] of [
+  ['shaka', 'm3u8-cmaf', 'HLS-CMAF'],
+  ['hlsjs', 'm3u8-cmaf', 'HLS-CMAF'],
+  ['shaka', 'mpd-time-cmaf', 'DASH-CMAF'],
+  ['dashjs', 'mpd-time-cmaf', 'DASH-CMAF'],
+  ['shaka', 'mpd-time-csf', 'DASH-CSF'],
+  ['dashjs', 'mpd-time-csf', 'DASH-CSF'],
+  ['hlsjs', 'm3u8-aapl', 'HLS-TS'],
+]) {
+  const ext = format.startsWith('mpd') ? 'mpd' : 'm3u8';
+  add(`${player} ${label}`, playback({ player, url: media('clear', `manifest(format=${format}).${ext}`) }));
+}
+
+// AES-128 envelope: the key comes from the origin's key endpoint, the token from the
+// manifest URL (the playlists carry it on to the key URI).
+for (const [player, format, label] of [
+  ['hlsjs', 'm3u8-aapl', 'HLS-TS'],
+  ['hlsjs', 'm3u8-cmaf', 'HLS-CMAF'],
+  ['shaka', 'm3u8-aapl', 'HLS-TS'],
+  ['shaka', 'm3u8-cmaf', 'HLS-CMAF'],
+]) {
+  const resource = `manifest(format=${format},encryption=cbc).m3u8`;
+  add(
+    `${player} ${label} AES-128 token`,
+    playback({ player, url: (env) => media('envelope', resource, `?token=${token()}`)(env), keyFrom: KEY_PATH }),
+  );
+}
+
+// Common Encryption with ClearKey: DASH players take the licence URL from the MPD
+// (dashif:Laurl); Shaka on HLS uses the KEYFORMAT="identity" key URI, hls.js the
+// KEYFORMAT="org.w3.clearkey" line with the licence URL from its config.
+for (const [player, protection, encryption] of [
+  ['shaka', 'cenc', 'cenc'],
+  ['dashjs', 'cenc', 'cenc'],
+  ['shaka', 'cbcs', 'cbcs-aapl'],
+  ['dashjs', 'cbcs', 'cbcs-aapl'],
+]) {
+  add(
+    `${player} DASH-CMAF ClearKey ${protection}`,
+    playback({
+      player,
+      url: media(protection, `manifest(format=mpd-time-cmaf,encryption=${encryption}).mpd`),
+      keyFrom: LICENCE_PATH,
+    }),
+  );
+}
+add(
+  'shaka HLS-CMAF ClearKey cbcs',
+  playback({ player: 'shaka', url: media('cbcs', 'manifest(format=m3u8-cmaf,encryption=cbcs-aapl).m3u8'), keyFrom: KEY_PATH }),
+);
+add(
+  'hlsjs HLS-CMAF ClearKey cbcs',
+  playback({
+    player: 'hlsjs',
+    url: media('cbcsLicence', 'manifest(format=m3u8-cmaf,encryption=cbcs-aapl).m3u8'),
+    options: { licenseUrl: licence('cbcsLicence') },
+    keyFrom: LICENCE_PATH,
+  }),
+);
+
+// Switching audio language.
+add('shaka HLS-CMAF audio eng→fra', playback({ player: 'shaka', url: media('clear', 'manifest(format=m3u8-cmaf).m3u8'), switchAudioTo: 'fra' }));
+add('hlsjs HLS-CMAF audio eng→fra', playback({ player: 'hlsjs', url: media('clear', 'manifest(format=m3u8-cmaf).m3u8'), switchAudioTo: 'fra' }));
+add('dashjs DASH-CMAF audio eng→fra', playback({ player: 'dashjs', url: media('clear', 'manifest(format=mpd-time-cmaf).mpd'), switchAudioTo: 'fra' }));
+
+// Negative cells: a wrong key must give a decode error, a missing token a refused key.
+for (const [player, protection, encryption] of [
+  ['shaka', 'cenc', 'cenc'],
+  ['dashjs', 'cenc', 'cenc'],
+  ['shaka', 'cbcs', 'cbcs-aapl'],
+  ['dashjs', 'cbcs', 'cbcs-aapl'],
+]) {
+  add(
+    `${player} DASH-CMAF ${protection} wrong key ✗`,
+    failure({
+      player,
+      url: media(protection, `manifest(format=mpd-time-cmaf,encryption=${encryption}).mpd`),
+      options: { clearKeys: wrongKey(KEYS[protection]) },
+      describe: 'decode error',
+      // The media element's MEDIA_ERR_DECODE (3), before any frame came out.
+      expect: (s) => [
+        ...(s.errors.some((e) => e.source === 'video' && e.code === 'MEDIA_ERR 3') ? [] : ['no MEDIA_ERR_DECODE']),
+        ...(s.decodedFrames === 0 ? [] : [`${s.decodedFrames} frames decoded with the wrong key`]),
+      ],
+    }),
+  );
+}
+for (const [player, format, label] of [
+  ['hlsjs', 'm3u8-aapl', 'HLS-TS'],
+  ['shaka', 'm3u8-cmaf', 'HLS-CMAF'],
+]) {
+  add(
+    `${player} ${label} AES-128 no token ✗`,
+    failure({
+      player,
+      url: media('envelope', `manifest(format=${format},encryption=cbc).m3u8`),
+      describe: 'key refused',
+      expect: (s, requests) => {
+        const statuses = keyRequests(requests).map((r) => r.status);
+        return [
+          ...(statuses.length > 0 && statuses.every((st) => st === 401 || st === 403)
+            ? []
+            : [`key requests should all be refused with 401/403, got: ${statuses.join(', ') || 'none'}`]),
+          ...(s.decodedFrames === 0 ? [] : [`${s.decodedFrames} frames decoded without the key`]),
+        ];
+      },
+    }),
+  );
+}
+
+// The origin's own test page, /player (enabled in the generated config, Shaka Player from the
+// harness's server).
+add('origin /player page (Shaka)', operatorPage({ url: () => `/${LOCATORS.clear}/ladder.ism/manifest(format=mpd-time-cmaf).mpd` }));
+
+export const matrix = cells;

@@ -1,0 +1,198 @@
+// In-page side of the end-to-end harness. One adapter per player library (Shaka Player,
+// hls.js, dash.js) behind one interface that the runner drives through page.evaluate:
+// e2e.start(player, options), e2e.state(), e2e.seek(seconds), e2e.selectAudio(languageCodes).
+'use strict';
+
+(() => {
+  const video = document.getElementById('video');
+  const errors = [];
+  const report = (source, fatal, code, message) =>
+    errors.push({ at: Math.round(performance.now()), source, fatal: Boolean(fatal), code: String(code), message: String(message || '') });
+
+  // Where playback really began: polling from the runner may come late, the event does not.
+  let startedAt = null;
+  video.addEventListener('playing', () => {
+    if (startedAt === null) startedAt = video.currentTime;
+  });
+  video.addEventListener('error', () => {
+    const e = video.error;
+    report('video', true, `MEDIA_ERR ${e ? e.code : '?'}`, e ? e.message : '');
+  });
+
+  const hexToBytes = (hex) => Uint8Array.from(hex.match(/../g), (b) => parseInt(b, 16));
+  const base64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  // A short, readable form of an error's detail values (URIs, HTTP statuses, nested errors).
+  const describe = (value) => {
+    if (value === null || value === undefined) return '';
+    if (typeof value !== 'object') return String(value);
+    if (value.message) return value.message;
+    if (value.code !== undefined) return `code ${value.code}`;
+    return '';
+  };
+  const play = () => video.play().catch(() => {});
+
+  const adapters = {
+    shaka: {
+      async start({ url, clearKeys }) {
+        shaka.polyfill.installAll();
+        const player = new shaka.Player();
+        this.player = player;
+        await player.attach(video);
+        player.addEventListener('error', (event) => this.error(event.detail));
+        // Raw keys given to the player (e.g. a wrong one) instead of the origin's licence.
+        if (clearKeys) player.configure({ drm: { clearKeys } });
+        try {
+          await player.load(url);
+        } catch (e) {
+          this.error(e);
+          return;
+        }
+        play();
+      },
+      error(e) {
+        const data = (e.data || []).map(describe).filter(Boolean).slice(0, 3).join('; ');
+        // Shaka: severity 2 is CRITICAL (playback cannot continue).
+        report('shaka', e.severity === 2, `${e.category}/${e.code}`, data);
+      },
+      variants() {
+        return this.player.getVariantTracks().map((t) => ({
+          bandwidth: t.bandwidth, width: t.width, height: t.height, language: t.language, active: t.active,
+        }));
+      },
+      audioTracks() {
+        return this.player.getAudioTracks().map((t) => ({ language: t.language, label: t.label, active: t.active }));
+      },
+      selectAudio(codes) {
+        const track = this.player.getAudioTracks().find((t) => codes.includes(t.language));
+        if (track) this.player.selectAudioTrack(track);
+        return Boolean(track);
+      },
+      seek(seconds) {
+        video.currentTime = seconds;
+      },
+    },
+
+    hlsjs: {
+      async start({ url, licenseUrl }) {
+        const config = {};
+        // hls.js takes the Clear Key licence URL from its config; the KID comes from KEYID.
+        if (licenseUrl) {
+          config.emeEnabled = true;
+          config.drmSystems = { 'org.w3.clearkey': { licenseUrl } };
+        }
+        const hls = new Hls(config);
+        this.hls = hls;
+        hls.on(Hls.Events.ERROR, (_, d) => {
+          const status = d.response && d.response.code ? `HTTP ${d.response.code}` : '';
+          const detail = [status, describe(d.error), d.reason].filter(Boolean).join('; ');
+          report('hls.js', d.fatal, `${d.type}/${d.details}`, detail);
+        });
+        hls.on(Hls.Events.MANIFEST_PARSED, play);
+        hls.loadSource(url);
+        hls.attachMedia(video);
+      },
+      variants() {
+        return this.hls.levels.map((l, i) => ({
+          bandwidth: l.bitrate, width: l.width, height: l.height, language: '', active: i === this.hls.currentLevel,
+        }));
+      },
+      audioTracks() {
+        return this.hls.audioTracks.map((t, i) => ({ language: t.lang, label: t.name, active: i === this.hls.audioTrack }));
+      },
+      selectAudio(codes) {
+        const index = this.hls.audioTracks.findIndex((t) => codes.includes(t.lang));
+        if (index >= 0) this.hls.audioTrack = index;
+        return index >= 0;
+      },
+      seek(seconds) {
+        video.currentTime = seconds;
+      },
+    },
+
+    dashjs: {
+      async start({ url, clearKeys }) {
+        const player = dashjs.MediaPlayer().create();
+        this.player = player;
+        player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_NONE } });
+        if (clearKeys) {
+          const keys = {};
+          for (const [kid, key] of Object.entries(clearKeys)) keys[base64url(hexToBytes(kid))] = base64url(hexToBytes(key));
+          player.setProtectionData({ 'org.w3.clearkey': { clearkeys: keys } });
+        }
+        const events = dashjs.MediaPlayer.events;
+        player.on(events.ERROR, (e) => report('dash.js', true, e.error && e.error.code, describe(e.error)));
+        player.on(events.PLAYBACK_ERROR, (e) => report('dash.js', true, 'playback', describe(e.error)));
+        player.initialize(video, url, true);
+      },
+      variants() {
+        const current = this.player.getCurrentRepresentationForType('video');
+        return this.player.getRepresentationsByType('video').map((r) => ({
+          bandwidth: r.bandwidth, width: r.width, height: r.height, language: '', active: Boolean(current && current.id === r.id),
+        }));
+      },
+      audioTracks() {
+        const current = this.player.getCurrentTrackFor('audio');
+        return this.player.getTracksFor('audio').map((t) => ({
+          language: t.lang, label: (t.labels && t.labels[0] && t.labels[0].text) || '', active: Boolean(current && current.id === t.id && current.lang === t.lang),
+        }));
+      },
+      selectAudio(codes) {
+        const track = this.player.getTracksFor('audio').find((t) => codes.includes(t.lang));
+        if (track) this.player.setCurrentTrack(track);
+        return Boolean(track);
+      },
+      seek(seconds) {
+        this.player.seek(seconds);
+      },
+    },
+  };
+
+  let adapter = null;
+  // Each accessor may throw before the player has a manifest: report empty lists then.
+  const safely = (f) => {
+    try {
+      return f() || [];
+    } catch (e) {
+      return [];
+    }
+  };
+
+  window.e2e = {
+    async start(player, options) {
+      adapter = adapters[player];
+      try {
+        await adapter.start(options);
+      } catch (e) {
+        report('page', true, 'start', describe(e));
+      }
+    },
+    state() {
+      const quality = video.getVideoPlaybackQuality();
+      return {
+        now: performance.now(),
+        currentTime: video.currentTime,
+        startedAt,
+        duration: video.duration,
+        paused: video.paused,
+        seeking: video.seeking,
+        ended: video.ended,
+        readyState: video.readyState,
+        width: video.videoWidth,
+        height: video.videoHeight,
+        decodedFrames: quality.totalVideoFrames,
+        droppedFrames: quality.droppedVideoFrames,
+        variants: adapter ? safely(() => adapter.variants()) : [],
+        audioTracks: adapter ? safely(() => adapter.audioTracks()) : [],
+        errors: errors.slice(),
+      };
+    },
+    seek(seconds) {
+      adapter.seek(seconds);
+      play();
+    },
+    // The first track whose language is one of `codes` (players differ in ISO 639-1 / -2).
+    selectAudio(codes) {
+      return adapter.selectAudio(codes);
+    },
+  };
+})();

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs ffmpeg if missing, then runs every test.
+# The project's test command (README): installs ffmpeg if missing, then runs every test, then
+# the deployment checks.
 # Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
 set -euo pipefail
 
@@ -31,11 +32,21 @@ cargo test --locked </dev/null 2>&1 | tee "$LOG" || status=$?
 # With pipefail, status is cargo's (tee does not fail).
 elapsed=$(( $(date +%s) - start ))
 
-log "summary (${elapsed}s)"
+# ---- deployment checks: Dockerfile and deploy/ (tests/deploy/check.sh installs its validators)
+log "deployment checks (tests/deploy/check.sh)"
+DEPLOY_LOG=target/deploy-output.log
+deploy_start=$(date +%s)
+deploy_status=0
+tests/deploy/check.sh </dev/null 2>&1 | tee "$DEPLOY_LOG" || deploy_status=$?
+deploy_elapsed=$(( $(date +%s) - deploy_start ))
+# ---- end of deployment checks
+
+log "summary (cargo test ${elapsed}s, deployment checks ${deploy_elapsed}s)"
 grep -E '^(test result:|     Running|failures:$|    [a-z_:0-9]+$)' "$LOG" >&2 || true
-if [ "$status" -eq 0 ]; then
+grep -E '^(FAIL |deploy: )' "$DEPLOY_LOG" >&2 || true
+if [ "$status" -eq 0 ] && [ "$deploy_status" -eq 0 ]; then
   echo "ALL TESTS PASSED" >&2
-else
-  echo "TESTS FAILED (cargo exit status $status); see $LOG" >&2
+  exit 0
 fi
-exit "$status"
+echo "TESTS FAILED (cargo exit status $status, deployment checks $deploy_status); see $LOG, $DEPLOY_LOG" >&2
+exit 1

@@ -304,7 +304,8 @@ def http_get(url):
 
 def start_server(config):
     """Starts `jit-origin serve --config CONFIG --log-format json`; returns (process, address or
-    None when it did not start, printed lines, log lines, reader thread)."""
+    None when it did not start, printed lines, log lines, reader thread). Printed lines include
+    the error of a refused config."""
     # One pipe for both streams keeps their order: the URLs are printed before "serving" is logged.
     proc = subprocess.Popen(
         [BINARY, "serve", "--config", str(config), "--log-format", "json"],
@@ -347,7 +348,7 @@ def serve_check(label, config, replace):
     run_config.write_text(text)
     proc, addr, out, err, reader = start_server(run_config)
     try:
-        if not R.check(f"{label}: the server starts", addr is not None, "\n".join(err[-5:])):
+        if not R.check(f"{label}: the server starts", addr is not None, "\n".join((out + err)[-5:])):
             return
         unloadable = [e for e in err if "not loadable" in e]
         R.check(f"{label}: every locator's asset loads", not unloadable, "\n".join(unloadable))
@@ -413,8 +414,8 @@ def schema_error(doc, version):
         return ""
     except kubernetes_validate.ValidationError as e:
         return f"{'.'.join(map(str, e.path))}: {e.message}"
-    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.utils.VersionNotSupportedError) as e:
-        return e.message
+    except kubernetes_validate.SchemaNotFoundError as e:
+        return f"no schema for {e.kind} {e.api_version}"
 
 
 def check_kubernetes(tmp, image):
@@ -443,11 +444,14 @@ def check_kubernetes(tmp, image):
         key=lambda v: tuple(map(int, v.split("."))),
     )
     for doc in docs:
-        errors = [f"{v}: {e}" for v in versions for e in [schema_error(doc, v)] if e]
+        errors = {}
+        for v in versions:
+            if error := schema_error(doc, v):
+                errors.setdefault(error, []).append(v)
         R.check(
             f"{doc['kind']}/{doc['metadata']['name']} valid (strict) for Kubernetes {versions[0]} to {versions[-1]}",
             not errors,
-            "; ".join(errors),
+            "; ".join(f"{e} (Kubernetes {', '.join(vs)})" for e, vs in errors.items()),
         )
     # The schema check can fail: an unknown field in the Deployment is refused.
     typo = copy.deepcopy(kinds["Deployment"])

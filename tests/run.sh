@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs what the tests need when missing (ffmpeg,
-# Chromium, Node.js and the e2e npm packages), runs every cargo test, then the end-to-end
-# player matrix (tests/e2e). Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
+# Chromium, Node.js and the e2e npm packages), runs every cargo test, the end-to-end player
+# matrix (tests/e2e) and the deployment checks (tests/deploy).
+# Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -57,13 +58,24 @@ e2e_status=0
 { cargo build --locked --bin jit-origin && node "$E2E/run.mjs"; } </dev/null 2>&1 | tee "$E2E_LOG" || e2e_status=$?
 e2e_elapsed=$(( $(date +%s) - e2e_start ))
 
-log "summary (cargo test ${elapsed}s, e2e ${e2e_elapsed}s)"
+# ---- deployment checks: Dockerfile and deploy/ (tests/deploy/check.sh installs its validators)
+log "deployment checks (tests/deploy/check.sh)"
+DEPLOY_LOG=target/deploy-output.log
+deploy_start=$(date +%s)
+deploy_status=0
+tests/deploy/check.sh </dev/null 2>&1 | tee "$DEPLOY_LOG" || deploy_status=$?
+deploy_elapsed=$(( $(date +%s) - deploy_start ))
+# ---- end of deployment checks
+
+log "summary (cargo test ${elapsed}s, e2e ${e2e_elapsed}s, deployment checks ${deploy_elapsed}s)"
 grep -E '^(test result:|     Running|failures:$|    [a-z_:0-9]+$)' "$LOG" >&2 || true
 grep -E '^(e2e: |FAILED )' "$E2E_LOG" >&2 || true
-if [ "$status" -eq 0 ] && [ "$e2e_status" -eq 0 ]; then
+grep -E '^(FAIL |deploy: )' "$DEPLOY_LOG" >&2 || true
+if [ "$status" -eq 0 ] && [ "$e2e_status" -eq 0 ] && [ "$deploy_status" -eq 0 ]; then
   echo "ALL TESTS PASSED" >&2
   exit 0
 fi
 [ "$status" -eq 0 ] || echo "TESTS FAILED (cargo exit status $status); see $LOG" >&2
 [ "$e2e_status" -eq 0 ] || echo "E2E TESTS FAILED (exit status $e2e_status); see $E2E_LOG" >&2
+[ "$deploy_status" -eq 0 ] || echo "DEPLOYMENT CHECKS FAILED (exit status $deploy_status); see $DEPLOY_LOG" >&2
 exit 1

@@ -131,13 +131,13 @@ pub struct StorageConfig {
     /// S3 region.
     #[serde(default)]
     pub region: Option<String>,
-    /// S3 credentials.
+    /// S3 credentials; `security_token` is the token of temporary credentials.
     #[serde(default)]
     pub access_key_id: Option<String>,
     #[serde(default)]
     pub secret_access_key: Option<Secret>,
     #[serde(default)]
-    pub session_token: Option<Secret>,
+    pub security_token: Option<Secret>,
     /// Azure storage account name and its shared key or a SAS token.
     #[serde(default)]
     pub account: Option<String>,
@@ -232,7 +232,7 @@ impl StorageConfig {
             ("region", self.region.is_some(), &[S3]),
             ("access_key_id", self.access_key_id.is_some(), &[S3]),
             ("secret_access_key", self.secret_access_key.is_some(), &[S3]),
-            ("session_token", self.session_token.is_some(), &[S3]),
+            ("security_token", self.security_token.is_some(), &[S3]),
             ("account", self.account.is_some(), &[Azure]),
             ("access_key", self.access_key.is_some(), &[Azure]),
             ("sas_token", self.sas_token.is_some(), &[Azure]),

@@ -276,7 +276,7 @@ fn s3_store(config: &StorageConfig, bucket: &str) -> object_store::Result<Arc<dy
         (AmazonS3ConfigKey::Region, config.region.as_deref()),
         (AmazonS3ConfigKey::AccessKeyId, config.access_key_id.as_deref()),
         (AmazonS3ConfigKey::SecretAccessKey, config.secret_access_key.as_ref().map(Secret::expose)),
-        (AmazonS3ConfigKey::Token, config.session_token.as_ref().map(Secret::expose)),
+        (AmazonS3ConfigKey::Token, config.security_token.as_ref().map(Secret::expose)),
     ]) {
         b = b.with_config(key, value);
     }
@@ -377,7 +377,7 @@ mod tests {
     fn debug_output_shows_no_secrets() {
         let config = account(
             "name = 's3'\nurl = 's3://media/vod'\nendpoint = 'http://127.0.0.1:9'\nregion = 'us-east-1'\n\
-             access_key_id = 'AKIDEXAMPLE'\nsecret_access_key = 'wJalrXUtnFEMI-SECRET'\nsession_token = 'TOKEN-SECRET'",
+             access_key_id = 'AKIDEXAMPLE'\nsecret_access_key = 'wJalrXUtnFEMI-SECRET'\nsecurity_token = 'TOKEN-SECRET'",
         );
         let storage = Storage::open(&config, FsPath::new(".")).unwrap();
         for shown in [format!("{config:?}"), format!("{storage:?}")] {

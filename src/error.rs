@@ -17,9 +17,13 @@ pub enum Error {
     /// A locator, asset, track, segment time or file does not exist.
     #[error("not found: {0}")]
     NotFound(String),
-    /// The storage backend failed (down, timeout, permission).
+    /// The storage backend failed: unreachable, refused the request or answered with an
+    /// error. `message` never holds credentials or endpoint URLs.
     #[error("storage error on {path}: {message}")]
     Storage { path: String, message: String },
+    /// The storage backend did not answer within the account's request timeout.
+    #[error("storage timed out on {path}")]
+    StorageTimeout { path: String },
     /// A media file is corrupt, truncated or uses a layout we cannot package.
     #[error("invalid media in {file}: {reason}")]
     Media { file: String, reason: String },
@@ -35,10 +39,57 @@ impl Error {
     pub fn asset(asset: impl fmt::Display, reason: impl fmt::Display) -> Self {
         Error::Asset { asset: asset.to_string(), reason: reason.to_string() }
     }
+    /// Classifies an object_store failure on `path`. The message is built from the kind of
+    /// failure, never from object_store's own text, which carries request URLs and may carry
+    /// response bodies.
     pub fn storage(path: impl fmt::Display, err: object_store::Error) -> Self {
-        match err {
-            object_store::Error::NotFound { .. } => Error::NotFound(path.to_string()),
-            other => Error::Storage { path: path.to_string(), message: other.to_string() },
-        }
+        use object_store::client::{HttpError, HttpErrorKind};
+        use object_store::Error as E;
+        let path = path.to_string();
+        let message = match &err {
+            E::NotFound { .. } => return Error::NotFound(path),
+            E::PermissionDenied { .. } => "the storage service denied access".to_string(),
+            E::Unauthenticated { .. } => "the storage service refused the credentials".to_string(),
+            _ => match find_in_chain::<HttpError>(&err).map(HttpError::kind) {
+                Some(HttpErrorKind::Timeout) => return Error::StorageTimeout { path },
+                Some(_) => match find_in_chain::<std::io::Error>(&err) {
+                    Some(io) => format!("cannot reach the storage service: {io}"),
+                    None => "cannot reach the storage service".to_string(),
+                },
+                None => match status_of(&err) {
+                    Some(status) => format!("the storage service answered {status}"),
+                    None => match find_in_chain::<std::io::Error>(&err) {
+                        Some(io) => io.to_string(),
+                        None => "the storage service failed".to_string(),
+                    },
+                },
+            },
+        };
+        Error::Storage { path, message }
     }
+}
+
+/// Whether a storage request failed in transport (connection, timeout), not by an answer.
+pub fn is_transport_failure(err: &object_store::Error) -> bool {
+    find_in_chain::<object_store::client::HttpError>(err).is_some()
+}
+
+/// The first error of type `T` in `err`'s source chain.
+fn find_in_chain<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The HTTP status of a failed storage request. object_store keeps its request error type
+/// private, so the status is read from its message ("… status code: 503 Service …").
+fn status_of(err: &object_store::Error) -> Option<u16> {
+    let text = err.to_string();
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok().filter(|s| (100..600).contains(s))
 }

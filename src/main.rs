@@ -325,19 +325,22 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
-    init_logging(log_format);
-    let config = Config::load(config_path).map_err(|e| e.to_string())?;
-    let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    // Print where each locator's asset plays, for a newcomer's first look.
-    let mut locators: Vec<_> = origin.locators().collect();
+/// Prints where each locator's asset plays, for a newcomer's first look; folders are listed
+/// concurrently, lines come out in locator order.
+async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enabled: bool) {
+    let mut locators: Vec<_> = origin.locators().cloned().collect();
     locators.sort_by(|a, b| (a.policy.as_str(), &a.asset_folder).cmp(&(b.policy.as_str(), &b.asset_folder)));
     let mut first_manifest = None;
-    for locator in locators {
-        match asset::resolve_source(&locator.storage, &locator.asset_folder, None).await {
+    let resolved: Vec<_> = futures::stream::iter(locators)
+        .map(|locator| async move {
+            let source = asset::resolve_source(&locator.storage, &locator.asset_folder, None).await;
+            (locator, source)
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    for (locator, source) in resolved {
+        match source {
             Ok(source) => {
                 let base = format!("http://{addr}/{}/{}.ism", locator.id, source.name());
                 let label = format!("{} ({})", locator.asset_folder, locator.policy.as_str());
@@ -372,6 +375,19 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
             Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),
         }
     }
+    if let (true, Some(manifest)) = (player_enabled, first_manifest) {
+        // Manifest paths have no '&' or '#', so they read well unencoded in the query.
+        println!("test player: http://{addr}/player?url={manifest}");
+    }
+}
+
+async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
+    init_logging(log_format);
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let mut listeners = vec![Listener { tcp: listener, tls: None }];
     tracing::info!(%addr, "serving HTTP");
     if let Some(tls) = &config.tls {
@@ -384,10 +400,9 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
         println!("HTTPS on {addr}");
         listeners.push(Listener { tcp, tls: Some(acceptor) });
     }
-    if let (true, Some(manifest)) = (config.player.enabled, first_manifest) {
-        // Manifest paths have no '&' or '#', so they read well unencoded in the query.
-        println!("test player: http://{addr}/player?url={manifest}");
-    }
+    // Serve at once; the playable URLs follow when each locator's folder has been listed
+    // (a slow or unreachable storage account must not hold up the start).
+    tokio::spawn(print_urls(origin.clone(), addr, config.player.enabled));
     let mut service = Service::new(origin, config.http.clone())
         .with_max_url_bytes(config.limits.max_url_bytes)
         .with_player(&config.player);

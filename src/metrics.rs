@@ -124,7 +124,7 @@ impl Metrics {
             storage_requests: counter_vec(
                 &registry,
                 "jit_storage_requests_total",
-                "Storage requests by account and kind",
+                "Storage requests issued, by account and kind (get, head, list)",
                 &["storage", "kind"],
             ),
             storage_bytes: counter_vec(
@@ -145,6 +145,7 @@ impl Metrics {
         let name = storage.name();
         let advance = |c: IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
         advance(self.storage_requests.with_label_values(&[name, "get"]), stats.get_requests.load(Relaxed));
+        advance(self.storage_requests.with_label_values(&[name, "head"]), stats.head_requests.load(Relaxed));
         advance(self.storage_requests.with_label_values(&[name, "list"]), stats.list_requests.load(Relaxed));
         advance(self.storage_bytes.with_label_values(&[name]), stats.bytes_read.load(Relaxed));
     }

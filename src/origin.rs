@@ -171,16 +171,21 @@ struct SegmentKey {
 }
 
 /// Hash of everything that determines a response's bytes, for its ETag. The crate version
-/// is part of it so a new packager build never reuses an old build's validators.
-fn identity_of(key: &impl Hash, sources: &[&ObjectVersion]) -> u64 {
+/// is part of it so a new packager build never reuses an old build's validators. Source
+/// versions contribute size and mtime, and their ETag when every replica sees the same one
+/// (cloud stores: a replaced object gets a new ETag even with the same size and second).
+fn identity_of(key: &impl Hash, sources: &[&ObjectVersion], shared_etags: bool) -> u64 {
     let mut h = Xxh3::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     // Hash through a stable byte form: `Hash` impls of std types are stable within a build
-    // and our keys are plain data; source versions contribute size, ETag and mtime.
+    // and our keys are plain data.
     key.hash(&mut HashWriter(&mut h));
     for v in sources {
         h.update(&v.size.to_le_bytes());
         h.update(&v.last_modified_unix.to_le_bytes());
+        if let Some(etag) = v.etag.as_ref().filter(|_| shared_etags) {
+            h.update(etag.as_bytes());
+        }
     }
     h.digest()
 }
@@ -262,8 +267,8 @@ impl Origin {
     pub fn from_config(config: &Config) -> Result<Origin, ConfigError> {
         let mut storages = Vec::new();
         for s in &config.storage {
-            let storage = Storage::from_url(&s.name, &s.url, &config.base_dir)
-                .map_err(|e| ConfigError(format!("storage '{}': {e}", s.name)))?;
+            let storage =
+                Storage::open(s, &config.base_dir).map_err(|e| ConfigError(format!("storage '{}': {e}", s.name)))?;
             storages.push(Arc::new(storage));
         }
         Self::with_storages(config, storages)
@@ -483,15 +488,18 @@ impl Origin {
                         let started = Instant::now();
                         let output = package::render(storage, &asset, &resource, request.extension, protection).await?;
                         metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
-                        // The ETag leaves out the storage's own ETag: local stores derive it
-                        // from inode numbers, which differ between replicas holding the file.
+                        // Local stores derive ETags from inode numbers, which differ between
+                        // replicas holding the file: the response ETag leaves them out.
                         let version = key.version.clone();
+                        let shared_etags = storage.shared_etags();
                         let mut recipe = key;
-                        recipe.version.etag = None;
-                        if let Some(audio) = &mut recipe.muxed_audio {
-                            audio.1.etag = None;
+                        if !shared_etags {
+                            recipe.version.etag = None;
+                            if let Some(audio) = &mut recipe.muxed_audio {
+                                audio.1.etag = None;
+                            }
                         }
-                        let identity = identity_of(&recipe, &[&version]);
+                        let identity = identity_of(&recipe, &[&version], shared_etags);
                         let mut built = Built::new(output, identity, &[&version], true);
                         built.weight = built.weight.max(source_bytes);
                         Ok::<_, Error>(Arc::new(built))
@@ -545,7 +553,8 @@ impl Origin {
                             package::render(storage, &filtered, resource, request.extension, protection).await?;
                         let versions: Vec<&ObjectVersion> =
                             asset.tracks.iter().map(|t| &t.file_index.version).collect();
-                        Ok::<_, Error>(Arc::new(Built::new(output, identity_of(&key, &versions), &versions, is_media)))
+                        let identity = identity_of(&key, &versions, storage.shared_etags());
+                        Ok::<_, Error>(Arc::new(Built::new(output, identity, &versions, is_media)))
                     })
                     .await?;
                 self.count_lookup("manifest", entry.is_fresh());

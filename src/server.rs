@@ -218,6 +218,7 @@ impl Service {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Storage { .. } => StatusCode::BAD_GATEWAY,
+            Error::StorageTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

@@ -1,45 +1,74 @@
 //! Storage accounts: every byte of media comes through `object_store`, as ranged reads.
 //!
-//! A [`Storage`] wraps one store (local files now; S3, Azure Blob and GCS through the same
-//! trait) and counts the requests and bytes it serves, because request economy — one GET per
-//! segment per source file — is a product feature we measure.
+//! A [`Storage`] wraps one store (local files, memory, S3, Azure Blob or GCS) and counts the
+//! requests and bytes it serves, because request economy — one GET per segment per source
+//! file — is a product feature we measure.
 
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::prefix::PrefixStore;
+use object_store::{
+    BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig,
+};
 
-use crate::error::{Error, Result};
+use crate::config::{Secret, StorageConfig, StorageKind};
+use crate::error::{is_transport_failure, Error, Result};
 use crate::index::ObjectVersion;
 
 /// One storage account.
-#[derive(Debug)]
 pub struct Storage {
     name: String,
+    /// Where the account is, for Debug and logs: the URL without credentials.
+    location: String,
     store: Arc<dyn ObjectStore>,
     /// Root folder when the account is local disk: ranged reads then go straight to the file.
     /// object_store's local backend zero-fills each read buffer before reading into it,
     /// which doubled the memory traffic of an uncached segment.
     local_root: Option<PathBuf>,
+    /// Whether object ETags are the same for every reader of the object (cloud stores).
+    /// Local ETags derive from inode numbers, which differ between replicas.
+    shared_etags: bool,
     stats: StorageStats,
 }
 
-/// Requests and bytes served by a storage account since start.
+/// Only what identifies the account: a store's own Debug output may include credentials.
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage").field("name", &self.name).field("location", &self.location).finish_non_exhaustive()
+    }
+}
+
+/// Requests and bytes served by a storage account since start. Requests are counted when
+/// issued, failed ones included; bytes when received.
 #[derive(Debug, Default)]
 pub struct StorageStats {
     pub get_requests: AtomicU64,
+    pub head_requests: AtomicU64,
     pub list_requests: AtomicU64,
     pub bytes_read: AtomicU64,
 }
 
 impl Storage {
     pub fn new(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> Self {
-        Storage { name: name.into(), store, local_root: None, stats: StorageStats::default() }
+        let location = store.to_string();
+        Storage {
+            name: name.into(),
+            location,
+            store,
+            local_root: None,
+            shared_etags: false,
+            stats: StorageStats::default(),
+        }
     }
 
     /// A local directory as a storage account.
@@ -48,29 +77,52 @@ impl Storage {
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| Error::Storage { path: dir.display().to_string(), message: e.to_string() })?;
         let mut storage = Self::new(name, Arc::new(store));
+        storage.location = format!("file://{}", dir.display());
         storage.local_root = dir.canonicalize().ok();
         Ok(storage)
     }
 
-    /// Opens a storage account from a URL: `file:///abs`, `file://relative` (relative to
-    /// `base_dir`), a plain path, or `memory://`.
-    pub fn from_url(name: impl Into<String>, url: &str, base_dir: &FsPath) -> Result<Self> {
-        let name = name.into();
-        if url == "memory://" || url.starts_with("memory://") {
-            return Ok(Self::new(name, Arc::new(object_store::memory::InMemory::new())));
-        }
-        let local: PathBuf = match url.strip_prefix("file://") {
-            Some(rest) => PathBuf::from(rest),
-            None if !url.contains("://") => PathBuf::from(url),
-            None => {
-                return Err(Error::Storage {
-                    path: url.to_string(),
-                    message: "unsupported storage URL scheme (use file:// or memory://)".into(),
-                })
-            }
+    /// Opens the storage account a (checked) config describes: `file:///abs`, `file://relative`
+    /// (relative to `base_dir`), a plain path, `memory://`, or a cloud bucket whose URL prefix
+    /// becomes the account's root.
+    pub fn open(config: &StorageConfig, base_dir: &FsPath) -> Result<Self> {
+        let url = config.url.as_str();
+        let unsupported = || Error::Storage {
+            path: url.to_string(),
+            message: "unsupported storage URL scheme (use file://, memory://, s3://, az:// or gs://)".into(),
         };
-        let dir = if local.is_absolute() { local } else { base_dir.join(local) };
-        Self::local(name, dir)
+        let kind = StorageKind::of_url(url).ok_or_else(unsupported)?;
+        let name = config.name.clone();
+        match kind {
+            StorageKind::Memory => Ok(Self::new(name, Arc::new(object_store::memory::InMemory::new()))),
+            StorageKind::File => {
+                let local = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+                Self::local(name, if local.is_absolute() { local } else { base_dir.join(local) })
+            }
+            StorageKind::S3 => Self::cloud(config, s3_store),
+            StorageKind::Azure => Self::cloud(config, azure_store),
+            StorageKind::Gcs => Self::cloud(config, gcs_store),
+        }
+    }
+
+    /// A cloud bucket account: `build` makes the store for the URL's bucket; the URL's
+    /// prefix becomes the account's root, so every path is below it.
+    fn cloud(
+        config: &StorageConfig,
+        build: fn(&StorageConfig, &str) -> object_store::Result<Arc<dyn ObjectStore>>,
+    ) -> Result<Self> {
+        let url = config.url.as_str();
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let store =
+            build(config, bucket).map_err(|e| Error::Storage { path: url.to_string(), message: e.to_string() })?;
+        let prefix = object_path(prefix)?;
+        let store: Arc<dyn ObjectStore> =
+            if prefix.as_ref().is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) };
+        let mut storage = Self::new(config.name.clone(), store);
+        storage.location = url.to_string();
+        storage.shared_etags = true;
+        Ok(storage)
     }
 
     pub fn name(&self) -> &str {
@@ -83,28 +135,36 @@ impl Storage {
         &self.store
     }
 
-    fn count(&self, bytes: usize) {
+    /// Whether object ETags are the same for every reader of the object, so they may go
+    /// into response validators (not for local files, whose ETags derive from inodes).
+    pub fn shared_etags(&self) -> bool {
+        self.shared_etags
+    }
+
+    fn count_get(&self) {
         self.stats.get_requests.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+    fn count_bytes(&self, bytes: &Bytes) {
+        self.stats.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
 
     /// Reads `range` of an object (one GET). The result may be shorter than asked when the
     /// object ends first.
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         let location = object_path(path)?;
-        if let Some(root) = &self.local_root {
+        self.count_get();
+        let bytes = if let Some(root) = &self.local_root {
             let file = root.join(location.as_ref());
-            let bytes = read_local_range(file, range).await.map_err(|e| match e.kind() {
+            read_local_range(file, range).await.map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Error::NotFound(path.to_string()),
                 _ => Error::Storage { path: path.to_string(), message: e.to_string() },
-            })?;
-            self.count(bytes.len());
-            return Ok(bytes);
-        }
-        let options = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
-        let result = self.store.get_opts(&location, options).await.map_err(|e| Error::storage(path, e))?;
-        let bytes = result.bytes().await.map_err(|e| Error::storage(path, e))?;
-        self.count(bytes.len());
+            })?
+        } else {
+            let options = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
+            let result = self.store.get_opts(&location, options).await.map_err(|e| Error::storage(path, e))?;
+            result.bytes().await.map_err(|e| Error::storage(path, e))?
+        };
+        self.count_bytes(&bytes);
         Ok(bytes)
     }
 
@@ -113,11 +173,16 @@ impl Storage {
     pub async fn read_head(&self, path: &str, len: u64) -> Result<(Bytes, ObjectVersion)> {
         let location = object_path(path)?;
         let options = GetOptions { range: Some(GetRange::Bounded(0..len.max(1))), ..Default::default() };
+        self.count_get();
         let result = match self.store.get_opts(&location, options).await {
             Ok(r) => r,
+            // A backend that is down or slow is not asked again to tell an empty file.
+            Err(e) if matches!(e, object_store::Error::NotFound { .. }) || is_transport_failure(&e) => {
+                return Err(Error::storage(path, e))
+            }
             // Zero-length objects reject every range.
-            Err(object_store::Error::NotFound { .. }) => return Err(Error::NotFound(path.to_string())),
             Err(e) => {
+                self.stats.head_requests.fetch_add(1, Ordering::Relaxed);
                 let meta = self.store.head(&location).await.map_err(|e| Error::storage(path, e))?;
                 if meta.size == 0 {
                     return Err(Error::media(path, "file is empty"));
@@ -127,16 +192,17 @@ impl Storage {
         };
         let version = version_of(&result.meta);
         let bytes = result.bytes().await.map_err(|e| Error::storage(path, e))?;
-        self.count(bytes.len());
+        self.count_bytes(&bytes);
         Ok((bytes, version))
     }
 
     /// Reads a whole (small) object such as an `.ism` manifest.
     pub async fn read_all(&self, path: &str) -> Result<Bytes> {
         let location = object_path(path)?;
+        self.count_get();
         let result = self.store.get(&location).await.map_err(|e| Error::storage(path, e))?;
         let bytes = result.bytes().await.map_err(|e| Error::storage(path, e))?;
-        self.count(bytes.len());
+        self.count_bytes(&bytes);
         Ok(bytes)
     }
 
@@ -159,6 +225,99 @@ impl Storage {
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(objects)
     }
+}
+
+/// A duration as object_store's config strings take it.
+fn duration_value(d: Duration) -> String {
+    format!("{}ms", d.as_millis().max(1))
+}
+
+/// Client settings every cloud account takes: timeouts, and plain HTTP for an `http://`
+/// endpoint (emulators, in-cluster stores).
+fn client_settings(config: &StorageConfig) -> Vec<(ClientConfigKey, String)> {
+    let mut settings = vec![
+        (ClientConfigKey::ConnectTimeout, duration_value(config.connect_timeout())),
+        (ClientConfigKey::Timeout, duration_value(config.request_timeout())),
+    ];
+    if config.endpoint.as_ref().is_some_and(|e| e.starts_with("http://")) {
+        settings.push((ClientConfigKey::AllowHttp, "true".into()));
+    }
+    settings
+}
+
+fn retry_config(config: &StorageConfig) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: config.retry_backoff(),
+            max_backoff: config.retry_backoff() * 8,
+            base: 2.0,
+        },
+        max_retries: config.retries(),
+        // No retry starts after the request timeout: a hung backend fails about one request
+        // timeout after the first attempt, not retries × timeout.
+        retry_timeout: config.request_timeout(),
+    }
+}
+
+/// The settings given in the config, as (key, value) pairs; secrets exposed only here.
+fn given<K, const N: usize>(settings: [(K, Option<&str>); N]) -> Vec<(K, String)> {
+    settings.into_iter().filter_map(|(key, value)| Some((key, value?.to_string()))).collect()
+}
+
+// Builders start from the environment (each cloud's usual variables); the config goes on top.
+
+fn s3_store(config: &StorageConfig, bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry_config(config));
+    for (key, value) in client_settings(config) {
+        b = b.with_config(AmazonS3ConfigKey::Client(key), value);
+    }
+    for (key, value) in given([
+        (AmazonS3ConfigKey::Endpoint, config.endpoint.as_deref()),
+        (AmazonS3ConfigKey::Region, config.region.as_deref()),
+        (AmazonS3ConfigKey::AccessKeyId, config.access_key_id.as_deref()),
+        (AmazonS3ConfigKey::SecretAccessKey, config.secret_access_key.as_ref().map(Secret::expose)),
+        (AmazonS3ConfigKey::Token, config.security_token.as_ref().map(Secret::expose)),
+    ]) {
+        b = b.with_config(key, value);
+    }
+    Ok(Arc::new(b.build()?))
+}
+
+fn azure_store(config: &StorageConfig, container: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
+    let mut b = MicrosoftAzureBuilder::from_env().with_container_name(container).with_retry(retry_config(config));
+    for (key, value) in client_settings(config) {
+        b = b.with_config(AzureConfigKey::Client(key), value);
+    }
+    for (key, value) in given([
+        (AzureConfigKey::Endpoint, config.endpoint.as_deref()),
+        (AzureConfigKey::AccountName, config.account.as_deref()),
+        (AzureConfigKey::AccessKey, config.access_key.as_ref().map(Secret::expose)),
+        (AzureConfigKey::SasKey, config.sas_token.as_ref().map(Secret::expose)),
+        (AzureConfigKey::Token, config.bearer_token.as_ref().map(Secret::expose)),
+    ]) {
+        b = b.with_config(key, value);
+    }
+    Ok(Arc::new(b.build()?))
+}
+
+fn gcs_store(config: &StorageConfig, bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
+    let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).with_retry(retry_config(config));
+    for (key, value) in client_settings(config) {
+        b = b.with_config(GoogleConfigKey::Client(key), value);
+    }
+    for (key, value) in given([
+        (GoogleConfigKey::BaseUrl, config.endpoint.as_deref()),
+        (GoogleConfigKey::ServiceAccount, config.service_account_path.as_deref()),
+        (GoogleConfigKey::ServiceAccountKey, config.service_account_key.as_ref().map(Secret::expose)),
+    ]) {
+        b = b.with_config(key, value);
+    }
+    // A static token (emulators, or one minted elsewhere); otherwise the builder finds
+    // application default credentials.
+    if let Some(token) = &config.bearer_token {
+        b = b.with_bearer_token(token.expose());
+    }
+    Ok(Arc::new(b.build()?))
 }
 
 /// A store path from a `/`-separated string. Rejects `..` and empty segments, so no request
@@ -192,9 +351,15 @@ async fn read_local_range(file: PathBuf, range: Range<u64>) -> std::io::Result<B
     .map_err(std::io::Error::other)?
 }
 
-/// The version identity of a listed or fetched object.
+/// The version identity of a listed or fetched object. ETags lose their quotes: listings
+/// give them bare (Azure, some GCS servers) where response headers quote them, and a reload
+/// compares the two.
 pub fn version_of(meta: &ObjectMeta) -> ObjectVersion {
-    ObjectVersion { size: meta.size, etag: meta.e_tag.clone(), last_modified_unix: meta.last_modified.timestamp() }
+    ObjectVersion {
+        size: meta.size,
+        etag: meta.e_tag.as_ref().map(|e| e.replace('"', "")),
+        last_modified_unix: meta.last_modified.timestamp(),
+    }
 }
 
 #[cfg(test)]
@@ -209,9 +374,58 @@ mod tests {
         assert_eq!(object_path("/ladder/a.mp4").unwrap().as_ref(), "ladder/a.mp4");
     }
 
+    fn account(toml_text: &str) -> StorageConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn debug_output_shows_no_secrets() {
+        let config = account(
+            "name = 's3'\nurl = 's3://media/vod'\nendpoint = 'http://127.0.0.1:9'\nregion = 'us-east-1'\n\
+             access_key_id = 'AKIDEXAMPLE'\nsecret_access_key = 'wJalrXUtnFEMI-SECRET'\nsecurity_token = 'TOKEN-SECRET'",
+        );
+        let storage = Storage::open(&config, FsPath::new(".")).unwrap();
+        for shown in [format!("{config:?}"), format!("{storage:?}")] {
+            assert!(!shown.contains("SECRET"), "{shown}");
+        }
+        assert!(format!("{storage:?}").contains("s3://media/vod"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_backend_is_a_storage_error_without_urls() {
+        // A port nothing listens on any more: connection refused, retried, then an error.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = account(&format!(
+            "name = 's3'\nurl = 's3://media/vod'\nendpoint = 'http://127.0.0.1:{port}'\nregion = 'us-east-1'\n\
+             access_key_id = 'AKIDEXAMPLE'\nsecret_access_key = 'SECRET'\nretries = 1\nretry_backoff_secs = 0.01"
+        ));
+        let storage = Storage::open(&config, FsPath::new(".")).unwrap();
+        let err = storage.read_range("ladder/a.mp4", 0..10).await.unwrap_err();
+        eprintln!("{err}");
+        let Error::Storage { path, message } = &err else { panic!("{err:?}") };
+        assert_eq!(path, "ladder/a.mp4");
+        assert!(message.starts_with("cannot reach the storage service"), "{message}");
+        assert!(!message.contains("127.0.0.1") && !message.contains("SECRET"), "{message}");
+        assert_eq!(storage.stats().get_requests.load(Ordering::Relaxed), 1);
+        assert_eq!(storage.stats().head_requests.load(Ordering::Relaxed), 0, "no second request to a dead backend");
+    }
+
+    #[test]
+    fn listed_and_fetched_etags_compare_equal() {
+        let meta = |etag: &str| ObjectMeta {
+            location: Path::from("a.mp4"),
+            last_modified: Default::default(),
+            size: 1,
+            e_tag: Some(etag.to_string()),
+            version: None,
+        };
+        assert_eq!(version_of(&meta("0x8DC1")), version_of(&meta("\"0x8DC1\"")));
+        assert_ne!(version_of(&meta("0x8DC1")), version_of(&meta("0x8DC2")));
+    }
+
     #[tokio::test]
     async fn reads_ranges_and_counts_requests() {
-        let storage = Storage::from_url("m", "memory://", FsPath::new(".")).unwrap();
+        let storage = Storage::open(&account("name = 'm'\nurl = 'memory://'"), FsPath::new(".")).unwrap();
         let store = storage.object_store().clone();
         store.put(&Path::from("a/b.mp4"), Bytes::from_static(b"0123456789").into()).await.unwrap();
         let (head, version) = storage.read_head("a/b.mp4", 4).await.unwrap();

@@ -15,6 +15,7 @@ fn bad_config_is_refused_with_key_and_line() {
         ("listen = \"127.0.0.1:0\"\n[cache]\nsegment_mb = 5\n", "line 3", "segment_mb"),
         ("listen = \"127.0.0.1:0\"\n[[locator]]\nid = \"a\"\nstorage = \"nowhere\"\nasset = \"x\"\npolicy = \"clear\"\n", "line 4", "nowhere"),
         ("listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"s\"\nurl = \"file://.\"\n[[locator]]\nid = \"a\"\nstorage = \"s\"\nasset = \"x\"\npolicy = \"drm\"\n", "line 9", "drm"),
+        ("listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"s\"\nurl = \"az://media/vod\"\nregion = \"eu-west-1\"\n", "line 5", "region"),
     ];
     for (text, line, key) in cases {
         let path = dir.path().join("bad.toml");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs what the tests need when missing (ffmpeg,
-# Chromium, Node.js and the e2e npm packages), runs every cargo test, the end-to-end player
-# matrix (tests/e2e) and the deployment checks (tests/deploy).
+# The project's test command (README): installs what the tests need when missing (ffmpeg;
+# Chromium, Node.js and the e2e npm packages; the storage emulators: moto's S3 server, Azurite,
+# fake-gcs-server), runs every cargo test, the end-to-end player matrix (tests/e2e) and the
+# deployment checks (tests/deploy).
 # Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
 set -euo pipefail
 
@@ -9,12 +10,13 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
-# Debian packages for commands that are missing: "command package" pairs.
+# System packages: ffmpeg (decoding oracle), Chromium (player tests), Python with venv (moto,
+# fake-gcs-server) and Node.js with npm (players, Azurite).
 missing=()
-for pair in "ffmpeg ffmpeg" "chromium chromium" "node nodejs" "npm npm"; do
-  read -r cmd package <<<"$pair"
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$package")
-done
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing with apt-get: ${missing[*]}"
   SUDO=()
@@ -38,8 +40,23 @@ if ! cmp -s "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.
   cp "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.json"
 fi
 
+# Storage emulators, pinned in tests/storage/; reinstalled only when their pins change.
+venv=target/storage-tools/venv
+if ! cmp -s tests/storage/requirements.txt "$venv/requirements.installed" 2>/dev/null; then
+  log "installing moto and fake-gcs-server into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install -q -r tests/storage/requirements.txt </dev/null
+  cp tests/storage/requirements.txt "$venv/requirements.installed"
+fi
+if ! cmp -s tests/storage/package-lock.json tests/storage/node_modules/.lock.installed 2>/dev/null; then
+  log "installing Azurite (npm ci in tests/storage)"
+  (cd tests/storage && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null)
+  cp tests/storage/package-lock.json tests/storage/node_modules/.lock.installed
+fi
+
 log "$(ffmpeg -version | head -n1)"
-log "$(chromium --version 2>/dev/null | head -n1), node $(node --version)"
+log "$(chromium --version 2>/dev/null | head -n1); node $(node --version); $("$venv/bin/python" --version)"
 log "$(cargo --version)"
 
 log "cargo test --locked"

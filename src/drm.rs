@@ -295,21 +295,6 @@ pub fn playready_checksum(kid: &[u8; 16], key: &[u8; 16]) -> [u8; 8] {
     out
 }
 
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c if (c as u32) < 0x20 => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The WRMHEADER XML (before UTF-16 encoding). `cenc`: v4.0.0.0 with AESCTR, KID and CHECKSUM
 /// (understood by every PlayReady client since 1.0). `cbcs`: v4.3.0.0 with
 /// `<KID ALGID="AESCBC" VALUE=…>` and no checksum (PlayReady 4.0+ clients only; the
@@ -325,7 +310,7 @@ pub fn playready_wrmheader(
     let kid_b64 = playready_kid_value(kid);
     let la_url = license_url
         .filter(|u| !u.is_empty() && u.len() <= MAX_LICENSE_URL_LEN)
-        .map(|u| format!("<LA_URL>{}</LA_URL>", xml_escape(u)))
+        .map(|u| format!("<LA_URL>{}</LA_URL>", crate::markup::escape(u)))
         .unwrap_or_default();
     match scheme {
         ProtectionScheme::Cenc => {

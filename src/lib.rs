@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod index;
 pub mod ism;
+pub mod markup;
 pub mod metrics;
 pub mod mp4;
 pub mod origin;

@@ -65,22 +65,6 @@ pub fn check_script_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// Escapes text for HTML element content and double- or single-quoted attributes.
-pub fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn csp_hash(text: &str) -> String {
     format!("'sha256-{}'", crate::drm::base64(&Sha256::digest(text.as_bytes())))
 }
@@ -134,8 +118,8 @@ impl PlayerPage {
 
     /// The page playing `manifest_url` (already checked by [`manifest_url`]).
     pub fn render(&self, manifest_url: &str) -> String {
-        let url = html_escape(manifest_url);
-        let script_url = html_escape(&self.script_url);
+        let url = crate::markup::escape(manifest_url);
+        let script_url = crate::markup::escape(&self.script_url);
         format!(
             "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"referrer\" content=\"no-referrer\">\n\

@@ -269,12 +269,43 @@ pub fn representation_ids(mpd: &str) -> Vec<String> {
         .collect()
 }
 
+/// A source track with the frames it decodes to, and ffmpeg's stream kind for it ("v", "a").
+pub struct SourceFrames {
+    pub track: Track,
+    pub kind_sel: &'static str,
+    pub frames: Vec<String>,
+}
+
+/// Decodes every audio and video track of the asset in `asset_dir` from its source file,
+/// once each (text and unknown kinds have no frames to compare). Sources that fail to decode
+/// are reported in `failures`. Edit lists are ignored (every coded sample is compared) unless
+/// `LOSSLESS_HONOR_EDITLIST=1`.
+pub fn source_frames(asset_dir: &Path, failures: &mut Vec<String>) -> Vec<SourceFrames> {
+    let asset = asset_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ignore_editlist = std::env::var_os("LOSSLESS_HONOR_EDITLIST").is_none_or(|v| v != "1");
+    let src_opts: Vec<&OsStr> =
+        if ignore_editlist { vec![OsStr::new("-ignore_editlist"), OsStr::new("1")] } else { vec![] };
+    let mut out = Vec::new();
+    for track in inspect(asset_dir) {
+        let kind_sel = match track.kind.as_str() {
+            "video" => "v",
+            "audio" => "a",
+            _ => continue,
+        };
+        let source = resolve_source(asset_dir, &track.file);
+        match framemd5(&src_opts, &source, &format!("0:i:{}", track.track_id)) {
+            Ok(frames) => out.push(SourceFrames { track, kind_sel, frames }),
+            Err(e) => failures.push(format!("{asset} track {:?}: decoding the source failed: {e}", track.name)),
+        }
+    }
+    out
+}
+
 /// Packages the asset in `asset_dir` in each of `formats`, then checks that every audio and
 /// video track decodes to the same frames as its source. The source is decoded once per track.
 pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
     assert!(asset_dir.is_dir(), "missing asset {}; run fixtures/make-fixtures.sh", asset_dir.display());
     let asset = asset_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tracks = inspect(asset_dir);
 
     let packages: Vec<(Format, tempfile::TempDir, PathBuf)> = formats
         .iter()
@@ -295,25 +326,10 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
         })
         .collect();
 
-    let ignore_editlist = std::env::var_os("LOSSLESS_HONOR_EDITLIST").is_none_or(|v| v != "1");
-    let src_opts: Vec<&OsStr> =
-        if ignore_editlist { vec![OsStr::new("-ignore_editlist"), OsStr::new("1")] } else { vec![] };
     let mut failures = Vec::new();
+    let sources = source_frames(asset_dir, &mut failures);
     let mut checked = 0;
-    for t in &tracks {
-        let kind_sel = match t.kind.as_str() {
-            "video" => "v",
-            "audio" => "a",
-            _ => continue, // text and unknown kinds: no frames to compare
-        };
-        let source = resolve_source(asset_dir, &t.file);
-        let src = match framemd5(&src_opts, &source, &format!("0:i:{}", t.track_id)) {
-            Ok(l) => l,
-            Err(e) => {
-                failures.push(format!("{asset} track {:?}: decoding the source failed: {e}", t.name));
-                continue;
-            }
-        };
+    for SourceFrames { track: t, kind_sel, frames: src } in &sources {
         for (format, _, out) in &packages {
             let label = format!(
                 "{asset}/{format:?} track {:?} ({}, bitrate {}, {} track_ID {})",
@@ -357,7 +373,7 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
         panic!(
             "{} of {} checks not lossless (packages left in {kept:?} for debugging):\n\n{}",
             failures.len(),
-            tracks.len() * formats.len(),
+            sources.len() * formats.len(),
             failures.join("\n\n")
         );
     }
@@ -506,29 +522,15 @@ pub fn get_blocking(url: &str) -> Got {
 /// asset's `/{locator}/{asset}.ism/{rest}` on that server.
 pub fn check_lossless_over_http(server: &TestServer, asset_dir: &Path, media_path: &dyn Fn(&str) -> String) {
     let asset = asset_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tracks = inspect(asset_dir);
     let mpd_url = server.url(&media_path("manifest(format=mpd-time-cmaf).mpd"));
     let mpd = get_blocking(&mpd_url);
     assert_eq!(mpd.status, 200, "{mpd_url}: {}", mpd.describe());
     let ids = representation_ids(&mpd.text());
 
-    let src_opts = [OsStr::new("-ignore_editlist"), OsStr::new("1")];
     let mut failures = Vec::new();
+    let sources = source_frames(asset_dir, &mut failures);
     let mut checked = 0;
-    for t in &tracks {
-        let kind_sel = match t.kind.as_str() {
-            "video" => "v",
-            "audio" => "a",
-            _ => continue,
-        };
-        let source = resolve_source(asset_dir, &t.file);
-        let src = match framemd5(&src_opts, &source, &format!("0:i:{}", t.track_id)) {
-            Ok(l) => l,
-            Err(e) => {
-                failures.push(format!("{asset} {:?}: decoding the source failed: {e}", t.name));
-                continue;
-            }
-        };
+    for SourceFrames { track: t, kind_sel, frames: src } in &sources {
         let playlist = server
             .url(&media_path(&format!("QualityLevels({})/Manifest({},format=m3u8-cmaf).m3u8", t.bitrate, t.name)));
         let id = format!("{}-{}", t.name, t.bitrate);

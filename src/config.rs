@@ -139,33 +139,23 @@ pub struct TlsConfig {
 
 /// A shared secret that the CDN adds to every origin request (CloudFront "origin custom
 /// header"), so the origin answers the CDN and nobody else.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginProtectionConfig {
     /// Header name, e.g. "X-Origin-Verify".
     pub header: String,
     /// The secret value; or leave it out and name an environment variable in `secret_env`.
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     #[serde(default)]
     pub secret_env: Option<String>,
-}
-
-impl std::fmt::Debug for OriginProtectionConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "OriginProtectionConfig {{ header: {}, secret: <redacted>, secret_env: {:?} }}",
-            self.header, self.secret_env
-        )
-    }
 }
 
 impl OriginProtectionConfig {
     /// The secret's bytes, from the config or the environment.
     pub fn secret_bytes(&self) -> Result<Vec<u8>, String> {
         let secret = match (&self.secret, &self.secret_env) {
-            (Some(s), None) => s.clone(),
+            (Some(s), None) => s.expose().to_string(),
             (None, Some(var)) => {
                 std::env::var(var).map_err(|_| format!("origin_protection: environment variable {var} is not set"))?
             }
@@ -505,23 +495,34 @@ pub struct LocatorConfig {
     /// PlayReady key seed (base64, ≥ 30 bytes): keys without `key` are derived from it and
     /// their KID, so one secret serves many assets.
     #[serde(default)]
-    pub key_seed_base64: Option<String>,
+    pub key_seed_base64: Option<Secret>,
     /// DRM signalling for `cenc` / `cbcs` / `multi-drm`.
     #[serde(default)]
     pub drm: DrmConfig,
     /// HMAC key (base64, ≥ 16 bytes) for signed, expiring URLs: when set, every URL of this
     /// locator needs a valid `sig=` (see `jit-origin sign-url`).
     #[serde(default)]
-    pub url_signing_key_base64: Option<String>,
+    pub url_signing_key_base64: Option<Secret>,
 }
 
 impl LocatorConfig {
+    /// The key for signed URLs, if the locator requires them (at least 16 bytes).
+    pub fn url_signing_key(&self) -> Result<Option<crate::url_signing::SigningKey>, String> {
+        let Some(encoded) = &self.url_signing_key_base64 else {
+            return Ok(None);
+        };
+        match crate::drm::base64_decode(encoded.expose()) {
+            Some(key) if key.len() >= 16 => Ok(Some(crate::url_signing::SigningKey(key))),
+            _ => Err("url_signing_key_base64 must be base64 of at least 16 bytes".into()),
+        }
+    }
+
     /// The locator's content keys, explicit or derived from its key seed. Errors name the KID,
     /// never key material.
     pub fn content_keys(&self) -> Result<Vec<crate::crypto::ContentKey>, String> {
         use crate::crypto::{parse_hex16, ContentKey};
         let seed = match &self.key_seed_base64 {
-            Some(s) => Some(crate::drm::base64_decode(s).ok_or("key_seed_base64: not base64")?),
+            Some(s) => Some(crate::drm::base64_decode(s.expose()).ok_or("key_seed_base64: not base64")?),
             None => None,
         };
         self.keys
@@ -689,14 +690,7 @@ impl Config {
                     l.policy.as_str()
                 )));
             }
-            if let Some(key) = &l.url_signing_key_base64 {
-                if crate::drm::base64_decode(key).is_none_or(|k| k.len() < 16) {
-                    return Err(ConfigError(format!(
-                        "{here}locator '{}': url_signing_key_base64 must be base64 of at least 16 bytes",
-                        l.id
-                    )));
-                }
-            }
+            l.url_signing_key().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
             // Messages name the KID only: key material never appears in errors.
             l.content_keys().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
             l.drm

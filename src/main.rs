@@ -278,13 +278,10 @@ fn sign_url(config_path: &Path, url: &str, valid_secs: u64) -> CliResult<()> {
         .iter()
         .find(|l| l.id == locator_id)
         .ok_or_else(|| format!("no locator '{locator_id}' in {}", config_path.display()))?;
-    let key = locator
-        .url_signing_key_base64
-        .as_deref()
-        .and_then(jit_origin::drm::base64_decode)
-        .ok_or_else(|| format!("locator '{locator_id}' has no url_signing_key_base64"))?;
+    let key =
+        locator.url_signing_key()?.ok_or_else(|| format!("locator '{locator_id}' has no url_signing_key_base64"))?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
-    let sig = jit_origin::url_signing::sign(&key, locator_id, now.as_secs() + valid_secs)
+    let sig = jit_origin::url_signing::sign(&key.0, locator_id, now.as_secs() + valid_secs)
         .ok_or("the signing key was refused")?;
     let separator = if url.contains('?') { '&' } else { '?' };
     println!("{url}{separator}{}={sig}", jit_origin::url_signing::PARAM);

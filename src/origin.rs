@@ -299,10 +299,8 @@ impl Origin {
                     keys,
                     drm,
                     url_signing_key: l
-                        .url_signing_key_base64
-                        .as_deref()
-                        .and_then(crate::drm::base64_decode)
-                        .map(crate::url_signing::SigningKey),
+                        .url_signing_key()
+                        .map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,
                     key_access: match &l.key_access {
                         Some(KeyAccess::Token(policy)) => Some(Arc::new(
                             TokenVerifier::new(policy).map_err(|e| ConfigError(format!("locator '{}': {e}", l.id)))?,

@@ -311,7 +311,7 @@ impl Service {
                 let token = query
                     .and_then(|q| crate::token::token_from_request(None, Some(q)))
                     .filter(|_| parsed.resource.encryption().is_some() && built.content_type == HLS_CONTENT_TYPE);
-                let sig = locator.url_signing_key.as_ref().and(url_signing::query_param(query, url_signing::PARAM));
+                let sig = locator.url_signing_key.as_ref().and(url::query_param(query, url_signing::PARAM));
                 if token.is_none() && sig.is_none()
                     || !matches!(built.content_type, HLS_CONTENT_TYPE | DASH_CONTENT_TYPE)
                 {
@@ -334,7 +334,7 @@ impl Service {
     fn url_signature_refusal(&self, locator: &crate::origin::Locator, query: Option<&str>) -> Option<Resp> {
         let key = locator.url_signing_key.as_ref()?;
         let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let sig = url_signing::query_param(query, url_signing::PARAM);
+        let sig = url::query_param(query, url_signing::PARAM);
         let refusal = url_signing::verify(&key.0, &locator.id, sig, now).err()?;
         let mut response = self.error(StatusCode::FORBIDDEN, &format!("forbidden: {}", refusal.reason()));
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -685,10 +685,22 @@ pub fn percent_decode(s: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| bad("percent escapes are not UTF-8"))
 }
 
+/// The raw value of query parameter `name` (the first one), not percent-decoded.
+pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn query_params_are_found_by_name() {
+        assert_eq!(query_param(Some("a=1&sig=5.ab&token=t"), "sig"), Some("5.ab"));
+        assert_eq!(query_param(Some("xsig=1"), "sig"), None);
+        assert_eq!(query_param(None, "sig"), None);
+    }
 
     fn seg(bitrate: u64, track: &str, time: u64, format: Format) -> Resource {
         Resource::Segment { bitrate, track: track.into(), time, format, encryption: None }

@@ -81,11 +81,6 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// The value of query parameter `name` (values of `sig` and `token` need no decoding).
-pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,12 +105,5 @@ mod tests {
         assert_eq!(verify(KEY, "loc", None, 1_000), Err(Refusal::Missing));
         assert_eq!(verify(KEY, "loc", Some("2000.zz"), 1_000), Err(Refusal::Malformed));
         assert_eq!(verify(KEY, "loc", Some("x.00"), 1_000), Err(Refusal::Malformed));
-    }
-
-    #[test]
-    fn query_params_are_found_by_name() {
-        assert_eq!(query_param(Some("a=1&sig=5.ab&token=t"), "sig"), Some("5.ab"));
-        assert_eq!(query_param(Some("xsig=1"), "sig"), None);
-        assert_eq!(query_param(None, "sig"), None);
     }
 }

@@ -73,12 +73,7 @@ fn csp_hash(text: &str) -> String {
 /// http(s) URL. The error is the one-line reason for a 400.
 pub fn manifest_url(query: Option<&str>) -> Result<String, String> {
     const USAGE: &str = "/player needs ?url= with a manifest path of this origin (/…) or an http(s) URL";
-    let raw = query
-        .unwrap_or("")
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("url="))
-        .filter(|v| !v.is_empty())
-        .ok_or(USAGE)?;
+    let raw = crate::url::query_param(query, "url").filter(|v| !v.is_empty()).ok_or(USAGE)?;
     let url = crate::url::percent_decode(raw).map_err(|_| "url: bad percent escape".to_string())?;
     if url.len() > MAX_URL_LEN {
         return Err(format!("url: longer than {MAX_URL_LEN} characters"));

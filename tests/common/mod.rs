@@ -362,7 +362,7 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
                 }
             };
             checked += 1;
-            match ours.and_then(|ours| compare(&src, &ours)) {
+            match ours.and_then(|ours| compare(src, &ours)) {
                 Ok(()) => eprintln!("ok: {label}: {} frames equal", src.len()),
                 Err(e) => failures.push(format!("{label}:\n{e}")),
             }
@@ -545,7 +545,7 @@ pub fn check_lossless_over_http(server: &TestServer, asset_dir: &Path, media_pat
                 continue;
             }
             checked += 1;
-            match framemd5(&[], Path::new(url), &map).and_then(|ours| compare(&src, &ours)) {
+            match framemd5(&[], Path::new(url), &map).and_then(|ours| compare(src, &ours)) {
                 Ok(()) => eprintln!("ok: {asset} {label} {} ({}): {} frames equal", t.name, t.bitrate, src.len()),
                 Err(e) => {
                     failures.push(format!("{asset} {label} track {:?} bitrate {} from {url}:\n{e}", t.name, t.bitrate))

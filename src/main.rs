@@ -307,19 +307,19 @@ fn reload_certificate_on_sighup(cert: Arc<jit_origin::tls::ReloadableCert>) -> C
     Ok(())
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when
+/// the future is first polled: a signal arriving before that would kill the process with the
+/// default action instead of draining it.
+fn shutdown_signal() -> CliResult<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handler = |kind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+    let (mut term, mut int) = (handler(SignalKind::terminate())?, handler(SignalKind::interrupt())?);
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Prints where each locator's asset plays, for a newcomer's first look; folders are listed
@@ -381,6 +381,7 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
 async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     init_logging(log_format);
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let shutdown = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
@@ -409,7 +410,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
         service = service.with_origin_protection(header, p.secret_bytes()?);
     }
     let drain = Duration::from_secs(config.lifecycle.drain_secs);
-    conn::serve(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown_signal(), drain)
+    conn::serve(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown, drain)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped");

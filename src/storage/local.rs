@@ -72,6 +72,7 @@ impl RangeRead {
 /// Whether every page of `len` bytes at `offset` is in the page cache, asked with
 /// `cachestat(2)` (Linux 6.5), which, unlike a non-blocking read, starts no readahead.
 /// Older kernels answer "no", and their reads go direct.
+#[cfg(target_os = "linux")]
 fn page_cache_holds(file: &File, offset: u64, len: usize) -> bool {
     #[repr(C)]
     struct CachestatRange {
@@ -104,7 +105,18 @@ fn page_cache_holds(file: &File, offset: u64, len: usize) -> bool {
     rc == 0 && stat.nr_cache >= pages
 }
 
+/// Other systems (macOS, for development) have no `O_DIRECT`: every read is buffered.
+#[cfg(not(target_os = "linux"))]
+fn page_cache_holds(_: &File, _: u64, _: usize) -> bool {
+    true
+}
+#[cfg(not(target_os = "linux"))]
+fn set_direct(_: &File, _: bool) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// Switches `file` to direct I/O or back (`EINVAL` where the filesystem has none).
+#[cfg(target_os = "linux")]
 fn set_direct(file: &File, direct: bool) -> io::Result<()> {
     // SAFETY: plain fcntl calls on an open descriptor.
     let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
@@ -204,7 +216,7 @@ impl AsRef<[u8]> for AlignedBuf {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::io::Write;

@@ -53,7 +53,8 @@ pub struct CacheConfig {
     pub index_mib: u64,
     /// Built manifests, MiB.
     pub manifest_mib: u64,
-    /// Built segments, MiB.
+    /// Media segments, MiB: the cached ones and those being built (`limits.build_memory_mib`
+    /// of it is for builds).
     pub segment_mib: u64,
     /// How long a loaded asset is trusted before its storage is looked at again, seconds:
     /// the longest a replaced source file can go unnoticed.
@@ -96,8 +97,8 @@ impl Default for HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// MiB of source bytes that uncached segment builds may hold at once; further misses wait.
-    /// With the segment cache, this bounds the origin's memory when many clients ask for
-    /// different uncached segments.
+    /// It is taken from `cache.segment_mib`, so that one figure bounds the memory of media
+    /// segments however many clients ask for different uncached ones.
     pub build_memory_mib: u64,
     /// Longest request target (path and query) accepted; longer → 414.
     pub max_url_bytes: usize,
@@ -608,6 +609,14 @@ impl Config {
                 return Err(ConfigError(format!("{}{key} must be at least {min}", at(key))));
             }
         }
+        if limits.build_memory_mib >= self.cache.segment_mib {
+            return Err(ConfigError(format!(
+                "{}build_memory_mib ({}) must be less than [cache] segment_mib ({}): builds in progress take their memory from it",
+                at("build_memory_mib"),
+                limits.build_memory_mib,
+                self.cache.segment_mib
+            )));
+        }
         if let Some(p) = &self.origin_protection {
             if http::HeaderName::from_bytes(p.header.as_bytes()).is_err() {
                 return Err(ConfigError(format!(
@@ -817,6 +826,11 @@ policy = "clear"
         let bad = format!("{GOOD}[player]\nenabled = true\nscript_url = \"javascript:alert(1)\"\n");
         let e = Config::parse(&bad, PathBuf::new()).unwrap_err().0;
         assert!(e.contains("line 13") && e.contains("script_url"), "{e}");
+        // Segment builds take their memory from the segment cache's share.
+        let bad = format!("{GOOD}[cache]\nsegment_mib = 16\n[limits]\nbuild_memory_mib = 16\n");
+        let e = Config::parse(&bad, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("line 14") && e.contains("less than [cache] segment_mib (16)"), "{e}");
+        assert!(Config::parse(&bad.replace("segment_mib = 16", "segment_mib = 17"), PathBuf::new()).is_ok());
     }
 
     #[test]

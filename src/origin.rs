@@ -344,7 +344,9 @@ impl Origin {
             // segments being sent are the cached ones, and memory stays at the capacity.
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .weigher(weigh_built)
-            .max_capacity(c.segment_mib * MIB)
+            // `segment_mib` covers segments being built too: builds may hold
+            // `build_memory_mib` of it (the config check keeps that below `segment_mib`).
+            .max_capacity(c.segment_mib.saturating_sub(config.limits.build_memory_mib) * MIB)
             .eviction_listener(eviction_counter(&metrics, "segment"))
             .build();
         Ok(Origin {

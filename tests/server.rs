@@ -59,6 +59,11 @@ const LOCATORS: &[(&str, &str)] = &[
 const STORAGE: &str = "fixtures";
 
 fn config() -> Config {
+    config_with("")
+}
+
+/// The fixture configuration with `extra` TOML appended.
+fn config_with(extra: &str) -> Config {
     let mut text = format!(
         "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"{STORAGE}\"\nurl = \"file://{}\"\n",
         common::fixtures_dir().display()
@@ -68,6 +73,7 @@ fn config() -> Config {
             "[[locator]]\nid = \"{id}\"\nstorage = \"{STORAGE}\"\nasset = \"{asset}\"\npolicy = \"clear\"\n"
         ));
     }
+    text.push_str(extra);
     Config::parse(&text, common::fixtures_dir()).expect("test config parses")
 }
 
@@ -1005,6 +1011,33 @@ async fn metrics_counters_move_and_health_endpoints_answer() {
     assert!(metric(&after, "jit_cache_entries", &[("cache", "segment")]) >= 1.0, "segment cache entries gauge");
     assert!(metric(&after, "jit_cache_bytes", &[("cache", "segment")]) > 0.0, "segment cache bytes gauge");
     assert!(failures.is_empty(), "metrics did not move:\n{}", failures.join("\n"));
+}
+
+/// `segment_mib` covers segments being built as well as cached ones: the cache itself keeps
+/// `build_memory_mib` free for builds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_cache_leaves_the_build_memory_free() {
+    let config = config_with("[cache]\nsegment_mib = 2\n[limits]\nbuild_memory_mib = 1\n");
+    let server = TestServer::start(Origin::from_config(&config).expect("origin"));
+    let c = client();
+    let mut served = 0;
+    for bitrate in [150_000, 300_000, 600_000] {
+        let playlist =
+            server.url(&media_path("ladder", &format!("QualityLevels({bitrate})/Manifest(video,format=m3u8-cmaf).m3u8")));
+        let text = get(&c, &playlist).await.text();
+        for segment in playlist_uris(&playlist, &text) {
+            let got = get(&c, &segment).await;
+            assert_eq!(got.status, 200, "{}", got.describe());
+            served += got.body.len();
+        }
+    }
+    let samples = scrape(&c, &server).await;
+    let cached = metric(&samples, "jit_cache_bytes", &[("cache", "segment")]);
+    let evicted = metric(&samples, "jit_cache_evictions_total", &[("cache", "segment")]);
+    eprintln!("served {served} segment bytes; {cached} cached, {evicted} segments evicted");
+    assert!(served > 1 << 20, "the walk must outgrow the cache: {served} bytes");
+    assert!(cached > 0.0 && cached <= (1 << 20) as f64, "segment cache holds {cached} bytes, beyond 2 - 1 MiB");
+    assert!(evicted > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,8 +111,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// kernel, instead of its default 10 ms. An origin frees a segment-sized buffer for about every
 /// one it allocates; returned pages were faulted in and zero-filled again by the next uncached
 /// segment (160 page faults per 1.5 MB segment, 40–60 % of that request's CPU in the load
-/// benchmark). A second is long enough for steady traffic to reuse the memory and short enough
-/// that an idle origin shrinks back. `MIMALLOC_PURGE_DELAY` (milliseconds) still overrides it.
+/// benchmark). Local source reads now recycle their own buffers (`storage::local`), but
+/// packaged outputs (encrypted payloads, MPEG-TS) and cloud reads still come and go through
+/// the allocator. A second is long enough for steady traffic to reuse the memory and short
+/// enough that an idle origin shrinks back. `MIMALLOC_PURGE_DELAY` (milliseconds) overrides it.
 fn keep_freed_memory_mapped() {
     // `mi_option_purge_delay` in mimalloc.h (v2); the bindings name no constant for it.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;

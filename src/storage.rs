@@ -33,9 +33,9 @@ pub struct Storage {
     /// Where the account is, for Debug and logs: the URL without credentials.
     location: String,
     store: Arc<dyn ObjectStore>,
-    /// Root folder when the account is local disk: ranged reads then go straight to the file
-    /// ([`local`] says why).
-    local_root: Option<PathBuf>,
+    /// When the account is local disk, ranged reads go straight to the files below this root
+    /// ([`local`] says why), into recycled buffers.
+    local: Option<(PathBuf, Arc<local::ReadBuffers>)>,
     /// Whether object ETags are the same for every reader of the object (cloud stores).
     /// Local ETags derive from inode numbers, which differ between replicas.
     shared_etags: bool,
@@ -66,7 +66,7 @@ impl Storage {
             name: name.into(),
             location,
             store,
-            local_root: None,
+            local: None,
             shared_etags: false,
             stats: StorageStats::default(),
         }
@@ -79,7 +79,7 @@ impl Storage {
             .map_err(|e| Error::Storage { path: dir.display().to_string(), message: e.to_string() })?;
         let mut storage = Self::new(name, Arc::new(store));
         storage.location = format!("file://{}", dir.display());
-        storage.local_root = dir.canonicalize().ok();
+        storage.local = dir.canonicalize().ok().map(|root| (root, Arc::default()));
         Ok(storage)
     }
 
@@ -154,9 +154,9 @@ impl Storage {
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
         let location = object_path(path)?;
         self.count_get();
-        let bytes = if let Some(root) = &self.local_root {
+        let bytes = if let Some((root, buffers)) = &self.local {
             let file = root.join(location.as_ref());
-            read_local_range(file, range).await.map_err(|e| match e.kind() {
+            read_local_range(file, range, buffers).await.map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Error::NotFound(path.to_string()),
                 _ => Error::Storage { path: path.to_string(), message: e.to_string() },
             })?
@@ -332,8 +332,12 @@ pub fn object_path(path: &str) -> Result<Path> {
 }
 
 /// Reads `range` of a local file (see [`local`]); the read itself runs on the blocking pool.
-async fn read_local_range(file: PathBuf, range: Range<u64>) -> std::io::Result<Bytes> {
-    let read = local::RangeRead::new(range)?;
+async fn read_local_range(
+    file: PathBuf,
+    range: Range<u64>,
+    buffers: &Arc<local::ReadBuffers>,
+) -> std::io::Result<Bytes> {
+    let read = local::RangeRead::new(range, buffers)?;
     tokio::task::spawn_blocking(move || read.run(&file)).await.map_err(std::io::Error::other)?
 }
 

@@ -5,7 +5,7 @@
 //! `O_DIRECT`, straight from the disk into our buffer. Going through the page cache would cost
 //! several times the read itself — allocating, filling, aging and reclaiming page-cache memory
 //! for bytes the segment cache already keeps (on a 2-core VM: ~2.8 ms of CPU per 1.5 MB
-//! segment read cold through the page cache, ~0.3 ms read direct) — and, on a library larger
+//! segment read cold through the page cache, ~0.05 ms read direct) — and, on a library larger
 //! than memory, would push out pages worth keeping. `O_DIRECT` needs offsets, lengths and
 //! buffer addresses aligned to the device's block size; [`DIRECT_ALIGN`] covers every common
 //! device. Filesystems without direct I/O (`EINVAL`) get an ordinary buffered read.

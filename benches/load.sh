@@ -23,7 +23,8 @@
 #        cached-segment    $CACHED_SET video segments spread over the 2-hour asset, warmed first
 #        uncached-segment  on a freshly started server (the 720p asset's index and media
 #                          playlist are loaded first): the first $UNCACHED_WARMUP video segments are
-#                          requested once, unmeasured, which fills the $SEGMENT_MIB MiB segment cache;
+#                          requested once, unmeasured, with the walk's connection count, which
+#                          fills the $SEGMENT_MIB MiB segment cache;
 #                          then every other video segment URL of the 720p rendition in playlist
 #                          order, EACH REQUESTED EXACTLY ONCE (the scenario ends when the walk is
 #                          done, not after $DURATION), so every measured request builds its
@@ -216,8 +217,8 @@ printf 'scenario\treq_s\tp50_ms\tp99_ms\tcpu_us_req\trequests\tpeak_rss_mib\tmb_
 FAILED=0
 
 # run_wrk NAME PATHS_FILE MODE CONNECTIONS MAX_SECS
-run_wrk() {
-  local name=$1 paths=$2 mode=$3 conns=$4 secs=$5
+run_wrk() { # NAME PATHS MODE CONNECTIONS SECS [unrecorded]
+  local name=$1 paths=$2 mode=$3 conns=$4 secs=$5 unrecorded=${6:-}
   local file=${name//[^A-Za-z0-9@._-]/_}
   local wrklog=$OUT/wrk-$file.log done_dir=$OUT/done-$file rss_peak=0 rss
   rm -rf "$done_dir"; mkdir -p "$done_dir"
@@ -256,12 +257,17 @@ run_wrk() {
     FAILED=1
   fi
   [ "${r[requests]}" -gt 0 ] || die "$name: no request completed"
+  LAST_RSS_PEAK_KIB=$rss_peak
+  if [ -n "$unrecorded" ]; then
+    [ -z "$notes" ] || die "$name: $notes"
+    log "$name: ${r[requests]} requests"
+    return
+  fi
   awk -v n="$name" -v req="${r[requests]}" -v dur="${r[duration_us]}" -v p50="${r[p50_us]}" -v p99="${r[p99_us]}" \
       -v ticks=$((t1 - t0)) -v hz="$CLK_TCK" -v hwm="$hwm" -v bytes="${r[bytes]}" -v notes="$notes" 'BEGIN {
     printf "%s\t%.0f\t%.2f\t%.2f\t%.0f\t%d\t%.0f\t%.3f\t%s\n", n, req / (dur / 1e6), p50 / 1000, p99 / 1000,
       ticks / hz * 1e6 / req, req, hwm / 1024, bytes / req / 1e6, notes }' >>"$RESULTS"
   log "$(tail -n1 "$RESULTS" | tr '\t' ' ')"
-  LAST_RSS_PEAK_KIB=$rss_peak
 }
 
 start_server
@@ -298,10 +304,12 @@ uncached_walk() { # NAME CONNECTIONS
   pl=$(video_playlist "$MV_720")   # loads the index and caches the playlist; builds no segment
   segments_of "$pl" | grep 'Fragments(video=[0-9]' >"$OUT/paths-all-uncached.txt"
   log "720p video playlist: $pl ($(wc -l <"$OUT/paths-all-uncached.txt") segments)"
-  # Steady state: the first $UNCACHED_WARMUP segments fill the segment cache (and fault in the
-  # process's memory once) before the measured walk over the others, so the figure is what an
-  # origin with a full cache pays per uncached segment, not a fresh process's first touch.
-  head -n "$UNCACHED_WARMUP" "$OUT/paths-all-uncached.txt" | while read -r p; do get "$p" >/dev/null; done
+  # Steady state: the first $UNCACHED_WARMUP segments, fetched with the walk's connection
+  # count, fill the segment cache and grow the process's memory to what that concurrency
+  # needs (buffers in flight), before the measured walks over the others. The figure is what
+  # an origin with a full cache pays per uncached segment, not a fresh process's first touch.
+  head -n "$UNCACHED_WARMUP" "$OUT/paths-all-uncached.txt" >"$OUT/paths-warm-up.txt"
+  run_wrk "$1 warm-up" "$OUT/paths-warm-up.txt" once "$2" "$UNCACHED_MAX_SECS" unrecorded
   tail -n +"$((UNCACHED_WARMUP + 1))" "$OUT/paths-all-uncached.txt" >"$OUT/paths-uncached.txt"
   log "warm-up: $UNCACHED_WARMUP segments built; measuring the other $(wc -l <"$OUT/paths-uncached.txt"), $UNCACHED_WALKS times"
   # Walks repeat on the same server: each walk's first segments were evicted by the previous

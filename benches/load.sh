@@ -46,6 +46,7 @@
 #   OUT=target/load
 #   SCENARIOS="multivariant media-playlist cached-segment uncached-segment hammer" (any subset)
 #   BUILD=0 (skip cargo build and use the existing target/release/jit-origin)
+#   BIN=PATH (serve with this binary instead, no build; benches/load/compare.sh uses it)
 #   RUST_LOG (server log filter; default info = one access-log line per request, as deployed).
 # Results: $OUT/results.md (the table), $OUT/results.tsv, wrk and server logs in $OUT/.
 #
@@ -93,13 +94,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # --- 2. build ---------------------------------------------------------------------------------
-if [ "${BUILD:-1}" = 1 ]; then
+if [ -n "${BIN:-}" ]; then
+  log "BIN=$BIN"
+elif [ "${BUILD:-1}" = 1 ]; then
   log "cargo build --release"
   cargo build --release --quiet
 else
   log "BUILD=0: using the existing target/release/jit-origin"
 fi
-BIN=$ROOT/target/release/jit-origin
+BIN=${BIN:-$ROOT/target/release/jit-origin}
 
 # --- 3. assets --------------------------------------------------------------------------------
 log "assets (made once; kept in target/)"

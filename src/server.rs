@@ -31,7 +31,8 @@ use crate::url_signing;
 /// its request-head limit (`max_header_bytes`, 16 KiB): a segment cut from a source that
 /// interleaves audio and video sample by sample is ~100 parts of ~15 KB, which went out as
 /// ~50 writes of one or two parts. As one frame, a 1.5 MB segment goes out in a few `writev`
-/// calls of up to 64 parts each, which measured ~25 % less server CPU per uncached segment.
+/// calls of up to 64 parts each: ~13 % less server CPU per uncached segment (569 → 492 µs,
+/// median of 9 alternating load-benchmark runs).
 #[derive(Debug, Default)]
 pub struct PartsBody {
     parts: Option<Parts>,
@@ -109,7 +110,7 @@ impl Buf for Parts {
         }
     }
     fn copy_to_bytes(&mut self, len: usize) -> Bytes {
-        // Whole-chunk requests (HTTP/2 framing asks for them often) stay zero-copy.
+        // A request within the first chunk shares it; only one across chunks copies.
         match self.chunks.front() {
             Some(front) if front.len() >= len => {
                 let bytes = front.slice(..len);

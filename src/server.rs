@@ -96,8 +96,9 @@ impl Buf for Parts {
         }
         filled
     }
-    fn advance(&mut self, mut cnt: usize) {
-        assert!(cnt <= self.remaining, "advance past the end of the body");
+    fn advance(&mut self, cnt: usize) {
+        // Advancing past the end empties the body rather than panicking on a request path.
+        let mut cnt = cnt.min(self.remaining);
         self.remaining -= cnt;
         while cnt > 0 {
             let Some(front) = self.chunks.front_mut() else { break };
@@ -264,11 +265,18 @@ impl Service {
         builder.body(body).unwrap_or_else(|_| Response::new(PartsBody::empty()))
     }
 
+    /// An error with a one-line reason. Refusals (401, 403) depend on the request's own
+    /// credentials, so no cache may keep them for other viewers.
     fn error(&self, status: StatusCode, message: &str) -> Resp {
+        let cache_control = if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            "no-store".to_string()
+        } else {
+            format!("public, max-age={}", self.http.error_max_age)
+        };
         let b = self
             .base(status)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(header::CACHE_CONTROL, format!("public, max-age={}", self.http.error_max_age));
+            .header(header::CACHE_CONTROL, cache_control);
         Self::finish(b, PartsBody::text(format!("{message}\n")))
     }
 
@@ -396,9 +404,7 @@ impl Service {
         let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let sig = url::query_param(query, url_signing::PARAM);
         let refusal = url_signing::verify(&key.0, &locator.id, sig, now).err()?;
-        let mut response = self.error(StatusCode::FORBIDDEN, &format!("forbidden: {}", refusal.reason()));
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        Some(response)
+        Some(self.error(StatusCode::FORBIDDEN, &format!("forbidden: {}", refusal.reason())))
     }
 
     /// `GET /player?url=…`: the test page, or a 400 naming what is wrong with `url`. The page
@@ -464,7 +470,6 @@ impl Service {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let mut response = self.error(status, &format!("unauthorized: {}", e.reason()));
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate()));
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Some(response)
     }
 
@@ -582,9 +587,7 @@ impl Service {
         }
         let open_route = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
         if !open_route && !self.is_from_our_cdn(req.headers()) {
-            let mut response = self.error(StatusCode::FORBIDDEN, "forbidden: this origin answers its CDN only");
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            return Some(response);
+            return Some(self.error(StatusCode::FORBIDDEN, "forbidden: this origin answers its CDN only"));
         }
         None
     }

@@ -59,14 +59,14 @@ impl RangeRead {
         if !page_cache_holds(&file, base + head as u64, len) {
             let whole = 0..buf.len();
             match set_direct(&file, true).and_then(|()| buf.read(&file, whole, base, ReadMode::Direct)) {
-                Ok(read) => return Ok(buf.into_bytes(head..read.clamp(head, head + len))),
+                Ok(read) => return buf.into_bytes(head..read.clamp(head, head + len)),
                 // No direct I/O on this filesystem, or not at this alignment: the page cache it is.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => set_direct(&file, false)?,
                 Err(e) => return Err(e),
             }
         }
         let read = buf.read(&file, head..head + len, base, ReadMode::Buffered)?;
-        Ok(buf.into_bytes(head..head + read))
+        buf.into_bytes(head..head + read)
     }
 }
 
@@ -240,7 +240,10 @@ impl AlignedBuf {
     /// Reads into `self[into]` from `file` at offset `base + into.start`, retrying short reads
     /// (signals cut them short), until the file ends. Returns the bytes read.
     fn read(&mut self, file: &File, into: Range<usize>, base: u64, mode: ReadMode) -> io::Result<usize> {
-        assert!(into.end <= self.len(), "read past the end of its buffer");
+        // Guards the unsafe write below.
+        if into.end > self.len() {
+            return Err(io::Error::other("read past the end of its buffer"));
+        }
         let mut read = 0;
         while into.start + read < into.end {
             let at = into.start + read;
@@ -265,14 +268,17 @@ impl AlignedBuf {
         Ok(read)
     }
 
-    /// The bytes at `window`, which must have been filled by reads.
-    fn into_bytes(mut self, window: Range<usize>) -> Bytes {
+    /// The bytes at `window`, which must have been filled by reads (nothing unwritten is ever
+    /// exposed).
+    fn into_bytes(mut self, window: Range<usize>) -> io::Result<Bytes> {
         if window.is_empty() {
-            return Bytes::new();
+            return Ok(Bytes::new());
         }
-        assert!(self.filled.start <= window.start && window.end <= self.filled.end, "window outside the read bytes");
+        if window.start < self.filled.start || window.end > self.filled.end {
+            return Err(io::Error::other("window outside the read bytes"));
+        }
         self.filled = window;
-        Bytes::from_owner(self)
+        Ok(Bytes::from_owner(self))
     }
 }
 

@@ -315,6 +315,13 @@ impl StorageConfig {
         Duration::from_secs_f64(self.retry_backoff_secs.unwrap_or(0.1))
     }
 
+    /// A cloud URL's bucket (or container) and the prefix below it: `s3://bucket/a/b` gives
+    /// `("bucket", "a/b")`.
+    pub fn bucket_and_prefix(&self) -> (&str, &str) {
+        let rest = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        rest.split_once('/').unwrap_or((rest, ""))
+    }
+
     /// A problem with the account's settings (named by key), if any.
     fn problem(&self) -> Option<(&'static str, String)> {
         use StorageKind::*;
@@ -322,7 +329,7 @@ impl StorageConfig {
             return Some(("url", format!("'{}': use file://, memory://, s3://, az:// or gs://", self.url)));
         };
         if kind.is_cloud() {
-            let bucket = self.url.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");
+            let (bucket, _) = self.bucket_and_prefix();
             if bucket.is_empty() || bucket.contains(['@', '?', '#', ':']) {
                 return Some(("url", format!("'{}' needs a bucket or container: scheme://bucket/prefix", self.url)));
             }

@@ -113,8 +113,7 @@ impl Storage {
         build: fn(&StorageConfig, &str) -> object_store::Result<Arc<dyn ObjectStore>>,
     ) -> Result<Self> {
         let url = config.url.as_str();
-        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let (bucket, prefix) = config.bucket_and_prefix();
         let store =
             build(config, bucket).map_err(|e| Error::Storage { path: url.to_string(), message: e.to_string() })?;
         let prefix = object_path(prefix)?;

@@ -36,8 +36,7 @@ fn mac(key: &[u8], locator: &str, expires: u64) -> Option<Hmac<Sha256>> {
 /// The `sig` value for `locator`, valid until `expires` (Unix seconds).
 pub fn sign(key: &[u8], locator: &str, expires: u64) -> Option<String> {
     let tag = mac(key, locator, expires)?.finalize().into_bytes();
-    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
-    Some(format!("{expires}.{hex}"))
+    Some(format!("{expires}.{}", crate::crypto::hex(&tag)))
 }
 
 /// Why a signed URL was refused (said to the client; names no secret).

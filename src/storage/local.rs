@@ -291,7 +291,9 @@ impl Drop for AlignedBuf {
 impl AsRef<[u8]> for AlignedBuf {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: `filled` lies inside the aligned part and reads have written all of it.
-        unsafe { std::slice::from_raw_parts(self.memory.as_ptr().add(self.start + self.filled.start), self.filled.len()) }
+        unsafe {
+            std::slice::from_raw_parts(self.memory.as_ptr().add(self.start + self.filled.start), self.filled.len())
+        }
     }
 }
 

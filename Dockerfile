@@ -11,7 +11,7 @@
 # The toolchain tag's Debian release must match the runtime stage's (glibc).
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Line tables only (the release profile keeps full debug info for profiling).
+# Line tables only (the release profile keeps limited debug info, `debug = 1`, for profiling).
 ENV CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 # Dependencies first, against stub sources, so this layer is rebuilt only when Cargo.toml or
 # Cargo.lock change. Cargo.toml declares the bench target, so its file must exist.

@@ -219,7 +219,6 @@ RESULTS=$OUT/results.tsv
 printf 'scenario\treq_s\tp50_ms\tp99_ms\tcpu_us_req\trequests\tpeak_rss_mib\tmb_per_resp\tnotes\n' >"$RESULTS"
 FAILED=0
 
-# run_wrk NAME PATHS_FILE MODE CONNECTIONS MAX_SECS
 run_wrk() { # NAME PATHS MODE CONNECTIONS SECS [unrecorded]
   local name=$1 paths=$2 mode=$3 conns=$4 secs=$5 unrecorded=${6:-}
   local file=${name//[^A-Za-z0-9@._-]/_}
@@ -273,31 +272,34 @@ run_wrk() { # NAME PATHS MODE CONNECTIONS SECS [unrecorded]
   log "$(tail -n1 "$RESULTS" | tr '\t' ' ')"
 }
 
-start_server
-MV_LONG=/$LOC_LONG/long-asset.ism/'manifest(format=m3u8-cmaf)'
-PL_LONG=$(video_playlist "$MV_LONG")
-log "2-hour video playlist: $PL_LONG"
-segments_of "$PL_LONG" >"$OUT/long-segments.txt"
-n_long=$(grep -c 'Fragments(video=[0-9]' "$OUT/long-segments.txt" || true)
-log "2-hour asset: $n_long video segments"
-[ "$n_long" -ge 3000 ] || die "expected ~3,600 segments in $PL_LONG, got $n_long"
+# The 2-hour asset's scenarios (skipped when only uncached walks are asked for).
+if want multivariant || want media-playlist || want cached-segment; then
+  start_server
+  MV_LONG=/$LOC_LONG/long-asset.ism/'manifest(format=m3u8-cmaf)'
+  PL_LONG=$(video_playlist "$MV_LONG")
+  log "2-hour video playlist: $PL_LONG"
+  segments_of "$PL_LONG" >"$OUT/long-segments.txt"
+  n_long=$(grep -c 'Fragments(video=[0-9]' "$OUT/long-segments.txt" || true)
+  log "2-hour asset: $n_long video segments"
+  [ "$n_long" -ge 3000 ] || die "expected ~3,600 segments in $PL_LONG, got $n_long"
 
-if want multivariant; then
-  echo "$MV_LONG" >"$OUT/paths-multivariant.txt"
-  run_wrk multivariant "$OUT/paths-multivariant.txt" cycle "$CONNECTIONS" "$DURATION"
-fi
+  if want multivariant; then
+    echo "$MV_LONG" >"$OUT/paths-multivariant.txt"
+    run_wrk multivariant "$OUT/paths-multivariant.txt" cycle "$CONNECTIONS" "$DURATION"
+  fi
 
-if want media-playlist; then
-  echo "$PL_LONG" >"$OUT/paths-media-playlist.txt"
-  get "$PL_LONG" >/dev/null
-  run_wrk media-playlist "$OUT/paths-media-playlist.txt" cycle "$CONNECTIONS" "$DURATION"
-fi
+  if want media-playlist; then
+    echo "$PL_LONG" >"$OUT/paths-media-playlist.txt"
+    get "$PL_LONG" >/dev/null
+    run_wrk media-playlist "$OUT/paths-media-playlist.txt" cycle "$CONNECTIONS" "$DURATION"
+  fi
 
-if want cached-segment; then
-  grep 'Fragments(video=[0-9]' "$OUT/long-segments.txt" |
-    awk -v n="$n_long" -v k="$CACHED_SET" '(NR - 1) % int(n / k) == 0' | head -n "$CACHED_SET" >"$OUT/paths-cached-segment.txt"
-  while read -r p; do get "$p" >/dev/null; done <"$OUT/paths-cached-segment.txt"
-  run_wrk cached-segment "$OUT/paths-cached-segment.txt" cycle "$CONNECTIONS" "$DURATION"
+  if want cached-segment; then
+    grep 'Fragments(video=[0-9]' "$OUT/long-segments.txt" |
+      awk -v n="$n_long" -v k="$CACHED_SET" '(NR - 1) % int(n / k) == 0' | head -n "$CACHED_SET" >"$OUT/paths-cached-segment.txt"
+    while read -r p; do get "$p" >/dev/null; done <"$OUT/paths-cached-segment.txt"
+    run_wrk cached-segment "$OUT/paths-cached-segment.txt" cycle "$CONNECTIONS" "$DURATION"
+  fi
 fi
 
 MV_720=/$LOC_720/long-asset-720p.ism/'manifest(format=m3u8-cmaf)'
@@ -344,7 +346,7 @@ stop_server
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
   echo "Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM; wrk and the server on the same machine."
-  echo "wrk: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per cached scenario; uncached: $UNCACHED_WALKS walks over all $(cat "$OUT/paths-uncached.txt" 2>/dev/null | wc -l) video segments of the 720p rendition (4 s, ~1.5 MB each), each requested once per walk, on a fresh server after $UNCACHED_WARMUP warm-up segments; segment cache $SEGMENT_MIB MiB."
+  echo "wrk: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per cached scenario; uncached: $UNCACHED_WALKS walks over the other $(cat "$OUT/paths-uncached.txt" 2>/dev/null | wc -l) video segments of the 720p rendition (4 s, ~1.5 MB each), each requested once per walk, on a fresh server after $UNCACHED_WARMUP warm-up segments; segment cache $SEGMENT_MIB MiB."
   echo
   echo "| scenario | req/s | p50 | p99 | CPU µs/req | requests | MB/resp | server peak RSS |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"

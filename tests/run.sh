@@ -30,13 +30,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
 fi
 
+# playwright-core and dash.js need Node.js 20 or later; Debian 12's own nodejs is 18, so a
+# machine whose Node.js came from that package stops here with the reason.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || { echo "Node.js $(node --version) is too old for the player tests: need 20 or later" >&2; exit 1; }
+
 # The e2e npm packages, pinned by tests/e2e/package-lock.json: `npm ci` when node_modules is
 # missing or was installed from another lock file. Never a browser download (Debian's
 # Chromium is used).
 E2E=tests/e2e
 if ! cmp -s "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.json"; then
   log "npm ci in $E2E"
-  (cd "$E2E" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error </dev/null)
+  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error </dev/null)
   cp "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.json"
 fi
 

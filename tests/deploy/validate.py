@@ -38,10 +38,12 @@ from dockerfile_parse import DockerfileParser
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-# README: memory ≈ the three cache capacities + build_memory_mib + ~60 MiB.
+# README: memory ≈ the three cache capacities + ~60 MiB (segment builds take their memory
+# from segment_mib).
 RUNTIME_MIB = 60
 # Beyond that rule: segments evicted while still being sent and freed buffers the allocator
-# keeps for a second (load benchmark: ~460 MiB RSS with a 256 MiB segment cache).
+# keeps for a second (load benchmark: 335-341 MiB RSS with a 256 MiB segment_mib, 256
+# connections). deployment.yaml's limit leaves more than this.
 LIMIT_HEADROOM_MIB = 128
 STORAGE_SCHEMES = {"s3", "az", "gs", "file", "memory"}
 KINDS = {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"}

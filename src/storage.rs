@@ -62,14 +62,7 @@ pub struct StorageStats {
 impl Storage {
     pub fn new(name: impl Into<String>, store: Arc<dyn ObjectStore>) -> Self {
         let location = store.to_string();
-        Storage {
-            name: name.into(),
-            location,
-            store,
-            local: None,
-            shared_etags: false,
-            stats: StorageStats::default(),
-        }
+        Storage { name: name.into(), location, store, local: None, shared_etags: false, stats: StorageStats::default() }
     }
 
     /// A local directory as a storage account.

@@ -1022,8 +1022,8 @@ async fn segment_cache_leaves_the_build_memory_free() {
     let c = client();
     let mut served = 0;
     for bitrate in [150_000, 300_000, 600_000] {
-        let playlist =
-            server.url(&media_path("ladder", &format!("QualityLevels({bitrate})/Manifest(video,format=m3u8-cmaf).m3u8")));
+        let playlist = server
+            .url(&media_path("ladder", &format!("QualityLevels({bitrate})/Manifest(video,format=m3u8-cmaf).m3u8")));
         let text = get(&c, &playlist).await.text();
         for segment in playlist_uris(&playlist, &text) {
             let got = get(&c, &segment).await;

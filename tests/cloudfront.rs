@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fixtures_dir;
+use common::{clear_locator_toml, fixtures_storage_toml};
 use reqwest::header::{ETAG, IF_NONE_MATCH, RANGE};
 use reqwest::{StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,18 +66,11 @@ header = "X-Origin-Verify"
 secret = "{SECRET}"
 [lifecycle]
 drain_secs = 5
-[[storage]]
-name = "fixtures"
-url = "file://{fixtures}"
-[[locator]]
-id = "{LOCATOR}"
-storage = "fixtures"
-asset = "ladder"
-policy = "clear"
-"#,
+{storage}{locator}"#,
             cert = cert.display(),
             key = key.display(),
-            fixtures = fixtures_dir().display()
+            storage = fixtures_storage_toml(),
+            locator = clear_locator_toml(LOCATOR, "ladder"),
         );
         let path = dir.join("origin.toml");
         std::fs::write(&path, config).unwrap();

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{fixtures_dir, TestServer};
+use common::{clear_locator_toml, fixtures_dir, fixtures_storage_toml, TestServer};
 use jit_origin::config::{Config, LimitsConfig};
 use jit_origin::origin::Origin;
 use jit_origin::server::Service;
@@ -21,24 +21,10 @@ const MANIFEST: &str = "/loc/ladder.ism/manifest(format=m3u8-cmaf)";
 
 fn config() -> Config {
     let text = format!(
-        r#"
-listen = "127.0.0.1:0"
-[[storage]]
-name = "fixtures"
-url = "file://{fixtures}"
-[[locator]]
-id = "{LOCATOR}"
-storage = "fixtures"
-asset = "ladder"
-policy = "clear"
-[[locator]]
-id = "{SIGNED}"
-storage = "fixtures"
-asset = "ladder"
-policy = "clear"
-url_signing_key_base64 = "{SIGNING_KEY_B64}"
-"#,
-        fixtures = fixtures_dir().display()
+        "listen = \"127.0.0.1:0\"\n{}{}{}url_signing_key_base64 = \"{SIGNING_KEY_B64}\"\n",
+        fixtures_storage_toml(),
+        clear_locator_toml(LOCATOR, "ladder"),
+        clear_locator_toml(SIGNED, "ladder"),
     );
     Config::parse(&text, fixtures_dir()).expect("config")
 }

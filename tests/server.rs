@@ -56,7 +56,7 @@ const LOCATORS: &[(&str, &str)] = &[
     ("loc-edit", "edit"),
 ];
 
-const STORAGE: &str = "fixtures";
+const STORAGE: &str = common::FIXTURES_STORAGE;
 
 fn config() -> Config {
     config_with("")
@@ -64,14 +64,9 @@ fn config() -> Config {
 
 /// The fixture configuration with `extra` TOML appended.
 fn config_with(extra: &str) -> Config {
-    let mut text = format!(
-        "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"{STORAGE}\"\nurl = \"file://{}\"\n",
-        common::fixtures_dir().display()
-    );
+    let mut text = format!("listen = \"127.0.0.1:0\"\n{}", common::fixtures_storage_toml());
     for (id, asset) in LOCATORS {
-        text.push_str(&format!(
-            "[[locator]]\nid = \"{id}\"\nstorage = \"{STORAGE}\"\nasset = \"{asset}\"\npolicy = \"clear\"\n"
-        ));
+        text.push_str(&common::clear_locator_toml(id, asset));
     }
     text.push_str(extra);
     Config::parse(&text, common::fixtures_dir()).expect("test config parses")

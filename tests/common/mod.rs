@@ -65,6 +65,19 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// The name of the storage account [`fixtures_storage_toml`] declares.
+pub const FIXTURES_STORAGE: &str = "fixtures";
+
+/// Config TOML for a storage account over the fixtures folder.
+pub fn fixtures_storage_toml() -> String {
+    format!("[[storage]]\nname = \"{FIXTURES_STORAGE}\"\nurl = \"file://{}\"\n", fixtures_dir().display())
+}
+
+/// Config TOML for a clear locator `id` serving the fixtures' `asset` folder.
+pub fn clear_locator_toml(id: &str, asset: &str) -> String {
+    format!("[[locator]]\nid = \"{id}\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"{asset}\"\npolicy = \"clear\"\n")
+}
+
 pub fn bin() -> PathBuf {
     std::env::var_os("JIT_ORIGIN_BIN")
         .map(PathBuf::from)

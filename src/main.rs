@@ -324,6 +324,13 @@ fn shutdown_signal() -> CliResult<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// A line for the operator while serving. `println!` panics when stdout is closed (its reader
+/// gone); the server must not care.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Prints where each locator's asset plays, for a newcomer's first look; folders are listed
 /// concurrently, lines come out in locator order.
 async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enabled: bool) {
@@ -362,7 +369,7 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
                     ],
                 };
                 for m in manifests {
-                    println!("{label}: {base}/manifest({m}");
+                    say(format_args!("{label}: {base}/manifest({m}"));
                 }
                 first_manifest.get_or_insert(format!(
                     "/{}/{}.ism/manifest({}",
@@ -376,7 +383,7 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
     }
     if let (true, Some(manifest)) = (player_enabled, first_manifest) {
         // Manifest paths have no '&' or '#', so they read well unencoded in the query.
-        println!("test player: http://{addr}/player?url={manifest}");
+        say(format_args!("test player: http://{addr}/player?url={manifest}"));
     }
 }
 
@@ -397,7 +404,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
             tokio::net::TcpListener::bind(tls.listen).await.map_err(|e| format!("listen on {}: {e}", tls.listen))?;
         let addr = tcp.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving HTTPS");
-        println!("HTTPS on {addr}");
+        say(format_args!("HTTPS on {addr}"));
         listeners.push(Listener { tcp, tls: Some(acceptor) });
     }
     // Serve at once; the playable URLs follow when each locator's folder has been listed

@@ -119,7 +119,9 @@ export function playback({ player, url, options, keyFrom = null, playMs = 3000, 
   return async ({ page, env, requests, checks, facts }) => {
     const t0 = Date.now();
     await startPlayer(page, env, player, url(env), options);
-    const first = await waitFor(page, (s) => s.currentTime > 0.05 && !s.paused, 15_000);
+    // The 'playing' event is a queued task: on a loaded machine media time can advance before
+    // it is dispatched, so wait for it too rather than read startedAt too early.
+    const first = await waitFor(page, (s) => s.currentTime > 0.05 && !s.paused && s.startedAt !== null, 15_000);
     facts.startup = (Date.now() - t0) / 1000;
     if (!checks.check(first && fatalErrors(first).length === 0, 'playback did not start')) {
       const s = await state(page);

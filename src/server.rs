@@ -146,7 +146,8 @@ fn slice_parts(parts: &[Bytes], range: std::ops::Range<u64>) -> Vec<Bytes> {
 
 /// Parses a single `bytes=` range against a body of `len` bytes: `Ok(None)` when the header
 /// should be ignored (malformed or several ranges: serve the whole body), `Err(())` when it
-/// cannot be satisfied.
+/// cannot be satisfied. A last-byte-pos or suffix beyond the body is clamped to it (RFC 9110
+/// §14.1.2), whatever its size.
 #[allow(clippy::result_unit_err)]
 pub fn parse_range(value: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
@@ -167,7 +168,7 @@ pub fn parse_range(value: &str, len: u64) -> Result<Option<std::ops::Range<u64>>
             len
         } else {
             match last.parse::<u64>() {
-                Ok(l) if l >= start => (l + 1).min(len),
+                Ok(l) if l >= start => l.min(len.saturating_sub(1)) + 1,
                 _ => return Ok(None),
             }
         };
@@ -765,6 +766,21 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
         assert_eq!(parse_range("bytes=5-1", 100), Ok(None));
+        // Positions up to u64::MAX are clamped to the body, never wrapped (RFC 9110 §14.1.2).
+        for (spec, len, expected) in [
+            ("bytes=0-18446744073709551615", 100, Ok(Some(0..100))),
+            ("bytes=99-18446744073709551615", 100, Ok(Some(99..100))),
+            ("bytes=18446744073709551615-", 100, Err(())),
+            ("bytes=-18446744073709551615", 100, Ok(Some(0..100))),
+            ("bytes=-1000", 100, Ok(Some(0..100))),
+            ("bytes=-1", 100, Ok(Some(99..100))),
+            ("bytes=0-0", 100, Ok(Some(0..1))),
+            ("bytes=0-", 0, Err(())),
+            ("bytes=-5", 0, Err(())),
+            ("bytes=0-18446744073709551616", 100, Ok(None)),
+        ] {
+            assert_eq!(parse_range(spec, len), expected, "{spec} of {len}");
+        }
     }
 
     #[test]

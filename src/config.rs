@@ -111,6 +111,21 @@ pub struct LimitsConfig {
     pub idle_timeout_secs: u64,
     /// Open connections at most; beyond, new connections get 503 with Retry-After.
     pub max_connections: usize,
+    /// HTTP/2 requests in progress on one connection at most: with the largest response, it
+    /// bounds what one connection can hold in response bodies waiting on a slow reader.
+    pub max_streams_per_connection: u32,
+    /// Largest request body accepted (a Clear Key licence request is a few hundred bytes);
+    /// larger → 413.
+    pub max_body_bytes: usize,
+    /// Time a request body has to arrive in full once its head is in; slower → 408 and close.
+    pub body_read_timeout_secs: u64,
+    /// Pending connections the kernel queues before they are accepted (`listen(2)` backlog;
+    /// the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
+    /// Address of a second listener that answers `/healthz`, `/readyz` and `/metrics` only,
+    /// outside `max_connections`, for the orchestrator's probes and the metrics scraper: a
+    /// connection flood on `listen` then cannot fail the liveness probe.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for LimitsConfig {
@@ -122,6 +137,11 @@ impl Default for LimitsConfig {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_connections: 10_000,
+            max_streams_per_connection: 100,
+            max_body_bytes: 16 * 1024,
+            body_read_timeout_secs: 10,
+            listen_backlog: 4096,
+            health_listen: None,
         }
     }
 }
@@ -611,6 +631,10 @@ impl Config {
             ("header_read_timeout_secs", limits.header_read_timeout_secs, 1),
             ("idle_timeout_secs", limits.idle_timeout_secs, 1),
             ("max_connections", limits.max_connections as u64, 1),
+            ("max_streams_per_connection", limits.max_streams_per_connection as u64, 1),
+            ("max_body_bytes", limits.max_body_bytes as u64, 1024),
+            ("body_read_timeout_secs", limits.body_read_timeout_secs, 1),
+            ("listen_backlog", limits.listen_backlog as u64, 1),
         ] {
             if value < min {
                 return Err(ConfigError(format!("{}{key} must be at least {min}", at(key))));

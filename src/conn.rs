@@ -6,8 +6,13 @@
 //!   or it gets `408` and is closed. Later requests on a keep-alive HTTP/1.1 connection must
 //!   arrive within `idle_timeout` of the previous response (hyper's header timer, which closes
 //!   silently, as for any idle persistent connection).
-//! * A connection with no bytes moving for `idle_timeout` is shut down gracefully (HTTP/2 too).
+//! * A connection with no bytes moving for `idle_timeout` is shut down gracefully (HTTP/2
+//!   GOAWAY); if it has not closed [`IDLE_CLOSE_GRACE`] later (a client that stopped reading
+//!   mid-response, an HTTP/2 client that never opens its flow-control window) it is dropped
+//!   with the response bodies it holds.
 //! * Beyond `max_connections`, a new connection is answered `503` with `Retry-After` and closed.
+//! * An optional health listener answers probes and the metrics scraper outside
+//!   `max_connections`, with a small limit of its own.
 //! * On shutdown: readiness fails, the listeners close, every connection finishes its in-flight
 //!   requests (HTTP/2 gets GOAWAY), and the process waits for them up to the drain deadline.
 
@@ -24,7 +29,7 @@ use bytes::{Buf, BytesMut};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -36,6 +41,32 @@ use crate::server::Service;
 pub struct Listener {
     pub tcp: TcpListener,
     pub tls: Option<TlsAcceptor>,
+    /// Serves `/healthz`, `/readyz` and `/metrics` only, under [`HEALTH_MAX_CONNECTIONS`]
+    /// instead of `max_connections`.
+    pub health_only: bool,
+}
+
+impl Listener {
+    pub fn plain(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None, health_only: false }
+    }
+    pub fn tls(tcp: TcpListener, acceptor: TlsAcceptor) -> Self {
+        Listener { tcp, tls: Some(acceptor), health_only: false }
+    }
+    pub fn health(tcp: TcpListener) -> Self {
+        Listener { tcp, tls: None, health_only: true }
+    }
+}
+
+/// Binds a listening socket with the kernel's accept queue sized to `backlog` (capped by the
+/// kernel at `net.core.somaxconn`); tokio's `TcpListener::bind` fixes it at 1024, which a
+/// burst of new connections overflows.
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Connection limits (from `[limits]`).
@@ -45,6 +76,7 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    pub max_streams_per_connection: u32,
 }
 
 impl From<&LimitsConfig> for ConnLimits {
@@ -54,6 +86,7 @@ impl From<&LimitsConfig> for ConnLimits {
             idle_timeout: Duration::from_secs(l.idle_timeout_secs),
             max_connections: l.max_connections,
             max_header_bytes: l.max_header_bytes,
+            max_streams_per_connection: l.max_streams_per_connection,
         }
     }
 }
@@ -61,6 +94,15 @@ impl From<&LimitsConfig> for ConnLimits {
 /// Connections over the limit that are still answered with a 503 (beyond, they are closed at
 /// once): enough to tell a burst of clients to come back, bounded so a flood costs nothing.
 const OVERLOAD_ANSWERS: usize = 64;
+
+/// Open connections on the health listener at most: probes and a scraper need a handful.
+pub const HEALTH_MAX_CONNECTIONS: usize = 32;
+
+/// How long a connection shut down for idleness has to close cleanly (HTTP/2: GOAWAY and a
+/// PING round trip) before it is dropped with whatever it still buffers. A fixed short time,
+/// not a further idle period: a client that moved no byte for `idle_timeout` while a response
+/// was pending will not finish it, and every second it is kept holds that response's memory.
+pub const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 const TIMEOUT_408: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\nrequest head too slow";
@@ -95,7 +137,8 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
+        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(limits.max_streams_per_connection);
     let (stop, stopped) = watch::channel(false);
     let shared = Arc::new(Shared {
         service,
@@ -131,6 +174,10 @@ pub async fn serve(
 }
 
 async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
+    // Each listener counts its own connections against its own limit; `shared.open` counts
+    // them all for the drain.
+    let max_here = if listener.health_only { HEALTH_MAX_CONNECTIONS } else { shared.limits.max_connections };
+    let open_here = Arc::new(AtomicUsize::new(0));
     let stopped = until_stopped(shared.shutdown.clone());
     tokio::pin!(stopped);
     loop {
@@ -148,7 +195,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let metrics = &shared.service.origin().metrics;
-        if shared.open.load(Ordering::Acquire) >= shared.limits.max_connections {
+        if open_here.load(Ordering::Acquire) >= max_here {
             metrics.connections_refused.inc();
             if shared.overloaded.fetch_add(1, Ordering::AcqRel) < OVERLOAD_ANSWERS {
                 let shared = shared.clone();
@@ -162,22 +209,26 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
             }
             continue;
         }
+        open_here.fetch_add(1, Ordering::AcqRel);
         shared.open.fetch_add(1, Ordering::AcqRel);
         metrics.connections_open.inc();
         let shared = shared.clone();
+        let open_here = open_here.clone();
         let tls = listener.tls.clone();
+        let health_only = listener.health_only;
         tokio::spawn(async move {
             match tls {
-                None => connection(stream, peer, &shared).await,
+                None => connection(stream, peer, &shared, health_only).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => connection(tls_stream, peer, &shared).await,
+                        Ok(Ok(tls_stream)) => connection(tls_stream, peer, &shared, health_only).await,
                         Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(peer = %peer, "TLS handshake too slow"),
                     }
                 }
             }
             shared.service.origin().metrics.connections_open.dec();
+            open_here.fetch_sub(1, Ordering::AcqRel);
             if shared.open.fetch_sub(1, Ordering::AcqRel) == 1 {
                 shared.all_closed.notify_waiters();
             }
@@ -208,7 +259,7 @@ async fn write_and_close(mut io: impl AsyncWrite + Unpin, bytes: &[u8]) {
 
 /// One connection: the first request head under the header timeout, then hyper, watched for
 /// idleness and for the server's shutdown.
-async fn connection<IO>(mut io: IO, peer: SocketAddr, shared: &Arc<Shared>)
+async fn connection<IO>(mut io: IO, peer: SocketAddr, shared: &Arc<Shared>, health_only: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -230,13 +281,24 @@ where
     let activity = Arc::new(Activity::new());
     let io = WatchedIo { head, io, activity: activity.clone() };
     let service = shared.service.clone();
-    let svc = hyper::service::service_fn(move |req| service.clone().call(req, peer));
+    let svc = hyper::service::service_fn(move |req| {
+        let service = service.clone();
+        async move {
+            if health_only {
+                service.call_health(req, peer).await
+            } else {
+                service.call(req, peer).await
+            }
+        }
+    });
     let conn = shared.builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let stopped = until_stopped(shared.shutdown.clone());
     tokio::pin!(stopped);
     let idle = shared.limits.idle_timeout;
     let mut closing = false;
+    // Set once the connection idled out: past it, the connection is dropped.
+    let mut drop_at: Option<Instant> = None;
     loop {
         let idle_deadline = activity.last() + idle;
         tokio::select! {
@@ -250,11 +312,20 @@ where
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = tokio::time::sleep_until(idle_deadline), if !closing => {
+            // Also while draining for shutdown: a stalled client must not hold the drain.
+            _ = tokio::time::sleep_until(idle_deadline), if drop_at.is_none() => {
                 if activity.last() + idle <= Instant::now() {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    if !closing {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    drop_at = Some(Instant::now() + IDLE_CLOSE_GRACE);
                 }
+            }
+            _ = tokio::time::sleep_until(drop_at.unwrap_or_else(Instant::now)), if drop_at.is_some() => {
+                shared.service.origin().metrics.connections_idle_dropped.inc();
+                tracing::debug!(peer = %peer, "idle connection did not close after its shutdown: dropped");
+                return;
             }
         }
     }
@@ -266,20 +337,27 @@ async fn until_stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&s| s).await.map(|_| ());
 }
 
-/// Reads until the first request head is complete (`\r\n\r\n`; the HTTP/2 preface contains
-/// one too), the buffer passes `max` bytes (hyper then answers 431), or the peer closes (None).
+/// Reads until the first request head is complete (an empty line: `\r\n\r\n`, or with the
+/// bare `\n` line ends hyper accepts too; the HTTP/2 preface has one), the buffer passes `max`
+/// bytes (hyper then answers 431), or the peer closes (None).
 async fn read_first_head(io: &mut (impl AsyncRead + Unpin), max: usize) -> io::Result<Option<BytesMut>> {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
-        let searched_from = buf.len().saturating_sub(3);
+        let searched_from = buf.len().saturating_sub(2);
         if io.read_buf(&mut buf).await? == 0 {
             return Ok(None);
         }
-        if buf[searched_from..].windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > max {
+        if ends_head(&buf[searched_from..]) || buf.len() > max {
             return Ok(Some(buf));
         }
         buf.reserve(4096);
     }
+}
+
+/// Whether `bytes` hold a line end followed by an empty line (`\n\n` or `\n\r\n`, which
+/// covers `\r\n\r\n`).
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// When bytes last moved on a connection.
@@ -353,5 +431,33 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WatchedIo<IO> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn first_heads_end_at_an_empty_line_with_either_line_end() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\n\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        ] {
+            // Whole, and with the last empty line split across two reads (the preface has an
+            // empty line before it, so the first read already ends its head).
+            for split in [head.len(), head.len() - 1, head.len() - 2] {
+                let (first, rest) = head.split_at(split);
+                let expected = if split < head.len() && ends_head(first) { first } else { head };
+                let read = read_first_head(&mut AsyncReadExt::chain(first, rest), 16384).await.unwrap();
+                assert_eq!(read.as_deref(), Some(expected), "{}", String::from_utf8_lossy(head));
+            }
+        }
+        // No empty line: the peer closing gives None, not a head.
+        let unfinished = &b"GET / HTTP/1.1\r\nHost: a\r\n"[..];
+        assert_eq!(read_first_head(&mut &unfinished[..], 16384).await.unwrap(), None);
     }
 }

@@ -392,27 +392,31 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.map_err(|e| format!("listen on {}: {e}", config.listen))?;
+    let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
+    let listener = bind(config.listen)?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let mut listeners = vec![Listener { tcp: listener, tls: None }];
+    let mut listeners = vec![Listener::plain(listener)];
     tracing::info!(%addr, "serving HTTP");
     if let Some(tls) = &config.tls {
         let (acceptor, cert) = jit_origin::tls::acceptor(tls)?;
         reload_certificate_on_sighup(cert)?;
-        let tcp =
-            tokio::net::TcpListener::bind(tls.listen).await.map_err(|e| format!("listen on {}: {e}", tls.listen))?;
+        let tcp = bind(tls.listen)?;
         let addr = tcp.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, "serving HTTPS");
         say(format_args!("HTTPS on {addr}"));
-        listeners.push(Listener { tcp, tls: Some(acceptor) });
+        listeners.push(Listener::tls(tcp, acceptor));
+    }
+    if let Some(health) = config.limits.health_listen {
+        let tcp = bind(health)?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+        say(format_args!("health and metrics on {addr}"));
+        listeners.push(Listener::health(tcp));
     }
     // Serve at once; the playable URLs follow when each locator's folder has been listed
     // (a slow or unreachable storage account must not hold up the start).
     tokio::spawn(print_urls(origin.clone(), addr, config.player.enabled));
-    let mut service = Service::new(origin, config.http.clone())
-        .with_max_url_bytes(config.limits.max_url_bytes)
-        .with_player(&config.player);
+    let mut service = Service::new(origin, config.http.clone()).with_limits(&config.limits).with_player(&config.player);
     if let Some(p) = &config.origin_protection {
         let header =
             http::HeaderName::from_bytes(p.header.as_bytes()).map_err(|e| format!("origin_protection: {e}"))?;

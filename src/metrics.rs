@@ -19,6 +19,7 @@ pub struct Metrics {
     /// request head (408).
     pub connections_refused: IntCounter,
     pub connections_timed_out: IntCounter,
+    pub connections_idle_dropped: IntCounter,
     pub cache_lookups: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub cache_bytes: IntGaugeVec,
@@ -106,6 +107,11 @@ impl Metrics {
                 &registry,
                 "jit_http_connections_header_timeout_total",
                 "Connections answered 408: first request head slower than header_read_timeout",
+            ),
+            connections_idle_dropped: int_counter(
+                &registry,
+                "jit_http_connections_idle_dropped_total",
+                "Connections dropped with responses unfinished: no byte moved for idle_timeout and no close after GOAWAY",
             ),
             cache_lookups: counter_vec(
                 &registry,

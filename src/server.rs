@@ -199,6 +199,10 @@ pub struct Service {
     cors_origin: HeaderValue,
     /// Longest request target accepted (`[limits] max_url_bytes`).
     max_url_bytes: usize,
+    /// Largest request body accepted (`[limits] max_body_bytes`).
+    max_body_bytes: usize,
+    /// Time a request body has to arrive (`[limits] body_read_timeout_secs`).
+    body_read_timeout: Duration,
     /// Header and secret every media request must carry (`[origin_protection]`).
     origin_protection: Option<(http::HeaderName, Vec<u8>)>,
     /// The operators' test page at `/player`, when enabled.
@@ -210,21 +214,26 @@ type Resp = Response<PartsBody>;
 impl Service {
     pub fn new(origin: Arc<Origin>, http: HttpConfig) -> Self {
         let cors_origin = HeaderValue::from_str(&http.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
-        let max_url_bytes = crate::config::LimitsConfig::default().max_url_bytes;
         Service {
             origin,
             http,
             ready: AtomicBool::new(true),
             cors_origin,
-            max_url_bytes,
+            max_url_bytes: 0,
+            max_body_bytes: 0,
+            body_read_timeout: Duration::ZERO,
             origin_protection: None,
             player: None,
         }
+        .with_limits(&crate::config::LimitsConfig::default())
     }
 
-    /// Refuses request targets longer than `max_url_bytes` with 414.
-    pub fn with_max_url_bytes(mut self, max_url_bytes: usize) -> Self {
-        self.max_url_bytes = max_url_bytes;
+    /// Request limits: targets longer than `max_url_bytes` → 414, bodies larger than
+    /// `max_body_bytes` → 413, bodies slower than `body_read_timeout_secs` → 408.
+    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
+        self.max_url_bytes = limits.max_url_bytes;
+        self.max_body_bytes = limits.max_body_bytes;
+        self.body_read_timeout = Duration::from_secs(limits.body_read_timeout_secs);
         self
     }
 
@@ -477,18 +486,16 @@ impl Service {
     /// `POST /{locator}/clearkey`: a W3C Clear Key licence (JSON request with base64url KIDs →
     /// JSON web key set) for the locator's keys, under the same access rule as the key endpoint.
     async fn clearkey(&self, locator_id: &str, query: Option<&str>, headers: &HeaderMap, body: Incoming) -> Resp {
-        use http_body_util::BodyExt;
         let Some(locator) = self.origin.locator(locator_id) else {
             return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
         };
         if let Some(refusal) = self.key_access_refusal(locator, query, headers) {
             return refusal;
         }
-        let limited = http_body_util::Limited::new(body, crate::drm::MAX_CLEARKEY_REQUEST_BYTES);
-        let Ok(collected) = limited.collect().await else {
-            return self.error(StatusCode::PAYLOAD_TOO_LARGE, "licence request too large or unreadable");
+        let request = match self.read_body(body).await {
+            Ok(request) => request,
+            Err(refusal) => return refusal,
         };
-        let request = collected.to_bytes();
         let lookup = |kid: &[u8; 16]| locator.key(kid).map(|k| k.key);
         match crate::drm::clearkey_license_response(&request, lookup) {
             Ok(json) => {
@@ -500,6 +507,33 @@ impl Service {
                 Self::finish(b, PartsBody::text(json))
             }
             Err(reason) => self.error(StatusCode::BAD_REQUEST, &format!("bad request: {reason}")),
+        }
+    }
+
+    /// Reads a request body within `max_body_bytes` (413 beyond, at once when the declared
+    /// length says so) and `body_read_timeout` (408; hyper then closes an HTTP/1.1 connection,
+    /// whose unread body cannot be skipped), so a client trickling a body holds a connection
+    /// for a bounded time.
+    async fn read_body(&self, body: Incoming) -> Result<Bytes, Resp> {
+        use http_body_util::BodyExt;
+        let too_large = || {
+            self.error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body larger than {} bytes", self.max_body_bytes),
+            )
+        };
+        if hyper::body::Body::size_hint(&body).lower() > self.max_body_bytes as u64 {
+            return Err(too_large());
+        }
+        let limited = http_body_util::Limited::new(body, self.max_body_bytes);
+        match tokio::time::timeout(self.body_read_timeout, limited.collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Ok(Err(_)) => Err(self.error(StatusCode::BAD_REQUEST, "request body unreadable")),
+            Err(_) => Err(self.error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("request body not received within {} s", self.body_read_timeout.as_secs()),
+            )),
         }
     }
 
@@ -586,11 +620,18 @@ impl Service {
         if matches!(*req.method(), Method::GET | Method::HEAD) && !hyper::body::Body::is_end_stream(req.body()) {
             return Some(self.error(StatusCode::BAD_REQUEST, "GET and HEAD requests carry no body"));
         }
-        let open_route = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
-        if !open_route && !self.is_from_our_cdn(req.headers()) {
+        if !is_health_route(req.uri().path()) && !self.is_from_our_cdn(req.headers()) {
             return Some(self.error(StatusCode::FORBIDDEN, "forbidden: this origin answers its CDN only"));
         }
         None
+    }
+
+    /// The health listener's entry point (`[limits] health_listen`): its routes only.
+    pub async fn call_health(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+        if is_health_route(req.uri().path()) {
+            return self.call(req, peer).await;
+        }
+        Ok(self.error(StatusCode::NOT_FOUND, "not found: this listener serves /healthz, /readyz and /metrics only"))
     }
 
     /// The hyper entry point: metrics, access log, then [`Service::handle`].
@@ -635,6 +676,12 @@ impl Service {
         );
         Ok(response)
     }
+}
+
+/// Health, readiness and metrics: open to the orchestrator and the scraper without the CDN's
+/// secret, and the only routes of the health listener.
+fn is_health_route(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// `/{locator}/clearkey` → locator.

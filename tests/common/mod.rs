@@ -439,7 +439,7 @@ impl TestServer {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let listeners = vec![jit_origin::conn::Listener { tcp: listener, tls: None }];
+                    let listeners = vec![jit_origin::conn::Listener::plain(listener)];
                     let stopped = async move {
                         let _ = stopped.await;
                     };

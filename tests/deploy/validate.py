@@ -306,9 +306,9 @@ def http_get(url):
 
 
 def start_server(config):
-    """Starts `jit-origin serve --config CONFIG --log-format json`; returns (process, address or
-    None when it did not start, printed lines, log lines, reader thread). Printed lines include
-    the error of a refused config."""
+    """Starts `jit-origin serve --config CONFIG --log-format json`; returns (process, addresses
+    ({"addr": plain listener, "health": health listener}, empty when it did not start), printed
+    lines, log lines, reader thread). Printed lines include the error of a refused config."""
     # One pipe for both streams keeps their order. The server logs "serving HTTP" as soon as it
     # listens; the URLs are printed afterwards, as each locator's folder has been listed.
     proc = subprocess.Popen(
@@ -329,6 +329,8 @@ def start_server(config):
                 printed.append(line.rstrip())
                 continue
             logged.append(line.rstrip())
+            if fields.get("message") == "serving /healthz, /readyz and /metrics":
+                addr["health"] = fields.get("addr")
             if fields.get("message") == "serving HTTP":
                 addr["addr"] = fields.get("addr")
                 serving.set()
@@ -337,20 +339,23 @@ def start_server(config):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     serving.wait(timeout=30)
-    return proc, addr.get("addr"), printed, logged, reader
+    return proc, addr, printed, logged, reader
 
 
 def serve_check(label, config, replace):
-    """Runs the server on CONFIG with listen on an ephemeral loopback port and `replace`d
-    storage URLs; every URL it prints must serve, then SIGTERM must stop it cleanly."""
+    """Runs the server on CONFIG with listen (and health_listen) on ephemeral loopback ports and
+    `replace`d storage URLs; every URL it prints must serve, health and metrics answer (on the
+    health listener when there is one), then SIGTERM must stop it cleanly."""
     text, n = re.subn(r'(?m)^listen = ".*"$', 'listen = "127.0.0.1:0"', config.read_text())
     if not R.check(f"{label}: one top-level listen line to move to a loopback port", n == 1):
         return
+    text, has_health = re.subn(r'(?m)^health_listen = ".*"$', 'health_listen = "127.0.0.1:0"', text)
     for old, new in replace.items():
         text = text.replace(f'url = "{old}"', f'url = "{new}"')
     run_config = config.with_name("run-" + config.name)
     run_config.write_text(text)
-    proc, addr, out, err, reader = start_server(run_config)
+    proc, addrs, out, err, reader = start_server(run_config)
+    addr = addrs.get("addr")
     try:
         if not R.check(f"{label}: the server starts", addr is not None, "\n".join((out + err)[-5:])):
             return
@@ -370,9 +375,15 @@ def serve_check(label, config, replace):
         )
         bad = [f"{s} {u}" for u in urls for s, _ in [http_get(u)] if s != 200]
         R.check(f"{label}: {len(urls)} manifest URLs answer 200", not bad, "; ".join(bad))
+        # Logged right after "serving HTTP"; the URLs waited for above come later.
+        health = addrs.get("health", addr) if has_health else addr
+        if has_health:
+            R.check(f"{label}: the health listener is up", "health" in addrs)
+            media = urls[0].replace(f"http://{addr}/", f"http://{health}/", 1) if urls else None
+            R.check(f"{label}: the health listener serves no media (404)", media and http_get(media)[0] == 404)
         for path in ("/healthz", "/readyz"):
-            R.check(f"{label}: GET {path} → 200", http_get(f"http://{addr}{path}")[0] == 200)
-        status, body = http_get(f"http://{addr}/metrics")
+            R.check(f"{label}: GET {path} → 200 on {health}", http_get(f"http://{health}{path}")[0] == 200)
+        status, body = http_get(f"http://{health}/metrics")
         R.check(f"{label}: GET /metrics → Prometheus text", status == 200 and b"jit_http_requests_total" in body)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -526,17 +537,6 @@ def check_kubernetes(tmp, image):
             p["targetPort"] in declared,
         )
     http_port = ports.get("http")
-    for kind, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
-        get = c.get(kind, {}).get("httpGet", {})
-        port = ports.get(get.get("port"), get.get("port"))
-        R.check(f"{kind}: GET {path} on the plain HTTP port", get.get("path") == path and port == http_port, str(get))
-    annotations = pod["metadata"].get("annotations", {})
-    R.check(
-        "Prometheus scrape annotations for /metrics on the HTTP port",
-        annotations.get("prometheus.io/scrape") == "true"
-        and annotations.get("prometheus.io/path") == "/metrics"
-        and annotations.get("prometheus.io/port") == str(http_port),
-    )
 
     # Security.
     sc, psc = c.get("securityContext", {}), spec.get("securityContext", {})
@@ -572,6 +572,30 @@ def check_kubernetes(tmp, image):
     conf = tomllib.loads(toml_text) if toml_text else {}
     listen = conf.get("listen", "")
     R.check(f"listen ({listen}) is all interfaces on the http containerPort", listen == f"0.0.0.0:{http_port}")
+
+    # Probes and the scraper on the health listener, which a connection flood on the Service's
+    # port cannot starve (outside max_connections), and which the Service does not expose.
+    health_port = ports.get("health")
+    health_listen = conf.get("limits", {}).get("health_listen", "")
+    R.check(
+        f"[limits] health_listen ({health_listen}) is all interfaces on the health containerPort",
+        health_listen == f"0.0.0.0:{health_port}",
+    )
+    R.check(
+        "the Service does not expose the health port",
+        all(p["targetPort"] not in ("health", health_port) for p in svc["spec"]["ports"]),
+    )
+    for kind, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = c.get(kind, {}).get("httpGet", {})
+        port = ports.get(get.get("port"), get.get("port"))
+        R.check(f"{kind}: GET {path} on the health port", get.get("path") == path and port == health_port, str(get))
+    annotations = pod["metadata"].get("annotations", {})
+    R.check(
+        "Prometheus scrape annotations for /metrics on the health port",
+        annotations.get("prometheus.io/scrape") == "true"
+        and annotations.get("prometheus.io/path") == "/metrics"
+        and annotations.get("prometheus.io/port") == str(health_port),
+    )
 
     # Storage: cloud URLs well formed; S3 needs a region; credentials only by reference.
     urls = [s["url"] for s in conf.get("storage", [])]

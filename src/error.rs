@@ -39,6 +39,12 @@ impl Error {
     pub fn asset(asset: impl fmt::Display, reason: impl fmt::Display) -> Self {
         Error::Asset { asset: asset.to_string(), reason: reason.to_string() }
     }
+    /// The object at `path` is no longer the version its index was built from (replaced in
+    /// storage since): its bytes do not fit the indexed offsets. The asset's next reload
+    /// (after `asset_ttl_secs`) indexes the new version.
+    pub fn source_changed(path: impl fmt::Display) -> Self {
+        Error::Storage { path: path.to_string(), message: "the object changed since it was indexed".into() }
+    }
     /// Classifies an object_store failure on `path`. The message is built from the kind of
     /// failure, never from object_store's own text, which carries request URLs and may carry
     /// response bodies.
@@ -48,6 +54,7 @@ impl Error {
         let path = path.to_string();
         let message = match &err {
             E::NotFound { .. } => return Error::NotFound(path),
+            E::Precondition { .. } => return Error::source_changed(path),
             E::PermissionDenied { .. } => "the storage service denied access".to_string(),
             E::Unauthenticated { .. } => "the storage service refused the credentials".to_string(),
             _ => match find_in_chain::<HttpError>(&err).map(HttpError::kind) {

@@ -144,6 +144,20 @@ impl Storage {
     /// Reads `range` of an object (one GET). The result may be shorter than asked when the
     /// object ends first.
     pub async fn read_range(&self, path: &str, range: Range<u64>) -> Result<Bytes> {
+        self.read_range_if(path, range, None).await
+    }
+
+    /// Reads `range` of the object version `indexed` (one GET): the bytes a segment is built
+    /// from, at offsets its index gave. A cloud object replaced since then is an error, never
+    /// new bytes at old offsets served under the old ETag: the GET asks `If-Match` on the
+    /// indexed ETag, and the answer's version is checked as well, since not every
+    /// S3-compatible server honours `If-Match`. (Local ETags derive from inode numbers, so
+    /// local reads are not checked.)
+    pub async fn read_indexed_range(&self, path: &str, indexed: &ObjectVersion, range: Range<u64>) -> Result<Bytes> {
+        self.read_range_if(path, range, Some(indexed)).await
+    }
+
+    async fn read_range_if(&self, path: &str, range: Range<u64>, indexed: Option<&ObjectVersion>) -> Result<Bytes> {
         let location = object_path(path)?;
         self.count_get();
         let bytes = if let Some((root, buffers)) = &self.local {
@@ -153,8 +167,16 @@ impl Storage {
                 _ => Error::Storage { path: path.to_string(), message: e.to_string() },
             })?
         } else {
-            let options = GetOptions { range: Some(GetRange::Bounded(range)), ..Default::default() };
+            let indexed = indexed.filter(|_| self.shared_etags);
+            let if_match = indexed.and_then(|v| v.etag.as_ref()).map(|etag| format!("\"{etag}\""));
+            let options = GetOptions { range: Some(GetRange::Bounded(range)), if_match, ..Default::default() };
             let result = self.store.get_opts(&location, options).await.map_err(|e| Error::storage(path, e))?;
+            if let Some(indexed) = indexed {
+                let got = version_of(&result.meta);
+                if got.size != indexed.size || (indexed.etag.is_some() && got.etag != indexed.etag) {
+                    return Err(Error::source_changed(path));
+                }
+            }
             result.bytes().await.map_err(|e| Error::storage(path, e))?
         };
         self.count_bytes(&bytes);
@@ -390,6 +412,20 @@ mod tests {
         assert!(!message.contains("127.0.0.1") && !message.contains("SECRET"), "{message}");
         assert_eq!(storage.stats().get_requests.load(Ordering::Relaxed), 1);
         assert_eq!(storage.stats().head_requests.load(Ordering::Relaxed), 0, "no second request to a dead backend");
+    }
+
+    #[tokio::test]
+    async fn a_replaced_object_is_not_read_at_indexed_offsets() {
+        let mut storage = Storage::open(&account("name = 'm'\nurl = 'memory://'"), FsPath::new(".")).unwrap();
+        // The in-memory store keeps ETags as a cloud store does.
+        storage.shared_etags = true;
+        let store = storage.object_store().clone();
+        store.put(&Path::from("a/b.mp4"), Bytes::from_static(b"0123456789").into()).await.unwrap();
+        let (_, indexed) = storage.read_head("a/b.mp4", 4).await.unwrap();
+        assert_eq!(&storage.read_indexed_range("a/b.mp4", &indexed, 2..6).await.unwrap()[..], b"2345");
+        store.put(&Path::from("a/b.mp4"), Bytes::from_static(b"abcdefghij").into()).await.unwrap();
+        let err = storage.read_indexed_range("a/b.mp4", &indexed, 2..6).await.unwrap_err();
+        assert_eq!(err.to_string(), "storage error on a/b.mp4: the object changed since it was indexed");
     }
 
     #[test]

@@ -132,7 +132,7 @@ async fn read_span(
     segment: &crate::timeline::Segment,
 ) -> Result<cmaf::SourceSpan> {
     let range = cmaf::source_range(track.index(), segment);
-    let data = storage.read_range(&track.file, range.clone()).await?;
+    let data = storage.read_indexed_range(&track.file, &track.file_index.version, range.clone()).await?;
     if (data.len() as u64) < range.end - range.start {
         return Err(Error::media(&track.file, format!("file ends before byte {} (truncated?)", range.end)));
     }

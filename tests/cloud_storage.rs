@@ -145,7 +145,8 @@ impl Emulator {
             Backend::Azure => cmd
                 .args(["--blobHost", "127.0.0.1", "--blobPort", &port, "--location"])
                 .arg(self.dir.path().join("azurite"))
-                .args(["--silent", "--skipApiVersionCheck"]),
+                // Telemetry would send usage data to Microsoft: test runs stay on the machine.
+                .args(["--silent", "--skipApiVersionCheck", "--disableTelemetry"]),
             Backend::Gcs => cmd.args([
                 "-scheme",
                 "http",
@@ -157,6 +158,9 @@ impl Emulator {
                 "memory",
                 "-public-host",
                 &format!("127.0.0.1:{port}"),
+                // The URL it hands out for uploads: this server, not a public host.
+                "-external-url",
+                &format!("http://127.0.0.1:{port}"),
             ]),
         };
         self.launches += 1;

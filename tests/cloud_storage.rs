@@ -7,22 +7,21 @@
 //!   fixture asset from each backend, then an asset reload that reads no unchanged file again.
 //! * `request_economy_over_s3`: storage requests to index an asset and build an uncached
 //!   segment, from the origin's metrics and, independently, from the S3 server's request log.
-//! * `faults_*`: a backend that refuses connections (502), one that never answers (504), a
-//!   missing object (404), other accounts serving meanwhile, and recovery when the backend
-//!   comes back, without restarting the origin.
+//! * `faults_over_*`: a fault-injecting proxy between the origin and each emulator
+//!   (`tests/common/fault_proxy.rs`): down, hanging, trickling, 5xx bursts, responses dropped
+//!   mid-body, a missing object, a source replaced after indexing; statuses and times, cached
+//!   segments and other accounts serving meanwhile, and recovery without a restart.
 //! * `replaced_object_is_served_after_the_asset_ttl`: freshness of a changed source.
 
 mod common;
 
-use common::{client, counter_delta, get, metric, scrape, Got, TestServer};
+use common::fault_proxy::{Fault, FaultProxy};
+use common::{client, counter_delta, get, scrape, Got, TestServer};
 
 use std::future::Future;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -112,9 +111,8 @@ struct Emulator {
     child: Option<Child>,
     /// The process's stdout and stderr (the S3 server logs one line per request there).
     log: PathBuf,
-    /// Azurite's data folder (kept across a restart) and the logs.
+    /// Azurite's data folder and the log.
     dir: tempfile::TempDir,
-    launches: u32,
 }
 
 fn free_port() -> u16 {
@@ -130,7 +128,6 @@ impl Emulator {
             child: None,
             log: PathBuf::new(),
             dir: tempfile::tempdir().expect("tempdir"),
-            launches: 0,
         };
         emulator.launch();
         block_on(emulator.create_bucket());
@@ -163,8 +160,7 @@ impl Emulator {
                 &format!("http://127.0.0.1:{port}"),
             ]),
         };
-        self.launches += 1;
-        self.log = self.dir.path().join(format!("{:?}-{}.log", self.backend, self.launches));
+        self.log = self.dir.path().join(format!("{:?}.log", self.backend));
         let log = std::fs::File::create(&self.log).expect("log file");
         let child = cmd
             .stdin(Stdio::null())
@@ -203,26 +199,30 @@ impl Emulator {
         }
     }
 
-    /// Starts it again on the same port (Azurite keeps its data in its folder).
-    fn restart(&mut self) {
-        self.stop();
-        self.launch();
-    }
-
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn endpoint(&self) -> String {
+        self.endpoint_on(self.port)
+    }
+
+    /// The emulator's endpoint URL as reached on `port` (its own, or a proxy's).
+    fn endpoint_on(&self, port: u16) -> String {
         match self.backend {
-            Backend::Azure => format!("http://127.0.0.1:{}/{AZURITE_ACCOUNT}", self.port),
-            _ => format!("http://127.0.0.1:{}", self.port),
+            Backend::Azure => format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+            _ => format!("http://127.0.0.1:{port}"),
         }
     }
 
     /// The `[[storage]]` account for this emulator.
     fn account(&self, name: &str, extra: &str) -> String {
-        let endpoint = self.endpoint();
+        self.account_on(self.port, name, extra)
+    }
+
+    /// The `[[storage]]` account for this emulator, reached on `port`.
+    fn account_on(&self, port: u16, name: &str, extra: &str) -> String {
+        let endpoint = self.endpoint_on(port);
         let keys = match self.backend {
             Backend::S3 => format!(
                 "url = \"s3://{BUCKET}/{PREFIX}\"\nregion = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"{S3_SECRET}\"\n"
@@ -545,47 +545,6 @@ fn request_economy_over_s3() {
 // ---------------------------------------------------------------------------------------
 // 3. Faults.
 
-/// A TCP listener that accepts connections and never answers, until dropped.
-struct Unresponsive {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Unresponsive {
-    fn start() -> Unresponsive {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            while !stopping.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => held.push(stream),
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-                // Drain what clients send so they are not blocked writing: still no answer.
-                for s in &mut held {
-                    let _ = s.set_nonblocking(true);
-                    let _ = s.read(&mut [0u8; 4096]);
-                }
-            }
-        });
-        Unresponsive { addr, stop, thread: Some(thread) }
-    }
-}
-
-impl Drop for Unresponsive {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// An error response: its status, and a one-line body that names `names` and holds no
 /// endpoint address or credential.
 fn assert_error(got: &Got, status: StatusCode, names: &str, endpoints: &[String]) {
@@ -600,113 +559,176 @@ fn assert_error(got: &Got, status: StatusCode, names: &str, endpoints: &[String]
     }
 }
 
-#[test]
-fn faults_give_502_504_404_and_recover_without_a_restart() {
-    let mut azure = Emulator::start(Backend::Azure);
-    azure.seed(&["hevc"]);
-    // A .ism whose media files are missing from storage.
-    block_on(azure.put("broken/broken.ism", std::fs::read(common::fixtures_dir().join("ladder/ladder.ism")).unwrap()));
-    let hung = Unresponsive::start();
-    let refused = free_port();
-    let fast = "connect_timeout_secs = 1\nrequest_timeout_secs = 2\nretries = 1\nretry_backoff_secs = 0.05\n";
-    let down = format!(
-        "[[storage]]\nname = \"down\"\nurl = \"s3://{BUCKET}/{PREFIX}\"\nendpoint = \"http://127.0.0.1:{refused}\"\nregion = \"us-east-1\"\naccess_key_id = \"testing\"\nsecret_access_key = \"{S3_SECRET}\"\n{fast}"
-    );
-    let hanging = format!(
-        "[[storage]]\nname = \"hung\"\nurl = \"gs://{BUCKET}/{PREFIX}\"\nendpoint = \"http://{}\"\nbearer_token = \"{GCS_TOKEN}\"\n{fast}",
-        hung.addr
+/// The account's fault settings: short timeouts, two retries.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+const RETRIES: usize = 2;
+/// Allowance on top of a configured time, for a loaded test machine.
+const SLACK: Duration = Duration::from_secs(3);
+
+/// Each fault of the proxy between the origin and `backend`'s emulator, on uncached
+/// segments of an indexed asset (cached ones keep serving; the lead-in of each case says
+/// what is expected), then a source replaced after indexing. Statuses and times are
+/// printed for the README's fault table.
+fn check_faults(backend: Backend) {
+    let emulator = Emulator::start(backend);
+    emulator.seed(&["hevc"]);
+    let fixture = |f: &str| std::fs::read(common::fixtures_dir().join(f)).expect("fixture");
+    block_on(async {
+        emulator.put("broken/broken.ism", fixture("ladder/ladder.ism")).await;
+        emulator.put("fresh/video.mp4", fixture("hevc/video_hevc.mp4")).await;
+    });
+    let proxy = FaultProxy::start(([127, 0, 0, 1], emulator.port).into());
+    let settings = format!(
+        "connect_timeout_secs = {}\nrequest_timeout_secs = {}\nretries = {RETRIES}\nretry_backoff_secs = 0.05\n",
+        CONNECT_TIMEOUT.as_secs(),
+        REQUEST_TIMEOUT.as_secs()
     );
     let config = config(
-        // The healthy account gets a generous timeout: on a loaded machine an Azurite answer can
-        // take seconds, and a stopped Azurite refuses connections at once anyway.
+        &[emulator.account_on(proxy.addr.port(), "cloud", &settings), local_account("local")],
         &[
-            azure.account("azure", "request_timeout_secs = 15\nretries = 1\nretry_backoff_secs = 0.05\n"),
-            down,
-            hanging,
-            local_account("local"),
-        ],
-        &[
-            ("loc-azure", "azure", "hevc"),
-            ("loc-broken", "azure", "broken"),
-            ("loc-down", "down", "hevc"),
-            ("loc-hung", "hung", "hevc"),
+            ("loc-cloud", "cloud", "hevc"),
+            ("loc-broken", "cloud", "broken"),
+            ("loc-fresh", "cloud", "fresh"),
             ("loc-local", "local", "hevc"),
         ],
-        1,
+        // No asset reload during the test: faults meet segment reads.
+        300,
     );
     let server = serve(&config);
-    let endpoints = vec![
-        format!("127.0.0.1:{refused}"),
-        hung.addr.to_string(),
-        format!("127.0.0.1:{}", azure.port),
-        BUCKET.to_string(),
-    ];
-    let manifest = |locator: &str| server.url(&path(locator, "hevc", "manifest(format=mpd-time-cmaf)"));
-    // A request held for object_store's default retry time (3 minutes) would fail here.
+    let endpoints = vec![proxy.addr.to_string(), format!("127.0.0.1:{}", emulator.port), BUCKET.to_string()];
+    let file = "hevc/video_hevc.mp4";
     let c = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let timed = |url: String| {
+        let c = c.clone();
+        async move {
+            let started = Instant::now();
+            let got = get(&c, &url).await;
+            (got, started.elapsed())
+        }
+    };
+    let report = |case: &str, got: &Got, took: Duration| {
+        eprintln!(
+            "FAULT {backend:?} | {case} | {} | {:.2} s | {}",
+            got.status.as_u16(),
+            took.as_secs_f64(),
+            if got.status.is_success() { format!("{} bytes", got.body.len()) } else { got.text().trim().to_string() }
+        );
+    };
 
     block_on(async {
-        // Everything up: the cloud asset and the local one serve.
-        get(&c, &manifest("loc-azure")).await.ok();
-        let azure_segments = video_segments(&c, &server, "loc-azure", "hevc", "m3u8-cmaf").await;
-        let local_segments = video_segments(&c, &server, "loc-local", "hevc", "m3u8-cmaf").await;
-        let first = get(&c, &azure_segments[0]).await.ok();
-        assert_eq!(first.body, get(&c, &local_segments[0]).await.ok().body, "same source, same segment bytes");
+        let cloud = video_segments(&c, &server, "loc-cloud", "hevc", "m3u8-cmaf").await;
+        let local = video_segments(&c, &server, "loc-local", "hevc", "m3u8-cmaf").await;
+        let cached = get(&c, &cloud[0]).await.ok();
+        assert_eq!(cached.body, get(&c, &local[0]).await.ok().body, "same source, same segment bytes");
+        let reference = get(&c, &local[1]).await.ok().body;
 
         // A missing object is a 404 naming it.
-        let got = get(&c, &server.url(&path("loc-broken", "broken", "manifest(format=m3u8-cmaf)"))).await;
+        let (got, took) = timed(server.url(&path("loc-broken", "broken", "manifest(format=m3u8-cmaf)"))).await;
+        report("missing object", &got, took);
         assert_error(&got, StatusCode::NOT_FOUND, "broken/", &endpoints);
 
-        // Refused connections: 502; no answer: 504 after the request timeout. Meanwhile the
-        // other accounts serve.
-        let started = Instant::now();
-        let (refused_got, hung_got, others) = tokio::join!(
-            async { get(&c, &manifest("loc-down")).await },
-            async {
-                let got = get(&c, &manifest("loc-hung")).await;
-                (got, started.elapsed())
-            },
-            async {
-                let mut statuses = Vec::new();
-                for url in
-                    [manifest("loc-local"), local_segments[1].clone(), manifest("loc-azure"), azure_segments[1].clone()]
-                {
-                    statuses.push((get(&c, &url).await.status, url));
-                }
-                statuses
+        // Down: 502 within the connect timeouts of every attempt; an asset not yet loaded
+        // too. Cached segments serve meanwhile; back up, the same URLs serve, no restart.
+        proxy.set(Fault::Refuse);
+        let (got, took) = timed(cloud[1].clone()).await;
+        report("down (connection refused)", &got, took);
+        assert_error(&got, StatusCode::BAD_GATEWAY, file, &endpoints);
+        assert!(took < CONNECT_TIMEOUT * (RETRIES as u32 + 1) + SLACK, "502 after {took:?}");
+        let fresh_manifest = server.url(&path("loc-fresh", "fresh", "manifest(format=m3u8-cmaf)"));
+        assert_error(&get(&c, &fresh_manifest).await, StatusCode::BAD_GATEWAY, "fresh", &endpoints);
+        assert_eq!(get(&c, &cloud[0]).await.ok().body, cached.body, "cached segment while storage is down");
+        proxy.set(Fault::Pass);
+        get(&c, &fresh_manifest).await.ok();
+
+        // Hanging: 504 after the request timeout (no retry starts after it), while requests
+        // for a cached segment and for another account answer promptly.
+        proxy.set(Fault::Hang);
+        let (hung, others) = tokio::join!(timed(cloud[1].clone()), async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut answers = Vec::new();
+            for url in [
+                cloud[0].clone(),
+                server.url(&path("loc-local", "hevc", "manifest(format=m3u8-cmaf)")),
+                local[2].clone(),
+            ] {
+                answers.push((url.clone(), timed(url).await));
             }
+            answers
+        });
+        let (got, took) = hung;
+        report("hanging (accepts, never answers)", &got, took);
+        assert_error(&got, StatusCode::GATEWAY_TIMEOUT, file, &endpoints);
+        assert!(took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT + SLACK, "504 after {took:?}");
+        for (url, (got, took)) in others {
+            eprintln!("FAULT {backend:?} | meanwhile {url}: {} in {:.3} s", got.status, took.as_secs_f64());
+            assert_eq!(got.status, StatusCode::OK, "{url} while storage hangs");
+            assert!(took < Duration::from_secs(2), "{url} took {took:?} while storage hangs");
+        }
+
+        // Trickling 1 KiB/s: 504 at the request timeout, not a request held for minutes.
+        proxy.set(Fault::Trickle(1024));
+        let (got, took) = timed(cloud[1].clone()).await;
+        report("slow (1 KiB/s)", &got, took);
+        assert_error(&got, StatusCode::GATEWAY_TIMEOUT, file, &endpoints);
+        assert!(took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT + SLACK, "504 after {took:?}");
+
+        // A 5xx burst longer than the retries: 502 after exactly 1 + retries requests.
+        proxy.set_for(Fault::Status(500), RETRIES + 1);
+        let before = proxy.requests();
+        let (got, took) = timed(cloud[1].clone()).await;
+        report(&format!("{} × 500", RETRIES + 1), &got, took);
+        assert_error(&got, StatusCode::BAD_GATEWAY, file, &endpoints);
+        assert_eq!(proxy.requests() - before, RETRIES + 1, "storage requests for one segment");
+
+        // Every response dropped mid-body: resumed reads fail too, an error (never a 200).
+        proxy.set(Fault::DropAfter(2000));
+        let (got, took) = timed(cloud[1].clone()).await;
+        report("every response dropped after 2000 bytes", &got, took);
+        assert_error(&got, StatusCode::BAD_GATEWAY, file, &endpoints);
+
+        // A burst within the retries: retried, 200 with the right bytes.
+        proxy.set_for(Fault::Status(503), RETRIES);
+        let before = proxy.requests();
+        let (got, took) = timed(cloud[1].clone()).await;
+        report(&format!("{RETRIES} × 503"), &got, took);
+        assert_eq!(got.ok().body, reference, "segment after a 503 burst");
+        assert_eq!(proxy.requests() - before, RETRIES + 1, "storage requests for one segment");
+
+        // One response dropped mid-body: the read resumes where it broke, on the same ETag.
+        proxy.set_for(Fault::DropAfter(2000), 1);
+        let (got, took) = timed(cloud[2].clone()).await;
+        report("one response dropped after 2000 bytes", &got, took);
+        assert_eq!(got.ok().body, get(&c, &local[2]).await.ok().body, "segment after a dropped response");
+
+        // The source replaced after indexing: never its new bytes at the old offsets under the
+        // old ETag, a clear error until the asset's reload indexes the new version.
+        let fresh = video_segments(&c, &server, "loc-fresh", "fresh", "m3u8-cmaf").await;
+        emulator.put("fresh/video.mp4", fixture("dolby/video.mp4")).await;
+        let (got, took) = timed(fresh[1].clone()).await;
+        report("object replaced after indexing", &got, took);
+        assert_error(
+            &got,
+            StatusCode::BAD_GATEWAY,
+            "fresh/video.mp4: the object changed since it was indexed",
+            &endpoints,
         );
-        assert_error(&refused_got, StatusCode::BAD_GATEWAY, "hevc", &endpoints);
-        let (hung_got, hung_elapsed) = hung_got;
-        eprintln!("unresponsive backend: {} after {hung_elapsed:?} ({})", hung_got.status, hung_got.text().trim());
-        assert_error(&hung_got, StatusCode::GATEWAY_TIMEOUT, "hevc", &endpoints);
-        assert!(hung_elapsed >= Duration::from_secs(2), "504 before the 2 s request timeout: {hung_elapsed:?}");
-        for (status, url) in others {
-            assert_eq!(status, StatusCode::OK, "{url} while other backends fail");
-        }
-
-        // Azurite goes down: an uncached segment and, after the asset TTL, the manifest are 502s.
-        azure.stop();
-        // (Names the file, or the folder when the asset's TTL ran out and its listing failed.)
-        let got = get(&c, &azure_segments[2]).await;
-        assert_error(&got, StatusCode::BAD_GATEWAY, "hevc", &endpoints);
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_error(&get(&c, &manifest("loc-azure")).await, StatusCode::BAD_GATEWAY, "hevc", &endpoints);
-        get(&c, &manifest("loc-local")).await.ok();
-
-        // Back on the same port with its data: the same URLs serve again, nothing restarted.
-        azure.restart();
-        get(&c, &manifest("loc-azure")).await.ok();
-        let again = get(&c, &azure_segments[2]).await.ok();
-        assert_eq!(again.body, get(&c, &local_segments[2]).await.ok().body, "segment after recovery");
-
-        let metrics = get(&c, &server.url("/metrics")).await.ok().text();
-        for secret in [S3_SECRET, GCS_TOKEN, AZURITE_KEY] {
-            assert!(!metrics.contains(secret), "/metrics shows a credential");
-        }
-        let samples = common::parse_metrics(&metrics);
-        assert!(metric(&samples, "jit_storage_requests_total", &[("storage", "down"), ("kind", "list")]) >= 1.0);
     });
+}
+
+#[test]
+fn faults_over_s3() {
+    check_faults(Backend::S3);
+}
+
+#[test]
+fn faults_over_azure() {
+    check_faults(Backend::Azure);
+}
+
+#[test]
+fn faults_over_gcs() {
+    check_faults(Backend::Gcs);
 }
 
 // ---------------------------------------------------------------------------------------

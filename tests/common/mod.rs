@@ -24,6 +24,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fault_proxy;
+
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

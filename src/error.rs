@@ -76,9 +76,10 @@ impl Error {
     }
 }
 
-/// Whether a storage request failed in transport (connection, timeout), not by an answer.
-pub fn is_transport_failure(err: &object_store::Error) -> bool {
-    find_in_chain::<object_store::client::HttpError>(err).is_some()
+/// Whether a storage request was answered 416 Range Not Satisfiable (as every store answers a
+/// ranged read of a zero-length object).
+pub fn is_range_not_satisfiable(err: &object_store::Error) -> bool {
+    status_of(err) == Some(416)
 }
 
 /// The first error of type `T` in `err`'s source chain.

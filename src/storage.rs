@@ -22,7 +22,7 @@ use object_store::{
 };
 
 use crate::config::{Secret, StorageConfig, StorageKind};
-use crate::error::{is_transport_failure, Error, Result};
+use crate::error::{is_range_not_satisfiable, Error, Result};
 use crate::index::ObjectVersion;
 
 mod local;
@@ -191,12 +191,9 @@ impl Storage {
         self.count_get();
         let result = match self.store.get_opts(&location, options).await {
             Ok(r) => r,
-            // A backend that is down or slow is not asked again to tell an empty file.
-            Err(e) if matches!(e, object_store::Error::NotFound { .. }) || is_transport_failure(&e) => {
-                return Err(Error::storage(path, e))
-            }
-            // Zero-length objects reject every range.
-            Err(e) => {
+            // Zero-length objects reject every range (416): one HEAD tells an empty file. A
+            // backend that is down, slow or failing (5xx after the retries) is not asked again.
+            Err(e) if is_range_not_satisfiable(&e) => {
                 self.stats.head_requests.fetch_add(1, Ordering::Relaxed);
                 let meta = self.store.head(&location).await.map_err(|e| Error::storage(path, e))?;
                 if meta.size == 0 {
@@ -204,6 +201,7 @@ impl Storage {
                 }
                 return Err(Error::storage(path, e));
             }
+            Err(e) => return Err(Error::storage(path, e)),
         };
         let version = version_of(&result.meta);
         let bytes = result.bytes().await.map_err(|e| Error::storage(path, e))?;
@@ -426,6 +424,33 @@ mod tests {
         store.put(&Path::from("a/b.mp4"), Bytes::from_static(b"abcdefghij").into()).await.unwrap();
         let err = storage.read_indexed_range("a/b.mp4", &indexed, 2..6).await.unwrap_err();
         assert_eq!(err.to_string(), "storage error on a/b.mp4: the object changed since it was indexed");
+    }
+
+    #[tokio::test]
+    async fn a_failing_backend_is_not_asked_again_to_tell_an_empty_file() {
+        // A server answering 500 to every request, counting them.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = Arc::new(AtomicU64::new(0));
+        let counting = served.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                use std::io::{Read, Write};
+                let _ = stream.read(&mut [0u8; 4096]);
+                counting.fetch_add(1, Ordering::SeqCst);
+                let _ = stream
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        let config = account(&format!(
+            "name = 's3'\nurl = 's3://media/vod'\nendpoint = 'http://127.0.0.1:{port}'\nregion = 'us-east-1'\n\
+             access_key_id = 'AKIDEXAMPLE'\nsecret_access_key = 'SECRET'\nretries = 2\nretry_backoff_secs = 0.01"
+        ));
+        let storage = Storage::open(&config, FsPath::new(".")).unwrap();
+        let err = storage.read_head("ladder/a.mp4", 10).await.unwrap_err();
+        assert_eq!(err.to_string(), "storage error on ladder/a.mp4: the storage service answered 500");
+        assert_eq!(served.load(Ordering::SeqCst), 3, "one GET and its 2 retries, no HEAD after them");
+        assert_eq!(storage.stats().head_requests.load(Ordering::Relaxed), 0);
     }
 
     #[test]

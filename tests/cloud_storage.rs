@@ -577,6 +577,7 @@ fn check_faults(backend: Backend) {
     block_on(async {
         emulator.put("broken/broken.ism", fixture("ladder/ladder.ism")).await;
         emulator.put("fresh/video.mp4", fixture("hevc/video_hevc.mp4")).await;
+        emulator.put("empty/empty.mp4", Vec::new()).await;
     });
     let proxy = FaultProxy::start(([127, 0, 0, 1], emulator.port).into());
     let settings = format!(
@@ -590,6 +591,7 @@ fn check_faults(backend: Backend) {
             ("loc-cloud", "cloud", "hevc"),
             ("loc-broken", "cloud", "broken"),
             ("loc-fresh", "cloud", "fresh"),
+            ("loc-empty", "cloud", "empty"),
             ("loc-local", "local", "hevc"),
         ],
         // No asset reload during the test: faults meet segment reads.
@@ -627,6 +629,12 @@ fn check_faults(backend: Backend) {
         let (got, took) = timed(server.url(&path("loc-broken", "broken", "manifest(format=m3u8-cmaf)"))).await;
         report("missing object", &got, took);
         assert_error(&got, StatusCode::NOT_FOUND, "broken/", &endpoints);
+        // An empty object (every store refuses a range of it): corrupt media, found by one HEAD.
+        let empty_manifest = server.url(&path("loc-empty", "empty", "manifest(format=m3u8-cmaf)"));
+        let (got, took) = timed(empty_manifest).await;
+        report("empty object", &got, took);
+        // (Its body says "invalid media", which holds the bucket's name.)
+        assert_error(&got, StatusCode::INTERNAL_SERVER_ERROR, "empty/empty.mp4: file is empty", &endpoints[..2]);
 
         // Down: 502 within the connect timeouts of every attempt; an asset not yet loaded
         // too. Cached segments serve meanwhile; back up, the same URLs serve, no restart.
@@ -644,7 +652,8 @@ fn check_faults(backend: Backend) {
         // Hanging: 504 after the request timeout (no retry starts after it), while requests
         // for a cached segment and for another account answer promptly.
         proxy.set(Fault::Hang);
-        let (hung, others) = tokio::join!(timed(cloud[1].clone()), async {
+        let cold_manifest = server.url(&path("loc-broken", "broken", "manifest(format=m3u8-cmaf)"));
+        let (hung, cold, others) = tokio::join!(timed(cloud[1].clone()), timed(cold_manifest), async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let mut answers = Vec::new();
             for url in [
@@ -659,6 +668,10 @@ fn check_faults(backend: Backend) {
         let (got, took) = hung;
         report("hanging (accepts, never answers)", &got, took);
         assert_error(&got, StatusCode::GATEWAY_TIMEOUT, file, &endpoints);
+        assert!(took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT + SLACK, "504 after {took:?}");
+        let (got, took) = cold;
+        report("hanging, an asset not loaded yet", &got, took);
+        assert_error(&got, StatusCode::GATEWAY_TIMEOUT, "broken", &endpoints);
         assert!(took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT + SLACK, "504 after {took:?}");
         for (url, (got, took)) in others {
             eprintln!("FAULT {backend:?} | meanwhile {url}: {} in {:.3} s", got.status, took.as_secs_f64());

@@ -13,28 +13,20 @@
 
 mod common;
 
+use common::store::CountingStore;
 use common::{client, counter_delta, get, get_blocking, metric, request, scrape, Got, TestServer};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fmt;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path as FsPath;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use futures::stream::BoxStream;
-use futures::Future;
-use object_store::local::LocalFileSystem;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult,
-};
+use object_store::ObjectStore;
 use reqwest::header;
 use reqwest::Method;
 
@@ -79,121 +71,6 @@ fn locator_of(asset: &str) -> &'static str {
 /// `/{locator}/{asset}.ism/{rest}` for a fixture asset.
 fn media_path(asset: &str, rest: &str) -> String {
     format!("/{}/{asset}.ism/{rest}", locator_of(asset))
-}
-
-// ---------------------------------------------------------------------------------------
-// A storage wrapper that counts requests (and can slow reads down to widen race windows).
-
-#[derive(Debug)]
-struct CountingStore {
-    inner: LocalFileSystem,
-    gets: AtomicU64,
-    lists: AtomicU64,
-    /// Added to every `get_opts`, milliseconds.
-    delay_ms: AtomicU64,
-}
-
-impl CountingStore {
-    fn over_fixtures() -> Arc<CountingStore> {
-        Arc::new(CountingStore {
-            inner: LocalFileSystem::new_with_prefix(common::fixtures_dir()).expect("fixtures store"),
-            gets: AtomicU64::new(0),
-            lists: AtomicU64::new(0),
-            delay_ms: AtomicU64::new(0),
-        })
-    }
-    fn gets(&self) -> u64 {
-        self.gets.load(Ordering::SeqCst)
-    }
-    fn lists(&self) -> u64 {
-        self.lists.load(Ordering::SeqCst)
-    }
-}
-
-impl fmt::Display for CountingStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CountingStore({})", self.inner)
-    }
-}
-
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = object_store::Result<T>> + Send + 'a>>;
-
-// `ObjectStore` is an `#[async_trait]` trait; these are its expanded signatures.
-impl ObjectStore for CountingStore {
-    fn put_opts<'l0, 'l1, 'at>(
-        &'l0 self,
-        location: &'l1 Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> BoxFut<'at, PutResult>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.put_opts(location, payload, opts)
-    }
-
-    fn put_multipart_opts<'l0, 'l1, 'at>(
-        &'l0 self,
-        location: &'l1 Path,
-        opts: PutMultipartOptions,
-    ) -> BoxFut<'at, Box<dyn MultipartUpload>>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.inner.put_multipart_opts(location, opts)
-    }
-
-    fn get_opts<'l0, 'l1, 'at>(&'l0 self, location: &'l1 Path, options: GetOptions) -> BoxFut<'at, GetResult>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        Box::pin(async move {
-            self.gets.fetch_add(1, Ordering::SeqCst);
-            let delay = self.delay_ms.load(Ordering::SeqCst);
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-            }
-            self.inner.get_opts(location, options).await
-        })
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list(prefix)
-    }
-
-    fn list_with_delimiter<'l0, 'l1, 'at>(&'l0 self, prefix: Option<&'l1 Path>) -> BoxFut<'at, ListResult>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        Self: 'at,
-    {
-        self.lists.fetch_add(1, Ordering::SeqCst);
-        self.inner.list_with_delimiter(prefix)
-    }
-
-    fn copy_opts<'l0, 'l1, 'l2, 'at>(&'l0 self, from: &'l1 Path, to: &'l2 Path, options: CopyOptions) -> BoxFut<'at, ()>
-    where
-        'l0: 'at,
-        'l1: 'at,
-        'l2: 'at,
-        Self: 'at,
-    {
-        self.inner.copy_opts(from, to, options)
-    }
 }
 
 /// An origin over the fixtures whose storage account is a [`CountingStore`].

@@ -25,6 +25,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod fault_proxy;
+pub mod store;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;

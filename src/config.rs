@@ -59,11 +59,28 @@ pub struct CacheConfig {
     /// How long a loaded asset is trusted before its storage is looked at again, seconds:
     /// the longest a replaced source file can go unnoticed.
     pub asset_ttl_secs: u64,
+    /// How long past `asset_ttl_secs` an asset is still served from its last good load while
+    /// its storage fails (5xx, unreachable, timing out), seconds; also the `stale-if-error`
+    /// granted to CDNs in `Cache-Control`. 0 turns serving stale off.
+    pub stale_if_error_secs: u64,
+    /// How long an unknown asset name is answered 404 without asking storage again, seconds.
+    pub not_found_ttl_secs: u64,
+    /// How long a load or build that failed on corrupt media is answered 500 without trying
+    /// again, and the least time between reloads of an asset whose storage is failing, seconds.
+    pub failure_ttl_secs: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { index_mib: 256, manifest_mib: 64, segment_mib: 1024, asset_ttl_secs: 60 }
+        CacheConfig {
+            index_mib: 256,
+            manifest_mib: 64,
+            segment_mib: 1024,
+            asset_ttl_secs: 60,
+            stale_if_error_secs: 86_400,
+            not_found_ttl_secs: 10,
+            failure_ttl_secs: 5,
+        }
     }
 }
 
@@ -797,6 +814,8 @@ policy = "clear"
         assert_eq!(c.locator[0].policy, Policy::Clear);
         assert_eq!(c.http.cors_allow_origin, "*");
         assert_eq!(c.cache.segment_mib, 1024);
+        let cache = &c.cache;
+        assert_eq!((cache.stale_if_error_secs, cache.not_found_ttl_secs, cache.failure_ttl_secs), (86_400, 10, 5));
     }
 
     #[test]

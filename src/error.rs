@@ -5,7 +5,7 @@ use std::fmt;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request itself is malformed (URL grammar, options).
     #[error("bad request: {0}")]
@@ -44,6 +44,11 @@ impl Error {
     /// (after `asset_ttl_secs`) indexes the new version.
     pub fn source_changed(path: impl fmt::Display) -> Self {
         Error::Storage { path: path.to_string(), message: "the object changed since it was indexed".into() }
+    }
+    /// Whether the storage backend failed (502/504 class), as opposed to the thing asked for
+    /// being missing, broken or refused.
+    pub fn is_storage_failure(&self) -> bool {
+        matches!(self, Error::Storage { .. } | Error::StorageTimeout { .. })
     }
     /// Classifies an object_store failure on `path`. The message is built from the kind of
     /// failure, never from object_store's own text, which carries request URLs and may carry

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub storage_requests: IntCounterVec,
     pub storage_bytes: IntCounterVec,
     pub segment_build_seconds: Histogram,
+    /// Responses built from an asset's last good load while its storage fails.
+    pub stale_served: IntCounterVec,
 }
 
 /// Resource kinds used as the `kind` label of request metrics.
@@ -140,6 +142,12 @@ impl Metrics {
                 &["storage"],
             ),
             segment_build_seconds,
+            stale_served: counter_vec(
+                &registry,
+                "jit_stale_served_total",
+                "Responses served from an asset's last good load while its storage fails, by cache",
+                &["cache"],
+            ),
             registry,
         }
     }

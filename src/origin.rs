@@ -5,9 +5,16 @@
 //! version and the samples it holds, so every locator (and every manifest filter or URL
 //! spelling) of the same asset shares one cached copy. Concurrent misses of one key are
 //! coalesced by moka: N simultaneous requests cause one build and one storage read.
+//!
+//! Failures are remembered briefly ([`failures`]), and an asset whose storage fails after its
+//! TTL is served from its last good load for `stale_if_error_secs` ([`Origin::reload`]).
+
+mod failures;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +37,7 @@ use crate::timeline::SegmentPolicy;
 use crate::token::{KeyAccess, TokenVerifier};
 use crate::url::{Encryption, Format};
 use crate::url::{ParsedUrl, Resource};
+use failures::{Failed, FailureMemory};
 
 /// A published locator, resolved against its storage account.
 #[derive(Debug, Clone)]
@@ -201,18 +209,49 @@ impl std::hash::Hasher for HashWriter<'_> {
     }
 }
 
+/// An asset as last loaded from storage.
+struct LoadedAsset {
+    asset: Arc<Asset>,
+    loaded_at: Instant,
+    /// Held by the one request reloading the asset once its TTL ran out; holds the earliest
+    /// time of the next reload attempt.
+    reload: tokio::sync::Mutex<Instant>,
+    /// A reload failed on storage: answers from this load are stale until one succeeds.
+    stale: AtomicBool,
+}
+
+impl LoadedAsset {
+    fn new(asset: Asset) -> Self {
+        let now = Instant::now();
+        LoadedAsset {
+            asset: Arc::new(asset),
+            loaded_at: now,
+            reload: tokio::sync::Mutex::new(now),
+            stale: AtomicBool::new(false),
+        }
+    }
+}
+
 /// The origin: storage accounts, locators, caches and metrics.
 pub struct Origin {
     storages: Vec<Arc<Storage>>,
     locators: HashMap<String, Locator>,
     filters: HashMap<String, FilterConfig>,
     segment_policy: SegmentPolicy,
-    assets: Cache<AssetKey, Arc<Asset>>,
+    /// Loaded assets, kept `asset_ttl + stale_if_error` so a reload that fails on storage can
+    /// fall back to the last good load.
+    assets: Cache<AssetKey, Arc<LoadedAsset>>,
+    asset_ttl: Duration,
+    stale_if_error: Duration,
     /// File indexes by (storage, path), kept across asset reloads: a reload lists the folder
     /// and reuses every index whose file version is unchanged, so files are read once.
     indexes: Cache<(String, String), Arc<FileIndex>>,
     manifests: Cache<ManifestKey, Arc<Built>>,
     segments: Cache<SegmentKey, Arc<Built>>,
+    /// Failed loads and builds, remembered for `not_found_ttl_secs` or `failure_ttl_secs`.
+    failures: FailureMemory,
+    /// Least time between reload attempts of an asset whose storage fails.
+    failure_ttl: Duration,
     /// Source bytes that uncached segment builds may hold at once (`limits.build_memory_mib`).
     build_memory: Arc<BuildBudget>,
     pub metrics: Arc<Metrics>,
@@ -312,14 +351,16 @@ impl Origin {
         }
         let metrics = Arc::new(Metrics::new());
         let c = &config.cache;
+        let asset_ttl = Duration::from_secs(c.asset_ttl_secs.max(1));
+        let stale_if_error = Duration::from_secs(c.stale_if_error_secs);
         let assets = Cache::builder()
             // An asset's weight: its sample tables, roughly 25 bytes per sample.
-            .weigher(|_: &AssetKey, a: &Arc<Asset>| {
-                let samples: usize = a.tracks.iter().map(|t| t.index().samples.len()).sum();
+            .weigher(|_: &AssetKey, a: &Arc<LoadedAsset>| {
+                let samples: usize = a.asset.tracks.iter().map(|t| t.index().samples.len()).sum();
                 (samples.saturating_mul(25) + 4096).min(u32::MAX as usize) as u32
             })
             .max_capacity(c.index_mib * MIB)
-            .time_to_live(Duration::from_secs(c.asset_ttl_secs.max(1)))
+            .time_to_live(asset_ttl + stale_if_error)
             .eviction_listener(eviction_counter(&metrics, "asset"))
             .build();
         let indexes = Cache::builder()
@@ -333,7 +374,7 @@ impl Origin {
         let manifests = Cache::builder()
             .weigher(weigh_built)
             .max_capacity(c.manifest_mib * MIB)
-            .time_to_live(Duration::from_secs(c.asset_ttl_secs.max(1)))
+            .time_to_live(asset_ttl)
             .eviction_listener(eviction_counter(&metrics, "manifest"))
             .build();
         let segments = Cache::builder()
@@ -355,9 +396,16 @@ impl Origin {
             filters: config.filter.iter().map(|f| (f.name.clone(), f.clone())).collect(),
             segment_policy: SegmentPolicy { target_secs: config.segment_duration },
             assets,
+            asset_ttl,
+            stale_if_error,
             indexes,
             manifests,
             segments,
+            failures: FailureMemory::new(
+                Duration::from_secs(c.not_found_ttl_secs),
+                Duration::from_secs(c.failure_ttl_secs),
+            ),
+            failure_ttl: Duration::from_secs(c.failure_ttl_secs),
             build_memory: Arc::new(BuildBudget::new(config.limits.build_memory_mib * MIB)),
             metrics,
         })
@@ -377,39 +425,136 @@ impl Origin {
         self.metrics.cache_lookups.with_label_values(&[cache, result]).inc();
     }
 
-    /// The loaded asset `name` of `locator` (cached; concurrent loads coalesced).
-    pub async fn asset(&self, locator: &Locator, name: &str) -> Result<Arc<Asset>, Arc<Error>> {
+    /// How long CDNs may serve a cached response while the origin fails (`stale-if-error`),
+    /// seconds: as long as the origin itself serves stale.
+    pub fn stale_if_error_secs(&self) -> u64 {
+        self.stale_if_error.as_secs()
+    }
+
+    /// `key`'s value in `cache`, built by `build` on a miss unless the same build failed within
+    /// its remembered time ([`FailureMemory`]); concurrent misses of one key share one build.
+    /// With the value: whether this request built it.
+    async fn get_or_build<K, V>(
+        &self,
+        cache: &Cache<K, V>,
+        name: &'static str,
+        key: K,
+        build: impl Future<Output = Result<V, Error>>,
+    ) -> Result<(V, bool), Arc<Error>>
+    where
+        K: Hash + Eq + Clone + Into<Failed> + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        if let Some(value) = cache.get(&key).await {
+            self.count_lookup(name, false);
+            return Ok((value, false));
+        }
+        let failed: Failed = key.clone().into();
+        let remembered = self.failures.recall(&failed).await;
+        self.count_lookup("failure", remembered.is_none());
+        if let Some(error) = remembered {
+            return Err(error);
+        }
+        let entry = cache.entry(key).or_try_insert_with(self.failures.remembering(failed, build)).await?;
+        self.count_lookup(name, entry.is_fresh());
+        let fresh = entry.is_fresh();
+        Ok((entry.into_value(), fresh))
+    }
+
+    /// The loaded asset `name` of `locator`: cached for `asset_ttl_secs`, then reloaded
+    /// ([`Origin::reload`]); concurrent first loads coalesced, failures remembered.
+    async fn asset(&self, locator: &Locator, name: &str) -> Result<Arc<LoadedAsset>, Arc<Error>> {
         let key = AssetKey {
             storage: locator.storage.name().to_string(),
             folder: locator.asset_folder.clone(),
             name: name.to_string(),
         };
-        let storage = locator.storage.clone();
-        let policy = self.segment_policy;
-        let indexes = self.indexes.clone();
-        let entry = self
-            .assets
-            .entry(key.clone())
-            .or_try_insert_with(async move {
-                let (source, versions) =
-                    asset::resolve_source_with_versions(&storage, &key.folder, Some(&key.name)).await?;
-                let mut known = HashMap::new();
-                for (path, version) in &versions {
-                    if let Some(index) = indexes.get(&(key.storage.clone(), path.clone())).await {
-                        if &index.version == version {
-                            known.insert(path.clone(), index);
-                        }
-                    }
+        if let Some(loaded) = self.assets.get(&key).await {
+            if loaded.loaded_at.elapsed() < self.asset_ttl {
+                self.count_lookup("asset", false);
+                return Ok(loaded);
+            }
+            return self.reload(key, &locator.storage, loaded).await;
+        }
+        let load = self.load_asset(&locator.storage, &key);
+        let (loaded, _) = self.get_or_build(&self.assets, "asset", key.clone(), load).await?;
+        Ok(loaded)
+    }
+
+    /// An asset past its TTL. One request at a time reloads it; the others meanwhile answer
+    /// from the load they have rather than queue behind a storage request that may hang until
+    /// its timeout. A reload that fails on storage falls back to the previous load while it is
+    /// younger than TTL + `stale_if_error_secs`; the next attempt is `failure_ttl_secs` later,
+    /// so an outage costs one storage request per asset every few seconds, not one per player
+    /// request, and storage coming back is noticed within those seconds. Missing or corrupt
+    /// on reload is answered as such: the asset was deleted or replaced.
+    async fn reload(
+        &self,
+        key: AssetKey,
+        storage: &Storage,
+        previous: Arc<LoadedAsset>,
+    ) -> Result<Arc<LoadedAsset>, Arc<Error>> {
+        let Ok(mut next_attempt) = previous.reload.try_lock() else {
+            return Ok(self.answer_from(&previous));
+        };
+        let now = Instant::now();
+        if now < *next_attempt {
+            return Ok(self.answer_from(&previous));
+        }
+        *next_attempt = now + self.failure_ttl;
+        let load = self.load_asset(storage, &key);
+        match self.failures.remembering(key.clone().into(), load).await {
+            Ok(loaded) => {
+                self.assets.insert(key.clone(), loaded.clone()).await;
+                self.count_lookup("asset", true);
+                if previous.stale.load(Ordering::Relaxed) {
+                    tracing::info!(
+                        storage = %key.storage, folder = %key.folder, asset = %key.name,
+                        "storage answers again: asset reloaded, no longer stale"
+                    );
                 }
-                let asset = asset::load_reusing(&storage, &source, policy, &known).await?;
-                for t in &asset.tracks {
-                    indexes.insert((key.storage.clone(), t.file.clone()), t.file_index.clone()).await;
+                Ok(loaded)
+            }
+            Err(e) if e.is_storage_failure() && previous.loaded_at.elapsed() < self.asset_ttl + self.stale_if_error => {
+                if !previous.stale.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        storage = %key.storage, folder = %key.folder, asset = %key.name, error = %e,
+                        "asset reload failed: serving its last good load for up to {} s",
+                        self.stale_if_error.as_secs()
+                    );
                 }
-                Ok::<_, Error>(Arc::new(asset))
-            })
-            .await?;
-        self.count_lookup("asset", entry.is_fresh());
-        Ok(entry.into_value())
+                Ok(self.answer_from(&previous))
+            }
+            Err(e) => {
+                self.assets.invalidate(&key).await;
+                Err(Arc::new(e))
+            }
+        }
+    }
+
+    /// `loaded` as the answer to a request, counted as a hit (or a stale answer by `serve`).
+    fn answer_from(&self, loaded: &Arc<LoadedAsset>) -> Arc<LoadedAsset> {
+        self.count_lookup("asset", false);
+        loaded.clone()
+    }
+
+    /// Lists the asset's folder and indexes its files, reusing every file index whose
+    /// version is unchanged.
+    async fn load_asset(&self, storage: &Storage, key: &AssetKey) -> Result<Arc<LoadedAsset>, Error> {
+        let (source, versions) = asset::resolve_source_with_versions(storage, &key.folder, Some(&key.name)).await?;
+        let mut known = HashMap::new();
+        for (path, version) in &versions {
+            if let Some(index) = self.indexes.get(&(key.storage.clone(), path.clone())).await {
+                if &index.version == version {
+                    known.insert(path.clone(), index);
+                }
+            }
+        }
+        let asset = asset::load_reusing(storage, &source, self.segment_policy, &known).await?;
+        for t in &asset.tracks {
+            self.indexes.insert((key.storage.clone(), t.file.clone()), t.file_index.clone()).await;
+        }
+        Ok(Arc::new(LoadedAsset::new(asset)))
     }
 
     /// Serves one parsed request for `locator`/`asset_name`.
@@ -428,9 +573,20 @@ impl Origin {
                 locator.policy.as_str()
             ))));
         }
-        let asset = self.asset(locator, asset_name).await?;
+        let loaded = self.asset(locator, asset_name).await?;
+        let built = self.build(locator, &loaded.asset, request).await?;
+        if loaded.stale.load(Ordering::Relaxed) {
+            let cache = if matches!(request.resource, Resource::Segment { .. }) { "segment" } else { "manifest" };
+            self.metrics.stale_served.with_label_values(&[cache]).inc();
+        }
+        Ok(built)
+    }
+
+    /// The response body `request` asks of `asset`: from the cache, or built.
+    async fn build(&self, locator: &Locator, asset: &Asset, request: &ParsedUrl) -> Result<Arc<Built>, Arc<Error>> {
+        let encryption = request.resource.encryption();
         let storage = &locator.storage;
-        // Only encrypted requests carry the key (the policy check above guarantees a clear
+        // Only encrypted requests carry the key (the policy check in `serve` guarantees a clear
         // request is allowed clear, and an encrypted one has keys).
         let protection = encryption.and_then(|_| locator.protection());
         let fingerprints = encryption.and(locator.encryption.as_ref());
@@ -473,46 +629,41 @@ impl Origin {
                     key_fingerprint: fingerprints.map(|f| f.key_fingerprint),
                     muxed_audio,
                 };
-                let resource = request.resource.clone();
-                let metrics = self.metrics.clone();
-                let build_memory = self.build_memory.clone();
-                let entry = self
-                    .segments
-                    .entry(key.clone())
-                    .or_try_insert_with(async move {
-                        // The budget's semaphore is never closed, so this cannot fail.
-                        let _reserved = build_memory
-                            .reserve(source_bytes)
-                            .await
-                            .map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
-                        let started = Instant::now();
-                        let output = package::render(storage, &asset, &resource, request.extension, protection).await?;
-                        metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
-                        // Local stores derive ETags from inode numbers, which differ between
-                        // replicas holding the file: the response ETag leaves them out.
-                        let version = key.version.clone();
-                        let shared_etags = storage.shared_etags();
-                        let mut recipe = key;
-                        if !shared_etags {
-                            recipe.version.etag = None;
-                            if let Some(audio) = &mut recipe.muxed_audio {
-                                audio.1.etag = None;
-                            }
+                let build = async {
+                    // The budget's semaphore is never closed, so this cannot fail.
+                    let _reserved = self
+                        .build_memory
+                        .reserve(source_bytes)
+                        .await
+                        .map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
+                    let started = Instant::now();
+                    let output =
+                        package::render(storage, asset, &request.resource, request.extension, protection).await?;
+                    self.metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
+                    // Local stores derive ETags from inode numbers, which differ between
+                    // replicas holding the file: the response ETag leaves them out.
+                    let version = key.version.clone();
+                    let shared_etags = storage.shared_etags();
+                    let mut recipe = key.clone();
+                    if !shared_etags {
+                        recipe.version.etag = None;
+                        if let Some(audio) = &mut recipe.muxed_audio {
+                            audio.1.etag = None;
                         }
-                        let identity = identity_of(&recipe, &[&version], shared_etags);
-                        let mut built = Built::new(output, identity, &[&version], true);
-                        built.weight = built.weight.max(source_bytes);
-                        Ok::<_, Error>(Arc::new(built))
-                    })
-                    .await?;
-                self.count_lookup("segment", entry.is_fresh());
-                if entry.is_fresh() {
+                    }
+                    let identity = identity_of(&recipe, &[&version], shared_etags);
+                    let mut built = Built::new(output, identity, &[&version], true);
+                    built.weight = built.weight.max(source_bytes);
+                    Ok(Arc::new(built))
+                };
+                let (built, fresh) = self.get_or_build(&self.segments, "segment", key.clone(), build).await?;
+                if fresh {
                     // moka evicts in batches (after 64 writes or on a timer), so a walk over
                     // uncached 1.5 MB segments would hold ~100 MB beyond the capacity until the
                     // next batch. Evicting now keeps memory at the configured capacity.
                     self.segments.run_pending_tasks().await;
                 }
-                Ok(entry.into_value())
+                Ok(built)
             }
             resource => {
                 let is_media = matches!(resource, Resource::Init { .. });
@@ -544,21 +695,15 @@ impl Origin {
                     filters: filter_names,
                     protection_fingerprint: fingerprints.map(|f| f.signalling_fingerprint),
                 };
-                let entry = self
-                    .manifests
-                    .entry(key.clone())
-                    .or_try_insert_with(async {
-                        let filtered = filter::apply(&asset, &filters)?;
-                        let output =
-                            package::render(storage, &filtered, resource, request.extension, protection).await?;
-                        let versions: Vec<&ObjectVersion> =
-                            asset.tracks.iter().map(|t| &t.file_index.version).collect();
-                        let identity = identity_of(&key, &versions, storage.shared_etags());
-                        Ok::<_, Error>(Arc::new(Built::new(output, identity, &versions, is_media)))
-                    })
-                    .await?;
-                self.count_lookup("manifest", entry.is_fresh());
-                Ok(entry.into_value())
+                let build = async {
+                    let filtered = filter::apply(asset, &filters)?;
+                    let output = package::render(storage, &filtered, resource, request.extension, protection).await?;
+                    let versions: Vec<&ObjectVersion> = asset.tracks.iter().map(|t| &t.file_index.version).collect();
+                    let identity = identity_of(&key, &versions, storage.shared_etags());
+                    Ok(Arc::new(Built::new(output, identity, &versions, is_media)))
+                };
+                let (built, _) = self.get_or_build(&self.manifests, "manifest", key.clone(), build).await?;
+                Ok(built)
             }
         }
     }
@@ -570,7 +715,9 @@ impl Origin {
         self.indexes.run_pending_tasks().await;
         self.manifests.run_pending_tasks().await;
         self.segments.run_pending_tasks().await;
+        let (failure_entries, failure_bytes) = self.failures.size().await;
         for (name, entries, bytes) in [
+            ("failure", failure_entries, failure_bytes),
             ("asset", self.assets.entry_count(), self.assets.weighted_size()),
             ("index", self.indexes.entry_count(), self.indexes.weighted_size()),
             ("manifest", self.manifests.entry_count(), self.manifests.weighted_size()),

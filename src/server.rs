@@ -554,11 +554,16 @@ impl Service {
     /// A built resource as a 200, 206, 304 or 416 response.
     fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
         let max_age = if built.is_media { self.http.segment_max_age } else { self.http.manifest_max_age };
-        let cache_control = if built.is_media {
+        let mut cache_control = if built.is_media {
             format!("public, max-age={max_age}, immutable")
         } else {
             format!("public, max-age={max_age}")
         };
+        // RFC 5861: a CDN may keep serving its copy while we fail, as long as we would.
+        let stale_if_error = self.origin.stale_if_error_secs();
+        if stale_if_error > 0 {
+            cache_control.push_str(&format!(", stale-if-error={stale_if_error}"));
+        }
         let last_modified = http_date(built.last_modified);
         let b = self
             .base(StatusCode::OK)

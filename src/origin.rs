@@ -14,7 +14,7 @@ mod failures;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -213,22 +213,29 @@ impl std::hash::Hasher for HashWriter<'_> {
 struct LoadedAsset {
     asset: Arc<Asset>,
     loaded_at: Instant,
-    /// Held by the one request reloading the asset once its TTL ran out; holds the earliest
-    /// time of the next reload attempt.
-    reload: tokio::sync::Mutex<Instant>,
+    /// Held by the one request reloading the asset once its TTL ran out.
+    reloading: tokio::sync::Mutex<()>,
+    /// When the latest reload attempt began, milliseconds after `loaded_at` (`u64::MAX`: none).
+    reload_began_ms: AtomicU64,
     /// A reload failed on storage: answers from this load are stale until one succeeds.
     stale: AtomicBool,
 }
 
 impl LoadedAsset {
     fn new(asset: Asset) -> Self {
-        let now = Instant::now();
         LoadedAsset {
             asset: Arc::new(asset),
-            loaded_at: now,
-            reload: tokio::sync::Mutex::new(now),
+            loaded_at: Instant::now(),
+            reloading: tokio::sync::Mutex::new(()),
+            reload_began_ms: AtomicU64::new(u64::MAX),
             stale: AtomicBool::new(false),
         }
+    }
+
+    /// How long after `loaded_at` the latest reload attempt began.
+    fn reload_began(&self) -> Option<Duration> {
+        let ms = self.reload_began_ms.load(Ordering::Relaxed);
+        (ms != u64::MAX).then(|| Duration::from_millis(ms))
     }
 }
 
@@ -469,41 +476,54 @@ impl Origin {
             folder: locator.asset_folder.clone(),
             name: name.to_string(),
         };
-        if let Some(loaded) = self.assets.get(&key).await {
+        while let Some(loaded) = self.assets.get(&key).await {
             if loaded.loaded_at.elapsed() < self.asset_ttl {
                 self.count_lookup("asset", false);
                 return Ok(loaded);
             }
-            return self.reload(key, &locator.storage, loaded).await;
+            if let Some(answer) = self.reload(&key, &locator.storage, loaded).await {
+                return answer;
+            }
         }
         let load = self.load_asset(&locator.storage, &key);
         let (loaded, _) = self.get_or_build(&self.assets, "asset", key.clone(), load).await?;
         Ok(loaded)
     }
 
-    /// An asset past its TTL. One request at a time reloads it; the others meanwhile answer
-    /// from the load they have rather than queue behind a storage request that may hang until
-    /// its timeout. A reload that fails on storage falls back to the previous load while it is
-    /// younger than TTL + `stale_if_error_secs`; the next attempt is `failure_ttl_secs` later,
-    /// so an outage costs one storage request per asset every few seconds, not one per player
-    /// request, and storage coming back is noticed within those seconds. Missing or corrupt
-    /// on reload is answered as such: the asset was deleted or replaced.
+    /// An asset past its TTL. One request at a time reloads it. The others meanwhile answer
+    /// from the previous load when that reload began within `failure_ttl_secs` of the TTL
+    /// running out (a hot asset: a replaced file still shows within a few seconds of the TTL)
+    /// or its storage is known to fail, rather than queue behind a storage request that may
+    /// hang until its timeout; otherwise (an asset not asked for a while) they wait for that
+    /// reload and return `None`: look again. A reload that fails on storage falls back to the
+    /// previous load while it is younger than TTL + `stale_if_error_secs`; the next attempt is
+    /// `failure_ttl_secs` after the last one began, so an outage costs one storage request per
+    /// asset every few seconds, not one per player request, and storage coming back is noticed
+    /// within those seconds. Missing or corrupt on reload is answered as such: the asset was
+    /// deleted or replaced.
     async fn reload(
         &self,
-        key: AssetKey,
+        key: &AssetKey,
         storage: &Storage,
         previous: Arc<LoadedAsset>,
-    ) -> Result<Arc<LoadedAsset>, Arc<Error>> {
-        let Ok(mut next_attempt) = previous.reload.try_lock() else {
-            return Ok(self.answer_from(&previous));
+    ) -> Option<Result<Arc<LoadedAsset>, Arc<Error>>> {
+        let Ok(_reloading) = previous.reloading.try_lock() else {
+            let hot = previous.reload_began().is_some_and(|b| b < self.asset_ttl + self.failure_ttl);
+            if hot || previous.stale.load(Ordering::Relaxed) {
+                return Some(Ok(self.answer_from(&previous)));
+            }
+            drop(previous.reloading.lock().await);
+            return None;
         };
-        let now = Instant::now();
-        if now < *next_attempt {
-            return Ok(self.answer_from(&previous));
+        let age = previous.loaded_at.elapsed();
+        if previous.reload_began().is_some_and(|b| age < b + self.failure_ttl) {
+            return Some(Ok(self.answer_from(&previous)));
         }
-        *next_attempt = now + self.failure_ttl;
-        let load = self.load_asset(storage, &key);
-        match self.failures.remembering(key.clone().into(), load).await {
+        previous.reload_began_ms.store(age.as_millis().min(u64::MAX as u128 - 1) as u64, Ordering::Relaxed);
+        let load = self.load_asset(storage, key);
+        let result = self.failures.remembering(key.clone().into(), load).await;
+        let within_window = previous.loaded_at.elapsed() < self.asset_ttl + self.stale_if_error;
+        match result {
             Ok(loaded) => {
                 self.assets.insert(key.clone(), loaded.clone()).await;
                 self.count_lookup("asset", true);
@@ -513,9 +533,9 @@ impl Origin {
                         "storage answers again: asset reloaded, no longer stale"
                     );
                 }
-                Ok(loaded)
+                Some(Ok(loaded))
             }
-            Err(e) if e.is_storage_failure() && previous.loaded_at.elapsed() < self.asset_ttl + self.stale_if_error => {
+            Err(e) if e.is_storage_failure() && within_window => {
                 if !previous.stale.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         storage = %key.storage, folder = %key.folder, asset = %key.name, error = %e,
@@ -523,11 +543,11 @@ impl Origin {
                         self.stale_if_error.as_secs()
                     );
                 }
-                Ok(self.answer_from(&previous))
+                Some(Ok(self.answer_from(&previous)))
             }
             Err(e) => {
-                self.assets.invalidate(&key).await;
-                Err(Arc::new(e))
+                self.assets.invalidate(key).await;
+                Some(Err(Arc::new(e)))
             }
         }
     }

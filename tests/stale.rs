@@ -150,6 +150,32 @@ async fn stale_on_error_serves_the_last_good_asset_within_the_window_then_recove
     eprintln!("stale-on-error cycle took {:?}", loaded.elapsed());
 }
 
+/// While one request reloads a hot asset from a hanging backend, the others answer from the
+/// previous load instead of waiting for the storage timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_requests_do_not_wait_for_a_hanging_reload() {
+    let (server, store, _) = origin("asset_ttl_secs = 1\nfailure_ttl_secs = 2").await;
+    let c = client();
+    let playlist = server.url(&format!("{LADDER}/QualityLevels(150000)/Manifest(video,format=m3u8-cmaf).m3u8"));
+    let segments = segment_urls(&playlist, &get(&c, &playlist).await.ok().text());
+    get(&c, &segments[0]).await.ok();
+    store.set_timeout(Duration::from_secs(4));
+    store.set_fault(Fault::TimesOut);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The first request after the TTL reloads, and hangs until the storage timeout.
+    let reloading = tokio::spawn({
+        let (c, url) = (c.clone(), segments[0].clone());
+        async move { get(&c, &url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for url in [&segments[0], &playlist] {
+        let got = get(&c, url).await;
+        assert_eq!(got.status, 200, "{}", got.describe());
+        assert!(!reloading.is_finished(), "{url} waited for the hanging reload");
+    }
+    assert_eq!(reloading.await.expect("request task").status, 200, "stale after the timeout");
+}
+
 /// 1,000 requests for one unknown asset name cost one LIST; unique names are answered 404
 /// with the remembered failures held within their memory bound; an asset uploaded under a
 /// remembered name is served once the remembered 404 expires.

@@ -24,12 +24,10 @@ pub enum Fault {
     None = 0,
     /// At once, the way a 5xx answer after the retries does (the origin answers 502).
     Fails = 1,
-    /// After [`TIMEOUT`], the way a request timeout does (the origin answers 504).
+    /// After [`CountingStore::set_timeout`] (500 ms unless set), the way a request timeout
+    /// does (the origin answers 504).
     TimesOut = 2,
 }
-
-/// How long a read takes to time out under [`Fault::TimesOut`].
-pub const TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 pub struct CountingStore {
@@ -39,6 +37,7 @@ pub struct CountingStore {
     /// Added to every `get_opts`, milliseconds.
     pub delay_ms: AtomicU64,
     fault: AtomicU8,
+    timeout_ms: AtomicU64,
 }
 
 impl CountingStore {
@@ -49,6 +48,7 @@ impl CountingStore {
             lists: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
             fault: AtomicU8::new(Fault::None as u8),
+            timeout_ms: AtomicU64::new(500),
         })
     }
     pub fn over_fixtures() -> Arc<CountingStore> {
@@ -62,6 +62,10 @@ impl CountingStore {
     }
     pub fn set_fault(&self, fault: Fault) {
         self.fault.store(fault as u8, Ordering::SeqCst);
+    }
+    /// How long a request takes to fail under [`Fault::TimesOut`].
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms.store(timeout.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// How the fault switched on fails a request, if one is.
@@ -77,7 +81,7 @@ impl CountingStore {
     async fn fault(&self) -> Option<object_store::Error> {
         let kind = self.fault_kind()?;
         if kind == HttpErrorKind::Timeout {
-            tokio::time::sleep(TIMEOUT).await;
+            tokio::time::sleep(Duration::from_millis(self.timeout_ms.load(Ordering::SeqCst))).await;
         }
         Some(fault_error(kind))
     }

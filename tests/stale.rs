@@ -67,6 +67,12 @@ fn stale_if_error(got: &Got) -> Option<u64> {
     got.header(header::CACHE_CONTROL)?.split(',').find_map(|d| d.trim().strip_prefix("stale-if-error=")?.parse().ok())
 }
 
+/// The most attempts a failure remembered for `ttl_secs` allows over `elapsed`: one, and one
+/// more per TTL that ran out meanwhile (a loaded machine may take seconds for a batch).
+fn attempts_allowed(elapsed: Duration, ttl_secs: u64) -> u64 {
+    1 + elapsed.as_secs() / ttl_secs
+}
+
 fn stale_served(samples: &common::Samples, cache: &str) -> f64 {
     metric(samples, "jit_stale_served_total", &[("cache", cache)])
 }
@@ -92,6 +98,7 @@ async fn stale_on_error_serves_the_last_good_asset_within_the_window_then_recove
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = scrape(&c, &server).await;
     let lists = store.lists();
+    let started = Instant::now();
     for round in 0..20 {
         let m = get(&c, &manifest).await;
         assert_eq!(m.status, 200, "stale manifest, round {round}: {}", m.describe());
@@ -102,9 +109,10 @@ async fn stale_on_error_serves_the_last_good_asset_within_the_window_then_recove
         assert_eq!(s.body, warm_segment.body, "cached segment, round {round}");
     }
     let after = scrape(&c, &server).await;
-    // 40 answers within ~1 s: one reload attempt (two if the round crossed failure_ttl).
+    // One reload attempt per failure_ttl_secs, not one per request.
     let attempts = store.lists() - lists;
-    assert!((1..=2).contains(&attempts), "{attempts} reload attempts for 40 requests");
+    let allowed = attempts_allowed(started.elapsed(), 1);
+    assert!((1..=allowed).contains(&attempts), "{attempts} reload attempts for 40 requests ({allowed} allowed)");
     assert_eq!(stale_served(&after, "segment") - stale_served(&before, "segment"), 20.0);
     assert_eq!(stale_served(&after, "manifest") - stale_served(&before, "manifest"), 20.0);
     // A segment never cached needs storage: it fails.
@@ -185,6 +193,7 @@ async fn unknown_asset_names_cost_one_list_per_not_found_ttl() {
     let c = client();
     let unknown = server.url("/loc-ladder/nope.ism/manifest(format=m3u8-cmaf).m3u8");
     let lists = store.lists();
+    let started = Instant::now();
     for batch in 0..20 {
         let got = join_all((0..50).map(|_| get(&c, &unknown))).await;
         for g in got {
@@ -192,7 +201,8 @@ async fn unknown_asset_names_cost_one_list_per_not_found_ttl() {
             assert!(g.text().contains("nope"), "{}", g.describe());
         }
     }
-    assert_eq!(store.lists() - lists, 1, "1,000 requests for one unknown name");
+    let (listed, allowed) = (store.lists() - lists, attempts_allowed(started.elapsed(), 2));
+    assert!((1..=allowed).contains(&listed), "1,000 requests for one unknown name: {listed} LISTs ({allowed} allowed)");
 
     // Unique long names: each costs its own LIST, and the remembered failures stay bounded.
     let long = "x".repeat(2000);
@@ -241,6 +251,7 @@ async fn corrupt_segment_build_costs_one_read_per_failure_ttl() {
     let broken = &segments[1];
 
     let gets = store.gets();
+    let started = Instant::now();
     let mut answers = join_all((0..20).map(|_| get(&c, broken))).await;
     for _ in 0..20 {
         answers.push(get(&c, broken).await);
@@ -249,9 +260,11 @@ async fn corrupt_segment_build_costs_one_read_per_failure_ttl() {
         assert_eq!(g.status, 500, "{}", g.describe());
         assert!(g.text().contains("video_150k.mp4"), "names the file: {}", g.describe());
     }
-    assert_eq!(store.gets() - gets, 1, "40 requests for a corrupt segment");
+    let (read, allowed) = (store.gets() - gets, attempts_allowed(started.elapsed(), 2));
+    assert!((1..=allowed).contains(&read), "40 requests for a corrupt segment: {read} reads ({allowed} allowed)");
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
+    let gets = store.gets();
     assert_eq!(get(&c, broken).await.status, 500);
-    assert_eq!(store.gets() - gets, 2, "tried again after failure_ttl_secs");
+    assert_eq!(store.gets() - gets, 1, "tried again after failure_ttl_secs");
 }

@@ -577,6 +577,7 @@ fn check_faults(backend: Backend) {
     block_on(async {
         emulator.put("broken/broken.ism", fixture("ladder/ladder.ism")).await;
         emulator.put("fresh/video.mp4", fixture("hevc/video_hevc.mp4")).await;
+        emulator.put("cold/video.mp4", fixture("hevc/video_hevc.mp4")).await;
         emulator.put("empty/empty.mp4", Vec::new()).await;
     });
     let proxy = FaultProxy::start(([127, 0, 0, 1], emulator.port).into());
@@ -591,6 +592,7 @@ fn check_faults(backend: Backend) {
             ("loc-cloud", "cloud", "hevc"),
             ("loc-broken", "cloud", "broken"),
             ("loc-fresh", "cloud", "fresh"),
+            ("loc-cold", "cloud", "cold"),
             ("loc-empty", "cloud", "empty"),
             ("loc-local", "local", "hevc"),
         ],
@@ -652,7 +654,8 @@ fn check_faults(backend: Backend) {
         // Hanging: 504 after the request timeout (no retry starts after it), while requests
         // for a cached segment and for another account answer promptly.
         proxy.set(Fault::Hang);
-        let cold_manifest = server.url(&path("loc-broken", "broken", "manifest(format=m3u8-cmaf)"));
+        // (The missing-object asset above is remembered as missing: it answers 404 at once.)
+        let cold_manifest = server.url(&path("loc-cold", "cold", "manifest(format=m3u8-cmaf)"));
         let (hung, cold, others) = tokio::join!(timed(cloud[1].clone()), timed(cold_manifest), async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let mut answers = Vec::new();
@@ -671,7 +674,7 @@ fn check_faults(backend: Backend) {
         assert!(took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT + SLACK, "504 after {took:?}");
         let (got, took) = cold;
         report("hanging, an asset not loaded yet", &got, took);
-        assert_error(&got, StatusCode::GATEWAY_TIMEOUT, "broken", &endpoints);
+        assert_error(&got, StatusCode::GATEWAY_TIMEOUT, "cold", &endpoints);
         assert!(took >= REQUEST_TIMEOUT && took < REQUEST_TIMEOUT + SLACK, "504 after {took:?}");
         for (url, (got, took)) in others {
             eprintln!("FAULT {backend:?} | meanwhile {url}: {} in {:.3} s", got.status, took.as_secs_f64());
@@ -748,13 +751,14 @@ fn faults_over_gcs() {
 // 4. Freshness.
 
 #[test]
-fn replaced_object_is_served_after_the_asset_ttl() {
+fn replaced_object_is_served_after_the_asset_ttl_and_an_outage_serves_stale() {
     let gcs = Emulator::start(Backend::Gcs);
     let fixture = |f: &str| std::fs::read(common::fixtures_dir().join(f)).expect("fixture");
     block_on(gcs.put("fresh/video.mp4", fixture("hevc/video_hevc.mp4")));
+    let proxy = FaultProxy::start(([127, 0, 0, 1], gcs.port).into());
     let ttl = 1;
     let config = config(
-        &[gcs.account("gcs", ""), local_account("local")],
+        &[gcs.account_on(proxy.addr.port(), "gcs", ""), local_account("local")],
         &[("loc-fresh", "gcs", "fresh"), ("loc-dolby", "local", "dolby")],
         ttl,
     );
@@ -780,5 +784,30 @@ fn replaced_object_is_served_after_the_asset_ttl() {
         assert_eq!(new_segment.body, get(&c, &reference[0]).await.ok().body, "segment of the new source");
         assert_ne!(new_segment.body, old_segment.body);
         assert_ne!(new_segment.header("etag"), old_segment.header("etag"), "segment ETag did not change");
+
+        // Storage down past the asset TTL: the last good load serves its manifests and cached
+        // segments, marked stale-if-error; an uncached segment cannot be read (502). Storage
+        // back: fresh again without a restart.
+        proxy.set(Fault::Refuse);
+        tokio::time::sleep(Duration::from_millis(ttl * 1000 + 500)).await;
+        let stale = get(&c, &mpd).await.ok();
+        assert_eq!(stale.body, after.body, "stale manifest");
+        let cache_control = stale.header("cache-control").unwrap_or_default();
+        assert!(cache_control.contains("stale-if-error="), "Cache-Control {cache_control:?}");
+        assert_eq!(get(&c, &new_segments[0]).await.ok().body, new_segment.body, "cached segment while storage is down");
+        let uncached = get(&c, &new_segments[1]).await;
+        assert_eq!(uncached.status, StatusCode::BAD_GATEWAY, "{}", uncached.describe());
+        let stale_served = common::metric(&scrape(&c, &server).await, "jit_stale_served_total", &[]);
+        assert!(stale_served >= 2.0, "stale answers counted: {stale_served}");
+        proxy.set(Fault::Pass);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = get(&c, &new_segments[1]).await;
+            if got.status == StatusCode::OK {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not recovered: {}", got.describe());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     });
 }

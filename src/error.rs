@@ -81,10 +81,15 @@ impl Error {
     }
 }
 
-/// Whether a storage request was answered 416 Range Not Satisfiable (as every store answers a
-/// ranged read of a zero-length object).
-pub fn is_range_not_satisfiable(err: &object_store::Error) -> bool {
-    status_of(err) == Some(416)
+/// Whether a ranged read may have failed only because the object is empty: a cloud store
+/// answers 416 Range Not Satisfiable; the local and in-memory stores refuse the range
+/// themselves (no HTTP status, no transport failure). A backend that is down, slow or
+/// answering 5xx is none of these.
+pub fn may_be_an_empty_object(err: &object_store::Error) -> bool {
+    match status_of(err) {
+        Some(status) => status == 416,
+        None => find_in_chain::<object_store::client::HttpError>(err).is_none(),
+    }
 }
 
 /// The first error of type `T` in `err`'s source chain.

@@ -22,7 +22,7 @@ use object_store::{
 };
 
 use crate::config::{Secret, StorageConfig, StorageKind};
-use crate::error::{is_range_not_satisfiable, Error, Result};
+use crate::error::{may_be_an_empty_object, Error, Result};
 use crate::index::ObjectVersion;
 
 mod local;
@@ -191,9 +191,9 @@ impl Storage {
         self.count_get();
         let result = match self.store.get_opts(&location, options).await {
             Ok(r) => r,
-            // Zero-length objects reject every range (416): one HEAD tells an empty file. A
-            // backend that is down, slow or failing (5xx after the retries) is not asked again.
-            Err(e) if is_range_not_satisfiable(&e) => {
+            // Zero-length objects reject every range: one HEAD tells an empty file. A backend
+            // that is down, slow or failing (5xx after the retries) is not asked again.
+            Err(e) if may_be_an_empty_object(&e) => {
                 self.stats.head_requests.fetch_add(1, Ordering::Relaxed);
                 let meta = self.store.head(&location).await.map_err(|e| Error::storage(path, e))?;
                 if meta.size == 0 {

@@ -4,6 +4,9 @@
 //!   box sizes and table counts): `index_file` returns `Ok` or a `Media`/`NotFound` error whose
 //!   message names the file; when it returns `Ok`, loading the asset and rendering its whole
 //!   HLS package may fail but must not panic.
+//! * Hostile sizes, offsets and counts (a 4 GB sample, offsets past the end or before the
+//!   start, counts no box can hold) in local files: `Media` errors naming the file, never a
+//!   `Storage` error, and no single allocation above 32 MiB (a counting global allocator).
 //! * The URL grammar under proptest: never panics, errors are `BadRequest`.
 //! * An `.ism` whose `src` escapes its folder does not load.
 //!
@@ -482,6 +485,198 @@ fn intact_fixtures_index_and_render_from_memory() {
     }
     assert_eq!(h.indexed_ok, FLIP_FILES.len());
     h.finish("intact");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile sizes and offsets: corrupt media costs a small allocation and a 500, never a huge
+// read or a storage error
+// ---------------------------------------------------------------------------------------------
+
+/// The system allocator, remembering the largest single allocation asked of it since the last
+/// [`LargestAllocation::reset`]: how a hostile file's claimed sizes are seen to drive (or not
+/// drive) allocations, whether or not the memory is ever touched.
+struct LargestAllocation;
+
+static LARGEST_ALLOCATION: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl LargestAllocation {
+    fn reset() {
+        LARGEST_ALLOCATION.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn get() -> usize {
+        LARGEST_ALLOCATION.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator.
+unsafe impl std::alloc::GlobalAlloc for LargestAllocation {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LARGEST_ALLOCATION.fetch_max(new_size, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: LargestAllocation = LargestAllocation;
+
+/// Largest single allocation a hostile file may cause. The fixtures are under 1 MB and a
+/// segment of them far less; the damage below claims up to 4 GB.
+const HOSTILE_ALLOCATION_BOUND: usize = 32 << 20;
+
+/// Sizes, offsets and counts patched into real fixtures, stored as local files (the storage
+/// path whose ranged reads allocate what they are asked for). For each: indexing, loading
+/// and rendering every resource of the HLS-CMAF package either works or fails with a `Media`
+/// error naming the file (never `Storage`), no single allocation exceeds
+/// [`HOSTILE_ALLOCATION_BOUND`], and damage that puts samples outside the file is refused.
+#[test]
+fn hostile_sizes_and_offsets_are_media_errors_without_large_allocations() {
+    let progressive = fixture("ladder/video_150k.mp4");
+    let muxed = fixture("muxed/muxed.mp4");
+    let frag = fixture("ladder-frag/video_150k.mp4");
+    let cmaf = fixture("ladder-cmaf/video_150k.mp4");
+    let moov = box_range(&progressive, b"moov").start;
+    let stsz = find_box(&progressive, moov, b"stsz");
+    let stco = find_box(&progressive, moov, b"stco");
+    let muxed_stco = find_box(&muxed, box_range(&muxed, b"moov").start, b"stco");
+    let muxed_audio_stsz = find_box(&muxed, muxed_stco, b"stsz");
+    let trun = find_box(&frag, box_range(&frag, b"moof").start, b"trun");
+    let sidx = box_range(&cmaf, b"sidx").start;
+
+    type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+    // (name, source, patch, whether the damage must be refused)
+    let cases: Vec<(&str, &Vec<u8>, Patch, bool)> = vec![
+        ("stsz first entry 0xFFFFFFFF", &progressive, Box::new(move |d| put_u32(d, stsz + 20, 0xFFFF_FFFF)), true),
+        // The first audio sample of muxed.mp4 is alone in its chunk: no other offset moves.
+        (
+            "audio stsz first entry 0xFFFFFFFF",
+            &muxed,
+            Box::new(move |d| put_u32(d, muxed_audio_stsz + 20, 0xFFFF_FFFF)),
+            true,
+        ),
+        ("stsz sample_count 0x7FFFFFFF", &progressive, Box::new(move |d| put_u32(d, stsz + 16, 0x7FFF_FFFF)), true),
+        (
+            "stsz constant size 1000, 10M samples",
+            &progressive,
+            Box::new(move |d| {
+                put_u32(d, stsz + 12, 1000);
+                put_u32(d, stsz + 16, 10_000_000);
+            }),
+            true,
+        ),
+        (
+            "stco first offset past the end",
+            &progressive,
+            Box::new(move |d| {
+                let past_end = d.len() as u32 + 1000;
+                put_u32(d, stco + 16, past_end)
+            }),
+            true,
+        ),
+        (
+            "co64 first offset past the end",
+            &muxed,
+            Box::new(move |d| {
+                let end = d.len() as u64;
+                stco_to_co64(d, muxed_stco);
+                put_u64(d, muxed_stco + 16, end);
+            }),
+            true,
+        ),
+        ("trun data_offset -2^31", &frag, Box::new(move |d| put_u32(d, trun + 16, 0x8000_0000)), true),
+        ("trun data_offset 2^31-1", &frag, Box::new(move |d| put_u32(d, trun + 16, 0x7FFF_FFFF)), true),
+        ("trun sample_count 0xFFFFFFFF", &frag, Box::new(move |d| put_u32(d, trun + 12, 0xFFFF_FFFF)), true),
+        (
+            "trun of 10M samples without per-sample fields",
+            &frag,
+            Box::new(move |d| {
+                put_u32(d, trun + 8, 0x05); // data_offset, first_sample_flags
+                put_u32(d, trun + 12, 10_000_000);
+            }),
+            true,
+        ),
+        (
+            "mdat size past the end (moov first)",
+            &progressive,
+            Box::new(|d| {
+                let mdat = box_range(d, b"mdat").start;
+                put_u32(d, mdat, 0xFFFF_FFF0);
+            }),
+            false,
+        ),
+        ("sidx first reference past the end", &cmaf, Box::new(move |d| put_u32(d, sidx + 40, 0x7FFF_FFFF)), false),
+        ("sidx first_offset 2^40", &cmaf, Box::new(move |d| put_u64(d, sidx + 28, 1 << 40)), false),
+    ];
+
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::local("hostile", dir.path()).unwrap();
+    let rt = runtime();
+    let mut failures = Vec::new();
+    for (name, source, patch, must_fail) in cases {
+        let path = format!("{}.mp4", name.replace([' ', ','], "_"));
+        let mut data = source.clone();
+        patch(&mut data);
+        std::fs::write(dir.path().join(&path), &data).unwrap();
+        LargestAllocation::reset();
+        let errors = rt.block_on(hostile_errors(&storage, &path));
+        let largest = LargestAllocation::get();
+        if largest > HOSTILE_ALLOCATION_BOUND {
+            failures.push(format!("{name}: allocated {largest} bytes at once"));
+        }
+        for e in &errors {
+            if !matches!(e, Error::Media { file, .. } if *file == path) {
+                failures.push(format!("{name}: {e:?} is not a media error naming {path}"));
+            }
+        }
+        if must_fail && errors.is_empty() {
+            failures.push(format!("{name}: the damage was not noticed"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Rewrites the `stco` at `at` as the equivalent `co64`, growing the boxes that hold it. Only
+/// for files whose `moov` follows the media, so no sample moves.
+fn stco_to_co64(data: &mut Vec<u8>, at: usize) {
+    let entries = u32::from_be_bytes(data[at + 12..at + 16].try_into().unwrap()) as usize;
+    let offsets: Vec<u64> = (0..entries)
+        .map(|i| u32::from_be_bytes(data[at + 16 + 4 * i..at + 20 + 4 * i].try_into().unwrap()) as u64)
+        .collect();
+    let mut co64 = Vec::with_capacity(16 + 8 * entries);
+    co64.extend_from_slice(&(16 + 8 * entries as u32).to_be_bytes());
+    co64.extend_from_slice(b"co64");
+    co64.extend_from_slice(&data[at + 8..at + 16]); // version, flags, entry count
+    offsets.iter().for_each(|o| co64.extend_from_slice(&o.to_be_bytes()));
+    data.splice(at..at + 16 + 4 * entries, co64);
+    for parent in [b"moov", b"trak", b"mdia", b"minf", b"stbl"] {
+        let p = data[..at].windows(4).rposition(|w| w == parent).expect("parent box") - 4;
+        let size = u32::from_be_bytes(data[p..p + 4].try_into().unwrap());
+        put_u32(data, p, size + 4 * entries as u32);
+    }
+}
+
+/// Every error indexing, loading and rendering the whole HLS-CMAF package of `path` gives.
+async fn hostile_errors(storage: &Storage, path: &str) -> Vec<Error> {
+    if let Err(e) = index_file(storage, path).await {
+        return vec![e];
+    }
+    let asset = match load(storage, &AssetSource::File(path.to_string()), SegmentPolicy::default()).await {
+        Ok(asset) => asset,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    for resource in package_resources(&asset, Format::M3u8Cmaf) {
+        if let Err(e) = render(storage, &asset, &resource, true, None).await {
+            errors.push(e);
+        }
+    }
+    errors
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ const TRUN_CTS: u32 = 0x800;
 const SAMPLE_IS_NON_SYNC: u32 = 0x1_0000;
 
 /// Appends the samples of one `moof` (payload, starting at file offset `moof_offset`) to the
-/// tracks it describes. Tracks not in `tracks` are skipped.
-pub fn append_moof(moof: &[u8], moof_offset: u64, tracks: &mut [MoovTrack]) -> ParseResult<()> {
+/// tracks it describes. Tracks not in `tracks` are skipped. `file_size` bounds the sample
+/// counts that are not bounded by a `trun`'s own bytes.
+pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [MoovTrack]) -> ParseResult<()> {
     // Where the previous traf's data ended: the implicit base of the next traf when neither
     // base-data-offset nor default-base-is-moof is set (ISO/IEC 14496-12 8.8.7.1).
     let mut previous_data_end: Option<u64> = None;
@@ -77,7 +78,11 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, tracks: &mut [MoovTrack]) -> P
             let (_, tr_flags) = c.full_box()?;
             let count = c.u32()?;
             if tr_flags & TRUN_DATA_OFFSET != 0 {
-                data_cursor = base.wrapping_add_signed(c.i32()? as i64);
+                let data_offset = c.i32()?;
+                let Some(start) = base.checked_add_signed(data_offset as i64) else {
+                    return err(format!("trun data_offset {data_offset} points before the start of the file"));
+                };
+                data_cursor = start;
             }
             let first_flags = if tr_flags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(c.u32()?) } else { None };
             let per_sample =
@@ -85,6 +90,16 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, tracks: &mut [MoovTrack]) -> P
             let count = if per_sample > 0 { c.check_table(count, per_sample, "trun")? } else { count as usize };
             if table.len() + count > super::MAX_SAMPLES {
                 return err(format!("trun declares {count} samples, past the {} a track may have", super::MAX_SAMPLES));
+            }
+            // Without per-sample sizes the count is not bounded by the trun's bytes: the
+            // samples (at least a byte each) must fit in what the file holds after their start.
+            if tr_flags & TRUN_SIZE == 0
+                && count as u64 * default_size.max(1) as u64 > file_size.saturating_sub(data_cursor)
+            {
+                return err(format!(
+                    "trun declares {count} samples of {default_size} bytes at offset {data_cursor}, \
+                     more than the file's {file_size} bytes hold"
+                ));
             }
             for i in 0..count {
                 let duration = if tr_flags & TRUN_DURATION != 0 { c.u32()? } else { default_duration };

@@ -102,7 +102,7 @@ pub async fn index_file(storage: &Storage, path: &str) -> Result<FileIndex> {
     let mut window = Window { start: 0, data: head };
     let top = scan_top_level(&mut r, &mut window).await?;
     let moov = top.moov.ok_or_else(|| r.media("no 'moov' box: not an MP4 file, or truncated"))?;
-    let parsed = parse_moov(&moov).map_err(|e| r.media(e))?;
+    let parsed = parse_moov(&moov, r.size).map_err(|e| r.media(e))?;
     let mut tracks = parsed.tracks;
     if parsed.fragmented {
         read_fragments(&mut r, &top.sidx, top.first_moof.unwrap_or(top.after_moov), window, &mut tracks).await?;
@@ -112,14 +112,10 @@ pub async fn index_file(storage: &Storage, path: &str) -> Result<FileIndex> {
         if t.samples.is_empty() {
             continue;
         }
-        t.samples.validate().map_err(|e| r.media(format!("track {}: {e}", t.info.track_id)))?;
-        if let Some(&last) = t.samples.offsets.last() {
-            if last > r.size {
-                return Err(
-                    r.media(format!("track {} has samples past the end of the file (truncated?)", t.info.track_id))
-                );
-            }
-        }
+        t.samples
+            .validate()
+            .and_then(|()| t.samples.check_byte_ranges(r.size))
+            .map_err(|e| r.media(format!("track {}: {e}", t.info.track_id)))?;
         out.push(TrackIndex { info: t.info, samples: t.samples });
     }
     if out.is_empty() {
@@ -257,7 +253,7 @@ async fn walk_fragments(
         let size = h.size.unwrap_or(r.size - at);
         if &h.kind == b"moof" {
             let bytes = r.whole_box(&window, at, &h).await?;
-            append_moof(&bytes[h.header_len as usize..], at, tracks)
+            append_moof(&bytes[h.header_len as usize..], at, r.size, tracks)
                 .map_err(|e| r.media(format!("moof at offset {at}: {e}")))?;
             moofs += 1;
         } else if &h.kind == b"mfra" {

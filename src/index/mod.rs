@@ -140,6 +140,19 @@ impl SampleTable {
         }
         Ok(())
     }
+    /// Checks that every sample's bytes lie inside the file (`file_size` from the listing or
+    /// the first read), so segment builds never ask storage for a range outside the object
+    /// and never reserve more than the object holds, whatever sizes and offsets it claims.
+    pub fn check_byte_ranges(&self, file_size: u64) -> Result<(), String> {
+        for (i, (&offset, &size)) in self.offsets.iter().zip(&self.sizes).enumerate() {
+            if offset.checked_add(size as u64).is_none_or(|end| end > file_size) {
+                return Err(format!(
+                    "sample {i} claims bytes {offset}+{size}, outside the file's {file_size} bytes (truncated or corrupt)"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Largest decode time accepted (2^62 ticks: 1.6 million years at 90 kHz), so that

@@ -35,7 +35,8 @@ pub struct Moov {
 
 /// Parses a `moov` payload. `moov_bytes` must be a [`Bytes`] so sample entries are kept
 /// without copying. Tracks of kinds we do not package (hint, timecode, metadata) are skipped.
-pub fn parse_moov(moov: &Bytes) -> ParseResult<Moov> {
+/// `file_size` bounds the sample counts that are not bounded by a table's own bytes.
+pub fn parse_moov(moov: &Bytes, file_size: u64) -> ParseResult<Moov> {
     let movie_timescale = match find(moov, b"mvhd")? {
         Some(mvhd) => {
             let mut c = Cursor::new(mvhd);
@@ -52,7 +53,7 @@ pub fn parse_moov(moov: &Bytes) -> ParseResult<Moov> {
         if &child.kind != b"trak" {
             continue;
         }
-        if let Some(mut track) = parse_trak(moov, child.payload, movie_timescale)? {
+        if let Some(mut track) = parse_trak(moov, child.payload, movie_timescale, file_size)? {
             if let Some(mvex) = mvex {
                 track.defaults = trex_for(mvex, track.info.track_id)?;
             }
@@ -87,7 +88,7 @@ fn sub_bytes(whole: &Bytes, part: &[u8]) -> Bytes {
     whole.slice_ref(part)
 }
 
-fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32) -> ParseResult<Option<MoovTrack>> {
+fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32, file_size: u64) -> ParseResult<Option<MoovTrack>> {
     let tkhd = require(trak, b"tkhd", "trak")?;
     let mut c = Cursor::new(tkhd);
     let (version, _) = c.full_box()?;
@@ -136,7 +137,7 @@ fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32) -> ParseResult<Op
         Some(elst) => parse_elst(elst, movie_timescale, timescale)?,
         None => EditOffset::default(),
     };
-    let samples = parse_stbl(stbl, track_id)?;
+    let samples = parse_stbl(stbl, track_id, file_size)?;
     let info = TrackInfo { track_id, kind, timescale, language, sample_entry, codec, edit };
     Ok(Some(MoovTrack { info, samples, defaults: TrackDefaults::default() }))
 }
@@ -180,9 +181,9 @@ fn parse_elst(elst: &[u8], movie_timescale: u32, media_timescale: u32) -> ParseR
     Ok(edit)
 }
 
-fn parse_stbl(stbl: &[u8], track_id: u32) -> ParseResult<SampleTable> {
+fn parse_stbl(stbl: &[u8], track_id: u32, file_size: u64) -> ParseResult<SampleTable> {
     let sizes = match (find(stbl, b"stsz")?, find(stbl, b"stz2")?) {
-        (Some(stsz), _) => parse_stsz(stsz)?,
+        (Some(stsz), _) => parse_stsz(stsz, file_size)?,
         (None, Some(stz2)) => parse_stz2(stz2)?,
         (None, None) => return err(format!("track {track_id} has neither stsz nor stz2")),
     };
@@ -263,14 +264,16 @@ fn parse_stbl(stbl: &[u8], track_id: u32) -> ParseResult<SampleTable> {
     Ok(table)
 }
 
-fn parse_stsz(stsz: &[u8]) -> ParseResult<Vec<u32>> {
+/// Sample sizes from `stsz`. A table's count is bounded by the table's bytes; a constant
+/// size has no table, so its count is bounded by the bytes those samples need in the file.
+fn parse_stsz(stsz: &[u8], file_size: u64) -> ParseResult<Vec<u32>> {
     let mut c = Cursor::new(stsz);
     c.full_box()?;
     let constant = c.u32()?;
     let count = c.u32()?;
     if constant != 0 {
-        if count as usize > super::MAX_SAMPLES {
-            return err(format!("stsz declares {count} samples"));
+        if count as usize > super::MAX_SAMPLES || count as u64 * constant as u64 > file_size {
+            return err(format!("stsz declares {count} samples of {constant} bytes, more than the file's {file_size}"));
         }
         return Ok(vec![constant; count as usize]);
     }

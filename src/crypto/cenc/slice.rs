@@ -1350,7 +1350,9 @@ mod tests {
     fn samples(path: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
         let file = std::fs::read(path).unwrap();
         let moov = boxes(&file).map(|b| b.unwrap()).find(|b| &b.kind == b"moov").unwrap();
-        let moov = crate::index::progressive::parse_moov(&bytes::Bytes::copy_from_slice(moov.payload)).unwrap();
+        let moov =
+            crate::index::progressive::parse_moov(&bytes::Bytes::copy_from_slice(moov.payload), file.len() as u64)
+                .unwrap();
         let t = &moov.tracks[0];
         let samples = t
             .samples

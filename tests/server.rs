@@ -316,6 +316,33 @@ async fn bad_urls_get_their_status_and_a_one_line_reason() {
     assert!(failures.is_empty(), "{} of {} bad URLs wrong:\n{}", failures.len(), cases.len(), failures.join("\n"));
 }
 
+/// Corrupt media is the asset's fault, not the storage's: a fragment whose `trun` data offset
+/// points 2 GiB before the start of the file is a 500 naming the file (it was a 502 "storage
+/// error … out of memory" when the offset wrapped into a read of the whole address space).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_media_is_a_500_naming_the_file_not_a_storage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = std::fs::read(common::fixtures_dir().join("ladder-frag/video_150k.mp4")).unwrap();
+    let trun = data.windows(4).position(|w| w == b"trun").expect("a trun");
+    data[trun + 12..trun + 16].copy_from_slice(&i32::MIN.to_be_bytes()); // data_offset
+    std::fs::create_dir(dir.path().join("hostile")).unwrap();
+    std::fs::write(dir.path().join("hostile/video.mp4"), data).unwrap();
+    let config = config_with(&format!(
+        "[[storage]]\nname = \"hostile\"\nurl = \"file://{}\"\n\
+         [[locator]]\nid = \"loc-hostile\"\nstorage = \"hostile\"\nasset = \"hostile\"\npolicy = \"clear\"\n",
+        dir.path().display()
+    ));
+    let server = TestServer::start(Origin::from_config(&config).expect("origin"));
+    let c = client();
+    for format in ["m3u8-cmaf", "mpd-time-cmaf"] {
+        let got = get(&c, &server.url(&format!("/loc-hostile/hostile.ism/manifest(format={format})"))).await;
+        assert_eq!(got.status, 500, "{}", got.describe());
+        assert_one_line_reason(format, &got);
+        let body = got.text();
+        assert!(body.contains("invalid media in hostile/video.mp4") && body.contains("trun"), "{body}");
+    }
+}
+
 /// Paths a URL library would normalise, sent verbatim: never a 200.
 #[test]
 fn bad_urls_with_dot_segments_never_escape() {

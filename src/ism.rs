@@ -14,8 +14,9 @@
 //! </smil>
 //! ```
 //!
-//! Only the tracks matter; `<head>` is ignored. Every `src` is checked to stay inside the asset
-//! folder (no absolute paths, schemes, backslashes or `..` segments).
+//! Only the tracks matter; `<head>` is ignored. Every `src` is normalised to a path inside the
+//! asset folder (`./v.mp4` is `v.mp4`); absolute paths, schemes, backslashes and `..` that
+//! would leave the folder are refused.
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
@@ -161,15 +162,16 @@ fn apply_param(p: &mut Pending, e: &BytesStart, pos: u64) -> Result<(), String> 
 
 fn close_track(p: Pending) -> Result<IsmTrack, String> {
     let src = p.src.ok_or_else(|| format!("<{}> without src", p.element))?;
-    check_src(&src)?;
     let mut track = p.track;
     track.kind = p.kind;
-    track.src = src;
+    track.src = normalise_src(&src)?;
     Ok(track)
 }
 
-/// A `src` must name a file inside the asset folder.
-pub fn check_src(src: &str) -> Result<(), String> {
+/// A `src` as a path inside the asset folder: `.` segments dropped and `dir/..` pairs
+/// resolved (`./v.mp4` and `a/../v.mp4` are `v.mp4`), so storage is only ever asked for a
+/// plain relative path. One that leaves the folder or cannot name a file there is refused.
+pub fn normalise_src(src: &str) -> Result<String, String> {
     let bad = |why: &str| Err(format!("src '{src}' {why}"));
     if src.trim().is_empty() {
         return bad("is empty");
@@ -186,19 +188,36 @@ pub fn check_src(src: &str) -> Result<(), String> {
     if src.chars().any(|c| c.is_control()) {
         return bad("contains control characters");
     }
+    let mut path: Vec<&str> = Vec::new();
     for segment in src.split('/') {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        if decoded == ".." {
+        let lower = segment.to_ascii_lowercase();
+        match segment {
+            "." => continue,
+            ".." => {
+                if path.pop().is_none() {
+                    return bad("leaves the asset folder ('..')");
+                }
+                continue;
+            }
+            _ => {}
+        }
+        // Storage does not decode escapes: an encoded `..` would be a file literally named
+        // so, and is far more likely an attempt to leave the folder.
+        if lower.replace("%2e", ".") == ".." {
             return bad("leaves the asset folder ('..')");
         }
         if segment.is_empty() {
             return bad("has an empty path segment");
         }
-        if segment.to_ascii_lowercase().contains("%2f") || segment.to_ascii_lowercase().contains("%5c") {
+        if lower.contains("%2f") || lower.contains("%5c") {
             return bad("contains an encoded path separator");
         }
+        path.push(segment);
     }
-    Ok(())
+    if path.is_empty() {
+        return bad("names the asset folder, not a file");
+    }
+    Ok(path.join("/"))
 }
 
 /// Parses a SMIL server manifest.
@@ -438,9 +457,25 @@ mod tests {
         // Escaped in XML still resolves to a backslash / absolute path.
         assert!(parse_ism(br#"<smil><body><video src="&#x2F;etc/passwd"/></body></smil>"#).is_err());
         // Fine: nested folders, dots inside names.
-        for src in ["v.mp4", "sub/dir/v.1.mp4", "a..b.mp4", "./v.mp4"] {
+        for src in ["v.mp4", "sub/dir/v.1.mp4", "a..b.mp4"] {
             let xml = format!(r#"<smil><body><video src="{src}"/></body></smil>"#);
-            assert!(parse_ism(xml.as_bytes()).is_ok(), "{src}");
+            assert_eq!(parse_ism(xml.as_bytes()).unwrap().tracks[0].src, src);
+        }
+    }
+
+    #[test]
+    fn src_dot_segments_inside_the_folder_are_resolved() {
+        for (src, path) in [
+            ("./v.mp4", "v.mp4"),
+            ("././v.mp4", "v.mp4"),
+            ("a/../v.mp4", "v.mp4"),
+            ("a/./b/../v.mp4", "a/v.mp4"),
+            ("a/b/../../c/v.mp4", "c/v.mp4"),
+        ] {
+            assert_eq!(normalise_src(src).as_deref(), Ok(path), "{src}");
+        }
+        for src in [".", "./", "a/..", "./../v.mp4", "a/../../v.mp4", "a/./../.."] {
+            assert!(normalise_src(src).is_err(), "{src}");
         }
     }
 }

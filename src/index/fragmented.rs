@@ -80,7 +80,7 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [
             if tr_flags & TRUN_DATA_OFFSET != 0 {
                 let data_offset = c.i32()?;
                 let Some(start) = base.checked_add_signed(data_offset as i64) else {
-                    return err(format!("trun data_offset {data_offset} points before the start of the file"));
+                    return err(format!("trun data_offset {data_offset} from base {base} points outside the file"));
                 };
                 data_cursor = start;
             }

@@ -192,27 +192,15 @@ pub fn normalise_src(src: &str) -> Result<String, String> {
     for segment in src.split('/') {
         let lower = segment.to_ascii_lowercase();
         match segment {
-            "." => continue,
-            ".." => {
-                if path.pop().is_none() {
-                    return bad("leaves the asset folder ('..')");
-                }
-                continue;
-            }
-            _ => {}
+            "." => {}
+            ".." if path.pop().is_some() => {}
+            // Storage does not decode escapes: an encoded `..` would name a file literally
+            // called so, and is far more likely an attempt to leave the folder.
+            _ if lower.replace("%2e", ".") == ".." => return bad("leaves the asset folder ('..')"),
+            "" => return bad("has an empty path segment"),
+            _ if lower.contains("%2f") || lower.contains("%5c") => return bad("contains an encoded path separator"),
+            _ => path.push(segment),
         }
-        // Storage does not decode escapes: an encoded `..` would be a file literally named
-        // so, and is far more likely an attempt to leave the folder.
-        if lower.replace("%2e", ".") == ".." {
-            return bad("leaves the asset folder ('..')");
-        }
-        if segment.is_empty() {
-            return bad("has an empty path segment");
-        }
-        if lower.contains("%2f") || lower.contains("%5c") {
-            return bad("contains an encoded path separator");
-        }
-        path.push(segment);
     }
     if path.is_empty() {
         return bad("names the asset folder, not a file");

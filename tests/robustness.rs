@@ -546,6 +546,7 @@ fn hostile_sizes_and_offsets_are_media_errors_without_large_allocations() {
     let stco = find_box(&progressive, moov, b"stco");
     let muxed_stco = find_box(&muxed, box_range(&muxed, b"moov").start, b"stco");
     let muxed_audio_stsz = find_box(&muxed, muxed_stco, b"stsz");
+    let muxed_audio_stco = find_box(&muxed, muxed_audio_stsz, b"stco");
     let trun = find_box(&frag, box_range(&frag, b"moof").start, b"trun");
     let sidx = box_range(&cmaf, b"sidx").start;
 
@@ -558,6 +559,17 @@ fn hostile_sizes_and_offsets_are_media_errors_without_large_allocations() {
             "audio stsz first entry 0xFFFFFFFF",
             &muxed,
             Box::new(move |d| put_u32(d, muxed_audio_stsz + 20, 0xFFFF_FFFF)),
+            true,
+        ),
+        (
+            "audio stsz first entry running to the end of the file",
+            &muxed,
+            Box::new(move |d| {
+                let first_offset =
+                    u32::from_be_bytes(d[muxed_audio_stco + 16..muxed_audio_stco + 20].try_into().unwrap());
+                let to_end = d.len() as u32 - first_offset;
+                put_u32(d, muxed_audio_stsz + 20, to_end);
+            }),
             true,
         ),
         ("stsz sample_count 0x7FFFFFFF", &progressive, Box::new(move |d| put_u32(d, stsz + 16, 0x7FFF_FFFF)), true),

@@ -141,8 +141,9 @@ impl SampleTable {
         Ok(())
     }
     /// Checks that every sample's bytes lie inside the file (`file_size` from the listing or
-    /// the first read), so segment builds never ask storage for a range outside the object
-    /// and never reserve more than the object holds, whatever sizes and offsets it claims.
+    /// the first read) and that no two samples share bytes, so segment builds never ask
+    /// storage for a range outside the object and a size that swallows the samples after it
+    /// cannot make one segment read most of the file. Called once after indexing.
     pub fn check_byte_ranges(&self, file_size: u64) -> Result<(), String> {
         for (i, (&offset, &size)) in self.offsets.iter().zip(&self.sizes).enumerate() {
             if offset.checked_add(size as u64).is_none_or(|end| end > file_size) {
@@ -151,7 +152,22 @@ impl SampleTable {
                 ));
             }
         }
-        Ok(())
+        // Cannot overflow: checked above.
+        let overlap = |a: usize, b: usize| self.offsets[a] + self.sizes[a] as u64 > self.offsets[b];
+        let overlapping = if self.offsets.is_sorted() {
+            (1..self.len()).find(|&i| overlap(i - 1, i)).map(|i| (i - 1, i))
+        } else {
+            let mut by_offset: Vec<usize> = (0..self.len()).collect();
+            by_offset.sort_unstable_by_key(|&i| self.offsets[i]);
+            by_offset.windows(2).find(|w| overlap(w[0], w[1])).map(|w| (w[0], w[1]))
+        };
+        match overlapping {
+            Some((a, b)) => Err(format!(
+                "sample {a} ({}+{}) overlaps sample {b} at {} (corrupt size or offset)",
+                self.offsets[a], self.sizes[a], self.offsets[b]
+            )),
+            None => Ok(()),
+        }
     }
 }
 
@@ -226,5 +242,28 @@ pub fn gcd(a: u64, b: u64) -> u64 {
         a.max(1)
     } else {
         gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(offsets: Vec<u64>, sizes: Vec<u32>) -> SampleTable {
+        SampleTable { offsets, sizes, ..Default::default() }
+    }
+
+    #[test]
+    fn byte_ranges_inside_the_file_and_disjoint_in_any_order() {
+        assert_eq!(table(vec![0, 50, 100], vec![50, 0, 10]).check_byte_ranges(110), Ok(()));
+        assert_eq!(table(vec![100, 0, 50], vec![10, 50, 10]).check_byte_ranges(110), Ok(()));
+        let e = table(vec![0, 50], vec![10, 61]).check_byte_ranges(110).unwrap_err();
+        assert!(e.contains("sample 1") && e.contains("outside"), "{e}");
+        let e = table(vec![u64::MAX], vec![1]).check_byte_ranges(u64::MAX).unwrap_err();
+        assert!(e.contains("outside"), "{e}");
+        let e = table(vec![0, 50], vec![51, 10]).check_byte_ranges(110).unwrap_err();
+        assert!(e.contains("sample 0") && e.contains("overlaps sample 1"), "{e}");
+        let e = table(vec![100, 0, 50], vec![10, 51, 10]).check_byte_ranges(110).unwrap_err();
+        assert!(e.contains("sample 1") && e.contains("overlaps sample 2"), "{e}");
     }
 }

@@ -534,7 +534,8 @@ const HOSTILE_ALLOCATION_BOUND: usize = 32 << 20;
 /// path whose ranged reads allocate what they are asked for). For each: indexing, loading
 /// and rendering every resource of the HLS-CMAF package either works or fails with a `Media`
 /// error naming the file (never `Storage`), no single allocation exceeds
-/// [`HOSTILE_ALLOCATION_BOUND`], and damage that puts samples outside the file is refused.
+/// [`HOSTILE_ALLOCATION_BOUND`], and damage that puts samples outside the file or over each
+/// other is refused.
 #[test]
 fn hostile_sizes_and_offsets_are_media_errors_without_large_allocations() {
     let progressive = fixture("ladder/video_150k.mp4");

@@ -287,7 +287,9 @@ impl Service {
             .base(status)
             .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .header(header::CACHE_CONTROL, cache_control);
-        Self::finish(b, PartsBody::text(format!("{message}\n")))
+        // One line whatever a message quotes (a track name from a URL may hold a line break).
+        let line = message.replace(char::is_control, "?");
+        Self::finish(b, PartsBody::text(format!("{line}\n")))
     }
 
     fn error_response(&self, e: &Error) -> Resp {
@@ -364,7 +366,7 @@ impl Service {
             Ok(parts) => parts,
             Err(e) => return self.error_response(&e),
         };
-        let parsed = match url::percent_decode(rest).and_then(|p| url::parse(&p)) {
+        let parsed = match url::parse(rest) {
             Ok(p) => p,
             Err(e) => return self.error_response(&e),
         };

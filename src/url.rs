@@ -10,11 +10,17 @@
 //! QualityLevels({bitrate})/Fragments({track}={time},format=…)[.m4s]
 //! ```
 //!
-//! [`parse`] takes a percent-decoded path. [`format`] percent-encodes every byte of track and
-//! filter names outside `[A-Za-z0-9._~-]`, so its output is a valid (relative) URI whatever
-//! the names contain, and `parse(percent_decode(format(r, e))) == (r, e)`. For names made of
-//! those safe characters (the usual case) no encoding happens and `parse(format(r, e))`
-//! round-trips directly.
+//! Track and filter names come from the `.ism` and the config and may hold any character,
+//! including the grammar's own `( ) , = / ;`. [`format`] percent-encodes every byte of them
+//! outside the RFC 3986 unreserved set `[A-Za-z0-9._~-]` (uppercase hex), so a name can never
+//! be mistaken for structure and the output is a valid relative URI, safe unquoted in HLS and
+//! XML. [`parse`] takes the path as it arrives (not percent-decoded), splits it on the literal
+//! structure characters, then decodes each name: `parse(format(r, e)) == (r, e)` for every
+//! name. A name must arrive in exactly that canonical spelling (no raw reserved byte, no
+//! needless or lowercase escape): one resource, one URL, one CDN cache entry. Azure Media
+//! Services avoided the question by refusing names with URL-reserved characters; an `.ism`
+//! from elsewhere may hold any, so we escape instead. Its usual names (`aac_eng_2_128`,
+//! `video`) need no escaping, so their URLs are AMS's.
 //!
 //! Keywords (`manifest`, `QualityLevels`, `Manifest`, `Fragments`), option names and option
 //! values are case-insensitive; track and filter names are case-sensitive. Numbers (bitrate,
@@ -261,29 +267,20 @@ fn parse_number(s: &str, what: &str) -> Result<u64> {
     s.parse::<u64>().map_err(|_| bad(format!("bad {what} '{}' (too large)", clip(s))))
 }
 
-/// Characters that would break the grammar inside a track name.
-const RESERVED: &[char] = &['/', '(', ')', ',', '='];
-/// ... and inside a filter name (`;` separates filters).
-const RESERVED_FILTER: &[char] = &['/', '(', ')', ',', '=', ';'];
-
-fn check_track_name(name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(bad("empty track name"));
+/// Decodes a track or filter name from its URL form, which must be exactly what
+/// [`push_encoded`] writes for it.
+fn decode_name(raw: &str, what: &str) -> Result<String> {
+    if raw.is_empty() {
+        return Err(bad(format!("empty {what} name")));
     }
-    if name.contains(RESERVED) || name.chars().any(char::is_control) {
-        return Err(bad(format!("track name '{}' contains a reserved character", clip(name))));
+    let name = percent_decode(raw)?;
+    if percent_encode(&name) != raw {
+        return Err(bad(format!(
+            "{what} name '{}' is not percent-encoded canonically (every byte outside [A-Za-z0-9._~-] as %XX, uppercase)",
+            clip(raw)
+        )));
     }
-    Ok(())
-}
-
-fn check_filter_name(name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(bad("empty filter name"));
-    }
-    if name.contains(RESERVED_FILTER) || name.chars().any(char::is_control) {
-        return Err(bad(format!("filter name '{}' contains a reserved character", clip(name))));
-    }
-    Ok(())
+    Ok(name)
 }
 
 /// Which resource kind a path names, for checking its extension.
@@ -294,7 +291,7 @@ enum Kind {
     Fragment,
 }
 
-/// Parses the path after `{asset}.ism/` (already percent-decoded).
+/// Parses the path after `{asset}.ism/`, as it arrives (not percent-decoded).
 pub fn parse(path: &str) -> Result<ParsedUrl> {
     // Everything ends with `)` or `).ext`.
     let close = path.rfind(')').ok_or_else(|| bad("expected manifest(…) or QualityLevels(…)/…(…)"))?;
@@ -419,14 +416,10 @@ fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
 
 /// `a;b;c` of a `filter=` option.
 fn parse_filter_names(value: &str) -> Result<Vec<String>> {
-    let names: Vec<String> = value.split(';').map(str::to_owned).collect();
-    if names.len() > MAX_FILTERS {
+    if value.split(';').count() > MAX_FILTERS {
         return Err(bad(format!("more than {MAX_FILTERS} filters")));
     }
-    for n in &names {
-        check_filter_name(n)?;
-    }
-    Ok(names)
+    value.split(';').map(|raw| decode_name(raw, "filter")).collect()
 }
 
 /// Options after the track item of `Manifest(…)` / `Fragments(…)`.
@@ -465,22 +458,22 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, allow_filters: 
 
 fn parse_media_playlist_args(args: &str) -> Result<(String, ChildOptions)> {
     let mut items = split_args(args)?;
-    let track = items.next().unwrap_or_default();
-    check_track_name(track)?;
-    Ok((track.to_owned(), parse_child_options(items, true)?))
+    let track = decode_name(items.next().unwrap_or_default(), "track")?;
+    Ok((track, parse_child_options(items, true)?))
 }
 
 fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, ChildOptions)> {
     let mut items = split_args(args)?;
     let first = items.next().unwrap_or_default();
     let (track, time) = first.split_once('=').ok_or_else(|| bad("expected {track}=i or {track}={time}"))?;
-    check_track_name(track)?;
+    let track = decode_name(track, "track")?;
     let time = if time == "i" { None } else { Some(parse_number(time, "time")?) };
-    Ok((track.to_owned(), time, parse_child_options(items, false)?))
+    Ok((track, time, parse_child_options(items, false)?))
 }
 
 /// `text` with every byte outside the RFC 3986 unreserved set `[A-Za-z0-9._~-]`
-/// percent-encoded: safe in a URL path segment, a query value and an HLS quoted string.
+/// percent-encoded (uppercase hex): safe in a URL path segment, a query value and an HLS
+/// quoted string.
 pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     push_encoded(&mut out, text);
@@ -662,8 +655,7 @@ impl SegmentUrls {
     }
 }
 
-/// Decodes `%XX` escapes (for tests and for callers that hold a raw path). Invalid escapes and
-/// non-UTF-8 results are a [`Error::BadRequest`].
+/// Decodes `%XX` escapes. Invalid escapes and non-UTF-8 results are a [`Error::BadRequest`].
 pub fn percent_decode(s: &str) -> Result<String> {
     if !s.contains('%') {
         return Ok(s.to_owned());
@@ -673,7 +665,9 @@ pub fn percent_decode(s: &str) -> Result<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            // Two hex digits exactly (`from_str_radix` alone would take a sign).
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+            let hex = hex.and_then(|h| std::str::from_utf8(h).ok());
             let v = hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or_else(|| bad("bad percent escape"))?;
             out.push(v);
             i += 3;
@@ -770,12 +764,12 @@ mod tests {
             ),
             ("QualityLevels(1)/Fragments(video=0,format=m3u8-cmaf)", seg(1, "video", 0, Format::M3u8Cmaf), false),
             (
-                "QualityLevels(1)/Fragments(video 1=18446744073709551615,format=mpd-time-csf).m4s",
+                "QualityLevels(1)/Fragments(video%201=18446744073709551615,format=mpd-time-csf).m4s",
                 seg(1, "video 1", u64::MAX, Format::MpdTimeCsf),
                 true,
             ),
             (
-                "QualityLevels(1)/Fragments(vidéo=900900,format=m3u8-cmaf)",
+                "QualityLevels(1)/Fragments(vid%C3%A9o=900900,format=m3u8-cmaf)",
                 seg(1, "vidéo", 900900, Format::M3u8Cmaf),
                 false,
             ),
@@ -783,10 +777,9 @@ mod tests {
         for (path, resource, extension) in cases {
             let parsed = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
             assert_eq!(parsed, ParsedUrl { resource: resource.clone(), extension }, "{path}");
-            // And back, through the encoder and the decoder the router uses.
+            // And back through the formatter.
             let formatted = format(&resource, extension);
-            let again = parse(&percent_decode(&formatted).unwrap()).unwrap();
-            assert_eq!(again, ParsedUrl { resource, extension }, "{formatted}");
+            assert_eq!(parse(&formatted).unwrap(), ParsedUrl { resource, extension }, "{formatted}");
         }
     }
 
@@ -844,6 +837,19 @@ mod tests {
             "QualityLevels(1)/Fragments(a(b=0,format=m3u8-cmaf)",
             "QualityLevels(1)/Fragments(a,b=0,format=m3u8-cmaf)",
             "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf) ",
+            // Names must arrive percent-encoded, canonically.
+            "QualityLevels(1)/Fragments(video 1=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(vidéo=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(vid%c3%a9o=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(%76ideo=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(a%2=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(a%+f=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(a%zz=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(%FF=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Fragments(a%=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Manifest(a%2Cb%,format=m3u8-cmaf)",
+            "manifest(format=m3u8-cmaf,filter=a%3)",
+            "manifest(format=m3u8-cmaf,filter=a b)",
             "QualityLevels(1)/Other(v=0,format=m3u8-cmaf)",
             "QualityLevels(1)/x/Fragments(v=0,format=m3u8-cmaf)",
         ];
@@ -875,6 +881,15 @@ mod tests {
 
     fn arb_name() -> impl Strategy<Value = String> {
         "[A-Za-z0-9._~-]{1,24}"
+    }
+
+    /// Any non-empty name, often made of the grammar's own characters.
+    fn arb_any_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{1,12}",
+            "[(),=/;%?#&\"' aé\u{0}-\u{1f}]{1,12}",
+            any::<String>().prop_filter("non-empty", |s| !s.is_empty())
+        ]
     }
 
     fn arb_encryption() -> impl Strategy<Value = Option<Encryption>> {
@@ -932,13 +947,26 @@ mod tests {
         }
 
         #[test]
-        fn any_name_round_trips_through_percent_encoding(track in "[^/(),=\\p{Cc}]{1,16}", time in any::<u64>(), extension in any::<bool>()) {
-            let resource = Resource::Segment { bitrate: 1, track, time, format: Format::MpdTimeCmaf, encryption: None };
-            let url = format(&resource, extension);
-            prop_assert!(url.bytes().all(|b| b.is_ascii_graphic()), "{}", url);
-            let parsed = parse(&percent_decode(&url).map_err(|e| TestCaseError::fail(e.to_string()))?)
-                .map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
-            prop_assert_eq!(parsed, ParsedUrl { resource, extension });
+        fn any_track_and_filter_name_round_trips(
+            track in arb_any_name(),
+            filter in arb_any_name(),
+            time in any::<u64>(),
+            extension in any::<bool>(),
+        ) {
+            let resources = [
+                Resource::Segment { bitrate: 1, track: track.clone(), time, format: Format::MpdTimeCmaf, encryption: None },
+                Resource::Init { bitrate: 1, track: track.clone(), format: Format::M3u8Cmaf, encryption: Some(Encryption::Cenc) },
+                Resource::MediaPlaylist {
+                    bitrate: 1, track, format: Format::M3u8Cmaf, encryption: None, filters: vec![filter.clone()],
+                },
+                Resource::Manifest(ManifestOptions { filters: vec![filter], ..ManifestOptions::new(Format::MpdTimeCsf) }),
+            ];
+            for resource in resources {
+                let url = format(&resource, extension);
+                prop_assert!(url.bytes().all(|b| b.is_ascii_graphic() && !b"\"'<>&$#?".contains(&b)), "{}", url);
+                let parsed = parse(&url).map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+                prop_assert_eq!(parsed, ParsedUrl { resource, extension });
+            }
         }
 
         #[test]

@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::{Got, TestServer};
+use common::{attr, dash_segment_urls, element_text, xml_unescape, Got, TestServer};
 
 use std::ffi::OsStr;
 use std::path::Path as FsPath;
@@ -623,23 +623,6 @@ fn valid_token() -> String {
 // ---------------------------------------------------------------------------------------
 // Manifest helpers.
 
-/// An attribute of the first `<tag …>` in `xml` (attribute values as written, entities kept).
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-    let needle = format!(" {name}=\"");
-    let at = tag.find(&needle)? + needle.len();
-    Some(&tag[at..at + tag[at..].find('"')?])
-}
-
-/// Text between `open` and `close` after the start of `xml`.
-fn element_text<'a>(xml: &'a str, open: &str, close: &str) -> Option<&'a str> {
-    let at = xml.find(open)? + open.len();
-    Some(&xml[at..at + xml[at..].find(close)?])
-}
-
-fn xml_unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
-}
-
 /// The `<AdaptationSet …>…</AdaptationSet>` blocks of an MPD.
 fn adaptation_sets(mpd: &str) -> Vec<&str> {
     mpd.split("<AdaptationSet")
@@ -665,35 +648,6 @@ fn content_protections(block: &str) -> Vec<(String, String)> {
         rest = &rest[at + len..];
     }
     out
-}
-
-/// Init and media segment URLs of Representation `id`, from its SegmentTemplate and
-/// SegmentTimeline ($Time$), resolved against the MPD URL.
-fn dash_segment_urls(mpd_url: &str, mpd: &str, id: &str) -> (String, Vec<String>) {
-    let base = &mpd_url[..mpd_url.rfind('/').unwrap() + 1];
-    let rep =
-        &mpd[mpd.find(&format!("<Representation id=\"{id}\"")).unwrap_or_else(|| panic!("no Representation {id}"))..];
-    let rep = &rep[..rep.find("</Representation>").unwrap()];
-    let template = &rep[rep.find("<SegmentTemplate").expect("SegmentTemplate")..];
-    let head = &template[..template.find('>').unwrap()];
-    let init = xml_unescape(attr(head, "initialization").expect("initialization"));
-    let media = xml_unescape(attr(head, "media").expect("media"));
-    let timeline = element_text(template, "<SegmentTimeline>", "</SegmentTimeline>").expect("SegmentTimeline");
-    let mut t = 0u64;
-    let mut urls = Vec::new();
-    for s in timeline.split("<S ").skip(1) {
-        let s = format!(" {}", &s[..s.find("/>").unwrap()]);
-        if let Some(start) = attr(&s, "t") {
-            t = start.parse().unwrap();
-        }
-        let d: u64 = attr(&s, "d").expect("d").parse().unwrap();
-        let r: u64 = attr(&s, "r").map_or(0, |r| r.parse().unwrap());
-        for _ in 0..=r {
-            urls.push(format!("{base}{}", media.replace("$Time$", &t.to_string())));
-            t += d;
-        }
-    }
-    (format!("{base}{init}"), urls)
 }
 
 /// Segment URIs of an HLS media playlist, resolved.

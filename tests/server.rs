@@ -159,6 +159,99 @@ lossless_over_http! {
     "edit" => lossless_http_edit;
 }
 
+/// Track names may hold any character, the grammar's own `( ) , = /` included: every URL the
+/// HLS and DASH manifests of such an asset list is served, and DASH decodes losslessly.
+#[test]
+fn track_names_with_reserved_characters_play() {
+    const VIDEO: &str = "vid (main), v=1/2 50% ?#é";
+    const ENG: &str = "aud,eng=1/2 (ü) \"x\" & <y>";
+    const FRA: &str = "ä fra; a=b/c %2F #";
+    let dir = tempfile::tempdir().unwrap();
+    let asset_dir = dir.path().join("names");
+    std::fs::create_dir(&asset_dir).unwrap();
+    let ladder = common::fixtures_dir().join("ladder");
+    let xml = |name: &str| name.replace('&', "&amp;").replace('<', "&lt;").replace('"', "&quot;");
+    let mut ism = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<smil><body><switch>\n");
+    for (file, kind, bitrate, name) in [
+        ("video_150k.mp4", "video", 150_000, VIDEO),
+        ("video_300k.mp4", "video", 300_000, VIDEO),
+        ("audio_eng.mp4", "audio", 128_000, ENG),
+        ("audio_fra.mp4", "audio", 128_000, FRA),
+    ] {
+        std::fs::copy(ladder.join(file), asset_dir.join(file)).unwrap();
+        ism.push_str(&format!(
+            "<{kind} src=\"{file}\" systemBitrate=\"{bitrate}\"><param name=\"trackID\" value=\"1\"/>\
+             <param name=\"trackName\" value=\"{}\"/></{kind}>\n",
+            xml(name)
+        ));
+    }
+    ism.push_str("</switch></body></smil>\n");
+    std::fs::write(asset_dir.join("names.ism"), ism).unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"tmp\"\nurl = \"file://{}\"\n\
+         [[locator]]\nid = \"loc-names\"\nstorage = \"tmp\"\nasset = \"names\"\npolicy = \"clear\"\n",
+        dir.path().display()
+    );
+    let config = Config::parse(&text, dir.path().to_path_buf()).expect("config");
+    let server = TestServer::serve(Origin::from_config(&config).expect("origin"), config.http.clone());
+    let manifest = |rest: &str| server.url(&format!("/loc-names/names.ism/{rest}"));
+
+    let mut failures = Vec::new();
+    let mut served = 0;
+    let mut expect_ok = |url: &str, failures: &mut Vec<String>| {
+        let got = get_blocking(url);
+        served += 1;
+        if got.status != 200 {
+            failures.push(format!("{url}: {}", got.describe()));
+        }
+        got.text()
+    };
+    for format in ["m3u8-cmaf", "m3u8-aapl"] {
+        let multivariant = manifest(&format!("manifest(format={format}).m3u8"));
+        let text = expect_ok(&multivariant, &mut failures);
+        let base = &multivariant[..multivariant.rfind('/').unwrap() + 1];
+        let mut playlists = playlist_uris(&multivariant, &text);
+        playlists.extend(
+            text.lines()
+                .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
+                .filter_map(|l| l.split_once("URI=\"")?.1.split('"').next())
+                .map(|u| format!("{base}{u}")),
+        );
+        assert!(playlists.len() >= 4, "{multivariant}: too few playlists listed:\n{text}");
+        for playlist in playlists {
+            let text = expect_ok(&playlist, &mut failures);
+            if format == "m3u8-cmaf" {
+                expect_ok(&playlist_map_uri(&playlist, &text), &mut failures);
+            }
+            for segment in playlist_uris(&playlist, &text) {
+                expect_ok(&segment, &mut failures);
+            }
+        }
+    }
+    for format in ["mpd-time-cmaf", "mpd-time-csf"] {
+        let mpd_url = manifest(&format!("manifest(format={format}).mpd"));
+        let mpd = expect_ok(&mpd_url, &mut failures);
+        let ids = common::representation_ids(&mpd);
+        assert_eq!(ids.len(), 4, "{mpd_url}: {mpd}");
+        for id in ids {
+            let (init, segments) = common::dash_segment_urls(&mpd_url, &mpd, &id);
+            expect_ok(&init, &mut failures);
+            for segment in segments {
+                expect_ok(&segment, &mut failures);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {served} listed URLs not served:\n{}", failures.len(), failures.join("\n"));
+
+    // A player resolves the escaped template like any other URL: ffmpeg decodes the frames
+    // (the first video Representation is the 150k one).
+    let src_opts = [OsStr::new("-ignore_editlist"), OsStr::new("1")];
+    let source = common::framemd5(&src_opts, &asset_dir.join("video_150k.mp4"), "0:v:0").expect("source frames");
+    let mpd_url = manifest("manifest(format=mpd-time-cmaf).mpd");
+    let ours = common::framemd5(&[], FsPath::new(&mpd_url), "0:v:0").expect("DASH frames");
+    common::compare(&source, &ours).unwrap_or_else(|e| panic!("{mpd_url}: {e}"));
+}
+
 /// Extensionless URLs (HLS needs `-extension_picky 0` in ffmpeg ≥ 5.1.9), the extensionless
 /// multivariant playlist, and DASH CSF: the ladder's 150k video and English audio.
 #[test]
@@ -282,6 +375,10 @@ async fn bad_urls_get_their_status_and_a_one_line_reason() {
         (format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(video=0,format=m3u8-cmaf).m3u8"), 400),
         (format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(video=007,format=m3u8-cmaf)"), 400),
         (format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(video,format=m3u8-cmaf)"), 400),
+        // Track names arrive percent-encoded exactly as manifests list them.
+        (format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(vid%65o=0,format=m3u8-cmaf)"), 400),
+        (format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(video%zz=0,format=m3u8-cmaf)"), 400),
+        (format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(video%C3=0,format=m3u8-cmaf)"), 400),
         (format!("/{l}/ladder.ism/QualityLevels(abc)/Manifest(video,format=m3u8-cmaf)"), 400),
         (format!("/{l}/ladder.ism/QualityLevels(-1)/Manifest(video,format=m3u8-cmaf)"), 400),
         (format!("/{l}/ladder.ism/QualityLevels(99999999999999999999999)/Manifest(video,format=m3u8-cmaf)"), 400),
@@ -356,6 +453,7 @@ fn bad_urls_with_dot_segments_never_escape() {
         format!("/{l}/ladder.ism/QualityLevels(150000)/Fragments(..%2F..%2Fetc%2Fpasswd=0,format=m3u8-cmaf)"),
         format!("/{l}/ladder.ism/QualityLevels(150000)/Manifest(%00,format=m3u8-cmaf)"),
         format!("/{l}/ladder.ism/QualityLevels(150000)/Manifest(%ZZ,format=m3u8-cmaf)"),
+        format!("/{l}/ladder.ism/QualityLevels(150000)/Manifest(a%0D%0Ab,format=m3u8-cmaf)"),
         "/../../etc/passwd".to_string(),
     ] {
         let (status, head, body) = raw_request(server.addr, "GET", &path);

@@ -185,12 +185,13 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
     for g in groups.iter().filter(|_| !muxed_audio) {
         let mut names: Vec<String> = Vec::with_capacity(g.tracks.len());
         for (i, t) in g.tracks.iter().enumerate() {
-            // NAME must be unique within the group.
-            let mut name = t.name.clone();
+            // NAME must be unique within the group, and a quoted-string: no '"', CR or LF.
+            let base: String =
+                t.name.chars().filter(|c| !c.is_control()).map(|c| if c == '"' { '\'' } else { c }).collect();
+            let mut name = base.clone();
             let mut k = 1;
             while names.contains(&name) {
-                name =
-                    if k == 1 { format!("{}-{}", t.name, t.bitrate) } else { format!("{}-{}-{k}", t.name, t.bitrate) };
+                name = if k == 1 { format!("{base}-{}", t.bitrate) } else { format!("{base}-{}-{k}", t.bitrate) };
                 k += 1;
             }
             names.push(name.clone());
@@ -372,12 +373,11 @@ pub(crate) mod fixtures {
     use crate::url::{self, ParsedUrl};
 
     /// Resolves a URI found in a manifest at `base` (a path below `{asset}.ism/`) and parses it
-    /// the way the router would (percent-decode, then parse).
+    /// the way the router would.
     pub(crate) fn resolve(base: &str, uri: &str) -> ParsedUrl {
         let dir = base.rfind('/').map(|i| &base[..=i]).unwrap_or("");
         let full = format!("{dir}{uri}");
-        let decoded = url::percent_decode(&full).unwrap();
-        url::parse(&decoded).unwrap_or_else(|e| panic!("{full}: {e}"))
+        url::parse(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
     }
 
     /// Description of one fake track.

@@ -20,6 +20,7 @@ use jit_origin::server::Service;
 use jit_origin::storage::Storage;
 use jit_origin::timeline::SegmentPolicy;
 use jit_origin::url::{self, Format};
+use jit_origin::url_signing;
 
 #[derive(Parser)]
 #[command(name = "jit-origin", version, about = "Just-in-time HLS/DASH packaging origin")]
@@ -58,7 +59,7 @@ enum Command {
         /// A URL or path of the locator, e.g. https://origin.example/{locator}/{asset}.ism/manifest(format=m3u8-cmaf)
         url: String,
         /// How long the URL stays valid, in seconds.
-        #[arg(long, default_value_t = 86_400)]
+        #[arg(long, default_value_t = url_signing::DEFAULT_VALID_SECS)]
         valid_secs: u64,
     },
     /// Write a complete static package whose file names follow the origin's URL grammar.
@@ -282,11 +283,8 @@ fn sign_url(config_path: &Path, url: &str, valid_secs: u64) -> CliResult<()> {
         .ok_or_else(|| format!("no locator '{locator_id}' in {}", config_path.display()))?;
     let key =
         locator.url_signing_key()?.ok_or_else(|| format!("locator '{locator_id}' has no url_signing_key_base64"))?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
-    let sig = jit_origin::url_signing::sign(&key.0, locator_id, now.as_secs() + valid_secs)
-        .ok_or("the signing key was refused")?;
-    let separator = if url.contains('?') { '&' } else { '?' };
-    println!("{url}{separator}{}={sig}", jit_origin::url_signing::PARAM);
+    let signed = url_signing::sign_url(url, &key.0, locator_id, valid_secs).ok_or("the signing key was refused")?;
+    println!("{signed}");
     Ok(())
 }
 
@@ -368,21 +366,26 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
                         "format=m3u8-cmaf,encryption=cbcs-aapl).m3u8",
                     ],
                 };
+                // A signed locator refuses unsigned URLs: print them signed, as `sign-url` would.
+                let playable = |url: String| match &locator.url_signing_key {
+                    Some(key) => {
+                        url_signing::sign_url(&url, &key.0, &locator.id, url_signing::DEFAULT_VALID_SECS).unwrap_or(url)
+                    }
+                    None => url,
+                };
                 for m in manifests {
-                    say(format_args!("{label}: {base}/manifest({m}"));
+                    say(format_args!("{label}: {}", playable(format!("{base}/manifest({m}"))));
                 }
-                first_manifest.get_or_insert(format!(
-                    "/{}/{}.ism/manifest({}",
-                    locator.id,
-                    source.name(),
-                    manifests[0]
-                ));
+                first_manifest.get_or_insert_with(|| {
+                    playable(format!("/{}/{}.ism/manifest({}", locator.id, source.name(), manifests[0]))
+                });
             }
             Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),
         }
     }
     if let (true, Some(manifest)) = (player_enabled, first_manifest) {
-        // Manifest paths have no '&' or '#', so they read well unencoded in the query.
+        // Manifest paths have no '&' or '#' (a signature adds only `?sig=`), so they read
+        // well unencoded in the query.
         say(format_args!("test player: http://{addr}/player?url={manifest}"));
     }
 }

@@ -39,6 +39,18 @@ pub fn sign(key: &[u8], locator: &str, expires: u64) -> Option<String> {
     Some(format!("{expires}.{}", crate::crypto::hex(&tag)))
 }
 
+/// How long a URL signed by `jit-origin sign-url` (unless told otherwise) or printed by
+/// `serve` stays valid: a day.
+pub const DEFAULT_VALID_SECS: u64 = 86_400;
+
+/// `url` with `sig=` for `locator` appended, valid for `valid_secs` from now.
+pub fn sign_url(url: &str, key: &[u8], locator: &str, valid_secs: u64) -> Option<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let sig = sign(key, locator, now.saturating_add(valid_secs))?;
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{separator}{PARAM}={sig}"))
+}
+
 /// Why a signed URL was refused (said to the client; names no secret).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

@@ -35,6 +35,38 @@ fn default_config_serves_and_prints_urls() {
     let config = config
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
         .replace("file://../fixtures", &format!("file://{root}/fixtures"));
+    let (mut child, first, url) = serve_first_url(&config);
+    let response = get(&url);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(url.ends_with(".ism/manifest(format=m3u8-cmaf).m3u8"), "{first}");
+    assert!(response.starts_with("HTTP/1.1 200"), "{url}: {response}");
+    assert!(response.contains("#EXT-X-STREAM-INF"), "{response}");
+}
+
+/// A locator with `url_signing_key_base64` refuses unsigned URLs, so `serve` prints them
+/// signed: the printed URL plays.
+#[test]
+fn serve_prints_signed_urls_for_signed_locators() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"fixtures\"\nurl = \"file://{root}/fixtures\"\n\
+         [[locator]]\nid = \"signed-ladder\"\nstorage = \"fixtures\"\nasset = \"ladder\"\npolicy = \"clear\"\n\
+         url_signing_key_base64 = \"c2lnbmluZy1rZXktZm9yLXRoZS1jbGktdGVzdA==\"\n"
+    );
+    let (mut child, first, url) = serve_first_url(&config);
+    let signed = get(&url);
+    let unsigned = get(url.split('?').next().unwrap());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(url.contains("/signed-ladder/ladder.ism/manifest(") && url.contains("?sig="), "{first}");
+    assert!(signed.starts_with("HTTP/1.1 200"), "{url}: {signed}");
+    assert!(unsigned.starts_with("HTTP/1.1 403"), "the locator should refuse unsigned URLs: {unsigned}");
+}
+
+/// Starts `serve` with `config` and reads the first URL it prints: the running child (to be
+/// killed), that line and the URL in it.
+fn serve_first_url(config: &str) -> (std::process::Child, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("origin.toml");
     std::fs::write(&path, config).unwrap();
@@ -46,17 +78,10 @@ fn default_config_serves_and_prints_urls() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
     // e.g. "dolby (clear): http://127.0.0.1:PORT/{locator}/dolby.ism/manifest(format=m3u8-cmaf).m3u8"
     let url = first.split_once(": ").map(|(_, u)| u.to_string()).unwrap_or_default();
-    let response = get(&url);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(url.ends_with(".ism/manifest(format=m3u8-cmaf).m3u8"), "{first}");
-    assert!(response.starts_with("HTTP/1.1 200"), "{url}: {response}");
-    assert!(response.contains("#EXT-X-STREAM-INF"), "{response}");
+    (child, first, url)
 }
 
 /// A minimal HTTP/1.1 GET (the test needs no client library).

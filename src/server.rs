@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::origin::{Built, Origin};
 use crate::package::{DASH_CONTENT_TYPE, HLS_CONTENT_TYPE};
 use crate::player::PlayerPage;
+use crate::token::{KeyGrant, TokenError};
 use crate::url;
 use crate::url_signing;
 
@@ -447,12 +448,16 @@ impl Service {
         };
         // The token is checked first, so callers without one learn nothing about which key
         // ids exist.
-        if let Some(refusal) = self.key_access_refusal(locator, query, headers) {
-            return refusal;
-        }
+        let grant = match self.key_access(locator, query, headers) {
+            Ok(grant) => grant,
+            Err(e) => return self.token_refusal(&e),
+        };
         let Ok(kid_bytes) = crate::crypto::parse_hex16(kid) else {
             return self.error(StatusCode::BAD_REQUEST, "bad request: key id must be 32 hex digits");
         };
+        if let Err(e) = grant.check(&kid_bytes) {
+            return self.token_refusal(&e);
+        }
         let Some(key) = locator.key(&kid_bytes) else {
             return self.error(StatusCode::NOT_FOUND, &format!("not found: key '{kid}' of locator '{locator_id}'"));
         };
@@ -465,24 +470,30 @@ impl Service {
     }
 
     /// Applies the locator's key access (open, or a valid JWT) to a key or licence request:
-    /// the refusal to send, or `None` when access is granted.
-    fn key_access_refusal(
+    /// which keys it may have, or why it may have none.
+    fn key_access(
         &self,
         locator: &crate::origin::Locator,
         query: Option<&str>,
         headers: &HeaderMap,
-    ) -> Option<Resp> {
-        let verifier = locator.key_access.as_ref()?;
-        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let checked = match crate::token::token_from_request(authorization, query) {
-            Some(token) => verifier.verify(&token),
-            None => Err(crate::token::TokenError::Missing),
+    ) -> Result<KeyGrant, TokenError> {
+        let Some(verifier) = locator.key_access.as_ref() else {
+            return Ok(KeyGrant::AnyKey);
         };
-        let e = checked.err()?;
+        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        match crate::token::token_from_request(authorization, query) {
+            Some(token) => verifier.verify(&token),
+            None => Err(TokenError::Missing),
+        }
+    }
+
+    /// 401 (no or invalid token) or 403 (a token for another key), with `WWW-Authenticate`.
+    fn token_refusal(&self, e: &TokenError) -> Resp {
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-        let mut response = self.error(status, &format!("unauthorized: {}", e.reason()));
+        let prefix = if status == StatusCode::FORBIDDEN { "forbidden" } else { "unauthorized" };
+        let mut response = self.error(status, &format!("{prefix}: {}", e.reason()));
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate()));
-        Some(response)
+        response
     }
 
     /// `POST /{locator}/clearkey`: a W3C Clear Key licence (JSON request with base64url KIDs →
@@ -491,15 +502,28 @@ impl Service {
         let Some(locator) = self.origin.locator(locator_id) else {
             return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
         };
-        if let Some(refusal) = self.key_access_refusal(locator, query, headers) {
-            return refusal;
-        }
+        let grant = match self.key_access(locator, query, headers) {
+            Ok(grant) => grant,
+            Err(e) => return self.token_refusal(&e),
+        };
         let request = match self.read_body(body).await {
             Ok(request) => request,
             Err(refusal) => return refusal,
         };
-        let lookup = |kid: &[u8; 16]| locator.key(kid).map(|k| k.key);
-        match crate::drm::clearkey_license_response(&request, lookup) {
+        // A token bound to one key must not license any other requested KID.
+        let refused = std::cell::Cell::new(None);
+        let lookup = |kid: &[u8; 16]| match grant.check(kid) {
+            Ok(()) => locator.key(kid).map(|k| k.key),
+            Err(e) => {
+                refused.set(Some(e));
+                None
+            }
+        };
+        let response = crate::drm::clearkey_license_response(&request, lookup);
+        if let Some(e) = refused.take() {
+            return self.token_refusal(&e);
+        }
+        match response {
             Ok(json) => {
                 let b = self
                     .base(StatusCode::OK)

@@ -18,12 +18,19 @@
 //!   `HS512`, `RS256` against an HS256-only policy, `HS256` against an RS256-only policy — the
 //!   classic algorithm-confusion attack) is [`TokenError::WrongAlgorithm`];
 //! * `iss` and `aud` (both required; `aud` may be a string or an array containing the audience);
-//! * `exp` (required) and `nbf` (if present), each with `leeway_secs` of clock skew.
+//! * `exp` (required) and `nbf` (if present), each with `leeway_secs` of clock skew;
+//! * the content key binding, as Azure Media Services has it: a token carrying the
+//!   [`CONTENT_KEY_CLAIM`] claim (a key id GUID) unlocks that one key only, so a token issued
+//!   for one locator's key cannot fetch another's even where locators share issuer, audience
+//!   and secret. `require_content_key_claim = true` (AMS's `requiredClaims` with that claim
+//!   type) refuses tokens without it; otherwise an unbound token unlocks every key of the
+//!   locators whose policy it satisfies.
 //!
-//! Status codes follow RFC 6750 §3.1: every failure here is either "no credentials" or
-//! `invalid_token` ("expired, revoked, malformed, or invalid for other reasons"), and both are
-//! `401 Unauthorized`; 403 (`insufficient_scope`) does not arise because policies have no scopes.
-//! [`TokenError::www_authenticate`] gives the matching `WWW-Authenticate` value.
+//! Status codes follow RFC 6750 §3.1: a failure is "no credentials" or `invalid_token`
+//! ("expired, revoked, malformed, or invalid for other reasons"), both `401 Unauthorized`,
+//! or — for a valid token that does not grant the requested key — `insufficient_scope`,
+//! `403 Forbidden`. [`TokenError::www_authenticate`] gives the matching `WWW-Authenticate`
+//! value.
 //!
 //! Nothing here puts a token, a secret or key material into an error string or `Debug` output.
 
@@ -58,6 +65,34 @@ pub struct TokenPolicy {
     /// Allowed clock skew in seconds for exp/nbf (default 60, at most [`MAX_LEEWAY_SECS`]).
     #[serde(default = "default_leeway_secs")]
     pub leeway_secs: u64,
+    /// Tokens must carry [`CONTENT_KEY_CLAIM`]; a token without it is refused.
+    #[serde(default)]
+    pub require_content_key_claim: bool,
+}
+
+/// The claim binding a token to one content key (AMS's `ContentKeyIdentifierClaim`): the
+/// key id as a GUID (`8-4-4-4-12` hex digits, as AMS writes it, or 32 hex digits).
+pub const CONTENT_KEY_CLAIM: &str = "urn:microsoft:azure:mediaservices:contentkeyidentifier";
+
+/// Which of a locator's keys a request may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyGrant {
+    /// Every key: open access, or a valid token without a content key claim.
+    AnyKey,
+    /// Only the key with this KID: the token's [`CONTENT_KEY_CLAIM`].
+    OnlyKey([u8; 16]),
+}
+
+impl KeyGrant {
+    /// Whether the key `kid` may be delivered; [`TokenError::WrongContentKey`] when not.
+    pub fn check(&self, kid: &[u8; 16]) -> Result<(), TokenError> {
+        match self {
+            KeyGrant::AnyKey => Ok(()),
+            // KIDs are not secrets: a plain comparison leaks nothing.
+            KeyGrant::OnlyKey(bound) if bound == kid => Ok(()),
+            KeyGrant::OnlyKey(_) => Err(TokenError::WrongContentKey),
+        }
+    }
 }
 
 /// Default clock skew allowed for `exp`/`nbf`.
@@ -85,6 +120,7 @@ impl fmt::Debug for TokenPolicy {
             .field("hs256_secret_base64", &self.hs256_secret_base64.as_ref().map(|_| Redacted))
             .field("rs256_public_key_pem", &self.rs256_public_key_pem.as_ref().map(|_| Redacted))
             .field("leeway_secs", &self.leeway_secs)
+            .field("require_content_key_claim", &self.require_content_key_claim)
             .finish()
     }
 }
@@ -103,6 +139,7 @@ pub struct TokenVerifier {
     issuer: String,
     audience: String,
     leeway_secs: u64,
+    require_content_key_claim: bool,
     hs256: Option<(DecodingKey, Validation)>,
     rs256: Option<(DecodingKey, Validation)>,
 }
@@ -120,6 +157,7 @@ impl fmt::Debug for TokenVerifier {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway_secs", &self.leeway_secs)
+            .field("require_content_key_claim", &self.require_content_key_claim)
             .field("algorithms", &algorithms)
             .finish_non_exhaustive()
     }
@@ -170,17 +208,19 @@ impl TokenVerifier {
             issuer: policy.issuer.clone(),
             audience: policy.audience.clone(),
             leeway_secs: policy.leeway_secs,
+            require_content_key_claim: policy.require_content_key_claim,
             hs256,
             rs256,
         })
     }
 
     /// Checks signature (HS256 or RS256 as configured; other algorithms, including "none", are
-    /// rejected), iss, aud, exp (required), nbf (if present), with leeway.
+    /// rejected), iss, aud, exp (required), nbf (if present), with leeway, and reads the
+    /// content key binding: which keys the token grants.
     ///
     /// The signature is checked before any claim, so claim errors (`Expired`, `WrongIssuer`, …)
     /// are only reported for tokens that were signed with a configured key.
-    pub fn verify(&self, token: &str) -> Result<(), TokenError> {
+    pub fn verify(&self, token: &str) -> Result<KeyGrant, TokenError> {
         let token = token.trim();
         if token.is_empty() {
             return Err(TokenError::Missing);
@@ -195,9 +235,18 @@ impl TokenVerifier {
         }
         .ok_or(TokenError::WrongAlgorithm)?;
 
-        jsonwebtoken::decode::<serde::de::IgnoredAny>(token, key, validation)
-            .map(|_| ())
-            .map_err(|e| map_jwt_error(e.kind()))
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, validation)
+            .map_err(|e| map_jwt_error(e.kind()))?
+            .claims;
+        match claims.get(CONTENT_KEY_CLAIM) {
+            None if self.require_content_key_claim => Err(TokenError::ContentKeyClaimMissing),
+            None => Ok(KeyGrant::AnyKey),
+            Some(serde_json::Value::String(guid)) => {
+                let kid = guid.strip_prefix('{').and_then(|g| g.strip_suffix('}')).unwrap_or(guid);
+                crate::crypto::parse_hex16(kid).map(KeyGrant::OnlyKey).map_err(|_| TokenError::Malformed)
+            }
+            Some(_) => Err(TokenError::Malformed),
+        }
     }
 }
 
@@ -283,6 +332,10 @@ pub enum TokenError {
     WrongAudience,
     /// The header's `alg` is not one for which the policy has a key (including `none`).
     WrongAlgorithm,
+    /// The policy requires [`CONTENT_KEY_CLAIM`] and the (otherwise valid) token has none.
+    ContentKeyClaimMissing,
+    /// The token's [`CONTENT_KEY_CLAIM`] names another key than the one requested.
+    WrongContentKey,
 }
 
 impl TokenError {
@@ -297,14 +350,27 @@ impl TokenError {
             TokenError::WrongIssuer => "token issuer is not accepted",
             TokenError::WrongAudience => "token audience is not accepted",
             TokenError::WrongAlgorithm => "token algorithm is not accepted",
+            TokenError::ContentKeyClaimMissing => {
+                "token has no content key identifier claim, which this locator requires"
+            }
+            TokenError::WrongContentKey => "token is bound to another content key",
         }
     }
 
     /// HTTP status per RFC 6750 §3.1: a missing token and every `invalid_token` case
     /// (malformed, bad signature, expired, not yet valid, wrong issuer/audience/algorithm)
-    /// are 401. 403 is reserved for `insufficient_scope`, which these policies never produce.
+    /// are 401; a valid token that does not grant the requested key (`insufficient_scope`)
+    /// is 403.
     pub fn status(&self) -> u16 {
-        401
+        if self.is_insufficient_scope() {
+            403
+        } else {
+            401
+        }
+    }
+
+    fn is_insufficient_scope(&self) -> bool {
+        matches!(self, TokenError::ContentKeyClaimMissing | TokenError::WrongContentKey)
     }
 
     /// The `WWW-Authenticate` header value to send with [`status`](Self::status): without an
@@ -312,6 +378,7 @@ impl TokenError {
     pub fn www_authenticate(&self) -> &'static str {
         match self {
             TokenError::Missing => "Bearer",
+            e if e.is_insufficient_scope() => "Bearer error=\"insufficient_scope\"",
             _ => "Bearer error=\"invalid_token\"",
         }
     }
@@ -525,6 +592,7 @@ mod tests {
             hs256_secret_base64: hs.then(|| b64_std(SECRET)),
             rs256_public_key_pem: rs.then(|| RSA_A_PUBLIC_SPKI.to_string()),
             leeway_secs: DEFAULT_LEEWAY_SECS,
+            require_content_key_claim: false,
         }
     }
 
@@ -551,25 +619,25 @@ mod tests {
         let v = verifier(true, false);
         let token = hs256(&claims(), SECRET);
         let from_header = token_from_request(Some(&format!("Bearer {token}")), None).unwrap();
-        assert_eq!(v.verify(&from_header), Ok(()));
+        assert_eq!(v.verify(&from_header), Ok(KeyGrant::AnyKey));
         let from_query = token_from_request(None, Some(&format!("a=1&token={token}&b=2"))).unwrap();
-        assert_eq!(v.verify(&from_query), Ok(()));
+        assert_eq!(v.verify(&from_query), Ok(KeyGrant::AnyKey));
     }
 
     #[test]
     fn valid_rs256_spki_and_pkcs1() {
         let token = rs256(&claims());
-        assert_eq!(verifier(false, true).verify(&token), Ok(()));
+        assert_eq!(verifier(false, true).verify(&token), Ok(KeyGrant::AnyKey));
         let mut p = policy(false, false);
         p.rs256_public_key_pem = Some(RSA_A_PUBLIC_PKCS1.into());
-        assert_eq!(TokenVerifier::new(&p).unwrap().verify(&token), Ok(()));
+        assert_eq!(TokenVerifier::new(&p).unwrap().verify(&token), Ok(KeyGrant::AnyKey));
     }
 
     #[test]
     fn both_keys_configured_accepts_either_algorithm() {
         let v = verifier(true, true);
-        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(()));
-        assert_eq!(v.verify(&rs256(&claims())), Ok(()));
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(KeyGrant::AnyKey));
+        assert_eq!(v.verify(&rs256(&claims())), Ok(KeyGrant::AnyKey));
     }
 
     #[test]
@@ -588,7 +656,7 @@ mod tests {
         assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::Expired));
         // Within the 60 s leeway it is still accepted.
         c["exp"] = json!(now() - 10);
-        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(()));
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(KeyGrant::AnyKey));
     }
 
     #[test]
@@ -605,7 +673,7 @@ mod tests {
         c["nbf"] = json!(now() + 3600);
         assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::NotYetValid));
         c["nbf"] = json!(now() + 10);
-        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(()));
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(KeyGrant::AnyKey));
     }
 
     #[test]
@@ -615,7 +683,7 @@ mod tests {
         c["aud"] = json!("urn:someone-else");
         assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::WrongAudience));
         c["aud"] = json!(["urn:someone-else", AUD]);
-        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(()));
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(KeyGrant::AnyKey));
         c.as_object_mut().unwrap().remove("aud");
         assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::WrongAudience));
     }
@@ -659,6 +727,41 @@ mod tests {
         assert_eq!(verifier(true, true).verify(&token), Err(TokenError::WrongAlgorithm));
         // RS256 token against an HS256-only policy.
         assert_eq!(verifier(true, false).verify(&rs256(&claims())), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn content_key_claim_binds_a_token_to_one_key() {
+        const KID: [u8; 16] =
+            [0x1a, 0xd8, 0xc9, 0xc5, 0x6e, 0x36, 0x4c, 0x7e, 0x8c, 0x3b, 0x0d, 0x7e, 0x2c, 0x7f, 0x6e, 0x2d];
+        let bound = |value: serde_json::Value| {
+            let mut c = claims();
+            c[CONTENT_KEY_CLAIM] = value;
+            hs256(&c, SECRET)
+        };
+        let v = verifier(true, false);
+        for spelling in [
+            "1ad8c9c5-6e36-4c7e-8c3b-0d7e2c7f6e2d",
+            "{1AD8C9C5-6E36-4C7E-8C3B-0D7E2C7F6E2D}",
+            "1ad8c9c56e364c7e8c3b0d7e2c7f6e2d",
+        ] {
+            let grant = v.verify(&bound(json!(spelling))).unwrap();
+            assert_eq!(grant, KeyGrant::OnlyKey(KID), "{spelling}");
+            assert_eq!(grant.check(&KID), Ok(()));
+            assert_eq!(grant.check(&[0; 16]), Err(TokenError::WrongContentKey));
+        }
+        for bad in [json!("not-a-guid"), json!(17), json!(["1ad8c9c5-6e36-4c7e-8c3b-0d7e2c7f6e2d"])] {
+            assert_eq!(v.verify(&bound(bad.clone())), Err(TokenError::Malformed), "{bad}");
+        }
+        // Unbound tokens unlock every key unless the policy requires the claim.
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(KeyGrant::AnyKey));
+        let required =
+            TokenVerifier::new(&TokenPolicy { require_content_key_claim: true, ..policy(true, false) }).unwrap();
+        assert_eq!(required.verify(&hs256(&claims(), SECRET)), Err(TokenError::ContentKeyClaimMissing));
+        assert_eq!(required.verify(&bound(json!("1ad8c9c5-6e36-4c7e-8c3b-0d7e2c7f6e2d"))), Ok(KeyGrant::OnlyKey(KID)));
+        // A valid token for another key is insufficient scope (403), not an invalid token.
+        assert_eq!(TokenError::WrongContentKey.status(), 403);
+        assert_eq!(TokenError::ContentKeyClaimMissing.www_authenticate(), "Bearer error=\"insufficient_scope\"");
+        assert_eq!(TokenError::BadSignature.status(), 401);
     }
 
     #[test]
@@ -807,7 +910,7 @@ mod tests {
         assert_eq!(p.leeway_secs, 60);
         assert!(p.rs256_public_key_pem.is_none());
         let v = TokenVerifier::new(&p).unwrap();
-        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(()));
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(KeyGrant::AnyKey));
 
         // Multi-line PEM and explicit leeway.
         let src = format!(

@@ -52,6 +52,11 @@ const KEY: &str = "166634c675823c235a4a9446fad52e4d";
 const CENC_TOKEN: &str = "cenc-token";
 const TOKEN_KID: &str = "00112233445566778899aabbccddeeff";
 const TOKEN_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+/// Another cenc locator with the same issuer, audience and secret, whose tokens must name
+/// its key in the content key identifier claim.
+const CENC_BOUND: &str = "cenc-bound";
+const BOUND_KID: &str = "ffeeddccbbaa99887766554433221100";
+const BOUND_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 /// cenc locator whose key comes from a PlayReady key seed (Microsoft's published test seed).
 const SEED: &str = "seed-ladder";
 const SEED_B64: &str = "XVBovsmzhP9gRIZxWfFta3VVRPzVEWmJsazEJ46I";
@@ -112,6 +117,19 @@ audience = "{AUDIENCE}"
 hs256_secret_base64 = "{SECRET_B64}"
 [locator.drm]
 clearkey_license_url = "http://127.0.0.1:{port}/{{locator}}/clearkey"
+
+[[locator]]
+id = "{CENC_BOUND}"
+storage = "fixtures"
+asset = "ladder"
+policy = "cenc"
+keys = [{{ kid = "{BOUND_KID}", key = "{BOUND_KEY}" }}]
+[locator.key_access]
+mode = "token"
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+hs256_secret_base64 = "{SECRET_B64}"
+require_content_key_claim = true
 
 [[locator]]
 id = "{SEED}"
@@ -1328,6 +1346,71 @@ fn clearkey_licence_endpoint() {
         send(Method::GET, &server.url(&format!("/{CENC_TOKEN}/key/{TOKEN_KID}")), &[("Authorization", &bearer)], None)
             .ok();
     assert_eq!(got.body, hex16(TOKEN_KEY).to_vec());
+}
+
+/// A valid token bound to `kid_guid` by the content key identifier claim (or unbound).
+fn token_for_key(kid_guid: Option<&str>) -> String {
+    let mut claims = serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 3600, "sub": "viewer-1" });
+    if let Some(guid) = kid_guid {
+        claims[jit_origin::token::CONTENT_KEY_CLAIM] = guid.into();
+    }
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET))
+        .expect("encode jwt")
+}
+
+/// Locators sharing issuer, audience and secret are isolated by the content key claim: a
+/// token bound to one locator's KID opens that key only (key endpoint and ClearKey licence);
+/// a locator with `require_content_key_claim` refuses unbound tokens.
+#[test]
+fn token_bound_to_a_content_key_opens_only_that_key() {
+    let server = TestServer::start();
+    let guid = |hex: &str| format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+    let for_a = format!("Bearer {}", token_for_key(Some(&guid(TOKEN_KID))));
+    let for_b = format!("Bearer {}", token_for_key(Some(&guid(BOUND_KID).to_uppercase())));
+    let unbound = format!("Bearer {}", token_for_key(None));
+    let key_url = |locator: &str, kid: &str| server.url(&format!("/{locator}/key/{kid}"));
+    let licence = |locator: &str, kids: &[&str], bearer: &str| {
+        let kids: Vec<String> = kids.iter().map(|k| format!("\"{}\"", kid_b64url(k))).collect();
+        let body = format!(r#"{{"kids":[{}],"type":"temporary"}}"#, kids.join(","));
+        post_json(&server.url(&format!("/{locator}/clearkey")), &body, &[("Authorization", bearer)])
+    };
+    let forbidden = |got: Got, key: &str| {
+        assert_eq!(got.status, StatusCode::FORBIDDEN, "{}", got.describe());
+        assert_eq!(
+            got.header(header::WWW_AUTHENTICATE),
+            Some("Bearer error=\"insufficient_scope\""),
+            "{}",
+            got.describe()
+        );
+        assert_no_key(&got, key);
+    };
+
+    // Bound to A's key: A's key and licence, nothing of B's.
+    let got = send(Method::GET, &key_url(CENC_TOKEN, TOKEN_KID), &[("Authorization", &for_a)], None).ok();
+    assert_eq!(got.body, hex16(TOKEN_KEY).to_vec());
+    assert_licence(&licence(CENC_TOKEN, &[TOKEN_KID], &for_a), TOKEN_KID, &hex16(TOKEN_KEY));
+    forbidden(send(Method::GET, &key_url(CENC_BOUND, BOUND_KID), &[("Authorization", &for_a)], None), BOUND_KEY);
+    forbidden(licence(CENC_BOUND, &[BOUND_KID], &for_a), BOUND_KEY);
+    // One foreign KID in a licence request refuses the whole request.
+    forbidden(licence(CENC_TOKEN, &[TOKEN_KID, BOUND_KID], &for_a), TOKEN_KEY);
+
+    // Bound to B's key (AMS writes GUIDs in either case): B's key, not A's.
+    let got = send(Method::GET, &key_url(CENC_BOUND, BOUND_KID), &[("Authorization", &for_b)], None).ok();
+    assert_eq!(got.body, hex16(BOUND_KEY).to_vec());
+    assert_licence(&licence(CENC_BOUND, &[BOUND_KID], &for_b), BOUND_KID, &hex16(BOUND_KEY));
+    forbidden(send(Method::GET, &key_url(CENC_TOKEN, TOKEN_KID), &[("Authorization", &for_b)], None), TOKEN_KEY);
+
+    // Unbound: refused where the claim is required; accepted where it is not (the locator
+    // is then isolated only by its issuer, audience and secret).
+    forbidden(send(Method::GET, &key_url(CENC_BOUND, BOUND_KID), &[("Authorization", &unbound)], None), BOUND_KEY);
+    forbidden(licence(CENC_BOUND, &[BOUND_KID], &unbound), BOUND_KEY);
+    assert_licence(&licence(CENC_TOKEN, &[TOKEN_KID], &unbound), TOKEN_KID, &hex16(TOKEN_KEY));
+
+    // A claim that is no key id is a malformed token: 401.
+    let garbled = format!("Bearer {}", token_for_key(Some("not-a-guid")));
+    let got = send(Method::GET, &key_url(CENC_TOKEN, TOKEN_KID), &[("Authorization", &garbled)], None);
+    assert_eq!(got.status, StatusCode::UNAUTHORIZED, "{}", got.describe());
+    assert_no_key(&got, TOKEN_KEY);
 }
 
 // ---------------------------------------------------------------------------------------

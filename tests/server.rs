@@ -209,6 +209,12 @@ fn track_names_with_reserved_characters_play() {
     for format in ["m3u8-cmaf", "m3u8-aapl"] {
         let multivariant = manifest(&format!("manifest(format={format}).m3u8"));
         let text = expect_ok(&multivariant, &mut failures);
+        // The names are shown in NAME quoted strings, which cannot hold '"'.
+        let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{multivariant}: {e:?}\n{text}"));
+        let mut names: Vec<&str> = parsed.alternatives.iter().map(|a| a.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["aud,eng=1/2 (ü) 'x' & <y>", FRA], "{text}");
         let base = &multivariant[..multivariant.rfind('/').unwrap() + 1];
         let mut playlists = playlist_uris(&multivariant, &text);
         playlists.extend(

@@ -21,6 +21,10 @@ pub enum Error {
     /// error. `message` never holds credentials or endpoint URLs.
     #[error("storage error on {path}: {message}")]
     Storage { path: String, message: String },
+    /// The object at `path` is no longer the version its index was built from (replaced in
+    /// storage since): its bytes do not fit the indexed offsets.
+    #[error("storage error on {path}: the object changed since it was indexed")]
+    SourceChanged { path: String },
     /// The storage backend did not answer within the account's request timeout.
     #[error("storage timed out on {path}")]
     StorageTimeout { path: String },
@@ -39,11 +43,8 @@ impl Error {
     pub fn asset(asset: impl fmt::Display, reason: impl fmt::Display) -> Self {
         Error::Asset { asset: asset.to_string(), reason: reason.to_string() }
     }
-    /// The object at `path` is no longer the version its index was built from (replaced in
-    /// storage since): its bytes do not fit the indexed offsets. The asset's next reload
-    /// (after `asset_ttl_secs`) indexes the new version.
     pub fn source_changed(path: impl fmt::Display) -> Self {
-        Error::Storage { path: path.to_string(), message: "the object changed since it was indexed".into() }
+        Error::SourceChanged { path: path.to_string() }
     }
     /// Whether the storage backend failed (502/504 class), as opposed to the thing asked for
     /// being missing, broken or refused.

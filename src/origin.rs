@@ -145,6 +145,16 @@ struct AssetKey {
     name: String,
 }
 
+impl AssetKey {
+    fn of(locator: &Locator, name: &str) -> Self {
+        AssetKey {
+            storage: locator.storage.name().to_string(),
+            folder: locator.asset_folder.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ManifestKey {
     asset: AssetKey,
@@ -383,6 +393,7 @@ impl Origin {
             .max_capacity(c.manifest_mib * MIB)
             .time_to_live(asset_ttl)
             .eviction_listener(eviction_counter(&metrics, "manifest"))
+            .support_invalidation_closures()
             .build();
         let segments = Cache::builder()
             // LRU rather than moka's default TinyLFU admission: behind a CDN most segment
@@ -471,11 +482,7 @@ impl Origin {
     /// The loaded asset `name` of `locator`: cached for `asset_ttl_secs`, then reloaded
     /// ([`Origin::reload`]); concurrent first loads coalesced, failures remembered.
     async fn asset(&self, locator: &Locator, name: &str) -> Result<Arc<LoadedAsset>, Arc<Error>> {
-        let key = AssetKey {
-            storage: locator.storage.name().to_string(),
-            folder: locator.asset_folder.clone(),
-            name: name.to_string(),
-        };
+        let key = AssetKey::of(locator, name);
         while let Some(loaded) = self.assets.get(&key).await {
             if loaded.loaded_at.elapsed() < self.asset_ttl {
                 self.count_lookup("asset", false);
@@ -594,7 +601,26 @@ impl Origin {
             ))));
         }
         let loaded = self.asset(locator, asset_name).await?;
-        let built = self.build(locator, &loaded.asset, request).await?;
+        let built = match self.build(locator, &loaded.asset, request).await {
+            Ok(built) => built,
+            Err(e) => {
+                if matches!(*e, Error::SourceChanged { .. }) {
+                    // A file was replaced since this load indexed it: the next request loads
+                    // the asset again (and rebuilds its manifests) instead of failing until the
+                    // TTL runs out.
+                    let key = AssetKey::of(locator, asset_name);
+                    if self.assets.get(&key).await.is_some_and(|current| Arc::ptr_eq(&current, &loaded)) {
+                        self.assets.invalidate(&key).await;
+                        let (storage, folder) = (key.storage, key.folder);
+                        // Only fails when closures are not enabled on the cache, and they are.
+                        let _ = self
+                            .manifests
+                            .invalidate_entries_if(move |k, _| k.asset.storage == storage && k.asset.folder == folder);
+                    }
+                }
+                return Err(e);
+            }
+        };
         if loaded.stale.load(Ordering::Relaxed) {
             let cache = if matches!(request.resource, Resource::Segment { .. }) { "segment" } else { "manifest" };
             self.metrics.stale_served.with_label_values(&[cache]).inc();
@@ -705,11 +731,7 @@ impl Origin {
                     })
                     .collect::<Result<Vec<&FilterConfig>, _>>()?;
                 let key = ManifestKey {
-                    asset: AssetKey {
-                        storage: storage.name().to_string(),
-                        folder: locator.asset_folder.clone(),
-                        name: asset.name.clone(),
-                    },
+                    asset: AssetKey::of(locator, &asset.name),
                     resource: resource.clone(),
                     extension: request.extension,
                     filters: filter_names,

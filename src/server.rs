@@ -298,7 +298,7 @@ impl Service {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Storage { .. } => StatusCode::BAD_GATEWAY,
+            Error::Storage { .. } | Error::SourceChanged { .. } => StatusCode::BAD_GATEWAY,
             Error::StorageTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };

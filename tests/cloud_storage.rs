@@ -718,7 +718,8 @@ fn check_faults(backend: Backend) {
         assert_eq!(got.ok().body, get(&c, &local[2]).await.ok().body, "segment after a dropped response");
 
         // The source replaced after indexing: never its new bytes at the old offsets under the
-        // old ETag, a clear error until the asset's reload indexes the new version.
+        // old ETag, but a clear error, and the next request indexes the new version (long
+        // before the asset TTL runs out).
         let fresh = video_segments(&c, &server, "loc-fresh", "fresh", "m3u8-cmaf").await;
         emulator.put("fresh/video.mp4", fixture("dolby/video.mp4")).await;
         let (got, took) = timed(fresh[1].clone()).await;
@@ -729,6 +730,8 @@ fn check_faults(backend: Backend) {
             "fresh/video.mp4: the object changed since it was indexed",
             &endpoints,
         );
+        let manifest = get(&c, &fresh_manifest).await.ok();
+        assert!(manifest.text().contains("avc1"), "the replaced source is not indexed again:\n{}", manifest.text());
     });
 }
 

@@ -89,9 +89,11 @@ impl FailureMemory {
         let ttl = match error {
             Error::NotFound(_) => self.not_found_ttl,
             Error::Media { .. } | Error::Asset { .. } => self.failure_ttl,
-            Error::BadRequest(_) | Error::Forbidden(_) | Error::Storage { .. } | Error::StorageTimeout { .. } => {
-                return None
-            }
+            Error::BadRequest(_)
+            | Error::Forbidden(_)
+            | Error::Storage { .. }
+            | Error::StorageTimeout { .. }
+            | Error::SourceChanged { .. } => return None,
         };
         (!ttl.is_zero()).then_some(ttl)
     }

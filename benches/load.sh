@@ -78,31 +78,15 @@ rm -rf "$OUT"/server-*.log "$OUT"/wrk-*.log "$OUT"/done-* "$OUT"/metrics-*.txt
 LUA=$ROOT/benches/load/paths.lua
 CLK_TCK=$(getconf CLK_TCK)
 
-log() { printf '[load] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=load
+# shellcheck source=benches/common.sh
+. "$ROOT/benches/common.sh"
 
 # --- 1. tools ---------------------------------------------------------------------------------
-need_apt=()
-command -v wrk >/dev/null || need_apt+=(wrk)
-command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
-command -v curl >/dev/null || need_apt+=(curl)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  log "installing ${need_apt[*]}"
-  SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+need_tools wrk:wrk ffmpeg:ffmpeg curl:curl
 
 # --- 2. build ---------------------------------------------------------------------------------
-if [ -n "${BIN:-}" ]; then
-  log "BIN=$BIN"
-elif [ "${BUILD:-1}" = 1 ]; then
-  log "cargo build --release"
-  cargo build --release --quiet
-else
-  log "BUILD=0: using the existing target/release/jit-origin"
-fi
-BIN=${BIN:-$ROOT/target/release/jit-origin}
+build_release
 
 # --- 3. assets --------------------------------------------------------------------------------
 log "assets (made once; kept in target/)"
@@ -113,7 +97,6 @@ benches/load/make-720p-asset.sh target/long-asset-720p/long720.mp4 "$LONG720_MIN
 LOC_LONG=11111111-1111-4111-8111-000000000360
 LOC_720=11111111-1111-4111-8111-000000000720
 CONFIG=$OUT/origin.toml
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 cat >"$CONFIG" <<EOF
@@ -143,76 +126,12 @@ asset = "long-asset-720p"
 policy = "clear"
 EOF
 
-SERVER_PID=
-SERVER_N=0
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    # The access log has a line per request (hundreds of MB at 70k req/s): keep its end.
-    tail -n 2000 "$SERVER_LOG" >"$SERVER_LOG.tail" && mv "$SERVER_LOG.tail" "$SERVER_LOG"
-  fi
-  SERVER_PID=
-}
 WRK_PID=
 cleanup() {
   [ -n "$WRK_PID" ] && kill "$WRK_PID" 2>/dev/null || true
   stop_server
 }
 trap cleanup EXIT
-
-start_server() {
-  stop_server
-  SERVER_N=$((SERVER_N + 1))
-  SERVER_LOG=$OUT/server-$SERVER_N.log
-  "$BIN" serve --config "$CONFIG" >"$SERVER_LOG" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 200); do
-    curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null && { log "server $SERVER_N up (pid $SERVER_PID, $BASE)"; return; }
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; die "server exited"; }
-    sleep 0.05
-  done
-  cat "$SERVER_LOG" >&2
-  die "server did not answer /healthz in 10 s"
-}
-
-# utime+stime of the server in clock ticks (fields 14 and 15 of /proc/PID/stat, after "comm").
-cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{print $12 + $13}'; }
-status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SERVER_PID/status"; }
-
-# GET that must answer 200; prints the body.
-get() {
-  local code
-  code=$(curl -sS -o "$OUT/get.body" -w '%{http_code}' "$BASE$1") || die "GET $1 failed"
-  [ "$code" = 200 ] || { cat "$OUT/get.body" >&2; die "GET $1 answered $code"; }
-  cat "$OUT/get.body"
-}
-
-# Resolves a playlist's URI line against the playlist's path (relative or absolute).
-resolve() {
-  case $2 in
-    /*) echo "$2" ;;
-    http*) echo "/${2#*://*/}" ;;
-    *) echo "${1%/*}/$2" ;;
-  esac
-}
-
-# Media playlist path of the first video variant (a STREAM-INF with RESOLUTION=) of a multivariant.
-video_playlist() {
-  local mv=$1 body uri
-  body=$(get "$mv")
-  uri=$(printf '%s\n' "$body" | awk '/^#EXT-X-STREAM-INF/ && /RESOLUTION=/ {getline; print; exit}' | tr -d '\r')
-  [ -n "$uri" ] || die "no variant in $mv"
-  resolve "$mv" "$uri"
-}
-
-# Segment paths of a media playlist, one a line.
-segments_of() {
-  local pl=$1
-  get "$pl" | tr -d '\r' | grep -v '^#' | grep -v '^$' | while read -r uri; do resolve "$pl" "$uri"; done
-}
 
 # --- 5. scenarios -----------------------------------------------------------------------------
 RESULTS=$OUT/results.tsv

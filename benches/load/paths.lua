@@ -10,6 +10,9 @@
 --   reported duration and req/s are the walk's.) In this mode a response() hook counts
 --   non-200 answers and body bytes (which makes wrk keep bodies: a little more client CPU).
 --
+-- WRK_DELAY_MS=N (optional): each connection waits N ms before each request, which caps its
+--   rate (benches/soak.sh runs a steady mix instead of the fastest possible one).
+--
 -- done() prints one machine-readable line starting with "RESULT".
 
 local mode = os.getenv("WRK_MODE") or "cycle"
@@ -69,6 +72,11 @@ function request()
   local r = requests[pos]
   pos = pos % #requests + 1
   return r
+end
+
+local delay_ms = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if delay_ms then
+  function delay() return delay_ms end
 end
 
 local function finish()

@@ -1,0 +1,106 @@
+# Shell pieces shared by the benchmark scripts (benches/load.sh, benches/soak.sh): tools, the
+# release build, the server's life cycle and /proc readings, and walking playlists with curl.
+# Sourced, not run. The caller sets ROOT (the repository), OUT (an absolute results folder) and
+# LOG_TAG, then BIN, CONFIG and BASE before start_server.
+
+log() { printf '[%s] %s\n' "$LOG_TAG" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# need_tools COMMAND:DEBIAN_PACKAGE ... — installs the packages of the commands not on PATH.
+need_tools() {
+  local missing=() spec
+  for spec in "$@"; do command -v "${spec%%:*}" >/dev/null || missing+=("${spec#*:}"); done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  log "installing ${missing[*]}"
+  local sudo=
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Builds the release binary unless BIN names one or BUILD=0; sets BIN.
+build_release() {
+  if [ -n "${BIN:-}" ]; then
+    log "BIN=$BIN"
+  elif [ "${BUILD:-1}" = 1 ]; then
+    log "cargo build --release"
+    cargo build --release --locked --quiet
+  else
+    log "BUILD=0: using the existing target/release/jit-origin"
+  fi
+  BIN=${BIN:-$ROOT/target/release/jit-origin}
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The server: start_server (re)starts "$BIN serve --config $CONFIG", logging to
+# $OUT/server-N.log, and waits for /healthz. With SERVER_LOG_KEEP set (an awk condition on a
+# log line), only the lines it selects are written, so a long run's access log stays small.
+SERVER_PID=
+SERVER_N=0
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    # The access log has a line per request (hundreds of MB at 70k req/s): keep its end.
+    tail -n 2000 "$SERVER_LOG" >"$SERVER_LOG.tail" && mv "$SERVER_LOG.tail" "$SERVER_LOG"
+  fi
+  SERVER_PID=
+}
+
+start_server() {
+  stop_server
+  SERVER_N=$((SERVER_N + 1))
+  SERVER_LOG=$OUT/server-$SERVER_N.log
+  if [ -n "${SERVER_LOG_KEEP:-}" ]; then
+    "$BIN" serve --config "$CONFIG" > >(awk "$SERVER_LOG_KEEP { print; fflush() }" >"$SERVER_LOG") 2>&1 &
+  else
+    "$BIN" serve --config "$CONFIG" >"$SERVER_LOG" 2>&1 &
+  fi
+  SERVER_PID=$!
+  for _ in $(seq 200); do
+    curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null && { log "server $SERVER_N up (pid $SERVER_PID, $BASE)"; return; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { sleep 0.2; cat "$SERVER_LOG" >&2; die "server exited"; }
+    sleep 0.05
+  done
+  cat "$SERVER_LOG" >&2
+  die "server did not answer /healthz in 10 s"
+}
+
+# utime+stime of the server in clock ticks (fields 14 and 15 of /proc/PID/stat, after "comm").
+cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{print $12 + $13}'; }
+status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SERVER_PID/status"; }
+
+# GET that must answer 200; prints the body.
+get() {
+  local code
+  code=$(curl -sS -o "$OUT/get.body" -w '%{http_code}' "$BASE$1") || die "GET $1 failed"
+  [ "$code" = 200 ] || { cat "$OUT/get.body" >&2; die "GET $1 answered $code"; }
+  cat "$OUT/get.body"
+}
+
+# Resolves a playlist's URI line against the playlist's path (relative or absolute).
+resolve() {
+  case $2 in
+    /*) echo "$2" ;;
+    http*) echo "/${2#*://*/}" ;;
+    *) echo "${1%/*}/$2" ;;
+  esac
+}
+
+# Media playlist path of the first video variant (a STREAM-INF with RESOLUTION=) of a multivariant.
+video_playlist() {
+  local mv=$1 body uri
+  body=$(get "$mv")
+  uri=$(printf '%s\n' "$body" | awk '/^#EXT-X-STREAM-INF/ && /RESOLUTION=/ {getline; print; exit}' | tr -d '\r')
+  [ -n "$uri" ] || die "no variant in $mv"
+  resolve "$mv" "$uri"
+}
+
+# Segment paths of a media playlist, one a line.
+segments_of() {
+  local pl=$1
+  get "$pl" | tr -d '\r' | grep -v '^#' | grep -v '^$' | while read -r uri; do resolve "$pl" "$uri"; done
+}

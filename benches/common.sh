@@ -3,6 +3,9 @@
 # Sourced, not run. The caller sets ROOT (the repository), OUT (an absolute results folder) and
 # LOG_TAG, then BIN, CONFIG and BASE before start_server.
 
+# The Python helpers import each other: no __pycache__ in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
+
 log() { printf '[%s] %s\n' "$LOG_TAG" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -44,8 +47,11 @@ stop_server() {
     for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
-    # The access log has a line per request (hundreds of MB at 70k req/s): keep its end.
-    tail -n 2000 "$SERVER_LOG" >"$SERVER_LOG.tail" && mv "$SERVER_LOG.tail" "$SERVER_LOG"
+    # The access log has a line per request (hundreds of MB at 70k req/s): keep its end,
+    # unless SERVER_LOG_KEEP already kept only what matters.
+    if [ -z "${SERVER_LOG_KEEP:-}" ]; then
+      tail -n 2000 "$SERVER_LOG" >"$SERVER_LOG.tail" && mv "$SERVER_LOG.tail" "$SERVER_LOG"
+    fi
   fi
   SERVER_PID=
 }

@@ -38,13 +38,13 @@ from dockerfile_parse import DockerfileParser
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
-# README: memory ≈ the three cache capacities + ~60 MiB (segment builds take their memory
-# from segment_mib).
+# README (Memory budget): memory ≈ 2 × index_mib + manifest_mib + segment_mib + ~60 MiB
+# (segment builds take their memory from segment_mib) + ~50 KiB per open connection.
 RUNTIME_MIB = 60
-# Beyond that rule: segments evicted while still being sent and freed buffers the allocator
-# keeps for a second (load benchmark: 335-341 MiB RSS with a 256 MiB segment_mib, 256
-# connections). deployment.yaml's limit leaves more than this.
-LIMIT_HEADROOM_MIB = 128
+CONNECTION_KIB = 50
+# Beyond that rule: segments evicted while still being sent (load benchmark: 335-341 MiB RSS
+# with a 256 MiB segment_mib, 256 connections). deployment.yaml's limit leaves more than this.
+LIMIT_HEADROOM_MIB = 48
 STORAGE_SCHEMES = {"s3", "az", "gs", "file", "memory"}
 KINDS = {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 
@@ -617,11 +617,14 @@ def check_kubernetes(tmp, image):
     # Memory sizing from the config's caches.
     cache, limits = conf.get("cache", {}), conf.get("limits", {})
     # The defaults of src/config.rs for keys left out.
-    caps = [cache.get("index_mib", 256), cache.get("manifest_mib", 64), cache.get("segment_mib", 1024)]
+    index = cache.get("index_mib", 256)
+    caps = [index, index, cache.get("manifest_mib", 64), cache.get("segment_mib", 1024)]
     build = limits.get("build_memory_mib", 16)
     # Segment builds take their memory from segment_mib (src/config.rs refuses more).
-    R.check(f"build_memory_mib {build} < segment_mib {caps[2]}", build < caps[2])
+    R.check(f"build_memory_mib {build} < segment_mib {caps[3]}", build < caps[3])
     estimate = sum(caps) + RUNTIME_MIB
+    connections = limits.get("max_connections", 10000)
+    connections_mib = connections * CONNECTION_KIB // 1024
     res = c.get("resources", {})
     req_q, lim_q = res.get("requests", {}).get("memory"), res.get("limits", {}).get("memory")
     req, lim = mib(req_q), mib(lim_q)
@@ -632,8 +635,9 @@ def check_kubernetes(tmp, image):
     rule = f"caches {' + '.join(map(str, caps))} + {RUNTIME_MIB} = {estimate} MiB"
     R.check(f"memory request {req_q} ≥ {rule}", req is not None and req >= estimate)
     R.check(
-        f"memory limit {lim_q} ≥ {estimate} + {LIMIT_HEADROOM_MIB} MiB headroom",
-        lim is not None and lim >= estimate + LIMIT_HEADROOM_MIB,
+        f"memory limit {lim_q} ≥ {estimate} + {connections} connections × {CONNECTION_KIB} KiB"
+        f" ({connections_mib} MiB) + {LIMIT_HEADROOM_MIB} MiB headroom",
+        lim is not None and lim >= estimate + connections_mib + LIMIT_HEADROOM_MIB,
     )
 
     # Shutdown: preStop sleep + drain deadline < terminationGracePeriodSeconds.

@@ -281,9 +281,9 @@ fn weigh_built<K>(_: &K, v: &Arc<Built>) -> u32 {
     v.weight.min(u32::MAX as u64) as u32
 }
 
-/// A memory budget for segment builds in progress: a build holds its source bytes (one ranged
-/// read) until its segment is cached, so many clients asking for different uncached segments
-/// would otherwise hold an unbounded amount. Counting bytes rather than builds lets hundreds of
+/// A memory budget for segment builds in progress: a build holds its source bytes (the reads
+/// its plan lists, see `package::source`) until its segment is cached, so many clients asking
+/// for different uncached segments would otherwise hold an unbounded amount. Counting bytes rather than builds lets hundreds of
 /// small audio segments build at once while 4K video segments take turns.
 #[derive(Debug)]
 struct BuildBudget {
@@ -648,13 +648,6 @@ impl Origin {
                     .then(|| asset.default_audio())
                     .flatten()
                     .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)));
-                let source_bytes = std::iter::once((track, segment))
-                    .chain(muxed_audio_segment)
-                    .map(|(t, s)| {
-                        let range = package::cmaf::source_range(t.index(), s);
-                        range.end - range.start
-                    })
-                    .sum::<u64>();
                 let muxed_audio = muxed_audio_segment.map(|(a, s)| {
                     (a.file.clone(), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
                 });
@@ -676,6 +669,15 @@ impl Origin {
                     muxed_audio,
                 };
                 let build = async {
+                    // What the build reads (the planned runs, not the whole span); a layout no
+                    // bounded plan reads fails here (and is remembered), before anything is
+                    // reserved or read.
+                    let mut source_bytes = 0u64;
+                    for (t, s) in std::iter::once((track, segment)).chain(muxed_audio_segment) {
+                        let plan =
+                            package::source::plan_reads(t.index(), s).map_err(|e| package::spread_error(t, s, &e))?;
+                        source_bytes += plan.bytes();
+                    }
                     // The budget's semaphore is never closed, so this cannot fail.
                     let _reserved = self
                         .build_memory

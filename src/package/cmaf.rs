@@ -30,6 +30,7 @@ use crate::index::{TrackIndex, TrackKind};
 use crate::mp4::reader::ParseError;
 use crate::mp4::writer::BoxWriter;
 use crate::mp4::FourCC;
+use crate::package::source::SourceSpan;
 use crate::timeline::Segment;
 use crate::url::Format;
 
@@ -51,14 +52,6 @@ impl From<Format> for Flavor {
             Format::M3u8Cmaf | Format::MpdTimeCmaf | Format::M3u8Aapl | Format::M3u8AaplV3 => Flavor::Cmaf,
         }
     }
-}
-
-/// The samples of one segment as fetched from storage: `data` holds the file bytes starting at
-/// absolute offset `file_offset` and covers every sample of the segment.
-#[derive(Debug, Clone)]
-pub struct SourceSpan {
-    pub data: Bytes,
-    pub file_offset: u64,
 }
 
 /// A built media segment: header bytes followed by zero-copy slices of the source bytes.
@@ -382,23 +375,6 @@ fn sample_entry_type(track: &TrackIndex) -> FourCC {
     }
 }
 
-/// The byte span of the source file a segment needs (one ranged read): from the lowest sample
-/// offset to the end of the furthest sample. Empty when the segment has no samples (or lies
-/// outside the index).
-pub fn source_range(track: &TrackIndex, segment: &Segment) -> Range<u64> {
-    let s = &track.samples;
-    let range = sample_range(segment);
-    let (Some(offsets), Some(sizes)) = (s.offsets.get(range.clone()), s.sizes.get(range)) else {
-        return 0..0;
-    };
-    let start = offsets.iter().copied().min();
-    let end = offsets.iter().zip(sizes).map(|(&o, &n)| o.saturating_add(n as u64)).max();
-    match (start, end) {
-        (Some(start), Some(end)) => start..end,
-        _ => 0..0,
-    }
-}
-
 /// The segment's sample indexes, computed without the u32 overflow `Segment::samples` could hit.
 fn sample_range(segment: &Segment) -> Range<usize> {
     let start = segment.first_sample as usize;
@@ -410,7 +386,7 @@ fn seg_err<T>(msg: String) -> Result<T, ParseError> {
 }
 
 /// Builds one media segment: [`Flavor::Cmaf`] `styp`, then `moof` (`mfhd`, `traf`: `tfhd`,
-/// `tfdt`, `trun`) and `mdat` whose payload is slices of `span.data`.
+/// `tfdt`, `trun`) and `mdat` whose payload is slices of the fetched `span`.
 ///
 /// With `encryption`, the samples are encrypted into one new buffer (the only copy of the
 /// payload) and the `traf` also gets `senc`, `saiz` and `saio` (ISO/IEC 23001-7 §7,
@@ -470,30 +446,19 @@ pub fn media_segment(
     let has_cts = cts.iter().any(|&c| c != 0);
     let negative_cts = cts.iter().any(|&c| c < 0);
 
-    // Where each sample lies in the fetched span.
-    let span_len = span.data.len() as u64;
-    let mut positions: Vec<Range<usize>> = Vec::with_capacity(n);
+    // Where each sample lies in the fetched bytes: (buffer, range in it).
+    let mut positions: Vec<(usize, Range<usize>)> = Vec::with_capacity(n);
     for (k, i) in range.clone().enumerate() {
-        let offset = s.offsets[i];
-        let size = sizes[k] as u64;
-        let start = offset.checked_sub(span.file_offset);
-        let end = start.and_then(|a| a.checked_add(size));
-        let (Some(start), Some(end)) = (start, end) else {
-            return seg_err(format!("sample {i} at {offset} lies before the fetched span at {}", span.file_offset));
+        let (offset, size) = (s.offsets[i], sizes[k] as u64);
+        let Some(position) = span.locate(offset, size) else {
+            return seg_err(format!("sample {i} ({offset}+{size}) lies outside the fetched bytes {}", span.describe()));
         };
-        if end > span_len {
-            return seg_err(format!(
-                "sample {i} ({offset}+{size}) lies beyond the fetched span {}..{}",
-                span.file_offset,
-                span.file_offset.saturating_add(span_len)
-            ));
-        }
-        positions.push(start as usize..end as usize);
+        positions.push(position);
     }
 
     // Encryption: every sample into one new buffer, with its senc entry.
     let encrypted = match encryption {
-        Some(enc) => Some(encrypt_samples(track, enc, range.clone(), &positions, &span.data)?),
+        Some(enc) => Some(encrypt_samples(track, enc, range.clone(), &positions, span)?),
         None => None,
     };
 
@@ -620,20 +585,21 @@ pub fn media_segment(
         parts.retain(|p| !p.is_empty());
         return Ok(MediaSegment { parts });
     }
-    // Clear payload: slices of the span, adjacent samples merged into one slice (zero-copy).
-    let mut run: Option<Range<usize>> = None;
-    for pos in positions {
+    // Clear payload: slices of the fetched bytes, adjacent samples merged into one slice
+    // (zero-copy).
+    let mut run: Option<(usize, Range<usize>)> = None;
+    for (buffer, pos) in positions {
         run = match run {
-            Some(r) if r.end == pos.start => Some(r.start..pos.end),
-            Some(r) => {
-                parts.push(span.data.slice(r));
-                Some(pos)
+            Some((b, r)) if b == buffer && r.end == pos.start => Some((b, r.start..pos.end)),
+            Some((b, r)) => {
+                parts.push(span.slice(b, r));
+                Some((buffer, pos))
             }
-            None => Some(pos),
+            None => Some((buffer, pos)),
         };
     }
-    if let Some(r) = run {
-        parts.push(span.data.slice(r));
+    if let Some((b, r)) = run {
+        parts.push(span.slice(b, r));
     }
     parts.retain(|p| !p.is_empty());
     Ok(MediaSegment { parts })
@@ -651,15 +617,15 @@ fn encrypt_samples(
     track: &TrackIndex,
     enc: &TrackEncryption,
     range: Range<usize>,
-    positions: &[Range<usize>],
-    data: &Bytes,
+    positions: &[(usize, Range<usize>)],
+    span: &SourceSpan,
 ) -> Result<EncryptedSamples, ParseError> {
     let mut encryptor = cenc::SampleEncryptor::new(enc, &track.info)?;
-    let total: usize = positions.iter().map(|p| p.len()).sum();
+    let total: usize = positions.iter().map(|(_, p)| p.len()).sum();
     let mut payload = Vec::with_capacity(total);
     let mut aux = Vec::with_capacity(positions.len());
-    for (i, pos) in range.zip(positions) {
-        let sample = data.get(pos.clone()).unwrap_or_default();
+    for (i, (buffer, pos)) in range.zip(positions) {
+        let sample = &span.slice(*buffer, pos.clone())[..];
         let entry = encryptor
             .encrypt_sample(i as u64, sample, &mut payload)
             .map_err(|e| ParseError(format!("sample {i}: {}", e.0)))?;
@@ -724,6 +690,7 @@ mod tests {
     use super::*;
     use crate::index::{CodecFamily, CodecInfo, EditOffset, SampleTable, TrackInfo};
     use crate::mp4::reader::{boxes, find, find_path};
+    use crate::package::source::source_range;
     use mp4_atom::{Codec, Decode, Ftyp, Mdat, Moof, Moov, Styp};
 
     /// A real `avc1` sample entry (x264, 320x180, High@1.2) from an ffmpeg-made file.
@@ -797,7 +764,7 @@ mod tests {
 
     /// File bytes where byte at absolute offset `o` is `o % 251`.
     fn file_span(start: u64, end: u64) -> SourceSpan {
-        SourceSpan { data: (start..end).map(|o| (o % 251) as u8).collect::<Vec<u8>>().into(), file_offset: start }
+        SourceSpan::new(start, (start..end).map(|o| (o % 251) as u8).collect::<Vec<u8>>().into())
     }
 
     fn seg(first: u32, count: u32) -> Segment {
@@ -914,7 +881,7 @@ mod tests {
         let span = file_span(range.start, range.end);
         let built = media_segment(&track, &segment, 7, &span, Flavor::Cmaf, None).unwrap();
         assert_eq!(built.parts.len(), 2, "header + one slice for contiguous samples");
-        assert_eq!(built.parts[1].as_ptr(), span.data.as_ptr(), "payload is a slice, not a copy");
+        assert_eq!(built.parts[1].as_ptr(), span.data().as_ptr(), "payload is a slice, not a copy");
         let out = built.to_bytes();
         assert_eq!(out.len() as u64, built.len());
 
@@ -943,8 +910,8 @@ mod tests {
         let styp_len = 8 + 16;
         let data_offset = trun.data_offset.unwrap() as usize;
         assert_eq!(data_offset, moof_len + 8);
-        assert_eq!(&out[styp_len + data_offset..], &span.data[..]);
-        assert_eq!(mdat.data, span.data.to_vec());
+        assert_eq!(&out[styp_len + data_offset..], &span.data()[..]);
+        assert_eq!(mdat.data, span.data().to_vec());
 
         // The second GOP: tfdt is its first dts, read from a span that starts elsewhere.
         let segment = seg(12, 12);
@@ -954,7 +921,7 @@ mod tests {
         let (styp, moof, _, mdat) = parse_segment(&out, Flavor::Csf);
         assert!(styp.is_none());
         assert_eq!(moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time, 12 * 512);
-        assert_eq!(mdat.data, span.data[10..span.data.len() - 10].to_vec());
+        assert_eq!(mdat.data, span.data()[10..span.data().len() - 10].to_vec());
     }
 
     #[test]
@@ -1008,7 +975,7 @@ mod tests {
         let trun = &traf.trun[0];
         assert!(matches!(trun.samples, mp4_atom::TrunSamples::Inherited { count: 10, first_flags: None }));
         assert_eq!(trun.data_offset, Some(moof_len as i32 + 8));
-        assert_eq!(mdat.data, span.data.to_vec());
+        assert_eq!(mdat.data, span.data().to_vec());
         // The trun is as small as it gets: header, count, data_offset.
         let moof_payload = boxes(&out[24..]).next().unwrap().unwrap().payload;
         let traf = find_path(moof_payload, &[b"traf"]).unwrap().unwrap();
@@ -1169,7 +1136,32 @@ mod tests {
             track.samples.sizes[i] = sample.len() as u32;
             data.extend(sample);
         }
-        (track, SourceSpan { data: data.into(), file_offset: 0 })
+        (track, SourceSpan::new(0, data.into()))
+    }
+
+    #[test]
+    fn samples_read_as_runs_build_the_same_segment() {
+        let (track, span) = nal_track(6);
+        let data = span.data().clone();
+        let at = |i: usize| (track.samples.offsets[i] - span.file_offset()) as usize;
+        // Samples 0–1 and 3–5 read as two runs; sample 2's bytes were not read.
+        let runs = |with_2: bool| {
+            let first = if with_2 { data.slice(..at(3)) } else { data.slice(..at(2)) };
+            SourceSpan::from_runs(vec![(at(3) as u64, data.slice(at(3)..)), (0, first)])
+        };
+        let enc = TrackEncryption { scheme: Scheme::Cenc, key: &KEY, pssh: &[], iv_seed: 5 };
+        for encryption in [None, Some(&enc)] {
+            let want = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, encryption).unwrap();
+            let got = media_segment(&track, &seg(0, 6), 1, &runs(true), Flavor::Cmaf, encryption).unwrap();
+            assert_eq!(got.to_bytes(), want.to_bytes());
+            if encryption.is_none() {
+                assert_eq!(got.parts.len(), 3, "header + one slice per run");
+                assert_eq!(got.parts[2].as_ptr(), data[at(3)..].as_ptr(), "slices, not copies");
+            }
+            let e = media_segment(&track, &seg(0, 6), 1, &runs(false), Flavor::Cmaf, encryption).unwrap_err();
+            assert!(e.0.starts_with("sample 2 ("), "{e:?}");
+        }
+        assert_eq!(media_segment(&track, &seg(3, 3), 1, &runs(false), Flavor::Cmaf, None).unwrap().parts.len(), 2);
     }
 
     /// (moof start, moof payload, mdat payload) of a built segment (CMAF: after the styp).
@@ -1189,8 +1181,8 @@ mod tests {
             assert_eq!(built.parts.len(), 2, "header + one encrypted payload");
             let out = built.to_bytes();
             let (moof_start, moof, mdat) = split(&out);
-            assert_eq!(mdat.len(), span.data.len(), "encryption keeps sizes");
-            assert_ne!(mdat, &span.data[..]);
+            assert_eq!(mdat.len(), span.data().len(), "encryption keeps sizes");
+            assert_ne!(mdat, &span.data()[..]);
             let traf = find(moof, b"traf").unwrap().unwrap();
             let kinds: Vec<_> = children(traf).iter().map(|(k, _)| *k).collect();
             assert_eq!(kinds, vec![*b"tfhd", *b"tfdt", *b"trun", *b"senc", *b"saiz", *b"saio"]);
@@ -1245,7 +1237,7 @@ mod tests {
                         );
                     }
                 }
-                assert_eq!(&sample[..], &span.data[pos..pos + size], "sample {i}");
+                assert_eq!(&sample[..], &span.data()[pos..pos + size], "sample {i}");
                 pos += size;
             }
             assert_eq!(at, senc.len());
@@ -1286,7 +1278,7 @@ mod tests {
         let traf = find(moof, b"traf").unwrap().unwrap();
         assert!(find(traf, b"senc").unwrap().is_none());
         assert!(find(traf, b"saio").unwrap().is_none());
-        assert_eq!(&mdat[32..40], &span.data[32..40], "trailing partial block clear");
+        assert_eq!(&mdat[32..40], &span.data()[32..40], "trailing partial block clear");
         // cenc audio: 8-byte IVs, no subsamples, saiz default 8.
         let enc = TrackEncryption { scheme: Scheme::Cenc, ..enc };
         let out = media_segment(&track, &seg(0, 4), 1, &span, Flavor::Cmaf, Some(&enc)).unwrap().to_bytes();
@@ -1345,10 +1337,10 @@ mod tests {
         for (k, segment) in t.timeline.segments.iter().enumerate() {
             let range = source_range(t.index(), segment);
             let data = storage.read_range(&t.file, range.clone()).await.unwrap();
-            let span = SourceSpan { data, file_offset: range.start };
+            let span = SourceSpan::new(range.start, data);
             let built = media_segment(t.index(), segment, k as u32 + 1, &span, Flavor::Cmaf, Some(&enc)).unwrap();
             let bytes = built.to_bytes();
-            assert!(!bytes.windows(span.data.len()).any(|w| w == &span.data[..]), "payload is encrypted");
+            assert!(!bytes.windows(span.data().len()).any(|w| w == &span.data()[..]), "payload is encrypted");
             segments.push(bytes);
         }
         if let Some(keep) = std::env::var_os("CENC_KEEP") {

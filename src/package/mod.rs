@@ -5,6 +5,7 @@
 pub mod cmaf;
 pub mod dash;
 pub mod hls;
+pub mod source;
 pub mod ts;
 
 use bytes::Bytes;
@@ -125,18 +126,38 @@ fn track_encryption<'a>(
     cenc::TrackEncryption { scheme, key: p.key, pssh, iv_seed: cenc::iv_seed(&track.file, track.bitrate, &track.name) }
 }
 
-/// The bytes of the source file that `segment` of `track` needs: one ranged read.
+/// The bytes of the source file that `segment` of `track` needs: the reads its plan lists (one
+/// for most segments), a few at a time. A layout no bounded plan reads is corrupt media.
 async fn read_span(
     storage: &Storage,
     track: &AssetTrack,
     segment: &crate::timeline::Segment,
-) -> Result<cmaf::SourceSpan> {
-    let range = cmaf::source_range(track.index(), segment);
-    let data = storage.read_indexed_range(&track.file, &track.file_index.version, range.clone()).await?;
-    if (data.len() as u64) < range.end - range.start {
-        return Err(Error::media(&track.file, format!("file ends before byte {} (truncated?)", range.end)));
-    }
-    Ok(cmaf::SourceSpan { data, file_offset: range.start })
+) -> Result<source::SourceSpan> {
+    use futures::{StreamExt, TryStreamExt};
+    let plan = source::plan_reads(track.index(), segment).map_err(|s| spread_error(track, segment, &s))?;
+    let runs: Vec<(u64, Bytes)> = futures::stream::iter(plan.runs)
+        .map(|range| async move {
+            let data = storage.read_indexed_range(&track.file, &track.file_index.version, range.clone()).await?;
+            if (data.len() as u64) < range.end - range.start {
+                return Err(Error::media(&track.file, format!("file ends before byte {} (truncated?)", range.end)));
+            }
+            Ok((range.start, data))
+        })
+        .buffered(source::CONCURRENT_READS)
+        .try_collect()
+        .await?;
+    Ok(source::SourceSpan::from_runs(runs))
+}
+
+/// The error of a segment whose samples are spread too thinly over its file.
+pub fn spread_error(track: &AssetTrack, segment: &crate::timeline::Segment, s: &source::Spread) -> Error {
+    Error::media(
+        &track.file,
+        format!(
+            "samples of segment {} of track '{}' are spread over {} bytes for {} bytes of media (reading them would take {} bytes)",
+            segment.time, track.name, s.span, s.samples, s.read
+        ),
+    )
 }
 
 /// Builds the bytes of `resource`. `extension` says whether child URLs in manifests carry

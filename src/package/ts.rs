@@ -61,7 +61,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::index::{CodecFamily, TrackIndex, TrackKind};
 use crate::mp4::fourcc_str;
 use crate::mp4::reader::{boxes, find, ParseError};
-use crate::package::cmaf::SourceSpan;
+use crate::package::source::SourceSpan;
 use crate::timeline::Segment;
 
 /// One elementary stream to mux into a TS segment: its index, the segment's samples, and the
@@ -653,22 +653,15 @@ struct Unit {
     pts: i128,
 }
 
-/// The bytes of sample `i` inside the fetched span.
+/// The bytes of sample `i` among the fetched bytes.
 fn sample_bytes<'a>(track: &TrackIndex, span: &'a SourceSpan, i: usize) -> Result<&'a [u8], ParseError> {
     let s = &track.samples;
     let (Some(&offset), Some(&size)) = (s.offsets.get(i), s.sizes.get(i)) else {
         return fail(format!("sample {i} is outside the track"));
     };
-    let start = offset.checked_sub(span.file_offset);
-    let end = start.and_then(|a| a.checked_add(u64::from(size)));
-    match (start, end) {
-        (Some(a), Some(b)) if b <= span.data.len() as u64 => Ok(&span.data[a as usize..b as usize]),
-        _ => fail(format!(
-            "sample {i} ({offset}+{size}) lies outside the fetched span {}..{}",
-            span.file_offset,
-            span.file_offset.saturating_add(span.data.len() as u64)
-        )),
-    }
+    span.sample(offset, u64::from(size)).ok_or_else(|| {
+        ParseError(format!("sample {i} ({offset}+{size}) lies outside the fetched bytes {}", span.describe()))
+    })
 }
 
 fn language_code(lang: &str) -> Option<[u8; 3]> {
@@ -1147,7 +1140,7 @@ mod tests {
                 fragment_starts: vec![],
             },
         };
-        (t, SourceSpan { data: Bytes::from(data), file_offset: base })
+        (t, SourceSpan::new(base, Bytes::from(data)))
     }
 
     fn seg(first: u32, count: u32) -> Segment {
@@ -1495,7 +1488,7 @@ mod tests {
         // Samples past the track or the span.
         assert!(ts_segment(&[TsInput { track: &t, segment: &seg(1, 2), span: &span }], 0).is_err());
         assert!(ts_segment(&[TsInput { track: &t, segment: &seg(u32::MAX, 2), span: &span }], 0).is_err());
-        let short = SourceSpan { data: span.data.slice(..span.data.len() - 1), file_offset: span.file_offset };
+        let short = SourceSpan::new(span.file_offset(), span.data().slice(..span.data().len() - 1));
         assert!(ts_segment(&[TsInput { track: &t, segment: &seg(0, 2), span: &short }], 0).is_err());
 
         // A NAL length running past the sample.
@@ -1568,7 +1561,7 @@ mod tests {
         let (mut t10, _) = aac_track(1, None);
         let data = vec![0u8; 9000];
         t10.samples.sizes = vec![9000];
-        let span10 = SourceSpan { data: Bytes::from(data), file_offset: 1000 };
+        let span10 = SourceSpan::new(1000, Bytes::from(data));
         assert!(ts_segment(&[TsInput { track: &t10, segment: &seg(0, 1), span: &span10 }], 0).is_err());
     }
 
@@ -1618,7 +1611,7 @@ mod tests {
     // ---- ffmpeg round trips over the fixtures ----
 
     use crate::asset::{self, AssetSource};
-    use crate::package::cmaf::source_range;
+    use crate::package::source::source_range;
     use crate::storage::Storage;
     use crate::timeline::SegmentPolicy;
     use std::path::{Path, PathBuf};
@@ -1699,7 +1692,7 @@ mod tests {
             for t in &tracks {
                 let range = source_range(t.index(), &t.timeline.segments[k]);
                 let data = storage.read_range(&t.file, range.clone()).await.unwrap();
-                spans.push(SourceSpan { data, file_offset: range.start });
+                spans.push(SourceSpan::new(range.start, data));
             }
             let inputs: Vec<TsInput> = tracks
                 .iter()

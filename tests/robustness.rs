@@ -7,6 +7,8 @@
 //! * Hostile sizes, offsets and counts (a 4 GB sample, offsets past the end or before the
 //!   start, counts no box can hold) in local files: `Media` errors naming the file, never a
 //!   `Storage` error, and no single allocation above 32 MiB (a counting global allocator).
+//! * Samples spread far apart over a 2 GB sparse file: a segment is read as runs of its samples
+//!   (identical output), or refused as corrupt when a bounded number of reads cannot hold it.
 //! * The URL grammar under proptest: never panics, errors are `BadRequest`.
 //! * An `.ism` whose `src` escapes its folder does not load.
 //!
@@ -690,6 +692,108 @@ async fn hostile_errors(storage: &Storage, path: &str) -> Vec<Error> {
         }
     }
     errors
+}
+
+/// Writes `ladder/video_150k.mp4` as a sparse `len`-byte local file whose 192 samples are each
+/// their own chunk, evenly spread over the file (in order, none overlapping), and returns the
+/// original file's bytes.
+fn write_spread_fixture(file: &Path, len: u64) -> Vec<u8> {
+    use std::io::{Seek, SeekFrom, Write};
+    let original = fixture("ladder/video_150k.mp4");
+    let moov = box_range(&original, b"moov");
+    let stsc = find_box(&original, moov.start, b"stsc");
+    let stsz = find_box(&original, moov.start, b"stsz");
+    let stco = find_box(&original, moov.start, b"stco");
+    let read_u32 = |at: usize| u32::from_be_bytes(original[at..at + 4].try_into().unwrap());
+    let count = read_u32(stsz + 16) as usize;
+    assert_eq!((read_u32(stsc + 12), read_u32(stco + 12), read_u32(stsz + 12)), (1, 1, 0), "one chunk, sizes listed");
+    let sizes: Vec<usize> = (0..count).map(|i| read_u32(stsz + 20 + 4 * i) as usize).collect();
+    let mut original_offset = read_u32(stco + 16) as usize;
+
+    // One sample per chunk, each chunk at base + i * stride.
+    let mut moov_box = original[moov.clone()].to_vec();
+    let (stsc, stco) = (stsc - moov.start, stco - moov.start);
+    put_u32(&mut moov_box, stsc + 16, 1); // first_chunk
+    put_u32(&mut moov_box, stsc + 20, 1); // samples_per_chunk
+    let base = (original.len() as u64).next_multiple_of(4096);
+    let stride = (len - base) / count as u64;
+    let mut entries = Vec::with_capacity(4 * count);
+    (0..count).for_each(|i| entries.extend_from_slice(&((base + i as u64 * stride) as u32).to_be_bytes()));
+    moov_box.splice(stco + 12..stco + 20, [(count as u32).to_be_bytes().to_vec(), entries].concat());
+    let grown = 4 * (count as u32 - 1);
+    put_u32(&mut moov_box, stco, 20 + grown);
+    for parent in [b"moov", b"trak", b"mdia", b"minf", b"stbl"] {
+        let p = moov_box[..stco].windows(4).rposition(|w| w == parent).expect("parent box") - 4;
+        let size = u32::from_be_bytes(moov_box[p..p + 4].try_into().unwrap());
+        put_u32(&mut moov_box, p, size + grown);
+    }
+
+    let mut head = original[..moov.start].to_vec();
+    head.extend_from_slice(&moov_box);
+    let mdat_at = head.len() as u64;
+    head.extend_from_slice(&1u32.to_be_bytes());
+    head.extend_from_slice(b"mdat");
+    head.extend_from_slice(&(len - mdat_at).to_be_bytes());
+    assert!(head.len() as u64 <= base);
+    let mut out = std::fs::File::create(file).unwrap();
+    out.set_len(len).unwrap();
+    out.write_all(&head).unwrap();
+    for (i, size) in sizes.iter().enumerate() {
+        out.seek(SeekFrom::Start(base + i as u64 * stride)).unwrap();
+        out.write_all(&original[original_offset..original_offset + size]).unwrap();
+        original_offset += size;
+    }
+    original
+}
+
+/// A file whose samples lie far apart (inside it, not overlapping): each segment is read as
+/// runs of its samples, never as the gigabytes between them, and comes out identical to the
+/// compact file's; segments with more far-apart samples than a bounded number of reads holds
+/// are a 500 naming the file. No single allocation exceeds [`HOSTILE_ALLOCATION_BOUND`].
+#[test]
+fn samples_spread_over_a_large_file_are_read_as_runs_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = write_spread_fixture(&dir.path().join("spread.mp4"), 2 << 30);
+    std::fs::write(dir.path().join("compact.mp4"), &original).unwrap();
+    let storage = Storage::local("spread", dir.path()).unwrap();
+    let rt = runtime();
+    let load_with = |path: &str, target_secs: Option<f64>| {
+        let source = AssetSource::File(path.to_string());
+        rt.block_on(load(&storage, &source, SegmentPolicy { target_secs })).unwrap()
+    };
+
+    // 2 s segments (48 samples, each its own read): byte for byte the compact file's segments.
+    let (spread, compact) = (load_with("spread.mp4", None), load_with("compact.mp4", None));
+    let segments = |asset| {
+        package_resources(asset, Format::M3u8Cmaf).into_iter().filter(|r| matches!(r, url::Resource::Segment { .. }))
+    };
+    let mut served = 0;
+    for (a, b) in segments(&spread).zip(segments(&compact)) {
+        LargestAllocation::reset();
+        let got = rt.block_on(render(&storage, &spread, &a, true, None)).unwrap();
+        let largest = LargestAllocation::get();
+        assert!(largest <= HOSTILE_ALLOCATION_BOUND, "{a:?}: allocated {largest} bytes at once");
+        let want = rt.block_on(render(&storage, &compact, &b, true, None)).unwrap();
+        assert_eq!(got.to_bytes(), want.to_bytes(), "{a:?}");
+        served += 1;
+    }
+    assert_eq!(served, 4);
+
+    // 4 s segments: 96 samples ~11 MB apart. 64 reads would read gigabytes: refused.
+    let spread = load_with("spread.mp4", Some(4.0));
+    let mut refused = 0;
+    for resource in segments(&spread) {
+        LargestAllocation::reset();
+        let e = rt.block_on(render(&storage, &spread, &resource, true, None)).unwrap_err();
+        let largest = LargestAllocation::get();
+        assert!(largest <= HOSTILE_ALLOCATION_BOUND, "{resource:?}: allocated {largest} bytes at once");
+        assert!(
+            matches!(&e, Error::Media { file, reason } if file == "spread.mp4" && reason.contains("spread over")),
+            "{e:?}"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Packaging: the one entry point from "asset + resource" to response bytes. Manifests come
-//! from [`hls`] and [`dash`], segments from [`cmaf`]; segment payloads are fetched with one
-//! ranged read per segment and passed through without copying.
+//! from [`hls`] and [`dash`], segments from [`cmaf`]; segment payloads are fetched with the
+//! ranged reads [`source`] plans (one per segment unless its samples are spread out) and passed
+//! through without copying.
 
 pub mod cmaf;
 pub mod dash;

@@ -104,7 +104,8 @@ impl<'a> Iterator for BoxIter<'a> {
             }
         };
         let size = header.size.unwrap_or(rest.len() as u64);
-        if size > rest.len() as u64 {
+        // A box running to the end (size 0) may still be shorter than its own header (`uuid`).
+        if size > rest.len() as u64 || size < header.header_len {
             self.pos = self.buf.len();
             return Some(err(format!(
                 "box '{}' of {size} bytes is truncated to {}",
@@ -254,6 +255,17 @@ mod tests {
         let mut buf = 4u32.to_be_bytes().to_vec();
         buf.extend_from_slice(b"moov");
         assert!(BoxHeader::parse(&buf).is_err());
+    }
+
+    #[test]
+    fn box_to_the_end_shorter_than_its_header_is_an_error() {
+        // size 0 ("to the end") `uuid`: a 24-byte header, but only 20 bytes left.
+        let mut buf = 0u32.to_be_bytes().to_vec();
+        buf.extend_from_slice(b"uuid");
+        buf.extend_from_slice(&[7; 12]);
+        let all: Vec<_> = boxes(&buf).collect();
+        assert_eq!(all.len(), 1);
+        assert!(all[0].is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 # The project's test command (README): installs what the tests need when missing (ffmpeg;
 # Chromium, Node.js and the e2e npm packages; the storage emulators: moto's S3 server, Azurite,
 # fake-gcs-server), runs every cargo test, the end-to-end player matrix (tests/e2e) and the
-# deployment checks (tests/deploy).
+# deployment checks (tests/deploy) and a short run of every fuzz target (fuzz/run.sh).
 # Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
 set -euo pipefail
 
@@ -89,15 +89,26 @@ tests/deploy/check.sh </dev/null 2>&1 | tee "$DEPLOY_LOG" || deploy_status=$?
 deploy_elapsed=$(( $(date +%s) - deploy_start ))
 # ---- end of deployment checks
 
-log "summary (cargo test ${elapsed}s, e2e ${e2e_elapsed}s, deployment checks ${deploy_elapsed}s)"
+# ---- fuzzing: a short run of every fuzz target (fuzz/run.sh; the README's "Fuzzing")
+log "fuzzing, 15 s per target (fuzz/run.sh 15s)"
+FUZZ_LOG=target/fuzz-output.log
+fuzz_start=$(date +%s)
+fuzz_status=0
+fuzz/run.sh 15s </dev/null 2>&1 | tee "$FUZZ_LOG" || fuzz_status=$?
+fuzz_elapsed=$(( $(date +%s) - fuzz_start ))
+# ---- end of fuzzing
+
+log "summary (cargo test ${elapsed}s, e2e ${e2e_elapsed}s, deployment checks ${deploy_elapsed}s, fuzzing ${fuzz_elapsed}s)"
 grep -E '^(test result:|     Running|failures:$|    [a-z_:0-9]+$)' "$LOG" >&2 || true
 grep -E '^(e2e: |FAILED )' "$E2E_LOG" >&2 || true
 grep -E '^(FAIL |deploy: )' "$DEPLOY_LOG" >&2 || true
-if [ "$status" -eq 0 ] && [ "$e2e_status" -eq 0 ] && [ "$deploy_status" -eq 0 ]; then
+grep -E '^(\| |fuzz: |FINDING )' "$FUZZ_LOG" >&2 || true
+if [ "$status" -eq 0 ] && [ "$e2e_status" -eq 0 ] && [ "$deploy_status" -eq 0 ] && [ "$fuzz_status" -eq 0 ]; then
   echo "ALL TESTS PASSED" >&2
   exit 0
 fi
 [ "$status" -eq 0 ] || echo "TESTS FAILED (cargo exit status $status); see $LOG" >&2
 [ "$e2e_status" -eq 0 ] || echo "E2E TESTS FAILED (exit status $e2e_status); see $E2E_LOG" >&2
 [ "$deploy_status" -eq 0 ] || echo "DEPLOYMENT CHECKS FAILED (exit status $deploy_status); see $DEPLOY_LOG" >&2
+[ "$fuzz_status" -eq 0 ] || echo "FUZZING FAILED (exit status $fuzz_status); see $FUZZ_LOG" >&2
 exit 1

@@ -1,0 +1,45 @@
+#![no_main]
+//! Fragment metadata (`index::fragmented`): the input is read as a `moof` payload appended to
+//! the tracks of a real fragmented file, and as `sidx` and `mfra` payloads. Never panics.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use jit_origin::index::fragmented::{append_moof, parse_mfra, parse_sidx};
+use jit_origin::index::progressive::{parse_moov, MoovTrack};
+use jit_origin::mp4::reader::find;
+use libfuzzer_sys::fuzz_target;
+
+/// The tracks of the fragmented ladder's video and audio, as `moov` declares them.
+fn tracks() -> &'static [MoovTrack] {
+    static TRACKS: OnceLock<Vec<MoovTrack>> = OnceLock::new();
+    TRACKS.get_or_init(|| {
+        let files: [&[u8]; 2] = [
+            include_bytes!("../../fixtures/ladder-frag/video_150k.mp4"),
+            include_bytes!("../../fixtures/ladder-frag/audio_eng.mp4"),
+        ];
+        let mut tracks = Vec::new();
+        for file in files {
+            let moov = find(file, b"moov").expect("fixture boxes").expect("fixture moov");
+            let mut parsed = parse_moov(&Bytes::copy_from_slice(moov)).expect("fixture moov parses").tracks;
+            // Distinct track ids, so a fuzzed moof can address either.
+            for t in &mut parsed {
+                t.info.track_id += tracks.len() as u32;
+            }
+            tracks.extend(parsed);
+        }
+        tracks
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    jit_origin_fuzz::bound_table_allocations(data.len());
+    let mut tracks = tracks().to_vec();
+    if append_moof(data, 4096, &mut tracks).is_ok() {
+        for t in &tracks {
+            let _ = t.samples.validate();
+        }
+    }
+    let _ = parse_sidx(data, data.len() as u64);
+    let _ = parse_mfra(data);
+});

@@ -1,0 +1,70 @@
+#![no_main]
+//! Segment building from a fuzzed index: the input is indexed from an in-memory storage
+//! account and loaded as a single-file asset, then every manifest, init segment and media
+//! segment of every track is built in CMAF (clear, cenc, cbcs, AES-128), DASH and MPEG-TS
+//! (clear, AES-128; v3 muxing audio into video). Errors are fine; panics and oversized
+//! allocations are findings.
+
+use jit_origin::asset::{load, AssetSource};
+use jit_origin::crypto::ContentKey;
+use jit_origin::drm::DrmSystems;
+use jit_origin::package::{package_resources, render, Protection};
+use jit_origin::timeline::SegmentPolicy;
+use jit_origin::url::{Encryption, Format, Resource};
+use jit_origin_fuzz::MemoryStorage;
+use libfuzzer_sys::fuzz_target;
+
+const PATH: &str = "fuzz/input.mp4";
+
+/// Every format with each encryption it supports.
+const VARIANTS: [(Format, Option<Encryption>); 8] = [
+    (Format::M3u8Cmaf, None),
+    (Format::M3u8Cmaf, Some(Encryption::Cenc)),
+    (Format::M3u8Cmaf, Some(Encryption::CbcsAapl)),
+    (Format::M3u8Cmaf, Some(Encryption::Cbc)),
+    (Format::MpdTimeCmaf, None),
+    (Format::M3u8Aapl, None),
+    (Format::M3u8Aapl, Some(Encryption::Cbc)),
+    (Format::M3u8AaplV3, None),
+];
+
+thread_local! {
+    static STORAGE: MemoryStorage = MemoryStorage::default();
+}
+
+fn with_encryption(resource: Resource, enc: Option<Encryption>) -> Resource {
+    match resource {
+        Resource::Manifest(mut o) => {
+            o.encryption = enc;
+            Resource::Manifest(o)
+        }
+        Resource::MediaPlaylist { bitrate, track, format, filters, .. } => {
+            Resource::MediaPlaylist { bitrate, track, format, encryption: enc, filters }
+        }
+        Resource::Init { bitrate, track, format, .. } => Resource::Init { bitrate, track, format, encryption: enc },
+        Resource::Segment { bitrate, track, time, format, .. } => {
+            Resource::Segment { bitrate, track, time, format, encryption: enc }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    jit_origin_fuzz::bound_allocations(data.len());
+    let key = ContentKey { kid: [0x11; 16], key: [0x22; 16] };
+    let drm = DrmSystems::default();
+    let protection = Protection { key: &key, key_uri: "https://keys.invalid/k", locator: "fuzz", drm: &drm };
+    STORAGE.with(|s| {
+        s.put(PATH, data);
+        s.rt.block_on(async {
+            let Ok(asset) = load(&s.storage, &AssetSource::File(PATH.into()), SegmentPolicy::default()).await else {
+                return;
+            };
+            for (format, enc) in VARIANTS {
+                for resource in package_resources(&asset, format) {
+                    let resource = with_encryption(resource, enc);
+                    let _ = render(&s.storage, &asset, &resource, true, Some(protection)).await;
+                }
+            }
+        });
+    });
+});

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpora in fuzz/seeds/ from fixtures/: the fixtures are 100 KB to 650 KB,
+# too big for a fuzzer to mutate usefully, so each is cut to its first 0.3 s (stream copy, same
+# codec configuration) and written in every layout the indexer reads: progressive with moov
+# first and last, fragmented without an index, with sidx (CMAF) and with mfra. The box-level
+# targets get the moov, moof, sidx and mfra payloads of those files. Needs ffmpeg and python3.
+set -euo pipefail
+cd "$(dirname "$0")"
+FF=(ffmpeg -nostdin -hide_banner -v error -y)
+S=seeds
+rm -rf "$S"
+mkdir -p "$S"/{url,boxes,ism,moov,fragments,index,segments}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for src in ../fixtures/*/*.mp4; do
+  case "$src" in *_300k.mp4 | *_600k.mp4 | *audio_fra.mp4) continue ;; esac  # same codecs as 150k / eng
+  name=$(basename "$(dirname "$src")")_$(basename "$src" .mp4)
+  "${FF[@]}" -i "$src" -t 0.3 -map 0 -c copy -movflags +faststart "$tmp/$name-progressive.mp4"
+  "${FF[@]}" -i "$src" -t 0.3 -map 0 -c copy "$tmp/$name-moovlast.mp4"
+  "${FF[@]}" -i "$src" -t 0.3 -map 0 -c copy -frag_duration 100000 \
+    -movflags +frag_keyframe+empty_moov+default_base_moof+delay_moov+skip_trailer "$tmp/$name-fragmented.mp4"
+  "${FF[@]}" -i "$src" -t 0.3 -map 0 -c copy -frag_duration 100000 \
+    -movflags +cmaf+dash+global_sidx+delay_moov+skip_trailer "$tmp/$name-sidx.mp4"
+  "${FF[@]}" -i "$src" -t 0.3 -map 0 -c copy -frag_duration 100000 \
+    -movflags +frag_keyframe+empty_moov+default_base_moof+delay_moov "$tmp/$name-mfra.mp4"
+done
+cp "$tmp"/*.mp4 "$S/index/"
+cp "$tmp"/*-progressive.mp4 "$tmp"/*-sidx.mp4 "$S/segments/"
+cp "$tmp"/*-progressive.mp4 "$tmp"/*-fragmented.mp4 "$S/boxes/"
+
+# Box payloads for the moov and fragments targets.
+python3 - "$tmp" "$S" <<'PY'
+import os, struct, sys
+tmp, out = sys.argv[1], sys.argv[2]
+def boxes(buf):
+    at = 0
+    while at + 8 <= len(buf):
+        size, kind = struct.unpack(">I4s", buf[at:at + 8])
+        head = 8
+        if size == 1:
+            size, head = struct.unpack(">Q", buf[at + 8:at + 16])[0], 16
+        elif size == 0:
+            size = len(buf) - at
+        if size < head:
+            return
+        yield kind, buf[at + head:at + size]
+        at += size
+for name in sorted(os.listdir(tmp)):
+    data = open(os.path.join(tmp, name), "rb").read()
+    stem = name[:-4]
+    moofs = 0
+    for kind, payload in boxes(data):
+        if kind == b"moov" and name.endswith("-progressive.mp4"):
+            open(f"{out}/moov/{stem}", "wb").write(payload)
+        elif kind == b"moof" and moofs < 2:
+            open(f"{out}/fragments/{stem}-moof{moofs}", "wb").write(payload)
+            moofs += 1
+        elif kind in (b"sidx", b"mfra"):
+            open(f"{out}/fragments/{stem}-{kind.decode()}", "wb").write(payload)
+PY
+
+cp ../fixtures/*/*.ism "$S/ism/"
+i=0
+while IFS= read -r line; do
+  [ -n "$line" ] && printf '%s' "$line" >"$S/url/seed-$((i++))"
+done <<'URLS'
+manifest(format=m3u8-cmaf)
+manifest(format=mpd-time-cmaf,encryption=cenc,filter=first;second,audio-only=false).mpd
+manifest(format=m3u8-aapl-v3,encryption=cbc).m3u8
+QualityLevels(128000)/Manifest(aac_eng_2_128,format=m3u8-cmaf,encryption=cbcs-aapl,filter=x)
+QualityLevels(3000000)/Fragments(video=i,format=mpd-time-csf).mp4
+QualityLevels(128000)/Fragments(aac%20eng=1024,format=m3u8-cmaf,encryption=cenc).m4s
+QualityLevels(150000)/Fragments(video=18446744073709551615,format=m3u8-aapl).ts
+QualityLevels(1)/Fragments(vid%C3%A9o=900900,format=m3u8-aapl-v3,encryption=cbc)
+URLS
+echo "seeds: $(find "$S" -type f | wc -l) files, $(du -sh "$S" | cut -f1)"

@@ -7,8 +7,8 @@
 # runs) seeded from fuzz/seeds/TARGET. Prints executions, exec/s, coverage, corpus size and
 # findings per target and writes the table to target/fuzz/summary.md. A finding (panic,
 # allocation above the bound, an input running 60 s, 2 GiB RSS) leaves its input in
-# target/fuzz/findings/TARGET/ and makes the run exit 1; replay it with
-#   target/fuzz/release/TARGET target/fuzz/findings/TARGET/crash-…
+# target/fuzz/findings/TARGET/ and makes the run exit 1; replay it, with the stack, by
+#   RUST_BACKTRACE=1 target/fuzz/release/TARGET target/fuzz/findings/TARGET/crash-…
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +49,8 @@ for t in "${targets[@]}"; do
   corpus=$OUT/corpus/$t findings=$OUT/findings/$t log=$OUT/logs/$t.log
   mkdir -p "$corpus" "$findings" "$(dirname "$log")"
   echo "==> fuzzing $t for ${seconds}s" >&2
+  # No stack symbolization while fuzzing (see fuzz/src/lib.rs): a panic still names its line.
+  export RUST_BACKTRACE=0
   keep_going=()
   [ -z "${FUZZ_KEEP_GOING:-}" ] || keep_going=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
   status=0
@@ -60,7 +62,7 @@ for t in "${targets[@]}"; do
   rss=$(stat peak_rss_mb)
   if [ -z "$execs" ]; then # fork mode reports "#EXECS: cov: … exec/s: …" lines instead
     execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -n1 | tr -dc 0-9)
-    rate=$(grep -oE 'exec/s: [0-9]+' "$log" | tail -n1 | tr -dc 0-9)
+    rate=$(( ${execs:-0} / seconds ))
   fi
   cov=$(grep -oE ' cov: [0-9]+' "$log" | tail -n1 | tr -dc 0-9)
   corp=$(find "$corpus" -type f | wc -l)

@@ -48,6 +48,9 @@ for t in "${targets[@]}"; do
   [ -x "$OUT/release/$t" ] || { echo "no fuzz target '$t' (have: ${ALL[*]})" >&2; exit 2; }
   corpus=$OUT/corpus/$t findings=$OUT/findings/$t log=$OUT/logs/$t.log
   mkdir -p "$corpus" "$findings" "$(dirname "$log")"
+  # Findings of this run only: inputs saved by earlier runs stay for replaying, not counted.
+  started=$OUT/logs/$t.started
+  touch "$started"
   echo "==> fuzzing $t for ${seconds}s" >&2
   # No stack symbolization while fuzzing (see fuzz/src/lib.rs): a panic still names its line.
   export RUST_BACKTRACE=0
@@ -61,15 +64,17 @@ for t in "${targets[@]}"; do
   rate=$(stat average_exec_per_sec)
   rss=$(stat peak_rss_mb)
   if [ -z "$execs" ]; then # fork mode reports "#EXECS: cov: … exec/s: …" lines instead
-    execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -n1 | tr -dc 0-9)
+    execs=$(grep -oE '^#[0-9]+: cov' "$log" | tail -n1 | tr -dc 0-9 || true)
     rate=$(( ${execs:-0} / seconds ))
   fi
-  cov=$(grep -oE ' cov: [0-9]+' "$log" | tail -n1 | tr -dc 0-9)
+  # (none printed when the run ends before its first coverage report)
+  cov=$(grep -oE ' cov: [0-9]+' "$log" | tail -n1 | tr -dc 0-9 || true)
   corp=$(find "$corpus" -type f | wc -l)
-  found=$(find "$findings" -type f ! -name "slow-unit-*" | wc -l) # slow units are reported, not failed
+  new_findings() { find "$findings" -type f ! -name "slow-unit-*" -newer "$started"; } # slow units: reported, not failed
+  found=$(new_findings | wc -l)
   if [ "$status" -ne 0 ] || [ "$found" -gt 0 ]; then
     failed=1
-    echo "FINDING in $t (exit status $status): $(find "$findings" -type f ! -name "slow-unit-*" | head -n3 | tr '\n' ' ')" >&2
+    echo "FINDING in $t (exit status $status): $(new_findings | head -n3 | tr '\n' ' ')" >&2
     grep -E '^(==[0-9]+== ERROR|==ALLOCATION BOUND==|thread .* panicked|SUMMARY)' -A2 "$log" | head -n 12 >&2 || true
   fi
   echo "| $t | ${seconds}s | ${execs:-0} | ${rate:-0} | ${cov:-?} | $corp | ${rss:-?} MB | $found |" >>"$summary"

@@ -21,7 +21,7 @@ fn tracks() -> &'static [MoovTrack] {
         let mut tracks = Vec::new();
         for file in files {
             let moov = find(file, b"moov").expect("fixture boxes").expect("fixture moov");
-            let mut parsed = parse_moov(&Bytes::copy_from_slice(moov)).expect("fixture moov parses").tracks;
+            let mut parsed = parse_moov(&Bytes::copy_from_slice(moov), file.len() as u64).expect("fixture moov parses").tracks;
             // Distinct track ids, so a fuzzed moof can address either.
             for t in &mut parsed {
                 t.info.track_id += tracks.len() as u32;
@@ -33,9 +33,12 @@ fn tracks() -> &'static [MoovTrack] {
 }
 
 fuzz_target!(|data: &[u8]| {
-    jit_origin_fuzz::bound_table_allocations(data.len());
+    // The bound of the whole file the moof stands for (below).
+    jit_origin_fuzz::bound_allocations(4096 + data.len() + (1 << 20));
     let mut tracks = tracks().to_vec();
-    if append_moof(data, 4096, &mut tracks).is_ok() {
+    // The file around the moof is not seen: it is taken to hold 1 MiB of media after it (the
+    // index target checks whole files against their real size).
+    if append_moof(data, 4096, 4096 + data.len() as u64 + (1 << 20), &mut tracks).is_ok() {
         for t in &tracks {
             let _ = t.samples.validate();
         }

@@ -26,14 +26,6 @@ pub fn bound_allocations(input_len: usize) {
     BOUND.store(allocation_bound(input_len), Ordering::Relaxed);
 }
 
-/// The bound for targets fed a `moov` or `moof` alone: its counts describe samples in the rest
-/// of a file the target does not see, so a sample table may take what
-/// [`jit_origin::index::MAX_SAMPLES`] allows: 8 bytes a sample, twice over while a `Vec` grows.
-/// Whole files get the tighter [`bound_allocations`]: their counts must fit the file's size.
-pub fn bound_table_allocations(input_len: usize) {
-    BOUND.store(allocation_bound(input_len) + 16 * jit_origin::index::MAX_SAMPLES, Ordering::Relaxed);
-}
-
 /// The system allocator, aborting (a libFuzzer crash, input saved) on any single allocation
 /// above the bound. libFuzzer's own `-malloc_limit_mb` needs a sanitizer's malloc hooks, which
 /// stable Rust does not have.

@@ -216,12 +216,13 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>) {
         let open_here = open_here.clone();
         let tls = listener.tls.clone();
         let health_only = listener.health_only;
+        let socket = SocketFd::of(&stream);
         tokio::spawn(async move {
             match tls {
-                None => connection(stream, peer, &shared, health_only).await,
+                None => connection(stream, socket, peer, &shared, health_only).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => connection(tls_stream, peer, &shared, health_only).await,
+                        Ok(Ok(tls_stream)) => connection(tls_stream, socket, peer, &shared, health_only).await,
                         Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(peer = %peer, "TLS handshake too slow"),
                     }
@@ -259,7 +260,7 @@ async fn write_and_close(mut io: impl AsyncWrite + Unpin, bytes: &[u8]) {
 
 /// One connection: the first request head under the header timeout, then hyper, watched for
 /// idleness and for the server's shutdown.
-async fn connection<IO>(mut io: IO, peer: SocketAddr, shared: &Arc<Shared>, health_only: bool)
+async fn connection<IO>(mut io: IO, socket: SocketFd, peer: SocketAddr, shared: &Arc<Shared>, health_only: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -315,6 +316,7 @@ where
             // Also while draining for shutdown: a stalled client must not hold the drain.
             _ = tokio::time::sleep_until(idle_deadline), if drop_at.is_none() => {
                 if activity.last() + idle <= Instant::now() {
+                    socket.reset_on_close_if_stalled();
                     if !closing {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
@@ -358,6 +360,48 @@ async fn read_first_head(io: &mut (impl AsyncRead + Unpin), max: usize) -> io::R
 /// covers `\r\n\r\n`).
 fn ends_head(bytes: &[u8]) -> bool {
     bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
+}
+
+/// The connection's TCP socket, below any TLS layer, for what tokio does not reach through
+/// the stream types. Valid while the connection's stream is alive.
+#[derive(Clone, Copy)]
+struct SocketFd(std::os::fd::RawFd);
+
+impl SocketFd {
+    fn of(stream: &tokio::net::TcpStream) -> Self {
+        use std::os::fd::AsRawFd;
+        SocketFd(stream.as_raw_fd())
+    }
+
+    /// Called when no byte moved for the idle timeout. If written bytes still wait in the
+    /// kernel's send queue, the peer has stopped reading: a normal close would leave the
+    /// socket (and those bytes) to the kernel, retrying into a window that never opens, with
+    /// the peer's side open for as long. `SO_LINGER` 0 makes the close a reset instead, freeing
+    /// both sides at once. An idle connection with nothing unsent still closes normally (FIN).
+    #[cfg(target_os = "linux")]
+    fn reset_on_close_if_stalled(self) {
+        let mut unsent: libc::c_int = 0;
+        // SAFETY: the descriptor is open for the connection's lifetime, which spans this call;
+        // TIOCOUTQ writes one int.
+        if unsafe { libc::ioctl(self.0, libc::TIOCOUTQ, &mut unsent) } != 0 || unsent <= 0 {
+            return;
+        }
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: as above; SO_LINGER reads one `linger` of the size passed.
+        unsafe {
+            libc::setsockopt(
+                self.0,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+
+    /// Elsewhere (macOS, for development) the send queue is not asked: closes stay normal.
+    #[cfg(not(target_os = "linux"))]
+    fn reset_on_close_if_stalled(self) {}
 }
 
 /// When bytes last moved on a connection.

@@ -303,19 +303,54 @@ fn http2_clients_that_never_open_their_window_are_dropped() {
 
 /// The same for HTTP/1.1: a client that pipelines requests and never reads the responses
 /// fills the socket buffers; when no byte has moved for the idle timeout plus the close grace
-/// the server drops the connection although the client still holds it.
+/// the server drops the connection although the client still holds it. Also when every
+/// response fit into the kernel's buffers, so the server had finished writing: either way the
+/// close is a reset, which the client sees at once, rather than a FIN queued behind bytes it
+/// will never read (which would leave the connection open on its side, and the bytes in the
+/// kernel, for as long as the kernel retries).
 #[test]
 fn http1_clients_that_stop_reading_mid_response_are_dropped() {
     let limits = LimitsConfig { idle_timeout_secs: 1, ..LimitsConfig::default() };
     let server = server(limits, None);
     let segments = segment_paths(&server);
-    let mut stalled = connect(&server);
-    // Far more response bytes than loopback socket buffers hold.
-    let pipelined: Vec<u8> = segments.iter().cycle().take(400).flat_map(|path| get(path, "")).collect();
-    stalled.write_all(&pipelined).unwrap();
-    wait_for_open_connections(&server, 1, Duration::from_secs(20));
-    assert_eq!(metric(&server, "jit_http_connections_idle_dropped_total"), 1);
-    drop(stalled);
+    // Far more response bytes than loopback socket buffers hold; then fewer, which they do.
+    for requests in [400, 40] {
+        let stalled = connect(&server);
+        let pipelined: Vec<u8> = segments.iter().cycle().take(requests).flat_map(|path| get(path, "")).collect();
+        (&stalled).write_all(&pipelined).unwrap();
+        wait_for_open_connections(&server, 1, Duration::from_secs(20));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !closed_by_peer(&stalled) {
+            assert!(Instant::now() < deadline, "{requests} unread responses: the client's side is still open");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if requests == 400 {
+            // Still writing when it stalled: dropped after the grace.
+            assert_eq!(metric(&server, "jit_http_connections_idle_dropped_total"), 1);
+        }
+    }
+}
+
+/// Whether the peer has closed `stream` (a FIN or a reset received), whatever unread bytes
+/// are still in its receive queue: the TCP state from `TCP_INFO`.
+fn closed_by_peer(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    const TCP_CLOSE: u8 = 7;
+    const TCP_CLOSE_WAIT: u8 = 8;
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the descriptor is open (borrowed from `stream`); the kernel writes at most `len`
+    // bytes into `info`.
+    let ok = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    } == 0;
+    !ok || matches!(info.tcpi_state, TCP_CLOSE | TCP_CLOSE_WAIT)
 }
 
 /// Request bodies are bounded in time and size: a licence request trickled at 1 byte/s gets

@@ -117,12 +117,7 @@ fn cuts_at_times(track: &TrackIndex, boundaries: &[f64]) -> Vec<u32> {
     let mut cuts = vec![0u32];
     let mut i = 0usize;
     for &b in boundaries.iter().skip(1) {
-        // Half a sample of tolerance: cut at the sample that straddles the boundary least.
-        while i < s.len() {
-            let half = s.duration(i) as f64 / track.info.timescale.max(1) as f64 / 2.0;
-            if presentation_secs(track, i) + half >= b {
-                break;
-            }
+        while i < s.len() && cut_time(track, i) < b {
             i += 1;
         }
         if i >= s.len() {
@@ -135,25 +130,43 @@ fn cuts_at_times(track: &TrackIndex, boundaries: &[f64]) -> Vec<u32> {
     cuts
 }
 
-/// Start samples of an audio/text track with no video to follow.
+/// Where sample `i` is compared with a segment boundary (seconds): its presentation time
+/// plus half its duration, so a cut falls at the sample that straddles the boundary least.
+fn cut_time(track: &TrackIndex, i: usize) -> f64 {
+    let half = track.samples.duration(i) as f64 / track.info.timescale.max(1) as f64 / 2.0;
+    presentation_secs(track, i) + half
+}
+
+/// Start samples of an audio/text track with no video to follow: cut at every multiple of
+/// the target duration. Driven by the samples, not by the boundaries: a track whose duration
+/// is huge (a corrupt sample duration, or a long sparse text track) costs its sample count in
+/// time and memory, not its duration divided by the target.
 fn standalone_cuts(track: &TrackIndex, policy: SegmentPolicy) -> Vec<u32> {
     let s = &track.samples;
     if policy.target_secs.is_none() && !s.fragment_starts.is_empty() {
         return s.fragment_starts.clone();
     }
+    if s.is_empty() {
+        return Vec::new();
+    }
     let target = policy.target_secs.unwrap_or(DEFAULT_AUDIO_ONLY_SECS);
-    let end = presentation_secs_end(track);
-    let count = (end / target).ceil().max(1.0) as usize;
-    let boundaries: Vec<f64> = (0..count).map(|k| k as f64 * target).collect();
-    cuts_at_times(track, &boundaries)
+    let mut cuts = vec![0u32];
+    // The first boundary after those sample 0 covers: multiples of the target at or before
+    // a sample's cut time all fall to that sample.
+    let next_after = |t: f64| ((t / target).floor().max(0.0) + 1.0) * target;
+    let mut next = next_after(cut_time(track, 0));
+    for i in 1..s.len() {
+        let t = cut_time(track, i);
+        if t >= next {
+            cuts.push(i as u32);
+            next = next_after(t);
+        }
+    }
+    cuts
 }
 
 /// Segment length for tracks with neither video to follow nor source fragments.
 pub const DEFAULT_AUDIO_ONLY_SECS: f64 = 2.0;
-
-fn presentation_secs_end(track: &TrackIndex) -> f64 {
-    (track.samples.end_dts as i64 + track.info.edit.presentation_shift()) as f64 / track.info.timescale.max(1) as f64
-}
 
 /// Builds the timeline of `track` from its segment start samples.
 fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
@@ -215,4 +228,74 @@ pub fn plan(tracks: &[&TrackIndex], policy: SegmentPolicy) -> Vec<Timeline> {
             timeline_from_cuts(t, &cuts)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{CodecInfo, EditOffset, SampleTable, TrackInfo};
+
+    /// An audio track (timescale 48 kHz) whose samples last `durations` ticks each.
+    fn audio(durations: &[u64]) -> TrackIndex {
+        let mut dts = Vec::new();
+        let mut t = 0;
+        for d in durations {
+            dts.push(t);
+            t += d;
+        }
+        let n = durations.len();
+        TrackIndex {
+            info: TrackInfo {
+                track_id: 1,
+                kind: TrackKind::Audio,
+                timescale: 48_000,
+                language: "eng".into(),
+                sample_entry: Default::default(),
+                codec: CodecInfo::default(),
+                edit: EditOffset::default(),
+            },
+            samples: SampleTable {
+                dts,
+                end_dts: t,
+                sizes: vec![1; n],
+                offsets: (0..n as u64).collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn audio_alone_is_cut_every_target_duration() {
+        // 1024-tick AAC frames: 2 s is 93.75 of them; each cut falls at the frame that
+        // straddles the boundary least.
+        let track = audio(&[1024; 300]);
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: None });
+        assert_eq!(cuts, vec![0, 94, 187, 281]);
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: Some(4.0) });
+        assert_eq!(cuts, vec![0, 187]);
+    }
+
+    #[test]
+    fn cuts_from_the_samples_equal_cuts_at_every_boundary() {
+        // One sample of a minute among AAC frames: the same cuts as listing every 2 s boundary.
+        let mut durations = vec![1024; 400];
+        durations[100] = 60 * 48_000;
+        let track = audio(&durations);
+        let end = track.samples.end_dts as f64 / 48_000.0;
+        let boundaries: Vec<f64> = (0..(end / 2.0).ceil() as usize).map(|k| k as f64 * 2.0).collect();
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: None });
+        assert_eq!(cuts, cuts_at_times(&track, &boundaries));
+        assert_eq!(cuts, vec![0, 94, 100, 101, 188, 282, 376]);
+    }
+
+    #[test]
+    fn a_huge_sample_duration_costs_no_more_than_the_samples() {
+        // One sample lasting ~2.8 years: one boundary list would hold 45 M entries; the cuts
+        // come from the 200 samples.
+        let mut durations = vec![1024; 200];
+        durations[100] = u32::MAX as u64 * 1000;
+        let track = audio(&durations);
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: None });
+        assert_eq!(cuts, vec![0, 94, 100, 101, 127]);
+    }
 }

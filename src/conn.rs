@@ -307,6 +307,12 @@ where
                 if let Err(e) = result {
                     tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
                 }
+                // hyper closes a kept-alive HTTP/1.1 connection itself when no request came for
+                // the idle timeout; its responses may still sit unread in the send queue. A
+                // connection that just finished normally moved bytes moments ago.
+                if activity.last() + idle / 2 <= Instant::now() {
+                    socket.reset_on_close_if_stalled();
+                }
                 return;
             }
             _ = &mut stopped, if !closing => {

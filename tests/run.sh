@@ -14,6 +14,8 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 # fake-gcs-server) and Node.js with npm (players, Azurite).
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+# ss reads the listen backlog in tests/limits.rs.
+command -v ss >/dev/null 2>&1 || missing+=(iproute2)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)

@@ -233,7 +233,7 @@ pub struct PlayerConfig {
 
 impl Default for PlayerConfig {
     fn default() -> Self {
-        PlayerConfig { enabled: false, script_url: crate::player::DEFAULT_SCRIPT_URL.to_string() }
+        PlayerConfig { enabled: false, script_url: crate::serve::player::DEFAULT_SCRIPT_URL.to_string() }
     }
 }
 
@@ -444,8 +444,8 @@ impl Policy {
     }
 
     /// Whether a request for `encryption` (None = clear) may be served under this policy.
-    pub fn allows(self, encryption: Option<crate::url::Encryption>) -> bool {
-        use crate::url::Encryption;
+    pub fn allows(self, encryption: Option<crate::plan::url::Encryption>) -> bool {
+        use crate::plan::url::Encryption;
         match self {
             Policy::Clear => encryption.is_none(),
             Policy::Envelope => encryption == Some(Encryption::Cbc),
@@ -498,9 +498,9 @@ pub struct DrmConfig {
 }
 
 impl DrmConfig {
-    pub fn systems(&self) -> crate::drm::DrmSystems {
-        use crate::drm::{ClearKeySystem, FairPlaySystem, PlayReadySystem, WidevineSystem};
-        crate::drm::DrmSystems {
+    pub fn systems(&self) -> crate::protect::drm::DrmSystems {
+        use crate::protect::drm::{ClearKeySystem, FairPlaySystem, PlayReadySystem, WidevineSystem};
+        crate::protect::drm::DrmSystems {
             widevine: (self.widevine_license_url.is_some() || self.widevine_content_id.is_some()).then(|| {
                 WidevineSystem {
                     license_url: self.widevine_license_url.clone(),
@@ -536,7 +536,7 @@ pub struct LocatorConfig {
     pub keys: Vec<KeyConfig>,
     /// Who may fetch the keys from the key endpoint (`mode = "open"` when absent).
     #[serde(default)]
-    pub key_access: Option<crate::token::KeyAccess>,
+    pub key_access: Option<crate::protect::token::KeyAccess>,
     /// PlayReady key seed (base64, ≥ 30 bytes): keys without `key` are derived from it and
     /// their KID, so one secret serves many assets.
     #[serde(default)]
@@ -552,22 +552,22 @@ pub struct LocatorConfig {
 
 impl LocatorConfig {
     /// The key for signed URLs, if the locator requires them (at least 16 bytes).
-    pub fn url_signing_key(&self) -> Result<Option<crate::url_signing::SigningKey>, String> {
+    pub fn url_signing_key(&self) -> Result<Option<crate::protect::url_signing::SigningKey>, String> {
         let Some(encoded) = &self.url_signing_key_base64 else {
             return Ok(None);
         };
-        match crate::drm::base64_decode(encoded.expose()) {
-            Some(key) if key.len() >= 16 => Ok(Some(crate::url_signing::SigningKey(key))),
+        match crate::protect::drm::base64_decode(encoded.expose()) {
+            Some(key) if key.len() >= 16 => Ok(Some(crate::protect::url_signing::SigningKey(key))),
             _ => Err("url_signing_key_base64 must be base64 of at least 16 bytes".into()),
         }
     }
 
     /// The locator's content keys, explicit or derived from its key seed. Errors name the KID,
     /// never key material.
-    pub fn content_keys(&self) -> Result<Vec<crate::crypto::ContentKey>, String> {
-        use crate::crypto::{parse_hex16, ContentKey};
+    pub fn content_keys(&self) -> Result<Vec<crate::protect::ContentKey>, String> {
+        use crate::protect::{parse_hex16, ContentKey};
         let seed = match &self.key_seed_base64 {
-            Some(s) => Some(crate::drm::base64_decode(s.expose()).ok_or("key_seed_base64: not base64")?),
+            Some(s) => Some(crate::protect::drm::base64_decode(s.expose()).ok_or("key_seed_base64: not base64")?),
             None => None,
         };
         self.keys
@@ -576,8 +576,8 @@ impl LocatorConfig {
                 (Some(key), _) => ContentKey::from_hex(&k.kid, key),
                 (None, Some(seed)) => {
                     let kid = parse_hex16(&k.kid).map_err(|e| format!("kid: {e}"))?;
-                    let key =
-                        crate::drm::playready_key_from_seed(seed, &kid).map_err(|e| format!("key_seed_base64: {e}"))?;
+                    let key = crate::protect::drm::playready_key_from_seed(seed, &kid)
+                        .map_err(|e| format!("key_seed_base64: {e}"))?;
                     Ok(ContentKey { kid, key })
                 }
                 (None, None) => Err(format!("key {} has no key and the locator no key_seed_base64", k.kid)),
@@ -683,7 +683,7 @@ impl Config {
                 )));
             }
         }
-        crate::player::check_script_url(&self.player.script_url)
+        crate::serve::player::check_script_url(&self.player.script_url)
             .map_err(|e| ConfigError(format!("{}[player] script_url: {e}", at("script_url"))))?;
         let mut names = std::collections::HashSet::new();
         for s in &self.storage {
@@ -754,8 +754,8 @@ impl Config {
                 .systems()
                 .validate()
                 .map_err(|e| ConfigError(format!("{}locator '{}' drm: {e}", at("[locator.drm]"), l.id)))?;
-            if let Some(crate::token::KeyAccess::Token(policy)) = &l.key_access {
-                crate::token::TokenVerifier::new(policy)
+            if let Some(crate::protect::token::KeyAccess::Token(policy)) = &l.key_access {
+                crate::protect::token::TokenVerifier::new(policy)
                     .map_err(|e| ConfigError(format!("{}locator '{}' key_access: {e}", at("key_access"), l.id)))?;
             }
             if l.asset.split('/').any(|seg| seg == ".." || seg == ".") {
@@ -887,7 +887,7 @@ policy = "clear"
     fn player_page_is_off_unless_enabled() {
         let c = Config::parse(GOOD, PathBuf::new()).unwrap();
         assert!(!c.player.enabled);
-        assert_eq!(c.player.script_url, crate::player::DEFAULT_SCRIPT_URL);
+        assert_eq!(c.player.script_url, crate::serve::player::DEFAULT_SCRIPT_URL);
         let on = Config::parse(&format!("{GOOD}[player]\nenabled = true\n"), PathBuf::new()).unwrap();
         assert!(on.player.enabled);
     }

@@ -10,17 +10,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jit_origin::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::config::{Config, Policy};
-use jit_origin::conn::{self, ConnLimits, Listener};
-use jit_origin::index::TrackKind;
-use jit_origin::origin::Origin;
-use jit_origin::package::{package_resources, render};
-use jit_origin::server::Service;
-use jit_origin::storage::Storage;
-use jit_origin::timeline::SegmentPolicy;
-use jit_origin::url::{self, Format};
-use jit_origin::url_signing;
+use jit_origin::output::{package_resources, render};
+use jit_origin::plan::timeline::SegmentPolicy;
+use jit_origin::plan::url::{self, Format};
+use jit_origin::protect::url_signing;
+use jit_origin::serve::conn::{self, ConnLimits, Listener};
+use jit_origin::serve::http::Service;
+use jit_origin::serve::origin::Origin;
+use jit_origin::source::asset::{self, Asset, AssetSource, TrackSummary};
+use jit_origin::source::index::TrackKind;
+use jit_origin::source::storage::Storage;
 
 #[derive(Parser)]
 #[command(name = "jit-origin", version, about = "Just-in-time HLS/DASH packaging origin")]
@@ -197,7 +197,7 @@ async fn inspect(path: &Path, json: bool, segment_duration: Option<f64>) -> CliR
             info.edit.media_time,
             t.file_index.reads
         );
-        let gops = jit_origin::asset::gop_durations(index);
+        let gops = jit_origin::source::asset::gop_durations(index);
         if t.kind == TrackKind::Video && !gops.is_empty() {
             let (min, max) = gops.iter().fold((f64::MAX, 0f64), |(lo, hi), &g| (lo.min(g), hi.max(g)));
             let avg = gops.iter().sum::<f64>() / gops.len() as f64;
@@ -290,7 +290,7 @@ fn sign_url(config_path: &Path, url: &str, valid_secs: u64) -> CliResult<()> {
 
 /// Re-reads the TLS certificate on every SIGHUP; a bad new certificate is logged and the
 /// current one kept.
-fn reload_certificate_on_sighup(cert: Arc<jit_origin::tls::ReloadableCert>) -> CliResult<()> {
+fn reload_certificate_on_sighup(cert: Arc<jit_origin::serve::tls::ReloadableCert>) -> CliResult<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -401,7 +401,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     let mut listeners = vec![Listener::plain(listener)];
     tracing::info!(%addr, "serving HTTP");
     if let Some(tls) = &config.tls {
-        let (acceptor, cert) = jit_origin::tls::acceptor(tls)?;
+        let (acceptor, cert) = jit_origin::serve::tls::acceptor(tls)?;
         reload_certificate_on_sighup(cert)?;
         let tcp = bind(tls.listen)?;
         let addr = tcp.local_addr().map_err(|e| e.to_string())?;

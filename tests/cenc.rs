@@ -2,8 +2,8 @@
 //! in DASH and HLS-CMAF, the ClearKey licence endpoint, PlayReady key seeds and policies. The
 //! origin runs in this process on an ephemeral port; clients are reqwest, ffmpeg (decrypting
 //! oracle) and an AES-128 `cbcs` / `cenc` decryptor written here from ISO/IEC 23001-7 (not
-//! from `src/crypto`). MP4 boxes, PSSH boxes, the Widevine protobuf and the PlayReady header
-//! object are parsed by hand here, independently of `src/drm.rs`.
+//! from `src/protect`). MP4 boxes, PSSH boxes, the Widevine protobuf and the PlayReady header
+//! object are parsed by hand here, independently of `src/protect/drm.rs`.
 //!
 //! * `cenc_dash_*`: MPD ContentProtection (mp4protection + default_KID, Widevine pssh,
 //!   PlayReady pro + pssh, ClearKey Laurl, namespaces); init segment `encv`/`enca` with
@@ -38,7 +38,7 @@ use reqwest::header;
 use reqwest::{Method, StatusCode};
 
 use jit_origin::config::Config;
-use jit_origin::origin::Origin;
+use jit_origin::serve::origin::Origin;
 
 // ---------------------------------------------------------------------------------------
 // Configuration.
@@ -61,7 +61,7 @@ const BOUND_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SEED: &str = "seed-ladder";
 const SEED_B64: &str = "XVBovsmzhP9gRIZxWfFta3VVRPzVEWmJsazEJ46I";
 const SEED_KID: &str = "339C45B5-FB6D-4BD9-994C-EABD9D41C95B";
-/// The published key of SEED_KID under SEED_B64 (the vector src/drm.rs tests use).
+/// The published key of SEED_KID under SEED_B64 (the vector src/protect/drm.rs tests use).
 const SEED_KEY_B64: &str = "pTfNwMplhBQG1SXnvyLXVA==";
 /// Clear and envelope locators of the same asset.
 const CLEAR: &str = "clear-ladder";
@@ -1352,7 +1352,7 @@ fn clearkey_licence_endpoint() {
 fn token_for_key(kid_guid: Option<&str>) -> String {
     let mut claims = serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "exp": now() + 3600, "sub": "viewer-1" });
     if let Some(guid) = kid_guid {
-        claims[jit_origin::token::CONTENT_KEY_CLAIM] = guid.into();
+        claims[jit_origin::protect::token::CONTENT_KEY_CLAIM] = guid.into();
     }
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET))
         .expect("encode jwt")

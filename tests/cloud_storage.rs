@@ -31,8 +31,8 @@ use object_store::ObjectStoreExt;
 use reqwest::StatusCode;
 
 use jit_origin::config::{Config, StorageConfig};
-use jit_origin::origin::Origin;
-use jit_origin::storage::Storage;
+use jit_origin::serve::origin::Origin;
+use jit_origin::source::storage::Storage;
 
 /// Every fixture asset folder; each backend serves all of them.
 const ASSETS: &[&str] = &["ladder", "ladder-frag", "ladder-cmaf", "muxed", "hevc", "dolby", "edit"];
@@ -325,10 +325,10 @@ async fn azure_create_container(
     let string_to_sign = format!(
         "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}{path}\nrestype:container"
     );
-    let key = jit_origin::drm::base64_decode(AZURITE_KEY).expect("key is base64");
+    let key = jit_origin::protect::drm::base64_decode(AZURITE_KEY).expect("key is base64");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
     mac.update(string_to_sign.as_bytes());
-    let signature = jit_origin::drm::base64(&mac.finalize().into_bytes());
+    let signature = jit_origin::protect::drm::base64(&mac.finalize().into_bytes());
     http.put(format!("{account_url}/{BUCKET}?restype=container"))
         .header("x-ms-date", date)
         .header("x-ms-version", version)

@@ -29,7 +29,7 @@ use reqwest::header;
 use reqwest::StatusCode;
 
 use jit_origin::config::Config;
-use jit_origin::origin::Origin;
+use jit_origin::serve::origin::Origin;
 
 // ---------------------------------------------------------------------------------------
 // Configuration: a clear locator per fixture asset, and two envelope locators of `ladder`.

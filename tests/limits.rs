@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{clear_locator_toml, fixtures_dir, fixtures_storage_toml, TestServer};
 use jit_origin::config::{Config, LimitsConfig};
-use jit_origin::origin::Origin;
-use jit_origin::server::Service;
+use jit_origin::serve::http::Service;
+use jit_origin::serve::origin::Origin;
 
 const LOCATOR: &str = "loc";
 const SIGNED: &str = "signed";
@@ -176,16 +176,16 @@ fn signed_locators_need_a_valid_signature_which_manifests_carry_on() {
     let server = server(LimitsConfig::default(), None);
     let key = b"0123456789abcdef0123456789abcdef";
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let sig = jit_origin::url_signing::sign(key, SIGNED, now + 600).unwrap();
+    let sig = jit_origin::protect::url_signing::sign(key, SIGNED, now + 600).unwrap();
     let manifest = format!("/{SIGNED}/ladder.ism/manifest(format=m3u8-cmaf)");
 
     let unsigned = exchange(&server, &get(&manifest, ""));
     assert_eq!(status(&unsigned), 403, "{unsigned}");
-    let expired = jit_origin::url_signing::sign(key, SIGNED, now - 1).unwrap();
+    let expired = jit_origin::protect::url_signing::sign(key, SIGNED, now - 1).unwrap();
     let response = exchange(&server, &get(&format!("{manifest}?sig={expired}"), ""));
     assert_eq!(status(&response), 403);
     assert!(response.contains("expired"), "{response}");
-    let other_locator = jit_origin::url_signing::sign(key, LOCATOR, now + 600).unwrap();
+    let other_locator = jit_origin::protect::url_signing::sign(key, LOCATOR, now + 600).unwrap();
     assert_eq!(status(&exchange(&server, &get(&format!("{manifest}?sig={other_locator}"), ""))), 403);
 
     // Signed: every URL of the multivariant playlist carries the signature, and following

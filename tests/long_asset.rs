@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use jit_origin::index::locate::index_file;
-use jit_origin::storage::Storage;
+use jit_origin::source::index::locate::index_file;
+use jit_origin::source::storage::Storage;
 
 #[test]
 fn two_hour_asset_indexes_in_few_reads_and_packages_losslessly() {

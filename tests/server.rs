@@ -31,8 +31,8 @@ use reqwest::header;
 use reqwest::Method;
 
 use jit_origin::config::Config;
-use jit_origin::origin::Origin;
-use jit_origin::storage::Storage;
+use jit_origin::serve::origin::Origin;
+use jit_origin::source::storage::Storage;
 
 // ---------------------------------------------------------------------------------------
 // Fixture configuration: one locator per fixture asset folder.
@@ -1101,7 +1101,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
 /// segment. So DASH init segments (CMAF and CSF) have no `edts`; the PTO carries the shift.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dash_init_segments_leave_the_edit_list_to_the_mpd() {
-    use jit_origin::mp4::reader::{boxes, find_path};
+    use jit_origin::media::mp4::reader::{boxes, find_path};
     let server = TestServer::fixtures();
     let c = client();
     let edit_list = |init: &[u8]| -> Option<Vec<u8>> {
@@ -1133,7 +1133,7 @@ async fn dash_init_segments_leave_the_edit_list_to_the_mpd() {
 fn player_server(player: &jit_origin::config::PlayerConfig) -> TestServer {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let origin = Arc::new(Origin::from_config(&config()).expect("origin"));
-    let service = jit_origin::server::Service::new(origin, config().http).with_player(player);
+    let service = jit_origin::serve::http::Service::new(origin, config().http).with_player(player);
     TestServer::serve_service(listener, service, &jit_origin::config::LimitsConfig::default())
 }
 
@@ -1165,7 +1165,7 @@ async fn player_page_off_by_default_then_served_escaped_with_a_csp() {
 
     // Markup in the url comes back as text; the only scripts are the page's two.
     let hostile = "/x\"><script>alert(1)</script><img/src=x/onerror=alert(2)>";
-    let got = get(&c, &on.url(&format!("/player?url={}", jit_origin::url::percent_encode(hostile)))).await;
+    let got = get(&c, &on.url(&format!("/player?url={}", jit_origin::plan::url::percent_encode(hostile)))).await;
     assert_eq!(got.status, 200, "{}", got.describe());
     let html = got.text();
     assert!(!html.contains("<script>alert") && !html.contains("<img"), "{html}");

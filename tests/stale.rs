@@ -24,8 +24,8 @@ use reqwest::header;
 use common::store::{CountingStore, Fault};
 use common::{client, counter_delta, get, metric, scrape, Got, TestServer};
 use jit_origin::config::Config;
-use jit_origin::origin::Origin;
-use jit_origin::storage::Storage;
+use jit_origin::serve::origin::Origin;
+use jit_origin::source::storage::Storage;
 
 const LADDER: &str = "/loc-ladder/ladder.ism";
 const MUXED: &str = "/loc-muxed/muxed.ism";

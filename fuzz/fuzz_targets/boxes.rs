@@ -2,7 +2,7 @@
 //! The box reader (`mp4::reader`): walks every box as a container down to a fixed depth, and
 //! reads the payloads with a cursor, the way the index parsers do. Never panics.
 
-use jit_origin::mp4::reader::{boxes, find_path, BoxHeader, Cursor};
+use jit_origin::media::mp4::reader::{boxes, find_path, BoxHeader, Cursor};
 use libfuzzer_sys::fuzz_target;
 
 fn walk(buf: &[u8], depth: u32) {

@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use jit_origin::index::fragmented::{append_moof, parse_mfra, parse_sidx};
-use jit_origin::index::progressive::{parse_moov, MoovTrack};
-use jit_origin::mp4::reader::find;
+use jit_origin::source::index::fragmented::{append_moof, parse_mfra, parse_sidx};
+use jit_origin::source::index::progressive::{parse_moov, MoovTrack};
+use jit_origin::media::mp4::reader::find;
 use libfuzzer_sys::fuzz_target;
 
 /// The tracks of the fragmented ladder's video and audio, as `moov` declares them.

@@ -4,7 +4,7 @@
 //! Never panics; a file that does not index is a media error naming the file.
 
 use jit_origin::error::Error;
-use jit_origin::index::locate::index_file;
+use jit_origin::source::index::locate::index_file;
 use jit_origin_fuzz::MemoryStorage;
 use libfuzzer_sys::fuzz_target;
 

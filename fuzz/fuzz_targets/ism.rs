@@ -1,7 +1,7 @@
 #![no_main]
 //! The `.ism` (SMIL) parser and its `src` check. Never panics.
 
-use jit_origin::ism::{normalise_src, parse_ism};
+use jit_origin::source::ism::{normalise_src, parse_ism};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! it reads): never panics; whatever parses has sample tables that validate or are refused.
 
 use bytes::Bytes;
-use jit_origin::index::progressive::parse_moov;
+use jit_origin::source::index::progressive::parse_moov;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

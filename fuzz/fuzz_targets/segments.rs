@@ -5,12 +5,12 @@
 //! (clear, AES-128; v3 muxing audio into video). Errors are fine; panics and oversized
 //! allocations are findings.
 
-use jit_origin::asset::{load, AssetSource};
-use jit_origin::crypto::ContentKey;
-use jit_origin::drm::DrmSystems;
-use jit_origin::package::{package_resources, render, Protection};
-use jit_origin::timeline::SegmentPolicy;
-use jit_origin::url::{Encryption, Format, Resource};
+use jit_origin::source::asset::{load, AssetSource};
+use jit_origin::protect::ContentKey;
+use jit_origin::protect::drm::DrmSystems;
+use jit_origin::output::{package_resources, render, Protection};
+use jit_origin::plan::timeline::SegmentPolicy;
+use jit_origin::plan::url::{Encryption, Format, Resource};
 use jit_origin_fuzz::MemoryStorage;
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 //! `parse(format(r, e)) == (r, e)`.
 
 use jit_origin::error::Error;
-use jit_origin::url;
+use jit_origin::plan::url;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

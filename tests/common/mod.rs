@@ -451,7 +451,7 @@ pub struct TestServer {
 
 impl TestServer {
     /// Serves `origin` on an ephemeral port.
-    pub fn serve(origin: jit_origin::origin::Origin, http: jit_origin::config::HttpConfig) -> TestServer {
+    pub fn serve(origin: jit_origin::serve::origin::Origin, http: jit_origin::config::HttpConfig) -> TestServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         TestServer::serve_on(listener, origin, http)
     }
@@ -459,24 +459,24 @@ impl TestServer {
     /// Serves `origin` on a listener the caller bound (so a config can name its port).
     pub fn serve_on(
         listener: std::net::TcpListener,
-        origin: jit_origin::origin::Origin,
+        origin: jit_origin::serve::origin::Origin,
         http: jit_origin::config::HttpConfig,
     ) -> TestServer {
-        let service = jit_origin::server::Service::new(std::sync::Arc::new(origin), http);
+        let service = jit_origin::serve::http::Service::new(std::sync::Arc::new(origin), http);
         TestServer::serve_service(listener, service, &jit_origin::config::LimitsConfig::default())
     }
 
     /// Serves a configured `service` with connection `limits`, on its own runtime.
     pub fn serve_service(
         listener: std::net::TcpListener,
-        service: jit_origin::server::Service,
+        service: jit_origin::serve::http::Service,
         limits: &jit_origin::config::LimitsConfig,
     ) -> TestServer {
         use std::sync::Arc;
         use std::time::Duration;
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
-        let limits = jit_origin::conn::ConnLimits::from(limits);
+        let limits = jit_origin::serve::conn::ConnLimits::from(limits);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("origin-under-test".into())
@@ -488,13 +488,19 @@ impl TestServer {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let listeners = vec![jit_origin::conn::Listener::plain(listener)];
+                    let listeners = vec![jit_origin::serve::conn::Listener::plain(listener)];
                     let stopped = async move {
                         let _ = stopped.await;
                     };
-                    jit_origin::conn::serve(listeners, Arc::new(service), limits, stopped, Duration::from_secs(2))
-                        .await
-                        .expect("serve");
+                    jit_origin::serve::conn::serve(
+                        listeners,
+                        Arc::new(service),
+                        limits,
+                        stopped,
+                        Duration::from_secs(2),
+                    )
+                    .await
+                    .expect("serve");
                 });
             })
             .expect("server thread");

@@ -1,0 +1,603 @@
+//! DASH: a static MPD (ISO/IEC 23009-1, DASH-IF IOP) with one SegmentTemplate +
+//! SegmentTimeline per Representation, `$Time$` addressing.
+//!
+//! The MPD is a serde model written by quick-xml: attributes are `@name` renames, elements
+//! are fields in schema order, namespaced names (for ContentProtection later) are plain
+//! renames like `@cenc:default_KID`. `$Time$` values are exactly `Segment::time`, the numbers
+//! the HLS URLs carry, so both protocols share segment URLs and cache entries.
+
+use serde::Serialize;
+
+use crate::plan::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
+use crate::source::asset::{Asset, AssetTrack};
+use crate::source::index::{CodecFamily, TrackKind};
+
+const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
+const PROFILES_CMAF: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019";
+const PROFILES_CSF: &str = "urn:mpeg:dash:profile:isoff-live:2011";
+const ROLE_SCHEME: &str = "urn:mpeg:dash:role:2011";
+const CHANNELS_SCHEME: &str = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011";
+
+#[derive(Serialize)]
+#[serde(rename = "MPD")]
+struct Mpd {
+    #[serde(rename = "@xmlns")]
+    xmlns: &'static str,
+    #[serde(rename = "@type")]
+    kind: &'static str,
+    #[serde(rename = "@mediaPresentationDuration")]
+    media_presentation_duration: String,
+    #[serde(rename = "@minBufferTime")]
+    min_buffer_time: &'static str,
+    #[serde(rename = "@profiles")]
+    profiles: &'static str,
+    // Namespaces of ContentProtection children, declared only on protected MPDs.
+    #[serde(rename = "@xmlns:cenc", skip_serializing_if = "Option::is_none")]
+    xmlns_cenc: Option<&'static str>,
+    #[serde(rename = "@xmlns:mspr", skip_serializing_if = "Option::is_none")]
+    xmlns_mspr: Option<&'static str>,
+    #[serde(rename = "@xmlns:dashif", skip_serializing_if = "Option::is_none")]
+    xmlns_dashif: Option<&'static str>,
+    #[serde(rename = "Period")]
+    period: Period,
+}
+
+#[derive(Serialize)]
+struct Period {
+    #[serde(rename = "@id")]
+    id: &'static str,
+    #[serde(rename = "@start")]
+    start: &'static str,
+    #[serde(rename = "AdaptationSet")]
+    adaptation_sets: Vec<AdaptationSet>,
+}
+
+#[derive(Serialize)]
+struct AdaptationSet {
+    #[serde(rename = "@id")]
+    id: usize,
+    #[serde(rename = "@contentType")]
+    content_type: &'static str,
+    #[serde(rename = "@mimeType")]
+    mime_type: &'static str,
+    #[serde(rename = "@lang", skip_serializing_if = "Option::is_none")]
+    lang: Option<String>,
+    #[serde(rename = "@segmentAlignment", skip_serializing_if = "Option::is_none")]
+    segment_alignment: Option<&'static str>,
+    #[serde(rename = "@startWithSAP")]
+    start_with_sap: u8,
+    #[serde(rename = "@maxWidth", skip_serializing_if = "Option::is_none")]
+    max_width: Option<u16>,
+    #[serde(rename = "@maxHeight", skip_serializing_if = "Option::is_none")]
+    max_height: Option<u16>,
+    #[serde(rename = "@par", skip_serializing_if = "Option::is_none")]
+    par: Option<String>,
+    // Schema order: RepresentationBase elements (ContentProtection, Label), then
+    // Accessibility, Role, …, Representation.
+    #[serde(rename = "ContentProtection", skip_serializing_if = "Vec::is_empty")]
+    content_protection: Vec<ContentProtection>,
+    #[serde(rename = "Label")]
+    label: String,
+    #[serde(rename = "Accessibility", skip_serializing_if = "Option::is_none")]
+    accessibility: Option<Descriptor>,
+    #[serde(rename = "Role")]
+    role: Descriptor,
+    #[serde(rename = "Representation")]
+    representations: Vec<Representation>,
+}
+
+#[derive(Serialize)]
+struct Descriptor {
+    #[serde(rename = "@schemeIdUri")]
+    scheme_id_uri: &'static str,
+    #[serde(rename = "@value")]
+    value: String,
+}
+
+#[derive(Serialize)]
+struct Representation {
+    #[serde(rename = "@id")]
+    id: String,
+    #[serde(rename = "@bandwidth")]
+    bandwidth: u64,
+    #[serde(rename = "@codecs", skip_serializing_if = "Option::is_none")]
+    codecs: Option<String>,
+    #[serde(rename = "@width", skip_serializing_if = "Option::is_none")]
+    width: Option<u16>,
+    #[serde(rename = "@height", skip_serializing_if = "Option::is_none")]
+    height: Option<u16>,
+    #[serde(rename = "@frameRate", skip_serializing_if = "Option::is_none")]
+    frame_rate: Option<String>,
+    #[serde(rename = "@audioSamplingRate", skip_serializing_if = "Option::is_none")]
+    audio_sampling_rate: Option<u32>,
+    #[serde(rename = "AudioChannelConfiguration", skip_serializing_if = "Option::is_none")]
+    audio_channel_configuration: Option<Descriptor>,
+    #[serde(rename = "SegmentTemplate")]
+    segment_template: SegmentTemplate,
+}
+
+#[derive(Serialize)]
+struct SegmentTemplate {
+    #[serde(rename = "@timescale")]
+    timescale: u32,
+    #[serde(rename = "@presentationTimeOffset", skip_serializing_if = "Option::is_none")]
+    presentation_time_offset: Option<u64>,
+    #[serde(rename = "@initialization")]
+    initialization: String,
+    #[serde(rename = "@media")]
+    media: String,
+    #[serde(rename = "SegmentTimeline")]
+    segment_timeline: SegmentTimeline,
+}
+
+#[derive(Serialize)]
+struct SegmentTimeline {
+    #[serde(rename = "S")]
+    s: Vec<S>,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct S {
+    #[serde(rename = "@t", skip_serializing_if = "Option::is_none")]
+    t: Option<u64>,
+    #[serde(rename = "@d")]
+    d: u64,
+    #[serde(rename = "@r", skip_serializing_if = "Option::is_none")]
+    r: Option<u64>,
+}
+
+/// `presentationTimeOffset`: the media time shown at presentation time 0 (edit list: B-frame
+/// delay, audio priming). DASH init segments leave the edit list out, so this is the only
+/// place the shift is applied. A net delay (empty edit longer than media_time) cannot be
+/// expressed with a PTO and is ignored.
+fn presentation_time_offset(track: &AssetTrack) -> u64 {
+    let edit = track.index().info.edit;
+    edit.media_time.saturating_sub(edit.empty_duration) + track.window_offset
+}
+
+/// `<S>` runs: equal consecutive durations collapse into `r`; `t` on the first and after any
+/// discontinuity.
+fn segment_timeline(track: &AssetTrack) -> Vec<S> {
+    let mut out: Vec<S> = Vec::new();
+    let mut next_time: Option<u64> = None;
+    for seg in &track.timeline.segments {
+        let contiguous = next_time == Some(seg.time);
+        match out.last_mut() {
+            Some(last) if contiguous && last.d == seg.duration => {
+                last.r = Some(last.r.unwrap_or(0) + 1);
+            }
+            _ => out.push(S { t: (!contiguous).then_some(seg.time), d: seg.duration, r: None }),
+        }
+        next_time = Some(seg.time.saturating_add(seg.duration));
+    }
+    out
+}
+
+/// Representation@id: `{name}-{bitrate}` (whitespace is not allowed in the id).
+fn representation_id(track: &AssetTrack) -> String {
+    let name: String = track.name.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect();
+    format!("{name}-{}", track.bitrate)
+}
+
+fn representation(
+    track: &AssetTrack,
+    format: Format,
+    encryption: Option<Encryption>,
+    extension: bool,
+) -> Representation {
+    let info = &track.index().info;
+    let codec = &info.codec;
+    let video = track.kind == TrackKind::Video;
+    let audio = track.kind == TrackKind::Audio;
+    let frame_rate = if video {
+        track.index().frame_rate().map(|(n, d)| if d == 1 { n.to_string() } else { format!("{n}/{d}") })
+    } else {
+        None
+    };
+    let pto = presentation_time_offset(track);
+    Representation {
+        id: representation_id(track),
+        bandwidth: track.peak_bitrate(),
+        codecs: (!codec.codec_string.is_empty()).then(|| codec.codec_string.clone()),
+        width: (video && codec.width > 0).then_some(codec.width),
+        height: (video && codec.height > 0).then_some(codec.height),
+        frame_rate,
+        audio_sampling_rate: (audio && codec.sample_rate > 0).then_some(codec.sample_rate),
+        // The Dolby scheme needs the channel mask from dac3/dec3, which the index does not
+        // keep; the 23003 scheme takes a plain channel count and is valid for every codec.
+        audio_channel_configuration: (audio && codec.channels > 0)
+            .then(|| Descriptor { scheme_id_uri: CHANNELS_SCHEME, value: codec.channels.to_string() }),
+        segment_template: SegmentTemplate {
+            timescale: track.timeline.timescale,
+            presentation_time_offset: (pto > 0).then_some(pto),
+            initialization: url::format(
+                &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
+                extension,
+            ),
+            media: SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, false).template(),
+            segment_timeline: SegmentTimeline { s: segment_timeline(track) },
+        },
+    }
+}
+
+/// Tracks that share one AdaptationSet: same kind, codec, language, role and accessibility
+/// (Role and Accessibility are AdaptationSet-level, so they split sets too).
+fn same_set(a: &AssetTrack, b: &AssetTrack) -> bool {
+    let (ca, cb) = (&a.index().info.codec, &b.index().info.codec);
+    a.kind == b.kind
+        && ca.family == cb.family
+        && (ca.family != CodecFamily::Other || ca.sample_entry_type == cb.sample_entry_type)
+        && a.language == b.language
+        && a.role == b.role
+        && a.accessibility == b.accessibility
+}
+
+/// True when every track of the set starts its segments at the same instants.
+fn aligned(tracks: &[&AssetTrack]) -> bool {
+    let Some(first) = tracks.first() else { return true };
+    let (fa, ta) = (&first.timeline.segments, first.timeline.timescale as u128);
+    tracks[1..].iter().all(|t| {
+        let (fb, tb) = (&t.timeline.segments, t.timeline.timescale as u128);
+        fa.len() == fb.len() && fa.iter().zip(fb).all(|(a, b)| a.time as u128 * tb == b.time as u128 * ta)
+    })
+}
+
+fn adaptation_set(
+    id: usize,
+    tracks: &[&AssetTrack],
+    options: &ManifestOptions,
+    protection: &[ContentProtection],
+    extension: bool,
+) -> Option<AdaptationSet> {
+    let format = options.format;
+    let first = *tracks.first()?;
+    let video = first.kind == TrackKind::Video;
+    let mut sorted: Vec<&AssetTrack> = tracks.to_vec();
+    sorted.sort_by_key(|t| t.peak_bitrate());
+    let representations: Vec<Representation> =
+        sorted.iter().map(|t| representation(t, format, options.encryption, extension)).collect();
+
+    let (mut max_width, mut max_height, mut par) = (None, None, None);
+    if video {
+        let sizes: Vec<(u16, u16)> = sorted
+            .iter()
+            .map(|t| (t.index().info.codec.width, t.index().info.codec.height))
+            .filter(|&(w, h)| w > 0 && h > 0)
+            .collect();
+        max_width = sizes.iter().map(|s| s.0).max();
+        max_height = sizes.iter().map(|s| s.1).max();
+        // @par only when every rendition has the same picture shape (square pixels assumed).
+        let ratios: Vec<(u64, u64)> = sizes
+            .iter()
+            .map(|&(w, h)| {
+                let g = crate::source::index::gcd(w as u64, h as u64);
+                (w as u64 / g, h as u64 / g)
+            })
+            .collect();
+        if let Some(&r) = ratios.first() {
+            if ratios.iter().all(|&x| x == r) {
+                par = Some(format!("{}:{}", r.0, r.1));
+            }
+        }
+    }
+    Some(AdaptationSet {
+        id,
+        content_type: if video { "video" } else { "audio" },
+        mime_type: if video { "video/mp4" } else { "audio/mp4" },
+        lang: (!first.language.is_empty() && first.language != "und").then(|| first.language.clone()),
+        segment_alignment: aligned(tracks).then_some("true"),
+        start_with_sap: 1,
+        max_width,
+        max_height,
+        par,
+        content_protection: protection.to_vec(),
+        label: first.name.clone(),
+        accessibility: first
+            .accessibility
+            .as_ref()
+            .map(|a| Descriptor { scheme_id_uri: ROLE_SCHEME, value: a.clone() }),
+        role: Descriptor { scheme_id_uri: ROLE_SCHEME, value: first.role.clone().unwrap_or_else(|| "main".to_owned()) },
+        representations,
+    })
+}
+
+/// `PT…S` with millisecond precision: `PT8.000S`, `PT1M5.500S`, `PT2H0M0.000S`.
+fn iso_duration(ms: u64) -> String {
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    if h > 0 {
+        format!("PT{h}H{m}M{s}.{frac:03}S")
+    } else if m > 0 {
+        format!("PT{m}M{s}.{frac:03}S")
+    } else {
+        format!("PT{s}.{frac:03}S")
+    }
+}
+
+/// Presentation duration of a track in ms: its timeline end minus its PTO.
+fn presentation_ms(track: &AssetTrack) -> u64 {
+    let tl = &track.timeline;
+    let end = tl.segments.last().map(|s| s.time.saturating_add(s.duration)).unwrap_or(0);
+    let ticks = end.saturating_sub(presentation_time_offset(track)) as u128;
+    let ts = tl.timescale.max(1) as u128;
+    ((ticks * 1000 + ts / 2) / ts) as u64
+}
+
+/// The static MPD at `manifest(format=mpd-time-…)`. Text tracks are not listed yet.
+/// `protection`: the ContentProtection descriptors of an encrypted MPD (empty when clear).
+pub fn mpd(asset: &Asset, options: &ManifestOptions, protection: &[ContentProtection], extension: bool) -> String {
+    let format = options.format;
+    // Video sets first, then audio, each in asset order.
+    let mut sets: Vec<Vec<&AssetTrack>> = Vec::new();
+    for kind in [TrackKind::Video, TrackKind::Audio] {
+        for t in asset.tracks_of(kind) {
+            match sets.iter_mut().find(|s| s.first().is_some_and(|f| same_set(f, t))) {
+                Some(s) => s.push(t),
+                None => sets.push(vec![t]),
+            }
+        }
+    }
+    let adaptation_sets: Vec<AdaptationSet> =
+        sets.iter().enumerate().filter_map(|(i, s)| adaptation_set(i, s, options, protection, extension)).collect();
+    let duration_ms = sets.iter().flatten().map(|t| presentation_ms(t)).max().unwrap_or(0);
+    let segments: usize = sets.iter().flatten().map(|t| t.timeline.segments.len()).sum();
+
+    let doc = Mpd {
+        xmlns: MPD_NS,
+        kind: "static",
+        media_presentation_duration: iso_duration(duration_ms),
+        min_buffer_time: "PT2S",
+        profiles: if format == Format::MpdTimeCsf { PROFILES_CSF } else { PROFILES_CMAF },
+        xmlns_cenc: (!protection.is_empty()).then_some(MPD_NAMESPACES[0].1),
+        xmlns_mspr: (!protection.is_empty()).then_some(MPD_NAMESPACES[1].1),
+        xmlns_dashif: (!protection.is_empty()).then_some(MPD_NAMESPACES[2].1),
+        period: Period { id: "0", start: "PT0S", adaptation_sets },
+    };
+    let mut out = String::with_capacity(2048 + segments * 24);
+    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    let mut ser = quick_xml::se::Serializer::new(&mut out);
+    ser.indent(' ', 2);
+    // Serializing plain structs of strings and integers into a String cannot fail; should it
+    // ever, the truncated document fails XML validation loudly rather than panicking here.
+    let _ = doc.serialize(ser);
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::hls::fixtures::{self, resolve};
+    use crate::plan::url::ParsedUrl;
+    use quick_xml::events::Event;
+    use quick_xml::{Reader, XmlVersion};
+    use std::collections::HashMap;
+
+    /// A minimal generic view of the parsed MPD: elements with attributes, in document order.
+    #[derive(Debug, Default)]
+    struct Node {
+        name: String,
+        attrs: HashMap<String, String>,
+        text: String,
+        children: Vec<Node>,
+    }
+
+    impl Node {
+        fn attr(&self, k: &str) -> Option<&str> {
+            self.attrs.get(k).map(String::as_str)
+        }
+        fn child(&self, name: &str) -> Option<&Node> {
+            self.children.iter().find(|c| c.name == name)
+        }
+        fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+            self.children.iter().filter(move |c| c.name == name)
+        }
+    }
+
+    fn parse_xml(text: &str) -> Node {
+        let mut reader = Reader::from_str(text);
+        let mut stack = vec![Node::default()];
+        let open = |e: &quick_xml::events::BytesStart<'_>| {
+            let mut n = Node { name: e.name().as_ref().to_owned(), ..Default::default() };
+            for a in e.attributes() {
+                let a = a.unwrap();
+                n.attrs.insert(
+                    a.key.as_ref().to_owned(),
+                    a.normalized_value(XmlVersion::Explicit1_0).unwrap().into_owned(),
+                );
+            }
+            n
+        };
+        loop {
+            match reader.read_event().unwrap() {
+                Event::Start(e) => stack.push(open(&e)),
+                Event::Empty(e) => {
+                    let n = open(&e);
+                    stack.last_mut().unwrap().children.push(n);
+                }
+                Event::End(_) => {
+                    let n = stack.pop().unwrap();
+                    stack.last_mut().unwrap().children.push(n);
+                }
+                Event::Text(t) => {
+                    stack.last_mut().unwrap().text.push_str(t.xml10_content().trim());
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        assert_eq!(stack.len(), 1, "unbalanced XML");
+        stack.pop().unwrap().children.into_iter().next().unwrap()
+    }
+
+    /// Expands `<S>` runs back into (time, duration) pairs.
+    fn expand(timeline: &Node) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut t = 0u64;
+        for s in timeline.all("S") {
+            if let Some(v) = s.attr("t") {
+                t = v.parse().unwrap();
+            }
+            let d: u64 = s.attr("d").unwrap().parse().unwrap();
+            let r: u64 = s.attr("r").map(|r| r.parse().unwrap()).unwrap_or(0);
+            for _ in 0..=r {
+                out.push((t, d));
+                t += d;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn mpd_structure_and_timelines() {
+        let asset = fixtures::asset();
+        for (format, extension) in
+            [(Format::MpdTimeCmaf, false), (Format::MpdTimeCmaf, true), (Format::MpdTimeCsf, false)]
+        {
+            let options = ManifestOptions::new(format);
+            let base = url::format(&Resource::Manifest(options.clone()), extension);
+            let text = mpd(&asset, &options, &[], extension);
+            assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<MPD "), "{text}");
+            let root = parse_xml(&text);
+            assert_eq!(root.name, "MPD");
+            assert_eq!(root.attr("xmlns"), Some(MPD_NS));
+            assert_eq!(root.attr("type"), Some("static"));
+            assert_eq!(root.attr("minBufferTime"), Some("PT2S"));
+            let profiles = root.attr("profiles").unwrap();
+            assert_eq!(profiles.contains("cmaf:2019"), format == Format::MpdTimeCmaf);
+            let period = root.child("Period").unwrap();
+            assert_eq!((period.attr("id"), period.attr("start")), (Some("0"), Some("PT0S")));
+
+            // video; aac eng; aac fra; aac eng description; ec3 eng.
+            let sets: Vec<&Node> = period.all("AdaptationSet").collect();
+            assert_eq!(sets.len(), 5);
+            assert_eq!(sets[0].attr("contentType"), Some("video"));
+            assert_eq!(sets[0].attr("mimeType"), Some("video/mp4"));
+            assert_eq!(sets[0].attr("lang"), None);
+            assert_eq!(
+                (sets[0].attr("maxWidth"), sets[0].attr("maxHeight"), sets[0].attr("par")),
+                (Some("1280"), Some("720"), Some("16:9"))
+            );
+            assert_eq!(sets[0].attr("segmentAlignment"), Some("true"));
+            assert_eq!(sets[0].attr("startWithSAP"), Some("1"));
+            assert_eq!(sets[1].attr("lang"), Some("eng"));
+            assert_eq!(sets[2].attr("lang"), Some("fra"));
+            assert_eq!(sets[3].child("Role").unwrap().attr("value"), Some("description"));
+            assert_eq!(sets[3].child("Accessibility").unwrap().attr("value"), Some("description"));
+            assert_eq!(sets[1].child("Role").unwrap().attr("value"), Some("main"));
+            assert_eq!(sets[1].child("Role").unwrap().attr("schemeIdUri"), Some(ROLE_SCHEME));
+            assert!(sets[1].child("Accessibility").is_none());
+            assert_eq!(sets[4].child("Label").unwrap().text, "ec3_eng");
+            let ids: Vec<_> = sets.iter().map(|s| s.attr("id").unwrap()).collect();
+            assert_eq!(ids, ["0", "1", "2", "3", "4"]);
+
+            let mut seen = 0;
+            let mut longest_ms = 0u64;
+            for set in &sets {
+                for rep in set.all("Representation") {
+                    seen += 1;
+                    let id = rep.attr("id").unwrap();
+                    let track = asset.tracks.iter().find(|t| format!("{}-{}", t.name, t.bitrate) == id).unwrap();
+                    assert_eq!(rep.attr("bandwidth").unwrap().parse::<u64>().unwrap(), track.timeline.peak_bitrate);
+                    assert_eq!(rep.attr("codecs"), Some(track.index().info.codec.codec_string.as_str()));
+                    match track.kind {
+                        TrackKind::Video => {
+                            assert_eq!(rep.attr("frameRate"), Some("30000/1001"));
+                            assert!(rep.attr("width").is_some() && rep.attr("height").is_some());
+                        }
+                        _ => {
+                            assert_eq!(rep.attr("audioSamplingRate"), Some("48000"));
+                            let acc = rep.child("AudioChannelConfiguration").unwrap();
+                            assert_eq!(acc.attr("schemeIdUri"), Some(CHANNELS_SCHEME));
+                            assert_eq!(acc.attr("value"), Some(track.index().info.codec.channels.to_string().as_str()));
+                        }
+                    }
+                    let tmpl = rep.child("SegmentTemplate").unwrap();
+                    assert_eq!(tmpl.attr("timescale").unwrap().parse::<u32>().unwrap(), track.timeline.timescale);
+                    let edit = track.index().info.edit;
+                    let pto = edit.media_time - edit.empty_duration;
+                    assert_eq!(
+                        tmpl.attr("presentationTimeOffset").map(|p| p.parse::<u64>().unwrap()),
+                        (pto > 0).then_some(pto)
+                    );
+
+                    let init = resolve(&base, tmpl.attr("initialization").unwrap());
+                    assert_eq!(
+                        init,
+                        ParsedUrl {
+                            resource: Resource::Init {
+                                bitrate: track.bitrate,
+                                track: track.name.clone(),
+                                format,
+                                encryption: None
+                            },
+                            extension
+                        }
+                    );
+                    let expanded = expand(tmpl.child("SegmentTimeline").unwrap());
+                    let expected: Vec<(u64, u64)> =
+                        track.timeline.segments.iter().map(|s| (s.time, s.duration)).collect();
+                    assert_eq!(expanded, expected, "{id}");
+                    let media = tmpl.attr("media").unwrap();
+                    assert!(media.contains("$Time$"));
+                    for &(t, _) in &expanded {
+                        let parsed = resolve(&base, &media.replace("$Time$", &t.to_string()));
+                        assert_eq!(
+                            parsed,
+                            ParsedUrl {
+                                resource: Resource::Segment {
+                                    bitrate: track.bitrate,
+                                    track: track.name.clone(),
+                                    time: t,
+                                    format,
+                                    encryption: None
+                                },
+                                extension
+                            }
+                        );
+                    }
+                    longest_ms = longest_ms.max(presentation_ms(track));
+                }
+            }
+            assert_eq!(seen, asset.tracks.len());
+            assert_eq!(root.attr("mediaPresentationDuration").unwrap(), iso_duration(longest_ms));
+            // The fixture is ~10 s long.
+            assert!((9_500..=10_600).contains(&longest_ms), "{longest_ms}");
+        }
+    }
+
+    #[test]
+    fn repeats_collapse_and_gaps_restate_t() {
+        let mut asset = fixtures::asset_of(&[fixtures::aac("a", 128_000, "und", 4.0)], Some(2.0));
+        let track = &mut asset.tracks[0];
+        let segs = &mut track.timeline.segments;
+        segs.truncate(1);
+        let base = segs[0];
+        let mk = |time, duration| crate::plan::timeline::Segment { time, duration, ..base };
+        *segs = vec![mk(0, 100), mk(100, 100), mk(200, 100), mk(300, 50), mk(400, 50), mk(450, 50)];
+        let s = segment_timeline(track);
+        assert_eq!(
+            s,
+            vec![
+                S { t: Some(0), d: 100, r: Some(2) },
+                S { t: None, d: 50, r: None },
+                S { t: Some(400), d: 50, r: Some(1) },
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_format_like_iso8601() {
+        assert_eq!(iso_duration(8_000), "PT8.000S");
+        assert_eq!(iso_duration(65_500), "PT1M5.500S");
+        assert_eq!(iso_duration(7_200_000), "PT2H0M0.000S");
+        assert_eq!(iso_duration(0), "PT0.000S");
+    }
+
+    #[test]
+    fn mpd_is_byte_stable() {
+        let asset = fixtures::asset();
+        let o = ManifestOptions::new(Format::MpdTimeCmaf);
+        assert_eq!(mpd(&asset, &o, &[], true), mpd(&asset.clone(), &o, &[], true));
+    }
+}

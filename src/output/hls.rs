@@ -1,0 +1,785 @@
+//! HLS manifests (RFC 8216, Apple authoring rules): the multivariant playlist and one media
+//! playlist per track, fMP4/CMAF segments.
+//!
+//! Written with m3u8-rs, using only its typed struct fields (never the `other_attributes`
+//! HashMaps, whose iteration order differs between processes) so the output is byte-stable
+//! and ETags agree across replicas. Two m3u8-rs quirks handled here:
+//! - EXTINF precision is a process-global (`WRITE_OPT_FLOAT_PRECISION`); every write sets it
+//!   to 3 first, so concurrent writers agree on the value.
+//! - m3u8-rs omits `#EXT-X-MEDIA-SEQUENCE` when it is 0; we splice `#EXT-X-MEDIA-SEQUENCE:0`
+//!   in after the header so the playlist states it explicitly.
+
+use std::sync::atomic::Ordering;
+
+use m3u8_rs::{
+    AlternativeMedia, AlternativeMediaType, ExtTag, Key, KeyMethod, Map, MasterPlaylist, MediaPlaylist,
+    MediaPlaylistType, MediaSegment, Resolution, VariantStream,
+};
+
+use crate::plan::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::protect::drm::HlsKeyLine;
+use crate::protect::{hex, segment_iv, ContentKey};
+use crate::source::asset::{Asset, AssetTrack};
+use crate::source::index::{CodecFamily, TrackKind};
+
+/// `#EXT-X-VERSION`, minimal for the features each format uses: fMP4 (EXT-X-MAP) needs 6 and
+/// Apple's tools write 7; TS with EXT-X-MEDIA renditions needs 4; muxed TS with IV 3.
+fn version(format: Format) -> usize {
+    match format {
+        Format::M3u8AaplV3 => 3,
+        Format::M3u8Aapl => 4,
+        _ => 7,
+    }
+}
+
+/// What a media playlist needs to signal AES-128 envelope encryption: the key URI (the
+/// origin's key endpoint) and the key, from which each segment's IV is derived.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeSignal<'a> {
+    pub key_uri: &'a str,
+    pub key: &'a ContentKey,
+}
+
+fn set_precision() {
+    m3u8_rs::WRITE_OPT_FLOAT_PRECISION.store(3, Ordering::Relaxed);
+}
+
+fn into_string(buf: Vec<u8>) -> String {
+    // m3u8-rs writes only what we give it, all of it UTF-8 `str`s.
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The media playlist URL of `track`, relative to the multivariant playlist; it carries the
+/// multivariant's filters so the media playlist lists the same segments.
+fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: bool) -> String {
+    let (format, filters) = (options.format, &options.filters);
+    let resource = Resource::MediaPlaylist {
+        bitrate: track.bitrate,
+        track: track.name.clone(),
+        format,
+        encryption: options.encryption,
+        filters: filters.to_vec(),
+    };
+    url::format(&resource, extension)
+}
+
+/// GROUP-ID of an audio codec family.
+fn audio_group_id(track: &AssetTrack) -> String {
+    let codec = &track.index().info.codec;
+    let family = match codec.family {
+        CodecFamily::Aac => "aac",
+        CodecFamily::Ac3 => "ac3",
+        CodecFamily::Eac3 => "ec3",
+        _ => "",
+    };
+    if !family.is_empty() {
+        return format!("audio-{family}");
+    }
+    // Other codecs (Opus, FLAC, …): one group per sample entry type, so a group never mixes
+    // codecs that a CODECS attribute could not describe.
+    let entry: String = codec
+        .sample_entry_type
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    if entry.is_empty() {
+        "audio-other".to_owned()
+    } else {
+        format!("audio-{entry}")
+    }
+}
+
+/// One audio group: its id and its tracks, in asset order (the first is the default).
+struct AudioGroup<'a> {
+    id: String,
+    tracks: Vec<&'a AssetTrack>,
+}
+
+impl AudioGroup<'_> {
+    fn peak(&self) -> u64 {
+        self.tracks.iter().map(|t| t.peak_bitrate()).max().unwrap_or(0)
+    }
+    fn average(&self) -> u64 {
+        self.tracks.iter().map(|t| t.average_bitrate()).max().unwrap_or(0)
+    }
+    /// Distinct codec strings of the group, comma separated (CODECS must name every codec a
+    /// rendition of the group may use).
+    fn codecs(&self) -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for t in &self.tracks {
+            let c = t.index().info.codec.codec_string.as_str();
+            if !c.is_empty() && !seen.contains(&c) {
+                seen.push(c);
+            }
+        }
+        seen.join(",")
+    }
+}
+
+/// Audio groups in order of first appearance. Within a group, tracks keep asset order except
+/// that accessibility tracks (audio description, …) go after the others, so the group's
+/// default (its first track) is a main track whenever there is one.
+fn audio_groups(asset: &Asset) -> Vec<AudioGroup<'_>> {
+    let mut groups: Vec<AudioGroup<'_>> = Vec::new();
+    for t in asset.tracks_of(TrackKind::Audio) {
+        let id = audio_group_id(t);
+        match groups.iter_mut().find(|g| g.id == id) {
+            Some(g) => g.tracks.push(t),
+            None => groups.push(AudioGroup { id, tracks: vec![t] }),
+        }
+    }
+    for g in &mut groups {
+        g.tracks.sort_by_key(|t| t.accessibility.is_some());
+    }
+    groups
+}
+
+/// HLS CHARACTERISTICS for an audio rendition's `accessibility` value.
+fn audio_characteristics(track: &AssetTrack) -> Option<String> {
+    match track.accessibility.as_deref()? {
+        "description" => Some("public.accessibility.describes-video".to_owned()),
+        "enhanced-audio-intelligibility" => Some("public.accessibility.enhances-speech-intelligibility".to_owned()),
+        _ => None,
+    }
+}
+
+/// FRAME-RATE with 3 decimals (m3u8-rs writes the f64 with `{}`, so round it here).
+fn frame_rate(track: &AssetTrack) -> Option<f64> {
+    let (num, den) = track.index().frame_rate()?;
+    if den == 0 {
+        return None;
+    }
+    Some((num as f64 / den as f64 * 1000.0).round() / 1000.0)
+}
+
+fn join_codecs(a: &str, b: &str) -> Option<String> {
+    match (a.is_empty(), b.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(a.to_owned()),
+        (true, false) => Some(b.to_owned()),
+        (false, false) => Some(format!("{a},{b}")),
+    }
+}
+
+/// The multivariant playlist at `manifest(format=m3u8-…)`.
+///
+/// Audio tracks become `EXT-X-MEDIA` renditions, one group per codec family; each video track
+/// gets one `EXT-X-STREAM-INF` per audio group; unless `audio-only=false`, each audio group
+/// also gets an audio-only variant. Variants are ordered by BANDWIDTH ascending. Text tracks
+/// are not listed yet.
+pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -> String {
+    set_precision();
+    let mut groups = audio_groups(asset);
+    // HLS v3 TS: the default audio is muxed into the video segments, so there are no
+    // renditions, only variants whose CODECS name both.
+    let muxed_audio = options.format == Format::M3u8AaplV3;
+    if muxed_audio {
+        let default = asset.default_audio().map(|t| (t.name.as_str(), t.bitrate));
+        for g in &mut groups {
+            g.tracks.retain(|t| Some((t.name.as_str(), t.bitrate)) == default);
+        }
+        groups.retain(|g| !g.tracks.is_empty());
+    }
+
+    let mut alternatives = Vec::new();
+    for g in groups.iter().filter(|_| !muxed_audio) {
+        let mut names: Vec<String> = Vec::with_capacity(g.tracks.len());
+        for (i, t) in g.tracks.iter().enumerate() {
+            // NAME must be unique within the group, and a quoted-string: no '"', CR or LF.
+            let base: String =
+                t.name.chars().filter(|c| !c.is_control()).map(|c| if c == '"' { '\'' } else { c }).collect();
+            let mut name = base.clone();
+            let mut k = 1;
+            while names.contains(&name) {
+                name = if k == 1 { format!("{base}-{}", t.bitrate) } else { format!("{base}-{}-{k}", t.bitrate) };
+                k += 1;
+            }
+            names.push(name.clone());
+            let channels = t.index().info.codec.channels;
+            alternatives.push(AlternativeMedia {
+                media_type: AlternativeMediaType::Audio,
+                uri: Some(media_playlist_url(t, options, extension)),
+                group_id: g.id.clone(),
+                language: (!t.language.is_empty() && t.language != "und").then(|| t.language.clone()),
+                name,
+                default: i == 0,
+                autoselect: true,
+                channels: (channels > 0).then(|| channels.to_string()),
+                characteristics: audio_characteristics(t),
+                ..Default::default()
+            });
+        }
+    }
+
+    let mut variants = Vec::new();
+    for v in asset.tracks_of(TrackKind::Video) {
+        let codec = &v.index().info.codec;
+        let resolution = (codec.width > 0 && codec.height > 0)
+            .then_some(Resolution { width: codec.width as u64, height: codec.height as u64 });
+        let frame_rate = frame_rate(v);
+        let uri = media_playlist_url(v, options, extension);
+        if groups.is_empty() {
+            variants.push(VariantStream {
+                uri,
+                bandwidth: v.peak_bitrate(),
+                average_bandwidth: Some(v.average_bitrate()),
+                codecs: join_codecs(&codec.codec_string, ""),
+                resolution,
+                frame_rate,
+                ..Default::default()
+            });
+            continue;
+        }
+        for g in &groups {
+            variants.push(VariantStream {
+                uri: uri.clone(),
+                bandwidth: v.peak_bitrate() + g.peak(),
+                average_bandwidth: Some(v.average_bitrate() + g.average()),
+                codecs: join_codecs(&codec.codec_string, &g.codecs()),
+                resolution,
+                frame_rate,
+                audio: (!muxed_audio).then(|| g.id.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    let has_video = !variants.is_empty();
+    if (options.audio_only != Some(false) || !has_video) && !muxed_audio {
+        for g in &groups {
+            let Some(default) = g.tracks.first() else { continue };
+            variants.push(VariantStream {
+                uri: media_playlist_url(default, options, extension),
+                bandwidth: g.peak(),
+                average_bandwidth: Some(g.average()),
+                codecs: join_codecs(&g.codecs(), ""),
+                audio: Some(g.id.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    // Stable: equal bandwidths keep asset order.
+    variants.sort_by_key(|v| v.bandwidth);
+
+    let playlist = MasterPlaylist {
+        version: Some(version(options.format)),
+        independent_segments: true,
+        alternatives,
+        variants,
+        ..Default::default()
+    };
+    let mut buf = Vec::with_capacity(4096);
+    // Writing into a Vec cannot fail.
+    let _ = playlist.write_to(&mut buf);
+    into_string(buf)
+}
+
+/// `#EXT-X-TARGETDURATION`: every EXTINF, rounded to the nearest integer, must be ≤ it
+/// (RFC 8216 §4.3.3.1). EXTINF is written with 3 decimals from an f32; the +0.0005 margin
+/// covers values that the 3-decimal rounding pushes up to x.500.
+fn target_duration(max_duration: u64, timescale: u32) -> u64 {
+    let secs = max_duration as f64 / timescale.max(1) as f64;
+    ((secs + 0.5005).floor() as u64).max(1)
+}
+
+/// The media playlist of `track` at `QualityLevels(b)/Manifest(name,format=…)`. Init and media
+/// segment URIs are relative to that location (`Fragments(…)`).
+/// `drm_keys`: the `EXT-X-KEY` lines of Common Encryption (one per DRM system), written once
+/// after the clear `EXT-X-MAP`.
+pub fn media_playlist(
+    track: &AssetTrack,
+    format: Format,
+    encryption: Option<Encryption>,
+    envelope: Option<EnvelopeSignal>,
+    drm_keys: &[HlsKeyLine],
+    extension: bool,
+) -> String {
+    set_precision();
+    let timeline = &track.timeline;
+    let timescale = timeline.timescale.max(1) as f64;
+    let max_duration = timeline.segments.iter().map(|s| s.duration).max().unwrap_or(0);
+
+    let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, true);
+    let init = url::relative_to_quality_level(
+        &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
+        extension,
+    );
+    // MPEG-TS segments carry their own PAT/PMT: no EXT-X-MAP. The map precedes the first
+    // EXT-X-KEY, so init segments stay clear.
+    let mut map = (!format.is_ts()).then(|| Map { uri: init, ..Default::default() });
+    let mut drm_tags: Option<Vec<ExtTag>> =
+        Some(drm_keys.iter().map(|k| ExtTag { tag: "X-KEY".into(), rest: Some(k.attributes.clone()) }).collect());
+    let segments: Vec<MediaSegment> = timeline
+        .segments
+        .iter()
+        .map(|s| MediaSegment {
+            uri: urls.url(s.time),
+            duration: (s.duration as f64 / timescale) as f32,
+            map: map.take(),
+            unknown_tags: drm_tags.take().unwrap_or_default(),
+            key: envelope.map(|e| Key {
+                method: KeyMethod::AES128,
+                uri: Some(e.key_uri.to_string()),
+                iv: Some(format!(
+                    "0x{}",
+                    hex(&segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time))
+                )),
+                keyformat: None,
+                keyformatversions: None,
+            }),
+            ..Default::default()
+        })
+        .collect();
+
+    let playlist = MediaPlaylist {
+        // KEYFORMAT needs version 5.
+        version: Some(if drm_keys.is_empty() { version(format) } else { version(format).max(5) }),
+        target_duration: target_duration(max_duration, timeline.timescale),
+        media_sequence: 0,
+        segments,
+        end_list: true,
+        playlist_type: Some(MediaPlaylistType::Vod),
+        independent_segments: true,
+        ..Default::default()
+    };
+    let per_segment = 24 + urls.url(0).len() + 16;
+    let mut buf = Vec::with_capacity(256 + playlist.segments.len() * per_segment);
+    let _ = playlist.write_to(&mut buf);
+    insert_media_sequence(&mut buf);
+    into_string(buf)
+}
+
+/// Splices `#EXT-X-MEDIA-SEQUENCE:0` after `#EXT-X-TARGETDURATION` (m3u8-rs leaves 0 out).
+fn insert_media_sequence(buf: &mut Vec<u8>) {
+    const TAG: &[u8] = b"#EXT-X-TARGETDURATION:";
+    let Some(start) = buf.windows(TAG.len()).position(|w| w == TAG) else { return };
+    let Some(eol) = buf[start..].iter().position(|&b| b == b'\n') else { return };
+    let at = start + eol + 1;
+    buf.splice(at..at, b"#EXT-X-MEDIA-SEQUENCE:0\n".iter().copied());
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    //! A synthetic asset for manifest tests: no files, fake indexes, real timelines.
+
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use crate::plan::timeline::{plan, SegmentPolicy};
+    use crate::plan::url::{self, ParsedUrl};
+    use crate::source::asset::{Asset, AssetTrack};
+    use crate::source::index::{
+        CodecFamily, CodecInfo, EditOffset, FileIndex, ObjectVersion, SampleTable, TrackIndex, TrackInfo, TrackKind,
+    };
+
+    /// Resolves a URI found in a manifest at `base` (a path below `{asset}.ism/`) and parses it
+    /// the way the router would.
+    pub(crate) fn resolve(base: &str, uri: &str) -> ParsedUrl {
+        let dir = base.rfind('/').map(|i| &base[..=i]).unwrap_or("");
+        let full = format!("{dir}{uri}");
+        url::parse(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+    }
+
+    /// Description of one fake track.
+    #[derive(Clone)]
+    pub(crate) struct FakeTrack {
+        pub name: &'static str,
+        pub bitrate: u64,
+        pub kind: TrackKind,
+        pub language: &'static str,
+        pub family: CodecFamily,
+        pub entry: &'static str,
+        pub codec: &'static str,
+        pub width: u16,
+        pub height: u16,
+        pub sample_rate: u32,
+        pub channels: u16,
+        pub timescale: u32,
+        pub sample_duration: u64,
+        pub samples: usize,
+        /// Every n-th sample is a sync sample (1 = all).
+        pub gop: usize,
+        pub sample_size: u32,
+        pub edit: EditOffset,
+        pub role: Option<&'static str>,
+        pub accessibility: Option<&'static str>,
+    }
+
+    pub(crate) fn video(name: &'static str, bitrate: u64, width: u16, height: u16, secs: f64) -> FakeTrack {
+        let frames = (secs * 30000.0 / 1001.0).round() as usize;
+        FakeTrack {
+            name,
+            bitrate,
+            kind: TrackKind::Video,
+            language: "und",
+            family: CodecFamily::Avc,
+            entry: "avc1",
+            codec: "avc1.64001f",
+            width,
+            height,
+            sample_rate: 0,
+            channels: 0,
+            timescale: 30000,
+            sample_duration: 1001,
+            samples: frames,
+            gop: 60,
+            sample_size: (bitrate / 8 * 1001 / 30000) as u32,
+            edit: EditOffset { empty_duration: 0, media_time: 2002 },
+            role: None,
+            accessibility: None,
+        }
+    }
+
+    pub(crate) fn aac(name: &'static str, bitrate: u64, language: &'static str, secs: f64) -> FakeTrack {
+        FakeTrack {
+            name,
+            bitrate,
+            kind: TrackKind::Audio,
+            language,
+            family: CodecFamily::Aac,
+            entry: "mp4a",
+            codec: "mp4a.40.2",
+            width: 0,
+            height: 0,
+            sample_rate: 48000,
+            channels: 2,
+            timescale: 48000,
+            sample_duration: 1024,
+            samples: (secs * 48000.0 / 1024.0).ceil() as usize,
+            gop: 1,
+            sample_size: (bitrate / 8 * 1024 / 48000) as u32,
+            edit: EditOffset { empty_duration: 0, media_time: 1024 },
+            role: None,
+            accessibility: None,
+        }
+    }
+
+    pub(crate) fn ec3(name: &'static str, bitrate: u64, language: &'static str, secs: f64) -> FakeTrack {
+        FakeTrack {
+            family: CodecFamily::Eac3,
+            entry: "ec-3",
+            codec: "ec-3",
+            channels: 6,
+            sample_duration: 1536,
+            samples: (secs * 48000.0 / 1536.0).ceil() as usize,
+            sample_size: (bitrate / 8 * 1536 / 48000) as u32,
+            edit: EditOffset::default(),
+            ..aac(name, bitrate, language, secs)
+        }
+    }
+
+    fn index(t: &FakeTrack, track_id: u32) -> TrackIndex {
+        let n = t.samples;
+        let dts: Vec<u64> = (0..n as u64).map(|i| i * t.sample_duration).collect();
+        // Vary sizes a little so peak and average bitrates differ.
+        let sizes: Vec<u32> = (0..n)
+            .map(|i| if t.gop > 1 && i % t.gop == 0 { t.sample_size * 3 } else { t.sample_size + (i % 7) as u32 })
+            .collect();
+        let mut offsets = Vec::with_capacity(n);
+        let mut off = 0u64;
+        for &s in &sizes {
+            offsets.push(off);
+            off += s as u64;
+        }
+        let sync_samples = (t.gop > 1).then(|| (0..n as u32).step_by(t.gop).collect());
+        TrackIndex {
+            info: TrackInfo {
+                track_id,
+                kind: t.kind,
+                timescale: t.timescale,
+                language: t.language.to_owned(),
+                sample_entry: Bytes::new(),
+                codec: CodecInfo {
+                    family: t.family,
+                    sample_entry_type: t.entry.to_owned(),
+                    codec_string: t.codec.to_owned(),
+                    width: t.width,
+                    height: t.height,
+                    sample_rate: t.sample_rate,
+                    channels: t.channels,
+                },
+                edit: t.edit,
+            },
+            samples: SampleTable {
+                dts,
+                end_dts: n as u64 * t.sample_duration,
+                // Video: a constant B-frame delay of two frames, undone by the edit list.
+                cts_offsets: if t.kind == TrackKind::Video {
+                    vec![2 * t.sample_duration as i32; n]
+                } else {
+                    Vec::new()
+                },
+                sizes,
+                offsets,
+                sync_samples,
+                fragment_starts: Vec::new(),
+            },
+        }
+    }
+
+    /// An asset of `tracks`, one file per track, timelines planned with `target_secs`.
+    pub(crate) fn asset_of(tracks: &[FakeTrack], target_secs: Option<f64>) -> Asset {
+        let files: Vec<Arc<FileIndex>> = tracks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Arc::new(FileIndex {
+                    path: format!("{}.mp4", t.name),
+                    version: ObjectVersion { size: 0, etag: None, last_modified_unix: 0 },
+                    tracks: vec![index(t, i as u32 + 1)],
+                    reads: 0,
+                })
+            })
+            .collect();
+        let indexes: Vec<&TrackIndex> = files.iter().map(|f| &f.tracks[0]).collect();
+        let timelines = plan(&indexes, SegmentPolicy { target_secs });
+        let tracks = tracks
+            .iter()
+            .zip(files.iter().cloned())
+            .zip(timelines)
+            .map(|((t, file_index), timeline)| AssetTrack {
+                name: t.name.to_owned(),
+                bitrate: t.bitrate,
+                kind: t.kind,
+                language: t.language.to_owned(),
+                role: t.role.map(str::to_owned),
+                accessibility: t.accessibility.map(str::to_owned),
+                file: file_index.path.clone(),
+                file_index,
+                track_position: 0,
+                timeline,
+                window_offset: 0,
+            })
+            .collect();
+        Asset { name: "fixture".to_owned(), tracks }
+    }
+
+    /// Two video renditions, two AAC languages, one E-AC-3: about 10 s.
+    pub(crate) fn asset() -> Asset {
+        let secs = 10.0;
+        let mut description = aac("aac_eng_desc", 64000, "eng", secs);
+        description.role = Some("description");
+        description.accessibility = Some("description");
+        asset_of(
+            &[
+                video("video_720", 3_000_000, 1280, 720, secs),
+                video("video_360", 800_000, 640, 360, secs),
+                aac("aac_eng", 128_000, "eng", secs),
+                aac("aac_fra", 96_000, "fra", secs),
+                description,
+                ec3("ec3_eng", 384_000, "eng", secs),
+            ],
+            Some(2.0),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{self, resolve};
+    use super::*;
+    use crate::plan::url::ParsedUrl;
+    use m3u8_rs::Playlist;
+
+    fn parse_playlist(text: &str) -> Playlist {
+        match m3u8_rs::parse_playlist_res(text.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => panic!("unparsable playlist: {e:?}\n{text}"),
+        }
+    }
+
+    #[test]
+    fn multivariant_lists_groups_and_variants() {
+        let asset = fixtures::asset();
+        for extension in [false, true] {
+            let options = ManifestOptions::new(Format::M3u8Cmaf);
+            let base = url::format(&Resource::Manifest(options.clone()), extension);
+            let text = multivariant(&asset, &options, extension);
+            assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"), "{text}");
+            assert!(!text.contains("EXT-X-MEDIA-SEQUENCE"));
+            let Playlist::MasterPlaylist(pl) = parse_playlist(&text) else { panic!("not a multivariant") };
+
+            // Audio renditions: aac group (3 tracks), ec3 group (1 track).
+            assert_eq!(pl.alternatives.len(), 4);
+            let aac: Vec<_> = pl.alternatives.iter().filter(|a| a.group_id == "audio-aac").collect();
+            let ec3: Vec<_> = pl.alternatives.iter().filter(|a| a.group_id == "audio-ec3").collect();
+            assert_eq!(aac.len(), 3);
+            assert_eq!(ec3.len(), 1);
+            assert_eq!(aac.iter().filter(|a| a.default).count(), 1);
+            assert!(aac[0].default && aac[0].name == "aac_eng" && aac[0].language.as_deref() == Some("eng"));
+            assert_eq!(aac[1].language.as_deref(), Some("fra"));
+            assert_eq!(aac[2].name, "aac_eng_desc");
+            assert_eq!(aac[2].characteristics.as_deref(), Some("public.accessibility.describes-video"));
+            assert!(aac[..2].iter().all(|a| a.characteristics.is_none()));
+            assert!(ec3[0].default);
+            assert_eq!(ec3[0].channels.as_deref(), Some("6"));
+            assert!(pl.alternatives.iter().all(|a| a.autoselect && a.media_type == AlternativeMediaType::Audio));
+            for a in &pl.alternatives {
+                let uri = a.uri.as_deref().unwrap();
+                let parsed = resolve(&base, uri);
+                assert_eq!(parsed.extension, extension);
+                assert!(
+                    matches!(parsed.resource, Resource::MediaPlaylist { ref track, .. } if asset.tracks.iter().any(|t| &t.name == track))
+                );
+            }
+
+            // 2 video × 2 groups + 2 audio-only.
+            assert_eq!(pl.variants.len(), 6);
+            let bw: Vec<u64> = pl.variants.iter().map(|v| v.bandwidth).collect();
+            assert!(bw.windows(2).all(|w| w[0] <= w[1]), "{bw:?}");
+            let v720 = asset.tracks.iter().find(|t| t.name == "video_720").unwrap();
+            let aac_peak = asset
+                .tracks_of(TrackKind::Audio)
+                .filter(|t| t.index().info.codec.family == CodecFamily::Aac)
+                .map(|t| t.timeline.peak_bitrate)
+                .max()
+                .unwrap();
+            let hd_aac = pl
+                .variants
+                .iter()
+                .find(|v| v.resolution.map(|r| r.height) == Some(720) && v.audio.as_deref() == Some("audio-aac"))
+                .unwrap();
+            assert_eq!(hd_aac.bandwidth, v720.timeline.peak_bitrate + aac_peak);
+            assert_eq!(hd_aac.codecs.as_deref(), Some("avc1.64001f,mp4a.40.2"));
+            assert_eq!(hd_aac.frame_rate, Some(29.97));
+            assert!(text.contains("FRAME-RATE=29.97,"));
+            let audio_only: Vec<_> = pl.variants.iter().filter(|v| v.resolution.is_none()).collect();
+            assert_eq!(audio_only.len(), 2);
+            assert!(audio_only
+                .iter()
+                .any(|v| v.codecs.as_deref() == Some("ec-3") && v.audio.as_deref() == Some("audio-ec3")));
+            for v in &pl.variants {
+                let parsed = resolve(&base, &v.uri);
+                assert!(matches!(parsed.resource, Resource::MediaPlaylist { .. }));
+                assert_eq!(parsed.extension, extension);
+            }
+        }
+    }
+
+    #[test]
+    fn audio_only_false_drops_audio_variants() {
+        let asset = fixtures::asset();
+        let mut options = ManifestOptions::new(Format::M3u8Cmaf);
+        options.audio_only = Some(false);
+        let Playlist::MasterPlaylist(pl) = parse_playlist(&multivariant(&asset, &options, false)) else { panic!() };
+        assert_eq!(pl.variants.len(), 4);
+        assert!(pl.variants.iter().all(|v| v.resolution.is_some()));
+    }
+
+    #[test]
+    fn multivariant_is_byte_stable() {
+        let asset = fixtures::asset();
+        let options = ManifestOptions::new(Format::M3u8Cmaf);
+        let a = multivariant(&asset, &options, true);
+        assert_eq!(a, multivariant(&asset.clone(), &options, true));
+    }
+
+    #[test]
+    fn description_track_is_never_the_default() {
+        let mut desc = fixtures::aac("aac_desc", 64_000, "eng", 4.0);
+        desc.accessibility = Some("description");
+        let main = fixtures::aac("aac_main", 128_000, "eng", 4.0);
+        let asset = fixtures::asset_of(&[fixtures::video("v", 1_000_000, 640, 360, 4.0), desc, main], Some(2.0));
+        let text = multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false);
+        let Playlist::MasterPlaylist(pl) = parse_playlist(&text) else { panic!() };
+        let default: Vec<_> = pl.alternatives.iter().filter(|a| a.default).map(|a| a.name.as_str()).collect();
+        assert_eq!(default, ["aac_main"]);
+        let audio_only = pl.variants.iter().find(|v| v.resolution.is_none()).unwrap();
+        assert!(audio_only.uri.contains("aac_main"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_names_in_a_group_are_made_unique() {
+        let mut t1 = fixtures::aac("aac", 128_000, "eng", 4.0);
+        t1.name = "aac";
+        let mut t2 = t1.clone();
+        t2.bitrate = 64_000;
+        let asset = fixtures::asset_of(&[fixtures::video("v", 1_000_000, 640, 360, 4.0), t1, t2], Some(2.0));
+        let Playlist::MasterPlaylist(pl) =
+            parse_playlist(&multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false))
+        else {
+            panic!()
+        };
+        let names: Vec<_> = pl.alternatives.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["aac", "aac-64000"]);
+    }
+
+    #[test]
+    fn media_playlist_matches_timeline() {
+        let asset = fixtures::asset();
+        for track in &asset.tracks {
+            for extension in [false, true] {
+                let base = url::format(
+                    &Resource::MediaPlaylist {
+                        bitrate: track.bitrate,
+                        track: track.name.clone(),
+                        format: Format::M3u8Cmaf,
+                        encryption: None,
+                        filters: vec![],
+                    },
+                    extension,
+                );
+                let text = media_playlist(track, Format::M3u8Cmaf, None, None, &[], extension);
+                assert!(text.contains("\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
+                assert!(text.contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
+                assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+                let Playlist::MediaPlaylist(pl) = parse_playlist(&text) else { panic!("not a media playlist") };
+                assert_eq!(pl.version, Some(7));
+                assert!(pl.independent_segments && pl.end_list);
+                assert_eq!(pl.playlist_type, Some(MediaPlaylistType::Vod));
+                let tl = &track.timeline;
+                assert_eq!(pl.segments.len(), tl.segments.len());
+                assert!(!tl.segments.is_empty());
+
+                let sum: f64 = pl.segments.iter().map(|s| s.duration as f64).sum();
+                let expected = tl.total_duration() as f64 / tl.timescale as f64;
+                assert!((sum - expected).abs() <= 0.0005 * pl.segments.len() as f64 + 1e-6, "{sum} vs {expected}");
+                for s in &pl.segments {
+                    assert!((s.duration as f64).round() as u64 <= pl.target_duration);
+                }
+
+                let map = pl.segments[0].map.as_ref().unwrap();
+                let init = resolve(&base, &map.uri);
+                assert_eq!(
+                    init,
+                    ParsedUrl {
+                        resource: Resource::Init {
+                            bitrate: track.bitrate,
+                            track: track.name.clone(),
+                            format: Format::M3u8Cmaf,
+                            encryption: None
+                        },
+                        extension
+                    }
+                );
+                assert!(pl.segments[1..].iter().all(|s| s.map.is_none()));
+                for (s, seg) in pl.segments.iter().zip(&tl.segments) {
+                    let parsed = resolve(&base, &s.uri);
+                    assert_eq!(
+                        parsed,
+                        ParsedUrl {
+                            resource: Resource::Segment {
+                                bitrate: track.bitrate,
+                                track: track.name.clone(),
+                                time: seg.time,
+                                format: Format::M3u8Cmaf,
+                                encryption: None,
+                            },
+                            extension
+                        }
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn target_duration_rounds_per_rfc() {
+        assert_eq!(target_duration(2002 * 3, 3000), 2);
+        assert_eq!(target_duration(6006, 1000), 6);
+        assert_eq!(target_duration(6500, 1000), 7);
+        assert_eq!(target_duration(6499, 1000), 6);
+        assert_eq!(target_duration(64995, 10000), 7);
+        assert_eq!(target_duration(0, 1000), 1);
+    }
+}

@@ -1,0 +1,301 @@
+//! Segment timelines: where each track's segments start and end.
+//!
+//! Rules (DESIGN §5): video segments start on sync samples; with no target duration they
+//! follow the source GOPs, or the source fragments for fragmented sources; with a target they
+//! group GOPs up to it. Audio (and text) is cut where the reference video's segments start,
+//! compared in presentation time (edit lists applied), so players switch renditions cleanly.
+//! Every sample belongs to exactly one segment: no gap, no overlap.
+
+use serde::Serialize;
+
+use crate::source::index::{TrackIndex, TrackKind};
+
+/// One segment of one track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// First sample index.
+    pub first_sample: u32,
+    /// Number of samples.
+    pub sample_count: u32,
+    /// Earliest presentation time in the media timeline (track timescale), the `{time}` of
+    /// the segment's URL and DASH `S@t`.
+    pub time: u64,
+    /// Until the next segment's `time` (or the track end), track timescale.
+    pub duration: u64,
+    /// Payload bytes (sum of sample sizes).
+    pub bytes: u64,
+}
+
+impl Segment {
+    pub fn samples(&self) -> std::ops::Range<usize> {
+        self.first_sample as usize..(self.first_sample + self.sample_count) as usize
+    }
+}
+
+/// All segments of one track plus the statistics manifests advertise.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timeline {
+    pub timescale: u32,
+    pub segments: Vec<Segment>,
+    /// Highest segment bitrate, bits/s (HLS BANDWIDTH, DASH @bandwidth).
+    pub peak_bitrate: u64,
+    /// Mean bitrate over the track, bits/s (HLS AVERAGE-BANDWIDTH).
+    pub average_bitrate: u64,
+}
+
+impl Timeline {
+    /// The segment whose URL time is `time`, if any.
+    pub fn find(&self, time: u64) -> Option<(usize, &Segment)> {
+        let i = self.segments.binary_search_by_key(&time, |s| s.time).ok()?;
+        Some((i, &self.segments[i]))
+    }
+    pub fn max_duration_secs(&self) -> f64 {
+        let max = self.segments.iter().map(|s| s.duration).max().unwrap_or(0);
+        max as f64 / self.timescale.max(1) as f64
+    }
+    pub fn total_duration(&self) -> u64 {
+        self.segments.iter().map(|s| s.duration).sum()
+    }
+}
+
+/// How segment boundaries are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SegmentPolicy {
+    /// Target duration in seconds; `None` follows source GOPs / fragments.
+    pub target_secs: Option<f64>,
+}
+
+/// Presentation time in seconds of sample `i` (edit list applied).
+fn presentation_secs(track: &TrackIndex, i: usize) -> f64 {
+    let s = &track.samples;
+    let t = s.dts[i] as i64 + s.cts_offset(i) as i64 + track.info.edit.presentation_shift();
+    t as f64 / track.info.timescale.max(1) as f64
+}
+
+/// Start samples of a video track's segments.
+fn video_cuts(track: &TrackIndex, policy: SegmentPolicy) -> Vec<u32> {
+    let s = &track.samples;
+    if s.is_empty() {
+        return Vec::new();
+    }
+    let mut cuts: Vec<u32> = match policy.target_secs {
+        None if !s.fragment_starts.is_empty() => {
+            // Keep source fragments, but only where they start on a sync sample.
+            s.fragment_starts.iter().copied().filter(|&i| s.is_sync(i as usize)).collect()
+        }
+        None => s.sync_iter().collect(),
+        Some(target) => {
+            let ts = track.info.timescale.max(1) as f64;
+            let target_ticks = (target * ts).max(1.0);
+            let mut out = Vec::new();
+            let mut next_boundary = f64::MIN;
+            for i in s.sync_iter() {
+                let t = s.dts[i as usize] as f64;
+                // Small tolerance so 2.0 s GOPs at a 2 s target do not drift to 4 s.
+                if t >= next_boundary - target_ticks * 0.05 {
+                    out.push(i);
+                    next_boundary = t + target_ticks;
+                }
+            }
+            out
+        }
+    };
+    // The first sample always opens a segment, even in sources that start on a non-sync
+    // sample: it would otherwise be dropped.
+    if cuts.first() != Some(&0) {
+        cuts.insert(0, 0);
+    }
+    cuts
+}
+
+/// Start samples of a track cut at reference presentation times (seconds).
+fn cuts_at_times(track: &TrackIndex, boundaries: &[f64]) -> Vec<u32> {
+    let s = &track.samples;
+    if s.is_empty() {
+        return Vec::new();
+    }
+    let mut cuts = vec![0u32];
+    let mut i = 0usize;
+    for &b in boundaries.iter().skip(1) {
+        while i < s.len() && cut_time(track, i) < b {
+            i += 1;
+        }
+        if i >= s.len() {
+            break;
+        }
+        if i as u32 > *cuts.last().unwrap_or(&0) {
+            cuts.push(i as u32);
+        }
+    }
+    cuts
+}
+
+/// Where sample `i` is compared with a segment boundary (seconds): its presentation time
+/// plus half its duration, so a cut falls at the sample that straddles the boundary least.
+fn cut_time(track: &TrackIndex, i: usize) -> f64 {
+    let half = track.samples.duration(i) as f64 / track.info.timescale.max(1) as f64 / 2.0;
+    presentation_secs(track, i) + half
+}
+
+/// Start samples of an audio/text track with no video to follow: cut at every multiple of
+/// the target duration. Driven by the samples, not by the boundaries: a track whose duration
+/// is huge (a corrupt sample duration, or a long sparse text track) costs its sample count in
+/// time and memory, not its duration divided by the target.
+fn standalone_cuts(track: &TrackIndex, policy: SegmentPolicy) -> Vec<u32> {
+    let s = &track.samples;
+    if policy.target_secs.is_none() && !s.fragment_starts.is_empty() {
+        return s.fragment_starts.clone();
+    }
+    if s.is_empty() {
+        return Vec::new();
+    }
+    let target = policy.target_secs.unwrap_or(DEFAULT_AUDIO_ONLY_SECS);
+    let mut cuts = vec![0u32];
+    // The first boundary after those sample 0 covers: multiples of the target at or before
+    // a sample's cut time all fall to that sample.
+    let next_after = |t: f64| ((t / target).floor().max(0.0) + 1.0) * target;
+    let mut next = next_after(cut_time(track, 0));
+    for i in 1..s.len() {
+        let t = cut_time(track, i);
+        if t >= next {
+            cuts.push(i as u32);
+            next = next_after(t);
+        }
+    }
+    cuts
+}
+
+/// Segment length for tracks with neither video to follow nor source fragments.
+pub const DEFAULT_AUDIO_ONLY_SECS: f64 = 2.0;
+
+/// Builds the timeline of `track` from its segment start samples.
+fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
+    let s = &track.samples;
+    let n = s.len() as u32;
+    let mut segments = Vec::with_capacity(cuts.len());
+    for (k, &start) in cuts.iter().enumerate() {
+        let end = cuts.get(k + 1).copied().unwrap_or(n);
+        if end <= start {
+            continue;
+        }
+        let range = start as usize..end as usize;
+        segments.push(Segment {
+            first_sample: start,
+            sample_count: end - start,
+            time: track.earliest_presentation(range.clone()),
+            duration: 0,
+            bytes: s.byte_count(range),
+        });
+    }
+    // Durations run from one segment's time to the next, so the timeline has no gaps; the
+    // last one ends at the track's last composition end.
+    let end_time = (0..s.len())
+        .rev()
+        .take(64)
+        .map(|i| (s.dts[i] as i64 + s.cts_offset(i) as i64 + s.duration(i) as i64).max(0) as u64)
+        .max()
+        .unwrap_or(s.end_dts);
+    for k in 0..segments.len() {
+        let next = segments.get(k + 1).map(|n| n.time).unwrap_or(end_time.max(segments[k].time));
+        segments[k].duration = next.saturating_sub(segments[k].time);
+    }
+    // bits/s = bytes * 8 * timescale / ticks, in u128 so no timescale or size overflows it.
+    let ts = track.info.timescale.max(1) as u128;
+    let rate = |bytes: u64, ticks: u64| {
+        (bytes as u128 * 8 * ts).checked_div(ticks as u128).map_or(0, |r| r.min(u64::MAX as u128) as u64)
+    };
+    let peak = segments.iter().map(|seg| rate(seg.bytes, seg.duration)).max().unwrap_or(0);
+    let total_bytes: u64 = segments.iter().map(|seg| seg.bytes).sum();
+    let total_duration: u64 = segments.iter().map(|seg| seg.duration).sum();
+    let average = rate(total_bytes, total_duration);
+    Timeline { timescale: track.info.timescale, segments, peak_bitrate: peak, average_bitrate: average }
+}
+
+/// Plans the segments of every track of an asset. `tracks[i]` gets `result[i]`.
+/// The reference video (whose boundaries audio follows) is the first video track.
+pub fn plan(tracks: &[&TrackIndex], policy: SegmentPolicy) -> Vec<Timeline> {
+    let reference = tracks.iter().find(|t| t.info.kind == TrackKind::Video && !t.samples.is_empty());
+    let reference_times: Option<Vec<f64>> =
+        reference.map(|v| video_cuts(v, policy).iter().map(|&i| presentation_secs(v, i as usize)).collect());
+    tracks
+        .iter()
+        .map(|t| {
+            let cuts = match (t.info.kind, &reference_times) {
+                (TrackKind::Video, _) => video_cuts(t, policy),
+                (_, Some(times)) => cuts_at_times(t, times),
+                (_, None) => standalone_cuts(t, policy),
+            };
+            timeline_from_cuts(t, &cuts)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::index::{CodecInfo, EditOffset, SampleTable, TrackInfo};
+
+    /// An audio track (timescale 48 kHz) whose samples last `durations` ticks each.
+    fn audio(durations: &[u64]) -> TrackIndex {
+        let mut dts = Vec::new();
+        let mut t = 0;
+        for d in durations {
+            dts.push(t);
+            t += d;
+        }
+        let n = durations.len();
+        TrackIndex {
+            info: TrackInfo {
+                track_id: 1,
+                kind: TrackKind::Audio,
+                timescale: 48_000,
+                language: "eng".into(),
+                sample_entry: Default::default(),
+                codec: CodecInfo::default(),
+                edit: EditOffset::default(),
+            },
+            samples: SampleTable {
+                dts,
+                end_dts: t,
+                sizes: vec![1; n],
+                offsets: (0..n as u64).collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn audio_alone_is_cut_every_target_duration() {
+        // 1024-tick AAC frames: 2 s is 93.75 of them; each cut falls at the frame that
+        // straddles the boundary least.
+        let track = audio(&[1024; 300]);
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: None });
+        assert_eq!(cuts, vec![0, 94, 187, 281]);
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: Some(4.0) });
+        assert_eq!(cuts, vec![0, 187]);
+    }
+
+    #[test]
+    fn cuts_from_the_samples_equal_cuts_at_every_boundary() {
+        // One sample of a minute among AAC frames: the same cuts as listing every 2 s boundary.
+        let mut durations = vec![1024; 400];
+        durations[100] = 60 * 48_000;
+        let track = audio(&durations);
+        let end = track.samples.end_dts as f64 / 48_000.0;
+        let boundaries: Vec<f64> = (0..(end / 2.0).ceil() as usize).map(|k| k as f64 * 2.0).collect();
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: None });
+        assert_eq!(cuts, cuts_at_times(&track, &boundaries));
+        assert_eq!(cuts, vec![0, 94, 100, 101, 188, 282, 376]);
+    }
+
+    #[test]
+    fn a_huge_sample_duration_costs_no_more_than_the_samples() {
+        // One sample lasting ~2.8 years: one boundary list would hold 45 M entries; the cuts
+        // come from the 200 samples.
+        let mut durations = vec![1024; 200];
+        durations[100] = u32::MAX as u64 * 1000;
+        let track = audio(&durations);
+        let cuts = standalone_cuts(&track, SegmentPolicy { target_secs: None });
+        assert_eq!(cuts, vec![0, 94, 100, 101, 127]);
+    }
+}

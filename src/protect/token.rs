@@ -1,0 +1,1003 @@
+//! Token-restricted key delivery.
+//!
+//! A locator's content keys (the AES-128 key behind `#EXT-X-KEY`, the ClearKey licence) may be
+//! served to anyone who has the URL ([`KeyAccess::Open`]) or only to requests that carry a
+//! JSON Web Token ([`KeyAccess::Token`]), in the spirit of Azure Media Services' content key
+//! policy with a JWT restriction.
+//!
+//! The token comes from `Authorization: Bearer …` or, for players that cannot set headers
+//! (HLS key fetches from Safari, for one), from a `token=` query parameter; see
+//! [`token_from_request`]. A token is a bearer credential, so the access log never writes query
+//! strings.
+//!
+//! A [`TokenVerifier`] is built once per policy when the configuration is loaded, so bad keys
+//! are reported at start-up rather than on the first key request. It checks:
+//!
+//! * the signature, with HS256 and/or RS256 as configured. The algorithm is taken from the
+//!   token header and must be one for which a key is configured; everything else (`none`,
+//!   `HS512`, `RS256` against an HS256-only policy, `HS256` against an RS256-only policy — the
+//!   classic algorithm-confusion attack) is [`TokenError::WrongAlgorithm`];
+//! * `iss` and `aud` (both required; `aud` may be a string or an array containing the audience);
+//! * `exp` (required) and `nbf` (if present), each with `leeway_secs` of clock skew;
+//! * the content key binding, as Azure Media Services has it: a token carrying the
+//!   [`CONTENT_KEY_CLAIM`] claim (a key id GUID) unlocks that one key only, so a token issued
+//!   for one locator's key cannot fetch another's even where locators share issuer, audience
+//!   and secret. `require_content_key_claim = true` (AMS's `requiredClaims` with that claim
+//!   type) refuses tokens without it; otherwise an unbound token unlocks every key of the
+//!   locators whose policy it satisfies.
+//!
+//! Status codes follow RFC 6750 §3.1: a failure is "no credentials" or `invalid_token`
+//! ("expired, revoked, malformed, or invalid for other reasons"), both `401 Unauthorized`,
+//! or — for a valid token that does not grant the requested key — `insufficient_scope`,
+//! `403 Forbidden`. [`TokenError::www_authenticate`] gives the matching `WWW-Authenticate`
+//! value.
+//!
+//! Nothing here puts a token, a secret or key material into an error string or `Debug` output.
+
+use std::fmt;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+/// How a locator's keys may be fetched (config: `[locator.key_access]`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, tag = "mode", rename_all = "kebab-case")]
+pub enum KeyAccess {
+    /// Anyone who has the URL.
+    Open,
+    /// A JWT is required (Authorization: Bearer, or a `token=` query parameter).
+    Token(TokenPolicy),
+}
+
+/// The restriction a [`KeyAccess::Token`] locator applies. `Debug` never shows the secret.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPolicy {
+    /// Required value of the `iss` claim.
+    pub issuer: String,
+    /// Required `aud` claim (a string, or an array that contains it).
+    pub audience: String,
+    /// HS256 shared secret, base64 (standard or URL-safe, padding optional).
+    /// Must decode to at least 32 bytes (RFC 7518 §3.2).
+    pub hs256_secret_base64: Option<String>,
+    /// RS256 public key, PEM (SPKI "PUBLIC KEY" or PKCS#1 "RSA PUBLIC KEY"), 2048 to 4096 bits.
+    pub rs256_public_key_pem: Option<String>,
+    /// Allowed clock skew in seconds for exp/nbf (default 60, at most [`MAX_LEEWAY_SECS`]).
+    #[serde(default = "default_leeway_secs")]
+    pub leeway_secs: u64,
+    /// Tokens must carry [`CONTENT_KEY_CLAIM`]; a token without it is refused.
+    #[serde(default)]
+    pub require_content_key_claim: bool,
+}
+
+/// The claim binding a token to one content key (AMS's `ContentKeyIdentifierClaim`): the
+/// key id as a GUID (`8-4-4-4-12` hex digits, as AMS writes it, or 32 hex digits).
+pub const CONTENT_KEY_CLAIM: &str = "urn:microsoft:azure:mediaservices:contentkeyidentifier";
+
+/// Which of a locator's keys a request may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyGrant {
+    /// Every key: open access, or a valid token without a content key claim.
+    AnyKey,
+    /// Only the key with this KID: the token's [`CONTENT_KEY_CLAIM`].
+    OnlyKey([u8; 16]),
+}
+
+impl KeyGrant {
+    /// Whether the key `kid` may be delivered; [`TokenError::WrongContentKey`] when not.
+    pub fn check(&self, kid: &[u8; 16]) -> Result<(), TokenError> {
+        match self {
+            KeyGrant::AnyKey => Ok(()),
+            // KIDs are not secrets: a plain comparison leaks nothing.
+            KeyGrant::OnlyKey(bound) if bound == kid => Ok(()),
+            KeyGrant::OnlyKey(_) => Err(TokenError::WrongContentKey),
+        }
+    }
+}
+
+/// Default clock skew allowed for `exp`/`nbf`.
+pub const DEFAULT_LEEWAY_SECS: u64 = 60;
+/// Largest `leeway_secs` accepted: a day of skew is already far more than any clock drifts.
+pub const MAX_LEEWAY_SECS: u64 = 86_400;
+/// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+/// Longest token `verify` will look at; anything longer is `Malformed` without being decoded.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+const MIN_RSA_BITS: usize = 2048;
+/// The RSA implementation refuses larger moduli at verification time.
+const MAX_RSA_BITS: usize = 4096;
+
+fn default_leeway_secs() -> u64 {
+    DEFAULT_LEEWAY_SECS
+}
+
+impl fmt::Debug for TokenPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenPolicy")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("hs256_secret_base64", &self.hs256_secret_base64.as_ref().map(|_| Redacted))
+            .field("rs256_public_key_pem", &self.rs256_public_key_pem.as_ref().map(|_| Redacted))
+            .field("leeway_secs", &self.leeway_secs)
+            .field("require_content_key_claim", &self.require_content_key_claim)
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A verifier built once from a [`TokenPolicy`] (keys decoded and checked at config load).
+pub struct TokenVerifier {
+    issuer: String,
+    audience: String,
+    leeway_secs: u64,
+    require_content_key_claim: bool,
+    hs256: Option<(DecodingKey, Validation)>,
+    rs256: Option<(DecodingKey, Validation)>,
+}
+
+impl fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut algorithms = Vec::with_capacity(2);
+        if self.hs256.is_some() {
+            algorithms.push("HS256");
+        }
+        if self.rs256.is_some() {
+            algorithms.push("RS256");
+        }
+        f.debug_struct("TokenVerifier")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("require_content_key_claim", &self.require_content_key_claim)
+            .field("algorithms", &algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// Decodes and checks the policy's keys. The error is one line for the config loader and
+    /// never contains key material.
+    pub fn new(policy: &TokenPolicy) -> Result<Self, String> {
+        if policy.issuer.trim().is_empty() {
+            return Err("issuer is empty".into());
+        }
+        if policy.audience.trim().is_empty() {
+            return Err("audience is empty".into());
+        }
+        if policy.leeway_secs > MAX_LEEWAY_SECS {
+            return Err(format!("leeway_secs {} is larger than {MAX_LEEWAY_SECS}", policy.leeway_secs));
+        }
+        if policy.hs256_secret_base64.is_none() && policy.rs256_public_key_pem.is_none() {
+            return Err("neither hs256_secret_base64 nor rs256_public_key_pem set".into());
+        }
+
+        let hs256 = match &policy.hs256_secret_base64 {
+            None => None,
+            Some(b64) => {
+                let secret = decode_base64(b64).ok_or_else(|| "hs256_secret_base64: bad base64".to_string())?;
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    return Err(format!(
+                        "hs256_secret_base64: secret is {} bytes, at least {MIN_HS256_SECRET_BYTES} required",
+                        secret.len()
+                    ));
+                }
+                let key = DecodingKey::from_secret(&secret);
+                Some((key, validation(policy, Algorithm::HS256)))
+            }
+        };
+
+        let rs256 = match &policy.rs256_public_key_pem {
+            None => None,
+            Some(pem) => {
+                let (n, e) = parse_rsa_public_pem(pem).map_err(|e| format!("rs256_public_key_pem: {e}"))?;
+                let key = DecodingKey::from_rsa_raw_components(&n, &e);
+                Some((key, validation(policy, Algorithm::RS256)))
+            }
+        };
+
+        Ok(TokenVerifier {
+            issuer: policy.issuer.clone(),
+            audience: policy.audience.clone(),
+            leeway_secs: policy.leeway_secs,
+            require_content_key_claim: policy.require_content_key_claim,
+            hs256,
+            rs256,
+        })
+    }
+
+    /// Checks signature (HS256 or RS256 as configured; other algorithms, including "none", are
+    /// rejected), iss, aud, exp (required), nbf (if present), with leeway, and reads the
+    /// content key binding: which keys the token grants.
+    ///
+    /// The signature is checked before any claim, so claim errors (`Expired`, `WrongIssuer`, …)
+    /// are only reported for tokens that were signed with a configured key.
+    pub fn verify(&self, token: &str) -> Result<KeyGrant, TokenError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let (key, validation) = match header_alg(token)?.as_str() {
+            "HS256" => self.hs256.as_ref(),
+            "RS256" => self.rs256.as_ref(),
+            _ => None,
+        }
+        .ok_or(TokenError::WrongAlgorithm)?;
+
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, validation)
+            .map_err(|e| map_jwt_error(e.kind()))?
+            .claims;
+        match claims.get(CONTENT_KEY_CLAIM) {
+            None if self.require_content_key_claim => Err(TokenError::ContentKeyClaimMissing),
+            None => Ok(KeyGrant::AnyKey),
+            Some(serde_json::Value::String(guid)) => {
+                let kid = guid.strip_prefix('{').and_then(|g| g.strip_suffix('}')).unwrap_or(guid);
+                crate::protect::parse_hex16(kid).map(KeyGrant::OnlyKey).map_err(|_| TokenError::Malformed)
+            }
+            Some(_) => Err(TokenError::Malformed),
+        }
+    }
+}
+
+fn validation(policy: &TokenPolicy, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = policy.leeway_secs;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    v.validate_aud = true;
+    v.set_issuer(&[policy.issuer.as_str()]);
+    v.set_audience(&[policy.audience.as_str()]);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v
+}
+
+/// Reads `alg` from the JOSE header of a compact JWS (three dot-separated base64url parts). A header
+/// with `crit` is refused: no extension is understood here (RFC 7515 §4.1.11).
+fn header_alg(token: &str) -> Result<String, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    // Compact JWS parts are unpadded base64url (RFC 7515 §7.1); header and payload are not empty.
+    let base64url = |part: &str| part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if header.is_empty() || payload.is_empty() || ![header, payload, signature].into_iter().all(base64url) {
+        return Err(TokenError::Malformed);
+    }
+    let bytes = decode_base64(header).ok_or(TokenError::Malformed)?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)?;
+    let obj = value.as_object().ok_or(TokenError::Malformed)?;
+    if obj.contains_key("crit") {
+        return Err(TokenError::Malformed);
+    }
+    match obj.get("alg") {
+        Some(serde_json::Value::String(alg)) => Ok(alg.clone()),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+fn map_jwt_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            TokenError::WrongAlgorithm
+        }
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "iss" => TokenError::WrongIssuer,
+            "aud" => TokenError::WrongAudience,
+            _ => TokenError::Malformed,
+        },
+        // Key problems cannot happen (keys are checked in `new`); if one did, the token is
+        // still not verified, and "bad signature" is the honest answer to the client.
+        ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidEddsaKey
+        | ErrorKind::Provider(_) => TokenError::BadSignature,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// Why a key request's token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// No token in the request.
+    Missing,
+    /// Not a compact JWS, undecodable parts, or required claims of the wrong shape or absent (`exp`).
+    Malformed,
+    /// The signature does not verify with the configured key.
+    BadSignature,
+    /// `exp` is in the past by more than the leeway.
+    Expired,
+    /// `nbf` is in the future by more than the leeway.
+    NotYetValid,
+    /// `iss` is absent or not the policy's issuer.
+    WrongIssuer,
+    /// `aud` is absent or does not contain the policy's audience.
+    WrongAudience,
+    /// The header's `alg` is not one for which the policy has a key (including `none`).
+    WrongAlgorithm,
+    /// The policy requires [`CONTENT_KEY_CLAIM`] and the (otherwise valid) token has none.
+    ContentKeyClaimMissing,
+    /// The token's [`CONTENT_KEY_CLAIM`] names another key than the one requested.
+    WrongContentKey,
+}
+
+impl TokenError {
+    /// One line for logs and the response body; never contains token content.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "no token: send Authorization: Bearer or a token query parameter",
+            TokenError::Malformed => "token is malformed",
+            TokenError::BadSignature => "token signature is invalid",
+            TokenError::Expired => "token has expired",
+            TokenError::NotYetValid => "token is not yet valid",
+            TokenError::WrongIssuer => "token issuer is not accepted",
+            TokenError::WrongAudience => "token audience is not accepted",
+            TokenError::WrongAlgorithm => "token algorithm is not accepted",
+            TokenError::ContentKeyClaimMissing => {
+                "token has no content key identifier claim, which this locator requires"
+            }
+            TokenError::WrongContentKey => "token is bound to another content key",
+        }
+    }
+
+    /// HTTP status per RFC 6750 §3.1: a missing token and every `invalid_token` case
+    /// (malformed, bad signature, expired, not yet valid, wrong issuer/audience/algorithm)
+    /// are 401; a valid token that does not grant the requested key (`insufficient_scope`)
+    /// is 403.
+    pub fn status(&self) -> u16 {
+        if self.is_insufficient_scope() {
+            403
+        } else {
+            401
+        }
+    }
+
+    fn is_insufficient_scope(&self) -> bool {
+        matches!(self, TokenError::ContentKeyClaimMissing | TokenError::WrongContentKey)
+    }
+
+    /// The `WWW-Authenticate` header value to send with [`status`](Self::status): without an
+    /// error code when no token was sent (RFC 6750 §3.1), `invalid_token` otherwise.
+    pub fn www_authenticate(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "Bearer",
+            e if e.is_insufficient_scope() => "Bearer error=\"insufficient_scope\"",
+            _ => "Bearer error=\"invalid_token\"",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Extracts the token from `Authorization: Bearer …` (case-insensitive scheme) or a `token=`
+/// query parameter (percent-decoded); header wins. An `Authorization` header with another
+/// scheme, or an empty bearer token, falls through to the query.
+pub fn token_from_request(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
+    if let Some(token) = authorization.and_then(bearer_token) {
+        return Some(token.to_string());
+    }
+    let query = query?;
+    let query = query.strip_prefix('?').unwrap_or(query);
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, v)| k == "token" && !v.trim().is_empty())
+        .map(|(_, v)| v.trim().to_string())
+}
+
+fn bearer_token(header: &str) -> Option<&str> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Base64, standard or URL-safe alphabet, padding optional, ASCII whitespace ignored (PEM
+/// bodies span lines); the decoding itself is the DRM module's.
+fn decode_base64(input: &str) -> Option<Vec<u8>> {
+    let compact: String = input.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return None;
+    }
+    crate::protect::drm::base64_decode(&compact)
+}
+
+/// Parses an RSA public key PEM (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) into big-endian
+/// modulus and exponent (no leading zeros) and checks their sizes.
+fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+    let (label, der) = pem_body(pem).ok_or("bad PEM")?;
+    let pkcs1 = match label {
+        "RSA PUBLIC KEY" => der,
+        "PUBLIC KEY" => spki_rsa_key(&der).ok_or("bad PEM: not an RSA SubjectPublicKeyInfo")?,
+        "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
+            return Err("bad PEM: a private key was given, the public key is needed")
+        }
+        _ => return Err("bad PEM: expected PUBLIC KEY or RSA PUBLIC KEY"),
+    };
+    let (n, e) = pkcs1_rsa_components(&pkcs1).ok_or("bad PEM: not an RSA public key")?;
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err("RSA modulus must be 2048 to 4096 bits");
+    }
+    // Public exponent: odd, at least 3, at most 2^33 - 1 (the RSA implementation's limit).
+    let e_val = if e.len() <= 8 { e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)) } else { u64::MAX };
+    if e_val < 3 || e_val % 2 == 0 || e_val > (1 << 33) - 1 {
+        return Err("RSA public exponent is not acceptable");
+    }
+    Ok((n, e))
+}
+
+/// The label and decoded body of the single PEM block in `pem`.
+fn pem_body(pem: &str) -> Option<(&str, Vec<u8>)> {
+    let start = pem.find("-----BEGIN ")?;
+    let after_begin = &pem[start + "-----BEGIN ".len()..];
+    let label_end = after_begin.find("-----")?;
+    let label = &after_begin[..label_end];
+    let body_and_rest = &after_begin[label_end + "-----".len()..];
+    let end_marker = format!("-----END {label}-----");
+    let body_end = body_and_rest.find(&end_marker)?;
+    let body = &body_and_rest[..body_end];
+    if body.contains(':') {
+        // RFC 1421 headers (Proc-Type, DEK-Info) mean an encrypted legacy key: not for us.
+        return None;
+    }
+    Some((label, decode_base64(body)?))
+}
+
+/// One DER TLV: returns (tag, contents, rest).
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&len0, rest) = rest.split_first()?;
+    let (len, rest) = if len0 < 0x80 {
+        (usize::from(len0), rest)
+    } else {
+        let n = usize::from(len0 & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (len_bytes, rest) = rest.split_at(n);
+        (len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), rest)
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (contents, rest) = rest.split_at(len);
+    Some((tag, contents, rest))
+}
+
+const TAG_INTEGER: u8 = 0x02;
+const TAG_BIT_STRING: u8 = 0x03;
+const TAG_NULL: u8 = 0x05;
+const TAG_OID: u8 = 0x06;
+const TAG_SEQUENCE: u8 = 0x30;
+/// 1.2.840.113549.1.1.1 (rsaEncryption).
+const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
+/// with algorithm rsaEncryption; returns the PKCS#1 RSAPublicKey inside the BIT STRING.
+fn spki_rsa_key(der: &[u8]) -> Option<Vec<u8>> {
+    let (tag, spki, rest) = der_tlv(der)?;
+    if tag != TAG_SEQUENCE || !rest.is_empty() {
+        return None;
+    }
+    let (tag, alg_id, spki_rest) = der_tlv(spki)?;
+    if tag != TAG_SEQUENCE {
+        return None;
+    }
+    let (tag, oid, params) = der_tlv(alg_id)?;
+    if tag != TAG_OID || oid != OID_RSA_ENCRYPTION {
+        return None;
+    }
+    if !params.is_empty() {
+        let (tag, null, rest) = der_tlv(params)?;
+        if tag != TAG_NULL || !null.is_empty() || !rest.is_empty() {
+            return None;
+        }
+    }
+    let (tag, bits, rest) = der_tlv(spki_rest)?;
+    if tag != TAG_BIT_STRING || !rest.is_empty() {
+        return None;
+    }
+    let (&unused_bits, key) = bits.split_first()?;
+    (unused_bits == 0).then(|| key.to_vec())
+}
+
+/// RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }; both positive.
+fn pkcs1_rsa_components(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (tag, seq, rest) = der_tlv(der)?;
+    if tag != TAG_SEQUENCE || !rest.is_empty() {
+        return None;
+    }
+    let (tag, n, seq_rest) = der_tlv(seq)?;
+    if tag != TAG_INTEGER {
+        return None;
+    }
+    let (tag, e, seq_rest) = der_tlv(seq_rest)?;
+    if tag != TAG_INTEGER || !seq_rest.is_empty() {
+        return None;
+    }
+    Some((positive_integer(n)?, positive_integer(e)?))
+}
+
+/// A DER INTEGER's contents as an unsigned big-endian number without leading zeros; `None` if
+/// it is negative or zero.
+fn positive_integer(bytes: &[u8]) -> Option<Vec<u8>> {
+    if bytes.first()? & 0x80 != 0 {
+        return None;
+    }
+    let start = bytes.iter().position(|&b| b != 0)?;
+    Some(bytes[start..].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const ISS: &str = "https://sts.example.com/";
+    const AUD: &str = "urn:jit-origin:keys";
+    /// 40 bytes: "jit-origin test secret, 40 bytes long!!!" base64.
+    const SECRET: &[u8] = b"jit-origin test secret, 40 bytes long!!!";
+
+    fn b64_std(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn policy(hs: bool, rs: bool) -> TokenPolicy {
+        TokenPolicy {
+            issuer: ISS.into(),
+            audience: AUD.into(),
+            hs256_secret_base64: hs.then(|| b64_std(SECRET)),
+            rs256_public_key_pem: rs.then(|| RSA_A_PUBLIC_SPKI.to_string()),
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            require_content_key_claim: false,
+        }
+    }
+
+    fn verifier(hs: bool, rs: bool) -> TokenVerifier {
+        TokenVerifier::new(&policy(hs, rs)).unwrap()
+    }
+
+    fn claims() -> serde_json::Value {
+        json!({ "iss": ISS, "aud": AUD, "exp": now() + 600, "sub": "viewer-1" })
+    }
+
+    fn hs256(claims: &serde_json::Value, secret: &[u8]) -> String {
+        encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    fn rs256(claims: &serde_json::Value) -> String {
+        let (label, der) = pem_body(RSA_A_PRIVATE_PKCS1).unwrap();
+        assert_eq!(label, "RSA PRIVATE KEY");
+        encode(&Header::new(Algorithm::RS256), claims, &EncodingKey::from_rsa_der(&der)).unwrap()
+    }
+
+    #[test]
+    fn valid_hs256_from_header_and_query() {
+        let v = verifier(true, false);
+        let token = hs256(&claims(), SECRET);
+        let from_header = token_from_request(Some(&format!("Bearer {token}")), None).unwrap();
+        assert_eq!(v.verify(&from_header), Ok(KeyGrant::AnyKey));
+        let from_query = token_from_request(None, Some(&format!("a=1&token={token}&b=2"))).unwrap();
+        assert_eq!(v.verify(&from_query), Ok(KeyGrant::AnyKey));
+    }
+
+    #[test]
+    fn valid_rs256_spki_and_pkcs1() {
+        let token = rs256(&claims());
+        assert_eq!(verifier(false, true).verify(&token), Ok(KeyGrant::AnyKey));
+        let mut p = policy(false, false);
+        p.rs256_public_key_pem = Some(RSA_A_PUBLIC_PKCS1.into());
+        assert_eq!(TokenVerifier::new(&p).unwrap().verify(&token), Ok(KeyGrant::AnyKey));
+    }
+
+    #[test]
+    fn both_keys_configured_accepts_either_algorithm() {
+        let v = verifier(true, true);
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(KeyGrant::AnyKey));
+        assert_eq!(v.verify(&rs256(&claims())), Ok(KeyGrant::AnyKey));
+    }
+
+    #[test]
+    fn rs256_signed_by_another_key_is_bad_signature() {
+        let mut p = policy(false, false);
+        p.rs256_public_key_pem = Some(RSA_B_PUBLIC_SPKI.into());
+        let v = TokenVerifier::new(&p).unwrap();
+        assert_eq!(v.verify(&rs256(&claims())), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn expired_beyond_leeway() {
+        let v = verifier(true, false);
+        let mut c = claims();
+        c["exp"] = json!(now() - 3600);
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::Expired));
+        // Within the 60 s leeway it is still accepted.
+        c["exp"] = json!(now() - 10);
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(KeyGrant::AnyKey));
+    }
+
+    #[test]
+    fn missing_exp_is_rejected() {
+        let v = verifier(true, false);
+        let c = json!({ "iss": ISS, "aud": AUD });
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn nbf_in_future() {
+        let v = verifier(true, false);
+        let mut c = claims();
+        c["nbf"] = json!(now() + 3600);
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::NotYetValid));
+        c["nbf"] = json!(now() + 10);
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(KeyGrant::AnyKey));
+    }
+
+    #[test]
+    fn wrong_audience() {
+        let v = verifier(true, false);
+        let mut c = claims();
+        c["aud"] = json!("urn:someone-else");
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::WrongAudience));
+        c["aud"] = json!(["urn:someone-else", AUD]);
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Ok(KeyGrant::AnyKey));
+        c.as_object_mut().unwrap().remove("aud");
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::WrongAudience));
+    }
+
+    #[test]
+    fn wrong_issuer() {
+        let v = verifier(true, false);
+        let mut c = claims();
+        c["iss"] = json!("https://evil.example.com/");
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::WrongIssuer));
+        c.as_object_mut().unwrap().remove("iss");
+        assert_eq!(v.verify(&hs256(&c, SECRET)), Err(TokenError::WrongIssuer));
+    }
+
+    #[test]
+    fn signed_with_another_secret_is_bad_signature() {
+        let v = verifier(true, false);
+        let token = hs256(&claims(), b"another secret that is also long enough!");
+        assert_eq!(v.verify(&token), Err(TokenError::BadSignature));
+        // Claims are not looked at before the signature: an expired forgery is still BadSignature.
+        let mut c = claims();
+        c["exp"] = json!(1);
+        let token = hs256(&c, b"another secret that is also long enough!");
+        assert_eq!(v.verify(&token), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let payload = hs256(&claims(), SECRET).split('.').nth(1).unwrap().to_string();
+        // {"alg":"none","typ":"JWT"}
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+        for v in [verifier(true, false), verifier(false, true), verifier(true, true)] {
+            assert_eq!(v.verify(&format!("{header}.{payload}.")), Err(TokenError::WrongAlgorithm));
+            assert_eq!(v.verify(&format!("{header}.{payload}")), Err(TokenError::Malformed));
+        }
+    }
+
+    #[test]
+    fn other_algorithms_are_rejected() {
+        let token = encode(&Header::new(Algorithm::HS512), &claims(), &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(verifier(true, true).verify(&token), Err(TokenError::WrongAlgorithm));
+        // RS256 token against an HS256-only policy.
+        assert_eq!(verifier(true, false).verify(&rs256(&claims())), Err(TokenError::WrongAlgorithm));
+    }
+
+    #[test]
+    fn content_key_claim_binds_a_token_to_one_key() {
+        const KID: [u8; 16] =
+            [0x1a, 0xd8, 0xc9, 0xc5, 0x6e, 0x36, 0x4c, 0x7e, 0x8c, 0x3b, 0x0d, 0x7e, 0x2c, 0x7f, 0x6e, 0x2d];
+        let bound = |value: serde_json::Value| {
+            let mut c = claims();
+            c[CONTENT_KEY_CLAIM] = value;
+            hs256(&c, SECRET)
+        };
+        let v = verifier(true, false);
+        for spelling in [
+            "1ad8c9c5-6e36-4c7e-8c3b-0d7e2c7f6e2d",
+            "{1AD8C9C5-6E36-4C7E-8C3B-0D7E2C7F6E2D}",
+            "1ad8c9c56e364c7e8c3b0d7e2c7f6e2d",
+        ] {
+            let grant = v.verify(&bound(json!(spelling))).unwrap();
+            assert_eq!(grant, KeyGrant::OnlyKey(KID), "{spelling}");
+            assert_eq!(grant.check(&KID), Ok(()));
+            assert_eq!(grant.check(&[0; 16]), Err(TokenError::WrongContentKey));
+        }
+        for bad in [json!("not-a-guid"), json!(17), json!(["1ad8c9c5-6e36-4c7e-8c3b-0d7e2c7f6e2d"])] {
+            assert_eq!(v.verify(&bound(bad.clone())), Err(TokenError::Malformed), "{bad}");
+        }
+        // Unbound tokens unlock every key unless the policy requires the claim.
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(KeyGrant::AnyKey));
+        let required =
+            TokenVerifier::new(&TokenPolicy { require_content_key_claim: true, ..policy(true, false) }).unwrap();
+        assert_eq!(required.verify(&hs256(&claims(), SECRET)), Err(TokenError::ContentKeyClaimMissing));
+        assert_eq!(required.verify(&bound(json!("1ad8c9c5-6e36-4c7e-8c3b-0d7e2c7f6e2d"))), Ok(KeyGrant::OnlyKey(KID)));
+        // A valid token for another key is insufficient scope (403), not an invalid token.
+        assert_eq!(TokenError::WrongContentKey.status(), 403);
+        assert_eq!(TokenError::ContentKeyClaimMissing.www_authenticate(), "Bearer error=\"insufficient_scope\"");
+        assert_eq!(TokenError::BadSignature.status(), 401);
+    }
+
+    #[test]
+    fn hs256_against_rs256_only_is_rejected() {
+        // Algorithm confusion: HMAC "signed" with the (public) RSA key as the secret.
+        let v = verifier(false, true);
+        let token = hs256(&claims(), RSA_A_PUBLIC_SPKI.as_bytes());
+        assert_eq!(v.verify(&token), Err(TokenError::WrongAlgorithm));
+        let (_, der) = pem_body(RSA_A_PUBLIC_SPKI).unwrap();
+        assert_eq!(v.verify(&hs256(&claims(), &der)), Err(TokenError::WrongAlgorithm));
+        // With both configured, the HMAC key is the configured secret, not the public key.
+        assert_eq!(verifier(true, true).verify(&token), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let v = verifier(true, true);
+        for junk in ["garbage", "a.b.c", "a.b.c.d.e", "!!!.???.***", "eyJhbGciOiJIUzI1NiJ9.%%%.abc", "...."] {
+            assert_eq!(v.verify(junk), Err(TokenError::Malformed), "{junk}");
+        }
+        let oversized = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(v.verify(&oversized), Err(TokenError::Malformed));
+        // Valid header, payload that is not JSON.
+        let token = hs256(&claims(), SECRET);
+        let mut parts: Vec<&str> = token.split('.').collect();
+        parts[1] = "bm90IGpzb24";
+        assert!(v.verify(&parts.join(".")).is_err());
+    }
+
+    #[test]
+    fn crit_header_is_rejected() {
+        let v = verifier(true, false);
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = Some(vec!["exp".into()]);
+        if let Ok(token) = encode(&header, &claims(), &EncodingKey::from_secret(SECRET)) {
+            assert_eq!(v.verify(&token), Err(TokenError::Malformed));
+        }
+    }
+
+    #[test]
+    fn missing() {
+        assert_eq!(token_from_request(None, None), None);
+        assert_eq!(token_from_request(None, Some("a=1&b=2")), None);
+        assert_eq!(token_from_request(None, Some("token=")), None);
+        assert_eq!(token_from_request(Some("Bearer "), None), None);
+        assert_eq!(verifier(true, false).verify(""), Err(TokenError::Missing));
+        assert_eq!(TokenError::Missing.status(), 401);
+        assert_eq!(TokenError::Missing.www_authenticate(), "Bearer");
+    }
+
+    #[test]
+    fn statuses_and_reasons() {
+        use TokenError::*;
+        for e in [Malformed, BadSignature, Expired, NotYetValid, WrongIssuer, WrongAudience, WrongAlgorithm] {
+            assert_eq!(e.status(), 401);
+            assert_eq!(e.www_authenticate(), "Bearer error=\"invalid_token\"");
+            assert!(!e.reason().contains('\n'));
+            assert_eq!(e.to_string(), e.reason());
+        }
+    }
+
+    #[test]
+    fn token_extraction() {
+        // Header wins; scheme is case-insensitive.
+        assert_eq!(token_from_request(Some("bEaReR  h.e.ader "), Some("token=q.u.ery")).as_deref(), Some("h.e.ader"));
+        // Another scheme falls through to the query.
+        assert_eq!(token_from_request(Some("Basic dXNlcjpwdw=="), Some("token=q.u.ery")).as_deref(), Some("q.u.ery"));
+        // Percent-decoded, leading '?' tolerated, first non-empty `token` wins.
+        assert_eq!(token_from_request(None, Some("?x=1&token=a%2Eb.c&token=zzz")).as_deref(), Some("a.b.c"));
+        assert_eq!(token_from_request(None, Some("tokens=a&mytoken=b")), None);
+        assert_eq!(token_from_request(Some("Bearer"), None), None);
+    }
+
+    #[test]
+    fn debug_does_not_leak_secrets() {
+        let p = policy(true, true);
+        let secret_b64 = p.hs256_secret_base64.clone().unwrap();
+        let v = TokenVerifier::new(&p).unwrap();
+        for dbg in [format!("{v:?}"), format!("{p:?}"), format!("{:?}", KeyAccess::Token(p.clone()))] {
+            assert!(!dbg.contains(&secret_b64), "{dbg}");
+            assert!(!dbg.contains("MII"), "{dbg}");
+            assert!(dbg.contains(ISS));
+        }
+        assert!(format!("{v:?}").contains("HS256"));
+    }
+
+    #[test]
+    fn new_rejects_bad_configuration() {
+        let err = TokenVerifier::new(&policy(false, false)).unwrap_err();
+        assert_eq!(err, "neither hs256_secret_base64 nor rs256_public_key_pem set");
+
+        let mut p = policy(false, false);
+        p.hs256_secret_base64 = Some("not*base64!".into());
+        let err = TokenVerifier::new(&p).unwrap_err();
+        assert!(err.contains("bad base64") && !err.contains("not*base64"), "{err}");
+
+        p.hs256_secret_base64 = Some(b64_std(b"short"));
+        assert!(TokenVerifier::new(&p).unwrap_err().contains("at least 32"));
+
+        let mut p = policy(false, false);
+        p.rs256_public_key_pem = Some("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into());
+        assert!(TokenVerifier::new(&p).unwrap_err().contains("bad PEM"));
+        p.rs256_public_key_pem = Some("hello".into());
+        assert!(TokenVerifier::new(&p).unwrap_err().contains("bad PEM"));
+        p.rs256_public_key_pem = Some(RSA_A_PRIVATE_PKCS1.into());
+        let err = TokenVerifier::new(&p).unwrap_err();
+        assert!(err.contains("private key") && !err.contains("MII"), "{err}");
+
+        let mut p = policy(true, false);
+        p.leeway_secs = u64::MAX;
+        assert!(TokenVerifier::new(&p).is_err());
+        p.leeway_secs = 60;
+        p.issuer = " ".into();
+        assert!(TokenVerifier::new(&p).is_err());
+    }
+
+    #[test]
+    fn base64_variants() {
+        let bytes: Vec<u8> = (0u8..=255).collect();
+        let std = b64_std(&bytes);
+        let url = std.replace('+', "-").replace('/', "_");
+        assert_eq!(decode_base64(&std).unwrap(), bytes);
+        assert_eq!(decode_base64(&url).unwrap(), bytes);
+        assert_eq!(decode_base64(url.trim_end_matches('=')).unwrap(), bytes);
+        assert_eq!(decode_base64("Zm9v\nYmE=").unwrap(), b"fooba");
+        assert_eq!(decode_base64("Zm9vYg").unwrap(), b"foob");
+        assert!(decode_base64("Zm9vY").is_none());
+        assert!(decode_base64("Zm=9v").is_none());
+        assert!(decode_base64("").is_none());
+    }
+
+    #[test]
+    fn toml_config() {
+        #[derive(serde::Deserialize)]
+        struct Locator {
+            key_access: KeyAccess,
+        }
+        let secret = b64_std(SECRET);
+        let src = format!(
+            "[key_access]\nmode = \"token\"\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\nhs256_secret_base64 = \"{secret}\"\n"
+        );
+        let loc: Locator = toml::from_str(&src).unwrap();
+        let KeyAccess::Token(p) = loc.key_access else { panic!("expected token mode") };
+        assert_eq!(p.issuer, ISS);
+        assert_eq!(p.audience, AUD);
+        assert_eq!(p.leeway_secs, 60);
+        assert!(p.rs256_public_key_pem.is_none());
+        let v = TokenVerifier::new(&p).unwrap();
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(KeyGrant::AnyKey));
+
+        // Multi-line PEM and explicit leeway.
+        let src = format!(
+            "[key_access]\nmode = \"token\"\nissuer = \"i\"\naudience = \"a\"\nleeway_secs = 5\nrs256_public_key_pem = \"\"\"\n{RSA_A_PUBLIC_SPKI}\"\"\"\n"
+        );
+        let loc: Locator = toml::from_str(&src).unwrap();
+        let KeyAccess::Token(p) = loc.key_access else { panic!("expected token mode") };
+        assert_eq!(p.leeway_secs, 5);
+        assert!(TokenVerifier::new(&p).is_ok());
+
+        let loc: Locator = toml::from_str("[key_access]\nmode = \"open\"\n").unwrap();
+        assert!(matches!(loc.key_access, KeyAccess::Open));
+
+        assert!(toml::from_str::<Locator>(
+            "[key_access]\nmode = \"token\"\nissuer = \"i\"\naudience = \"a\"\nsecret = \"x\"\n"
+        )
+        .is_err());
+        assert!(toml::from_str::<Locator>("[key_access]\nmode = \"signed\"\n").is_err());
+        assert!(toml::from_str::<Locator>("[key_access]\nissuer = \"i\"\n").is_err());
+    }
+
+    // Fixed 2048-bit test-only RSA key pairs, generated with openssl. `rsa` is only a transitive
+    // dependency (of jsonwebtoken's rust_crypto feature), so tests cannot generate keys with it
+    // without adding a dev-dependency; and 2048-bit key generation is slow in debug builds.
+    /// Key pair A, private half (PKCS#1), used to sign RS256 test tokens.
+    const RSA_A_PRIVATE_PKCS1: &str = "\
+-----BEGIN RSA PRIVATE KEY-----
+MIIEpQIBAAKCAQEAwuZHAtiRQ3S4gHJGEVdrspemx+jUB71WBvRB/yokrQ9m1ZPq
+J9gwkgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj60Mtz7ZA15po/FAb2iTHwqNxn5cU
+zLPIIqGxOl3bfxlGyOTK19AfQg1Dg/N9Ov/NE30TOLPQLenJuhjXv3a24wu60zoO
+LbURIUca3gGG2rA+zCtzl/S9xVR4vMMtfkDjP+U3NTny34rgw1ROyYoM6LubbjxY
+OjDEpfEBXe//jWwvAEBiTi+YRsVu2jLrKp3Xkig36Fq8hqpzxroBCurdRiwM05mB
+/f/9c5ofedDe6WJXsKv28gLw1+BhIX9OdkuBSQIDAQABAoIBAFzcDK9dcfC61wFT
+8PBoP4bq3GrZEtTRMADGNf+WG71c3jkabXEofxPFQ7XxScU4yxctnq6xchER4Riu
+JGvZpKj97ADQLBrNlgHJRUvtREQHTaak/CL/8XYWpfNSLrdi2qfy4nZq0cnNugJP
+a7ZFlHcZm6PjgGevwQ5qsbimnkKUShDlJ2HwWd8TFmFDaRXNblmB8tDwKK6+Xq5X
+ogBV2yDBjtI3Bbx5Gwtl4HcCMisL6tUvjrxobHW1nsfIi5vFqnH09vRupS7tq3rZ
+hbuNJbQeSnrq2miobd9/vuBnyUQzqxQgNB8XSFVb0lBFD9nna+BC29pFADehgA3r
+lCypGKUCgYEA6ag6jyTxKORXpYITJWUnI5vUrOa1at6qaswsQbAye6VowA5+xY0x
+AMqtq2tHlmYcuuK6FdbGn9d8xCkB/1XEwyOs4vne62OzMyZZYCv6EjkRgM9lDzqM
+DqzrWGUbT4jhaWxQcVYdiZbTv5Ar06EkCn3P1G43Z+JjvrKmd/dpSOsCgYEA1YlJ
+sN9dXo5fO94xDGwDR6ZttorJwnWpwX2YDtI7Al7vN0c3EvWRvFHgYbko6i6E44D4
+cTPP/tzI0+rk32Vd7XvjH1yqH/DcxneS7qOtfgbMwmKc4CxkQjmH1iga4nzu85ZJ
+EjxXPNH5445iKt0DHjLte2cNV0EMDfIJAO3uUZsCgYEAlxBnw9JLhHeU3vGo9T1f
+v5rpNlv2oMCTB3c3icSj7uLzRXBZr9ln/C4NeE1kvC0KmB0r2CDCy+biyGQG4ZEP
+JGa1SQ3pfOA5pHE/yXjFNfDlixULLnxYvsg3ZDACJzrFGYaov43AjQsRncFVRH7j
+MVFEBAC6G5T3jfwsulUgIb8CgYEAz4WDu0PoTruYa+tMyaCzM0/X8f5BhB2ro2J2
+g3jmZjBy1Mr+CAvl3RnJMc+rpqMc/KhbSlCrRCm3dtQiJ8Uwmlq66MC6iR4gwTR1
+9DvXoNHk7si9YtNhgEa+7268af42jz4vt2wy7+W0r+SxHKz7mb6usy38dh6+I1Nk
+UqXo5R8CgYEAhSNYA9J70O4LBhIAparm+EaJZL4gZ7UIZ2jnkDPN0nSm4nZ4GYa5
+IiP5WSGdbRlP1Gq7XqvGaq0nvIIWn84gQVU0cee4qP284WGIfhFleFNQvbaklJpM
+00e5JlNiGvZ6hIgRSTMnAdCZh4sr3sUpg6asQSnEbzN2p/QRfu5C0CQ=
+-----END RSA PRIVATE KEY-----
+";
+    /// Key pair A, public half, SPKI.
+    const RSA_A_PUBLIC_SPKI: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwuZHAtiRQ3S4gHJGEVdr
+spemx+jUB71WBvRB/yokrQ9m1ZPqJ9gwkgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj
+60Mtz7ZA15po/FAb2iTHwqNxn5cUzLPIIqGxOl3bfxlGyOTK19AfQg1Dg/N9Ov/N
+E30TOLPQLenJuhjXv3a24wu60zoOLbURIUca3gGG2rA+zCtzl/S9xVR4vMMtfkDj
+P+U3NTny34rgw1ROyYoM6LubbjxYOjDEpfEBXe//jWwvAEBiTi+YRsVu2jLrKp3X
+kig36Fq8hqpzxroBCurdRiwM05mB/f/9c5ofedDe6WJXsKv28gLw1+BhIX9OdkuB
+SQIDAQAB
+-----END PUBLIC KEY-----
+";
+    /// Key pair A, public half, PKCS#1.
+    const RSA_A_PUBLIC_PKCS1: &str = "\
+-----BEGIN RSA PUBLIC KEY-----
+MIIBCgKCAQEAwuZHAtiRQ3S4gHJGEVdrspemx+jUB71WBvRB/yokrQ9m1ZPqJ9gw
+kgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj60Mtz7ZA15po/FAb2iTHwqNxn5cUzLPI
+IqGxOl3bfxlGyOTK19AfQg1Dg/N9Ov/NE30TOLPQLenJuhjXv3a24wu60zoOLbUR
+IUca3gGG2rA+zCtzl/S9xVR4vMMtfkDjP+U3NTny34rgw1ROyYoM6LubbjxYOjDE
+pfEBXe//jWwvAEBiTi+YRsVu2jLrKp3Xkig36Fq8hqpzxroBCurdRiwM05mB/f/9
+c5ofedDe6WJXsKv28gLw1+BhIX9OdkuBSQIDAQAB
+-----END RSA PUBLIC KEY-----
+";
+    /// Key pair B, public half, SPKI (its private half was discarded).
+    const RSA_B_PUBLIC_SPKI: &str = "\
+-----BEGIN PUBLIC KEY-----
+MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA6H8I5Eu/sIo7ux/Z4XgL
+bIegHcMFNOn3ArfBfMUvq+tlLZjfmP0+rCfi32562iMezcjRPPPF5cHRg4fbjH2I
+vWtP450wxFOcZAYi2g9DMs6fCYpcnjD+7V+F6Vv7aVbc858Sfiz8ctrGjRvSz52W
+lm2cNbLvrlBuUGMiYic+HDwc2cFp35GqVk+cYA0hkLbppAQYypLSAcmhcFOciqNT
+l+MqLaOzj/FAPlKXtX+ZP9GmO7jf/uDe4BZBW503+wKxtXSTL0v3NCr2MU99SyuW
+3Bnvtdeb2NSqEwFoHiwN1MvMWs0rrNPmDJKmISM7hcIQHTLUfrhtSv70M2klumDc
+jwIDAQAB
+-----END PUBLIC KEY-----
+";
+}

@@ -1,0 +1,193 @@
+//! Prometheus metrics. Label handles are resolved once (at start or on first use of a label
+//! pair) so the request path pays for an atomic add, not a hash lookup of label values.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::source::storage::Storage;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub in_flight: IntGauge,
+    /// Open client connections.
+    pub connections_open: IntGauge,
+    /// Connections turned away: over `max_connections` (503), or too slow with their first
+    /// request head (408).
+    pub connections_refused: IntCounter,
+    pub connections_timed_out: IntCounter,
+    pub connections_idle_dropped: IntCounter,
+    pub cache_lookups: IntCounterVec,
+    pub cache_evictions: IntCounterVec,
+    pub cache_bytes: IntGaugeVec,
+    pub cache_entries: IntGaugeVec,
+    pub storage_requests: IntCounterVec,
+    pub storage_bytes: IntCounterVec,
+    pub segment_build_seconds: Histogram,
+    /// Responses built from an asset's last good load while its storage fails.
+    pub stale_served: IntCounterVec,
+}
+
+/// Resource kinds used as the `kind` label of request metrics.
+pub const KINDS: &[&str] = &["manifest", "playlist", "init", "segment", "metrics", "health", "other"];
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable_metric(name, e));
+    registry.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable_metric(name, e));
+    c
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
+    registry.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable_metric(name, e));
+    g
+}
+
+fn int_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable_metric(name, e));
+    registry.register(Box::new(c.clone())).unwrap_or_else(|e| unreachable_metric(name, e));
+    c
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable_metric(name, e));
+    registry.register(Box::new(g.clone())).unwrap_or_else(|e| unreachable_metric(name, e));
+    g
+}
+
+/// Metric definitions are constants of this file; a failure here is a programming error
+/// caught by the unit test below, never input-dependent.
+fn unreachable_metric<T>(name: &str, e: prometheus::Error) -> T {
+    panic!("metric {name} is malformed: {e}") // ok: static definitions, covered by a unit test
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let latency_buckets =
+            vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "jit_http_request_duration_seconds",
+                "Time from request to response headers, by resource kind",
+            )
+            .buckets(latency_buckets.clone()),
+            &["kind"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("jit_http_request_duration_seconds", e));
+        registry
+            .register(Box::new(request_seconds.clone()))
+            .unwrap_or_else(|e| unreachable_metric("request_seconds", e));
+        let in_flight = int_gauge(&registry, "jit_http_requests_in_flight", "Requests being handled");
+        let segment_build_seconds = Histogram::with_opts(
+            HistogramOpts::new("jit_segment_build_seconds", "Time to read and build one uncached segment")
+                .buckets(latency_buckets),
+        )
+        .unwrap_or_else(|e| unreachable_metric("segment_build_seconds", e));
+        registry
+            .register(Box::new(segment_build_seconds.clone()))
+            .unwrap_or_else(|e| unreachable_metric("segment_build", e));
+        Metrics {
+            requests: counter_vec(
+                &registry,
+                "jit_http_requests_total",
+                "HTTP requests by resource kind and status",
+                &["kind", "status"],
+            ),
+            request_seconds,
+            in_flight,
+            connections_open: int_gauge(&registry, "jit_http_connections_open", "Open client connections"),
+            connections_refused: int_counter(
+                &registry,
+                "jit_http_connections_refused_total",
+                "Connections answered 503 or closed because max_connections were open",
+            ),
+            connections_timed_out: int_counter(
+                &registry,
+                "jit_http_connections_header_timeout_total",
+                "Connections answered 408: first request head slower than header_read_timeout",
+            ),
+            connections_idle_dropped: int_counter(
+                &registry,
+                "jit_http_connections_idle_dropped_total",
+                "Connections dropped with responses unfinished: no byte moved for idle_timeout and no close after GOAWAY",
+            ),
+            cache_lookups: counter_vec(
+                &registry,
+                "jit_cache_lookups_total",
+                "Cache lookups by cache and result (hit|miss)",
+                &["cache", "result"],
+            ),
+            cache_evictions: counter_vec(
+                &registry,
+                "jit_cache_evictions_total",
+                "Entries evicted by capacity or expiry",
+                &["cache"],
+            ),
+            cache_bytes: gauge_vec(&registry, "jit_cache_bytes", "Weighted size of each cache, bytes", &["cache"]),
+            cache_entries: gauge_vec(&registry, "jit_cache_entries", "Entries in each cache", &["cache"]),
+            storage_requests: counter_vec(
+                &registry,
+                "jit_storage_requests_total",
+                "Storage requests issued, by account and kind (get, head, list)",
+                &["storage", "kind"],
+            ),
+            storage_bytes: counter_vec(
+                &registry,
+                "jit_storage_bytes_total",
+                "Bytes read from storage by account",
+                &["storage"],
+            ),
+            segment_build_seconds,
+            stale_served: counter_vec(
+                &registry,
+                "jit_stale_served_total",
+                "Responses served from an asset's last good load while its storage fails, by cache",
+                &["cache"],
+            ),
+            registry,
+        }
+    }
+
+    /// Copies a storage account's request counters into the exported counters.
+    pub fn sync_storage(&self, storage: &Storage) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = storage.stats();
+        let name = storage.name();
+        let advance = |c: IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
+        advance(self.storage_requests.with_label_values(&[name, "get"]), stats.get_requests.load(Relaxed));
+        advance(self.storage_requests.with_label_values(&[name, "head"]), stats.head_requests.load(Relaxed));
+        advance(self.storage_requests.with_label_values(&[name, "list"]), stats.list_requests.load(Relaxed));
+        advance(self.storage_bytes.with_label_values(&[name]), stats.bytes_read.load(Relaxed));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding only fails on a writer error; a Vec does not fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_register_and_render() {
+        let m = Metrics::new();
+        m.requests.with_label_values(&["segment", "200"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("jit_http_requests_total{kind=\"segment\",status=\"200\"} 1"), "{text}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Answering HTTP: the origin (caches and builds), the hyper service, connections, TLS,
+//! metrics and the operators' player page.
+
+pub mod conn;
+pub mod http;
+pub mod metrics;
+pub mod origin;
+pub mod player;
+pub mod tls;

@@ -1,0 +1,382 @@
+//! Assets: a folder in a storage account holding MP4 files and usually an `.ism` SMIL server
+//! manifest. Loading an asset indexes each referenced file once and plans every track's
+//! segment timeline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::plan::timeline::Timeline;
+use crate::source::index::{FileIndex, ObjectVersion, TrackIndex, TrackKind};
+
+/// One track of an asset as the manifests and URLs see it.
+#[derive(Debug, Clone)]
+pub struct AssetTrack {
+    /// `{trackName}` in URLs (from the `.ism`, or derived from the file).
+    pub name: String,
+    /// `{bitrate}` in `QualityLevels({bitrate})` (the `.ism` `systemBitrate`, or measured).
+    pub bitrate: u64,
+    pub kind: TrackKind,
+    /// ISO 639 language code ("und" when unknown).
+    pub language: String,
+    /// DASH Role / HLS characteristics hints from the `.ism` (`role` param), e.g. "main".
+    pub role: Option<String>,
+    /// `accessibility` param, e.g. "description" or "caption".
+    pub accessibility: Option<String>,
+    /// Path of the source file inside the storage account.
+    pub file: String,
+    /// The file this track comes from (shared by the tracks of a muxed file).
+    pub file_index: Arc<FileIndex>,
+    /// Position of this track in `file_index.tracks`.
+    pub track_position: usize,
+    pub timeline: Timeline,
+    /// Presentation time a filter window cut from the start, in track ticks (0 unfiltered):
+    /// DASH adds it to presentationTimeOffset so the window starts at time 0.
+    pub window_offset: u64,
+}
+
+impl AssetTrack {
+    pub fn index(&self) -> &TrackIndex {
+        &self.file_index.tracks[self.track_position]
+    }
+    /// Bitrate manifests advertise as the peak (HLS BANDWIDTH, DASH @bandwidth): the measured
+    /// peak segment bitrate, or the URL bitrate for a track without segments.
+    pub fn peak_bitrate(&self) -> u64 {
+        if self.timeline.peak_bitrate > 0 {
+            self.timeline.peak_bitrate
+        } else {
+            self.bitrate
+        }
+    }
+    /// Mean bitrate manifests advertise (HLS AVERAGE-BANDWIDTH), with the same fallback.
+    pub fn average_bitrate(&self) -> u64 {
+        if self.timeline.average_bitrate > 0 {
+            self.timeline.average_bitrate
+        } else {
+            self.bitrate
+        }
+    }
+}
+
+/// A loaded asset.
+#[derive(Debug, Clone)]
+pub struct Asset {
+    /// Name in URLs: the `.ism` file name without extension, or the folder name.
+    pub name: String,
+    pub tracks: Vec<AssetTrack>,
+}
+
+impl Asset {
+    /// The track addressed by `QualityLevels(bitrate)/…(name…)`.
+    pub fn track(&self, name: &str, bitrate: u64) -> Option<&AssetTrack> {
+        self.tracks.iter().find(|t| t.name == name && t.bitrate == bitrate)
+    }
+    pub fn tracks_of(&self, kind: TrackKind) -> impl Iterator<Item = &AssetTrack> {
+        self.tracks.iter().filter(move |t| t.kind == kind)
+    }
+    /// The audio a player gets without choosing: of the first audio track's codec family,
+    /// the first track that is not an accessibility track (audio description).
+    pub fn default_audio(&self) -> Option<&AssetTrack> {
+        let family = self.tracks_of(TrackKind::Audio).next()?.index().info.codec.family;
+        let same_family = || self.tracks_of(TrackKind::Audio).filter(move |t| t.index().info.codec.family == family);
+        same_family().find(|t| t.accessibility.is_none()).or_else(|| same_family().next())
+    }
+}
+
+/// A summary for `inspect --json`.
+#[derive(Debug, Serialize)]
+pub struct TrackSummary<'a> {
+    pub name: &'a str,
+    pub bitrate: u64,
+    pub file: &'a str,
+    pub info: &'a crate::source::index::TrackInfo,
+    pub samples: usize,
+    pub duration_secs: f64,
+    pub timeline: &'a Timeline,
+}
+
+use crate::error::{Error, Result};
+use crate::plan::timeline::{plan, SegmentPolicy};
+use crate::source::index::locate::index_file;
+use crate::source::ism::{parse_ism, IsmManifest, IsmTrackKind};
+use crate::source::storage::Storage;
+
+/// File name endings that hold ISO BMFF media, for folders without an `.ism`.
+const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "m4a", "mov", "ismv", "isma", "cmfv", "cmfa", "cmft"];
+
+/// Where an asset's description comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetSource {
+    /// A SMIL server manifest at this path.
+    Ism(String),
+    /// The media files directly inside a folder without an `.ism` (from the listing that
+    /// found there is none, so loading does not list again).
+    Folder { path: String, media_files: Vec<String> },
+    /// A single media file.
+    File(String),
+}
+
+impl AssetSource {
+    /// The asset's URL name: the `.ism`'s file stem, the folder's or the file's name.
+    pub fn name(&self) -> String {
+        let path = match self {
+            AssetSource::Ism(p) | AssetSource::Folder { path: p, .. } | AssetSource::File(p) => p,
+        };
+        let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
+        match self {
+            AssetSource::Folder { .. } => last.to_string(),
+            _ => last.rsplit_once('.').map(|(stem, _)| stem).unwrap_or(last).to_string(),
+        }
+    }
+}
+
+fn parent_folder(path: &str) -> &str {
+    path.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
+}
+
+fn join(folder: &str, name: &str) -> String {
+    if folder.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{}", folder.trim_end_matches('/'), name)
+    }
+}
+
+/// Finds how the asset in `folder` is described: its `.ism` named `{name}.ism` when `name`
+/// is given, its only `.ism` otherwise, or its media files when it has no `.ism`.
+pub async fn resolve_source(storage: &Storage, folder: &str, name: Option<&str>) -> Result<AssetSource> {
+    resolve_source_with_versions(storage, folder, name).await.map(|(source, _)| source)
+}
+
+/// [`resolve_source`], plus the version of every object in the folder from the same listing,
+/// so a reload can tell which already-indexed files are unchanged without reading them.
+pub async fn resolve_source_with_versions(
+    storage: &Storage,
+    folder: &str,
+    name: Option<&str>,
+) -> Result<(AssetSource, HashMap<String, ObjectVersion>)> {
+    let objects = storage.list(folder).await?;
+    let versions = objects.iter().map(|o| (o.location.to_string(), crate::source::storage::version_of(o))).collect();
+    let source = source_from_listing(&objects, folder, name)?;
+    Ok((source, versions))
+}
+
+fn source_from_listing(objects: &[object_store::ObjectMeta], folder: &str, name: Option<&str>) -> Result<AssetSource> {
+    let isms: Vec<String> =
+        objects.iter().map(|o| o.location.to_string()).filter(|p| p.to_ascii_lowercase().ends_with(".ism")).collect();
+    let media_files: Vec<String> = objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .filter(|p| {
+            let lower = p.to_ascii_lowercase();
+            MEDIA_EXTENSIONS.iter().any(|ext| lower.ends_with(&format!(".{ext}")))
+        })
+        .collect();
+    let folder_source = AssetSource::Folder { path: folder.to_string(), media_files };
+    if let Some(name) = name {
+        if let Some(ism) = isms.iter().find(|p| AssetSource::Ism((*p).clone()).name() == name) {
+            return Ok(AssetSource::Ism(ism.clone()));
+        }
+        if isms.is_empty() && folder_source.name() == name && !objects.is_empty() {
+            return Ok(folder_source);
+        }
+        return Err(Error::NotFound(format!("asset '{name}'")));
+    }
+    match isms.len() {
+        0 if objects.is_empty() => Err(Error::NotFound(format!("asset folder '{folder}' is empty or missing"))),
+        0 => Ok(folder_source),
+        _ => Ok(AssetSource::Ism(isms[0].clone())),
+    }
+}
+
+/// What one asset track is made of before indexing.
+struct TrackChoice {
+    file: String,
+    track_id: Option<u32>,
+    kind: Option<TrackKind>,
+    name: Option<String>,
+    bitrate: Option<u64>,
+    language: Option<String>,
+    role: Option<String>,
+    accessibility: Option<String>,
+}
+
+impl TrackChoice {
+    fn whole_file(file: String) -> Self {
+        TrackChoice {
+            file,
+            track_id: None,
+            kind: None,
+            name: None,
+            bitrate: None,
+            language: None,
+            role: None,
+            accessibility: None,
+        }
+    }
+}
+
+fn choices_from_ism(ism_path: &str, ism: IsmManifest) -> Vec<TrackChoice> {
+    let folder = parent_folder(ism_path);
+    ism.tracks
+        .into_iter()
+        .map(|t| TrackChoice {
+            file: join(folder, &t.src),
+            track_id: t.track_id,
+            kind: Some(match t.kind {
+                IsmTrackKind::Video => TrackKind::Video,
+                IsmTrackKind::Audio => TrackKind::Audio,
+                IsmTrackKind::Text => TrackKind::Text,
+            }),
+            name: t.track_name,
+            bitrate: t.system_bitrate,
+            language: t.system_language,
+            role: t.role,
+            accessibility: t.accessibility,
+        })
+        .collect()
+}
+
+/// Loads an asset: reads its description, indexes each file once, plans the timelines.
+pub async fn load(storage: &Storage, source: &AssetSource, policy: SegmentPolicy) -> Result<Asset> {
+    load_reusing(storage, source, policy, &HashMap::new()).await
+}
+
+/// [`load`], taking the index of a file from `known` (path → index of its current version)
+/// instead of reading the file again.
+pub async fn load_reusing(
+    storage: &Storage,
+    source: &AssetSource,
+    policy: SegmentPolicy,
+    known: &HashMap<String, Arc<FileIndex>>,
+) -> Result<Asset> {
+    let asset_name = source.name();
+    let choices = match source {
+        AssetSource::Ism(path) => {
+            let xml = storage.read_all(path).await?;
+            let ism = parse_ism(&xml).map_err(|e| Error::asset(path, e))?;
+            choices_from_ism(path, ism)
+        }
+        AssetSource::Folder { media_files, .. } => media_files.iter().cloned().map(TrackChoice::whole_file).collect(),
+        AssetSource::File(path) => vec![TrackChoice::whole_file(path.clone())],
+    };
+    if choices.is_empty() {
+        return Err(Error::asset(&asset_name, "no media files"));
+    }
+
+    // Index each distinct file once, concurrently.
+    let mut files: Vec<String> = choices.iter().map(|c| c.file.clone()).collect();
+    files.sort();
+    files.dedup();
+    let indexes: Vec<Arc<FileIndex>> = futures::future::try_join_all(files.iter().map(|f| async move {
+        match known.get(f) {
+            Some(index) => Ok(index.clone()),
+            None => index_file(storage, f).await.map(Arc::new),
+        }
+    }))
+    .await?;
+
+    let mut tracks: Vec<AssetTrack> = Vec::new();
+    for choice in choices {
+        let Some(file_index) = files.iter().position(|f| *f == choice.file).map(|i| indexes[i].clone()) else {
+            continue;
+        };
+        let positions: Vec<usize> = file_index
+            .tracks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| choice.track_id.is_none_or(|id| t.info.track_id == id))
+            .filter(|(_, t)| choice.kind.is_none_or(|k| t.info.kind == k))
+            .map(|(i, _)| i)
+            .collect();
+        if positions.is_empty() {
+            return Err(Error::asset(
+                &asset_name,
+                format!(
+                    "'{}' has no {} track{}",
+                    choice.file,
+                    choice.kind.map(|k| k.as_str()).unwrap_or("media"),
+                    choice.track_id.map(|id| format!(" with trackID {id}")).unwrap_or_default()
+                ),
+            ));
+        }
+        // An .ism entry names one track; a bare file contributes all of its tracks.
+        let take = if choice.kind.is_some() { &positions[..1] } else { &positions[..] };
+        for &position in take {
+            let info = &file_index.tracks[position].info;
+            tracks.push(AssetTrack {
+                name: choice.name.clone().unwrap_or_default(),
+                bitrate: choice.bitrate.unwrap_or(0),
+                kind: info.kind,
+                language: choice.language.clone().unwrap_or_else(|| info.language.clone()),
+                role: choice.role.clone(),
+                accessibility: choice.accessibility.clone(),
+                file: choice.file.clone(),
+                file_index: file_index.clone(),
+                track_position: position,
+                timeline: Timeline::default(),
+                window_offset: 0,
+            });
+        }
+    }
+
+    let refs: Vec<&TrackIndex> = tracks.iter().map(|t| t.index()).collect();
+    let timelines = plan(&refs, policy);
+    for (track, timeline) in tracks.iter_mut().zip(timelines) {
+        track.timeline = timeline;
+    }
+    name_tracks(&mut tracks);
+    // Video first, then audio, then text: manifests list tracks in this order.
+    tracks.sort_by_key(|t| (t.kind as u8, t.bitrate));
+    Ok(Asset { name: asset_name, tracks })
+}
+
+/// Fills in names and bitrates the `.ism` did not give, and makes every (name, bitrate)
+/// pair unique so each track has its own URLs.
+fn name_tracks(tracks: &mut [AssetTrack]) {
+    for t in tracks.iter_mut() {
+        if t.name.is_empty() {
+            t.name = match (t.kind, t.language.as_str()) {
+                (TrackKind::Video, _) => "video".to_string(),
+                (kind, "und") => kind.as_str().to_string(),
+                (kind, lang) => format!("{}_{lang}", kind.as_str()),
+            };
+        }
+        if t.bitrate == 0 {
+            // Rounded to kbit/s: stable across re-encodes of the same rendition.
+            t.bitrate = (t.timeline.average_bitrate / 1000).max(1) * 1000;
+        }
+    }
+    for i in 1..tracks.len() {
+        let mut suffix = 2;
+        let base = tracks[i].name.clone();
+        while tracks[..i].iter().any(|o| o.name == tracks[i].name && o.bitrate == tracks[i].bitrate) {
+            tracks[i].name = format!("{base}_{suffix}");
+            suffix += 1;
+        }
+    }
+}
+
+impl<'a> TrackSummary<'a> {
+    pub fn of(t: &'a AssetTrack) -> Self {
+        let index = t.index();
+        TrackSummary {
+            name: &t.name,
+            bitrate: t.bitrate,
+            file: &t.file,
+            info: &index.info,
+            samples: index.samples.len(),
+            duration_secs: index.duration_secs(),
+            timeline: &t.timeline,
+        }
+    }
+}
+
+/// Durations in seconds of the GOPs of a track (from one sync sample to the next).
+pub fn gop_durations(index: &TrackIndex) -> Vec<f64> {
+    let s = &index.samples;
+    let ts = index.info.timescale.max(1) as f64;
+    let starts: Vec<u64> = s.sync_iter().map(|i| s.dts[i as usize]).collect();
+    starts.iter().enumerate().map(|(k, &t)| (starts.get(k + 1).copied().unwrap_or(s.end_dts) - t) as f64 / ts).collect()
+}

@@ -1,0 +1,399 @@
+//! Parsing `moov`: track facts and, for progressive files, the full sample tables
+//! (stts, ctts, stss, stsc, stsz/stz2, stco/co64, elst). Fragmented files carry empty
+//! tables here plus `mvex/trex` defaults; their samples come from the `moof`s.
+
+use bytes::Bytes;
+
+use super::{EditOffset, SampleTable, TrackInfo, TrackKind};
+use crate::media::codec;
+use crate::media::mp4::reader::{boxes, err, find, find_path, require, Cursor, ParseResult};
+
+/// Defaults for fragments of one track (`trex`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackDefaults {
+    pub sample_description_index: u32,
+    pub sample_duration: u32,
+    pub sample_size: u32,
+    pub sample_flags: u32,
+}
+
+/// One track as described by `moov`.
+#[derive(Debug, Clone)]
+pub struct MoovTrack {
+    pub info: TrackInfo,
+    pub samples: SampleTable,
+    pub defaults: TrackDefaults,
+}
+
+/// The parsed `moov`.
+#[derive(Debug, Clone)]
+pub struct Moov {
+    pub tracks: Vec<MoovTrack>,
+    /// `mvex` present: samples follow in movie fragments.
+    pub fragmented: bool,
+}
+
+/// Parses a `moov` payload. `moov_bytes` must be a [`Bytes`] so sample entries are kept
+/// without copying. Tracks of kinds we do not package (hint, timecode, metadata) are skipped.
+/// `file_size` bounds the sample counts that are not bounded by a table's own bytes.
+pub fn parse_moov(moov: &Bytes, file_size: u64) -> ParseResult<Moov> {
+    let movie_timescale = match find(moov, b"mvhd")? {
+        Some(mvhd) => {
+            let mut c = Cursor::new(mvhd);
+            let (version, _) = c.full_box()?;
+            c.skip(if version == 1 { 16 } else { 8 })?;
+            c.u32()?
+        }
+        None => return err("moov has no mvhd"),
+    };
+    let mvex = find(moov, b"mvex")?;
+    let mut tracks = Vec::new();
+    for child in boxes(moov) {
+        let child = child?;
+        if &child.kind != b"trak" {
+            continue;
+        }
+        if let Some(mut track) = parse_trak(moov, child.payload, movie_timescale, file_size)? {
+            if let Some(mvex) = mvex {
+                track.defaults = trex_for(mvex, track.info.track_id)?;
+            }
+            tracks.push(track);
+        }
+    }
+    Ok(Moov { tracks, fragmented: mvex.is_some() })
+}
+
+fn trex_for(mvex: &[u8], track_id: u32) -> ParseResult<TrackDefaults> {
+    for b in boxes(mvex) {
+        let b = b?;
+        if &b.kind != b"trex" {
+            continue;
+        }
+        let mut c = Cursor::new(b.payload);
+        c.full_box()?;
+        if c.u32()? == track_id {
+            return Ok(TrackDefaults {
+                sample_description_index: c.u32()?,
+                sample_duration: c.u32()?,
+                sample_size: c.u32()?,
+                sample_flags: c.u32()?,
+            });
+        }
+    }
+    Ok(TrackDefaults { sample_description_index: 1, ..Default::default() })
+}
+
+/// Slices `part` (a sub-slice of `whole`) out of `whole` as a zero-copy `Bytes`.
+fn sub_bytes(whole: &Bytes, part: &[u8]) -> Bytes {
+    whole.slice_ref(part)
+}
+
+fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32, file_size: u64) -> ParseResult<Option<MoovTrack>> {
+    let tkhd = require(trak, b"tkhd", "trak")?;
+    let mut c = Cursor::new(tkhd);
+    let (version, _) = c.full_box()?;
+    c.skip(if version == 1 { 16 } else { 8 })?;
+    let track_id = c.u32()?;
+
+    let mdia = require(trak, b"mdia", "trak")?;
+    let mdhd = require(mdia, b"mdhd", "mdia")?;
+    let mut c = Cursor::new(mdhd);
+    let (version, _) = c.full_box()?;
+    c.skip(if version == 1 { 16 } else { 8 })?;
+    let timescale = c.u32()?;
+    if timescale == 0 {
+        return err(format!("track {track_id} has timescale 0"));
+    }
+    c.skip(if version == 1 { 8 } else { 4 })?;
+    let language = unpack_language(c.u16()?);
+
+    let hdlr = require(mdia, b"hdlr", "mdia")?;
+    let mut c = Cursor::new(hdlr);
+    c.full_box()?;
+    c.skip(4)?;
+    let kind = match &c.fourcc()? {
+        b"vide" => TrackKind::Video,
+        b"soun" => TrackKind::Audio,
+        b"text" | b"subt" | b"sbtl" => TrackKind::Text,
+        _ => return Ok(None),
+    };
+
+    let stbl = find_path(mdia, &[b"minf", b"stbl"])?
+        .ok_or_else(|| crate::media::mp4::reader::ParseError(format!("track {track_id} has no stbl")))?;
+    let stsd = require(stbl, b"stsd", "stbl")?;
+    let mut c = Cursor::new(stsd);
+    c.full_box()?;
+    if c.u32()? == 0 {
+        return err(format!("track {track_id} has no sample description"));
+    }
+    let entry = match boxes(c.rest()).next() {
+        Some(entry) => entry?,
+        None => return err(format!("track {track_id} has an empty stsd")),
+    };
+    let sample_entry = sub_bytes(moov, entry.bytes);
+    let codec = codec::describe(entry.bytes)?;
+
+    let edit = match find_path(trak, &[b"edts", b"elst"])? {
+        Some(elst) => parse_elst(elst, movie_timescale, timescale)?,
+        None => EditOffset::default(),
+    };
+    let samples = parse_stbl(stbl, track_id, file_size)?;
+    let info = TrackInfo { track_id, kind, timescale, language, sample_entry, codec, edit };
+    Ok(Some(MoovTrack { info, samples, defaults: TrackDefaults::default() }))
+}
+
+/// ISO 639-2/T from mdhd's packed 3×5-bit form.
+fn unpack_language(packed: u16) -> String {
+    let chars: Vec<u8> =
+        [(packed >> 10) & 0x1f, (packed >> 5) & 0x1f, packed & 0x1f].iter().map(|&c| c as u8 + 0x60).collect();
+    if chars.iter().all(|c| c.is_ascii_lowercase()) {
+        String::from_utf8_lossy(&chars).into_owned()
+    } else {
+        "und".to_string()
+    }
+}
+
+/// Reduces an edit list to what repackaging keeps: leading empty edits (a delay) and the
+/// media time of the first real edit. Later edits (rare: cuts inside the media) are not
+/// applied — the whole media plays from that point on.
+fn parse_elst(elst: &[u8], movie_timescale: u32, media_timescale: u32) -> ParseResult<EditOffset> {
+    let mut c = Cursor::new(elst);
+    let (version, _) = c.full_box()?;
+    let count = c.u32()?;
+    let entry_len = if version == 1 { 20 } else { 12 };
+    let count = c.check_table(count, entry_len, "elst")?;
+    let mut edit = EditOffset::default();
+    for _ in 0..count {
+        let duration = c.u32_or_u64(version == 1)?;
+        let media_time = if version == 1 { c.u64()? as i64 } else { c.i32()? as i64 };
+        c.skip(4)?; // media_rate
+        if media_time == -1 {
+            let scaled = duration as u128 * media_timescale as u128 / movie_timescale.max(1) as u128;
+            edit.empty_duration = edit.empty_duration.saturating_add(scaled.min(u64::MAX as u128) as u64);
+        } else {
+            edit.media_time = media_time.max(0) as u64;
+            break;
+        }
+    }
+    if edit.empty_duration > super::MAX_DECODE_TIME || edit.media_time > super::MAX_DECODE_TIME {
+        return err("edit list offset out of range");
+    }
+    Ok(edit)
+}
+
+fn parse_stbl(stbl: &[u8], track_id: u32, file_size: u64) -> ParseResult<SampleTable> {
+    let sizes = match (find(stbl, b"stsz")?, find(stbl, b"stz2")?) {
+        (Some(stsz), _) => parse_stsz(stsz, file_size)?,
+        (None, Some(stz2)) => parse_stz2(stz2)?,
+        (None, None) => return err(format!("track {track_id} has neither stsz nor stz2")),
+    };
+    let n = sizes.len();
+    let mut table = SampleTable { sizes, ..Default::default() };
+    if n == 0 {
+        return Ok(table);
+    }
+
+    // Decode times from stts runs.
+    let stts = require(stbl, b"stts", "stbl")?;
+    let mut c = Cursor::new(stts);
+    c.full_box()?;
+    let entries = c.u32()?;
+    let entries = c.check_table(entries, 8, "stts")?;
+    let mut dts = Vec::with_capacity(n);
+    let mut t: u64 = 0;
+    'runs: for _ in 0..entries {
+        let count = c.u32()?;
+        let delta = c.u32()? as u64;
+        for _ in 0..count {
+            if dts.len() == n {
+                break 'runs;
+            }
+            dts.push(t);
+            t += delta;
+        }
+    }
+    if dts.len() < n {
+        return err(format!("track {track_id}: stts times {} of {} samples", dts.len(), n));
+    }
+    table.dts = dts;
+    table.end_dts = t;
+
+    if let Some(ctts) = find(stbl, b"ctts")? {
+        let mut c = Cursor::new(ctts);
+        c.full_box()?;
+        let entries = c.u32()?;
+        let entries = c.check_table(entries, 8, "ctts")?;
+        let mut offsets = Vec::with_capacity(n);
+        'cruns: for _ in 0..entries {
+            let count = c.u32()?;
+            // Version 0 is unsigned by the letter of the spec, but writers put negative
+            // offsets there too; reading both as signed is what every player does.
+            let offset = c.i32()?;
+            for _ in 0..count {
+                if offsets.len() == n {
+                    break 'cruns;
+                }
+                offsets.push(offset);
+            }
+        }
+        offsets.resize(n, 0);
+        if offsets.iter().any(|&o| o != 0) {
+            table.cts_offsets = offsets;
+        }
+    }
+
+    if let Some(stss) = find(stbl, b"stss")? {
+        let mut c = Cursor::new(stss);
+        c.full_box()?;
+        let entries = c.u32()?;
+        let entries = c.check_table(entries, 4, "stss")?;
+        let mut sync = Vec::with_capacity(entries);
+        for _ in 0..entries {
+            let number = c.u32()?;
+            if number == 0 || number as usize > n {
+                continue;
+            }
+            sync.push(number - 1);
+        }
+        sync.sort_unstable();
+        sync.dedup();
+        table.sync_samples = Some(sync);
+    }
+
+    table.offsets = sample_offsets(stbl, &table.sizes, track_id)?;
+    Ok(table)
+}
+
+/// Sample sizes from `stsz`. A table's count is bounded by the table's bytes; a constant
+/// size has no table, so its count is bounded by the bytes those samples need in the file.
+fn parse_stsz(stsz: &[u8], file_size: u64) -> ParseResult<Vec<u32>> {
+    let mut c = Cursor::new(stsz);
+    c.full_box()?;
+    let constant = c.u32()?;
+    let count = c.u32()?;
+    if constant != 0 {
+        if count as usize > super::MAX_SAMPLES || count as u64 * constant as u64 > file_size {
+            return err(format!("stsz declares {count} samples of {constant} bytes, more than the file's {file_size}"));
+        }
+        return Ok(vec![constant; count as usize]);
+    }
+    let count = c.check_table(count, 4, "stsz")?;
+    (0..count).map(|_| c.u32()).collect()
+}
+
+fn parse_stz2(stz2: &[u8]) -> ParseResult<Vec<u32>> {
+    let mut c = Cursor::new(stz2);
+    c.full_box()?;
+    c.skip(3)?;
+    let field_size = c.u8()?;
+    let count = c.u32()?;
+    match field_size {
+        4 => {
+            let bytes = c.check_table(count.div_ceil(2), 1, "stz2")?;
+            let packed = c.bytes(bytes)?;
+            Ok((0..count as usize)
+                .map(|i| {
+                    let b = packed[i / 2];
+                    (if i % 2 == 0 { b >> 4 } else { b & 0x0f }) as u32
+                })
+                .collect())
+        }
+        8 => {
+            let count = c.check_table(count, 1, "stz2")?;
+            Ok(c.bytes(count)?.iter().map(|&b| b as u32).collect())
+        }
+        16 => {
+            let count = c.check_table(count, 2, "stz2")?;
+            (0..count).map(|_| c.u16().map(u32::from)).collect()
+        }
+        other => err(format!("stz2 field size {other} is not 4, 8 or 16")),
+    }
+}
+
+/// Absolute file offsets of every sample from stsc runs and stco/co64 chunk offsets.
+fn sample_offsets(stbl: &[u8], sizes: &[u32], track_id: u32) -> ParseResult<Vec<u64>> {
+    let chunk_offsets: Vec<u64> = match (find(stbl, b"stco")?, find(stbl, b"co64")?) {
+        (Some(stco), _) => {
+            let mut c = Cursor::new(stco);
+            c.full_box()?;
+            let count = c.u32()?;
+            let count = c.check_table(count, 4, "stco")?;
+            (0..count).map(|_| c.u32().map(u64::from)).collect::<ParseResult<_>>()?
+        }
+        (None, Some(co64)) => {
+            let mut c = Cursor::new(co64);
+            c.full_box()?;
+            let count = c.u32()?;
+            let count = c.check_table(count, 8, "co64")?;
+            (0..count).map(|_| c.u64()).collect::<ParseResult<_>>()?
+        }
+        (None, None) => return err(format!("track {track_id} has neither stco nor co64")),
+    };
+    let stsc = require(stbl, b"stsc", "stbl")?;
+    let mut c = Cursor::new(stsc);
+    c.full_box()?;
+    let entries = c.u32()?;
+    let entries = c.check_table(entries, 12, "stsc")?;
+    let mut runs = Vec::with_capacity(entries);
+    for _ in 0..entries {
+        let first_chunk = c.u32()?;
+        let per_chunk = c.u32()?;
+        c.skip(4)?;
+        if first_chunk == 0 {
+            return err(format!("track {track_id}: stsc first_chunk is 0"));
+        }
+        runs.push((first_chunk as usize - 1, per_chunk as usize));
+    }
+    let mut offsets = Vec::with_capacity(sizes.len());
+    let mut sample = 0usize;
+    for (r, &(first, per_chunk)) in runs.iter().enumerate() {
+        let last = runs.get(r + 1).map(|&(next, _)| next).unwrap_or(chunk_offsets.len());
+        for &chunk_offset in chunk_offsets.get(first..last.min(chunk_offsets.len())).unwrap_or(&[]) {
+            let mut offset = chunk_offset;
+            for _ in 0..per_chunk {
+                if sample == sizes.len() {
+                    return Ok(offsets);
+                }
+                offsets.push(offset);
+                offset = offset.saturating_add(sizes[sample] as u64);
+                sample += 1;
+            }
+        }
+    }
+    if offsets.len() < sizes.len() {
+        return err(format!("track {track_id}: chunks hold {} of {} samples", offsets.len(), sizes.len()));
+    }
+    Ok(offsets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_unpacks() {
+        // "eng" = e(5) n(14) g(7)
+        let packed = (5 << 10) | (14 << 5) | 7;
+        assert_eq!(unpack_language(packed), "eng");
+        assert_eq!(unpack_language(0), "und");
+    }
+
+    #[test]
+    fn stz2_four_bit_fields() {
+        let payload = [0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 3, 0x12, 0x30];
+        assert_eq!(parse_stz2(&payload).unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn elst_with_empty_edit_and_media_time() {
+        let mut p = vec![0, 0, 0, 0, 0, 0, 0, 2];
+        p.extend_from_slice(&500u32.to_be_bytes());
+        p.extend_from_slice(&(-1i32).to_be_bytes());
+        p.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+        p.extend_from_slice(&8000u32.to_be_bytes());
+        p.extend_from_slice(&1024i32.to_be_bytes());
+        p.extend_from_slice(&0x0001_0000u32.to_be_bytes());
+        let edit = parse_elst(&p, 1000, 48000).unwrap();
+        assert_eq!(edit, EditOffset { empty_duration: 24000, media_time: 1024 });
+    }
+}

@@ -10,12 +10,12 @@ use std::sync::atomic::Ordering;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use jit_origin::output::{dash, hls, render};
-use jit_origin::plan::timeline::SegmentPolicy;
 use jit_origin::plan::url::{Format, ManifestOptions, Resource};
 use jit_origin::source::asset::{self, Asset, AssetSource};
 use jit_origin::source::index::locate::index_file;
 use jit_origin::source::index::TrackKind;
 use jit_origin::source::storage::Storage;
+use jit_origin::source::timeline::SegmentPolicy;
 
 const LONG_FILE: &str = "long-asset/long.mp4";
 
@@ -57,7 +57,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("plan timelines 2h (video + audio)", |b| {
         b.iter(|| {
             let refs: Vec<_> = asset.tracks.iter().map(|t| t.index()).collect();
-            jit_origin::plan::timeline::plan(&refs, SegmentPolicy::default())
+            jit_origin::source::timeline::plan(&refs, SegmentPolicy::default())
         })
     });
     c.bench_function("hls media playlist 2h (3600 segments)", |b| {

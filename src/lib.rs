@@ -12,6 +12,7 @@ pub mod media;
 pub mod output;
 pub mod plan;
 pub mod protect;
+pub mod secret;
 pub mod serve;
 pub mod source;
 

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use jit_origin::config::{Config, Policy};
 use jit_origin::output::{package_resources, render};
-use jit_origin::plan::timeline::SegmentPolicy;
 use jit_origin::plan::url::{self, Format};
 use jit_origin::protect::url_signing;
 use jit_origin::serve::conn::{self, ConnLimits, Listener};
@@ -21,6 +20,7 @@ use jit_origin::serve::origin::Origin;
 use jit_origin::source::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::source::index::TrackKind;
 use jit_origin::source::storage::Storage;
+use jit_origin::source::timeline::SegmentPolicy;
 
 #[derive(Parser)]
 #[command(name = "jit-origin", version, about = "Just-in-time HLS/DASH packaging origin")]

@@ -30,9 +30,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use reqwest::StatusCode;
 
-use jit_origin::config::{Config, StorageConfig};
+use jit_origin::config::Config;
 use jit_origin::serve::origin::Origin;
 use jit_origin::source::storage::Storage;
+use jit_origin::source::storage::StorageConfig;
 
 /// Every fixture asset folder; each backend serves all of them.
 const ASSETS: &[&str] = &["ladder", "ladder-frag", "ladder-cmaf", "muxed", "hevc", "dolby", "edit"];

@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
-use jit_origin::plan::timeline::SegmentPolicy;
 use jit_origin::source::asset::{load, resolve_source, Asset, AssetTrack};
 use jit_origin::source::index::locate::index_file;
 use jit_origin::source::index::{FileIndex, TrackIndex, TrackKind};
 use jit_origin::source::storage::Storage;
+use jit_origin::source::timeline::SegmentPolicy;
 use serde_json::Value;
 
 fn fixtures_dir() -> PathBuf {

@@ -29,10 +29,10 @@ use crate::media::mp4::reader::ParseError;
 use crate::media::mp4::writer::BoxWriter;
 use crate::media::mp4::FourCC;
 use crate::plan::reads::SourceSpan;
-use crate::plan::timeline::Segment;
 use crate::plan::url::Format;
 use crate::protect::cenc::{self, Scheme, TrackEncryption};
 use crate::source::index::{TrackIndex, TrackKind};
+use crate::source::timeline::Segment;
 
 /// Which flavour of fragmented MP4 to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1324,9 +1324,9 @@ mod tests {
 
     /// Init + each media segment of the fixture's single track, encrypted.
     async fn build_encrypted(file: &str, scheme: Scheme) -> (Bytes, Vec<Bytes>) {
-        use crate::plan::timeline::SegmentPolicy;
         use crate::source::asset::{self, AssetSource};
         use crate::source::storage::Storage;
+        use crate::source::timeline::SegmentPolicy;
         let storage = Storage::local("fixtures", fixtures()).unwrap();
         let asset =
             asset::load(&storage, &AssetSource::File(file.to_string()), SegmentPolicy::default()).await.unwrap();

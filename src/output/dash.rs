@@ -573,7 +573,7 @@ mod tests {
         let segs = &mut track.timeline.segments;
         segs.truncate(1);
         let base = segs[0];
-        let mk = |time, duration| crate::plan::timeline::Segment { time, duration, ..base };
+        let mk = |time, duration| crate::source::timeline::Segment { time, duration, ..base };
         *segs = vec![mk(0, 100), mk(100, 100), mk(200, 100), mk(300, 50), mk(400, 50), mk(450, 50)];
         let s = segment_timeline(track);
         assert_eq!(

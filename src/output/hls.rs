@@ -365,12 +365,13 @@ pub(crate) mod fixtures {
 
     use bytes::Bytes;
 
-    use crate::plan::timeline::{plan, SegmentPolicy};
     use crate::plan::url::{self, ParsedUrl};
     use crate::source::asset::{Asset, AssetTrack};
     use crate::source::index::{
-        CodecFamily, CodecInfo, EditOffset, FileIndex, ObjectVersion, SampleTable, TrackIndex, TrackInfo, TrackKind,
+        CodecFamily, CodecInfo, EditOffset, FileIndex, SampleTable, TrackIndex, TrackInfo, TrackKind,
     };
+    use crate::source::storage::ObjectVersion;
+    use crate::source::timeline::{plan, SegmentPolicy};
 
     /// Resolves a URI found in a manifest at `base` (a path below `{asset}.ism/`) and parses it
     /// the way the router would.

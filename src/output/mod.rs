@@ -131,7 +131,7 @@ fn track_encryption<'a>(
 async fn read_span(
     storage: &Storage,
     track: &AssetTrack,
-    segment: &crate::plan::timeline::Segment,
+    segment: &crate::source::timeline::Segment,
 ) -> Result<crate::plan::reads::SourceSpan> {
     use futures::{StreamExt, TryStreamExt};
     let plan = crate::plan::reads::plan_reads(track.index(), segment).map_err(|s| spread_error(track, segment, &s))?;
@@ -152,7 +152,7 @@ async fn read_span(
 /// The error of a segment whose samples are spread too thinly over its file.
 pub fn spread_error(
     track: &AssetTrack,
-    segment: &crate::plan::timeline::Segment,
+    segment: &crate::source::timeline::Segment,
     s: &crate::plan::reads::Spread,
 ) -> Error {
     Error::media(

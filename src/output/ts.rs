@@ -61,8 +61,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::media::mp4::fourcc_str;
 use crate::media::mp4::reader::{boxes, find, ParseError};
 use crate::plan::reads::SourceSpan;
-use crate::plan::timeline::Segment;
 use crate::source::index::{CodecFamily, TrackIndex, TrackKind};
+use crate::source::timeline::Segment;
 
 /// One elementary stream to mux into a TS segment: its index, the segment's samples, and the
 /// fetched source bytes covering them (same SourceSpan as cmaf.rs).
@@ -1611,9 +1611,9 @@ mod tests {
     // ---- ffmpeg round trips over the fixtures ----
 
     use crate::plan::reads::source_range;
-    use crate::plan::timeline::SegmentPolicy;
     use crate::source::asset::{self, AssetSource};
     use crate::source::storage::Storage;
+    use crate::source::timeline::SegmentPolicy;
     use std::path::{Path, PathBuf};
     use std::process::Command;
 

@@ -4,11 +4,36 @@
 
 use std::borrow::Cow;
 
-use crate::config::FilterConfig;
+use serde::Deserialize;
+
 use crate::error::{Error, Result};
-use crate::plan::timeline::Segment;
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::TrackKind;
+use crate::source::timeline::Segment;
+
+/// A named manifest filter (AMS "dynamic filter"): a presentation window and a track
+/// selection. It changes which segments and tracks manifests list; segment URLs stay the
+/// same, so CDN caches are shared by every filter of an asset.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub name: String,
+    /// Presentation window start, seconds from the asset's start (rounded down to a segment).
+    #[serde(default)]
+    pub start_secs: Option<f64>,
+    /// Presentation window end, seconds (rounded up to a segment).
+    #[serde(default)]
+    pub end_secs: Option<f64>,
+    /// Keep video tracks whose URL bitrate is at least this.
+    #[serde(default)]
+    pub min_video_bitrate: Option<u64>,
+    /// Keep video tracks whose URL bitrate is at most this.
+    #[serde(default)]
+    pub max_video_bitrate: Option<u64>,
+    /// Keep only audio and text tracks in these languages (empty = all).
+    #[serde(default)]
+    pub languages: Vec<String>,
+}
 
 fn keeps_track(filter: &FilterConfig, track: &AssetTrack) -> bool {
     match track.kind {
@@ -87,9 +112,9 @@ pub fn apply<'a>(asset: &'a Asset, filters: &[&FilterConfig]) -> Result<Cow<'a, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::timeline::SegmentPolicy;
     use crate::source::asset::{load, AssetSource};
     use crate::source::storage::Storage;
+    use crate::source::timeline::SegmentPolicy;
 
     async fn ladder() -> Asset {
         let storage = Storage::local("t", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures")).unwrap();

@@ -11,8 +11,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::plan::timeline::Segment;
 use crate::source::index::TrackIndex;
+use crate::source::timeline::Segment;
 
 /// Samples this close are read together: a gap below it costs less as wasted bytes than as
 /// another GET (request price and latency on object stores). It also keeps the common muxer

@@ -22,11 +22,11 @@ use bytes::Bytes;
 use moka::future::Cache;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::config::{Config, ConfigError, FilterConfig, Policy};
+use crate::config::{Config, ConfigError, Policy};
 use crate::error::Error;
 use crate::output;
 use crate::plan::filter;
-use crate::plan::timeline::SegmentPolicy;
+use crate::plan::filter::FilterConfig;
 use crate::plan::url::{Encryption, Format};
 use crate::plan::url::{ParsedUrl, Resource};
 use crate::protect::drm::DrmSystems;
@@ -34,9 +34,11 @@ use crate::protect::token::{KeyAccess, TokenVerifier};
 use crate::protect::ContentKey;
 use crate::serve::metrics::Metrics;
 use crate::source::asset::{self, Asset};
+use crate::source::index::FileIndex;
 use crate::source::index::TrackKind;
-use crate::source::index::{FileIndex, ObjectVersion};
+use crate::source::storage::ObjectVersion;
 use crate::source::storage::Storage;
+use crate::source::timeline::SegmentPolicy;
 use failures::{Failed, FailureMemory};
 
 /// A published locator, resolved against its storage account.

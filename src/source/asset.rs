@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::plan::timeline::Timeline;
-use crate::source::index::{FileIndex, ObjectVersion, TrackIndex, TrackKind};
+use crate::source::index::{FileIndex, TrackIndex, TrackKind};
+use crate::source::storage::ObjectVersion;
+use crate::source::timeline::Timeline;
 
 /// One track of an asset as the manifests and URLs see it.
 #[derive(Debug, Clone)]
@@ -97,10 +98,10 @@ pub struct TrackSummary<'a> {
 }
 
 use crate::error::{Error, Result};
-use crate::plan::timeline::{plan, SegmentPolicy};
 use crate::source::index::locate::index_file;
 use crate::source::ism::{parse_ism, IsmManifest, IsmTrackKind};
 use crate::source::storage::Storage;
+use crate::source::timeline::{plan, SegmentPolicy};
 
 /// File name endings that hold ISO BMFF media, for folders without an `.ism`.
 const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "m4a", "mov", "ismv", "isma", "cmfv", "cmfa", "cmft"];

@@ -5,3 +5,4 @@ pub mod asset;
 pub mod index;
 pub mod ism;
 pub mod storage;
+pub mod timeline;

@@ -21,11 +21,21 @@ use object_store::{
     BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig,
 };
 
-use crate::config::{Secret, StorageConfig, StorageKind};
 use crate::error::{may_be_an_empty_object, Error, Result};
-use crate::source::index::ObjectVersion;
 
+mod account;
 mod local;
+
+use crate::secret::Secret;
+pub use account::{StorageConfig, StorageKind};
+
+/// Identity of a stored object version: cache keys include it so a replaced file is re-indexed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectVersion {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified_unix: i64,
+}
 
 /// One storage account.
 pub struct Storage {

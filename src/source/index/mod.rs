@@ -10,6 +10,8 @@ pub mod progressive;
 
 use bytes::Bytes;
 
+use crate::source::storage::ObjectVersion;
+
 pub use crate::media::codec::{CodecFamily, CodecInfo};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -196,14 +198,6 @@ impl TrackIndex {
     pub fn duration_secs(&self) -> f64 {
         self.samples.end_dts as f64 / self.info.timescale.max(1) as f64
     }
-}
-
-/// Identity of a stored object version: cache keys include it so a replaced file is re-indexed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ObjectVersion {
-    pub size: u64,
-    pub etag: Option<String>,
-    pub last_modified_unix: i64,
 }
 
 /// All tracks of one source file.

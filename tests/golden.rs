@@ -5,8 +5,10 @@
 //! refactors) over a copy of `fixtures/` whose files all have one fixed modification time
 //! (ETags hash source sizes and mtimes), with a clear, an AES-128 envelope and a multi-DRM
 //! locator per asset, and on the ladder cenc and envelope locators behind tokens, a cbcs one,
-//! a key-seed one, a signed one and a filtered one. It requests every manifest format with
-//! every encryption (allowed or not), crawls every URL the manifests list (HLS playlists,
+//! a key-seed one, a signed one and a filtered one (and, from a second server with
+//! `segment_duration`, the clear, envelope and multi-DRM locators of four assets cut to a
+//! target duration). It requests every manifest format with every encryption (allowed or
+//! not), crawls every URL the manifests list (HLS playlists,
 //! `EXT-X-MAP`, segments, key URIs on this origin; DASH `SegmentTemplate` +
 //! `SegmentTimeline` expanded), adds keys, ClearKey licences, conditional and range requests
 //! and error cases, and records one line per request: status, `Content-Type`, `ETag`,
@@ -129,42 +131,48 @@ fn signature(locator: &str) -> String {
     format!("{FAR_FUTURE}.{tag}")
 }
 
-fn locators() -> Vec<Locator> {
-    let mut all = Vec::new();
-    for asset in ASSETS {
-        all.push(Locator {
-            id: format!("clear-{asset}"),
+/// A clear, an envelope and a multi-DRM locator of `asset`, their ids starting `prefix`.
+fn asset_locators(prefix: &str, asset: &'static str) -> [Locator; 3] {
+    [
+        Locator {
+            id: format!("{prefix}clear-{asset}"),
             asset,
             encryptions: &[],
             query: String::new(),
             kid: None,
             token_access: false,
-            toml: locator_toml(&format!("clear-{asset}"), asset, "clear", ""),
-        });
-        all.push(Locator {
-            id: format!("env-{asset}"),
+            toml: locator_toml(&format!("{prefix}clear-{asset}"), asset, "clear", ""),
+        },
+        Locator {
+            id: format!("{prefix}env-{asset}"),
             asset,
             encryptions: &["cbc"],
             query: String::new(),
             kid: Some((ENV_KID, ENV_KID_B64URL)),
             token_access: false,
-            toml: locator_toml(&format!("env-{asset}"), asset, "envelope", &keys_toml(ENV_KID, ENV_KEY)),
-        });
-        all.push(Locator {
-            id: format!("drm-{asset}"),
+            toml: locator_toml(&format!("{prefix}env-{asset}"), asset, "envelope", &keys_toml(ENV_KID, ENV_KEY)),
+        },
+        Locator {
+            id: format!("{prefix}drm-{asset}"),
             asset,
             encryptions: &["cenc", "cbcs-aapl"],
             query: String::new(),
             kid: Some((DRM_KID, DRM_KID_B64URL)),
             token_access: false,
             toml: locator_toml(
-                &format!("drm-{asset}"),
+                &format!("{prefix}drm-{asset}"),
                 asset,
                 "multi-drm",
                 &format!("{}{DRM_TOML}", keys_toml(DRM_KID, DRM_KEY)),
             ),
-        });
-    }
+        },
+    ]
+}
+
+/// Every asset's locators and, on the ladder, the token, cbcs, key-seed, signed and filtered
+/// ones.
+fn locators() -> Vec<Locator> {
+    let mut all: Vec<Locator> = ASSETS.into_iter().flat_map(|asset| asset_locators("", asset)).collect();
     let token_query = format!("?token={}", token());
     all.push(Locator {
         id: "cenc-token".into(),
@@ -256,9 +264,10 @@ fn locators() -> Vec<Locator> {
     all
 }
 
-fn config(port: u16, fixtures: &Path, locators: &[Locator]) -> String {
+fn config(port: u16, fixtures: &Path, segment_duration: Option<f64>, locators: &[Locator]) -> String {
+    let segment_duration = segment_duration.map(|d| format!("segment_duration = {d:?}\n")).unwrap_or_default();
     let mut toml = format!(
-        "listen = \"127.0.0.1:{port}\"\n\
+        "listen = \"127.0.0.1:{port}\"\n{segment_duration}\
          [player]\nenabled = true\nscript_url = \"https://cdn.example/shaka-player.js\"\n\
          [[storage]]\nname = \"fixtures\"\nurl = \"file://{}\"\n\
          [[filter]]\nname = \"first4s\"\nend_secs = 4.0\n\
@@ -297,11 +306,12 @@ struct Server {
 }
 
 impl Server {
-    fn start(dir: &Path, locators: &[Locator]) -> Server {
+    fn start(dir: &Path, segment_duration: Option<f64>, locators: &[Locator]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let config_path = dir.join("origin.toml");
-        std::fs::write(&config_path, config(port, &dir.join("media"), locators)).expect("write config");
-        let stderr = dir.join("stderr.log");
+        let config_path = dir.join(format!("origin-{port}.toml"));
+        std::fs::write(&config_path, config(port, &dir.join("media"), segment_duration, locators))
+            .expect("write config");
+        let stderr = dir.join(format!("stderr-{port}.log"));
         let child = Command::new(common::bin())
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -485,7 +495,7 @@ fn links(target: &str, response: &Response) -> Vec<String> {
 }
 
 /// The manifest requests: every format with every encryption the policy allows and none,
-/// alternately with and without the extension, plus options and filters on some.
+/// alternately with and without the extension.
 fn seeds(locators: &[Locator]) -> Vec<Request> {
     let mut out = Vec::new();
     for (li, l) in locators.iter().enumerate() {
@@ -510,26 +520,10 @@ fn seeds(locators: &[Locator]) -> Vec<Request> {
             out.push(Request::get(format!("{manifest}(format=m3u8-cmaf{encryption})")));
         }
     }
-    for asset in ["ladder", "muxed"] {
-        for format in ["m3u8-cmaf", "m3u8-aapl", "m3u8-aapl-v3"] {
-            out.push(Request::get(format!("/clear-{asset}/{asset}.ism/manifest(format={format},audio-only=false)")));
-        }
-    }
-    let ladder = "/clear-ladder/ladder.ism";
-    for options in [
-        "format=m3u8-cmaf,filter=sd",
-        "format=m3u8-aapl,filter=first4s",
-        "format=m3u8-aapl-v3,filter=sd;english",
-        "format=mpd-time-cmaf,filter=english;first4s",
-        "filter=sd,format=mpd-time-csf",
-        "format=m3u8-cmaf,filter=nope",
-    ] {
-        out.push(Request::get(format!("{ladder}/manifest({options})")));
-    }
     out
 }
 
-/// Keys, licences and the routes besides media.
+/// Manifest options and filters, keys, licences, the routes besides media and errors.
 fn other_requests(locators: &[Locator]) -> Vec<Request> {
     let bearer = format!("Bearer {}", token());
     let mut out = Vec::new();
@@ -551,6 +545,22 @@ fn other_requests(locators: &[Locator]) -> Vec<Request> {
             out.push(licence(request).with("authorization", bearer.clone()));
             out.push(Request::get(&key).with("authorization", "Bearer not-a-token"));
         }
+    }
+    for asset in ["ladder", "muxed"] {
+        for format in ["m3u8-cmaf", "m3u8-aapl", "m3u8-aapl-v3"] {
+            out.push(Request::get(format!("/clear-{asset}/{asset}.ism/manifest(format={format},audio-only=false)")));
+        }
+    }
+    let ladder = "/clear-ladder/ladder.ism";
+    for options in [
+        "format=m3u8-cmaf,filter=sd",
+        "format=m3u8-aapl,filter=first4s",
+        "format=m3u8-aapl-v3,filter=sd;english",
+        "format=mpd-time-cmaf,filter=english;first4s",
+        "filter=sd,format=mpd-time-csf",
+        "format=m3u8-cmaf,filter=nope",
+    ] {
+        out.push(Request::get(format!("{ladder}/manifest({options})")));
     }
     out.push(Request::get("/env-ladder/key/00000000000000000000000000000000"));
     out.push(Request::get("/env-ladder/key/not-hex"));
@@ -690,15 +700,24 @@ fn every_response_is_byte_identical_to_the_recording() {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     copy_fixtures(&dir.path().join("media"));
-    let locators = locators();
-    let mut server = Server::start(dir.path(), &locators);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let client =
         reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client");
-    let lines = runtime.block_on(async {
+    let locators = locators();
+    let mut server = Server::start(dir.path(), None, &locators);
+    let mut lines = runtime.block_on(async {
         server.wait_ready(&client).await;
         record_all(&client, &server.base, &locators).await
     });
+    drop(server);
+    // Segments cut to a target duration rather than the source's GOPs and fragments.
+    let locators: Vec<Locator> =
+        ["ladder", "ladder-frag", "muxed", "edit"].into_iter().flat_map(|a| asset_locators("seg3-", a)).collect();
+    let mut server = Server::start(dir.path(), Some(3.0), &locators);
+    lines.extend(runtime.block_on(async {
+        server.wait_ready(&client).await;
+        crawl(&client, &server.base, seeds(&locators)).await.0
+    }));
     drop(server);
     let mut text = format!("{HEADER}\n");
     for (request, fields) in &lines {

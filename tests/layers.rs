@@ -20,14 +20,18 @@ const LAYERS: &[(&str, u32)] = &[
     ("source::ism", 3),
     ("source::timeline", 4),
     ("source::asset", 5),
-    ("plan", 5),
-    ("output", 6),
-    ("config", 7),
-    ("serve", 8),
+    ("plan", 6),
+    ("output", 7),
+    ("config", 8),
+    ("serve", 9),
 ];
 
 /// Uses that break the layering today, each to be removed by the change that fixes it.
-const KNOWN: &[(&str, &str)] = &[];
+const KNOWN: &[(&str, &str)] = &[
+    ("config", "serve"),                  // the player page's defaults
+    ("protect::cenc", "source::index"),   // track facts instead of the codec configuration
+    ("protect::drm", "plan"),             // percent-encoding of licence URL parts
+];
 
 fn unit_of(path: &str) -> Option<(&'static str, u32)> {
     LAYERS

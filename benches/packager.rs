@@ -9,8 +9,9 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use jit_origin::output::{dash, hls, render};
+use jit_origin::output::{dash, hls};
 use jit_origin::plan::url::{Format, ManifestOptions, Resource};
+use jit_origin::serve::origin::render;
 use jit_origin::source::asset::{self, Asset, AssetSource};
 use jit_origin::source::index::locate::index_file;
 use jit_origin::source::index::TrackKind;

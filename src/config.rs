@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::plan::filter::FilterConfig;
+pub use crate::plan::locator::Policy;
+use crate::plan::locator::{LocatorAccess, StreamingPolicy};
 use crate::secret::Secret;
 use crate::source::storage::StorageConfig;
 
@@ -240,51 +243,6 @@ impl Default for PlayerConfig {
     }
 }
 
-/// What a locator's streaming policy allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// No encryption; requests with `encryption=` are refused.
-    Clear,
-    /// AES-128 envelope (`encryption=cbc`) only; clear requests are refused.
-    Envelope,
-    /// Common Encryption 'cenc' (`encryption=cenc`): Widevine, PlayReady, ClearKey.
-    Cenc,
-    /// Common Encryption 'cbcs' (`encryption=cbcs-aapl`): FairPlay, Widevine, ClearKey.
-    Cbcs,
-    /// Both 'cenc' and 'cbcs'.
-    MultiDrm,
-}
-
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Clear => "clear",
-            Policy::Envelope => "envelope",
-            Policy::Cenc => "cenc",
-            Policy::Cbcs => "cbcs",
-            Policy::MultiDrm => "multi-drm",
-        }
-    }
-
-    /// Whether a request for `encryption` (None = clear) may be served under this policy.
-    pub fn allows(self, encryption: Option<crate::plan::url::Encryption>) -> bool {
-        use crate::plan::url::Encryption;
-        match self {
-            Policy::Clear => encryption.is_none(),
-            Policy::Envelope => encryption == Some(Encryption::Cbc),
-            Policy::Cenc => encryption == Some(Encryption::Cenc),
-            Policy::Cbcs => encryption == Some(Encryption::CbcsAapl),
-            Policy::MultiDrm => matches!(encryption, Some(Encryption::Cenc | Encryption::CbcsAapl)),
-        }
-    }
-
-    /// Whether the policy encrypts, so it needs content keys.
-    pub fn needs_keys(self) -> bool {
-        self != Policy::Clear
-    }
-}
-
 /// A content key in the config: 32 hex digits each (a GUID form is accepted for the KID).
 /// Without `key`, the key is derived from the locator's `key_seed_base64` (PlayReady key seed).
 #[derive(Clone, Deserialize)]
@@ -372,6 +330,10 @@ pub struct LocatorConfig {
     /// locator needs a valid `sig=` (see `jit-origin sign-url`).
     #[serde(default)]
     pub url_signing_key_base64: Option<Secret>,
+    /// The policy with its keys, the key access verifier and the URL signing key, built once
+    /// when the config is checked.
+    #[serde(skip)]
+    pub access: Option<LocatorAccess>,
 }
 
 impl LocatorConfig {
@@ -438,7 +400,7 @@ impl Config {
         Ok(config)
     }
 
-    fn check(&self, text: &str) -> Result<(), ConfigError> {
+    fn check(&mut self, text: &str) -> Result<(), ConfigError> {
         let at = |needle: &str| line_of_text(text, needle).map(|l| format!("line {l}: ")).unwrap_or_default();
         let limits = &self.limits;
         for (key, value, min) in [
@@ -518,6 +480,7 @@ impl Config {
             }
         }
         let mut ids = std::collections::HashSet::new();
+        let mut accesses = Vec::with_capacity(self.locator.len());
         for l in &self.locator {
             let here = at(&format!("\"{}\"", l.id));
             if l.id.is_empty() || l.id.contains(['/', '?', '#', '%']) || l.id.starts_with('.') {
@@ -540,30 +503,31 @@ impl Config {
                     l.id
                 )));
             }
-            if l.policy.needs_keys() && l.keys.is_empty() {
-                return Err(ConfigError(format!(
-                    "{here}locator '{}': policy '{}' needs keys = [{{ kid = \"…\", key = \"…\" }}]",
-                    l.id,
-                    l.policy.as_str()
-                )));
-            }
-            l.url_signing_key().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
+            let url_signing_key =
+                l.url_signing_key().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
             // Messages name the KID only: key material never appears in errors.
-            l.content_keys().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
-            l.drm
-                .systems()
-                .validate()
-                .map_err(|e| ConfigError(format!("{}locator '{}' drm: {e}", at("[locator.drm]"), l.id)))?;
-            if let Some(crate::protect::token::KeyAccess::Token(policy)) = &l.key_access {
-                crate::protect::token::TokenVerifier::new(policy)
-                    .map_err(|e| ConfigError(format!("{}locator '{}' key_access: {e}", at("key_access"), l.id)))?;
-            }
+            let keys = l.content_keys().map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
+            let drm = l.drm.systems();
+            drm.validate().map_err(|e| ConfigError(format!("{}locator '{}' drm: {e}", at("[locator.drm]"), l.id)))?;
+            let policy = StreamingPolicy::new(l.policy, &l.id, keys, drm)
+                .map_err(|e| ConfigError(format!("{here}locator '{}': {e}", l.id)))?;
+            let key_access = match &l.key_access {
+                Some(crate::protect::token::KeyAccess::Token(policy)) => Some(Arc::new(
+                    crate::protect::token::TokenVerifier::new(policy)
+                        .map_err(|e| ConfigError(format!("{}locator '{}' key_access: {e}", at("key_access"), l.id)))?,
+                )),
+                Some(crate::protect::token::KeyAccess::Open) | None => None,
+            };
             if l.asset.split('/').any(|seg| seg == ".." || seg == ".") {
                 return Err(ConfigError(format!(
                     "{here}locator '{}': asset = \"{}\" must stay inside its storage",
                     l.id, l.asset
                 )));
             }
+            accesses.push(LocatorAccess { policy, key_access, url_signing_key });
+        }
+        for (l, access) in self.locator.iter_mut().zip(accesses) {
+            l.access = Some(access);
         }
         Ok(())
     }

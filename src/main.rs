@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jit_origin::config::{Config, Policy};
-use jit_origin::output::{package_resources, render};
+use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
 use jit_origin::protect::url_signing;
 use jit_origin::serve::conn::{self, ConnLimits, Listener};
 use jit_origin::serve::http::Service;
+use jit_origin::serve::origin::render;
 use jit_origin::serve::origin::Origin;
 use jit_origin::source::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::source::index::TrackKind;
@@ -333,7 +334,8 @@ fn say(line: std::fmt::Arguments) {
 /// concurrently, lines come out in locator order.
 async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enabled: bool) {
     let mut locators: Vec<_> = origin.locators().cloned().collect();
-    locators.sort_by(|a, b| (a.policy.as_str(), &a.asset_folder).cmp(&(b.policy.as_str(), &b.asset_folder)));
+    locators
+        .sort_by(|a, b| (a.policy.kind().as_str(), &a.asset_folder).cmp(&(b.policy.kind().as_str(), &b.asset_folder)));
     let mut first_manifest = None;
     let resolved: Vec<_> = futures::stream::iter(locators)
         .map(|locator| async move {
@@ -347,8 +349,8 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
         match source {
             Ok(source) => {
                 let base = format!("http://{addr}/{}/{}.ism", locator.id, source.name());
-                let label = format!("{} ({})", locator.asset_folder, locator.policy.as_str());
-                let manifests: &[&str] = match locator.policy {
+                let label = format!("{} ({})", locator.asset_folder, locator.policy.kind().as_str());
+                let manifests: &[&str] = match locator.policy.kind() {
                     Policy::Clear => &["format=m3u8-cmaf).m3u8", "format=mpd-time-cmaf).mpd", "format=m3u8-aapl).m3u8"],
                     Policy::Envelope => {
                         &["format=m3u8-aapl,encryption=cbc).m3u8", "format=m3u8-cmaf,encryption=cbc).m3u8"]

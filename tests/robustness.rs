@@ -21,8 +21,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use jit_origin::error::Error;
-use jit_origin::output::{package_resources, render};
+use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
+use jit_origin::serve::origin::render;
 use jit_origin::source::asset::{load, AssetSource};
 use jit_origin::source::index::locate::index_file;
 use jit_origin::source::storage::Storage;

@@ -8,7 +8,9 @@
 use jit_origin::source::asset::{load, AssetSource};
 use jit_origin::protect::ContentKey;
 use jit_origin::protect::drm::DrmSystems;
-use jit_origin::output::{package_resources, render, Protection};
+use jit_origin::output::package_resources;
+use jit_origin::plan::Protection;
+use jit_origin::serve::origin::render;
 use jit_origin::source::timeline::SegmentPolicy;
 use jit_origin::plan::url::{Encryption, Format, Resource};
 use jit_origin_fuzz::MemoryStorage;

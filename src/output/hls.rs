@@ -172,9 +172,9 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
     let mut groups = audio_groups(asset);
     // HLS v3 TS: the default audio is muxed into the video segments, so there are no
     // renditions, only variants whose CODECS name both.
-    let muxed_audio = options.format == Format::M3u8AaplV3;
+    let muxed_audio = options.format.muxes_audio();
     if muxed_audio {
-        let default = asset.default_audio().map(|t| (t.name.as_str(), t.bitrate));
+        let default = crate::plan::muxed_audio(asset, options.format).map(|t| (t.name.as_str(), t.bitrate));
         for g in &mut groups {
             g.tracks.retain(|t| Some((t.name.as_str(), t.bitrate)) == default);
         }

@@ -1,7 +1,6 @@
-//! Packaging: the one entry point from "asset + resource" to response bytes. Manifests come
-//! from [`hls`] and [`dash`], segments from [`cmaf`]; segment payloads are fetched with the
-//! ranged reads [`source`] plans (one per segment unless its samples are spread out) and passed
-//! through without copying.
+//! Packaging: the one entry point from a [`Plan`] and the source bytes it names to response
+//! bytes, with no I/O. Manifests come from [`hls`] and [`dash`], segments from [`cmaf`] and
+//! [`ts`]; segment payloads are passed through without copying.
 
 pub mod cmaf;
 pub mod dash;
@@ -11,12 +10,14 @@ pub mod ts;
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::plan::filter;
+use crate::plan::reads::SourceSpan;
 use crate::plan::url::{Encryption, Format, Resource};
-use crate::protect::drm::{self, DrmSystems, ProtectionScheme};
-use crate::protect::{cenc, envelope, segment_iv, ContentKey};
+use crate::plan::{Build, Plan, Protection};
+use crate::protect::drm::{self, ProtectionScheme};
+use crate::protect::{cenc, envelope, segment_iv};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::TrackKind;
-use crate::source::storage::Storage;
 
 /// Response bytes as a list of parts (a segment's header, then slices of the source read).
 #[derive(Debug, Clone)]
@@ -50,9 +51,9 @@ pub const TS_CONTENT_TYPE: &str = "video/mp2t";
 
 fn media_content_type(track: &AssetTrack) -> &'static str {
     match track.kind {
-        crate::source::index::TrackKind::Audio => "audio/mp4",
-        crate::source::index::TrackKind::Video => "video/mp4",
-        crate::source::index::TrackKind::Text => "application/mp4",
+        TrackKind::Audio => "audio/mp4",
+        TrackKind::Video => "video/mp4",
+        TrackKind::Text => "application/mp4",
     }
 }
 
@@ -60,28 +61,6 @@ fn find_track<'a>(asset: &'a Asset, name: &str, bitrate: u64) -> Result<&'a Asse
     asset
         .track(name, bitrate)
         .ok_or_else(|| Error::NotFound(format!("track '{name}' at bitrate {bitrate} in asset '{}'", asset.name)))
-}
-
-/// What encryption needs at render time: the locator's content key, the URI players fetch it
-/// from (HLS AES-128 `EXT-X-KEY`), and for Common Encryption the locator id and the DRM
-/// systems to signal.
-#[derive(Debug, Clone, Copy)]
-pub struct Protection<'a> {
-    pub key: &'a ContentKey,
-    pub key_uri: &'a str,
-    pub locator: &'a str,
-    pub drm: &'a DrmSystems,
-}
-
-fn protection_for<'a>(
-    encryption: Option<Encryption>,
-    protection: Option<Protection<'a>>,
-) -> Result<Option<Protection<'a>>> {
-    match (encryption, protection) {
-        (None, _) => Ok(None),
-        (Some(_), Some(p)) => Ok(Some(p)),
-        (Some(e), None) => Err(Error::Forbidden(format!("no content key for encryption={}", e.as_str()))),
-    }
 }
 
 /// The Common Encryption scheme of `encryption`, if it is one.
@@ -126,55 +105,10 @@ fn track_encryption<'a>(
     cenc::TrackEncryption { scheme, key: p.key, pssh, iv_seed: cenc::iv_seed(&track.file, track.bitrate, &track.name) }
 }
 
-/// The bytes of the source file that `segment` of `track` needs: the reads its plan lists (one
-/// for most segments), a few at a time. A layout no bounded plan reads is corrupt media.
-async fn read_span(
-    storage: &Storage,
-    track: &AssetTrack,
-    segment: &crate::source::timeline::Segment,
-) -> Result<crate::plan::reads::SourceSpan> {
-    use futures::{StreamExt, TryStreamExt};
-    let plan = crate::plan::reads::plan_reads(track.index(), segment).map_err(|s| spread_error(track, segment, &s))?;
-    let runs: Vec<(u64, Bytes)> = futures::stream::iter(plan.runs)
-        .map(|range| async move {
-            let data = storage.read_indexed_range(&track.file, &track.file_index.version, range.clone()).await?;
-            if (data.len() as u64) < range.end - range.start {
-                return Err(Error::media(&track.file, format!("file ends before byte {} (truncated?)", range.end)));
-            }
-            Ok((range.start, data))
-        })
-        .buffered(crate::plan::reads::CONCURRENT_READS)
-        .try_collect()
-        .await?;
-    Ok(crate::plan::reads::SourceSpan::from_runs(runs))
-}
-
-/// The error of a segment whose samples are spread too thinly over its file.
-pub fn spread_error(
-    track: &AssetTrack,
-    segment: &crate::source::timeline::Segment,
-    s: &crate::plan::reads::Spread,
-) -> Error {
-    Error::media(
-        &track.file,
-        format!(
-            "samples of segment {} of track '{}' are spread over {} bytes for {} bytes of media (reading them would take {} bytes)",
-            segment.time, track.name, s.span, s.samples, s.read
-        ),
-    )
-}
-
-/// Builds the bytes of `resource`. `extension` says whether child URLs in manifests carry
-/// file extensions (they do when the manifest itself was requested with one). `protection`
-/// holds the key when the resource asks for encryption.
-pub async fn render(
-    storage: &Storage,
-    asset: &Asset,
-    resource: &Resource,
-    extension: bool,
-    protection: Option<Protection<'_>>,
-) -> Result<Output> {
-    let protection = protection_for(resource.encryption(), protection)?;
+/// Builds the bytes `plan` decides from `sources`: for a segment, the bytes of each member's
+/// planned reads ([`crate::plan::SegmentPlan::reads`], in member order); nothing otherwise.
+pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
+    let (resource, protection) = (plan.resource, plan.protection);
     match (resource.format(), resource.encryption()) {
         (f, Some(Encryption::Cenc | Encryption::CbcsAapl)) if f.is_ts() => {
             return Err(Error::BadRequest(format!(
@@ -186,6 +120,11 @@ pub async fn render(
         }
         _ => {}
     }
+    let Build::Document(document) = &plan.build else {
+        return segment(plan, sources);
+    };
+    let asset = &*filter::apply(plan.asset, &document.filters)?;
+    let extension = plan.extension;
     match resource {
         Resource::Manifest(options) => Ok(if options.format.is_hls() {
             Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension))
@@ -227,63 +166,55 @@ pub async fn render(
             };
             Ok(Output { content_type: media_content_type(track), parts: vec![init] })
         }
-        Resource::Segment { bitrate, track, time, format, encryption, .. } => {
-            let track = find_track(asset, track, *bitrate)?;
-            let (number, segment) = track
-                .timeline
-                .find(*time)
-                .ok_or_else(|| Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name)))?;
-            let sequence_number = number as u32 + 1;
-            let (content_type, parts) = if format.is_ts() {
-                // v3 muxes the default audio's segment of the same index into video segments.
-                let mut members = vec![(track, segment)];
-                if *format == Format::M3u8AaplV3 && track.kind == TrackKind::Video {
-                    if let Some(audio) = asset.default_audio() {
-                        if let Some(audio_segment) = audio.timeline.segments.get(number) {
-                            members.push((audio, audio_segment));
-                        }
-                    }
-                }
-                let mut spans = Vec::with_capacity(members.len());
-                for (t, seg) in &members {
-                    spans.push(read_span(storage, t, seg).await?);
-                }
-                let inputs: Vec<ts::TsInput> = members
-                    .iter()
-                    .zip(&spans)
-                    .map(|((t, seg), span)| ts::TsInput { track: t.index(), segment: seg, span })
-                    .collect();
-                let bytes = ts::ts_segment(&inputs, sequence_number).map_err(|e| Error::media(&track.file, e))?;
-                (TS_CONTENT_TYPE, vec![bytes])
-            } else {
-                let span = read_span(storage, track, segment).await?;
-                let sample_encryption = match (cenc_scheme(*encryption), protection) {
-                    (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, track, &[])),
-                    _ => None,
-                };
-                let flavor = cmaf::Flavor::from(*format);
-                let built = cmaf::media_segment(
-                    track.index(),
-                    segment,
-                    sequence_number,
-                    &span,
-                    flavor,
-                    sample_encryption.as_ref(),
-                )
-                .map_err(|e| Error::media(&track.file, e))?;
-                (media_content_type(track), built.parts)
-            };
-            // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
-            let parts = match protection.filter(|_| *encryption == Some(Encryption::Cbc)) {
-                Some(p) => {
-                    let iv = segment_iv(p.key, track.bitrate, &track.name, format.container_tag(), *time);
-                    vec![envelope::encrypt_segment(p.key, &iv, &parts)]
-                }
-                None => parts,
-            };
-            Ok(Output { content_type, parts })
-        }
+        Resource::Segment { .. } => unreachable!("segments are planned as Build::Segment"),
     }
+}
+
+/// A media segment from its members' source bytes.
+fn segment(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
+    let (Build::Segment(segment_plan), Resource::Segment { time, format, encryption, .. }) =
+        (&plan.build, plan.resource)
+    else {
+        unreachable!("only segment plans reach here");
+    };
+    let (track, protection) = (segment_plan.track, plan.protection);
+    let sequence_number = segment_plan.sequence_number();
+    let (content_type, parts) = if format.is_ts() {
+        // v3 muxes the default audio's segment of the same index into video segments.
+        let inputs: Vec<ts::TsInput> = segment_plan
+            .members()
+            .zip(sources)
+            .map(|((t, seg), span)| ts::TsInput { track: t.index(), segment: seg, span })
+            .collect();
+        let bytes = ts::ts_segment(&inputs, sequence_number).map_err(|e| Error::media(&track.file, e))?;
+        (TS_CONTENT_TYPE, vec![bytes])
+    } else {
+        let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
+        let sample_encryption = match (cenc_scheme(*encryption), protection) {
+            (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, track, &[])),
+            _ => None,
+        };
+        let flavor = cmaf::Flavor::from(*format);
+        let built = cmaf::media_segment(
+            track.index(),
+            segment_plan.segment,
+            sequence_number,
+            span,
+            flavor,
+            sample_encryption.as_ref(),
+        )
+        .map_err(|e| Error::media(&track.file, e))?;
+        (media_content_type(track), built.parts)
+    };
+    // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
+    let parts = match protection.filter(|_| *encryption == Some(Encryption::Cbc)) {
+        Some(p) => {
+            let iv = segment_iv(p.key, track.bitrate, &track.name, format.container_tag(), *time);
+            vec![envelope::encrypt_segment(p.key, &iv, &parts)]
+        }
+        None => parts,
+    };
+    Ok(Output { content_type, parts })
 }
 
 /// Every resource a complete static package of `format` consists of, manifest first.

@@ -1,6 +1,147 @@
-//! What a request means: the URL grammar, filters and the source byte
-//! ranges a segment reads.
+//! What a request means: the URL grammar, locators, filters, and the [`Plan`] one request is
+//! decided into (which tracks and segments, which source byte ranges, which protection)
+//! before anything is read or built.
 
 pub mod filter;
+pub mod locator;
 pub mod reads;
 pub mod url;
+
+use crate::error::{Error, Result};
+use crate::plan::filter::FilterConfig;
+use crate::plan::reads::{ReadPlan, Spread};
+use crate::plan::url::{Format, Resource};
+use crate::protect::drm::DrmSystems;
+use crate::protect::ContentKey;
+use crate::source::asset::{Asset, AssetTrack};
+use crate::source::index::TrackKind;
+use crate::source::timeline::Segment;
+
+/// What encryption needs at build time: the locator's content key, the URI players fetch it
+/// from (HLS AES-128 `EXT-X-KEY`), and for Common Encryption the locator id and the DRM
+/// systems to signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Protection<'a> {
+    pub key: &'a ContentKey,
+    pub key_uri: &'a str,
+    pub locator: &'a str,
+    pub drm: &'a DrmSystems,
+}
+
+/// One request, decided: the packager's only input besides the source bytes the plan names.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// The asset as loaded (manifests and init segments apply their filters to it).
+    pub asset: &'a Asset,
+    pub resource: &'a Resource,
+    /// Whether child URLs in manifests carry file extensions (they do when the manifest itself
+    /// was requested with one).
+    pub extension: bool,
+    /// The key and signalling, exactly when the resource asks for encryption.
+    pub protection: Option<Protection<'a>>,
+    pub build: Build<'a>,
+}
+
+/// What the plan builds.
+#[derive(Debug)]
+pub enum Build<'a> {
+    /// A manifest, media playlist or init segment: made from the asset with filters applied.
+    Document(DocumentPlan<'a>),
+    /// A media segment: made from the source bytes of its members.
+    Segment(SegmentPlan<'a>),
+}
+
+/// The filters a manifest, media playlist or init segment is made with: the locator's
+/// defaults, then the request's (each once).
+#[derive(Debug)]
+pub struct DocumentPlan<'a> {
+    pub filter_names: Vec<String>,
+    pub filters: Vec<&'a FilterConfig>,
+}
+
+/// A media segment: the track's segment, and for HLS v3 the default audio's segment of the
+/// same number muxed into it.
+#[derive(Debug)]
+pub struct SegmentPlan<'a> {
+    pub track: &'a AssetTrack,
+    /// Position in the track's timeline; the sequence number is one more.
+    pub number: usize,
+    pub segment: &'a Segment,
+    pub muxed_audio: Option<(&'a AssetTrack, &'a Segment)>,
+}
+
+impl<'a> Plan<'a> {
+    /// Decides `resource` of `asset`. `filters` (resolved by the caller) apply to manifests,
+    /// media playlists and init segments; `protection` must be given when the resource asks
+    /// for encryption, and is dropped when it does not.
+    pub fn new(
+        asset: &'a Asset,
+        resource: &'a Resource,
+        extension: bool,
+        protection: Option<Protection<'a>>,
+        filters: DocumentPlan<'a>,
+    ) -> Result<Plan<'a>> {
+        let protection = match (resource.encryption(), protection) {
+            (None, _) => None,
+            (Some(_), Some(p)) => Some(p),
+            (Some(e), None) => {
+                return Err(Error::Forbidden(format!("no content key for encryption={}", e.as_str())));
+            }
+        };
+        let build = match resource {
+            Resource::Segment { bitrate, track, time, format, .. } => {
+                let track = asset
+                    .track(track, *bitrate)
+                    .ok_or_else(|| Error::NotFound(format!("track '{track}' at bitrate {bitrate}")))?;
+                let (number, segment) = track
+                    .timeline
+                    .find(*time)
+                    .ok_or_else(|| Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name)))?;
+                let muxed_audio = (track.kind == TrackKind::Video)
+                    .then(|| muxed_audio(asset, *format))
+                    .flatten()
+                    .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)));
+                Build::Segment(SegmentPlan { track, number, segment, muxed_audio })
+            }
+            _ => Build::Document(filters),
+        };
+        Ok(Plan { asset, resource, extension, protection, build })
+    }
+}
+
+impl<'a> SegmentPlan<'a> {
+    /// The segment's sequence number (`mfhd`, TS continuity): its position, from 1.
+    pub fn sequence_number(&self) -> u32 {
+        self.number as u32 + 1
+    }
+
+    /// The segments the output is made of: the track's, then the muxed audio's.
+    pub fn members(&self) -> impl Iterator<Item = (&'a AssetTrack, &'a Segment)> {
+        std::iter::once((self.track, self.segment)).chain(self.muxed_audio)
+    }
+
+    /// The source ranges each member reads, in [`SegmentPlan::members`] order. A layout no
+    /// bounded plan reads is corrupt media.
+    pub fn reads(&self) -> Result<Vec<ReadPlan>> {
+        self.members()
+            .map(|(t, s)| reads::plan_reads(t.index(), s).map_err(|spread| spread_error(t, s, &spread)))
+            .collect()
+    }
+}
+
+/// The audio HLS v3 (TS without renditions) muxes into every video segment: the asset's
+/// default audio. `None` for other formats.
+pub fn muxed_audio(asset: &Asset, format: Format) -> Option<&AssetTrack> {
+    format.muxes_audio().then(|| asset.default_audio()).flatten()
+}
+
+/// The error of a segment whose samples are spread too thinly over its file.
+fn spread_error(track: &AssetTrack, segment: &Segment, s: &Spread) -> Error {
+    Error::media(
+        &track.file,
+        format!(
+            "samples of segment {} of track '{}' are spread over {} bytes for {} bytes of media (reading them would take {} bytes)",
+            segment.time, track.name, s.span, s.samples, s.read
+        ),
+    )
+}

@@ -86,6 +86,11 @@ impl Format {
         }
     }
 
+    /// HLS v3 (TS without renditions) muxes the audio into the video segments.
+    pub fn muxes_audio(self) -> bool {
+        self == Format::M3u8AaplV3
+    }
+
     /// MPEG-TS segments (no init segment).
     pub fn is_ts(self) -> bool {
         matches!(self, Format::M3u8Aapl | Format::M3u8AaplV3)

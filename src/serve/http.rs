@@ -412,7 +412,7 @@ impl Service {
     /// 403 when `locator` needs a signed URL and `query` has no valid one. Manifests and
     /// segments are checked; key delivery is governed by the locator's `key_access`, as DRM
     /// licence URLs are configured absolute and never carry a streaming URL's signature.
-    fn url_signature_refusal(&self, locator: &crate::serve::origin::Locator, query: Option<&str>) -> Option<Resp> {
+    fn url_signature_refusal(&self, locator: &crate::plan::locator::Locator, query: Option<&str>) -> Option<Resp> {
         let key = locator.url_signing_key.as_ref()?;
         let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let sig = url::query_param(query, url_signing::PARAM);
@@ -473,7 +473,7 @@ impl Service {
     /// which keys it may have, or why it may have none.
     fn key_access(
         &self,
-        locator: &crate::serve::origin::Locator,
+        locator: &crate::plan::locator::Locator,
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<KeyGrant, TokenError> {
@@ -579,8 +579,8 @@ impl Service {
 
     /// A built resource as a 200, 206, 304 or 416 response.
     fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
-        let max_age = if built.is_media { self.http.segment_max_age } else { self.http.manifest_max_age };
-        let mut cache_control = if built.is_media {
+        let max_age = if built.immutable { self.http.segment_max_age } else { self.http.manifest_max_age };
+        let mut cache_control = if built.immutable {
             format!("public, max-age={max_age}, immutable")
         } else {
             format!("public, max-age={max_age}")
@@ -752,7 +752,7 @@ impl CarriedQuery<'_> {
             parts: vec![Bytes::from(out)],
             etag: format!("{}-{tag:016x}\"", built.etag.trim_end_matches('"')),
             last_modified: built.last_modified,
-            is_media: built.is_media,
+            immutable: built.immutable,
         }
     }
 

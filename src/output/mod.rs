@@ -109,17 +109,6 @@ fn track_encryption<'a>(
 /// planned reads ([`crate::plan::SegmentPlan::reads`], in member order); nothing otherwise.
 pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let (resource, protection) = (plan.resource, plan.protection);
-    match (resource.format(), resource.encryption()) {
-        (f, Some(Encryption::Cenc | Encryption::CbcsAapl)) if f.is_ts() => {
-            return Err(Error::BadRequest(format!(
-                "{f} segments support encryption=cbc only; use m3u8-cmaf for Common Encryption"
-            )));
-        }
-        (f, Some(Encryption::Cbc)) if f.is_dash() => {
-            return Err(Error::BadRequest(format!("{f} has no AES-128 envelope; use encryption=cenc or cbcs-aapl")));
-        }
-        _ => {}
-    }
     let Build::Document(document) = &plan.build else {
         return segment(plan, sources);
     };
@@ -136,12 +125,6 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, &signalling, extension))
         }),
         Resource::MediaPlaylist { bitrate, track, format, encryption, .. } => {
-            if !format.is_hls() {
-                return Err(Error::BadRequest(format!(
-                    "media playlists exist only for HLS formats, not {}",
-                    format.as_str()
-                )));
-            }
             let track = find_track(asset, track, *bitrate)?;
             let (envelope, drm_keys) = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => (None, drm::hls_key_lines(scheme, p.key, p.locator, p.drm)),

@@ -359,7 +359,22 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
             )))
         }
     };
+    supports(resource.format(), resource.encryption())?;
     Ok(ParsedUrl { resource, extension })
+}
+
+/// Refuses an encryption `format` cannot carry: MPEG-TS segments have no Common Encryption
+/// (only the AES-128 envelope), DASH has no AES-128 envelope.
+fn supports(format: Format, encryption: Option<Encryption>) -> Result<()> {
+    match encryption {
+        Some(Encryption::Cenc | Encryption::CbcsAapl) if format.is_ts() => {
+            Err(bad(format!("{format} segments support encryption=cbc only; use m3u8-cmaf for Common Encryption")))
+        }
+        Some(Encryption::Cbc) if format.is_dash() => {
+            Err(bad(format!("{format} has no AES-128 envelope; use encryption=cenc or cbcs-aapl")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Splits `a,b,c` (the inside of the parentheses). Nested parentheses are not allowed.
@@ -869,6 +884,24 @@ mod tests {
     }
 
     #[test]
+    fn encryptions_the_format_cannot_carry_are_refused_when_parsed() {
+        let refused = |path: &str| match parse(path) {
+            Err(Error::BadRequest(reason)) => reason,
+            other => panic!("{path:?} should be a bad request, got {other:?}"),
+        };
+        assert_eq!(
+            refused("QualityLevels(1)/Fragments(v=0,format=m3u8-aapl,encryption=cenc)"),
+            "m3u8-aapl segments support encryption=cbc only; use m3u8-cmaf for Common Encryption"
+        );
+        assert_eq!(
+            refused("manifest(format=mpd-time-csf,encryption=cbc)"),
+            "mpd-time-csf has no AES-128 envelope; use encryption=cenc or cbcs-aapl"
+        );
+        assert!(parse("manifest(format=m3u8-aapl-v3,encryption=cbc)").is_ok());
+        assert!(parse("manifest(format=mpd-time-cmaf,encryption=cbcs-aapl)").is_ok());
+    }
+
+    #[test]
     fn relative_and_segment_urls() {
         let r = seg(128000, "aac eng", 1024, Format::M3u8Cmaf);
         assert_eq!(format(&r, false), "QualityLevels(128000)/Fragments(aac%20eng=1024,format=m3u8-cmaf)");
@@ -937,6 +970,7 @@ mod tests {
             |(bitrate, track, time, format, encryption)| Resource::Segment { bitrate, track, time, format, encryption },
         );
         prop_oneof![manifest, playlist, init, segment]
+            .prop_filter("an encryption the format carries", |r| supports(r.format(), r.encryption()).is_ok())
     }
 
     proptest! {

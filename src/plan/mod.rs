@@ -53,7 +53,7 @@ pub enum Build<'a> {
 
 /// The filters a manifest, media playlist or init segment is made with: the locator's
 /// defaults, then the request's (each once).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct DocumentPlan<'a> {
     pub filter_names: Vec<String>,
     pub filters: Vec<&'a FilterConfig>,

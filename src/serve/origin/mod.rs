@@ -264,8 +264,7 @@ impl Origin {
         built
     }
 
-    /// The plan of `request` for `locator`'s `asset`, with the locator's and the request's
-    /// filters resolved.
+    /// The plan of `request` for `locator`'s `asset`.
     fn plan<'a>(
         &'a self,
         locator: &'a Locator,
@@ -273,28 +272,29 @@ impl Origin {
         request: &'a ParsedUrl,
         protection: Option<Protection<'a>>,
     ) -> Result<Plan<'a>> {
-        let request_filters: &[String] = match &request.resource {
-            Resource::Manifest(options) => &options.filters,
-            Resource::MediaPlaylist { filters, .. } => filters,
-            _ => &[],
+        let document = match &request.resource {
+            Resource::Segment { .. } => DocumentPlan::default(),
+            Resource::Manifest(options) => self.filters_of(locator, &options.filters)?,
+            Resource::MediaPlaylist { filters, .. } => self.filters_of(locator, filters)?,
+            Resource::Init { .. } => self.filters_of(locator, &[])?,
         };
+        Plan::new(asset, &request.resource, request.extension, protection, document)
+    }
+
+    /// The filters of a manifest, media playlist or init segment: the locator's defaults,
+    /// then the request's, each once.
+    fn filters_of<'a>(&'a self, locator: &Locator, request_filters: &[String]) -> Result<DocumentPlan<'a>> {
         let mut filter_names = locator.default_filters.clone();
         for name in request_filters {
             if !filter_names.contains(name) {
                 filter_names.push(name.clone());
             }
         }
-        let document = match request.resource {
-            Resource::Segment { .. } => DocumentPlan { filter_names: Vec::new(), filters: Vec::new() },
-            _ => DocumentPlan {
-                filters: filter_names
-                    .iter()
-                    .map(|name| self.filters.get(name).ok_or_else(|| Error::NotFound(format!("filter '{name}'"))))
-                    .collect::<Result<_>>()?,
-                filter_names,
-            },
-        };
-        Plan::new(asset, &request.resource, request.extension, protection, document)
+        let filters = filter_names
+            .iter()
+            .map(|name| self.filters.get(name).ok_or_else(|| Error::NotFound(format!("filter '{name}'"))))
+            .collect::<Result<_>>()?;
+        Ok(DocumentPlan { filter_names, filters })
     }
 
     /// A file was replaced since `loaded` indexed it: the next request loads the asset again
@@ -427,8 +427,7 @@ pub async fn render(
     extension: bool,
     protection: Option<Protection<'_>>,
 ) -> Result<Output> {
-    let no_filters = DocumentPlan { filter_names: Vec::new(), filters: Vec::new() };
-    let plan = Plan::new(asset, resource, extension, protection, no_filters)?;
+    let plan = Plan::new(asset, resource, extension, protection, DocumentPlan::default())?;
     let sources = match &plan.build {
         Build::Segment(segment) => fetch::fetch(storage, segment, segment.reads()?).await?,
         Build::Document(_) => Vec::new(),

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
 use crate::source::asset::{Asset, AssetTrack};
@@ -211,11 +212,17 @@ fn representation(
         segment_template: SegmentTemplate {
             timescale: track.timeline.timescale,
             presentation_time_offset: (pto > 0).then_some(pto),
-            initialization: url::format(
-                &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
-                extension,
+            initialization: links::marked(
+                &url::format(
+                    &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
+                    extension,
+                ),
+                Link::Media,
             ),
-            media: SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, false).template(),
+            media: links::marked(
+                &SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, false).template(),
+                Link::Media,
+            ),
             segment_timeline: SegmentTimeline { s: segment_timeline(track) },
         },
     }
@@ -325,7 +332,12 @@ fn presentation_ms(track: &AssetTrack) -> u64 {
 
 /// The static MPD at `manifest(format=mpd-time-…)`. Text tracks are not listed yet.
 /// `protection`: the ContentProtection descriptors of an encrypted MPD (empty when clear).
-pub fn mpd(asset: &Asset, options: &ManifestOptions, protection: &[ContentProtection], extension: bool) -> String {
+pub fn mpd(
+    asset: &Asset,
+    options: &ManifestOptions,
+    protection: &[ContentProtection],
+    extension: bool,
+) -> ManifestText {
     let format = options.format;
     // Video sets first, then audio, each in asset order.
     let mut sets: Vec<Vec<&AssetTrack>> = Vec::new();
@@ -361,7 +373,7 @@ pub fn mpd(asset: &Asset, options: &ManifestOptions, protection: &[ContentProtec
     // ever, the truncated document fails XML validation loudly rather than panicking here.
     let _ = doc.serialize(ser);
     out.push('\n');
-    out
+    ManifestText::from_marked(&out)
 }
 
 #[cfg(test)]
@@ -456,7 +468,7 @@ mod tests {
         {
             let options = ManifestOptions::new(format);
             let base = url::format(&Resource::Manifest(options.clone()), extension);
-            let text = mpd(&asset, &options, &[], extension);
+            let text = mpd(&asset, &options, &[], extension).text;
             assert!(text.starts_with("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<MPD "), "{text}");
             let root = parse_xml(&text);
             assert_eq!(root.name, "MPD");

@@ -16,6 +16,7 @@ use m3u8_rs::{
     MediaPlaylistType, MediaSegment, Resolution, VariantStream,
 };
 
+use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::HlsKeyLine;
 use crate::protect::{hex, segment_iv, ContentKey};
@@ -44,9 +45,9 @@ fn set_precision() {
     m3u8_rs::WRITE_OPT_FLOAT_PRECISION.store(3, Ordering::Relaxed);
 }
 
-fn into_string(buf: Vec<u8>) -> String {
+fn manifest_text(buf: &[u8]) -> ManifestText {
     // m3u8-rs writes only what we give it, all of it UTF-8 `str`s.
-    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    ManifestText::from_marked(&String::from_utf8_lossy(buf))
 }
 
 /// The media playlist URL of `track`, relative to the multivariant playlist; it carries the
@@ -60,7 +61,9 @@ fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: 
         encryption: options.encryption,
         filters: filters.to_vec(),
     };
-    url::format(&resource, extension)
+    let mut url = url::format(&resource, extension);
+    links::push_mark(&mut url, Link::MediaPlaylist);
+    url
 }
 
 /// GROUP-ID of an audio codec family.
@@ -167,7 +170,7 @@ fn join_codecs(a: &str, b: &str) -> Option<String> {
 /// gets one `EXT-X-STREAM-INF` per audio group; unless `audio-only=false`, each audio group
 /// also gets an audio-only variant. Variants are ordered by BANDWIDTH ascending. Text tracks
 /// are not listed yet.
-pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -> String {
+pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -> ManifestText {
     set_precision();
     let mut groups = audio_groups(asset);
     // HLS v3 TS: the default audio is muxed into the video segments, so there are no
@@ -270,7 +273,7 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
     let mut buf = Vec::with_capacity(4096);
     // Writing into a Vec cannot fail.
     let _ = playlist.write_to(&mut buf);
-    into_string(buf)
+    manifest_text(&buf)
 }
 
 /// `#EXT-X-TARGETDURATION`: every EXTINF, rounded to the nearest integer, must be ≤ it
@@ -292,33 +295,46 @@ pub fn media_playlist(
     envelope: Option<EnvelopeSignal>,
     drm_keys: &[HlsKeyLine],
     extension: bool,
-) -> String {
+) -> ManifestText {
     set_precision();
     let timeline = &track.timeline;
     let timescale = timeline.timescale.max(1) as f64;
     let max_duration = timeline.segments.iter().map(|s| s.duration).max().unwrap_or(0);
 
     let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, true);
-    let init = url::relative_to_quality_level(
+    let mut init = url::relative_to_quality_level(
         &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
         extension,
     );
+    links::push_mark(&mut init, Link::Media);
     // MPEG-TS segments carry their own PAT/PMT: no EXT-X-MAP. The map precedes the first
     // EXT-X-KEY, so init segments stay clear.
     let mut map = (!format.is_ts()).then(|| Map { uri: init, ..Default::default() });
-    let mut drm_tags: Option<Vec<ExtTag>> =
-        Some(drm_keys.iter().map(|k| ExtTag { tag: "X-KEY".into(), rest: Some(k.attributes.clone()) }).collect());
+    let mut drm_tags: Option<Vec<ExtTag>> = Some(
+        drm_keys
+            .iter()
+            .map(|k| {
+                let (a, uri) = (&k.attributes, k.uri.clone());
+                let rest = format!("{}{}{}", &a[..uri.start], links::marked(&a[uri.clone()], Link::Key), &a[uri.end..]);
+                ExtTag { tag: "X-KEY".into(), rest: Some(rest) }
+            })
+            .collect(),
+    );
     let segments: Vec<MediaSegment> = timeline
         .segments
         .iter()
         .map(|s| MediaSegment {
-            uri: urls.url(s.time),
+            uri: {
+                let mut uri = urls.url(s.time);
+                links::push_mark(&mut uri, Link::Media);
+                uri
+            },
             duration: (s.duration as f64 / timescale) as f32,
             map: map.take(),
             unknown_tags: drm_tags.take().unwrap_or_default(),
             key: envelope.map(|e| Key {
                 method: KeyMethod::AES128,
-                uri: Some(e.key_uri.to_string()),
+                uri: Some(links::marked(e.key_uri, Link::Key)),
                 iv: Some(format!(
                     "0x{}",
                     hex(&segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time))
@@ -345,7 +361,7 @@ pub fn media_playlist(
     let mut buf = Vec::with_capacity(256 + playlist.segments.len() * per_segment);
     let _ = playlist.write_to(&mut buf);
     insert_media_sequence(&mut buf);
-    into_string(buf)
+    manifest_text(&buf)
 }
 
 /// Splices `#EXT-X-MEDIA-SEQUENCE:0` after `#EXT-X-TARGETDURATION` (m3u8-rs leaves 0 out).
@@ -595,7 +611,7 @@ mod tests {
         for extension in [false, true] {
             let options = ManifestOptions::new(Format::M3u8Cmaf);
             let base = url::format(&Resource::Manifest(options.clone()), extension);
-            let text = multivariant(&asset, &options, extension);
+            let text = multivariant(&asset, &options, extension).text;
             assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"), "{text}");
             assert!(!text.contains("EXT-X-MEDIA-SEQUENCE"));
             let Playlist::MasterPlaylist(pl) = parse_playlist(&text) else { panic!("not a multivariant") };
@@ -662,7 +678,9 @@ mod tests {
         let asset = fixtures::asset();
         let mut options = ManifestOptions::new(Format::M3u8Cmaf);
         options.audio_only = Some(false);
-        let Playlist::MasterPlaylist(pl) = parse_playlist(&multivariant(&asset, &options, false)) else { panic!() };
+        let Playlist::MasterPlaylist(pl) = parse_playlist(&multivariant(&asset, &options, false).text) else {
+            panic!()
+        };
         assert_eq!(pl.variants.len(), 4);
         assert!(pl.variants.iter().all(|v| v.resolution.is_some()));
     }
@@ -681,7 +699,7 @@ mod tests {
         desc.accessibility = Some("description");
         let main = fixtures::aac("aac_main", 128_000, "eng", 4.0);
         let asset = fixtures::asset_of(&[fixtures::video("v", 1_000_000, 640, 360, 4.0), desc, main], Some(2.0));
-        let text = multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false);
+        let text = multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false).text;
         let Playlist::MasterPlaylist(pl) = parse_playlist(&text) else { panic!() };
         let default: Vec<_> = pl.alternatives.iter().filter(|a| a.default).map(|a| a.name.as_str()).collect();
         assert_eq!(default, ["aac_main"]);
@@ -697,7 +715,7 @@ mod tests {
         t2.bitrate = 64_000;
         let asset = fixtures::asset_of(&[fixtures::video("v", 1_000_000, 640, 360, 4.0), t1, t2], Some(2.0));
         let Playlist::MasterPlaylist(pl) =
-            parse_playlist(&multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false))
+            parse_playlist(&multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false).text)
         else {
             panic!()
         };
@@ -720,7 +738,7 @@ mod tests {
                     },
                     extension,
                 );
-                let text = media_playlist(track, Format::M3u8Cmaf, None, None, &[], extension);
+                let text = media_playlist(track, Format::M3u8Cmaf, None, None, &[], extension).text;
                 assert!(text.contains("\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
                 assert!(text.contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
                 assert!(text.ends_with("#EXT-X-ENDLIST\n"));

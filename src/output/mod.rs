@@ -12,6 +12,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::plan::filter;
 use crate::plan::reads::SourceSpan;
+use crate::plan::links::{Links, ManifestText};
 use crate::plan::url::{Encryption, Format, Resource};
 use crate::plan::{Build, Plan, Protection};
 use crate::protect::drm::{self, ProtectionScheme};
@@ -24,11 +25,16 @@ use crate::source::index::TrackKind;
 pub struct Output {
     pub content_type: &'static str,
     pub parts: Vec<Bytes>,
+    /// A manifest's links, to which a request's carried query is added.
+    pub links: Option<Links>,
 }
 
 impl Output {
-    fn text(content_type: &'static str, text: String) -> Self {
-        Output { content_type, parts: vec![Bytes::from(text)] }
+    fn manifest(content_type: &'static str, manifest: ManifestText) -> Self {
+        Output { content_type, parts: vec![Bytes::from(manifest.text)], links: Some(manifest.links) }
+    }
+    fn media(content_type: &'static str, parts: Vec<Bytes>) -> Self {
+        Output { content_type, parts, links: None }
     }
     pub fn len(&self) -> u64 {
         self.parts.iter().map(|p| p.len() as u64).sum()
@@ -116,13 +122,13 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let extension = plan.extension;
     match resource {
         Resource::Manifest(options) => Ok(if options.format.is_hls() {
-            Output::text(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension))
+            Output::manifest(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension))
         } else {
             let signalling = match (cenc_scheme(options.encryption), protection) {
                 (Some(scheme), Some(p)) => drm::dash_content_protection(scheme, p.key, p.locator, p.drm),
                 _ => Vec::new(),
             };
-            Output::text(DASH_CONTENT_TYPE, dash::mpd(asset, options, &signalling, extension))
+            Output::manifest(DASH_CONTENT_TYPE, dash::mpd(asset, options, &signalling, extension))
         }),
         Resource::MediaPlaylist { bitrate, track, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
@@ -131,7 +137,7 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
                 (None, Some(p)) => (Some(hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key }), Vec::new()),
                 (_, None) => (None, Vec::new()),
             };
-            Ok(Output::text(
+            Ok(Output::manifest(
                 HLS_CONTENT_TYPE,
                 hls::media_playlist(track, *format, *encryption, envelope, &drm_keys, extension),
             ))
@@ -147,7 +153,7 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
                 }
                 _ => cmaf::init_segment(track.index(), flavor, edit_list, None),
             };
-            Ok(Output { content_type: media_content_type(track), parts: vec![init] })
+            Ok(Output::media(media_content_type(track), vec![init]))
         }
         Resource::Segment { .. } => unreachable!("segments are planned as Build::Segment"),
     }
@@ -197,7 +203,7 @@ fn segment(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         }
         None => parts,
     };
-    Ok(Output { content_type, parts })
+    Ok(Output::media(content_type, parts))
 }
 
 /// Every resource a complete static package of `format` consists of, manifest first.

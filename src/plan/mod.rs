@@ -4,6 +4,7 @@
 
 pub mod filter;
 pub mod locator;
+pub mod links;
 pub mod reads;
 pub mod url;
 

@@ -572,6 +572,8 @@ pub fn expand_template(template: &str, kid: &[u8; 16], locator: &str) -> String 
 pub struct HlsKeyLine {
     pub keyformat: &'static str,
     pub attributes: String,
+    /// Where the URI sits in `attributes`, so a playlist can add query parameters to it.
+    pub uri: std::ops::Range<usize>,
 }
 
 impl HlsKeyLine {
@@ -623,11 +625,13 @@ pub fn hls_key_lines(
     let mut lines = Vec::new();
     let mut push = |keyformat: &'static str, uri: String, with_keyid: bool| {
         let keyid_attr = if with_keyid { format!(",KEYID={keyid}") } else { String::new() };
+        let uri_start = format!("METHOD={method},URI=\"").len();
         lines.push(HlsKeyLine {
             keyformat,
             attributes: format!(
                 "METHOD={method},URI=\"{uri}\"{keyid_attr},KEYFORMAT=\"{keyformat}\",KEYFORMATVERSIONS=\"1\""
             ),
+            uri: uri_start..uri_start + uri.len(),
         });
     };
     if let (Some(fp), ProtectionScheme::Cbcs) = (&systems.fairplay, scheme) {

@@ -18,7 +18,8 @@ use hyper::body::{Frame, Incoming, SizeHint};
 
 use crate::config::{HttpConfig, PlayerConfig};
 use crate::error::Error;
-use crate::output::{DASH_CONTENT_TYPE, HLS_CONTENT_TYPE};
+use crate::output::HLS_CONTENT_TYPE;
+use crate::plan::links::{CarriedQuery, Links};
 use crate::plan::url;
 use crate::protect::token::{KeyGrant, TokenError};
 use crate::protect::url_signing;
@@ -392,18 +393,16 @@ impl Service {
                 let token = query
                     .and_then(|q| crate::protect::token::token_from_request(None, Some(q)))
                     .filter(|_| parsed.resource.encryption().is_some() && built.content_type == HLS_CONTENT_TYPE);
-                let sig = locator.url_signing_key.as_ref().and(url::query_param(query, url_signing::PARAM));
-                if token.is_none() && sig.is_none()
-                    || !matches!(built.content_type, HLS_CONTENT_TYPE | DASH_CONTENT_TYPE)
-                {
-                    return self.respond(method, headers, &built);
-                }
                 let carried = CarriedQuery {
-                    key_token: token.as_deref(),
-                    signature: sig,
-                    multivariant: matches!(parsed.resource, url::Resource::Manifest(_)),
+                    token: token.as_deref(),
+                    signature: locator.url_signing_key.as_ref().and(url::query_param(query, url_signing::PARAM)),
                 };
-                self.respond(method, headers, &carried.apply(&built))
+                match &built.links {
+                    Some(links) if !carried.is_empty() => {
+                        self.respond(method, headers, &with_carried_query(&built, links, &carried))
+                    }
+                    _ => self.respond(method, headers, &built),
+                }
             }
             Err(e) => self.error_response(&e),
         }
@@ -728,92 +727,25 @@ fn split_key_path(path: &str) -> Option<(&str, &str)> {
     (!locator.is_empty() && !kid.is_empty() && !kid.contains('/')).then_some((locator, kid))
 }
 
-/// Query parameters a manifest passes on to the URLs it lists.
-struct CarriedQuery<'a> {
-    /// A key-access token: added to the URIs that lead to the key (HLS media playlist URIs in a
-    /// multivariant playlist, `EXT-X-KEY` URIs in a media playlist).
-    key_token: Option<&'a str>,
-    /// A URL signature: added to every URL of this origin (relative or absolute-path) in HLS
-    /// playlists and DASH segment templates.
-    signature: Option<&'a str>,
-    multivariant: bool,
-}
-
-impl CarriedQuery<'_> {
-    fn apply(&self, built: &Built) -> Built {
-        let text = String::from_utf8_lossy(&built.parts.concat()).into_owned();
-        let out =
-            if built.content_type == DASH_CONTENT_TYPE { self.rewrite_mpd(&text) } else { self.rewrite_hls(&text) };
-        let tag = xxhash_rust::xxh3::xxh3_64(format!("{:?}|{:?}", self.key_token, self.signature).as_bytes());
-        Built {
-            content_type: built.content_type,
-            len: out.len() as u64,
-            weight: out.len() as u64,
-            parts: vec![Bytes::from(out)],
-            etag: format!("{}-{tag:016x}\"", built.etag.trim_end_matches('"')),
-            last_modified: built.last_modified,
-            immutable: built.immutable,
-        }
+/// `built` (a manifest) with `carried` added to the URLs it lists. Its ETag says which query
+/// it carries, so caches never mix them.
+fn with_carried_query(built: &Built, links: &Links, carried: &CarriedQuery<'_>) -> Built {
+    let text = match built.parts.as_slice() {
+        [one] => one.clone(),
+        parts => Bytes::from(parts.concat()),
+    };
+    let out = links.carry(&text, carried);
+    let tag = xxhash_rust::xxh3::xxh3_64(format!("{:?}|{:?}", carried.token, carried.signature).as_bytes());
+    Built {
+        content_type: built.content_type,
+        len: out.len() as u64,
+        weight: out.len() as u64,
+        parts: vec![Bytes::from(out)],
+        etag: format!("{}-{tag:016x}\"", built.etag.trim_end_matches('"')),
+        last_modified: built.last_modified,
+        immutable: built.immutable,
+        links: None,
     }
-
-    /// `uri` with the parameters it should carry; `leads_to_key` says whether the key token
-    /// belongs on it.
-    fn carry(&self, uri: &str, leads_to_key: bool) -> String {
-        let mut params = Vec::new();
-        if let Some(token) = self.key_token.filter(|_| leads_to_key) {
-            params.push(format!("token={}", url::percent_encode(token)));
-        }
-        if let Some(sig) = self.signature.filter(|_| is_same_origin(uri)) {
-            params.push(format!("{}={sig}", url_signing::PARAM));
-        }
-        if params.is_empty() {
-            return uri.to_string();
-        }
-        format!("{uri}{}{}", if uri.contains('?') { '&' } else { '?' }, params.join("&"))
-    }
-
-    fn rewrite_hls(&self, text: &str) -> String {
-        let mut out = String::with_capacity(text.len() + 256);
-        for line in text.lines() {
-            let rewritten = if line.starts_with('#') {
-                let leads_to_key =
-                    line.starts_with("#EXT-X-KEY:") || (self.multivariant && line.starts_with("#EXT-X-MEDIA:"));
-                rewrite_attribute(line, "URI=\"", |uri| self.carry(uri, leads_to_key))
-            } else if line.is_empty() {
-                String::new()
-            } else {
-                self.carry(line, self.multivariant)
-            };
-            out.push_str(&rewritten);
-            out.push('\n');
-        }
-        out
-    }
-
-    fn rewrite_mpd(&self, text: &str) -> String {
-        let text = rewrite_attribute(text, "media=\"", |uri| self.carry(uri, false));
-        rewrite_attribute(&text, "initialization=\"", |uri| self.carry(uri, false))
-    }
-}
-
-/// `text` with the value of every `attr"…"` (e.g. `URI="`) passed through `rewrite`.
-fn rewrite_attribute(text: &str, attr: &str, rewrite: impl Fn(&str) -> String) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(attr).map(|i| i + attr.len()) {
-        let Some(len) = rest[start..].find('"') else { break };
-        out.push_str(&rest[..start]);
-        out.push_str(&rewrite(&rest[start..start + len]));
-        rest = &rest[start + len..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// A relative or absolute-path reference (this origin), not another scheme's URL (`skd://`,
-/// `data:`, a licence server).
-fn is_same_origin(uri: &str) -> bool {
-    !uri.starts_with("//") && !uri.split(['/', '?']).next().is_some_and(|first| first.contains(':'))
 }
 
 /// Splits `/{locator}/{asset}.ism/{rest}`.

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::output::Output;
+use crate::plan::links::Links;
 use crate::source::storage::ObjectVersion;
 
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct Built {
     pub last_modified: i64,
     /// The bytes never change (segments and init segments); manifests are VOD-long.
     pub immutable: bool,
+    /// A manifest's links, to which a request's carried query is added.
+    pub links: Option<Links>,
     /// Memory the entry keeps alive, for the cache weigher: at least `len`, and the whole
     /// source read when the body is zero-copy slices of it (a clear segment of an interleaved
     /// file holds the other tracks' bytes between its samples too).
@@ -33,6 +36,7 @@ impl Built {
             etag: format!("\"{identity:016x}-{len:x}\""),
             last_modified: sources.iter().map(|v| v.last_modified_unix).max().unwrap_or(0),
             immutable,
+            links: output.links,
             weight: len,
         }
     }

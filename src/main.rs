@@ -428,7 +428,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
         service = service.with_origin_protection(header, p.secret_bytes()?);
     }
     let drain = Duration::from_secs(config.lifecycle.drain_secs);
-    conn::serve(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown, drain)
+    conn::serve_connections(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown, drain)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped");

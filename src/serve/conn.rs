@@ -121,7 +121,7 @@ struct Shared {
 
 /// Serves `listeners` until `shutdown` resolves, then drains open connections for up to
 /// `drain`.
-pub async fn serve(
+pub async fn serve_connections(
     listeners: Vec<Listener>,
     service: Arc<Service>,
     limits: ConnLimits,

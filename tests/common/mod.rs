@@ -492,7 +492,7 @@ impl TestServer {
                     let stopped = async move {
                         let _ = stopped.await;
                     };
-                    jit_origin::serve::conn::serve(
+                    jit_origin::serve::conn::serve_connections(
                         listeners,
                         Arc::new(service),
                         limits,

@@ -28,9 +28,9 @@ const LAYERS: &[(&str, u32)] = &[
 
 /// Uses that break the layering today, each to be removed by the change that fixes it.
 const KNOWN: &[(&str, &str)] = &[
-    ("config", "serve"),                  // the player page's defaults
-    ("protect::cenc", "source::index"),   // track facts instead of the codec configuration
-    ("protect::drm", "plan"),             // percent-encoding of licence URL parts
+    ("config", "serve"),                // the player page's defaults
+    ("protect::cenc", "source::index"), // track facts instead of the codec configuration
+    ("protect::drm", "plan"),           // percent-encoding of licence URL parts
 ];
 
 fn unit_of(path: &str) -> Option<(&'static str, u32)> {

@@ -11,8 +11,8 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::plan::filter;
-use crate::plan::reads::SourceSpan;
 use crate::plan::links::{Links, ManifestText};
+use crate::plan::reads::SourceSpan;
 use crate::plan::url::{Encryption, Format, Resource};
 use crate::plan::{Build, Plan, Protection};
 use crate::protect::drm::{self, ProtectionScheme};

@@ -3,8 +3,8 @@
 //! before anything is read or built.
 
 pub mod filter;
-pub mod locator;
 pub mod links;
+pub mod locator;
 pub mod reads;
 pub mod url;
 

@@ -3,9 +3,11 @@
 //! carries a Content-Length (bodies are never chunked).
 //!
 //! [`body`] is the response body, [`respond`] turns a built resource into a 200, 206, 304 or
-//! 416 response, [`keys`] delivers keys and Clear Key licences.
+//! 416 response, [`keys`] delivers keys and Clear Key licences, and every error response is
+//! made in [`failure`].
 
 mod body;
+mod failure;
 mod keys;
 mod respond;
 
@@ -21,11 +23,13 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 pub use body::{Parts, PartsBody};
+use failure::Failure;
 
 use crate::config::{HttpConfig, PlayerConfig};
 use crate::error::Error;
 use crate::output::HLS_CONTENT_TYPE;
 use crate::plan::links::{CarriedQuery, Links};
+use crate::plan::locator::Locator;
 use crate::plan::url;
 use crate::protect::url_signing;
 use crate::serve::origin::{Built, Origin};
@@ -116,38 +120,6 @@ impl Service {
         builder.body(body).unwrap_or_else(|_| Response::new(PartsBody::empty()))
     }
 
-    /// An error with a one-line reason. Refusals (401, 403) depend on the request's own
-    /// credentials, so no cache may keep them for other viewers.
-    fn error(&self, status: StatusCode, message: &str) -> Resp {
-        let cache_control = if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-            "no-store".to_string()
-        } else {
-            format!("public, max-age={}", self.http.error_max_age)
-        };
-        let b = self
-            .base(status)
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(header::CACHE_CONTROL, cache_control);
-        // One line whatever a message quotes (a track name from a URL may hold a line break).
-        let line = message.replace(char::is_control, "?");
-        Self::finish(b, PartsBody::text(format!("{line}\n")))
-    }
-
-    fn error_response(&self, e: &Error) -> Resp {
-        let status = match e {
-            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Storage { .. } | Error::SourceChanged { .. } => StatusCode::BAD_GATEWAY,
-            Error::StorageTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::warn!(error = %e, "request failed");
-        }
-        self.error(status, &e.to_string())
-    }
-
     fn plain(&self, content_type: &'static str, body: Vec<u8>) -> Resp {
         let b = self
             .base(StatusCode::OK)
@@ -156,40 +128,37 @@ impl Service {
         Self::finish(b, PartsBody::new([Bytes::from(body)]))
     }
 
-    /// Answers one request; `kind` is set for metrics and logs.
-    pub async fn handle(
+    /// Answers one GET, HEAD or OPTIONS request; `kind` is set for metrics and logs.
+    async fn handle(
         &self,
         method: &Method,
         path: &str,
         query: Option<&str>,
         headers: &HeaderMap,
         kind: &mut &'static str,
-    ) -> Resp {
+    ) -> Result<Resp, Failure> {
         if method == Method::OPTIONS {
-            return self.preflight(headers);
+            return Ok(self.preflight(headers));
         }
         if method != Method::GET && method != Method::HEAD {
-            let mut response = self.error(StatusCode::METHOD_NOT_ALLOWED, &format!("method {method} not allowed"));
-            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-            return response;
+            return Err(Failure::MethodNotAllowed(method.clone()));
         }
         match path {
             "/healthz" => {
                 *kind = "health";
-                return self.plain("text/plain; charset=utf-8", b"ok\n".to_vec());
+                return Ok(self.plain("text/plain; charset=utf-8", b"ok\n".to_vec()));
             }
             "/readyz" => {
                 *kind = "health";
-                return if self.ready.load(Ordering::Relaxed) {
-                    self.plain("text/plain; charset=utf-8", b"ready\n".to_vec())
-                } else {
-                    self.error(StatusCode::SERVICE_UNAVAILABLE, "draining")
+                return match self.ready.load(Ordering::Relaxed) {
+                    true => Ok(self.plain("text/plain; charset=utf-8", b"ready\n".to_vec())),
+                    false => Err(Failure::Draining),
                 };
             }
             "/metrics" => {
                 *kind = "metrics";
                 self.origin.sync_metrics().await;
-                return self.plain("text/plain; version=0.0.4", self.origin.metrics.render());
+                return Ok(self.plain("text/plain; version=0.0.4", self.origin.metrics.render()));
             }
             "/player" => {
                 if let Some(page) = &self.player {
@@ -203,68 +172,55 @@ impl Service {
             *kind = "key";
             return self.key(locator_id, kid, query, headers);
         }
-        let (locator_id, asset_name, rest) = match split_media_path(path) {
-            Ok(parts) => parts,
-            Err(e) => return self.error_response(&e),
-        };
-        let parsed = match url::parse(rest) {
-            Ok(p) => p,
-            Err(e) => return self.error_response(&e),
-        };
+        let (locator_id, asset_name, rest) = split_media_path(path)?;
+        let parsed = url::parse(rest)?;
         *kind = match parsed.resource {
             url::Resource::Manifest(_) => "manifest",
             url::Resource::MediaPlaylist { .. } => "playlist",
             url::Resource::Init { .. } => "init",
             url::Resource::Segment { .. } => "segment",
         };
-        let Some(locator) = self.origin.locator(locator_id) else {
-            return self.error(StatusCode::NOT_FOUND, &format!("not found: locator '{locator_id}'"));
+        let locator = self.locator(locator_id)?;
+        self.check_signature(locator, query)?;
+        let built = self.origin.serve(locator, asset_name, &parsed).await?;
+        // Players that cannot add headers (Safari) pass the key token on the manifest
+        // URL; HLS playlists carry it on to the key URI. Segments never get it, so CDN
+        // caches of segments stay shared by all viewers. A URL signature goes on every
+        // URL a manifest lists, since the locator refuses unsigned ones.
+        let token = query
+            .and_then(|q| crate::protect::token::token_from_request(None, Some(q)))
+            .filter(|_| parsed.resource.encryption().is_some() && built.content_type == HLS_CONTENT_TYPE);
+        let carried = CarriedQuery {
+            token: token.as_deref(),
+            signature: locator.url_signing_key.as_ref().and(url::query_param(query, url_signing::PARAM)),
         };
-        if let Some(refusal) = self.url_signature_refusal(locator, query) {
-            return refusal;
-        }
-        match self.origin.serve(locator, asset_name, &parsed).await {
-            Ok(built) => {
-                // Players that cannot add headers (Safari) pass the key token on the manifest
-                // URL; HLS playlists carry it on to the key URI. Segments never get it, so CDN
-                // caches of segments stay shared by all viewers. A URL signature goes on every
-                // URL a manifest lists, since the locator refuses unsigned ones.
-                let token = query
-                    .and_then(|q| crate::protect::token::token_from_request(None, Some(q)))
-                    .filter(|_| parsed.resource.encryption().is_some() && built.content_type == HLS_CONTENT_TYPE);
-                let carried = CarriedQuery {
-                    token: token.as_deref(),
-                    signature: locator.url_signing_key.as_ref().and(url::query_param(query, url_signing::PARAM)),
-                };
-                match &built.links {
-                    Some(links) if !carried.is_empty() => {
-                        self.respond(method, headers, &with_carried_query(&built, links, &carried))
-                    }
-                    _ => self.respond(method, headers, &built),
-                }
+        Ok(match &built.links {
+            Some(links) if !carried.is_empty() => {
+                self.respond(method, headers, &with_carried_query(&built, links, &carried))
             }
-            Err(e) => self.error_response(&e),
-        }
+            _ => self.respond(method, headers, &built),
+        })
     }
 
-    /// 403 when `locator` needs a signed URL and `query` has no valid one. Manifests and
+    /// The locator `id`, or a 404.
+    fn locator(&self, id: &str) -> Result<&Locator, Failure> {
+        self.origin.locator(id).ok_or_else(|| Error::NotFound(format!("locator '{id}'")).into())
+    }
+
+    /// A refusal when `locator` needs a signed URL and `query` has no valid one. Manifests and
     /// segments are checked; key delivery is governed by the locator's `key_access`, as DRM
     /// licence URLs are configured absolute and never carry a streaming URL's signature.
-    fn url_signature_refusal(&self, locator: &crate::plan::locator::Locator, query: Option<&str>) -> Option<Resp> {
-        let key = locator.url_signing_key.as_ref()?;
+    fn check_signature(&self, locator: &Locator, query: Option<&str>) -> Result<(), Failure> {
+        let Some(key) = locator.url_signing_key.as_ref() else { return Ok(()) };
         let now = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let sig = url::query_param(query, url_signing::PARAM);
-        let refusal = url_signing::verify(&key.0, &locator.id, sig, now).err()?;
-        Some(self.error(StatusCode::FORBIDDEN, &format!("forbidden: {}", refusal.reason())))
+        Ok(url_signing::verify(&key.0, &locator.id, sig, now)?)
     }
 
     /// `GET /player?url=…`: the test page, or a 400 naming what is wrong with `url`. The page
     /// URL may carry a token in its `url`: it is never cached, and never sent as a referrer.
-    fn player_page(&self, page: &PlayerPage, method: &Method, query: Option<&str>) -> Resp {
-        let url = match crate::serve::player::manifest_url(query) {
-            Ok(url) => url,
-            Err(reason) => return self.error(StatusCode::BAD_REQUEST, &format!("bad request: {reason}")),
-        };
+    fn player_page(&self, page: &PlayerPage, method: &Method, query: Option<&str>) -> Result<Resp, Failure> {
+        let url = crate::serve::player::manifest_url(query).map_err(Error::BadRequest)?;
         let html = page.render(&url);
         let b = self
             .base(StatusCode::OK)
@@ -275,7 +231,7 @@ impl Service {
             .header(header::REFERRER_POLICY, "no-referrer")
             .header(header::CONTENT_LENGTH, html.len());
         let body = if method == Method::HEAD { PartsBody::empty() } else { PartsBody::text(html) };
-        Self::finish(b, body)
+        Ok(Self::finish(b, body))
     }
 
     fn preflight(&self, headers: &HeaderMap) -> Resp {
@@ -294,20 +250,18 @@ impl Service {
 
     /// What every request must pass before routing: the URL and body limits, and the CDN's
     /// shared secret on every route but health and metrics.
-    fn request_refusal(&self, req: &Request<Incoming>) -> Option<Resp> {
+    fn admit(&self, req: &Request<Incoming>) -> Result<(), Failure> {
         let target_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
         if target_len > self.max_url_bytes {
-            return Some(
-                self.error(StatusCode::URI_TOO_LONG, &format!("URL longer than {} bytes", self.max_url_bytes)),
-            );
+            return Err(Failure::UrlTooLong(self.max_url_bytes));
         }
         if matches!(*req.method(), Method::GET | Method::HEAD) && !hyper::body::Body::is_end_stream(req.body()) {
-            return Some(self.error(StatusCode::BAD_REQUEST, "GET and HEAD requests carry no body"));
+            return Err(Failure::BodyOnGet);
         }
         if !is_health_route(req.uri().path()) && !self.is_from_our_cdn(req.headers()) {
-            return Some(self.error(StatusCode::FORBIDDEN, "forbidden: this origin answers its CDN only"));
+            return Err(Failure::NotFromCdn);
         }
-        None
+        Ok(())
     }
 
     /// The health listener's entry point (`[limits] health_listen`): its routes only.
@@ -315,7 +269,7 @@ impl Service {
         if is_health_route(req.uri().path()) {
             return self.call(req, peer).await;
         }
-        Ok(self.error(StatusCode::NOT_FOUND, "not found: this listener serves /healthz, /readyz and /metrics only"))
+        Ok(self.failure_response(&Failure::NotAHealthRoute))
     }
 
     /// The hyper entry point: metrics, access log, then [`Service::handle`].
@@ -326,10 +280,9 @@ impl Service {
         let path = req.uri().path().to_string();
         let mut kind = "other";
         let query = req.uri().query().map(str::to_string);
-        let response = if let Some(refusal) = self.request_refusal(&req) {
-            refusal
-        } else {
-            match clearkey_locator(&path).filter(|_| method == Method::POST) {
+        let answer = match self.admit(&req) {
+            Err(failure) => Err(failure),
+            Ok(()) => match clearkey_locator(&path).filter(|_| method == Method::POST) {
                 Some(locator) => {
                     kind = "key";
                     let locator = locator.to_string();
@@ -337,8 +290,9 @@ impl Service {
                     self.clearkey(&locator, query.as_deref(), &parts.headers, body).await
                 }
                 None => self.handle(&method, &path, query.as_deref(), req.headers(), &mut kind).await,
-            }
+            },
         };
+        let response = answer.unwrap_or_else(|failure| self.failure_response(&failure));
         let status = response.status();
         let elapsed = started.elapsed();
         let m = &self.origin.metrics;

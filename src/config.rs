@@ -7,11 +7,14 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+pub mod player;
+
 use crate::plan::filter::FilterConfig;
 pub use crate::plan::locator::Policy;
 use crate::plan::locator::{LocatorAccess, StreamingPolicy};
 use crate::secret::Secret;
 use crate::source::storage::StorageConfig;
+pub use player::PlayerConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,7 +58,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// Loaded assets (indexes and timelines), MiB of estimated index size.
+    /// The capacity of each of two caches, MiB of estimated sample-table size (~25 bytes a
+    /// sample): loaded assets (tracks, timelines), and the file indexes kept across asset
+    /// reloads so that unchanged files are not read again. An asset shares its files' indexes,
+    /// so the two together hold at most twice this.
     pub index_mib: u64,
     /// Built manifests, MiB.
     pub manifest_mib: u64,
@@ -223,23 +229,6 @@ pub struct LifecycleConfig {
 impl Default for LifecycleConfig {
     fn default() -> Self {
         LifecycleConfig { drain_secs: 30 }
-    }
-}
-
-/// The operators' test page (`GET /player?url=…`): a small page playing one of the origin's
-/// manifests with Shaka Player, listing variants, audio tracks and errors.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PlayerConfig {
-    /// Off by default: `/player` is then a 404.
-    pub enabled: bool,
-    /// Where the page loads Shaka Player from: an http(s) URL or a path on this origin.
-    pub script_url: String,
-}
-
-impl Default for PlayerConfig {
-    fn default() -> Self {
-        PlayerConfig { enabled: false, script_url: crate::serve::player::DEFAULT_SCRIPT_URL.to_string() }
     }
 }
 
@@ -445,7 +434,7 @@ impl Config {
                 )));
             }
         }
-        crate::serve::player::check_script_url(&self.player.script_url)
+        player::check_script_url(&self.player.script_url)
             .map_err(|e| ConfigError(format!("{}[player] script_url: {e}", at("script_url"))))?;
         let mut names = std::collections::HashSet::new();
         for s in &self.storage {
@@ -652,7 +641,7 @@ policy = "clear"
     fn player_page_is_off_unless_enabled() {
         let c = Config::parse(GOOD, PathBuf::new()).unwrap();
         assert!(!c.player.enabled);
-        assert_eq!(c.player.script_url, crate::serve::player::DEFAULT_SCRIPT_URL);
+        assert_eq!(c.player.script_url, player::DEFAULT_SCRIPT_URL);
         let on = Config::parse(&format!("{GOOD}[player]\nenabled = true\n"), PathBuf::new()).unwrap();
         assert!(on.player.enabled);
     }

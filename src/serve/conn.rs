@@ -39,11 +39,11 @@ use crate::serve::http::Service;
 
 /// A listening socket, plain or TLS.
 pub struct Listener {
-    pub tcp: TcpListener,
-    pub tls: Option<TlsAcceptor>,
+    pub(crate) tcp: TcpListener,
+    pub(crate) tls: Option<TlsAcceptor>,
     /// Serves `/healthz`, `/readyz` and `/metrics` only, under [`HEALTH_MAX_CONNECTIONS`]
     /// instead of `max_connections`.
-    pub health_only: bool,
+    pub(crate) health_only: bool,
 }
 
 impl Listener {
@@ -72,11 +72,11 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// Connection limits (from `[limits]`).
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
-    pub header_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    pub max_header_bytes: usize,
-    pub max_streams_per_connection: u32,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_streams_per_connection: u32,
 }
 
 impl From<&LimitsConfig> for ConnLimits {
@@ -96,13 +96,13 @@ impl From<&LimitsConfig> for ConnLimits {
 const OVERLOAD_ANSWERS: usize = 64;
 
 /// Open connections on the health listener at most: probes and a scraper need a handful.
-pub const HEALTH_MAX_CONNECTIONS: usize = 32;
+pub(crate) const HEALTH_MAX_CONNECTIONS: usize = 32;
 
 /// How long a connection shut down for idleness has to close cleanly (HTTP/2: GOAWAY and a
 /// PING round trip) before it is dropped with whatever it still buffers. A fixed short time,
 /// not a further idle period: a client that moved no byte for `idle_timeout` while a response
 /// was pending will not finish it, and every second it is kept holds that response's memory.
-pub const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 const TIMEOUT_408: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n\r\nrequest head too slow";

@@ -10,29 +10,26 @@ use crate::source::storage::Storage;
 
 pub struct Metrics {
     registry: Registry,
-    pub requests: IntCounterVec,
-    pub request_seconds: HistogramVec,
-    pub in_flight: IntGauge,
+    pub(crate) requests: IntCounterVec,
+    pub(crate) request_seconds: HistogramVec,
+    pub(crate) in_flight: IntGauge,
     /// Open client connections.
-    pub connections_open: IntGauge,
+    pub(crate) connections_open: IntGauge,
     /// Connections turned away: over `max_connections` (503), or too slow with their first
     /// request head (408).
-    pub connections_refused: IntCounter,
-    pub connections_timed_out: IntCounter,
-    pub connections_idle_dropped: IntCounter,
-    pub cache_lookups: IntCounterVec,
-    pub cache_evictions: IntCounterVec,
-    pub cache_bytes: IntGaugeVec,
-    pub cache_entries: IntGaugeVec,
-    pub storage_requests: IntCounterVec,
-    pub storage_bytes: IntCounterVec,
-    pub segment_build_seconds: Histogram,
+    pub(crate) connections_refused: IntCounter,
+    pub(crate) connections_timed_out: IntCounter,
+    pub(crate) connections_idle_dropped: IntCounter,
+    pub(crate) cache_lookups: IntCounterVec,
+    pub(crate) cache_evictions: IntCounterVec,
+    pub(crate) cache_bytes: IntGaugeVec,
+    pub(crate) cache_entries: IntGaugeVec,
+    pub(crate) storage_requests: IntCounterVec,
+    pub(crate) storage_bytes: IntCounterVec,
+    pub(crate) segment_build_seconds: Histogram,
     /// Responses built from an asset's last good load while its storage fails.
-    pub stale_served: IntCounterVec,
+    pub(crate) stale_served: IntCounterVec,
 }
-
-/// Resource kinds used as the `kind` label of request metrics.
-pub const KINDS: &[&str] = &["manifest", "playlist", "init", "segment", "metrics", "health", "other"];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| unreachable_metric(name, e));
@@ -65,7 +62,7 @@ fn unreachable_metric<T>(name: &str, e: prometheus::Error) -> T {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let registry = Registry::new();
         let latency_buckets =
             vec![0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -153,7 +150,7 @@ impl Metrics {
     }
 
     /// Copies a storage account's request counters into the exported counters.
-    pub fn sync_storage(&self, storage: &Storage) {
+    pub(crate) fn sync_storage(&self, storage: &Storage) {
         use std::sync::atomic::Ordering::Relaxed;
         let stats = storage.stats();
         let name = storage.name();
@@ -165,7 +162,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    pub(crate) fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
         // Encoding only fails on a writer error; a Vec does not fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

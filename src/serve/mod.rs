@@ -5,5 +5,5 @@ pub mod conn;
 pub mod http;
 pub mod metrics;
 pub mod origin;
-pub mod player;
+pub(crate) mod player;
 pub mod tls;

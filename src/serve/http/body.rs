@@ -23,7 +23,7 @@ pub struct PartsBody {
 }
 
 impl PartsBody {
-    pub fn new(parts: impl IntoIterator<Item = Bytes>) -> Self {
+    pub(crate) fn new(parts: impl IntoIterator<Item = Bytes>) -> Self {
         let parts = Parts::new(parts);
         PartsBody { parts: (parts.remaining() > 0).then_some(parts) }
     }

@@ -37,10 +37,10 @@ use crate::serve::player::PlayerPage;
 
 /// Shared state of the HTTP service.
 pub struct Service {
-    pub origin: Arc<Origin>,
-    pub http: HttpConfig,
+    pub(crate) origin: Arc<Origin>,
+    pub(crate) http: HttpConfig,
     /// False while draining: /readyz then fails so load balancers stop sending traffic.
-    pub ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     cors_origin: HeaderValue,
     /// Longest request target accepted (`[limits] max_url_bytes`).
     max_url_bytes: usize,
@@ -88,7 +88,7 @@ impl Service {
         self
     }
 
-    pub fn origin(&self) -> &Arc<Origin> {
+    pub(crate) fn origin(&self) -> &Arc<Origin> {
         &self.origin
     }
 
@@ -265,7 +265,11 @@ impl Service {
     }
 
     /// The health listener's entry point (`[limits] health_listen`): its routes only.
-    pub async fn call_health(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+    pub(crate) async fn call_health(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Resp, Infallible> {
         if is_health_route(req.uri().path()) {
             return self.call(req, peer).await;
         }
@@ -273,7 +277,7 @@ impl Service {
     }
 
     /// The hyper entry point: metrics, access log, then [`Service::handle`].
-    pub async fn call(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
+    pub(crate) async fn call(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Infallible> {
         let started = Instant::now();
         self.origin.metrics.in_flight.inc();
         let method = req.method().clone();

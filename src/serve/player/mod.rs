@@ -16,7 +16,7 @@ const STYLE: &str = include_str!("page.css");
 
 /// The page as configured; built once at start.
 #[derive(Debug, Clone)]
-pub struct PlayerPage {
+pub(crate) struct PlayerPage {
     script_url: String,
     csp: String,
 }
@@ -27,7 +27,7 @@ fn csp_hash(text: &str) -> String {
 
 /// The `url` query parameter, percent-decoded, checked to be a path on this origin or an
 /// http(s) URL. The error is the one-line reason for a 400.
-pub fn manifest_url(query: Option<&str>) -> Result<String, String> {
+pub(crate) fn manifest_url(query: Option<&str>) -> Result<String, String> {
     const USAGE: &str = "/player needs ?url= with a manifest path of this origin (/…) or an http(s) URL";
     let raw = crate::plan::url::query_param(query, "url").filter(|v| !v.is_empty()).ok_or(USAGE)?;
     let url = crate::plan::url::percent_decode(raw).map_err(|_| "url: bad percent escape".to_string())?;
@@ -46,7 +46,7 @@ pub fn manifest_url(query: Option<&str>) -> Result<String, String> {
 
 impl PlayerPage {
     /// The page for `config`, or None when it is disabled.
-    pub fn new(config: &PlayerConfig) -> Option<PlayerPage> {
+    pub(crate) fn new(config: &PlayerConfig) -> Option<PlayerPage> {
         if !config.enabled {
             return None;
         }
@@ -63,12 +63,12 @@ impl PlayerPage {
     }
 
     /// The Content-Security-Policy header value sent with the page.
-    pub fn content_security_policy(&self) -> &str {
+    pub(crate) fn content_security_policy(&self) -> &str {
         &self.csp
     }
 
     /// The page playing `manifest_url` (already checked by [`manifest_url`]).
-    pub fn render(&self, manifest_url: &str) -> String {
+    pub(crate) fn render(&self, manifest_url: &str) -> String {
         let url = crate::markup::escape(manifest_url);
         let script_url = crate::markup::escape(&self.script_url);
         format!(

@@ -31,7 +31,9 @@ impl Link {
 
 /// Marks the end of a URL in a builder's text. U+FDD0 is a Unicode noncharacter, reserved
 /// for a program's internal use: it is never part of a URL (names in URLs are
-/// percent-encoded), and media and configuration text do not hold it.
+/// percent-encoded). Other manifest text (a track name, a language) holds one only if its
+/// source spelled it on purpose, and would then at worst take the request's own query
+/// parameters at that place.
 const MARK: char = '\u{FDD0}';
 
 /// Where a listed URL ends in the manifest text, and which parameters it takes.

@@ -6,7 +6,7 @@
 //! allocations are findings.
 
 use jit_origin::source::asset::{load, AssetSource};
-use jit_origin::protect::ContentKey;
+use jit_origin::protect::{ContentKey, Scheme};
 use jit_origin::protect::drm::DrmSystems;
 use jit_origin::output::package_resources;
 use jit_origin::plan::Protection;
@@ -21,12 +21,12 @@ const PATH: &str = "fuzz/input.mp4";
 /// Every format with each encryption it supports.
 const VARIANTS: [(Format, Option<Encryption>); 8] = [
     (Format::M3u8Cmaf, None),
-    (Format::M3u8Cmaf, Some(Encryption::Cenc)),
-    (Format::M3u8Cmaf, Some(Encryption::CbcsAapl)),
-    (Format::M3u8Cmaf, Some(Encryption::Cbc)),
+    (Format::M3u8Cmaf, Some(Encryption::Common(Scheme::Cenc))),
+    (Format::M3u8Cmaf, Some(Encryption::Common(Scheme::Cbcs))),
+    (Format::M3u8Cmaf, Some(Encryption::Envelope)),
     (Format::MpdTimeCmaf, None),
     (Format::M3u8Aapl, None),
-    (Format::M3u8Aapl, Some(Encryption::Cbc)),
+    (Format::M3u8Aapl, Some(Encryption::Envelope)),
     (Format::M3u8AaplV3, None),
 ];
 

@@ -30,7 +30,8 @@ use crate::media::mp4::writer::BoxWriter;
 use crate::media::mp4::FourCC;
 use crate::plan::reads::SourceSpan;
 use crate::plan::url::Format;
-use crate::protect::cenc::{self, Scheme, TrackEncryption};
+use crate::protect::cenc::{self, TrackEncryption};
+use crate::protect::Scheme;
 use crate::source::index::{TrackIndex, TrackKind};
 use crate::source::timeline::Segment;
 
@@ -1046,8 +1047,9 @@ mod tests {
 
     // ---- Common Encryption ----
 
-    use crate::protect::cenc::{Scheme, TrackEncryption};
+    use crate::protect::cenc::TrackEncryption;
     use crate::protect::ContentKey;
+    use crate::protect::Scheme;
 
     const KEY: ContentKey = ContentKey { kid: [0xa1; 16], key: [0x3c; 16] };
 

@@ -15,8 +15,8 @@ use crate::plan::links::{Links, ManifestText};
 use crate::plan::reads::SourceSpan;
 use crate::plan::url::{Encryption, Format, Resource};
 use crate::plan::{Build, Plan, Protection};
-use crate::protect::drm::{self, ProtectionScheme};
-use crate::protect::{cenc, envelope, segment_iv};
+use crate::protect::drm;
+use crate::protect::{cenc, envelope, segment_iv, Scheme};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::TrackKind;
 
@@ -70,17 +70,16 @@ fn find_track<'a>(asset: &'a Asset, name: &str, bitrate: u64) -> Result<&'a Asse
 }
 
 /// The Common Encryption scheme of `encryption`, if it is one.
-fn cenc_scheme(encryption: Option<Encryption>) -> Option<ProtectionScheme> {
+fn cenc_scheme(encryption: Option<Encryption>) -> Option<Scheme> {
     match encryption? {
-        Encryption::Cenc => Some(ProtectionScheme::Cenc),
-        Encryption::CbcsAapl => Some(ProtectionScheme::Cbcs),
-        Encryption::Cbc => None,
+        Encryption::Common(scheme) => Some(scheme),
+        Encryption::Envelope => None,
     }
 }
 
 /// The `pssh` boxes of an encrypted init segment: the W3C common one (browsers' ClearKey
 /// waits for it) and one per configured DRM system.
-fn pssh_boxes(scheme: ProtectionScheme, p: Protection<'_>) -> Vec<Bytes> {
+fn pssh_boxes(scheme: Scheme, p: Protection<'_>) -> Vec<Bytes> {
     let kids = [p.key.kid];
     let mut boxes = vec![drm::common_pssh(&kids)];
     if let Some(wv) = &p.drm.widevine {
@@ -103,7 +102,7 @@ fn pssh_boxes(scheme: ProtectionScheme, p: Protection<'_>) -> Vec<Bytes> {
 /// Per-track Common Encryption settings. The IV seed names the source samples (file, rendition),
 /// so the same samples get the same IVs on every replica and through every locator.
 fn track_encryption<'a>(
-    scheme: ProtectionScheme,
+    scheme: Scheme,
     p: Protection<'a>,
     track: &AssetTrack,
     pssh: &'a [Bytes],
@@ -196,7 +195,7 @@ fn segment(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         (media_content_type(track), built.parts)
     };
     // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
-    let parts = match protection.filter(|_| *encryption == Some(Encryption::Cbc)) {
+    let parts = match protection.filter(|_| *encryption == Some(Encryption::Envelope)) {
         Some(p) => {
             let iv = segment_iv(p.key, track.bitrate, &track.name, format.container_tag(), *time);
             vec![envelope::encrypt_segment(p.key, &iv, &parts)]

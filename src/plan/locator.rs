@@ -12,6 +12,7 @@ use crate::protect::drm::DrmSystems;
 use crate::protect::token::TokenVerifier;
 use crate::protect::url_signing::SigningKey;
 use crate::protect::ContentKey;
+use crate::protect::Scheme;
 use crate::source::storage::Storage;
 
 /// What a locator's streaming policy allows (config `policy`).
@@ -45,10 +46,10 @@ impl Policy {
     pub fn allows(self, encryption: Option<Encryption>) -> bool {
         match self {
             Policy::Clear => encryption.is_none(),
-            Policy::Envelope => encryption == Some(Encryption::Cbc),
-            Policy::Cenc => encryption == Some(Encryption::Cenc),
-            Policy::Cbcs => encryption == Some(Encryption::CbcsAapl),
-            Policy::MultiDrm => matches!(encryption, Some(Encryption::Cenc | Encryption::CbcsAapl)),
+            Policy::Envelope => encryption == Some(Encryption::Envelope),
+            Policy::Cenc => encryption == Some(Encryption::Common(Scheme::Cenc)),
+            Policy::Cbcs => encryption == Some(Encryption::Common(Scheme::Cbcs)),
+            Policy::MultiDrm => matches!(encryption, Some(Encryption::Common(_))),
         }
     }
 

@@ -30,6 +30,7 @@
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
+use crate::protect::Scheme;
 
 /// Output format, the `format=` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,24 +152,25 @@ impl ManifestOptions {
 }
 
 /// The `encryption=` option: which protection a request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encryption {
-    /// AES-128 "envelope": whole segments, AES-128-CBC with PKCS#7 padding (HLS `METHOD=AES-128`).
-    Cbc,
-    /// Common Encryption 'cenc' (AES-CTR, subsamples).
-    Cenc,
-    /// Common Encryption 'cbcs' (AES-CBC 1:9 pattern), FairPlay-compatible.
-    CbcsAapl,
+    /// `cbc`: AES-128 "envelope", whole segments, AES-128-CBC with PKCS#7 padding (HLS
+    /// `METHOD=AES-128`).
+    Envelope,
+    /// `cenc` / `cbcs-aapl`: Common Encryption of the samples with this scheme (`cbcs` is the
+    /// FairPlay-compatible one, hence Apple's name for it).
+    Common(Scheme),
 }
 
 impl Encryption {
-    pub const ALL: [Encryption; 3] = [Encryption::Cbc, Encryption::Cenc, Encryption::CbcsAapl];
+    pub const ALL: [Encryption; 3] =
+        [Encryption::Envelope, Encryption::Common(Scheme::Cenc), Encryption::Common(Scheme::Cbcs)];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Encryption::Cbc => "cbc",
-            Encryption::Cenc => "cenc",
-            Encryption::CbcsAapl => "cbcs-aapl",
+            Encryption::Envelope => "cbc",
+            Encryption::Common(Scheme::Cenc) => "cenc",
+            Encryption::Common(Scheme::Cbcs) => "cbcs-aapl",
         }
     }
 
@@ -179,6 +181,19 @@ impl Encryption {
             .copied()
             .find(|e| e.as_str().eq_ignore_ascii_case(value))
             .ok_or_else(|| bad(format!("unknown encryption '{}'", clip(value))))
+    }
+}
+
+/// Response identities (cache keys, ETags) hash the option as the index of its URL value in
+/// [`Encryption::ALL`], the form it had as a flat enum, so validators stay the same.
+impl std::hash::Hash for Encryption {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let index: isize = match self {
+            Encryption::Envelope => 0,
+            Encryption::Common(Scheme::Cenc) => 1,
+            Encryption::Common(Scheme::Cbcs) => 2,
+        };
+        index.hash(state);
     }
 }
 
@@ -367,10 +382,10 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
 /// (only the AES-128 envelope), DASH has no AES-128 envelope.
 fn supports(format: Format, encryption: Option<Encryption>) -> Result<()> {
     match encryption {
-        Some(Encryption::Cenc | Encryption::CbcsAapl) if format.is_ts() => {
+        Some(Encryption::Common(_)) if format.is_ts() => {
             Err(bad(format!("{format} segments support encryption=cbc only; use m3u8-cmaf for Common Encryption")))
         }
-        Some(Encryption::Cbc) if format.is_dash() => {
+        Some(Encryption::Envelope) if format.is_dash() => {
             Err(bad(format!("{format} has no AES-128 envelope; use encryption=cenc or cbcs-aapl")))
         }
         _ => Ok(()),
@@ -994,7 +1009,7 @@ mod tests {
         ) {
             let resources = [
                 Resource::Segment { bitrate: 1, track: track.clone(), time, format: Format::MpdTimeCmaf, encryption: None },
-                Resource::Init { bitrate: 1, track: track.clone(), format: Format::M3u8Cmaf, encryption: Some(Encryption::Cenc) },
+                Resource::Init { bitrate: 1, track: track.clone(), format: Format::M3u8Cmaf, encryption: Some(Encryption::Common(Scheme::Cenc)) },
                 Resource::MediaPlaylist {
                     bitrate: 1, track, format: Format::M3u8Cmaf, encryption: None, filters: vec![filter.clone()],
                 },

@@ -53,33 +53,13 @@ use aes::cipher::{BlockCipherEncrypt, InnerIvInit, KeyInit, StreamCipher};
 use aes::Aes128;
 use bytes::Bytes;
 
-use super::ContentKey;
+use super::{ContentKey, Scheme};
 pub mod slice;
 use crate::media::mp4::reader::{boxes, find, ParseError};
 use crate::media::mp4::FourCC;
 use crate::source::index::{CodecFamily, TrackInfo, TrackKind};
 
 type Aes128Ctr = ctr::Ctr64BE<Aes128>;
-
-/// A Common Encryption protection scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    /// AES-128-CTR, per-sample 8-byte IVs (Widevine, PlayReady, ClearKey).
-    Cenc,
-    /// AES-128-CBC with a 1:9 pattern for video and a constant IV (FairPlay, Widevine,
-    /// PlayReady 4+, ClearKey).
-    Cbcs,
-}
-
-impl Scheme {
-    /// The `schm` scheme_type.
-    pub fn fourcc(self) -> FourCC {
-        match self {
-            Scheme::Cenc => *b"cenc",
-            Scheme::Cbcs => *b"cbcs",
-        }
-    }
-}
 
 /// How one track is encrypted: the scheme, the key, and the IVs. Deterministic: the same inputs
 /// give the same bytes.

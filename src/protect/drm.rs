@@ -31,7 +31,7 @@ use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::Aes128;
 use sha2::{Digest, Sha256};
 
-use crate::protect::{hex, ContentKey};
+use crate::protect::{hex, ContentKey, Scheme};
 
 /// Widevine system id `edef8ba9-79d6-4ace-a3c8-27dcd51d21ed`.
 pub const WIDEVINE_SYSTEM_ID: [u8; 16] =
@@ -72,28 +72,11 @@ pub const MAX_CLEARKEY_KIDS: usize = 64;
 /// Largest Clear Key licence request body accepted.
 pub const MAX_CLEARKEY_REQUEST_BYTES: usize = 16 * 1024;
 
-/// The Common Encryption scheme of the protected stream (one type with the sample encryptor's,
-/// named for what signalling does with it).
-pub use crate::protect::cenc::Scheme as ProtectionScheme;
-
-impl ProtectionScheme {
-    /// The scheme's fourcc as text (`cenc` / `cbcs`), the DASH mp4protection `@value`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProtectionScheme::Cenc => "cenc",
-            ProtectionScheme::Cbcs => "cbcs",
-        }
-    }
-    /// The fourcc as a big-endian u32 (Widevine `protection_scheme`).
-    pub fn fourcc_u32(self) -> u32 {
-        u32::from_be_bytes(self.fourcc())
-    }
-    /// HLS `METHOD` for fMP4 segments: `SAMPLE-AES-CTR` for cenc, `SAMPLE-AES` for cbcs.
-    pub fn hls_method(self) -> &'static str {
-        match self {
-            ProtectionScheme::Cenc => "SAMPLE-AES-CTR",
-            ProtectionScheme::Cbcs => "SAMPLE-AES",
-        }
+/// HLS `METHOD` for fMP4 segments: `SAMPLE-AES-CTR` for cenc, `SAMPLE-AES` for cbcs.
+fn hls_method(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Cenc => "SAMPLE-AES-CTR",
+        Scheme::Cbcs => "SAMPLE-AES",
     }
 }
 
@@ -246,7 +229,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 
 /// `WidevinePsshData` protobuf: `key_id` (field 2) per KID, `content_id` (field 4) when not
 /// empty, `protection_scheme` (field 9, the scheme fourcc as a uint32).
-pub fn widevine_pssh_data(kids: &[[u8; 16]], content_id: &[u8], scheme: ProtectionScheme) -> Vec<u8> {
+pub fn widevine_pssh_data(kids: &[[u8; 16]], content_id: &[u8], scheme: Scheme) -> Vec<u8> {
     let mut out = Vec::with_capacity(18 * kids.len() + content_id.len() + 12);
     for kid in kids {
         out.push((2 << 3) | 2); // field 2, length-delimited
@@ -259,13 +242,13 @@ pub fn widevine_pssh_data(kids: &[[u8; 16]], content_id: &[u8], scheme: Protecti
         out.extend_from_slice(content_id);
     }
     out.push(9 << 3); // field 9, varint
-    put_varint(&mut out, u64::from(scheme.fourcc_u32()));
+    put_varint(&mut out, u64::from(u32::from_be_bytes(scheme.fourcc())));
     out
 }
 
 /// A Widevine `pssh` box (version 0: the KIDs travel in the protobuf, the form Widevine
 /// packagers emit for compatibility with older CDMs).
-pub fn widevine_pssh(kids: &[[u8; 16]], content_id: &[u8], scheme: ProtectionScheme) -> Bytes {
+pub fn widevine_pssh(kids: &[[u8; 16]], content_id: &[u8], scheme: Scheme) -> Bytes {
     pssh_box(&WIDEVINE_SYSTEM_ID, kids, &widevine_pssh_data(kids, content_id, scheme), false)
 }
 
@@ -301,19 +284,14 @@ pub fn playready_checksum(kid: &[u8; 16], key: &[u8; 16]) -> [u8; 8] {
 /// specification forbids a checksum for AESCBC). Attributes are in alphabetical order and all
 /// elements explicitly closed, as the header specification requires. An empty licence URL, or
 /// one longer than [`MAX_LICENSE_URL_LEN`], is left out.
-pub fn playready_wrmheader(
-    kid: &[u8; 16],
-    key: &[u8; 16],
-    license_url: Option<&str>,
-    scheme: ProtectionScheme,
-) -> String {
+pub fn playready_wrmheader(kid: &[u8; 16], key: &[u8; 16], license_url: Option<&str>, scheme: Scheme) -> String {
     let kid_b64 = playready_kid_value(kid);
     let la_url = license_url
         .filter(|u| !u.is_empty() && u.len() <= MAX_LICENSE_URL_LEN)
         .map(|u| format!("<LA_URL>{}</LA_URL>", crate::markup::escape(u)))
         .unwrap_or_default();
     match scheme {
-        ProtectionScheme::Cenc => {
+        Scheme::Cenc => {
             let checksum = base64(&playready_checksum(kid, key));
             format!(
                 "<WRMHEADER xmlns=\"{WRMHEADER_NS}\" version=\"4.0.0.0\"><DATA><PROTECTINFO><KEYLEN>16</KEYLEN>\
@@ -321,7 +299,7 @@ pub fn playready_wrmheader(
                  </DATA></WRMHEADER>"
             )
         }
-        ProtectionScheme::Cbcs => format!(
+        Scheme::Cbcs => format!(
             "<WRMHEADER xmlns=\"{WRMHEADER_NS}\" version=\"4.3.0.0\"><DATA><PROTECTINFO><KIDS>\
              <KID ALGID=\"AESCBC\" VALUE=\"{kid_b64}\"></KID></KIDS></PROTECTINFO>{la_url}</DATA></WRMHEADER>"
         ),
@@ -332,12 +310,7 @@ pub fn playready_wrmheader(
 /// (PlayReady Header): `u16` type, `u16` byte length, UTF-16LE WRMHEADER XML. All integers are
 /// little-endian. This is the `mspr:pro` payload, the PlayReady `pssh` data and the HLS
 /// `com.microsoft.playready` URI payload.
-pub fn playready_header_object(
-    kid: &[u8; 16],
-    key: &[u8; 16],
-    license_url: Option<&str>,
-    scheme: ProtectionScheme,
-) -> Vec<u8> {
+pub fn playready_header_object(kid: &[u8; 16], key: &[u8; 16], license_url: Option<&str>, scheme: Scheme) -> Vec<u8> {
     let xml = playready_wrmheader(kid, key, license_url, scheme);
     let utf16: Vec<u8> = xml.encode_utf16().flat_map(u16::to_le_bytes).collect();
     // The licence URL is capped, so the record always fits its u16 length; stay total anyway.
@@ -613,13 +586,8 @@ impl HlsKeyLine {
 /// carries IVs in `tenc`/`senc`), and `KEYFORMATVERSIONS="1"`. KEYFORMAT needs
 /// `EXT-X-VERSION` ≥ 5. The same attribute lists are valid for `#EXT-X-SESSION-KEY` in a
 /// multivariant playlist.
-pub fn hls_key_lines(
-    scheme: ProtectionScheme,
-    key: &ContentKey,
-    locator: &str,
-    systems: &DrmSystems,
-) -> Vec<HlsKeyLine> {
-    let method = scheme.hls_method();
+pub fn hls_key_lines(scheme: Scheme, key: &ContentKey, locator: &str, systems: &DrmSystems) -> Vec<HlsKeyLine> {
+    let method = hls_method(scheme);
     let kid = &key.kid;
     let keyid = format!("0x{}", hex(kid));
     let mut lines = Vec::new();
@@ -634,7 +602,7 @@ pub fn hls_key_lines(
             uri: uri_start..uri_start + uri.len(),
         });
     };
-    if let (Some(fp), ProtectionScheme::Cbcs) = (&systems.fairplay, scheme) {
+    if let (Some(fp), Scheme::Cbcs) = (&systems.fairplay, scheme) {
         push(KEYFORMAT_FAIRPLAY, expand_template(&fp.key_uri, kid, locator), false);
     }
     if let Some(wv) = &systems.widevine {
@@ -648,7 +616,7 @@ pub fn hls_key_lines(
         push(KEYFORMAT_PLAYREADY, format!("data:text/plain;charset=UTF-16;base64,{}", base64(&pro)), true);
     }
     if let Some(ck) = &systems.clearkey {
-        if ck.key_url.is_none() || scheme == ProtectionScheme::Cenc {
+        if ck.key_url.is_none() || scheme == Scheme::Cenc {
             push(KEYFORMAT_CLEARKEY, expand_template(&ck.license_url, kid, locator), true);
         }
         if let Some(key_url) = &ck.key_url {
@@ -697,7 +665,7 @@ pub struct ContentProtection {
 ///
 /// FairPlay has no DASH signalling and is skipped.
 pub fn dash_content_protection(
-    scheme: ProtectionScheme,
+    scheme: Scheme,
     key: &ContentKey,
     locator: &str,
     systems: &DrmSystems,
@@ -872,19 +840,19 @@ mod tests {
     #[test]
     fn widevine_protobuf_decodes() {
         let kids = [kid("00112233445566778899aabbccddeeff"), kid("0123456789abcdef0123456789abcdef")];
-        let data = widevine_pssh_data(&kids, b"content-1", ProtectionScheme::Cbcs);
+        let data = widevine_pssh_data(&kids, b"content-1", Scheme::Cbcs);
         let fields = decode_protobuf(&data);
         assert_eq!(fields.len(), 4);
         assert_eq!(fields[0], (2, 2, kids[0].to_vec(), 0));
         assert_eq!(fields[1], (2, 2, kids[1].to_vec(), 0));
         assert_eq!(fields[2], (4, 2, b"content-1".to_vec(), 0));
         assert_eq!(fields[3], (9, 0, vec![], 0x6362_6373));
-        let data = widevine_pssh_data(&kids[..1], b"", ProtectionScheme::Cenc);
+        let data = widevine_pssh_data(&kids[..1], b"", Scheme::Cenc);
         assert_eq!(decode_protobuf(&data), vec![(2, 2, kids[0].to_vec(), 0), (9, 0, vec![], 0x6365_6e63)]);
         // Exact bytes: 0x12 0x10 <kid> 0x48 varint(0x63656e63).
         assert_eq!(&data[..2], &[0x12, 0x10]);
         assert_eq!(&data[18..], &[0x48, 0xe3, 0xdc, 0x95, 0x9b, 0x06]);
-        let (v, sys, k, d) = parse_pssh(&widevine_pssh(&kids[..1], b"", ProtectionScheme::Cenc));
+        let (v, sys, k, d) = parse_pssh(&widevine_pssh(&kids[..1], b"", Scheme::Cenc));
         assert_eq!((v, sys, k, d), (0, WIDEVINE_SYSTEM_ID, vec![], data));
     }
 
@@ -936,7 +904,7 @@ mod tests {
         assert_eq!(playready_kid_value(&k), "3kqpi7lunUS0T6W+769DsA==");
         assert_eq!(base64(&playready_checksum(&k, &key)), "Me48z71nuqY=");
         let url = "https://test.playready.microsoft.com/service/rightsmanager.asmx?cfg=(a:1)&x=y";
-        let pro = playready_header_object(&k, &key, Some(url), ProtectionScheme::Cenc);
+        let pro = playready_header_object(&k, &key, Some(url), Scheme::Cenc);
         let (total, count, kind, xml) = parse_pro(&pro);
         assert_eq!((total as usize, count, kind), (pro.len(), 1, 1));
         assert!(xml.starts_with(
@@ -949,7 +917,7 @@ mod tests {
         assert_eq!(between(&xml, "<LA_URL>", "</LA_URL>"), url.replace('&', "&amp;"));
         assert!(xml.ends_with("</DATA></WRMHEADER>"));
         // No licence URL: no LA_URL element.
-        let (_, _, _, xml) = parse_pro(&playready_header_object(&k, &key, None, ProtectionScheme::Cenc));
+        let (_, _, _, xml) = parse_pro(&playready_header_object(&k, &key, None, Scheme::Cenc));
         assert!(!xml.contains("LA_URL"));
     }
 
@@ -961,7 +929,7 @@ mod tests {
         assert_eq!(u32::from_le_bytes(example[0..4].try_into().unwrap()), 0x35c);
         assert_eq!(&example[4..8], &[1, 0, 1, 0]);
         assert_eq!(u16::from_le_bytes([example[8], example[9]]) + 10, 0x35c);
-        let pro = playready_header_object(&[7; 16], &[9; 16], None, ProtectionScheme::Cenc);
+        let pro = playready_header_object(&[7; 16], &[9; 16], None, Scheme::Cenc);
         assert_eq!(&pro[4..8], &[1, 0, 1, 0]);
         assert_eq!(&pro[10..18], &example[10..18]); // "<WRM" in UTF-16LE
     }
@@ -969,7 +937,7 @@ mod tests {
     #[test]
     fn playready_header_object_cbcs_is_v4_3_without_checksum() {
         let k = kid("8ba94ade-6eb9-449d-b44f-a5beefaf43b0");
-        let pro = playready_header_object(&k, &[1; 16], Some("https://lic.example/pr"), ProtectionScheme::Cbcs);
+        let pro = playready_header_object(&k, &[1; 16], Some("https://lic.example/pr"), Scheme::Cbcs);
         let (_, _, _, xml) = parse_pro(&pro);
         assert!(xml.contains("version=\"4.3.0.0\""));
         assert!(xml.contains("<KIDS><KID ALGID=\"AESCBC\" VALUE=\"3kqpi7lunUS0T6W+769DsA==\"></KID></KIDS>"));
@@ -982,8 +950,7 @@ mod tests {
     #[test]
     fn playready_drops_oversized_license_urls() {
         let long = format!("https://x/{}", "a".repeat(MAX_LICENSE_URL_LEN));
-        let (_, _, _, xml) =
-            parse_pro(&playready_header_object(&[0; 16], &[0; 16], Some(&long), ProtectionScheme::Cenc));
+        let (_, _, _, xml) = parse_pro(&playready_header_object(&[0; 16], &[0; 16], Some(&long), Scheme::Cenc));
         assert!(!xml.contains("LA_URL"));
     }
 
@@ -1081,7 +1048,7 @@ mod tests {
     #[test]
     fn hls_lines_for_cbcs() {
         let key = test_key();
-        let lines = hls_key_lines(ProtectionScheme::Cbcs, &key, LOCATOR, &systems());
+        let lines = hls_key_lines(Scheme::Cbcs, &key, LOCATOR, &systems());
         let formats: Vec<_> = lines.iter().map(|l| l.keyformat).collect();
         assert_eq!(formats, [KEYFORMAT_FAIRPLAY, KEYFORMAT_WIDEVINE, KEYFORMAT_PLAYREADY, KEYFORMAT_IDENTITY]);
         for l in &lines {
@@ -1098,7 +1065,7 @@ mod tests {
         let pssh = base64_decode(uri.strip_prefix("data:text/plain;base64,").unwrap()).unwrap();
         let (_, sys, _, data) = parse_pssh(&pssh);
         assert_eq!(sys, WIDEVINE_SYSTEM_ID);
-        assert_eq!(data, widevine_pssh_data(&[key.kid], LOCATOR.as_bytes(), ProtectionScheme::Cbcs));
+        assert_eq!(data, widevine_pssh_data(&[key.kid], LOCATOR.as_bytes(), Scheme::Cbcs));
         assert_eq!(attr(&lines[1].attributes, "KEYID"), Some("0x9eb4050de44b4802932e27d75083e266"));
         // PlayReady: UTF-16 PRO, v4.3, LA_URL expanded and XML-escaped.
         let uri = attr(&lines[2].attributes, "URI").unwrap();
@@ -1117,7 +1084,7 @@ mod tests {
         // Without a key URL: the org.w3.clearkey line (hls.js) with the licence URL and KEYID.
         let mut no_key_url = systems();
         no_key_url.clearkey.as_mut().unwrap().key_url = None;
-        let lines = hls_key_lines(ProtectionScheme::Cbcs, &key, LOCATOR, &no_key_url);
+        let lines = hls_key_lines(Scheme::Cbcs, &key, LOCATOR, &no_key_url);
         let clearkey = lines.last().unwrap();
         assert_eq!(clearkey.keyformat, KEYFORMAT_CLEARKEY);
         assert!(lines.iter().all(|l| l.keyformat != KEYFORMAT_IDENTITY));
@@ -1132,7 +1099,7 @@ mod tests {
     #[test]
     fn hls_lines_for_cenc_skip_fairplay() {
         let key = test_key();
-        let lines = hls_key_lines(ProtectionScheme::Cenc, &key, LOCATOR, &systems());
+        let lines = hls_key_lines(Scheme::Cenc, &key, LOCATOR, &systems());
         assert!(lines.iter().all(|l| l.keyformat != KEYFORMAT_FAIRPLAY));
         assert!(lines.iter().all(|l| attr(&l.attributes, "METHOD") == Some("SAMPLE-AES-CTR")));
         assert_eq!(lines.len(), 4);
@@ -1141,7 +1108,7 @@ mod tests {
         assert!(exact.ends_with(
             "\",KEYID=0x9eb4050de44b4802932e27d75083e266,KEYFORMAT=\"com.microsoft.playready\",KEYFORMATVERSIONS=\"1\""
         ));
-        assert!(hls_key_lines(ProtectionScheme::Cenc, &key, LOCATOR, &DrmSystems::default()).is_empty());
+        assert!(hls_key_lines(Scheme::Cenc, &key, LOCATOR, &DrmSystems::default()).is_empty());
     }
 
     #[test]
@@ -1164,7 +1131,7 @@ mod tests {
     #[test]
     fn dash_content_protection_serializes() {
         let key = test_key();
-        let cps = dash_content_protection(ProtectionScheme::Cenc, &key, LOCATOR, &systems());
+        let cps = dash_content_protection(Scheme::Cenc, &key, LOCATOR, &systems());
         assert_eq!(cps.len(), 4);
         assert_eq!(cps[0].scheme_id_uri, MP4_PROTECTION_SCHEME);
         assert_eq!(cps[0].value, Some("cenc"));
@@ -1172,7 +1139,7 @@ mod tests {
         // Widevine pssh round-trips.
         let (v, sys, _, data) = parse_pssh(&base64_decode(cps[1].pssh.as_deref().unwrap()).unwrap());
         assert_eq!((v, sys), (0, WIDEVINE_SYSTEM_ID));
-        assert_eq!(data, widevine_pssh_data(&[key.kid], LOCATOR.as_bytes(), ProtectionScheme::Cenc));
+        assert_eq!(data, widevine_pssh_data(&[key.kid], LOCATOR.as_bytes(), Scheme::Cenc));
         // PlayReady: mspr:pro == pssh data; checksum present for cenc.
         let pro = base64_decode(cps[2].pro.as_deref().unwrap()).unwrap();
         let (_, sys, _, data) = parse_pssh(&base64_decode(cps[2].pssh.as_deref().unwrap()).unwrap());
@@ -1212,7 +1179,7 @@ mod tests {
         // The PlayReady LA_URL with '&' is escaped once by quick-xml in dashif:Laurl.
         assert!(xml.contains("<dashif:Laurl>https://pr.example/rightsmanager.asmx?kid=9eb4050d-e44b-4802-932e-27d75083e266&amp;x=1</dashif:Laurl>"));
 
-        let cps = dash_content_protection(ProtectionScheme::Cbcs, &key, LOCATOR, &DrmSystems::default());
+        let cps = dash_content_protection(Scheme::Cbcs, &key, LOCATOR, &DrmSystems::default());
         assert_eq!(cps.len(), 1);
         assert_eq!(cps[0].value, Some("cbcs"));
     }

@@ -15,6 +15,37 @@ pub mod url_signing;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::Aes128;
 
+use crate::media::mp4::FourCC;
+
+/// A Common Encryption protection scheme (ISO/IEC 23001-7 §4.2): how samples are encrypted,
+/// and what the init segment's `schm`, the DASH mp4protection descriptor and the DRM headers
+/// name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// AES-128-CTR, per-sample 8-byte IVs (Widevine, PlayReady, ClearKey).
+    Cenc,
+    /// AES-128-CBC with a 1:9 pattern for video and a constant IV (FairPlay, Widevine,
+    /// PlayReady 4+, ClearKey).
+    Cbcs,
+}
+
+impl Scheme {
+    /// The four-CC: the `schm` scheme_type.
+    pub fn fourcc(self) -> FourCC {
+        match self {
+            Scheme::Cenc => *b"cenc",
+            Scheme::Cbcs => *b"cbcs",
+        }
+    }
+    /// The four-CC as text (`cenc` / `cbcs`), the DASH mp4protection `@value`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Cenc => "cenc",
+            Scheme::Cbcs => "cbcs",
+        }
+    }
+}
+
 /// A content key: key id (KID) and the 16-byte AES key. `Debug` never prints the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ContentKey {

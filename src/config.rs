@@ -331,7 +331,7 @@ impl LocatorConfig {
         let Some(encoded) = &self.url_signing_key_base64 else {
             return Ok(None);
         };
-        match crate::protect::drm::base64_decode(encoded.expose()) {
+        match crate::protect::decode_base64(encoded.expose()) {
             Some(key) if key.len() >= 16 => Ok(Some(crate::protect::url_signing::SigningKey(key))),
             _ => Err("url_signing_key_base64 must be base64 of at least 16 bytes".into()),
         }
@@ -342,7 +342,7 @@ impl LocatorConfig {
     pub fn content_keys(&self) -> Result<Vec<crate::protect::ContentKey>, String> {
         use crate::protect::{parse_hex16, ContentKey};
         let seed = match &self.key_seed_base64 {
-            Some(s) => Some(crate::protect::drm::base64_decode(s.expose()).ok_or("key_seed_base64: not base64")?),
+            Some(s) => Some(crate::protect::decode_base64(s.expose()).ok_or("key_seed_base64: not base64")?),
             None => None,
         };
         self.keys

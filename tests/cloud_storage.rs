@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use object_store::path::Path as ObjectPath;
@@ -326,10 +327,10 @@ async fn azure_create_container(
     let string_to_sign = format!(
         "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}{path}\nrestype:container"
     );
-    let key = jit_origin::protect::drm::base64_decode(AZURITE_KEY).expect("key is base64");
+    let key = jit_origin::protect::decode_base64(AZURITE_KEY).expect("key is base64");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("hmac key");
     mac.update(string_to_sign.as_bytes());
-    let signature = jit_origin::protect::drm::base64(&mac.finalize().into_bytes());
+    let signature = BASE64_STANDARD.encode(mac.finalize().into_bytes());
     http.put(format!("{account_url}/{BUCKET}?restype=container"))
         .header("x-ms-date", date)
         .header("x-ms-version", version)

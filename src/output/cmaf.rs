@@ -1364,7 +1364,7 @@ mod tests {
     async fn check_decrypts(file: &str, map: &str, raw: &str, scheme: Scheme) {
         let dir = tempfile::tempdir().unwrap();
         let (init, segments) = build_encrypted(file, scheme).await;
-        let key = crate::protect::hex(&KEY.key);
+        let key = base16ct::lower::encode_string(&KEY.key);
         let mut elementary = Vec::new();
         for (k, segment) in segments.iter().enumerate() {
             let path = dir.path().join(format!("seg{k}.mp4"));

@@ -19,7 +19,7 @@ use m3u8_rs::{
 use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::HlsKeyLine;
-use crate::protect::{hex, segment_iv, ContentKey};
+use crate::protect::{segment_iv, ContentKey};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::{CodecFamily, TrackKind};
 
@@ -335,10 +335,10 @@ pub fn media_playlist(
             key: envelope.map(|e| Key {
                 method: KeyMethod::AES128,
                 uri: Some(links::marked(e.key_uri, Link::Key)),
-                iv: Some(format!(
-                    "0x{}",
-                    hex(&segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time))
-                )),
+                iv: Some({
+                    let iv = segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time);
+                    format!("0x{}", base16ct::lower::encode_string(&iv))
+                }),
                 keyformat: None,
                 keyformatversions: None,
             }),

@@ -31,7 +31,11 @@ use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::Aes128;
 use sha2::{Digest, Sha256};
 
-use crate::protect::{hex, ContentKey, Scheme};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::protect::{decode_base64, ContentKey, Scheme};
 
 /// Widevine system id `edef8ba9-79d6-4ace-a3c8-27dcd51d21ed`.
 pub const WIDEVINE_SYSTEM_ID: [u8; 16] =
@@ -81,98 +85,12 @@ fn hls_method(scheme: Scheme) -> &'static str {
 }
 
 // ---------------------------------------------------------------------------------------------
-// base64 / hex / GUID helpers
+// GUID helpers
 // ---------------------------------------------------------------------------------------------
-
-const B64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64_with(bytes: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Standard base64 (RFC 4648 §4) with padding: PSSH in `cenc:pssh`, PRO, PlayReady KIDs.
-pub fn base64(bytes: &[u8]) -> String {
-    base64_with(bytes, B64_STD, true)
-}
-
-/// base64url (RFC 4648 §5) without padding: Clear Key KIDs and keys (W3C EME).
-pub fn base64url_nopad(bytes: &[u8]) -> String {
-    base64_with(bytes, B64_URL, false)
-}
-
-/// Decodes base64 in either alphabet (standard or URL-safe, not mixed), padding optional but, if
-/// present, correct. Non-canonical encodings (stray bits in the last character) are rejected so
-/// one byte string has exactly one accepted spelling per alphabet.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let data_len = bytes.iter().rposition(|&b| b != b'=').map_or(0, |p| p + 1);
-    let (data, pad) = bytes.split_at(data_len);
-    if pad.len() > 2 || (!pad.is_empty() && bytes.len() % 4 != 0) || data.len() % 4 == 1 {
-        return None;
-    }
-    let url = data.iter().any(|&b| b == b'-' || b == b'_');
-    let std = data.iter().any(|&b| b == b'+' || b == b'/');
-    if url && std {
-        return None;
-    }
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    for chunk in data.chunks(4) {
-        let mut acc = 0u32;
-        for &c in chunk {
-            acc = (acc << 6) | value(c)?;
-        }
-        match chunk.len() {
-            4 => out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]),
-            3 => {
-                if acc & 0x3 != 0 {
-                    return None;
-                }
-                out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
-            }
-            2 => {
-                if acc & 0xf != 0 {
-                    return None;
-                }
-                out.push((acc >> 4) as u8);
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// A 16-byte KID from base64/base64url text (Clear Key requests).
-pub fn base64_decode16(text: &str) -> Option<[u8; 16]> {
-    base64_decode(text)?.try_into().ok()
-}
 
 /// `8-4-4-4-12` lower-case form of a KID (big-endian, as stored in `tenc`): `cenc:default_KID`.
 pub fn guid_string(kid: &[u8; 16]) -> String {
-    let h = hex(kid);
+    let h = base16ct::lower::encode_string(kid);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
@@ -263,7 +181,7 @@ pub fn playready_pssh(pro: &[u8]) -> Bytes {
 
 /// The WRMHEADER KID value: base64 of the little-endian GUID bytes.
 pub fn playready_kid_value(kid: &[u8; 16]) -> String {
-    base64(&guid_le_bytes(kid))
+    STANDARD.encode(guid_le_bytes(kid))
 }
 
 /// The AESCTR key checksum: AES-128-ECB of the little-endian KID under the content key, first
@@ -292,7 +210,7 @@ pub fn playready_wrmheader(kid: &[u8; 16], key: &[u8; 16], license_url: Option<&
         .unwrap_or_default();
     match scheme {
         Scheme::Cenc => {
-            let checksum = base64(&playready_checksum(kid, key));
+            let checksum = STANDARD.encode(playready_checksum(kid, key));
             format!(
                 "<WRMHEADER xmlns=\"{WRMHEADER_NS}\" version=\"4.0.0.0\"><DATA><PROTECTINFO><KEYLEN>16</KEYLEN>\
                  <ALGID>AESCTR</ALGID></PROTECTINFO><KID>{kid_b64}</KID><CHECKSUM>{checksum}</CHECKSUM>{la_url}\
@@ -383,7 +301,7 @@ pub fn parse_clearkey_request(request_json: &[u8]) -> Result<ClearKeyRequest, St
     for (i, kid) in kids.iter().enumerate() {
         let kid = kid
             .as_str()
-            .and_then(base64_decode16)
+            .and_then(|kid| decode_base64(kid)?.try_into().ok())
             .ok_or_else(|| format!("kids[{i}] is not a base64url-encoded 16-byte key id"))?;
         if !out.contains(&kid) {
             out.push(kid);
@@ -424,7 +342,7 @@ pub fn clearkey_license_json(request: &ClearKeyRequest, lookup: impl Fn(&[u8; 16
         .kids
         .iter()
         .filter_map(|kid| {
-            lookup(kid).map(|key| Jwk { kty: "oct", k: base64url_nopad(&key), kid: base64url_nopad(kid) })
+            lookup(kid).map(|key| Jwk { kty: "oct", k: URL_SAFE_NO_PAD.encode(key), kid: URL_SAFE_NO_PAD.encode(kid) })
         })
         .collect();
     let set = JwkSet { keys, kind: request.session_type };
@@ -526,13 +444,16 @@ impl DrmSystems {
     }
 }
 
+/// What a value put into a template URL is escaped for: all but RFC 3986 unreserved characters.
+const TEMPLATE_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// Expands `{kid}`, `{kid_uuid}` and `{locator}` in a template. Quotes and line breaks that
 /// slipped past [`DrmSystems::validate`] are percent-encoded so an HLS attribute stays intact.
 pub fn expand_template(template: &str, kid: &[u8; 16], locator: &str) -> String {
     let expanded = template
-        .replace("{kid}", &hex(kid))
+        .replace("{kid}", &base16ct::lower::encode_string(kid))
         .replace("{kid_uuid}", &guid_string(kid))
-        .replace("{locator}", &crate::plan::url::percent_encode(locator));
+        .replace("{locator}", &utf8_percent_encode(locator, TEMPLATE_VALUE).to_string());
     expanded.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
 }
 
@@ -589,7 +510,7 @@ impl HlsKeyLine {
 pub fn hls_key_lines(scheme: Scheme, key: &ContentKey, locator: &str, systems: &DrmSystems) -> Vec<HlsKeyLine> {
     let method = hls_method(scheme);
     let kid = &key.kid;
-    let keyid = format!("0x{}", hex(kid));
+    let keyid = format!("0x{}", base16ct::lower::encode_string(kid));
     let mut lines = Vec::new();
     let mut push = |keyformat: &'static str, uri: String, with_keyid: bool| {
         let keyid_attr = if with_keyid { format!(",KEYID={keyid}") } else { String::new() };
@@ -608,12 +529,12 @@ pub fn hls_key_lines(scheme: Scheme, key: &ContentKey, locator: &str, systems: &
     if let Some(wv) = &systems.widevine {
         let content_id = wv.content_id.as_deref().map(|c| expand_template(c, kid, locator)).unwrap_or_default();
         let pssh = widevine_pssh(&[*kid], content_id.as_bytes(), scheme);
-        push(KEYFORMAT_WIDEVINE, format!("data:text/plain;base64,{}", base64(&pssh)), true);
+        push(KEYFORMAT_WIDEVINE, format!("data:text/plain;base64,{}", STANDARD.encode(&pssh)), true);
     }
     if let Some(pr) = &systems.playready {
         let la_url = pr.license_url.as_deref().map(|u| expand_template(u, kid, locator));
         let pro = playready_header_object(kid, &key.key, la_url.as_deref(), scheme);
-        push(KEYFORMAT_PLAYREADY, format!("data:text/plain;charset=UTF-16;base64,{}", base64(&pro)), true);
+        push(KEYFORMAT_PLAYREADY, format!("data:text/plain;charset=UTF-16;base64,{}", STANDARD.encode(&pro)), true);
     }
     if let Some(ck) = &systems.clearkey {
         if ck.key_url.is_none() || scheme == Scheme::Cenc {
@@ -685,7 +606,7 @@ pub fn dash_content_protection(
             scheme_id_uri: WIDEVINE_DASH_SCHEME,
             value: Some("Widevine"),
             default_kid: None,
-            pssh: Some(base64(&widevine_pssh(&[*kid], content_id.as_bytes(), scheme))),
+            pssh: Some(STANDARD.encode(widevine_pssh(&[*kid], content_id.as_bytes(), scheme))),
             pro: None,
             laurl: wv.license_url.as_deref().map(|u| expand_template(u, kid, locator)),
         });
@@ -697,8 +618,8 @@ pub fn dash_content_protection(
             scheme_id_uri: PLAYREADY_DASH_SCHEME,
             value: Some("MSPR 2.0"),
             default_kid: None,
-            pssh: Some(base64(&playready_pssh(&pro))),
-            pro: Some(base64(&pro)),
+            pssh: Some(STANDARD.encode(playready_pssh(&pro))),
+            pro: Some(STANDARD.encode(&pro)),
             laurl: la_url,
         });
     }
@@ -750,42 +671,15 @@ mod tests {
     }
 
     #[test]
-    fn base64_round_trips_and_rejects_garbage() {
-        // RFC 4648 §10 vectors.
-        for (plain, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), enc);
-            assert_eq!(base64_decode(enc).unwrap(), plain.as_bytes());
-            assert_eq!(base64_decode(enc.trim_end_matches('=')).unwrap(), plain.as_bytes());
-            assert_eq!(base64url_nopad(plain.as_bytes()), enc.trim_end_matches('='));
-        }
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
-        assert_eq!(base64url_nopad(&[0xfb, 0xff]), "-_8");
-        assert_eq!(base64_decode("-_8").unwrap(), vec![0xfb, 0xff]);
-        for bad in ["Z", "Zg=", "Zg===", "Zh==", "Z!==", "+_8A", "Zm9v Zg==", "=Zm9"] {
-            assert!(base64_decode(bad).is_none(), "{bad}");
-        }
-        for len in 0..40 {
-            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            assert_eq!(base64_decode(&base64(&data)).unwrap(), data);
-            assert_eq!(base64_decode(&base64url_nopad(&data)).unwrap(), data);
-        }
-    }
-
-    #[test]
     fn guids() {
         let k = kid("9eb4050de44b4802932e27d75083e266");
         assert_eq!(guid_string(&k), "9eb4050d-e44b-4802-932e-27d75083e266");
         // The same KID as a Clear Key base64url KID (DASH-IF / dash.js example).
-        assert_eq!(base64url_nopad(&k), "nrQFDeRLSAKTLifXUIPiZg");
-        assert_eq!(hex(&guid_le_bytes(&kid("00112233445566778899aabbccddeeff"))), "33221100554477668899aabbccddeeff");
+        assert_eq!(URL_SAFE_NO_PAD.encode(k), "nrQFDeRLSAKTLifXUIPiZg");
+        assert_eq!(
+            base16ct::lower::encode_string(&guid_le_bytes(&kid("00112233445566778899aabbccddeeff"))),
+            "33221100554477668899aabbccddeeff"
+        );
     }
 
     #[test]
@@ -863,13 +757,13 @@ mod tests {
 
     #[test]
     fn playready_key_seed_vectors() {
-        let seed = base64_decode(TEST_KEY_SEED).unwrap();
+        let seed = decode_base64(TEST_KEY_SEED).unwrap();
         assert_eq!(seed.len(), 30);
         let key = playready_key_from_seed(&seed, &kid("339C45B5-FB6D-4BD9-994C-EABD9D41C95B")).unwrap();
-        assert_eq!(base64(&key), "pTfNwMplhBQG1SXnvyLXVA==");
+        assert_eq!(STANDARD.encode(key), "pTfNwMplhBQG1SXnvyLXVA==");
         // Second vector (public PlayReady header test): KID 8ba94ade-…, CEK DBFD6922….
         let key = playready_key_from_seed(&seed, &kid("8ba94ade-6eb9-449d-b44f-a5beefaf43b0")).unwrap();
-        assert_eq!(hex(&key), "dbfd6922c321c4bb486f4a1c44097ed6");
+        assert_eq!(base16ct::lower::encode_string(&key), "dbfd6922c321c4bb486f4a1c44097ed6");
         // Bytes past 30 are ignored; shorter seeds are refused without panicking.
         let mut longer = seed.clone();
         longer.extend_from_slice(b"ignored");
@@ -902,7 +796,7 @@ mod tests {
         let k = kid("8ba94ade-6eb9-449d-b44f-a5beefaf43b0");
         let key = kid("DBFD6922C321C4BB486F4A1C44097ED6");
         assert_eq!(playready_kid_value(&k), "3kqpi7lunUS0T6W+769DsA==");
-        assert_eq!(base64(&playready_checksum(&k, &key)), "Me48z71nuqY=");
+        assert_eq!(STANDARD.encode(playready_checksum(&k, &key)), "Me48z71nuqY=");
         let url = "https://test.playready.microsoft.com/service/rightsmanager.asmx?cfg=(a:1)&x=y";
         let pro = playready_header_object(&k, &key, Some(url), Scheme::Cenc);
         let (total, count, kind, xml) = parse_pro(&pro);
@@ -925,7 +819,7 @@ mod tests {
     fn playready_header_object_layout_matches_the_specification_example() {
         // The header specification's base64 PRO example starts with length 0x035C, count 1,
         // type 1, record length 0x0352, then UTF-16LE '<'. Ours has the same framing.
-        let example = base64_decode("XAMAAAEAAQBSAzwAVwBSAE0A").unwrap();
+        let example = decode_base64("XAMAAAEAAQBSAzwAVwBSAE0A").unwrap();
         assert_eq!(u32::from_le_bytes(example[0..4].try_into().unwrap()), 0x35c);
         assert_eq!(&example[4..8], &[1, 0, 1, 0]);
         assert_eq!(u16::from_le_bytes([example[8], example[9]]) + 10, 0x35c);
@@ -987,7 +881,7 @@ mod tests {
     #[test]
     fn clearkey_rejects_malformed_requests_without_leaking() {
         let lookup = |_: &[u8; 16]| Some(KEY1);
-        let secret = base64url_nopad(&KEY1);
+        let secret = URL_SAFE_NO_PAD.encode(KEY1);
         let many = format!("{{\"kids\":[{}]}}", vec!["\"nrQFDeRLSAKTLifXUIPiZg\""; MAX_CLEARKEY_KIDS + 1].join(","));
         let huge = vec![b' '; MAX_CLEARKEY_REQUEST_BYTES + 1];
         for bad in [
@@ -1062,14 +956,14 @@ mod tests {
         assert!(attr(&lines[0].attributes, "KEYID").is_none());
         // Widevine: data URI with a v0 Widevine pssh, KEYID.
         let uri = attr(&lines[1].attributes, "URI").unwrap();
-        let pssh = base64_decode(uri.strip_prefix("data:text/plain;base64,").unwrap()).unwrap();
+        let pssh = decode_base64(uri.strip_prefix("data:text/plain;base64,").unwrap()).unwrap();
         let (_, sys, _, data) = parse_pssh(&pssh);
         assert_eq!(sys, WIDEVINE_SYSTEM_ID);
         assert_eq!(data, widevine_pssh_data(&[key.kid], LOCATOR.as_bytes(), Scheme::Cbcs));
         assert_eq!(attr(&lines[1].attributes, "KEYID"), Some("0x9eb4050de44b4802932e27d75083e266"));
         // PlayReady: UTF-16 PRO, v4.3, LA_URL expanded and XML-escaped.
         let uri = attr(&lines[2].attributes, "URI").unwrap();
-        let pro = base64_decode(uri.strip_prefix("data:text/plain;charset=UTF-16;base64,").unwrap()).unwrap();
+        let pro = decode_base64(uri.strip_prefix("data:text/plain;charset=UTF-16;base64,").unwrap()).unwrap();
         let (_, _, _, xml) = parse_pro(&pro);
         assert!(xml.contains("version=\"4.3.0.0\""));
         assert!(xml.contains(
@@ -1137,12 +1031,12 @@ mod tests {
         assert_eq!(cps[0].value, Some("cenc"));
         assert_eq!(cps[0].default_kid.as_deref(), Some("9eb4050d-e44b-4802-932e-27d75083e266"));
         // Widevine pssh round-trips.
-        let (v, sys, _, data) = parse_pssh(&base64_decode(cps[1].pssh.as_deref().unwrap()).unwrap());
+        let (v, sys, _, data) = parse_pssh(&decode_base64(cps[1].pssh.as_deref().unwrap()).unwrap());
         assert_eq!((v, sys), (0, WIDEVINE_SYSTEM_ID));
         assert_eq!(data, widevine_pssh_data(&[key.kid], LOCATOR.as_bytes(), Scheme::Cenc));
         // PlayReady: mspr:pro == pssh data; checksum present for cenc.
-        let pro = base64_decode(cps[2].pro.as_deref().unwrap()).unwrap();
-        let (_, sys, _, data) = parse_pssh(&base64_decode(cps[2].pssh.as_deref().unwrap()).unwrap());
+        let pro = decode_base64(cps[2].pro.as_deref().unwrap()).unwrap();
+        let (_, sys, _, data) = parse_pssh(&decode_base64(cps[2].pssh.as_deref().unwrap()).unwrap());
         assert_eq!((sys, &data), (PLAYREADY_SYSTEM_ID, &pro));
         assert!(parse_pro(&pro).3.contains("<CHECKSUM>"));
         // Clear Key: the licence URL, no pssh.

@@ -14,6 +14,10 @@ pub mod url_signing;
 
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use aes::Aes128;
+use base64::alphabet::{Alphabet, STANDARD, URL_SAFE};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine;
 
 use crate::media::mp4::FourCC;
 
@@ -55,7 +59,7 @@ pub struct ContentKey {
 
 impl std::fmt::Debug for ContentKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ContentKey {{ kid: {}, key: <redacted> }}", hex(&self.kid))
+        write!(f, "ContentKey {{ kid: {}, key: <redacted> }}", self.kid_hex())
     }
 }
 
@@ -68,27 +72,37 @@ impl ContentKey {
         })
     }
     pub fn kid_hex(&self) -> String {
-        hex(&self.kid)
+        base16ct::lower::encode_string(&self.kid)
     }
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// 16 bytes from 32 hex digits (dashes of a GUID form allowed).
+/// 16 bytes from 32 hex digits of either case (dashes of a GUID form allowed).
 pub fn parse_hex16(text: &str) -> Result<[u8; 16], String> {
     let digits: Vec<u8> = text.bytes().filter(|&b| b != b'-').collect();
     if digits.len() != 32 {
         return Err(format!("'{text}' is not 32 hex digits"));
     }
     let mut out = [0u8; 16];
-    for (i, pair) in digits.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).map_err(|_| format!("'{text}' is not hex"))?;
-        out[i] = u8::from_str_radix(s, 16).map_err(|_| format!("'{text}' is not hex"))?;
-    }
+    base16ct::mixed::decode(&digits, &mut out).map_err(|_| format!("'{text}' is not hex"))?;
     Ok(out)
+}
+
+/// Decodes base64 in either alphabet (standard or URL-safe, not mixed) with padding optional
+/// but, if present, correct, as keys and KIDs reach us both ways (config files, players).
+/// Non-canonical encodings (stray bits in the last character) are rejected, so one byte
+/// string has exactly one accepted spelling per alphabet.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    const fn engine(alphabet: &Alphabet, padding: DecodePaddingMode) -> GeneralPurpose {
+        GeneralPurpose::new(alphabet, GeneralPurposeConfig::new().with_decode_padding_mode(padding))
+    }
+    const PADDED: [GeneralPurpose; 2] = [
+        engine(&STANDARD, DecodePaddingMode::RequireCanonical),
+        engine(&URL_SAFE, DecodePaddingMode::RequireCanonical),
+    ];
+    const UNPADDED: [GeneralPurpose; 2] =
+        [engine(&STANDARD, DecodePaddingMode::RequireNone), engine(&URL_SAFE, DecodePaddingMode::RequireNone)];
+    let engines = if text.ends_with('=') { &PADDED } else { &UNPADDED };
+    engines.iter().find_map(|e| e.decode(text).ok())
 }
 
 /// The IV of one segment: AES-128-ECB under the content key of the 16-byte block
@@ -120,6 +134,28 @@ mod tests {
         assert!(!format!("{k:?}").contains("00112233"));
         assert!(ContentKey::from_hex("01", "00").is_err());
         assert_eq!(parse_hex16("01234567-89ab-cdef-0123-456789abcdef").unwrap()[15], 0xef);
+    }
+
+    #[test]
+    fn base64_in_either_alphabet_with_or_without_padding() {
+        // RFC 4648 §10 vectors.
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(decode_base64(enc).unwrap(), plain.as_bytes());
+            assert_eq!(decode_base64(enc.trim_end_matches('=')).unwrap(), plain.as_bytes());
+        }
+        assert_eq!(decode_base64("+/8=").unwrap(), vec![0xfb, 0xff]);
+        assert_eq!(decode_base64("-_8").unwrap(), vec![0xfb, 0xff]);
+        for bad in ["Z", "Zg=", "Zg===", "Zh==", "Z!==", "+_8A", "Zm9v Zg==", "=Zm9"] {
+            assert!(decode_base64(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

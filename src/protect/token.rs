@@ -38,6 +38,8 @@ use std::fmt;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use pkcs1::der::Decode;
+use spki::SubjectPublicKeyInfoRef;
 
 /// How a locator's keys may be fetched (config: `[locator.key_access]`).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -416,29 +418,36 @@ fn bearer_token(header: &str) -> Option<&str> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Base64, standard or URL-safe alphabet, padding optional, ASCII whitespace ignored (PEM
-/// bodies span lines); the decoding itself is the DRM module's.
+/// Base64, standard or URL-safe alphabet, padding optional, ASCII whitespace ignored (a
+/// secret may be wrapped over lines).
 fn decode_base64(input: &str) -> Option<Vec<u8>> {
     let compact: String = input.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if compact.is_empty() {
         return None;
     }
-    crate::protect::drm::base64_decode(&compact)
+    crate::protect::decode_base64(&compact)
 }
 
 /// Parses an RSA public key PEM (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) into big-endian
-/// modulus and exponent (no leading zeros) and checks their sizes.
+/// modulus and exponent (no leading zeros) and checks their sizes. `DecodingKey::from_rsa_pem`
+/// would take the same PEM, but it checks neither size, and a bad key would only show when
+/// the first token is verified, not when the configuration is loaded.
 fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
-    let (label, der) = pem_body(pem).ok_or("bad PEM")?;
-    let pkcs1 = match label {
-        "RSA PUBLIC KEY" => der,
-        "PUBLIC KEY" => spki_rsa_key(&der).ok_or("bad PEM: not an RSA SubjectPublicKeyInfo")?,
+    let pem = pem::parse(pem).map_err(|_| "bad PEM")?;
+    if pem.headers().iter().next().is_some() {
+        // RFC 1421 headers (Proc-Type, DEK-Info) mean an encrypted legacy key: not for us.
+        return Err("bad PEM");
+    }
+    let pkcs1 = match pem.tag() {
+        "RSA PUBLIC KEY" => pem.contents(),
+        "PUBLIC KEY" => spki_rsa_key(pem.contents()).ok_or("bad PEM: not an RSA SubjectPublicKeyInfo")?,
         "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
             return Err("bad PEM: a private key was given, the public key is needed")
         }
         _ => return Err("bad PEM: expected PUBLIC KEY or RSA PUBLIC KEY"),
     };
-    let (n, e) = pkcs1_rsa_components(&pkcs1).ok_or("bad PEM: not an RSA public key")?;
+    let key = pkcs1::RsaPublicKey::from_der(pkcs1).map_err(|_| "bad PEM: not an RSA public key")?;
+    let (n, e) = (key.modulus.as_bytes(), key.public_exponent.as_bytes());
     let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
     if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
         return Err("RSA modulus must be 2048 to 4096 bits");
@@ -448,114 +457,24 @@ fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
     if e_val < 3 || e_val % 2 == 0 || e_val > (1 << 33) - 1 {
         return Err("RSA public exponent is not acceptable");
     }
-    Ok((n, e))
+    Ok((n.to_vec(), e.to_vec()))
 }
 
-/// The label and decoded body of the single PEM block in `pem`.
-fn pem_body(pem: &str) -> Option<(&str, Vec<u8>)> {
-    let start = pem.find("-----BEGIN ")?;
-    let after_begin = &pem[start + "-----BEGIN ".len()..];
-    let label_end = after_begin.find("-----")?;
-    let label = &after_begin[..label_end];
-    let body_and_rest = &after_begin[label_end + "-----".len()..];
-    let end_marker = format!("-----END {label}-----");
-    let body_end = body_and_rest.find(&end_marker)?;
-    let body = &body_and_rest[..body_end];
-    if body.contains(':') {
-        // RFC 1421 headers (Proc-Type, DEK-Info) mean an encrypted legacy key: not for us.
+/// The PKCS#1 RSAPublicKey inside a SubjectPublicKeyInfo whose algorithm is rsaEncryption
+/// (parameters NULL or absent).
+fn spki_rsa_key(der: &[u8]) -> Option<&[u8]> {
+    let spki = SubjectPublicKeyInfoRef::from_der(der).ok()?;
+    let algorithm = spki.algorithm;
+    if algorithm.oid != pkcs1::ALGORITHM_OID || !algorithm.parameters.is_none_or(|p| p.is_null()) {
         return None;
     }
-    Some((label, decode_base64(body)?))
-}
-
-/// One DER TLV: returns (tag, contents, rest).
-fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&len0, rest) = rest.split_first()?;
-    let (len, rest) = if len0 < 0x80 {
-        (usize::from(len0), rest)
-    } else {
-        let n = usize::from(len0 & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (len_bytes, rest) = rest.split_at(n);
-        (len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), rest)
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, rest) = rest.split_at(len);
-    Some((tag, contents, rest))
-}
-
-const TAG_INTEGER: u8 = 0x02;
-const TAG_BIT_STRING: u8 = 0x03;
-const TAG_NULL: u8 = 0x05;
-const TAG_OID: u8 = 0x06;
-const TAG_SEQUENCE: u8 = 0x30;
-/// 1.2.840.113549.1.1.1 (rsaEncryption).
-const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-
-/// SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier, subjectPublicKey BIT STRING }
-/// with algorithm rsaEncryption; returns the PKCS#1 RSAPublicKey inside the BIT STRING.
-fn spki_rsa_key(der: &[u8]) -> Option<Vec<u8>> {
-    let (tag, spki, rest) = der_tlv(der)?;
-    if tag != TAG_SEQUENCE || !rest.is_empty() {
-        return None;
-    }
-    let (tag, alg_id, spki_rest) = der_tlv(spki)?;
-    if tag != TAG_SEQUENCE {
-        return None;
-    }
-    let (tag, oid, params) = der_tlv(alg_id)?;
-    if tag != TAG_OID || oid != OID_RSA_ENCRYPTION {
-        return None;
-    }
-    if !params.is_empty() {
-        let (tag, null, rest) = der_tlv(params)?;
-        if tag != TAG_NULL || !null.is_empty() || !rest.is_empty() {
-            return None;
-        }
-    }
-    let (tag, bits, rest) = der_tlv(spki_rest)?;
-    if tag != TAG_BIT_STRING || !rest.is_empty() {
-        return None;
-    }
-    let (&unused_bits, key) = bits.split_first()?;
-    (unused_bits == 0).then(|| key.to_vec())
-}
-
-/// RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }; both positive.
-fn pkcs1_rsa_components(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let (tag, seq, rest) = der_tlv(der)?;
-    if tag != TAG_SEQUENCE || !rest.is_empty() {
-        return None;
-    }
-    let (tag, n, seq_rest) = der_tlv(seq)?;
-    if tag != TAG_INTEGER {
-        return None;
-    }
-    let (tag, e, seq_rest) = der_tlv(seq_rest)?;
-    if tag != TAG_INTEGER || !seq_rest.is_empty() {
-        return None;
-    }
-    Some((positive_integer(n)?, positive_integer(e)?))
-}
-
-/// A DER INTEGER's contents as an unsigned big-endian number without leading zeros; `None` if
-/// it is negative or zero.
-fn positive_integer(bytes: &[u8]) -> Option<Vec<u8>> {
-    if bytes.first()? & 0x80 != 0 {
-        return None;
-    }
-    let start = bytes.iter().position(|&b| b != 0)?;
-    Some(bytes[start..].to_vec())
+    spki.subject_public_key.as_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
 
@@ -565,20 +484,7 @@ mod tests {
     const SECRET: &[u8] = b"jit-origin test secret, 40 bytes long!!!";
 
     fn b64_std(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        BASE64_STANDARD.encode(bytes)
     }
 
     fn now() -> u64 {
@@ -609,9 +515,9 @@ mod tests {
     }
 
     fn rs256(claims: &serde_json::Value) -> String {
-        let (label, der) = pem_body(RSA_A_PRIVATE_PKCS1).unwrap();
-        assert_eq!(label, "RSA PRIVATE KEY");
-        encode(&Header::new(Algorithm::RS256), claims, &EncodingKey::from_rsa_der(&der)).unwrap()
+        let pem = pem::parse(RSA_A_PRIVATE_PKCS1).unwrap();
+        assert_eq!(pem.tag(), "RSA PRIVATE KEY");
+        encode(&Header::new(Algorithm::RS256), claims, &EncodingKey::from_rsa_der(pem.contents())).unwrap()
     }
 
     #[test]
@@ -631,6 +537,22 @@ mod tests {
         let mut p = policy(false, false);
         p.rs256_public_key_pem = Some(RSA_A_PUBLIC_PKCS1.into());
         assert_eq!(TokenVerifier::new(&p).unwrap().verify(&token), Ok(KeyGrant::AnyKey));
+    }
+
+    #[test]
+    fn pem_may_be_wrapped_at_any_width_and_follow_other_text() {
+        let body: String = RSA_A_PUBLIC_SPKI.lines().filter(|l| !l.starts_with("-----")).collect();
+        let wrapped: Vec<&str> = body.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        let pem = format!(
+            "subject=CN=issuer\r\n-----BEGIN PUBLIC KEY-----\r\n{}\r\n-----END PUBLIC KEY-----",
+            wrapped.join("\r\n")
+        );
+        assert_eq!(parse_rsa_public_pem(&pem), parse_rsa_public_pem(RSA_A_PUBLIC_SPKI));
+        assert_eq!(parse_rsa_public_pem(RSA_A_PUBLIC_PKCS1), parse_rsa_public_pem(RSA_A_PUBLIC_SPKI));
+        let (n, e) = parse_rsa_public_pem(RSA_A_PUBLIC_SPKI).unwrap();
+        assert_eq!((n.len(), e), (256, vec![1, 0, 1]));
+        let encrypted = "-----BEGIN RSA PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PUBLIC KEY-----\n";
+        assert_eq!(parse_rsa_public_pem(encrypted), Err("bad PEM"));
     }
 
     #[test]
@@ -770,7 +692,7 @@ mod tests {
         let v = verifier(false, true);
         let token = hs256(&claims(), RSA_A_PUBLIC_SPKI.as_bytes());
         assert_eq!(v.verify(&token), Err(TokenError::WrongAlgorithm));
-        let (_, der) = pem_body(RSA_A_PUBLIC_SPKI).unwrap();
+        let der = pem::parse(RSA_A_PUBLIC_SPKI).unwrap().into_contents();
         assert_eq!(v.verify(&hs256(&claims(), &der)), Err(TokenError::WrongAlgorithm));
         // With both configured, the HMAC key is the configured secret, not the public key.
         assert_eq!(verifier(true, true).verify(&token), Err(TokenError::BadSignature));

@@ -36,7 +36,7 @@ fn mac(key: &[u8], locator: &str, expires: u64) -> Option<Hmac<Sha256>> {
 /// The `sig` value for `locator`, valid until `expires` (Unix seconds).
 pub fn sign(key: &[u8], locator: &str, expires: u64) -> Option<String> {
     let tag = mac(key, locator, expires)?.finalize().into_bytes();
-    Some(format!("{expires}.{}", crate::protect::hex(&tag)))
+    Some(format!("{expires}.{}", base16ct::lower::encode_string(&tag)))
 }
 
 /// How long a URL signed by `jit-origin sign-url` (unless told otherwise) or printed by
@@ -85,11 +85,11 @@ pub fn verify(key: &[u8], locator: &str, sig: Option<&str>, now: u64) -> Result<
     mac.verify_slice(&tag).map_err(|_| Refusal::BadSignature)
 }
 
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() != 64 {
-        return None;
-    }
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect()
+/// The 32 bytes of an HMAC-SHA256 tag from 64 hex digits.
+fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+    let mut tag = [0u8; 32];
+    let decoded = base16ct::mixed::decode(hex, &mut tag).ok()?;
+    (decoded.len() == tag.len()).then_some(tag)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! writes player output with `textContent` only. A Content-Security-Policy allows just the
 //! page's own inline script and style (by hash) and the configured script's origin.
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use sha2::{Digest, Sha256};
 
 use crate::config::player::{http_origin, is_local_path, PlayerConfig, MAX_URL_LEN};
@@ -22,7 +23,7 @@ pub(crate) struct PlayerPage {
 }
 
 fn csp_hash(text: &str) -> String {
-    format!("'sha256-{}'", crate::protect::drm::base64(&Sha256::digest(text.as_bytes())))
+    format!("'sha256-{}'", BASE64_STANDARD.encode(Sha256::digest(text.as_bytes())))
 }
 
 /// The `url` query parameter, percent-decoded, checked to be a path on this origin or an
@@ -154,7 +155,7 @@ mod tests {
         assert!(csp.starts_with("default-src 'none'; script-src 'sha256-"), "{csp}");
         assert!(csp.contains(" https://cdn.jsdelivr.net;"), "{csp}");
         assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
-        let digest = crate::protect::drm::base64(&Sha256::digest(SCRIPT.as_bytes()));
+        let digest = BASE64_STANDARD.encode(Sha256::digest(SCRIPT.as_bytes()));
         assert!(csp.contains(&digest), "{csp}");
         let local = PlayerPage::new(&PlayerConfig { enabled: true, script_url: "/lib/shaka.js".into() }).unwrap();
         assert!(local.content_security_policy().contains(" 'self'; style-src"), "{}", local.content_security_policy());

@@ -33,13 +33,22 @@
 //! value.
 //!
 //! Nothing here puts a token, a secret or key material into an error string or `Debug` output.
+//!
+//! This file holds the policy and the verifier; `request` finds the token in a request,
+//! `error` says why one was refused and with which status, `rsa_key` reads RS256 keys.
 
 use std::fmt;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use pkcs1::der::Decode;
-use spki::SubjectPublicKeyInfoRef;
+
+mod error;
+mod request;
+mod rsa_key;
+
+pub use error::TokenError;
+pub use request::token_from_request;
+use rsa_key::parse_rsa_public_pem;
 
 /// How a locator's keys may be fetched (config: `[locator.key_access]`).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -105,10 +114,6 @@ pub const MAX_LEEWAY_SECS: u64 = 86_400;
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 /// Longest token `verify` will look at; anything longer is `Malformed` without being decoded.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
-
-const MIN_RSA_BITS: usize = 2048;
-/// The RSA implementation refuses larger moduli at verification time.
-const MAX_RSA_BITS: usize = 4096;
 
 fn default_leeway_secs() -> u64 {
     DEFAULT_LEEWAY_SECS
@@ -315,109 +320,6 @@ fn map_jwt_error(kind: &ErrorKind) -> TokenError {
     }
 }
 
-/// Why a key request's token was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenError {
-    /// No token in the request.
-    Missing,
-    /// Not a compact JWS, undecodable parts, or required claims of the wrong shape or absent (`exp`).
-    Malformed,
-    /// The signature does not verify with the configured key.
-    BadSignature,
-    /// `exp` is in the past by more than the leeway.
-    Expired,
-    /// `nbf` is in the future by more than the leeway.
-    NotYetValid,
-    /// `iss` is absent or not the policy's issuer.
-    WrongIssuer,
-    /// `aud` is absent or does not contain the policy's audience.
-    WrongAudience,
-    /// The header's `alg` is not one for which the policy has a key (including `none`).
-    WrongAlgorithm,
-    /// The policy requires [`CONTENT_KEY_CLAIM`] and the (otherwise valid) token has none.
-    ContentKeyClaimMissing,
-    /// The token's [`CONTENT_KEY_CLAIM`] names another key than the one requested.
-    WrongContentKey,
-}
-
-impl TokenError {
-    /// One line for logs and the response body; never contains token content.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            TokenError::Missing => "no token: send Authorization: Bearer or a token query parameter",
-            TokenError::Malformed => "token is malformed",
-            TokenError::BadSignature => "token signature is invalid",
-            TokenError::Expired => "token has expired",
-            TokenError::NotYetValid => "token is not yet valid",
-            TokenError::WrongIssuer => "token issuer is not accepted",
-            TokenError::WrongAudience => "token audience is not accepted",
-            TokenError::WrongAlgorithm => "token algorithm is not accepted",
-            TokenError::ContentKeyClaimMissing => {
-                "token has no content key identifier claim, which this locator requires"
-            }
-            TokenError::WrongContentKey => "token is bound to another content key",
-        }
-    }
-
-    /// HTTP status per RFC 6750 §3.1: a missing token and every `invalid_token` case
-    /// (malformed, bad signature, expired, not yet valid, wrong issuer/audience/algorithm)
-    /// are 401; a valid token that does not grant the requested key (`insufficient_scope`)
-    /// is 403.
-    pub fn status(&self) -> u16 {
-        if self.is_insufficient_scope() {
-            403
-        } else {
-            401
-        }
-    }
-
-    fn is_insufficient_scope(&self) -> bool {
-        matches!(self, TokenError::ContentKeyClaimMissing | TokenError::WrongContentKey)
-    }
-
-    /// The `WWW-Authenticate` header value to send with [`status`](Self::status): without an
-    /// error code when no token was sent (RFC 6750 §3.1), `invalid_token` otherwise.
-    pub fn www_authenticate(&self) -> &'static str {
-        match self {
-            TokenError::Missing => "Bearer",
-            e if e.is_insufficient_scope() => "Bearer error=\"insufficient_scope\"",
-            _ => "Bearer error=\"invalid_token\"",
-        }
-    }
-}
-
-impl fmt::Display for TokenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason())
-    }
-}
-
-impl std::error::Error for TokenError {}
-
-/// Extracts the token from `Authorization: Bearer …` (case-insensitive scheme) or a `token=`
-/// query parameter (percent-decoded); header wins. An `Authorization` header with another
-/// scheme, or an empty bearer token, falls through to the query.
-pub fn token_from_request(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
-    if let Some(token) = authorization.and_then(bearer_token) {
-        return Some(token.to_string());
-    }
-    let query = query?;
-    let query = query.strip_prefix('?').unwrap_or(query);
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, v)| k == "token" && !v.trim().is_empty())
-        .map(|(_, v)| v.trim().to_string())
-}
-
-fn bearer_token(header: &str) -> Option<&str> {
-    let header = header.trim();
-    let (scheme, rest) = header.split_once([' ', '\t'])?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = rest.trim();
-    (!token.is_empty()).then_some(token)
-}
-
 /// Base64, standard or URL-safe alphabet, padding optional, ASCII whitespace ignored (a
 /// secret may be wrapped over lines).
 fn decode_base64(input: &str) -> Option<Vec<u8>> {
@@ -426,49 +328,6 @@ fn decode_base64(input: &str) -> Option<Vec<u8>> {
         return None;
     }
     crate::protect::decode_base64(&compact)
-}
-
-/// Parses an RSA public key PEM (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) into big-endian
-/// modulus and exponent (no leading zeros) and checks their sizes. `DecodingKey::from_rsa_pem`
-/// would take the same PEM, but it checks neither size, and a bad key would only show when
-/// the first token is verified, not when the configuration is loaded.
-fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
-    let pem = pem::parse(pem).map_err(|_| "bad PEM")?;
-    if pem.headers().iter().next().is_some() {
-        // RFC 1421 headers (Proc-Type, DEK-Info) mean an encrypted legacy key: not for us.
-        return Err("bad PEM");
-    }
-    let pkcs1 = match pem.tag() {
-        "RSA PUBLIC KEY" => pem.contents(),
-        "PUBLIC KEY" => spki_rsa_key(pem.contents()).ok_or("bad PEM: not an RSA SubjectPublicKeyInfo")?,
-        "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
-            return Err("bad PEM: a private key was given, the public key is needed")
-        }
-        _ => return Err("bad PEM: expected PUBLIC KEY or RSA PUBLIC KEY"),
-    };
-    let key = pkcs1::RsaPublicKey::from_der(pkcs1).map_err(|_| "bad PEM: not an RSA public key")?;
-    let (n, e) = (key.modulus.as_bytes(), key.public_exponent.as_bytes());
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
-    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-        return Err("RSA modulus must be 2048 to 4096 bits");
-    }
-    // Public exponent: odd, at least 3, at most 2^33 - 1 (the RSA implementation's limit).
-    let e_val = if e.len() <= 8 { e.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)) } else { u64::MAX };
-    if e_val < 3 || e_val % 2 == 0 || e_val > (1 << 33) - 1 {
-        return Err("RSA public exponent is not acceptable");
-    }
-    Ok((n.to_vec(), e.to_vec()))
-}
-
-/// The PKCS#1 RSAPublicKey inside a SubjectPublicKeyInfo whose algorithm is rsaEncryption
-/// (parameters NULL or absent).
-fn spki_rsa_key(der: &[u8]) -> Option<&[u8]> {
-    let spki = SubjectPublicKeyInfoRef::from_der(der).ok()?;
-    let algorithm = spki.algorithm;
-    if algorithm.oid != pkcs1::ALGORITHM_OID || !algorithm.parameters.is_none_or(|p| p.is_null()) {
-        return None;
-    }
-    spki.subject_public_key.as_bytes()
 }
 
 #[cfg(test)]
@@ -537,22 +396,6 @@ mod tests {
         let mut p = policy(false, false);
         p.rs256_public_key_pem = Some(RSA_A_PUBLIC_PKCS1.into());
         assert_eq!(TokenVerifier::new(&p).unwrap().verify(&token), Ok(KeyGrant::AnyKey));
-    }
-
-    #[test]
-    fn pem_may_be_wrapped_at_any_width_and_follow_other_text() {
-        let body: String = RSA_A_PUBLIC_SPKI.lines().filter(|l| !l.starts_with("-----")).collect();
-        let wrapped: Vec<&str> = body.as_bytes().chunks(76).map(|c| std::str::from_utf8(c).unwrap()).collect();
-        let pem = format!(
-            "subject=CN=issuer\r\n-----BEGIN PUBLIC KEY-----\r\n{}\r\n-----END PUBLIC KEY-----",
-            wrapped.join("\r\n")
-        );
-        assert_eq!(parse_rsa_public_pem(&pem), parse_rsa_public_pem(RSA_A_PUBLIC_SPKI));
-        assert_eq!(parse_rsa_public_pem(RSA_A_PUBLIC_PKCS1), parse_rsa_public_pem(RSA_A_PUBLIC_SPKI));
-        let (n, e) = parse_rsa_public_pem(RSA_A_PUBLIC_SPKI).unwrap();
-        assert_eq!((n.len(), e), (256, vec![1, 0, 1]));
-        let encrypted = "-----BEGIN RSA PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PUBLIC KEY-----\n";
-        assert_eq!(parse_rsa_public_pem(encrypted), Err("bad PEM"));
     }
 
     #[test]
@@ -735,29 +578,6 @@ mod tests {
     }
 
     #[test]
-    fn statuses_and_reasons() {
-        use TokenError::*;
-        for e in [Malformed, BadSignature, Expired, NotYetValid, WrongIssuer, WrongAudience, WrongAlgorithm] {
-            assert_eq!(e.status(), 401);
-            assert_eq!(e.www_authenticate(), "Bearer error=\"invalid_token\"");
-            assert!(!e.reason().contains('\n'));
-            assert_eq!(e.to_string(), e.reason());
-        }
-    }
-
-    #[test]
-    fn token_extraction() {
-        // Header wins; scheme is case-insensitive.
-        assert_eq!(token_from_request(Some("bEaReR  h.e.ader "), Some("token=q.u.ery")).as_deref(), Some("h.e.ader"));
-        // Another scheme falls through to the query.
-        assert_eq!(token_from_request(Some("Basic dXNlcjpwdw=="), Some("token=q.u.ery")).as_deref(), Some("q.u.ery"));
-        // Percent-decoded, leading '?' tolerated, first non-empty `token` wins.
-        assert_eq!(token_from_request(None, Some("?x=1&token=a%2Eb.c&token=zzz")).as_deref(), Some("a.b.c"));
-        assert_eq!(token_from_request(None, Some("tokens=a&mytoken=b")), None);
-        assert_eq!(token_from_request(Some("Bearer"), None), None);
-    }
-
-    #[test]
     fn debug_does_not_leak_secrets() {
         let p = policy(true, true);
         let secret_b64 = p.hs256_secret_base64.clone().unwrap();
@@ -858,7 +678,7 @@ mod tests {
     // dependency (of jsonwebtoken's rust_crypto feature), so tests cannot generate keys with it
     // without adding a dev-dependency; and 2048-bit key generation is slow in debug builds.
     /// Key pair A, private half (PKCS#1), used to sign RS256 test tokens.
-    const RSA_A_PRIVATE_PKCS1: &str = "\
+    pub(super) const RSA_A_PRIVATE_PKCS1: &str = "\
 -----BEGIN RSA PRIVATE KEY-----
 MIIEpQIBAAKCAQEAwuZHAtiRQ3S4gHJGEVdrspemx+jUB71WBvRB/yokrQ9m1ZPq
 J9gwkgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj60Mtz7ZA15po/FAb2iTHwqNxn5cU
@@ -888,7 +708,7 @@ IiP5WSGdbRlP1Gq7XqvGaq0nvIIWn84gQVU0cee4qP284WGIfhFleFNQvbaklJpM
 -----END RSA PRIVATE KEY-----
 ";
     /// Key pair A, public half, SPKI.
-    const RSA_A_PUBLIC_SPKI: &str = "\
+    pub(super) const RSA_A_PUBLIC_SPKI: &str = "\
 -----BEGIN PUBLIC KEY-----
 MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAwuZHAtiRQ3S4gHJGEVdr
 spemx+jUB71WBvRB/yokrQ9m1ZPqJ9gwkgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj
@@ -900,7 +720,7 @@ SQIDAQAB
 -----END PUBLIC KEY-----
 ";
     /// Key pair A, public half, PKCS#1.
-    const RSA_A_PUBLIC_PKCS1: &str = "\
+    pub(super) const RSA_A_PUBLIC_PKCS1: &str = "\
 -----BEGIN RSA PUBLIC KEY-----
 MIIBCgKCAQEAwuZHAtiRQ3S4gHJGEVdrspemx+jUB71WBvRB/yokrQ9m1ZPqJ9gw
 kgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj60Mtz7ZA15po/FAb2iTHwqNxn5cUzLPI

@@ -1,4 +1,5 @@
-//! What media is made of: ISO BMFF boxes and codec configurations.
+//! What media is made of: ISO BMFF boxes, codec configurations and the bit reader under them.
 
+pub mod bits;
 pub mod codec;
 pub mod mp4;

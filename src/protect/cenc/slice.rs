@@ -50,6 +50,7 @@
 
 use std::collections::HashMap;
 
+use crate::media::bits::{BitReader, Rbsp};
 use crate::media::mp4::reader::{boxes, find};
 
 /// Bytes from the start of a VCL NAL unit (NAL unit header included) that `cbcs` leaves clear
@@ -131,7 +132,7 @@ impl SliceHeaderParser {
     fn store_avc_sps(&mut self, nal: &[u8]) {
         let rbsp = Rbsp::new(nal, HEADER_SCAN_LIMIT);
         let mut r = rbsp.reader(8);
-        match (r.u(8), r.u(8), r.u(8), r.ue()) {
+        match (r.read(8), r.read(8), r.read(8), r.ue()) {
             (Some(profile_idc), Some(_), Some(_), Some(id)) => match AvcSps::parse(&mut r, profile_idc) {
                 Some(sps) => {
                     self.avc_sps.insert(id, sps);
@@ -336,11 +337,11 @@ impl SliceHeaderParser {
             }
         }
         // (slice_group_change_cycle: slice groups fall back above.)
-        let header_bits = r.pos;
+        let header_bits = r.position();
         // CABAC slice data starts with cabac_alignment_one_bit up to the byte boundary: a free
         // check that the parameter sets matched this slice.
         if pps.entropy_coding_mode {
-            while r.pos % 8 != 0 {
+            while r.position() % 8 != 0 {
                 if !r.flag()? {
                     return None;
                 }
@@ -394,7 +395,7 @@ impl SliceHeaderParser {
                     let rps = parse_st_rps(&mut r, num_sets, num_sets, &sps.st_rps)?;
                     num_pic_total_curr += rps.used_count();
                 } else {
-                    let idx = if num_sets > 1 { r.u(ceil_log2(num_sets as u32))? as usize } else { 0 };
+                    let idx = if num_sets > 1 { r.read(ceil_log2(num_sets as u32))? as usize } else { 0 };
                     num_pic_total_curr += sps.st_rps.get(idx)?.used_count();
                 }
                 if sps.long_term_ref_pics_present {
@@ -409,7 +410,7 @@ impl SliceHeaderParser {
                     }
                     for k in 0..num_long_term_sps + num_long_term_pics {
                         let used = if k < num_long_term_sps {
-                            let idx = if num_lt_sps_avail > 1 { r.u(ceil_log2(num_lt_sps_avail))? } else { 0 };
+                            let idx = if num_lt_sps_avail > 1 { r.read(ceil_log2(num_lt_sps_avail))? } else { 0 };
                             *sps.lt_used_by_curr_sps.get(idx as usize)?
                         } else {
                             r.skip(sps.log2_max_poc_lsb)?; // poc_lsb_lt
@@ -540,12 +541,12 @@ impl SliceHeaderParser {
         if !r.flag()? {
             return None;
         }
-        while r.pos % 8 != 0 {
+        while r.position() % 8 != 0 {
             if r.flag()? {
                 return None;
             }
         }
-        rbsp.escaped_len(r.pos)
+        rbsp.escaped_len(r.position())
     }
 }
 
@@ -556,7 +557,7 @@ fn checked_end(end: Option<usize>, header_len: usize, nal_len: usize) -> Option<
 }
 
 /// ref_pic_list_modification() for one list (H.264 7.3.3.1).
-fn avc_ref_pic_list_modification(r: &mut Bits<'_>) -> Option<()> {
+fn avc_ref_pic_list_modification(r: &mut BitReader<'_>) -> Option<()> {
     if !r.flag()? {
         return Some(());
     }
@@ -617,99 +618,6 @@ fn take_nal<'a>(pos: &mut usize, out: &mut Vec<&'a [u8]>, config: &'a [u8]) -> O
     Some(())
 }
 
-// ------------------------------------------------------------------ bits
-
-/// The unescaped start of a NAL unit (emulation_prevention_three_byte removed) and where each
-/// of its bytes sits in the escaped NAL unit.
-struct Rbsp {
-    bytes: Vec<u8>,
-    /// `escaped[i]`: index in the NAL unit of RBSP byte `i`.
-    escaped: Vec<usize>,
-}
-
-impl Rbsp {
-    fn new(nal: &[u8], limit: usize) -> Rbsp {
-        let mut bytes = Vec::with_capacity(nal.len().min(limit));
-        let mut escaped = Vec::with_capacity(nal.len().min(limit));
-        let mut zeros = 0;
-        for (k, &b) in nal.iter().enumerate().take(limit) {
-            if zeros >= 2 && b == 3 {
-                zeros = 0;
-                continue;
-            }
-            zeros = if b == 0 { zeros + 1 } else { 0 };
-            bytes.push(b);
-            escaped.push(k);
-        }
-        Rbsp { bytes, escaped }
-    }
-
-    fn reader(&self, skip_bits: usize) -> Bits<'_> {
-        Bits { data: &self.bytes, pos: skip_bits }
-    }
-
-    /// The escaped length of the first `bits` bits rounded up to a byte: the index in the NAL
-    /// unit of the first byte after them. `None` when nothing of the NAL unit follows within
-    /// the scanned part.
-    fn escaped_len(&self, bits: usize) -> Option<usize> {
-        self.escaped.get(bits.div_ceil(8)).copied()
-    }
-}
-
-/// An MSB-first bit reader over RBSP bytes; every read is checked.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn flag(&mut self) -> Option<bool> {
-        let byte = *self.data.get(self.pos / 8)?;
-        let bit = (byte >> (7 - self.pos % 8)) & 1;
-        self.pos += 1;
-        Some(bit == 1)
-    }
-
-    /// u(n), n ≤ 32.
-    fn u(&mut self, n: u32) -> Option<u32> {
-        if n > 32 {
-            return None;
-        }
-        let mut v = 0u64;
-        for _ in 0..n {
-            v = (v << 1) | self.flag()? as u64;
-        }
-        Some(v as u32)
-    }
-
-    fn skip(&mut self, n: u32) -> Option<()> {
-        let end = self.pos.checked_add(n as usize)?;
-        if end > self.data.len() * 8 {
-            return None;
-        }
-        self.pos = end;
-        Some(())
-    }
-
-    /// ue(v), values up to 2^32 − 2.
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0u32;
-        while !self.flag()? {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        let rest = self.u(zeros)? as u64;
-        Some(((1u64 << zeros) - 1 + rest) as u32)
-    }
-
-    fn se(&mut self) -> Option<i32> {
-        let k = self.ue()? as i64;
-        Some(if k % 2 == 1 { ((k + 1) / 2) as i32 } else { (-(k / 2)) as i32 })
-    }
-}
-
 /// Ceil(Log2(n)) for n ≥ 1.
 fn ceil_log2(n: u32) -> u32 {
     if n <= 1 {
@@ -743,7 +651,7 @@ struct AvcSps {
 
 impl AvcSps {
     /// From just after seq_parameter_set_id.
-    fn parse(r: &mut Bits<'_>, profile_idc: u32) -> Option<AvcSps> {
+    fn parse(r: &mut BitReader<'_>, profile_idc: u32) -> Option<AvcSps> {
         let mut chroma_format_idc = 1;
         let mut separate_colour_plane = false;
         if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
@@ -806,7 +714,7 @@ impl AvcSps {
 }
 
 /// scaling_list() (H.264 7.3.2.1.1.1): only its length matters here.
-fn avc_scaling_list(r: &mut Bits<'_>, size: usize) -> Option<()> {
+fn avc_scaling_list(r: &mut BitReader<'_>, size: usize) -> Option<()> {
     let (mut last, mut next) = (8i32, 8i32);
     for _ in 0..size {
         if next != 0 {
@@ -838,7 +746,7 @@ struct AvcPps {
 
 impl AvcPps {
     /// From just after pic_parameter_set_id.
-    fn parse(r: &mut Bits<'_>) -> Option<AvcPps> {
+    fn parse(r: &mut BitReader<'_>) -> Option<AvcPps> {
         let sps_id = r.ue()?;
         let entropy_coding_mode = r.flag()?;
         let bottom_field_pic_order_in_frame_present = r.flag()?;
@@ -861,7 +769,7 @@ impl AvcPps {
         let num_ref_idx_l0_default_minus1 = r.ue()?;
         let num_ref_idx_l1_default_minus1 = r.ue()?;
         let weighted_pred = r.flag()?;
-        let weighted_bipred_idc = r.u(2)?;
+        let weighted_bipred_idc = r.read(2)?;
         r.se()?; // pic_init_qp_minus26
         r.se()?; // pic_init_qs_minus26
         r.se()?; // chroma_qp_index_offset
@@ -904,7 +812,7 @@ impl StRps {
 /// st_ref_pic_set(idx) (H.265 7.3.7), with the derivation of 7.4.8 when it is predicted from
 /// an earlier set; `sets` are the sets parsed so far, `num_sets` is the SPS's
 /// num_short_term_ref_pic_sets (`idx == num_sets`: the set is coded in a slice header).
-fn parse_st_rps(r: &mut Bits<'_>, idx: usize, num_sets: usize, sets: &[StRps]) -> Option<StRps> {
+fn parse_st_rps(r: &mut BitReader<'_>, idx: usize, num_sets: usize, sets: &[StRps]) -> Option<StRps> {
     let inter = idx != 0 && r.flag()?;
     if inter {
         let delta_idx = if idx == num_sets { r.ue()? as usize + 1 } else { 1 };
@@ -1001,13 +909,13 @@ impl HevcSps {
     /// From just after the NAL unit header: `None` when even the id is unreadable, `(id,
     /// None)` when the set cannot be used (a profile with slice header extensions — SCC,
     /// multi-layer, 3D: only Main, Main 10, Main Still Picture and RExt are followed).
-    fn parse(r: &mut Bits<'_>) -> Option<(u32, Option<HevcSps>)> {
+    fn parse(r: &mut BitReader<'_>) -> Option<(u32, Option<HevcSps>)> {
         r.skip(4)?; // sps_video_parameter_set_id
-        let max_sub_layers_minus1 = r.u(3)?;
+        let max_sub_layers_minus1 = r.read(3)?;
         r.skip(1)?; // sps_temporal_id_nesting_flag
                     // profile_tier_level(1, max_sub_layers_minus1)
         r.skip(3)?; // general_profile_space, general_tier_flag
-        let general_profile_idc = r.u(5)?;
+        let general_profile_idc = r.read(5)?;
         r.skip(32 + 48 + 8)?; // compatibility flags, constraint flags, general_level_idc
         let mut sub_layers = Vec::new();
         for _ in 0..max_sub_layers_minus1 {
@@ -1028,7 +936,7 @@ impl HevcSps {
         Some((id, Self::parse_rest(r, general_profile_idc, max_sub_layers_minus1)))
     }
 
-    fn parse_rest(r: &mut Bits<'_>, general_profile_idc: u32, max_sub_layers_minus1: u32) -> Option<HevcSps> {
+    fn parse_rest(r: &mut BitReader<'_>, general_profile_idc: u32, max_sub_layers_minus1: u32) -> Option<HevcSps> {
         if !(1..=4).contains(&general_profile_idc) {
             return None;
         }
@@ -1121,7 +1029,7 @@ impl HevcSps {
 }
 
 /// scaling_list_data() (H.265 7.3.4): only its length matters here.
-fn hevc_scaling_list_data(r: &mut Bits<'_>) -> Option<()> {
+fn hevc_scaling_list_data(r: &mut BitReader<'_>) -> Option<()> {
     for size_id in 0..4 {
         let step = if size_id == 3 { 3 } else { 1 };
         for _matrix_id in (0..6).step_by(step) {
@@ -1166,11 +1074,11 @@ struct HevcPps {
 impl HevcPps {
     /// From just after pps_pic_parameter_set_id. A PPS with extensions (range extension
     /// chroma QP offset lists, SCC, multi-layer: slice header syntax of their own) is `None`.
-    fn parse(r: &mut Bits<'_>) -> Option<HevcPps> {
+    fn parse(r: &mut BitReader<'_>) -> Option<HevcPps> {
         let sps_id = r.ue()?;
         let dependent_slice_segments_enabled = r.flag()?;
         let output_flag_present = r.flag()?;
-        let num_extra_slice_header_bits = r.u(3)?;
+        let num_extra_slice_header_bits = r.read(3)?;
         r.skip(1)?; // sign_data_hiding_enabled_flag
         let cabac_init_present = r.flag()?;
         let num_ref_idx_l0_default_minus1 = r.ue()?;
@@ -1282,28 +1190,11 @@ mod tests {
     }
 
     #[test]
-    fn exp_golomb_and_escapes() {
-        // 1 | 010 | 011 | 00100 | 00101 → ue 0, 1, 2, 3, 4; then se of 00110 (5 → +3).
-        let data = [0b1010_0110, 0b0100_0010, 0b1001_1000];
-        let mut r = Bits { data: &data, pos: 0 };
-        assert_eq!(
-            (r.ue(), r.ue(), r.ue(), r.ue(), r.ue(), r.se()),
-            (Some(0), Some(1), Some(2), Some(3), Some(4), Some(3))
-        );
-        assert_eq!(r.u(8), None, "reads past the end fail");
-        assert_eq!(Bits { data: &[0, 0, 0, 0, 0], pos: 0 }.ue(), None, "over-long codes fail");
+    fn ceil_log2_values() {
         assert_eq!(
             (ceil_log2(1), ceil_log2(2), ceil_log2(3), ceil_log2(4), ceil_log2(5), ceil_log2(60)),
             (0, 1, 2, 2, 3, 6)
         );
-        // 00 00 03 01: the 03 is dropped, RBSP byte 2 (0x01) is NAL byte 3.
-        let rbsp = Rbsp::new(&[0x41, 0, 0, 3, 1, 0, 0, 3, 0, 0, 3], 100);
-        assert_eq!(rbsp.bytes, [0x41, 0, 0, 1, 0, 0, 0, 0]);
-        assert_eq!(rbsp.escaped_len(17), Some(4), "3 RBSP bytes → the next one is NAL byte 4");
-        assert_eq!(rbsp.escaped_len(24), Some(4));
-        assert_eq!(rbsp.escaped_len(25), Some(5));
-        assert_eq!(rbsp.escaped_len(48), Some(8), "the escape byte before the first data byte stays clear");
-        assert_eq!(rbsp.escaped_len(64), None, "no slice data left");
     }
 
     fn bits(s: &str) -> Vec<u8> {
@@ -1317,13 +1208,13 @@ mod tests {
         // Set 1, predicted from set 0 (no delta_idx in an SPS), deltaRps = -1:
         // used -1→-2, -2→-3, +1→0 dropped (use_delta 0), deltaRps itself used.
         let data = bits("011 010 1 1 1 1 1 1   1 1 1   1 1 00 1");
-        let mut r = Bits { data: &data, pos: 0 };
+        let mut r = BitReader::new(&data);
         let mut sets = Vec::new();
         for k in 0..2 {
             let set = parse_st_rps(&mut r, k, 2, &sets).unwrap();
             sets.push(set);
         }
-        assert_eq!(r.pos, 20);
+        assert_eq!(r.position(), 20);
         assert_eq!(sets[0].s0, [(-1, true), (-2, true)]);
         assert_eq!(sets[0].s1, [(1, true)]);
         assert_eq!(sets[1].s0, [(-1, true), (-2, true), (-3, true)]);
@@ -1331,15 +1222,15 @@ mod tests {
         // In a slice header (idx == num_sets): delta_idx_minus1 = 1 → set 0, deltaRps = +2:
         // -1→+1 used, -2→0 dropped, +1→+3 kept unused, deltaRps (+2) used.
         let data = bits("1 010 0 010  1  00  01  1");
-        let mut r = Bits { data: &data, pos: 0 };
+        let mut r = BitReader::new(&data);
         let set = parse_st_rps(&mut r, 2, 2, &sets).unwrap();
-        assert_eq!(r.pos, 14);
+        assert_eq!(r.position(), 14);
         assert!(set.s0.is_empty());
         assert_eq!(set.s1, [(1, true), (2, true), (3, false)]);
         assert_eq!(set.used_count(), 2);
         // A reference to a set that does not exist is a failure, not a panic.
         let data = bits("1 011 0 1 1111");
-        assert!(parse_st_rps(&mut Bits { data: &data, pos: 0 }, 2, 2, &sets).is_none());
+        assert!(parse_st_rps(&mut BitReader::new(&data), 2, 2, &sets).is_none());
     }
 
     fn fixture(path: &str) -> std::path::PathBuf {

@@ -1,19 +1,32 @@
-//! Codec facts from sample entries: RFC 6381 codec strings, picture size, audio layout.
+//! Codec facts from sample entries, parsed once when a track is indexed: RFC 6381 codec
+//! strings, picture size, audio layout, and the [`CodecConfig`] every muxer, packager and
+//! encryptor asks instead of reading the configuration boxes again.
 //!
-//! [`describe`] takes one whole sample-entry box from `stsd` (header included) and reads the
-//! fixed sample-entry fields plus the codec configuration child box:
+//! [`describe`] takes one whole sample-entry box from `stsd` (header included), reads the
+//! fixed sample-entry fields (the audio layout decided by the entry's version field) and hands
+//! the codec configuration child box to the one parser of its codec:
 //!
-//! - `avcC` (ISO/IEC 14496-15 §5.3.3) → `avc1.PPCCLL`
-//! - `hvcC` (ISO/IEC 14496-15 §8.3.3, codec string per Annex E) → `hvc1.1.6.L93.B0`
-//! - `esds` (ISO/IEC 14496-1 ES_Descriptor → DecoderConfigDescriptor → AudioSpecificConfig of
-//!   ISO/IEC 14496-3 §1.6.2.1) → `mp4a.40.2`, `mp4a.40.5`, `mp4a.40.29`, `mp4a.6B`…
-//! - `dac3` / `dec3` (ETSI TS 102 366 Annex F) → `ac-3` / `ec-3`
+//! - `avcC` → [`avc`] (`avc1.PPCCLL`), `hvcC` → [`hevc`] (`hvc1.1.6.L93.B0`);
+//! - `esds` → [`aac`] (`mp4a.40.2`, `mp4a.40.5`, `mp4a.40.29`, `mp4a.6B`…);
+//! - `dac3` / `dec3` → [`ac3`] (`ac-3` / `ec-3`);
 //! - `wvtt`, `stpp` → themselves; `encv`/`enca` are described as their `sinf/frma` format.
 //!
 //! Unknown sample entries are not an error: they come back as [`CodecFamily::Other`] with the
 //! four-character code as codec string.
+//!
+//! [`slice`] measures H.264 / H.265 slice headers from the parameter sets kept here.
+
+pub mod aac;
+pub mod ac3;
+pub mod avc;
+pub mod hevc;
 
 use serde::Serialize;
+
+pub use aac::{AdtsConfig, EsDescriptor};
+pub use ac3::Ac3Config;
+pub use avc::AvcConfig;
+pub use hevc::HevcConfig;
 
 use crate::media::mp4::reader::{boxes, err, find, Cursor, ParseError, ParseResult};
 use crate::media::mp4::{fourcc_str, FourCC};
@@ -42,6 +55,63 @@ pub enum ChannelLayout {
     Dolby(u16),
 }
 
+/// The parsed codec configuration box of a sample entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CodecConfig {
+    Avc(AvcConfig),
+    Hevc(HevcConfig),
+    /// MPEG-4 audio or MPEG-2 AAC (the `esds` of other `mp4a` audio, e.g. MP3, is not kept).
+    Aac(EsDescriptor),
+    Ac3(Ac3Config),
+    Eac3(Ac3Config),
+    /// Text, unknown codecs, and codecs whose configuration nothing here needs.
+    #[default]
+    None,
+}
+
+impl CodecConfig {
+    /// The NAL length size of AVC / HEVC samples.
+    pub fn nal_length_size(&self) -> Option<u8> {
+        match self {
+            CodecConfig::Avc(c) => Some(c.nal_length_size),
+            CodecConfig::Hevc(c) => Some(c.nal_length_size),
+            _ => None,
+        }
+    }
+
+    /// The parameter-set NAL units of the configuration record, in record order (AVC: SPS,
+    /// then PPS; HEVC: every array).
+    pub fn parameter_sets(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match self {
+            CodecConfig::Avc(c) => Box::new(c.sps.iter().chain(&c.pps).map(Vec::as_slice)),
+            CodecConfig::Hevc(c) => Box::new(c.nal_units.iter().map(Vec::as_slice)),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+
+    /// When the configuration box tells it: AAC with a non-zero channelConfiguration, AC-3,
+    /// E-AC-3.
+    pub fn channel_layout(&self) -> Option<ChannelLayout> {
+        match self {
+            CodecConfig::Aac(es) if es.object_type_indication == 0x40 => es
+                .audio_specific_config
+                .as_ref()
+                .filter(|asc| asc.channel_config != 0)
+                .map(|asc| ChannelLayout::Mpeg(asc.channel_config)),
+            CodecConfig::Ac3(c) | CodecConfig::Eac3(c) => Some(ChannelLayout::Dolby(c.channels_and_map().1)),
+            _ => None,
+        }
+    }
+
+    /// E-AC-3 with Joint Object Coding (Dolby Atmos): its complexity index.
+    pub fn joc_complexity(&self) -> Option<u8> {
+        match self {
+            CodecConfig::Eac3(c) => c.joc_complexity,
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct CodecInfo {
     pub family: CodecFamily,
@@ -53,27 +123,8 @@ pub struct CodecInfo {
     pub height: u16,
     pub sample_rate: u32,
     pub channels: u16,
-}
-
-/// Audio layout details beyond [`CodecInfo`], for DASH `AudioChannelConfiguration` and HLS
-/// `CHANNELS`. (Kept out of `CodecInfo` so existing struct literals stay valid.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
-pub struct AudioLayout {
-    /// When the configuration box tells it: AAC with a non-zero channelConfiguration, AC-3,
-    /// E-AC-3.
-    pub channel_layout: Option<ChannelLayout>,
-    /// E-AC-3 with Joint Object Coding (Dolby Atmos): the `complexity_index_type_a` of `dec3`.
-    pub joc_complexity: Option<u8>,
-}
-
-impl AudioLayout {
-    /// The value for HLS `CHANNELS`: the channel count, or `16/JOC` for E-AC-3 JOC (Atmos).
-    pub fn hls_channels(&self, info: &CodecInfo) -> String {
-        match self.joc_complexity {
-            Some(_) => "16/JOC".to_string(),
-            None => info.channels.to_string(),
-        }
-    }
+    #[serde(skip)]
+    pub config: CodecConfig,
 }
 
 impl CodecInfo {
@@ -84,6 +135,14 @@ impl CodecInfo {
     pub fn is_audio(&self) -> bool {
         matches!(self.family, CodecFamily::Aac | CodecFamily::Ac3 | CodecFamily::Eac3) || self.sample_rate > 0
     }
+
+    /// The value for HLS `CHANNELS`: the channel count, or `16/JOC` for E-AC-3 JOC (Atmos).
+    pub fn hls_channels(&self) -> String {
+        match self.config.joc_complexity() {
+            Some(_) => "16/JOC".to_string(),
+            None => self.channels.to_string(),
+        }
+    }
 }
 
 const VISUAL_TYPES: &[&FourCC] =
@@ -92,11 +151,6 @@ const AUDIO_TYPES: &[&FourCC] = &[b"mp4a", b"ac-3", b"ec-3", b"enca", b"Opus", b
 
 /// Describes one sample-entry box from `stsd` (8-byte header + payload).
 pub fn describe(sample_entry: &[u8]) -> ParseResult<CodecInfo> {
-    describe_with_layout(sample_entry).map(|(info, _)| info)
-}
-
-/// [`describe`] plus the audio channel layout (default for video, text and unknown entries).
-pub fn describe_with_layout(sample_entry: &[u8]) -> ParseResult<(CodecInfo, AudioLayout)> {
     let entry = match boxes(sample_entry).next() {
         Some(b) => b?,
         None => return err("empty sample entry"),
@@ -104,20 +158,17 @@ pub fn describe_with_layout(sample_entry: &[u8]) -> ParseResult<(CodecInfo, Audi
     let kind = entry.kind;
     let payload = entry.payload;
     if VISUAL_TYPES.contains(&&kind) {
-        Ok((describe_visual(kind, payload)?, AudioLayout::default()))
+        describe_visual(kind, payload)
     } else if AUDIO_TYPES.contains(&&kind) {
-        let mut layout = AudioLayout::default();
-        let info = describe_audio(kind, payload, &mut layout)?;
-        Ok((info, layout))
+        describe_audio(kind, payload)
     } else {
         let name = fourcc_str(&kind);
-        let info = CodecInfo {
+        Ok(CodecInfo {
             family: CodecFamily::Other,
             sample_entry_type: name.clone(),
             codec_string: name,
             ..CodecInfo::default()
-        };
-        Ok((info, AudioLayout::default()))
+        })
     }
 }
 
@@ -131,6 +182,11 @@ fn original_format(children: &[u8], kind: FourCC) -> ParseResult<FourCC> {
         find(children, b"sinf")?.ok_or_else(|| ParseError(format!("'{}' has no 'sinf' box", fourcc_str(&kind))))?;
     let frma = find(sinf, b"frma")?.ok_or_else(|| ParseError("'sinf' has no 'frma' box".into()))?;
     with_context(Cursor::new(frma).fourcc(), "frma")
+}
+
+/// The payload of the mandatory child `kind` of the sample entry `entry`.
+fn config_box<'a>(children: &'a [u8], kind: &FourCC, entry: &str) -> ParseResult<&'a [u8]> {
+    find(children, kind)?.ok_or_else(|| ParseError(format!("'{entry}' has no '{}' box", fourcc_str(kind))))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,81 +220,24 @@ fn describe_visual(kind: FourCC, payload: &[u8]) -> ParseResult<CodecInfo> {
     };
     match &format {
         b"avc1" | b"avc3" => {
-            let avcc =
-                find(children, b"avcC")?.ok_or_else(|| ParseError(format!("'{format_name}' has no 'avcC' box")))?;
+            let avc = with_context(AvcConfig::parse(config_box(children, b"avcC", &format_name)?), "avcC")?;
             info.family = CodecFamily::Avc;
-            info.codec_string = with_context(avc_codec_string(&format_name, avcc), "avcC")?;
+            info.codec_string = avc.codec_string(&format_name);
+            info.config = CodecConfig::Avc(avc);
         }
         b"hvc1" | b"hev1" => {
-            let hvcc =
-                find(children, b"hvcC")?.ok_or_else(|| ParseError(format!("'{format_name}' has no 'hvcC' box")))?;
+            let hevc = with_context(HevcConfig::parse(config_box(children, b"hvcC", &format_name)?), "hvcC")?;
             info.family = CodecFamily::Hevc;
-            info.codec_string = with_context(hevc_codec_string(&format_name, hvcc), "hvcC")?;
+            info.codec_string = hevc.codec_string(&format_name);
+            info.config = CodecConfig::Hevc(hevc);
         }
         _ => {}
     }
     Ok(info)
 }
 
-/// `avc1.PPCCLL` from an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.3.3.1).
-fn avc_codec_string(entry: &str, avcc: &[u8]) -> ParseResult<String> {
-    let mut c = Cursor::new(avcc);
-    let version = c.u8()?;
-    if version != 1 {
-        return err(format!("unsupported configurationVersion {version}"));
-    }
-    let profile = c.u8()?;
-    let constraints = c.u8()?;
-    let level = c.u8()?;
-    Ok(format!("{entry}.{profile:02x}{constraints:02x}{level:02x}"))
-}
-
-/// The HEVC codec string of ISO/IEC 14496-15 Annex E from an HEVCDecoderConfigurationRecord.
-fn hevc_codec_string(entry: &str, hvcc: &[u8]) -> ParseResult<String> {
-    let mut c = Cursor::new(hvcc);
-    let version = c.u8()?;
-    if version != 1 {
-        return err(format!("unsupported configurationVersion {version}"));
-    }
-    let b = c.u8()?;
-    let profile_space = b >> 6;
-    let tier = (b >> 5) & 1;
-    let profile_idc = b & 0x1f;
-    let compat = c.u32()?;
-    let constraints = c.bytes(6)?;
-    let level_idc = c.u8()?;
-
-    let mut s = String::from(entry);
-    s.push('.');
-    match profile_space {
-        1 => s.push('A'),
-        2 => s.push('B'),
-        3 => s.push('C'),
-        _ => {}
-    }
-    s.push_str(&profile_idc.to_string());
-    // general_profile_compatibility_flags in reverse bit order, hex, no leading zeros.
-    s.push_str(&format!(".{:X}", compat.reverse_bits()));
-    s.push_str(&format!(".{}{}", if tier == 1 { 'H' } else { 'L' }, level_idc));
-    let used = constraints.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    for byte in &constraints[..used] {
-        s.push_str(&format!(".{byte:X}"));
-    }
-    Ok(s)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Audio
-
-/// Sample rates of the AAC samplingFrequencyIndex (ISO/IEC 14496-3 Table 1.18).
-const AAC_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
-/// AC-3 fscod → sample rate (ETSI TS 102 366 §4.4.1.3).
-const AC3_RATES: [u32; 3] = [48000, 44100, 32000];
-/// AC-3 acmod → full-bandwidth channel count.
-const ACMOD_CHANNELS: [u16; 8] = [2, 1, 2, 3, 3, 4, 4, 5];
-/// AC-3 acmod → Dolby channel map (Table E.1.4 bits: L C R Ls Rs Lc/Rc Lrs/Rrs Cs …).
-const ACMOD_CHANMAP: [u16; 8] = [0xA000, 0x4000, 0xA000, 0xE000, 0xA100, 0xE100, 0xB800, 0xF800];
-const CHANMAP_LFE: u16 = 0x0001;
 
 /// Looks like a run of boxes: a plausible first header that fits.
 fn plausible_children(buf: &[u8]) -> bool {
@@ -253,7 +252,7 @@ fn plausible_children(buf: &[u8]) -> bool {
     kind_ok && size >= 8 && size <= buf.len()
 }
 
-fn describe_audio(kind: FourCC, payload: &[u8], layout: &mut AudioLayout) -> ParseResult<CodecInfo> {
+fn describe_audio(kind: FourCC, payload: &[u8]) -> ParseResult<CodecInfo> {
     let name = fourcc_str(&kind);
     let mut c = Cursor::new(payload);
     let fixed = (|| {
@@ -319,369 +318,45 @@ fn describe_audio(kind: FourCC, payload: &[u8], layout: &mut AudioLayout) -> Par
                 },
             };
             let esds = esds.ok_or_else(|| ParseError("'mp4a' has no 'esds' box".into()))?;
-            with_context(apply_esds(esds, &mut info, layout), "esds")?;
+            let es = with_context(EsDescriptor::parse(esds), "esds")?;
+            info.codec_string = es.codec_string();
+            if es.is_aac() {
+                info.family = CodecFamily::Aac;
+                if let Some(asc) = &es.audio_specific_config {
+                    if let Some(rate) = asc.output_rate() {
+                        info.sample_rate = rate;
+                    }
+                    if let Some(n) = asc.output_channels() {
+                        info.channels = n;
+                    }
+                }
+                info.config = CodecConfig::Aac(es);
+            }
         }
         b"ac-3" => {
-            let dac3 = find(children, b"dac3")?.ok_or_else(|| ParseError("'ac-3' has no 'dac3' box".into()))?;
-            with_context(apply_dac3(dac3, &mut info, layout), "dac3")?;
+            let dac3 = with_context(Ac3Config::parse_dac3(config_box(children, b"dac3", "ac-3")?), "dac3")?;
+            info.family = CodecFamily::Ac3;
+            info.codec_string = "ac-3".to_string();
+            apply_ac3(&mut info, &dac3);
+            info.config = CodecConfig::Ac3(dac3);
         }
         b"ec-3" => {
-            let dec3 = find(children, b"dec3")?.ok_or_else(|| ParseError("'ec-3' has no 'dec3' box".into()))?;
-            with_context(apply_dec3(dec3, &mut info, layout), "dec3")?;
+            let dec3 = with_context(Ac3Config::parse_dec3(config_box(children, b"dec3", "ec-3")?), "dec3")?;
+            info.family = CodecFamily::Eac3;
+            info.codec_string = "ec-3".to_string();
+            apply_ac3(&mut info, &dec3);
+            info.config = CodecConfig::Eac3(dec3);
         }
         _ => {}
     }
     Ok(info)
 }
 
-/// Reads one ISO/IEC 14496-1 descriptor header: tag and the 1–4 byte size (7 bits per byte,
-/// high bit = more bytes follow). Returns the tag and the descriptor body.
-fn descriptor<'a>(c: &mut Cursor<'a>) -> ParseResult<(u8, &'a [u8])> {
-    let tag = c.u8()?;
-    let mut len: usize = 0;
-    for i in 0..4 {
-        let b = c.u8()?;
-        len = (len << 7) | usize::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            break;
-        }
-        if i == 3 {
-            return err("descriptor size longer than 4 bytes");
-        }
-    }
-    let body = c
-        .bytes(len)
-        .map_err(|_| ParseError(format!("descriptor 0x{tag:02x} declares {len} bytes, has {}", c.remaining())))?;
-    Ok((tag, body))
-}
-
-/// Finds the first descriptor with `tag` in a run of descriptors.
-fn find_descriptor(buf: &[u8], tag: u8) -> ParseResult<Option<&[u8]>> {
-    let mut c = Cursor::new(buf);
-    while c.remaining() > 0 {
-        // Some writers pad with zero bytes after the last descriptor.
-        if c.rest().iter().all(|&b| b == 0) {
-            break;
-        }
-        let (t, body) = descriptor(&mut c)?;
-        if t == tag {
-            return Ok(Some(body));
-        }
-    }
-    Ok(None)
-}
-
-fn apply_esds(esds: &[u8], info: &mut CodecInfo, layout: &mut AudioLayout) -> ParseResult<()> {
-    let mut c = Cursor::new(esds);
-    c.full_box()?;
-    let (tag, es) = descriptor(&mut c)?;
-    if tag != 0x03 {
-        return err(format!("expected ES_Descriptor (tag 3), found tag {tag}"));
-    }
-    let mut c = Cursor::new(es);
-    c.skip(2)?; // ES_ID
-    let flags = c.u8()?;
-    if flags & 0x80 != 0 {
-        c.skip(2)?; // dependsOn_ES_ID
-    }
-    if flags & 0x40 != 0 {
-        let url_len = c.u8()?;
-        c.skip(usize::from(url_len))?;
-    }
-    if flags & 0x20 != 0 {
-        c.skip(2)?; // OCR_ES_Id
-    }
-    let dcd = find_descriptor(c.rest(), 0x04)?
-        .ok_or_else(|| ParseError("ES_Descriptor has no DecoderConfigDescriptor".into()))?;
-    let mut c = Cursor::new(dcd);
-    let oti = c.u8()?;
-    c.skip(1 + 3 + 4 + 4)?; // streamType/upStream, bufferSizeDB, maxBitrate, avgBitrate
-    let dsi = find_descriptor(c.rest(), 0x05)?;
-
-    match oti {
-        0x40 => {
-            info.family = CodecFamily::Aac;
-            let dsi = dsi.ok_or_else(|| ParseError("MPEG-4 audio without DecoderSpecificInfo".into()))?;
-            let asc = with_context(AudioSpecificConfig::parse(dsi), "AudioSpecificConfig")?;
-            info.codec_string = format!("mp4a.40.{}", asc.codec_object_type());
-            if let Some(rate) = asc.output_rate() {
-                info.sample_rate = rate;
-            }
-            if let Some(n) = asc.output_channels() {
-                info.channels = n;
-            }
-            if asc.channel_config != 0 {
-                layout.channel_layout = Some(ChannelLayout::Mpeg(asc.channel_config));
-            }
-        }
-        // MPEG-2 AAC Main / LC / SSR profiles.
-        0x66..=0x68 => {
-            info.family = CodecFamily::Aac;
-            info.codec_string = format!("mp4a.{oti:02X}");
-            if let Some(Ok(asc)) = dsi.map(AudioSpecificConfig::parse) {
-                if let Some(rate) = asc.output_rate() {
-                    info.sample_rate = rate;
-                }
-                if let Some(n) = asc.output_channels() {
-                    info.channels = n;
-                }
-            }
-        }
-        // 0x69 MPEG-2 audio (MP3 LSF), 0x6B MPEG-1 audio (MP3), and anything else.
-        _ => {
-            info.family = CodecFamily::Other;
-            info.codec_string = format!("mp4a.{oti:02X}");
-        }
-    }
-    Ok(())
-}
-
-/// An MSB-first bit reader over a byte slice.
-struct Bits<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Bits<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Bits { buf, pos: 0 }
-    }
-    fn left(&self) -> usize {
-        self.buf.len() * 8 - self.pos
-    }
-    fn read(&mut self, n: usize) -> ParseResult<u32> {
-        if n > 32 {
-            return err("bit field wider than 32 bits");
-        }
-        if n > self.left() {
-            return err(format!("needs {n} more bits, has {}", self.left()));
-        }
-        let mut v: u32 = 0;
-        for _ in 0..n {
-            let byte = self.buf[self.pos / 8];
-            let bit = (byte >> (7 - (self.pos % 8))) & 1;
-            v = (v << 1) | u32::from(bit);
-            self.pos += 1;
-        }
-        Ok(v)
-    }
-    fn flag(&mut self) -> ParseResult<bool> {
-        Ok(self.read(1)? == 1)
-    }
-}
-
-/// The parts of an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1) that the manifests need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AudioSpecificConfig {
-    /// The core audio object type (2 = AAC LC under HE-AAC).
-    object_type: u8,
-    sample_rate: Option<u32>,
-    channel_config: u8,
-    sbr: bool,
-    ps: bool,
-    /// The SBR output sample rate, when signalled.
-    extension_rate: Option<u32>,
-}
-
-fn audio_object_type(b: &mut Bits) -> ParseResult<u8> {
-    let aot = b.read(5)?;
-    let aot = if aot == 31 { 32 + b.read(6)? } else { aot };
-    Ok(aot as u8)
-}
-
-fn sampling_frequency(b: &mut Bits) -> ParseResult<Option<u32>> {
-    let index = b.read(4)?;
-    if index == 0xf {
-        return Ok(Some(b.read(24)?));
-    }
-    Ok(AAC_RATES.get(index as usize).copied())
-}
-
-impl AudioSpecificConfig {
-    fn parse(buf: &[u8]) -> ParseResult<Self> {
-        let mut b = Bits::new(buf);
-        let mut object_type = audio_object_type(&mut b)?;
-        let sample_rate = sampling_frequency(&mut b)?;
-        let channel_config = b.read(4)? as u8;
-        let mut asc = AudioSpecificConfig {
-            object_type,
-            sample_rate,
-            channel_config,
-            sbr: false,
-            ps: false,
-            extension_rate: None,
-        };
-        if object_type == 5 || object_type == 29 {
-            // Explicit hierarchical signalling of SBR (and PS).
-            asc.sbr = true;
-            asc.ps = object_type == 29;
-            asc.extension_rate = sampling_frequency(&mut b)?;
-            object_type = audio_object_type(&mut b)?;
-            asc.object_type = object_type;
-            return Ok(asc);
-        }
-        // Backward-compatible implicit signalling: a sync extension after the
-        // GASpecificConfig. Only read it in the simple case (AAC LC, no program config
-        // element); anything unexpected just means "no extension".
-        if object_type == 2 && channel_config != 0 {
-            let _ = asc.read_sync_extension(&mut b);
-        }
-        Ok(asc)
-    }
-
-    fn read_sync_extension(&mut self, b: &mut Bits) -> ParseResult<()> {
-        // GASpecificConfig for AOT 2: frameLengthFlag, dependsOnCoreCoder, extensionFlag.
-        b.read(1)?;
-        if b.flag()? {
-            b.read(14)?; // coreCoderDelay
-        }
-        if b.flag()? {
-            b.read(1)?; // extensionFlag3 (only AOTs 17/19/20/22/23 have more)
-        }
-        if b.left() < 16 || b.read(11)? != 0x2b7 {
-            return Ok(());
-        }
-        if audio_object_type(b)? != 5 {
-            return Ok(());
-        }
-        if !b.flag()? {
-            return Ok(()); // sbrPresentFlag = 0: plain AAC LC
-        }
-        let rate = sampling_frequency(b)?;
-        self.sbr = true;
-        self.extension_rate = rate;
-        if b.left() >= 12 && b.read(11)? == 0x548 && b.flag()? {
-            self.ps = true;
-        }
-        Ok(())
-    }
-
-    /// The object type for the RFC 6381 string: 29 with PS, 5 with SBR, else the core type.
-    fn codec_object_type(&self) -> u8 {
-        if self.ps {
-            29
-        } else if self.sbr {
-            5
-        } else {
-            self.object_type
-        }
-    }
-
-    fn output_rate(&self) -> Option<u32> {
-        if self.sbr {
-            self.extension_rate.or(self.sample_rate.map(|r| r * 2))
-        } else {
-            self.sample_rate
-        }
-    }
-
-    fn output_channels(&self) -> Option<u16> {
-        let n = match self.channel_config {
-            1..=6 => u16::from(self.channel_config),
-            7 => 8,
-            11 => 7,
-            12 | 14 => 8,
-            13 => 24,
-            _ => return None,
-        };
-        // Parametric stereo turns a mono core into stereo output.
-        Some(if self.ps && n == 1 { 2 } else { n })
-    }
-}
-
-/// AC3SpecificBox (ETSI TS 102 366 §F.4): fscod 2, bsid 5, bsmod 3, acmod 3, lfeon 1,
-/// bit_rate_code 5, reserved 5.
-fn apply_dac3(dac3: &[u8], info: &mut CodecInfo, layout: &mut AudioLayout) -> ParseResult<()> {
-    let mut b = Bits::new(dac3);
-    let fscod = b.read(2)? as usize;
-    let _bsid = b.read(5)?;
-    let _bsmod = b.read(3)?;
-    let acmod = b.read(3)? as usize;
-    let lfeon = b.flag()?;
-    info.family = CodecFamily::Ac3;
-    info.codec_string = "ac-3".to_string();
-    if let Some(&rate) = AC3_RATES.get(fscod) {
+fn apply_ac3(info: &mut CodecInfo, config: &Ac3Config) {
+    if let Some(rate) = config.sample_rate() {
         info.sample_rate = rate;
     }
-    let (channels, mask) = acmod_layout(acmod, lfeon);
-    info.channels = channels;
-    layout.channel_layout = Some(ChannelLayout::Dolby(mask));
-    Ok(())
-}
-
-fn acmod_layout(acmod: usize, lfeon: bool) -> (u16, u16) {
-    let channels = ACMOD_CHANNELS.get(acmod).copied().unwrap_or(2) + u16::from(lfeon);
-    let mut mask = ACMOD_CHANMAP.get(acmod).copied().unwrap_or(0xA000);
-    if lfeon {
-        mask |= CHANMAP_LFE;
-    }
-    (channels, mask)
-}
-
-/// EC3SpecificBox (ETSI TS 102 366 §F.6): data_rate 13, num_ind_sub 3, then per independent
-/// substream fscod 2, bsid 5, reserved 1, asvc 1, bsmod 3, acmod 3, lfeon 1, reserved 3,
-/// num_dep_sub 4, chan_loc 9 | reserved 1; then optionally reserved 7,
-/// flag_ec3_extension_type_a 1, complexity_index_type_a 8 (JOC).
-fn apply_dec3(dec3: &[u8], info: &mut CodecInfo, layout: &mut AudioLayout) -> ParseResult<()> {
-    let mut b = Bits::new(dec3);
-    let _data_rate = b.read(13)?;
-    let num_ind_sub = b.read(3)? + 1;
-    let mut first = None;
-    for _ in 0..num_ind_sub {
-        let fscod = b.read(2)? as usize;
-        let _bsid = b.read(5)?;
-        b.read(1)?;
-        let _asvc = b.read(1)?;
-        let _bsmod = b.read(3)?;
-        let acmod = b.read(3)? as usize;
-        let lfeon = b.flag()?;
-        b.read(3)?;
-        let num_dep_sub = b.read(4)?;
-        let chan_loc = if num_dep_sub > 0 { b.read(9)? as u16 } else { b.read(1).map(|_| 0)? };
-        if first.is_none() {
-            first = Some((fscod, acmod, lfeon, chan_loc));
-        }
-    }
-    let (fscod, acmod, lfeon, chan_loc) = first.ok_or_else(|| ParseError("no substream".into()))?;
-    info.family = CodecFamily::Eac3;
-    info.codec_string = "ec-3".to_string();
-    if let Some(&rate) = AC3_RATES.get(fscod) {
-        info.sample_rate = rate;
-    }
-    let (mut channels, mut mask) = acmod_layout(acmod, lfeon);
-    // chan_loc (Table F.6.1), LSB first: Lc/Rc, Lrs/Rrs, Cs, Ts, Lsd/Rsd, Lw/Rw, Vhl/Vhr,
-    // Vhc, LFE2. Pairs count two channels.
-    const LOCATIONS: [(u16, u16); 9] = [
-        (2, 1 << 10),
-        (2, 1 << 9),
-        (1, 1 << 8),
-        (1, 1 << 7),
-        (2, 1 << 6),
-        (2, 1 << 5),
-        (2, 1 << 4),
-        (1, 1 << 3),
-        (1, 1 << 1),
-    ];
-    for (i, (n, bit)) in LOCATIONS.iter().enumerate() {
-        if chan_loc & (1 << i) != 0 {
-            channels += n;
-            mask |= bit;
-        }
-    }
-    info.channels = channels;
-    layout.channel_layout = Some(ChannelLayout::Dolby(mask));
-    // Byte-align, then the optional JOC extension.
-    let rem = b.pos % 8;
-    if rem != 0 {
-        b.read(8 - rem)?;
-    }
-    if b.left() >= 16 {
-        b.read(7)?;
-        if b.flag()? {
-            layout.joc_complexity = Some(b.read(8)? as u8);
-        }
-    }
-    Ok(())
+    info.channels = config.channels_and_map().0;
 }
 
 #[cfg(test)]
@@ -769,6 +444,12 @@ mod tests {
         assert_eq!(info.codec_string, "avc1.64001f");
         assert_eq!((info.width, info.height), (320, 180));
         assert!(info.is_video() && !info.is_audio());
+        let CodecConfig::Avc(avc) = &info.config else { panic!("{:?}", info.config) };
+        assert_eq!(avc.nal_length_size, 4);
+        assert_eq!((avc.sps.len(), avc.sps[0].len(), avc.sps[0][0]), (1, 26, 0x67));
+        assert_eq!((avc.pps.len(), avc.pps[0].len(), avc.pps[0][0]), (1, 6, 0x68));
+        let sets: Vec<&[u8]> = info.config.parameter_sets().collect();
+        assert_eq!(sets, [&avc.sps[0][..], &avc.pps[0][..]]);
     }
 
     #[test]
@@ -840,14 +521,14 @@ mod tests {
 
     #[test]
     fn aac_lc_48k_stereo() {
-        let (info, layout) = describe_with_layout(&hex(MP4A_LC_48K_STEREO)).unwrap();
+        let info = describe(&hex(MP4A_LC_48K_STEREO)).unwrap();
         assert_eq!(info.family, CodecFamily::Aac);
         assert_eq!(info.codec_string, "mp4a.40.2");
         assert_eq!(info.sample_rate, 48000);
         assert_eq!(info.channels, 2);
-        assert_eq!(layout.channel_layout, Some(ChannelLayout::Mpeg(2)));
+        assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Mpeg(2)));
         assert!(info.is_audio() && !info.is_video());
-        assert_eq!(layout.hls_channels(&info), "2");
+        assert_eq!(info.hls_channels(), "2");
     }
 
     #[test]
@@ -893,11 +574,11 @@ mod tests {
         // 5 + 6 + 4 + 24 + 4 = 43 bits → pad to 48.
         bits <<= 5;
         let asc = &bits.to_be_bytes()[2..];
-        let (info, layout) = describe_with_layout(&mp4a(6, 48000, asc)).unwrap();
+        let info = describe(&mp4a(6, 48000, asc)).unwrap();
         assert_eq!(info.codec_string, "mp4a.40.42");
         assert_eq!(info.sample_rate, 48000);
         assert_eq!(info.channels, 6);
-        assert_eq!(layout.channel_layout, None);
+        assert_eq!(info.config.channel_layout(), None);
     }
 
     #[test]
@@ -961,24 +642,24 @@ mod tests {
 
     #[test]
     fn ac3_51() {
-        let (info, layout) = describe_with_layout(&hex(AC3_51)).unwrap();
+        let info = describe(&hex(AC3_51)).unwrap();
         assert_eq!(info.family, CodecFamily::Ac3);
         assert_eq!(info.codec_string, "ac-3");
         assert_eq!(info.sample_rate, 48000);
         assert_eq!(info.channels, 6);
-        assert_eq!(layout.channel_layout, Some(ChannelLayout::Dolby(0xF801)));
+        assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Dolby(0xF801)));
     }
 
     #[test]
     fn eac3_stereo() {
-        let (info, layout) = describe_with_layout(&hex(EC3_STEREO)).unwrap();
+        let info = describe(&hex(EC3_STEREO)).unwrap();
         assert_eq!(info.family, CodecFamily::Eac3);
         assert_eq!(info.codec_string, "ec-3");
         assert_eq!(info.sample_rate, 48000);
         assert_eq!(info.channels, 2);
-        assert_eq!(layout.channel_layout, Some(ChannelLayout::Dolby(0xA000)));
-        assert_eq!(layout.joc_complexity, None);
-        assert_eq!(layout.hls_channels(&info), "2");
+        assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Dolby(0xA000)));
+        assert_eq!(info.config.joc_complexity(), None);
+        assert_eq!(info.hls_channels(), "2");
     }
 
     #[test]
@@ -990,11 +671,11 @@ mod tests {
         let dec3 = hex("6000 200f 0202 01 10");
         let mut p = audio_fixed(8, 48000);
         p.extend_from_slice(&mkbox(b"dec3", &dec3));
-        let (info, layout) = describe_with_layout(&mkbox(b"ec-3", &p)).unwrap();
+        let info = describe(&mkbox(b"ec-3", &p)).unwrap();
         assert_eq!(info.channels, 8);
-        assert_eq!(layout.channel_layout, Some(ChannelLayout::Dolby(0xFA01)));
-        assert_eq!(layout.joc_complexity, Some(16));
-        assert_eq!(layout.hls_channels(&info), "16/JOC");
+        assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Dolby(0xFA01)));
+        assert_eq!(info.config.joc_complexity(), Some(16));
+        assert_eq!(info.hls_channels(), "16/JOC");
         // Truncated dec3.
         let mut p = audio_fixed(2, 48000);
         p.extend_from_slice(&mkbox(b"dec3", &dec3[..3]));

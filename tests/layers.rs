@@ -28,7 +28,6 @@ const LAYERS: &[(&str, u32)] = &[
 
 /// Uses that break the layering today, each to be removed by the change that fixes it.
 const KNOWN: &[(&str, &str)] = &[
-    ("protect::cenc", "source::index"), // track facts instead of the codec configuration
 ];
 
 fn unit_of(path: &str) -> Option<(&'static str, u32)> {

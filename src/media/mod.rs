@@ -3,3 +3,22 @@
 pub mod bits;
 pub mod codec;
 pub mod mp4;
+
+/// What a track carries (from its `hdlr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackKind {
+    Video,
+    Audio,
+    Text,
+}
+
+impl TrackKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+            TrackKind::Text => "text",
+        }
+    }
+}

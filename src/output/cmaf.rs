@@ -310,7 +310,7 @@ fn write_protected_entry(w: &mut BoxWriter, track: &TrackIndex, enc: &TrackEncry
             w.end(tenc);
         }
         Scheme::Cbcs => {
-            let pattern = cenc::pattern_for(info);
+            let pattern = cenc::pattern_for(info.kind);
             let tenc = w.begin_full(b"tenc", 1, 0);
             w.u8(0); // reserved
             w.u8((pattern.crypt << 4) | (pattern.skip & 0x0f));
@@ -621,7 +621,7 @@ fn encrypt_samples(
     positions: &[(usize, Range<usize>)],
     span: &SourceSpan,
 ) -> Result<EncryptedSamples, ParseError> {
-    let mut encryptor = cenc::SampleEncryptor::new(enc, &track.info)?;
+    let mut encryptor = cenc::SampleEncryptor::new(enc, track.info.track_id, &track.info.codec)?;
     let total: usize = positions.iter().map(|(_, p)| p.len()).sum();
     let mut payload = Vec::with_capacity(total);
     let mut aux = Vec::with_capacity(positions.len());
@@ -721,6 +721,7 @@ mod tests {
         codec_info.height = 180;
         codec_info.sample_rate = 48_000;
         codec_info.channels = 1;
+        codec_info.config = crate::media::codec::describe(&hex(entry)).unwrap().config;
         TrackInfo {
             track_id: 2,
             kind,

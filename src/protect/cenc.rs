@@ -18,7 +18,7 @@
 //!   - the NAL unit header and the slice header (parsed with the avcC/hvcC and in-band
 //!     parameter sets, rounded up to a byte: [`slice`]) stay clear; when the slice header
 //!     cannot be measured, `cenc` keeps just the NAL unit header clear and `cbcs` the first
-//!     [`slice::CBCS_VCL_CLEAR_PREFIX`] bytes (the fallback and why: [`slice`]);
+//!     [`CBCS_VCL_CLEAR_PREFIX`] bytes (the fallback and why: [`slice`]);
 //!   - `cenc`: the protected range is the largest multiple of 16 bytes at the end of the NAL
 //!     unit after that (CMAF requires whole blocks for `cenc` AVC/HEVC), the rest is clear;
 //!   - `cbcs`: the protected range starts right after the clear part (for a parsed header,
@@ -54,10 +54,10 @@ use aes::Aes128;
 use bytes::Bytes;
 
 use super::{ContentKey, Scheme};
-pub mod slice;
-use crate::media::mp4::reader::{boxes, find, ParseError};
-use crate::media::mp4::FourCC;
-use crate::source::index::{CodecFamily, TrackInfo, TrackKind};
+use crate::media::codec::slice;
+use crate::media::codec::{CodecFamily, CodecInfo};
+use crate::media::mp4::reader::ParseError;
+use crate::media::TrackKind;
 
 type Aes128Ctr = ctr::Ctr64BE<Aes128>;
 
@@ -84,6 +84,10 @@ pub fn iv_seed(asset: &str, bitrate: u64, track_name: &str) -> u64 {
     buf.extend_from_slice(track_name.as_bytes());
     xxhash_rust::xxh3::xxh3_64(&buf)
 }
+
+/// Bytes from the start of a VCL NAL unit (NAL unit header included) that `cbcs` leaves clear
+/// when the slice header length is unknown (the fallback and why: [`slice`]).
+pub const CBCS_VCL_CLEAR_PREFIX: usize = 128;
 
 /// The encryption pattern of `cbcs` video (23001-7 §10.4.1: 1 encrypted block, 9 clear).
 pub const CBCS_VIDEO_PATTERN: Pattern = Pattern { crypt: 1, skip: 9 };
@@ -185,58 +189,47 @@ fn cenc_iv_from(base: u64, sample: u64) -> [u8; 8] {
 }
 
 /// The `cbcs` pattern of a track: 1:9 for video, 0:0 (all blocks) otherwise.
-pub fn pattern_for(info: &TrackInfo) -> Pattern {
-    if info.kind == TrackKind::Video {
+pub fn pattern_for(kind: TrackKind) -> Pattern {
+    if kind == TrackKind::Video {
         CBCS_VIDEO_PATTERN
     } else {
         Pattern { crypt: 0, skip: 0 }
     }
 }
 
-/// Whether samples of this track are encrypted with subsamples (`senc` flag 0x2).
-pub fn uses_subsamples(info: &TrackInfo) -> bool {
-    matches!(info.codec.family, CodecFamily::Avc | CodecFamily::Hevc)
-}
-
-/// The NAL length size (1, 2 or 4) from the avcC / hvcC of a visual sample entry.
-fn nal_length_size(sample_entry: &[u8], hevc: bool) -> Result<usize, ParseError> {
-    let entry = match boxes(sample_entry).next() {
-        Some(b) => b?,
-        None => return Err(ParseError("empty sample entry".into())),
-    };
-    // VisualSampleEntry: 78 bytes of fixed fields before the child boxes.
-    let children = entry.payload.get(78..).ok_or_else(|| ParseError("visual sample entry too short".into()))?;
-    let (kind, at): (&FourCC, usize) = if hevc { (b"hvcC", 21) } else { (b"avcC", 4) };
-    let config = find(children, kind)?
-        .ok_or_else(|| ParseError(format!("sample entry has no '{}'", String::from_utf8_lossy(kind))))?;
-    let b = config.get(at).ok_or_else(|| ParseError(format!("'{}' too short", String::from_utf8_lossy(kind))))?;
-    match (b & 3) + 1 {
+/// The NAL length size (1, 2 or 4) of an AVC / HEVC track.
+fn nal_length_size(codec: &CodecInfo) -> Result<usize, ParseError> {
+    let size = codec
+        .config
+        .nal_length_size()
+        .ok_or_else(|| ParseError(format!("'{}' sample entry has no codec configuration", codec.sample_entry_type)))?;
+    match size {
         3 => Err(ParseError("NAL length size 3 is not allowed".into())),
-        n => Ok(n as usize),
+        n => Ok(usize::from(n)),
     }
 }
 
 impl SampleEncryptor {
-    /// Prepares the encryption of samples of the track `info` (AVC, HEVC, AAC, AC-3, E-AC-3).
-    pub fn new(enc: &TrackEncryption, info: &TrackInfo) -> Result<SampleEncryptor, ParseError> {
-        let layout = match info.codec.family {
-            CodecFamily::Avc => Layout::Nal { hevc: false, length_size: nal_length_size(&info.sample_entry, false)? },
-            CodecFamily::Hevc => Layout::Nal { hevc: true, length_size: nal_length_size(&info.sample_entry, true)? },
+    /// Prepares the encryption of samples of track `track_id` (AVC, HEVC, AAC, AC-3, E-AC-3).
+    pub fn new(enc: &TrackEncryption, track_id: u32, codec: &CodecInfo) -> Result<SampleEncryptor, ParseError> {
+        let layout = match codec.family {
+            CodecFamily::Avc => Layout::Nal { hevc: false, length_size: nal_length_size(codec)? },
+            CodecFamily::Hevc => Layout::Nal { hevc: true, length_size: nal_length_size(codec)? },
             CodecFamily::Aac | CodecFamily::Ac3 | CodecFamily::Eac3 => Layout::Whole,
             CodecFamily::Other => {
                 return Err(ParseError(format!(
                     "Common Encryption of '{}' tracks is not supported",
-                    info.codec.sample_entry_type
+                    codec.sample_entry_type
                 )))
             }
         };
         let slices = match layout {
-            Layout::Nal { hevc, .. } => slice::SliceHeaderParser::from_sample_entry(&info.sample_entry, hevc),
+            Layout::Nal { .. } => slice::SliceHeaderParser::from_config(&codec.config),
             Layout::Whole => slice::SliceHeaderParser::default(),
         };
         let cipher = Aes128::new(&enc.key.key.into());
-        let cenc_base = cenc_base(&cipher, info.track_id, enc.iv_seed);
-        let constant_iv = derive_block(&cipher, b"cbcs", info.track_id, enc.iv_seed);
+        let cenc_base = cenc_base(&cipher, track_id, enc.iv_seed);
+        let constant_iv = derive_block(&cipher, b"cbcs", track_id, enc.iv_seed);
         Ok(SampleEncryptor { scheme: enc.scheme, cipher, layout, cenc_base, constant_iv, slices })
     }
 
@@ -324,7 +317,7 @@ impl SampleEncryptor {
                 slice::NalClass::Vcl { header_len, slice_header_end } => match (self.scheme, slice_header_end) {
                     (_, Some(end)) => end,
                     (Scheme::Cenc, None) => header_len,
-                    (Scheme::Cbcs, None) => slice::CBCS_VCL_CLEAR_PREFIX.max(header_len),
+                    (Scheme::Cbcs, None) => CBCS_VCL_CLEAR_PREFIX.max(header_len),
                 },
             }
             .min(nal_len);
@@ -413,44 +406,23 @@ fn cbc_pattern_encrypt(cipher: &Aes128, iv: &[u8; 16], pattern: Pattern, range: 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::source::index::{CodecInfo, EditOffset};
+    use crate::media::codec::{AvcConfig, CodecConfig, HevcConfig};
 
     pub(crate) fn key() -> ContentKey {
         ContentKey { kid: [0x11; 16], key: [0x42; 16] }
     }
 
-    fn track(family: CodecFamily, entry: Bytes) -> TrackInfo {
-        let kind =
-            if matches!(family, CodecFamily::Avc | CodecFamily::Hevc) { TrackKind::Video } else { TrackKind::Audio };
-        TrackInfo {
-            track_id: 1,
-            kind,
-            timescale: 90_000,
-            language: "und".into(),
-            sample_entry: entry,
-            codec: CodecInfo { family, ..CodecInfo::default() },
-            edit: EditOffset::default(),
-        }
+    fn track(family: CodecFamily, config: CodecConfig) -> CodecInfo {
+        CodecInfo { family, config, ..CodecInfo::default() }
     }
 
-    /// A minimal visual sample entry with a config box whose NAL length size is 4.
-    fn entry(hevc: bool) -> Bytes {
-        let (kind, config): (&[u8; 4], Vec<u8>) = if hevc {
-            let mut c = vec![1u8; 23];
-            c[21] = 0xff; // lengthSizeMinusOne = 3
-            c[22] = 0; // numOfArrays
-            (b"hvcC", c)
+    /// An avcC / hvcC with NAL length size 4 and no parameter sets.
+    fn config(hevc: bool) -> CodecConfig {
+        if hevc {
+            CodecConfig::Hevc(HevcConfig { nal_length_size: 4, ..HevcConfig::default() })
         } else {
-            (b"avcC", vec![1, 0x64, 0, 0x1f, 0xff, 0xe0, 0])
-        };
-        let mut e = Vec::new();
-        e.extend_from_slice(&(8 + 78 + 8 + config.len() as u32).to_be_bytes());
-        e.extend_from_slice(if hevc { b"hvc1" } else { b"avc1" });
-        e.extend_from_slice(&[0u8; 78]);
-        e.extend_from_slice(&(8 + config.len() as u32).to_be_bytes());
-        e.extend_from_slice(kind);
-        e.extend_from_slice(&config);
-        e.into()
+            CodecConfig::Avc(AvcConfig { nal_length_size: 4, ..AvcConfig::default() })
+        }
     }
 
     fn nal(header: &[u8], len: usize) -> Vec<u8> {
@@ -538,8 +510,8 @@ pub(crate) mod tests {
     fn avc_subsamples_keep_headers_and_non_vcl_clear() {
         let k = key();
         let enc = TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: 7 };
-        let info = track(CodecFamily::Avc, entry(false));
-        let mut e = SampleEncryptor::new(&enc, &info).unwrap();
+        let info = track(CodecFamily::Avc, config(false));
+        let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
         // AUD, SPS, PPS, SEI (non-VCL), then an IDR slice of 1000 bytes and a tiny slice.
         let mut sample = Vec::new();
         sample.extend(nal(&[0x09, 0xf0], 2));
@@ -577,8 +549,8 @@ pub(crate) mod tests {
     fn hevc_subsamples() {
         let k = key();
         let enc = TrackEncryption { scheme: Scheme::Cbcs, key: &k, pssh: &[], iv_seed: 7 };
-        let info = track(CodecFamily::Hevc, entry(true));
-        let mut e = SampleEncryptor::new(&enc, &info).unwrap();
+        let info = track(CodecFamily::Hevc, config(true));
+        let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
         // AUD (35), VPS (32), SEI prefix (39), then a TRAIL_R slice (1) of 500 bytes.
         let mut sample = Vec::new();
         sample.extend(nal(&[35 << 1, 1, 0x50], 3));
@@ -591,7 +563,7 @@ pub(crate) mod tests {
         let subs = pairs(&aux);
         assert_eq!(subs.len(), 1);
         let non_vcl = 3 * 4 + 3 + 24 + 12;
-        assert_eq!(subs[0].0, non_vcl + 4 + slice::CBCS_VCL_CLEAR_PREFIX, "NAL + slice header clear");
+        assert_eq!(subs[0].0, non_vcl + 4 + CBCS_VCL_CLEAR_PREFIX, "NAL + slice header clear");
         assert_eq!(subs[0].0 + subs[0].1, sample.len(), "cbcs protects to the end of the NAL");
         assert_eq!(&out[..subs[0].0], &sample[..subs[0].0]);
         let mut dec = out.clone();
@@ -603,8 +575,8 @@ pub(crate) mod tests {
     fn long_clear_runs_are_split_for_u16() {
         let k = key();
         let enc = TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: 0 };
-        let info = track(CodecFamily::Avc, entry(false));
-        let mut e = SampleEncryptor::new(&enc, &info).unwrap();
+        let info = track(CodecFamily::Avc, config(false));
+        let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
         let mut sample = nal(&[0x06], 70_000); // a huge SEI
         sample.extend(nal(&[0x65], 100));
         let mut out = Vec::new();
@@ -660,8 +632,8 @@ pub(crate) mod tests {
         let plain: Vec<u8> = (0..100u8).collect();
         for scheme in [Scheme::Cenc, Scheme::Cbcs] {
             let enc = TrackEncryption { scheme, key: &k, pssh: &[], iv_seed: 1 };
-            let info = track(CodecFamily::Aac, Bytes::new());
-            let mut e = SampleEncryptor::new(&enc, &info).unwrap();
+            let info = track(CodecFamily::Aac, CodecConfig::None);
+            let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
             assert!(!e.uses_subsamples());
             let mut out = Vec::new();
             let aux = e.encrypt_sample(5, &plain, &mut out).unwrap();
@@ -697,7 +669,7 @@ pub(crate) mod tests {
         assert_eq!(ivs.len(), 10_000);
         assert_ne!(constant_iv(&a, 1), constant_iv(&b, 1));
         assert_ne!(iv_seed("x", 1, "video"), iv_seed("y", 1, "video"));
-        let other = track(CodecFamily::Other, Bytes::new());
-        assert!(SampleEncryptor::new(&a, &other).is_err());
+        let other = track(CodecFamily::Other, CodecConfig::None);
+        assert!(SampleEncryptor::new(&a, 1, &other).is_err());
     }
 }

@@ -20,6 +20,7 @@ pub mod aac;
 pub mod ac3;
 pub mod avc;
 pub mod hevc;
+pub mod slice;
 
 use serde::Serialize;
 

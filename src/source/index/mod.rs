@@ -13,24 +13,7 @@ use bytes::Bytes;
 use crate::source::storage::ObjectVersion;
 
 pub use crate::media::codec::{CodecFamily, CodecInfo};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrackKind {
-    Video,
-    Audio,
-    Text,
-}
-
-impl TrackKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrackKind::Video => "video",
-            TrackKind::Audio => "audio",
-            TrackKind::Text => "text",
-        }
-    }
-}
+pub use crate::media::TrackKind;
 
 /// The part of an edit list that survives repackaging: an optional initial empty edit
 /// (delays the track) and the media time at which presentation starts (B-frame delay,

@@ -1,5 +1,5 @@
-//! NAL unit classification for subsample encryption, and where a VCL NAL unit's clear part
-//! ends.
+//! H.264 / H.265 NAL unit classification and slice-header lengths: where a VCL NAL unit's
+//! slice data starts (what subsample encryption keeps clear before it).
 //!
 //! # Where the protected range of a slice starts
 //!
@@ -35,7 +35,7 @@
 //! (FMO), data partitions (types 2–4), HEVC profiles other than Main / Main 10 / Main Still /
 //! RExt (SCC and multi-layer slice headers differ), PPS extensions, nuh_layer_id > 0,
 //! reserved NAL types, a header that does not leave at least one byte of slice data, or a
-//! failed alignment check — `cbcs` keeps the first [`CBCS_VCL_CLEAR_PREFIX`] bytes of the VCL
+//! failed alignment check — `cbcs` keeps the first `protect::cenc::CBCS_VCL_CLEAR_PREFIX` bytes of the VCL
 //! NAL unit (NAL header included) clear and protects the rest (1:9 pattern, trailing partial
 //! block clear), and `cenc` keeps just the NAL unit header clear. 128 bytes covers the slice
 //! headers of ordinary encodes (x264/x265: AVC ≈ 5–30 bytes even with weighted prediction;
@@ -50,12 +50,8 @@
 
 use std::collections::HashMap;
 
+use super::CodecConfig;
 use crate::media::bits::{BitReader, Rbsp};
-use crate::media::mp4::reader::{boxes, find};
-
-/// Bytes from the start of a VCL NAL unit (NAL unit header included) that `cbcs` leaves clear
-/// when the slice header length is unknown. See the module documentation.
-pub const CBCS_VCL_CLEAR_PREFIX: usize = 128;
 
 /// At most this many bytes of a NAL unit are unescaped to find its slice header (headers are
 /// tens of bytes; an HEVC header with hundreds of entry points and a full extension stays well
@@ -83,11 +79,12 @@ pub struct SliceHeaderParser {
 }
 
 impl SliceHeaderParser {
-    /// Loads the parameter sets of a visual sample entry's avcC / hvcC (a missing or broken
-    /// configuration record only means that slice headers fall back to the conservative rule).
-    pub fn from_sample_entry(sample_entry: &[u8], hevc: bool) -> SliceHeaderParser {
+    /// Loads the parameter sets of the track's avcC / hvcC (parameter sets it cannot use only
+    /// mean that slice headers fall back to the conservative rule).
+    pub fn from_config(config: &CodecConfig) -> SliceHeaderParser {
         let mut p = SliceHeaderParser::default();
-        for nal in config_nal_units(sample_entry, hevc).unwrap_or_default() {
+        let hevc = matches!(config, CodecConfig::Hevc(_));
+        for nal in config.parameter_sets() {
             p.classify(nal, hevc);
         }
         p
@@ -571,51 +568,6 @@ fn avc_ref_pic_list_modification(r: &mut BitReader<'_>) -> Option<()> {
         }
     }
     None
-}
-
-/// The parameter set NAL units of an avcC (SPS, PPS; the High-profile trailer is ignored) or
-/// an hvcC (every array).
-fn config_nal_units(sample_entry: &[u8], hevc: bool) -> Option<Vec<&[u8]>> {
-    let entry = boxes(sample_entry).next()?.ok()?;
-    let children = entry.payload.get(78..)?;
-    let config = find(children, if hevc { b"hvcC" } else { b"avcC" }).ok()??;
-    let mut out = Vec::new();
-    let mut pos;
-    if hevc {
-        let arrays = *config.get(22)?;
-        pos = 23;
-        for _ in 0..arrays {
-            pos += 1; // array_completeness, reserved, NAL_unit_type
-            let n = u16::from_be_bytes([*config.get(pos)?, *config.get(pos + 1)?]);
-            pos += 2;
-            for _ in 0..n {
-                take_nal(&mut pos, &mut out, config)?;
-            }
-        }
-    } else {
-        let num_sps = *config.get(5)? & 0x1f;
-        pos = 6;
-        for _ in 0..num_sps {
-            take_nal(&mut pos, &mut out, config)?;
-        }
-        let num_pps = *config.get(pos)?;
-        pos += 1;
-        for _ in 0..num_pps {
-            take_nal(&mut pos, &mut out, config)?;
-        }
-    }
-    Some(out)
-}
-
-/// One `u16` length-prefixed NAL unit of a configuration record at `*pos`.
-fn take_nal<'a>(pos: &mut usize, out: &mut Vec<&'a [u8]>, config: &'a [u8]) -> Option<()> {
-    let len = u16::from_be_bytes([*config.get(*pos)?, *config.get(*pos + 1)?]) as usize;
-    let nal = config.get(*pos + 2..*pos + 2 + len)?;
-    *pos += 2 + len;
-    if !nal.is_empty() {
-        out.push(nal);
-    }
-    Some(())
 }
 
 /// Ceil(Log2(n)) for n ≥ 1.
@@ -1155,6 +1107,7 @@ impl HevcPps {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::mp4::reader::boxes;
     use std::path::Path;
     use std::process::Command;
 
@@ -1237,8 +1190,8 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)
     }
 
-    /// The sample entry and every sample (decode order) of the first track of an MP4 file.
-    fn samples(path: &Path) -> (Vec<u8>, Vec<Vec<u8>>) {
+    /// The codec configuration and every sample (decode order) of the first track of an MP4 file.
+    fn samples(path: &Path) -> (CodecConfig, Vec<Vec<u8>>) {
         let file = std::fs::read(path).unwrap();
         let moov = boxes(&file).map(|b| b.unwrap()).find(|b| &b.kind == b"moov").unwrap();
         let moov = crate::source::index::progressive::parse_moov(
@@ -1254,7 +1207,7 @@ mod tests {
             .zip(&t.samples.sizes)
             .map(|(&o, &s)| file[o as usize..o as usize + s as usize].to_vec())
             .collect();
-        (t.info.sample_entry.to_vec(), samples)
+        (t.info.codec.config.clone(), samples)
     }
 
     /// The end (in RBSP bits, NAL header included) of each slice header ffmpeg's
@@ -1320,11 +1273,9 @@ mod tests {
     fn check_file(path: &Path, hevc: bool) {
         let file = path.display();
         let path = path.to_path_buf();
-        let (entry, samples) = samples(&path);
-        let children = &boxes(&entry).next().unwrap().unwrap().payload[78..];
-        let config = find(children, if hevc { b"hvcC" } else { b"avcC" }).unwrap().unwrap();
-        let length_size = (config[if hevc { 21 } else { 4 }] & 3) as usize + 1;
-        let mut parser = SliceHeaderParser::from_sample_entry(&entry, hevc);
+        let (config, samples) = samples(&path);
+        let length_size = usize::from(config.nal_length_size().unwrap());
+        let mut parser = SliceHeaderParser::from_config(&config);
         let mut ours = Vec::new();
         for sample in &samples {
             let mut pos = 0;
@@ -1365,8 +1316,8 @@ mod tests {
             seed
         };
         for (file, hevc) in [("ladder/video_150k.mp4", false), ("hevc/video_hevc.mp4", true)] {
-            let (entry, samples) = samples(&fixture(file));
-            let base = SliceHeaderParser::from_sample_entry(&entry, hevc);
+            let (config, samples) = samples(&fixture(file));
+            let base = SliceHeaderParser::from_config(&config);
             let nal = &samples[1][4..];
             for trial in 0..3000 {
                 let mut p = base.clone();

@@ -58,10 +58,10 @@ use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::media::mp4::fourcc_str;
-use crate::media::mp4::reader::{boxes, find, ParseError};
+use crate::media::codec::{AdtsConfig, CodecConfig, CodecInfo};
+use crate::media::mp4::reader::ParseError;
 use crate::plan::reads::SourceSpan;
-use crate::source::index::{CodecFamily, TrackIndex, TrackKind};
+use crate::source::index::{TrackIndex, TrackKind};
 use crate::source::timeline::Segment;
 
 /// One elementary stream to mux into a TS segment: its index, the segment's samples, and the
@@ -97,11 +97,6 @@ const AVC_AUD: &[u8] = &[0, 0, 0, 1, 0x09, 0xF0];
 const HEVC_AUD: &[u8] = &[0, 0, 0, 1, 0x46, 0x01, 0x50];
 /// Most payload bytes in an audio PES with a length (65535 minus the 8 header bytes counted).
 const MAX_AUDIO_PES_PAYLOAD: usize = 65_535 - 8;
-/// Largest AAC frame an ADTS header can describe (13-bit frame_length includes the header).
-const MAX_ADTS_FRAME: usize = 0x1FFF - 7;
-
-/// Sampling frequencies of the AAC samplingFrequencyIndex (ISO/IEC 14496-3 Table 1.18).
-const AAC_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 
 fn fail<T>(msg: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError(msg.into()))
@@ -109,15 +104,6 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, ParseError> {
 
 // ---------------------------------------------------------------------------------------------
 // Codec configuration
-
-/// What the ADTS header needs from an AudioSpecificConfig.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdtsConfig {
-    /// ADTS profile: audio object type − 1 of the core codec (1 = AAC LC).
-    pub profile: u8,
-    pub sampling_index: u8,
-    pub channel_config: u8,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Codec {
@@ -150,292 +136,45 @@ impl Codec {
     }
 }
 
-/// The sample entry's box type and payload.
-fn entry_box(sample_entry: &[u8]) -> Result<([u8; 4], &[u8]), ParseError> {
-    match boxes(sample_entry).next() {
-        Some(b) => {
-            let b = b?;
-            Ok((b.kind, b.payload))
-        }
-        None => fail("empty sample entry"),
-    }
-}
-
-/// Reads the codec configuration the muxer needs from a track's sample entry.
-fn codec_of(track: &TrackIndex) -> Result<Codec, ParseError> {
-    let (kind, payload) = entry_box(&track.info.sample_entry)?;
-    let name = fourcc_str(&kind);
-    match track.info.codec.family {
-        CodecFamily::Avc | CodecFamily::Hevc => {
-            // VisualSampleEntry: 78 bytes of fixed fields, then child boxes.
-            let children =
-                payload.get(78..).ok_or_else(|| ParseError(format!("visual sample entry '{name}' is truncated")))?;
-            if track.info.codec.family == CodecFamily::Avc {
-                let avcc = find(children, b"avcC")?.ok_or_else(|| ParseError(format!("'{name}' has no 'avcC' box")))?;
-                let (length_size, parameter_sets) = parse_avcc(avcc)?;
-                Ok(Codec::Avc { length_size, parameter_sets })
-            } else {
-                let hvcc = find(children, b"hvcC")?.ok_or_else(|| ParseError(format!("'{name}' has no 'hvcC' box")))?;
-                let (length_size, parameter_sets) = parse_hvcc(hvcc)?;
-                Ok(Codec::Hevc { length_size, parameter_sets })
+/// The muxer's view of a track's codec configuration (parsed once when the track was indexed).
+fn codec_of(codec: &CodecInfo) -> Result<Codec, ParseError> {
+    match &codec.config {
+        CodecConfig::Avc(avc) => {
+            if avc.sps.is_empty() || avc.pps.is_empty() {
+                return fail("avcC has no SPS or no PPS");
             }
+            let length_size = usize::from(avc.nal_length_size);
+            Ok(Codec::Avc { length_size, parameter_sets: annex_b_parameter_sets(&codec.config) })
         }
-        CodecFamily::Aac => Ok(Codec::Aac(adts_config_of(payload)?)),
-        CodecFamily::Ac3 => Ok(Codec::Ac3),
-        CodecFamily::Eac3 => Ok(Codec::Eac3),
-        CodecFamily::Other => fail(format!("codec '{name}' cannot be carried in MPEG-TS")),
-    }
-}
-
-/// A bounds-checked reader over a configuration record.
-struct Rd<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    what: &'static str,
-}
-
-impl<'a> Rd<'a> {
-    fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Rd { buf, pos: 0, what }
-    }
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], ParseError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        match end {
-            Some(end) => {
-                let out = &self.buf[self.pos..end];
-                self.pos = end;
-                Ok(out)
+        CodecConfig::Hevc(hevc) => {
+            if hevc.nal_units.is_empty() {
+                return fail("hvcC has no parameter sets");
             }
-            None => {
-                fail(format!("{} is truncated (needs {n} bytes at {}, has {})", self.what, self.pos, self.buf.len()))
-            }
+            let length_size = usize::from(hevc.nal_length_size);
+            Ok(Codec::Hevc { length_size, parameter_sets: annex_b_parameter_sets(&codec.config) })
         }
-    }
-    fn u8(&mut self) -> Result<u8, ParseError> {
-        Ok(self.bytes(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, ParseError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        CodecConfig::Aac(es) => {
+            let asc = es
+                .audio_specific_config
+                .as_ref()
+                .ok_or_else(|| ParseError("AAC without AudioSpecificConfig".into()))?;
+            Ok(Codec::Aac(asc.adts()?))
+        }
+        CodecConfig::Ac3(_) => Ok(Codec::Ac3),
+        CodecConfig::Eac3(_) => Ok(Codec::Eac3),
+        CodecConfig::None => fail(format!("codec '{}' cannot be carried in MPEG-TS", codec.sample_entry_type)),
     }
 }
 
-/// NAL length size and Annex B parameter sets (SPS, then PPS) of an AVCDecoderConfigurationRecord
-/// (ISO/IEC 14496-15 §5.3.3.1).
-fn parse_avcc(avcc: &[u8]) -> Result<(usize, Vec<u8>), ParseError> {
-    let mut r = Rd::new(avcc, "avcC");
-    let version = r.u8()?;
-    if version != 1 {
-        return fail(format!("avcC: unsupported configurationVersion {version}"));
-    }
-    r.bytes(3)?; // profile, compatibility, level
-    let length_size = usize::from(r.u8()? & 3) + 1;
+/// The configuration record's parameter sets with Annex B start codes, sent before every
+/// sync sample.
+fn annex_b_parameter_sets(config: &CodecConfig) -> Vec<u8> {
     let mut sets = Vec::new();
-    let sps_count = r.u8()? & 0x1f;
-    for _ in 0..sps_count {
-        let len = usize::from(r.u16()?);
+    for nal in config.parameter_sets() {
         sets.extend_from_slice(START_CODE);
-        sets.extend_from_slice(r.bytes(len)?);
+        sets.extend_from_slice(nal);
     }
-    let pps_count = r.u8()?;
-    for _ in 0..pps_count {
-        let len = usize::from(r.u16()?);
-        sets.extend_from_slice(START_CODE);
-        sets.extend_from_slice(r.bytes(len)?);
-    }
-    if sps_count == 0 || pps_count == 0 {
-        return fail("avcC has no SPS or no PPS");
-    }
-    Ok((length_size, sets))
-}
-
-/// NAL length size and Annex B parameter sets (every array, in order: VPS, SPS, PPS, SEI) of
-/// an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 §8.3.3.1).
-fn parse_hvcc(hvcc: &[u8]) -> Result<(usize, Vec<u8>), ParseError> {
-    let mut r = Rd::new(hvcc, "hvcC");
-    let version = r.u8()?;
-    if version > 1 {
-        return fail(format!("hvcC: unsupported configurationVersion {version}"));
-    }
-    r.bytes(20)?; // profile/tier/level … avgFrameRate
-    let length_size = usize::from(r.u8()? & 3) + 1;
-    let arrays = r.u8()?;
-    let mut sets = Vec::new();
-    for _ in 0..arrays {
-        r.u8()?; // array_completeness, reserved, NAL_unit_type
-        let count = r.u16()?;
-        for _ in 0..count {
-            let len = usize::from(r.u16()?);
-            sets.extend_from_slice(START_CODE);
-            sets.extend_from_slice(r.bytes(len)?);
-        }
-    }
-    if sets.is_empty() {
-        return fail("hvcC has no parameter sets");
-    }
-    Ok((length_size, sets))
-}
-
-/// Finds `esds` in an `mp4a` payload and derives the ADTS fields from its AudioSpecificConfig.
-fn adts_config_of(mp4a_payload: &[u8]) -> Result<AdtsConfig, ParseError> {
-    // AudioSampleEntry: 28 bytes (ISO, QuickTime v0), 44 (QuickTime v1) or 64 (v2) before the
-    // child boxes; QuickTime may wrap esds in 'wave'.
-    let mut esds = None;
-    for base in [28usize, 44, 64] {
-        let Some(children) = mp4a_payload.get(base..) else { continue };
-        let found = match find(children, b"esds") {
-            Ok(Some(e)) => Some(e),
-            Ok(None) => match find(children, b"wave") {
-                Ok(Some(wave)) => find(wave, b"esds").ok().flatten(),
-                _ => None,
-            },
-            Err(_) => None,
-        };
-        if found.is_some() {
-            esds = found;
-            break;
-        }
-    }
-    let esds = esds.ok_or_else(|| ParseError("'mp4a' has no 'esds' box".into()))?;
-    let asc = audio_specific_config(esds)?;
-    adts_config(asc)
-}
-
-/// One ISO/IEC 14496-1 descriptor: tag and body.
-fn descriptor<'a>(r: &mut Rd<'a>) -> Result<(u8, &'a [u8]), ParseError> {
-    let tag = r.u8()?;
-    let mut len = 0usize;
-    for _ in 0..4 {
-        let b = r.u8()?;
-        len = (len << 7) | usize::from(b & 0x7f);
-        if b & 0x80 == 0 {
-            return Ok((tag, r.bytes(len)?));
-        }
-    }
-    fail("esds: descriptor size longer than 4 bytes")
-}
-
-fn find_descriptor(buf: &[u8], tag: u8) -> Result<Option<&[u8]>, ParseError> {
-    let mut r = Rd::new(buf, "esds");
-    while r.pos < buf.len() {
-        if buf[r.pos..].iter().all(|&b| b == 0) {
-            break;
-        }
-        let (t, body) = descriptor(&mut r)?;
-        if t == tag {
-            return Ok(Some(body));
-        }
-    }
-    Ok(None)
-}
-
-/// The DecoderSpecificInfo (AudioSpecificConfig) of an `esds` payload.
-fn audio_specific_config(esds: &[u8]) -> Result<&[u8], ParseError> {
-    let mut r = Rd::new(esds, "esds");
-    r.bytes(4)?; // version, flags
-    let (tag, es) = descriptor(&mut r)?;
-    if tag != 0x03 {
-        return fail(format!("esds: expected ES_Descriptor (tag 3), found tag {tag}"));
-    }
-    let mut r = Rd::new(es, "ES_Descriptor");
-    r.bytes(2)?; // ES_ID
-    let flags = r.u8()?;
-    if flags & 0x80 != 0 {
-        r.bytes(2)?;
-    }
-    if flags & 0x40 != 0 {
-        let n = usize::from(r.u8()?);
-        r.bytes(n)?;
-    }
-    if flags & 0x20 != 0 {
-        r.bytes(2)?;
-    }
-    let dcd =
-        find_descriptor(&es[r.pos..], 0x04)?.ok_or_else(|| ParseError("esds has no DecoderConfigDescriptor".into()))?;
-    let oti = dcd.first().copied().unwrap_or(0);
-    if !matches!(oti, 0x40 | 0x66..=0x68) {
-        return fail(format!("esds: object type 0x{oti:02x} is not AAC"));
-    }
-    let rest = dcd.get(13..).ok_or_else(|| ParseError("DecoderConfigDescriptor is truncated".into()))?;
-    find_descriptor(rest, 0x05)?.ok_or_else(|| ParseError("AAC without AudioSpecificConfig".into()))
-}
-
-/// MSB-first bit reader.
-struct Bits<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Result<u32, ParseError> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let Some(&byte) = self.buf.get(self.pos / 8) else {
-                return fail("AudioSpecificConfig is truncated");
-            };
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Ok(v)
-    }
-    fn object_type(&mut self) -> Result<u32, ParseError> {
-        let aot = self.read(5)?;
-        Ok(if aot == 31 { 32 + self.read(6)? } else { aot })
-    }
-    /// samplingFrequencyIndex, with an explicit 24-bit frequency mapped back to its index.
-    fn sampling_index(&mut self) -> Result<u8, ParseError> {
-        let index = self.read(4)?;
-        if index == 15 {
-            let rate = self.read(24)?;
-            return match AAC_RATES.iter().position(|&r| r == rate) {
-                Some(i) => Ok(i as u8),
-                None => fail(format!("AAC sampling frequency {rate} Hz has no ADTS index")),
-            };
-        }
-        if index > 12 {
-            return fail(format!("reserved AAC samplingFrequencyIndex {index}"));
-        }
-        Ok(index as u8)
-    }
-}
-
-/// The ADTS fields of an AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1): for HE-AAC (v1/v2,
-/// explicit signalling, AOT 5 / 29) the core object type and the core sampling frequency.
-pub fn adts_config(asc: &[u8]) -> Result<AdtsConfig, ParseError> {
-    let mut b = Bits { buf: asc, pos: 0 };
-    let mut aot = b.object_type()?;
-    let sampling_index = b.sampling_index()?;
-    let channel_config = b.read(4)? as u8;
-    if aot == 5 || aot == 29 {
-        b.sampling_index()?; // extensionSamplingFrequencyIndex (the SBR output rate)
-        aot = b.object_type()?;
-    }
-    if !(1..=4).contains(&aot) {
-        return fail(format!("AAC object type {aot} cannot be carried in ADTS"));
-    }
-    if channel_config == 0 || channel_config > 7 {
-        return fail(format!(
-            "AAC channelConfiguration {channel_config} (program config element) is not supported in ADTS"
-        ));
-    }
-    Ok(AdtsConfig { profile: (aot - 1) as u8, sampling_index, channel_config })
-}
-
-/// The 7-byte ADTS header (ISO/IEC 13818-7 §6.2, no CRC) of a raw frame of `frame_len` bytes.
-pub fn adts_header(cfg: &AdtsConfig, frame_len: usize) -> Result<[u8; 7], ParseError> {
-    if frame_len > MAX_ADTS_FRAME {
-        return fail(format!("AAC frame of {frame_len} bytes is too long for ADTS"));
-    }
-    let full = frame_len + 7;
-    Ok([
-        0xFF,
-        0xF1, // syncword end, MPEG-4, layer 0, protection_absent
-        (cfg.profile << 6) | ((cfg.sampling_index & 0xF) << 2) | ((cfg.channel_config >> 2) & 1),
-        ((cfg.channel_config & 3) << 6) | ((full >> 11) as u8 & 0x3),
-        (full >> 3) as u8,
-        (((full & 7) as u8) << 5) | 0x1F, // buffer fullness 0x7FF (VBR), high bits
-        0xFC,                             // buffer fullness low bits, one raw data block
-    ])
+    sets
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -751,7 +490,7 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Par
         if track.info.kind == TrackKind::Text {
             return fail("text tracks cannot be carried in an MPEG-TS segment");
         }
-        let codec = codec_of(track)?;
+        let codec = codec_of(&track.info.codec)?;
         let pid = if codec.is_video() {
             if has_video {
                 return fail("a TS segment holds at most one video track");
@@ -852,7 +591,7 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Par
         // ADTS headers of this PES, made before `pieces` borrows them.
         let adts: Vec<[u8; 7]> = match &st.codec {
             Codec::Aac(cfg) => {
-                unit.samples.clone().map(|i| adts_header(cfg, samples.sizes[i] as usize)).collect::<Result<_, _>>()?
+                unit.samples.clone().map(|i| cfg.header(samples.sizes[i] as usize)).collect::<Result<_, _>>()?
             }
             _ => Vec::new(),
         };
@@ -927,13 +666,17 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Par
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::index::{CodecInfo, EditOffset, SampleTable, TrackInfo};
+    use crate::media::codec::{describe, Ac3Config, AvcConfig};
+    use crate::source::index::{EditOffset, SampleTable, TrackInfo};
     use std::collections::HashMap;
 
     /// A real `avc1` sample entry (x264, 320x180, High@1.2) from an ffmpeg-made file.
     const AVC1: &str = "000000b161766331000000000000000100000000000000000000000000000000014000b40048000000480000000000000001154c61766335392e33372e313030206c696278323634000000000000000000000018ffff00000037617663430164000cffe1001a6764000cacd941419f9f011000000300100000030300f142996001000668ebe3cb22c0fdf8f800000000107061737000000001000000010000001462747274000000000003a2980003a298";
     /// A real `mp4a` sample entry (AAC-LC, 48 kHz mono) from an ffmpeg-made file.
     const MP4A: &str = "0000006e6d703461000000000000000100000000000000000002001000000000bb80000000000036657364730000000003808080250001000480808017401500000000011014000110140580808005118856e5000680808001020000001462747274000000000001101400011014";
+
+    /// An `ac-3` sample entry (48 kHz, 5.1).
+    const AC3: &str = "0000002f61632d33000000000000000100000000000000000006001000000000bb8000000000000b646163330c11e0";
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -1100,17 +843,15 @@ mod tests {
 
     // ---- synthetic tracks ----
 
-    #[allow(clippy::field_reassign_with_default)]
+    /// A track of `samples` with the codec facts of `entry` (none when they do not parse).
     fn track(
         kind: TrackKind,
         entry: Vec<u8>,
-        family: CodecFamily,
         timescale: u32,
         samples: Vec<Vec<u8>>,
         edit: EditOffset,
     ) -> (TrackIndex, SourceSpan) {
-        let mut codec = CodecInfo::default();
-        codec.family = family;
+        let codec = describe(&entry).unwrap_or_default();
         let n = samples.len();
         let base = 1000u64;
         let mut offsets = Vec::new();
@@ -1158,14 +899,7 @@ mod tests {
     }
 
     fn video_track(samples: Vec<Vec<u8>>) -> (TrackIndex, SourceSpan) {
-        track(
-            TrackKind::Video,
-            hex(AVC1),
-            CodecFamily::Avc,
-            12_288,
-            samples,
-            EditOffset { empty_duration: 0, media_time: 1024 },
-        )
+        track(TrackKind::Video, hex(AVC1), 12_288, samples, EditOffset { empty_duration: 0, media_time: 1024 })
     }
 
     #[test]
@@ -1210,49 +944,6 @@ mod tests {
     }
 
     #[test]
-    fn adts_header_fields() {
-        // AAC-LC 48 kHz stereo.
-        let cfg = adts_config(&[0x11, 0x90]).unwrap();
-        assert_eq!(cfg, AdtsConfig { profile: 1, sampling_index: 3, channel_config: 2 });
-        let h = adts_header(&cfg, 300).unwrap();
-        let bits = u64::from_be_bytes([0, h[0], h[1], h[2], h[3], h[4], h[5], h[6]]);
-        let field = |from: u32, len: u32| (bits >> (56 - from - len)) & ((1 << len) - 1);
-        assert_eq!(field(0, 12), 0xFFF, "syncword");
-        assert_eq!(field(12, 1), 0, "MPEG-4");
-        assert_eq!(field(13, 2), 0, "layer");
-        assert_eq!(field(15, 1), 1, "protection_absent");
-        assert_eq!(field(16, 2), 1, "profile = AOT 2 - 1");
-        assert_eq!(field(18, 4), 3, "48 kHz");
-        assert_eq!(field(23, 3), 2, "channels");
-        assert_eq!(field(30, 13), 307, "frame_length includes the header");
-        assert_eq!(field(43, 11), 0x7FF, "buffer fullness");
-        assert_eq!(field(54, 2), 0, "one raw data block");
-        // 5.1 (channel configuration 6, 44.1 kHz).
-        let cfg = adts_config(&[0x12, 0x30]).unwrap();
-        assert_eq!(cfg, AdtsConfig { profile: 1, sampling_index: 4, channel_config: 6 });
-        let h = adts_header(&cfg, 8000).unwrap();
-        assert_eq!(((h[2] & 1) << 2) | (h[3] >> 6), 6);
-        assert!(adts_header(&cfg, 8185).is_err(), "frame_length is 13 bits");
-        // HE-AAC v1, explicit: AOT 5, 24 kHz core (index 6), stereo, 48 kHz SBR (index 3), core AOT 2.
-        // 00101 0110 0010 0011 00010 → 0x2B 0x11 0x88 (padded).
-        let cfg = adts_config(&[0x2B, 0x11, 0x88]).unwrap();
-        assert_eq!(cfg, AdtsConfig { profile: 1, sampling_index: 6, channel_config: 2 });
-        // HE-AAC v2 (AOT 29), mono core.
-        // 11101 0110 0001 0011 00010 → 0xEB 0x09 0x88
-        let cfg = adts_config(&[0xEB, 0x09, 0x88]).unwrap();
-        assert_eq!(cfg, AdtsConfig { profile: 1, sampling_index: 6, channel_config: 1 });
-        // Explicit 24-bit frequency maps back to its index; unknown frequencies are errors.
-        // AOT 2, index 15, 48000 = 0x00BB80, channels 2.
-        let asc = [0x17, 0x80, 0x5D, 0xC0, 0x10];
-        assert_eq!(adts_config(&asc).unwrap().sampling_index, 3);
-        assert!(adts_config(&[0x17, 0x80, 0x5D, 0xC8, 0x10]).is_err());
-        // Program config element (channel configuration 0) and non-AAC object types.
-        assert!(adts_config(&[0x11, 0x80]).is_err());
-        assert!(adts_config(&[0x3A, 0x10]).is_err(), "AOT 7 (TwinVQ)");
-        assert!(adts_config(&[0x11]).is_err(), "truncated");
-    }
-
-    #[test]
     fn crc_matches_a_known_pat() {
         // The PAT ffmpeg writes for one program with PMT PID 0x1000.
         let pat = hex("00b00d0001c100000001f000");
@@ -1265,10 +956,9 @@ mod tests {
 
     /// SPS + PPS of [`AVC1`] with start codes.
     fn avc1_parameter_sets() -> Vec<u8> {
-        let entry = hex(AVC1);
-        let (_, payload) = entry_box(&entry).unwrap();
-        let (length_size, sets) = parse_avcc(find(&payload[78..], b"avcC").unwrap().unwrap()).unwrap();
-        assert_eq!(length_size, 4);
+        let codec = describe(&hex(AVC1)).unwrap();
+        assert_eq!(codec.config.nal_length_size(), Some(4));
+        let sets = annex_b_parameter_sets(&codec.config);
         assert_eq!(sets.windows(4).filter(|w| w == &START_CODE).count(), 2, "one SPS, one PPS");
         sets
     }
@@ -1339,14 +1029,7 @@ mod tests {
             entry[at..at + 2].copy_from_slice(&asc);
         }
         let samples: Vec<Vec<u8>> = (0..n).map(|i| vec![0x21 + i as u8; 100 + i * 3]).collect();
-        track(
-            TrackKind::Audio,
-            entry,
-            CodecFamily::Aac,
-            48_000,
-            samples,
-            EditOffset { empty_duration: 0, media_time: 1024 },
-        )
+        track(TrackKind::Audio, entry, 48_000, samples, EditOffset { empty_duration: 0, media_time: 1024 })
     }
 
     #[test]
@@ -1379,7 +1062,7 @@ mod tests {
                 assert_eq!((h[0], h[1] & 0xF6), (0xFF, 0xF0));
                 let mono = AdtsConfig { profile: 1, sampling_index: 3, channel_config: 1 };
                 let len = ((usize::from(h[3]) & 3) << 11) | (usize::from(h[4]) << 3) | (usize::from(h[5]) >> 5);
-                assert_eq!(h, &adts_header(&mono, len - 7).unwrap()[..]);
+                assert_eq!(h, &mono.header(len - 7).unwrap()[..]);
                 frames.push(pes.payload[q + 7..q + len].to_vec());
                 q += len;
             }
@@ -1396,8 +1079,7 @@ mod tests {
 
     #[test]
     fn ac3_is_copied_with_registration_descriptor() {
-        let entry =
-            hex("0000002f61632d33000000000000000100000000000000000006001000000000bb800000000000000b646163330c11e0");
+        let entry = hex(AC3);
         let frames: Vec<Vec<u8>> = (0..5)
             .map(|i| {
                 let mut f = vec![0x0B, 0x77];
@@ -1405,8 +1087,7 @@ mod tests {
                 f
             })
             .collect();
-        let (mut t, span) =
-            track(TrackKind::Audio, entry.clone(), CodecFamily::Ac3, 48_000, frames.clone(), EditOffset::default());
+        let (mut t, span) = track(TrackKind::Audio, entry.clone(), 48_000, frames.clone(), EditOffset::default());
         t.samples.dts = (0..5).map(|i| i * 1536).collect();
         t.samples.end_dts = 5 * 1536;
         let d = demux(&ts_segment(&[TsInput { track: &t, segment: &seg(0, 5), span: &span }], 0).unwrap());
@@ -1422,14 +1103,14 @@ mod tests {
         assert_eq!(d.pes.len(), 3);
 
         let mut t2 = t.clone();
-        t2.info.codec.family = CodecFamily::Eac3;
+        t2.info.codec.config = CodecConfig::Eac3(Ac3Config::default());
         let d = demux(&ts_segment(&[TsInput { track: &t2, segment: &seg(0, 5), span: &span }], 0).unwrap());
         assert_eq!(pmt_streams(&d.pmt).1[0].0, 0x87);
         assert_eq!(&pmt_streams(&d.pmt).1[0].2[..6], &[0x05, 4, b'E', b'A', b'C', b'3']);
 
         // A frame without the syncword is an error.
         let bad = vec![vec![0u8; 100]];
-        let (t3, span3) = track(TrackKind::Audio, entry, CodecFamily::Ac3, 48_000, bad, EditOffset::default());
+        let (t3, span3) = track(TrackKind::Audio, entry, 48_000, bad, EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t3, segment: &seg(0, 1), span: &span3 }], 0).is_err());
     }
 
@@ -1512,32 +1193,22 @@ mod tests {
         assert!(d.pes[0].payload.ends_with(&[0x65; 1000]));
         assert!(ts.len() < (2 << 20) * 188 / 184 + 4 * 188 + 1000);
 
-        // A sample entry without avcC.
-        let mut entry = hex(AVC1);
-        let at = entry.windows(4).position(|w| w == b"avcC").unwrap();
-        entry[at..at + 4].copy_from_slice(b"xxxx");
-        let (t4, span4) =
-            track(TrackKind::Video, entry, CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
-        let e = ts_segment(&[TsInput { track: &t4, segment: &seg(0, 1), span: &span4 }], 0).unwrap_err();
+        // An avcC without parameter sets (allowed for avc3: they are in band).
+        let mut t4 = t.clone();
+        t4.info.codec.config = CodecConfig::Avc(AvcConfig { nal_length_size: 4, ..AvcConfig::default() });
+        let e = ts_segment(&[TsInput { track: &t4, segment: &seg(0, 1), span: &span }], 0).unwrap_err();
         assert!(e.0.contains("avcC"), "{e}");
         // A truncated sample entry, an empty one, a non-TS codec, a text track.
-        let (t5, span5) = track(
-            TrackKind::Video,
-            hex(AVC1)[..60].to_vec(),
-            CodecFamily::Avc,
-            12_288,
-            vec![good.clone()],
-            EditOffset::default(),
-        );
+        let (t5, span5) =
+            track(TrackKind::Video, hex(AVC1)[..60].to_vec(), 12_288, vec![good.clone()], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t5, segment: &seg(0, 1), span: &span5 }], 0).is_err());
-        let (t6, span6) =
-            track(TrackKind::Video, vec![], CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
+        let (t6, span6) = track(TrackKind::Video, vec![], 12_288, vec![good.clone()], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t6, segment: &seg(0, 1), span: &span6 }], 0).is_err());
-        let (t7, span7) =
-            track(TrackKind::Video, hex(AVC1), CodecFamily::Other, 12_288, vec![good.clone()], EditOffset::default());
+        let mut vp09 = hex(AVC1);
+        vp09[4..8].copy_from_slice(b"vp09");
+        let (t7, span7) = track(TrackKind::Video, vp09, 12_288, vec![good.clone()], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t7, segment: &seg(0, 1), span: &span7 }], 0).is_err());
-        let (t8, span8) =
-            track(TrackKind::Text, hex(AVC1), CodecFamily::Avc, 12_288, vec![good.clone()], EditOffset::default());
+        let (t8, span8) = track(TrackKind::Text, hex(AVC1), 12_288, vec![good.clone()], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t8, segment: &seg(0, 1), span: &span8 }], 0).is_err());
         // Two video inputs.
         assert!(ts_segment(
@@ -1554,8 +1225,7 @@ mod tests {
         entry.truncate(at + 20);
         let n = entry.len() as u32;
         entry[..4].copy_from_slice(&n.to_be_bytes());
-        let (t9, span9) =
-            track(TrackKind::Audio, entry, CodecFamily::Aac, 48_000, vec![vec![1; 10]], EditOffset::default());
+        let (t9, span9) = track(TrackKind::Audio, entry, 48_000, vec![vec![1; 10]], EditOffset::default());
         assert!(ts_segment(&[TsInput { track: &t9, segment: &seg(0, 1), span: &span9 }], 0).is_err());
         // An AAC frame longer than ADTS allows.
         let (mut t10, _) = aac_track(1, None);
@@ -1578,25 +1248,18 @@ mod tests {
         for round in 0..300 {
             let n = 1 + (rnd() % 4) as usize;
             let samples: Vec<Vec<u8>> = (0..n).map(|_| (0..(rnd() % 64)).map(|_| rnd() as u8).collect()).collect();
-            let (family, mut entry) = match round % 4 {
-                0 => (CodecFamily::Avc, hex(AVC1)),
-                1 => (CodecFamily::Aac, hex(MP4A)),
-                2 => (CodecFamily::Ac3, hex(MP4A)),
-                _ => (CodecFamily::Hevc, hex(AVC1)),
+            let (kind, mut entry) = match round % 3 {
+                0 => (TrackKind::Video, hex(AVC1)),
+                1 => (TrackKind::Audio, hex(MP4A)),
+                _ => (TrackKind::Audio, hex(AC3)),
             };
-            if round % 3 == 0 {
+            if round % 4 == 0 {
                 let k = (rnd() as usize) % entry.len();
                 entry[k] = rnd() as u8;
             }
-            let kind = if matches!(family, CodecFamily::Avc | CodecFamily::Hevc) {
-                TrackKind::Video
-            } else {
-                TrackKind::Audio
-            };
             let (t, span) = track(
                 kind,
                 entry,
-                family,
                 1 + (rnd() % 100_000) as u32,
                 samples,
                 EditOffset { empty_duration: rnd() % 1000, media_time: rnd() % 5000 },

@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use crate::media::mp4::reader::ParseError;
 use crate::media::mp4::writer::BoxWriter;
-use crate::media::mp4::FourCC;
+use crate::media::mp4::{tfhd, trun, FourCC};
 use crate::plan::reads::SourceSpan;
 use crate::plan::url::Format;
 use crate::protect::cenc::{self, TrackEncryption};
@@ -88,20 +88,6 @@ impl MediaSegment {
 // sample_is_non_sync_sample in bit 16.
 const FLAGS_SYNC: u32 = 0x0200_0000;
 const FLAGS_NON_SYNC: u32 = 0x0101_0000;
-
-// tfhd flags.
-const TFHD_DEFAULT_DURATION: u32 = 0x00_0008;
-const TFHD_DEFAULT_SIZE: u32 = 0x00_0010;
-const TFHD_DEFAULT_FLAGS: u32 = 0x00_0020;
-const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
-
-// trun flags.
-const TRUN_DATA_OFFSET: u32 = 0x00_0001;
-const TRUN_FIRST_SAMPLE_FLAGS: u32 = 0x00_0004;
-const TRUN_DURATION: u32 = 0x00_0100;
-const TRUN_SIZE: u32 = 0x00_0200;
-const TRUN_FLAGS: u32 = 0x00_0400;
-const TRUN_CTS: u32 = 0x00_0800;
 
 const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x4000_0000];
 
@@ -491,15 +477,15 @@ pub fn media_segment(
     w.end(mfhd);
 
     let traf = w.begin(b"traf");
-    let mut tfhd_flags = TFHD_DEFAULT_BASE_IS_MOOF;
+    let mut tfhd_flags = tfhd::DEFAULT_BASE_IS_MOOF;
     if default_duration.is_some() {
-        tfhd_flags |= TFHD_DEFAULT_DURATION;
+        tfhd_flags |= tfhd::DEFAULT_DURATION;
     }
     if default_size.is_some() {
-        tfhd_flags |= TFHD_DEFAULT_SIZE;
+        tfhd_flags |= tfhd::DEFAULT_SIZE;
     }
     if default_flags.is_some() {
-        tfhd_flags |= TFHD_DEFAULT_FLAGS;
+        tfhd_flags |= tfhd::DEFAULT_FLAGS;
     }
     let tfhd = w.begin_full(b"tfhd", 0, tfhd_flags);
     w.u32(track.info.track_id);
@@ -512,21 +498,21 @@ pub fn media_segment(
     w.u64(s.dts[range.start]);
     w.end(tfdt);
 
-    let mut trun_flags = TRUN_DATA_OFFSET;
+    let mut trun_flags = trun::DATA_OFFSET;
     if first_flags.is_some() {
-        trun_flags |= TRUN_FIRST_SAMPLE_FLAGS;
+        trun_flags |= trun::FIRST_SAMPLE_FLAGS;
     }
     if default_duration.is_none() {
-        trun_flags |= TRUN_DURATION;
+        trun_flags |= trun::DURATION;
     }
     if default_size.is_none() {
-        trun_flags |= TRUN_SIZE;
+        trun_flags |= trun::SIZE;
     }
     if per_sample_flags {
-        trun_flags |= TRUN_FLAGS;
+        trun_flags |= trun::FLAGS;
     }
     if has_cts {
-        trun_flags |= TRUN_CTS;
+        trun_flags |= trun::CTS;
     }
     let trun = w.begin_full(b"trun", u8::from(negative_cts), trun_flags);
     w.u32(n as u32);

@@ -17,3 +17,23 @@ pub type FourCC = [u8; 4];
 pub fn fourcc_str(code: &FourCC) -> String {
     code.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect()
 }
+
+/// `tfhd` flags (ISO/IEC 14496-12 §8.8.7.1), for the fragment reader and writer alike.
+pub mod tfhd {
+    pub const BASE_DATA_OFFSET: u32 = 0x00_0001;
+    pub const SAMPLE_DESCRIPTION_INDEX: u32 = 0x00_0002;
+    pub const DEFAULT_DURATION: u32 = 0x00_0008;
+    pub const DEFAULT_SIZE: u32 = 0x00_0010;
+    pub const DEFAULT_FLAGS: u32 = 0x00_0020;
+    pub const DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
+}
+
+/// `trun` flags (ISO/IEC 14496-12 §8.8.8.1), for the fragment reader and writer alike.
+pub mod trun {
+    pub const DATA_OFFSET: u32 = 0x00_0001;
+    pub const FIRST_SAMPLE_FLAGS: u32 = 0x00_0004;
+    pub const DURATION: u32 = 0x00_0100;
+    pub const SIZE: u32 = 0x00_0200;
+    pub const FLAGS: u32 = 0x00_0400;
+    pub const CTS: u32 = 0x00_0800;
+}

@@ -3,21 +3,8 @@
 
 use super::progressive::MoovTrack;
 use crate::media::mp4::reader::{boxes, err, find, Cursor, ParseResult};
+use crate::media::mp4::{tfhd, trun};
 
-// tfhd flags
-const TFHD_BASE_DATA_OFFSET: u32 = 0x01;
-const TFHD_SAMPLE_DESCRIPTION_INDEX: u32 = 0x02;
-const TFHD_DEFAULT_DURATION: u32 = 0x08;
-const TFHD_DEFAULT_SIZE: u32 = 0x10;
-const TFHD_DEFAULT_FLAGS: u32 = 0x20;
-const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x02_0000;
-// trun flags
-const TRUN_DATA_OFFSET: u32 = 0x01;
-const TRUN_FIRST_SAMPLE_FLAGS: u32 = 0x04;
-const TRUN_DURATION: u32 = 0x100;
-const TRUN_SIZE: u32 = 0x200;
-const TRUN_FLAGS: u32 = 0x400;
-const TRUN_CTS: u32 = 0x800;
 /// sample_is_non_sync_sample in sample flags.
 const SAMPLE_IS_NON_SYNC: u32 = 0x1_0000;
 
@@ -43,17 +30,17 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [
         let Some(track) = tracks.iter_mut().find(|t| t.info.track_id == track_id) else {
             continue;
         };
-        let base_data_offset = if flags & TFHD_BASE_DATA_OFFSET != 0 { Some(c.u64()?) } else { None };
-        if flags & TFHD_SAMPLE_DESCRIPTION_INDEX != 0 {
+        let base_data_offset = if flags & tfhd::BASE_DATA_OFFSET != 0 { Some(c.u64()?) } else { None };
+        if flags & tfhd::SAMPLE_DESCRIPTION_INDEX != 0 {
             c.u32()?;
         }
         let d = track.defaults;
-        let default_duration = if flags & TFHD_DEFAULT_DURATION != 0 { c.u32()? } else { d.sample_duration };
-        let default_size = if flags & TFHD_DEFAULT_SIZE != 0 { c.u32()? } else { d.sample_size };
-        let default_flags = if flags & TFHD_DEFAULT_FLAGS != 0 { c.u32()? } else { d.sample_flags };
+        let default_duration = if flags & tfhd::DEFAULT_DURATION != 0 { c.u32()? } else { d.sample_duration };
+        let default_size = if flags & tfhd::DEFAULT_SIZE != 0 { c.u32()? } else { d.sample_size };
+        let default_flags = if flags & tfhd::DEFAULT_FLAGS != 0 { c.u32()? } else { d.sample_flags };
         let base = match base_data_offset {
             Some(b) => b,
-            None if flags & TFHD_DEFAULT_BASE_IS_MOOF != 0 => moof_offset,
+            None if flags & tfhd::DEFAULT_BASE_IS_MOOF != 0 => moof_offset,
             None => previous_data_end.unwrap_or(moof_offset),
         };
 
@@ -77,23 +64,23 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [
             let mut c = Cursor::new(trun.payload);
             let (_, tr_flags) = c.full_box()?;
             let count = c.u32()?;
-            if tr_flags & TRUN_DATA_OFFSET != 0 {
+            if tr_flags & trun::DATA_OFFSET != 0 {
                 let data_offset = c.i32()?;
                 let Some(start) = base.checked_add_signed(data_offset as i64) else {
                     return err(format!("trun data_offset {data_offset} from base {base} points outside the file"));
                 };
                 data_cursor = start;
             }
-            let first_flags = if tr_flags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(c.u32()?) } else { None };
+            let first_flags = if tr_flags & trun::FIRST_SAMPLE_FLAGS != 0 { Some(c.u32()?) } else { None };
             let per_sample =
-                [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTS].iter().filter(|&&f| tr_flags & f != 0).count() * 4;
+                [trun::DURATION, trun::SIZE, trun::FLAGS, trun::CTS].iter().filter(|&&f| tr_flags & f != 0).count() * 4;
             let count = if per_sample > 0 { c.check_table(count, per_sample, "trun")? } else { count as usize };
             if table.len() + count > super::MAX_SAMPLES {
                 return err(format!("trun declares {count} samples, past the {} a track may have", super::MAX_SAMPLES));
             }
             // Without per-sample sizes the count is not bounded by the trun's bytes: the
             // samples (at least a byte each) must fit in what the file holds after their start.
-            if tr_flags & TRUN_SIZE == 0
+            if tr_flags & trun::SIZE == 0
                 && count as u64 * default_size.max(1) as u64 > file_size.saturating_sub(data_cursor)
             {
                 return err(format!(
@@ -102,9 +89,9 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [
                 ));
             }
             for i in 0..count {
-                let duration = if tr_flags & TRUN_DURATION != 0 { c.u32()? } else { default_duration };
-                let size = if tr_flags & TRUN_SIZE != 0 { c.u32()? } else { default_size };
-                let sample_flags = if tr_flags & TRUN_FLAGS != 0 {
+                let duration = if tr_flags & trun::DURATION != 0 { c.u32()? } else { default_duration };
+                let size = if tr_flags & trun::SIZE != 0 { c.u32()? } else { default_size };
+                let sample_flags = if tr_flags & trun::FLAGS != 0 {
                     c.u32()?
                 } else if i == 0 {
                     first_flags.unwrap_or(default_flags)
@@ -113,7 +100,7 @@ pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [
                 };
                 // Version 0 offsets are unsigned by the letter of the spec, but writers put
                 // negative ones there too; players read both as signed.
-                let cts = if tr_flags & TRUN_CTS != 0 { c.u32()? as i32 } else { 0 };
+                let cts = if tr_flags & trun::CTS != 0 { c.u32()? as i32 } else { 0 };
                 let index = table.sizes.len();
                 table.dts.push(table.end_dts);
                 let Some(end) = table.end_dts.checked_add(duration as u64) else {

@@ -2,7 +2,10 @@
 
 pub mod bits;
 pub mod codec;
+mod error;
 pub mod mp4;
+
+pub use error::{err, MediaError, MediaResult};
 
 /// What a track carries (from its `hdlr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -25,9 +25,9 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::media::mp4::reader::ParseError;
 use crate::media::mp4::writer::BoxWriter;
 use crate::media::mp4::{tfhd, trun, FourCC};
+use crate::media::MediaError;
 use crate::plan::reads::SourceSpan;
 use crate::plan::url::Format;
 use crate::protect::cenc::{self, TrackEncryption};
@@ -368,8 +368,8 @@ fn sample_range(segment: &Segment) -> Range<usize> {
     start..start.saturating_add(segment.sample_count as usize)
 }
 
-fn seg_err<T>(msg: String) -> Result<T, ParseError> {
-    Err(ParseError(msg))
+fn seg_err<T>(msg: String) -> Result<T, MediaError> {
+    Err(MediaError(msg))
 }
 
 /// Builds one media segment: [`Flavor::Cmaf`] `styp`, then `moof` (`mfhd`, `traf`: `tfhd`,
@@ -388,7 +388,7 @@ pub fn media_segment(
     span: &SourceSpan,
     flavor: Flavor,
     encryption: Option<&TrackEncryption>,
-) -> Result<MediaSegment, ParseError> {
+) -> Result<MediaSegment, MediaError> {
     let s = &track.samples;
     let range = sample_range(segment);
     let n = range.len();
@@ -606,7 +606,7 @@ fn encrypt_samples(
     range: Range<usize>,
     positions: &[(usize, Range<usize>)],
     span: &SourceSpan,
-) -> Result<EncryptedSamples, ParseError> {
+) -> Result<EncryptedSamples, MediaError> {
     let mut encryptor = cenc::SampleEncryptor::new(enc, track.info.track_id, &track.info.codec)?;
     let total: usize = positions.iter().map(|(_, p)| p.len()).sum();
     let mut payload = Vec::with_capacity(total);
@@ -615,7 +615,7 @@ fn encrypt_samples(
         let sample = &span.slice(*buffer, pos.clone())[..];
         let entry = encryptor
             .encrypt_sample(i as u64, sample, &mut payload)
-            .map_err(|e| ParseError(format!("sample {i}: {}", e.0)))?;
+            .map_err(|e| MediaError(format!("sample {i}: {}", e.0)))?;
         aux.push(entry);
     }
     Ok(EncryptedSamples { payload, aux, iv_size: encryptor.iv_size(), uses_subsamples: encryptor.uses_subsamples() })

@@ -59,7 +59,7 @@ use std::ops::Range;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::media::codec::{AdtsConfig, CodecConfig, CodecInfo};
-use crate::media::mp4::reader::ParseError;
+use crate::media::MediaError;
 use crate::plan::reads::SourceSpan;
 use crate::source::index::{TrackIndex, TrackKind};
 use crate::source::timeline::Segment;
@@ -98,8 +98,8 @@ const HEVC_AUD: &[u8] = &[0, 0, 0, 1, 0x46, 0x01, 0x50];
 /// Most payload bytes in an audio PES with a length (65535 minus the 8 header bytes counted).
 const MAX_AUDIO_PES_PAYLOAD: usize = 65_535 - 8;
 
-fn fail<T>(msg: impl Into<String>) -> Result<T, ParseError> {
-    Err(ParseError(msg.into()))
+fn fail<T>(msg: impl Into<String>) -> Result<T, MediaError> {
+    Err(MediaError(msg.into()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ impl Codec {
 }
 
 /// The muxer's view of a track's codec configuration (parsed once when the track was indexed).
-fn codec_of(codec: &CodecInfo) -> Result<Codec, ParseError> {
+fn codec_of(codec: &CodecInfo) -> Result<Codec, MediaError> {
     match &codec.config {
         CodecConfig::Avc(avc) => {
             if avc.sps.is_empty() || avc.pps.is_empty() {
@@ -157,7 +157,7 @@ fn codec_of(codec: &CodecInfo) -> Result<Codec, ParseError> {
             let asc = es
                 .audio_specific_config
                 .as_ref()
-                .ok_or_else(|| ParseError("AAC without AudioSpecificConfig".into()))?;
+                .ok_or_else(|| MediaError("AAC without AudioSpecificConfig".into()))?;
             Ok(Codec::Aac(asc.adts()?))
         }
         CodecConfig::Ac3(_) => Ok(Codec::Ac3),
@@ -341,7 +341,7 @@ fn crc32_mpeg2(data: &[u8]) -> u32 {
 }
 
 /// One PSI section (table id, then the bytes after the last_section_number field) in one packet.
-fn write_psi(out: &mut BytesMut, pid: u16, cc: u8, table_id: u8, id: u16, body: &[u8]) -> Result<(), ParseError> {
+fn write_psi(out: &mut BytesMut, pid: u16, cc: u8, table_id: u8, id: u16, body: &[u8]) -> Result<(), MediaError> {
     let section_length = 5 + body.len() + 4;
     // pointer_field + 3 header bytes + section_length must fit one packet.
     if 1 + 3 + section_length > PAYLOAD_SIZE {
@@ -393,13 +393,13 @@ struct Unit {
 }
 
 /// The bytes of sample `i` among the fetched bytes.
-fn sample_bytes<'a>(track: &TrackIndex, span: &'a SourceSpan, i: usize) -> Result<&'a [u8], ParseError> {
+fn sample_bytes<'a>(track: &TrackIndex, span: &'a SourceSpan, i: usize) -> Result<&'a [u8], MediaError> {
     let s = &track.samples;
     let (Some(&offset), Some(&size)) = (s.offsets.get(i), s.sizes.get(i)) else {
         return fail(format!("sample {i} is outside the track"));
     };
     span.sample(offset, u64::from(size)).ok_or_else(|| {
-        ParseError(format!("sample {i} ({offset}+{size}) lies outside the fetched bytes {}", span.describe()))
+        MediaError(format!("sample {i} ({offset}+{size}) lies outside the fetched bytes {}", span.describe()))
     })
 }
 
@@ -444,7 +444,7 @@ fn pes_header(
     pts: u64,
     dts: Option<u64>,
     bounded: bool,
-) -> Result<([u8; 19], usize), ParseError> {
+) -> Result<([u8; 19], usize), MediaError> {
     let mut h = [0u8; 19];
     h[2] = 1;
     h[3] = stream_id;
@@ -474,7 +474,7 @@ fn pes_header(
 
 /// Builds one TS segment holding every input (one video + audio for muxed "v3" segments, or a
 /// single track). `sequence_number` (segment index) sets the PAT/PMT continuity counters.
-pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, ParseError> {
+pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, MediaError> {
     if inputs.is_empty() {
         return fail("a TS segment needs at least one track");
     }

@@ -56,7 +56,7 @@ use bytes::Bytes;
 use super::{ContentKey, Scheme};
 use crate::media::codec::slice;
 use crate::media::codec::{CodecFamily, CodecInfo};
-use crate::media::mp4::reader::ParseError;
+use crate::media::MediaError;
 use crate::media::TrackKind;
 
 type Aes128Ctr = ctr::Ctr64BE<Aes128>;
@@ -198,26 +198,26 @@ pub fn pattern_for(kind: TrackKind) -> Pattern {
 }
 
 /// The NAL length size (1, 2 or 4) of an AVC / HEVC track.
-fn nal_length_size(codec: &CodecInfo) -> Result<usize, ParseError> {
+fn nal_length_size(codec: &CodecInfo) -> Result<usize, MediaError> {
     let size = codec
         .config
         .nal_length_size()
-        .ok_or_else(|| ParseError(format!("'{}' sample entry has no codec configuration", codec.sample_entry_type)))?;
+        .ok_or_else(|| MediaError(format!("'{}' sample entry has no codec configuration", codec.sample_entry_type)))?;
     match size {
-        3 => Err(ParseError("NAL length size 3 is not allowed".into())),
+        3 => Err(MediaError("NAL length size 3 is not allowed".into())),
         n => Ok(usize::from(n)),
     }
 }
 
 impl SampleEncryptor {
     /// Prepares the encryption of samples of track `track_id` (AVC, HEVC, AAC, AC-3, E-AC-3).
-    pub fn new(enc: &TrackEncryption, track_id: u32, codec: &CodecInfo) -> Result<SampleEncryptor, ParseError> {
+    pub fn new(enc: &TrackEncryption, track_id: u32, codec: &CodecInfo) -> Result<SampleEncryptor, MediaError> {
         let layout = match codec.family {
             CodecFamily::Avc => Layout::Nal { hevc: false, length_size: nal_length_size(codec)? },
             CodecFamily::Hevc => Layout::Nal { hevc: true, length_size: nal_length_size(codec)? },
             CodecFamily::Aac | CodecFamily::Ac3 | CodecFamily::Eac3 => Layout::Whole,
             CodecFamily::Other => {
-                return Err(ParseError(format!(
+                return Err(MediaError(format!(
                     "Common Encryption of '{}' tracks is not supported",
                     codec.sample_entry_type
                 )))
@@ -253,7 +253,7 @@ impl SampleEncryptor {
         sample_number: u64,
         sample: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<SampleAux, ParseError> {
+    ) -> Result<SampleAux, MediaError> {
         let start = out.len();
         out.extend_from_slice(sample);
         let buf = &mut out[start..];
@@ -273,7 +273,7 @@ impl SampleEncryptor {
                         result = ctr.try_apply_keystream(range);
                     }
                 });
-                result.map_err(|_| ParseError("CTR keystream exhausted".into()))?;
+                result.map_err(|_| MediaError("CTR keystream exhausted".into()))?;
                 Some(iv8)
             }
             Scheme::Cbcs => {
@@ -290,12 +290,12 @@ impl SampleEncryptor {
     }
 
     /// The subsample map of one length-prefixed NAL sample.
-    fn nal_subsamples(&mut self, sample: &[u8], hevc: bool, length_size: usize) -> Result<Vec<Subsample>, ParseError> {
+    fn nal_subsamples(&mut self, sample: &[u8], hevc: bool, length_size: usize) -> Result<Vec<Subsample>, MediaError> {
         let mut runs = SubsampleBuilder::default();
         let mut pos = 0usize;
         while pos < sample.len() {
             let Some(len_bytes) = sample.get(pos..pos + length_size) else {
-                return Err(ParseError(format!(
+                return Err(MediaError(format!(
                     "NAL length field cut short at byte {pos} of a {}-byte sample",
                     sample.len()
                 )));
@@ -303,7 +303,7 @@ impl SampleEncryptor {
             let nal_len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | b as usize);
             let nal_start = pos + length_size;
             let Some(nal) = nal_start.checked_add(nal_len).and_then(|end| sample.get(nal_start..end)) else {
-                return Err(ParseError(format!(
+                return Err(MediaError(format!(
                     "NAL unit of {nal_len} bytes at byte {pos} overruns its {}-byte sample",
                     sample.len()
                 )));

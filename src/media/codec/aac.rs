@@ -4,7 +4,8 @@
 //! frames with.
 
 use crate::media::bits::BitReader;
-use crate::media::mp4::reader::{err, Cursor, ParseError, ParseResult};
+use crate::media::mp4::reader::Cursor;
+use crate::media::{err, MediaError, MediaResult};
 
 /// Sample rates of the AAC samplingFrequencyIndex (ISO/IEC 14496-3 Table 1.18).
 const AAC_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
@@ -25,7 +26,7 @@ pub struct EsDescriptor {
 impl EsDescriptor {
     /// Parses an `esds` payload. MPEG-4 audio (0x40) must carry a valid AudioSpecificConfig;
     /// for MPEG-2 AAC it is optional and an unreadable one is ignored.
-    pub fn parse(esds: &[u8]) -> ParseResult<EsDescriptor> {
+    pub fn parse(esds: &[u8]) -> MediaResult<EsDescriptor> {
         let mut c = Cursor::new(esds);
         c.full_box()?;
         let (tag, es) = descriptor(&mut c)?;
@@ -46,16 +47,16 @@ impl EsDescriptor {
             c.skip(2)?; // OCR_ES_Id
         }
         let dcd = find_descriptor(c.rest(), 0x04)?
-            .ok_or_else(|| ParseError("ES_Descriptor has no DecoderConfigDescriptor".into()))?;
+            .ok_or_else(|| MediaError("ES_Descriptor has no DecoderConfigDescriptor".into()))?;
         let mut c = Cursor::new(dcd);
         let object_type_indication = c.u8()?;
         c.skip(1 + 3 + 4 + 4)?; // streamType/upStream, bufferSizeDB, maxBitrate, avgBitrate
         let dsi = find_descriptor(c.rest(), 0x05)?;
         let audio_specific_config = match object_type_indication {
             0x40 => {
-                let dsi = dsi.ok_or_else(|| ParseError("MPEG-4 audio without DecoderSpecificInfo".into()))?;
+                let dsi = dsi.ok_or_else(|| MediaError("MPEG-4 audio without DecoderSpecificInfo".into()))?;
                 let asc =
-                    AudioSpecificConfig::parse(dsi).map_err(|e| ParseError(format!("AudioSpecificConfig: {e}")))?;
+                    AudioSpecificConfig::parse(dsi).map_err(|e| MediaError(format!("AudioSpecificConfig: {e}")))?;
                 Some(asc)
             }
             0x66..=0x68 => dsi.and_then(|dsi| AudioSpecificConfig::parse(dsi).ok()),
@@ -80,7 +81,7 @@ impl EsDescriptor {
 
 /// Reads one ISO/IEC 14496-1 descriptor header: tag and the 1–4 byte size (7 bits per byte,
 /// high bit = more bytes follow). Returns the tag and the descriptor body.
-fn descriptor<'a>(c: &mut Cursor<'a>) -> ParseResult<(u8, &'a [u8])> {
+fn descriptor<'a>(c: &mut Cursor<'a>) -> MediaResult<(u8, &'a [u8])> {
     let tag = c.u8()?;
     let mut len: usize = 0;
     for i in 0..4 {
@@ -95,12 +96,12 @@ fn descriptor<'a>(c: &mut Cursor<'a>) -> ParseResult<(u8, &'a [u8])> {
     }
     let body = c
         .bytes(len)
-        .map_err(|_| ParseError(format!("descriptor 0x{tag:02x} declares {len} bytes, has {}", c.remaining())))?;
+        .map_err(|_| MediaError(format!("descriptor 0x{tag:02x} declares {len} bytes, has {}", c.remaining())))?;
     Ok((tag, body))
 }
 
 /// Finds the first descriptor with `tag` in a run of descriptors.
-fn find_descriptor(buf: &[u8], tag: u8) -> ParseResult<Option<&[u8]>> {
+fn find_descriptor(buf: &[u8], tag: u8) -> MediaResult<Option<&[u8]>> {
     let mut c = Cursor::new(buf);
     while c.remaining() > 0 {
         // Some writers pad with zero bytes after the last descriptor.
@@ -137,7 +138,7 @@ impl SamplingFrequency {
     }
 
     /// The index an ADTS header needs (an explicit frequency mapped back to its index).
-    fn adts_index(self) -> ParseResult<u8> {
+    fn adts_index(self) -> MediaResult<u8> {
         match self {
             SamplingFrequency::Index(i) if i > 12 => err(format!("reserved AAC samplingFrequencyIndex {i}")),
             SamplingFrequency::Index(i) => Ok(i),
@@ -170,8 +171,8 @@ fn audio_object_type(b: &mut BitReader) -> Option<u8> {
 }
 
 impl AudioSpecificConfig {
-    pub fn parse(buf: &[u8]) -> ParseResult<Self> {
-        Self::read(&mut BitReader::new(buf)).ok_or_else(|| ParseError("truncated".into()))
+    pub fn parse(buf: &[u8]) -> MediaResult<Self> {
+        Self::read(&mut BitReader::new(buf)).ok_or_else(|| MediaError("truncated".into()))
     }
 
     fn read(b: &mut BitReader) -> Option<Self> {
@@ -265,7 +266,7 @@ impl AudioSpecificConfig {
 
     /// The ADTS fields: for HE-AAC (v1/v2) the core object type and the core sampling
     /// frequency, so decoders find SBR/PS implicitly (as ffmpeg's ADTS muxer does).
-    pub fn adts(&self) -> ParseResult<AdtsConfig> {
+    pub fn adts(&self) -> MediaResult<AdtsConfig> {
         let sampling_index = self.frequency.adts_index()?;
         let aot = self.object_type;
         if !(1..=4).contains(&aot) {
@@ -292,7 +293,7 @@ pub struct AdtsConfig {
 
 impl AdtsConfig {
     /// The 7-byte ADTS header (ISO/IEC 13818-7 §6.2, no CRC) of a raw frame of `frame_len` bytes.
-    pub fn header(&self, frame_len: usize) -> ParseResult<[u8; 7]> {
+    pub fn header(&self, frame_len: usize) -> MediaResult<[u8; 7]> {
         if frame_len > MAX_ADTS_FRAME {
             return err(format!("AAC frame of {frame_len} bytes is too long for ADTS"));
         }
@@ -313,7 +314,7 @@ impl AdtsConfig {
 mod tests {
     use super::*;
 
-    fn adts(asc: &[u8]) -> ParseResult<AdtsConfig> {
+    fn adts(asc: &[u8]) -> MediaResult<AdtsConfig> {
         AudioSpecificConfig::parse(asc)?.adts()
     }
 

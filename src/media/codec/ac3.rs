@@ -2,7 +2,7 @@
 //! channel layout they imply.
 
 use crate::media::bits::BitReader;
-use crate::media::mp4::reader::{ParseError, ParseResult};
+use crate::media::{MediaError, MediaResult};
 
 /// AC-3 fscod → sample rate (ETSI TS 102 366 §4.4.1.3).
 const AC3_RATES: [u32; 3] = [48000, 44100, 32000];
@@ -42,7 +42,7 @@ pub struct Ac3Config {
 impl Ac3Config {
     /// AC3SpecificBox (ETSI TS 102 366 §F.4): fscod 2, bsid 5, bsmod 3, acmod 3, lfeon 1,
     /// bit_rate_code 5, reserved 5.
-    pub fn parse_dac3(dac3: &[u8]) -> ParseResult<Ac3Config> {
+    pub fn parse_dac3(dac3: &[u8]) -> MediaResult<Ac3Config> {
         let mut b = BitReader::new(dac3);
         let fields = (|| {
             Some(Ac3Config {
@@ -62,7 +62,7 @@ impl Ac3Config {
     /// reserved 3, num_dep_sub 4, chan_loc 9 | reserved 1; then optionally reserved 7,
     /// flag_ec3_extension_type_a 1, complexity_index_type_a 8 (JOC). The first independent
     /// substream describes the track.
-    pub fn parse_dec3(dec3: &[u8]) -> ParseResult<Ac3Config> {
+    pub fn parse_dec3(dec3: &[u8]) -> MediaResult<Ac3Config> {
         let mut b = BitReader::new(dec3);
         let mut config = Self::read_dec3_substreams(&mut b).ok_or_else(truncated)?;
         // Byte-align, then the optional JOC extension.
@@ -118,6 +118,6 @@ impl Ac3Config {
     }
 }
 
-fn truncated() -> ParseError {
-    ParseError("truncated".into())
+fn truncated() -> MediaError {
+    MediaError("truncated".into())
 }

@@ -1,7 +1,8 @@
 //! H.264 / AVC: the AVCDecoderConfigurationRecord (`avcC`, ISO/IEC 14496-15 §5.3.3.1) and
 //! the `avc1.PPCCLL` codec string.
 
-use crate::media::mp4::reader::{err, Cursor, ParseResult};
+use crate::media::mp4::reader::Cursor;
+use crate::media::{err, MediaResult};
 
 /// What an `avcC` tells: profile, constraint flags and level for the codec string, the NAL
 /// length size of the samples, and the parameter sets (without length prefixes).
@@ -20,7 +21,7 @@ pub struct AvcConfig {
 impl AvcConfig {
     /// Parses an `avcC` payload; the High-profile trailer (chroma format, bit depths, SPS
     /// extensions) is not needed and not read.
-    pub fn parse(avcc: &[u8]) -> ParseResult<AvcConfig> {
+    pub fn parse(avcc: &[u8]) -> MediaResult<AvcConfig> {
         let mut c = Cursor::new(avcc);
         let version = c.u8()?;
         if version != 1 {
@@ -31,9 +32,9 @@ impl AvcConfig {
         let level = c.u8()?;
         let nal_length_size = (c.u8()? & 3) + 1;
         let sps_count = c.u8()? & 0x1f;
-        let sps = (0..sps_count).map(|_| parameter_set(&mut c)).collect::<ParseResult<_>>()?;
+        let sps = (0..sps_count).map(|_| parameter_set(&mut c)).collect::<MediaResult<_>>()?;
         let pps_count = c.u8()?;
-        let pps = (0..pps_count).map(|_| parameter_set(&mut c)).collect::<ParseResult<_>>()?;
+        let pps = (0..pps_count).map(|_| parameter_set(&mut c)).collect::<MediaResult<_>>()?;
         Ok(AvcConfig { profile, constraints, level, nal_length_size, sps, pps })
     }
 
@@ -44,7 +45,7 @@ impl AvcConfig {
 }
 
 /// One `u16` length-prefixed NAL unit of a configuration record (`avcC` and `hvcC` alike).
-pub(super) fn parameter_set(c: &mut Cursor) -> ParseResult<Vec<u8>> {
+pub(super) fn parameter_set(c: &mut Cursor) -> MediaResult<Vec<u8>> {
     let len = usize::from(c.u16()?);
     Ok(c.bytes(len)?.to_vec())
 }

@@ -2,7 +2,8 @@
 //! the codec string of ISO/IEC 14496-15 Annex E.
 
 use super::avc::parameter_set;
-use crate::media::mp4::reader::{err, Cursor, ParseResult};
+use crate::media::mp4::reader::Cursor;
+use crate::media::{err, MediaResult};
 
 /// What an `hvcC` tells: profile, tier, level and constraints for the codec string, the NAL
 /// length size of the samples, and the NAL units of every array (VPS, SPS, PPS, SEI, … in
@@ -21,7 +22,7 @@ pub struct HevcConfig {
 }
 
 impl HevcConfig {
-    pub fn parse(hvcc: &[u8]) -> ParseResult<HevcConfig> {
+    pub fn parse(hvcc: &[u8]) -> MediaResult<HevcConfig> {
         let mut c = Cursor::new(hvcc);
         let version = c.u8()?;
         if version != 1 {

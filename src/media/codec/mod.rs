@@ -29,8 +29,9 @@ pub use ac3::Ac3Config;
 pub use avc::AvcConfig;
 pub use hevc::HevcConfig;
 
-use crate::media::mp4::reader::{boxes, err, find, Cursor, ParseError, ParseResult};
+use crate::media::mp4::reader::{boxes, find, Cursor};
 use crate::media::mp4::{fourcc_str, FourCC};
+use crate::media::{err, MediaError, MediaResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 pub enum CodecFamily {
@@ -151,7 +152,7 @@ const VISUAL_TYPES: &[&FourCC] =
 const AUDIO_TYPES: &[&FourCC] = &[b"mp4a", b"ac-3", b"ec-3", b"enca", b"Opus", b"fLaC", b"ac-4", b".mp3"];
 
 /// Describes one sample-entry box from `stsd` (8-byte header + payload).
-pub fn describe(sample_entry: &[u8]) -> ParseResult<CodecInfo> {
+pub fn describe(sample_entry: &[u8]) -> MediaResult<CodecInfo> {
     let entry = match boxes(sample_entry).next() {
         Some(b) => b?,
         None => return err("empty sample entry"),
@@ -173,27 +174,27 @@ pub fn describe(sample_entry: &[u8]) -> ParseResult<CodecInfo> {
     }
 }
 
-fn with_context<T>(r: ParseResult<T>, what: &str) -> ParseResult<T> {
-    r.map_err(|e| ParseError(format!("{what}: {e}")))
+fn with_context<T>(r: MediaResult<T>, what: &str) -> MediaResult<T> {
+    r.map_err(|e| MediaError(format!("{what}: {e}")))
 }
 
 /// The original format of a protected sample entry, from `sinf/frma`.
-fn original_format(children: &[u8], kind: FourCC) -> ParseResult<FourCC> {
+fn original_format(children: &[u8], kind: FourCC) -> MediaResult<FourCC> {
     let sinf =
-        find(children, b"sinf")?.ok_or_else(|| ParseError(format!("'{}' has no 'sinf' box", fourcc_str(&kind))))?;
-    let frma = find(sinf, b"frma")?.ok_or_else(|| ParseError("'sinf' has no 'frma' box".into()))?;
+        find(children, b"sinf")?.ok_or_else(|| MediaError(format!("'{}' has no 'sinf' box", fourcc_str(&kind))))?;
+    let frma = find(sinf, b"frma")?.ok_or_else(|| MediaError("'sinf' has no 'frma' box".into()))?;
     with_context(Cursor::new(frma).fourcc(), "frma")
 }
 
 /// The payload of the mandatory child `kind` of the sample entry `entry`.
-fn config_box<'a>(children: &'a [u8], kind: &FourCC, entry: &str) -> ParseResult<&'a [u8]> {
-    find(children, kind)?.ok_or_else(|| ParseError(format!("'{entry}' has no '{}' box", fourcc_str(kind))))
+fn config_box<'a>(children: &'a [u8], kind: &FourCC, entry: &str) -> MediaResult<&'a [u8]> {
+    find(children, kind)?.ok_or_else(|| MediaError(format!("'{entry}' has no '{}' box", fourcc_str(kind))))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Video
 
-fn describe_visual(kind: FourCC, payload: &[u8]) -> ParseResult<CodecInfo> {
+fn describe_visual(kind: FourCC, payload: &[u8]) -> MediaResult<CodecInfo> {
     let name = fourcc_str(&kind);
     let mut c = Cursor::new(payload);
     let fixed = (|| {
@@ -253,7 +254,7 @@ fn plausible_children(buf: &[u8]) -> bool {
     kind_ok && size >= 8 && size <= buf.len()
 }
 
-fn describe_audio(kind: FourCC, payload: &[u8]) -> ParseResult<CodecInfo> {
+fn describe_audio(kind: FourCC, payload: &[u8]) -> MediaResult<CodecInfo> {
     let name = fourcc_str(&kind);
     let mut c = Cursor::new(payload);
     let fixed = (|| {
@@ -318,7 +319,7 @@ fn describe_audio(kind: FourCC, payload: &[u8]) -> ParseResult<CodecInfo> {
                     None => None,
                 },
             };
-            let esds = esds.ok_or_else(|| ParseError("'mp4a' has no 'esds' box".into()))?;
+            let esds = esds.ok_or_else(|| MediaError("'mp4a' has no 'esds' box".into()))?;
             let es = with_context(EsDescriptor::parse(esds), "esds")?;
             info.codec_string = es.codec_string();
             if es.is_aac() {

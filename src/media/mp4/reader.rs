@@ -2,22 +2,7 @@
 //! cursor for box payloads. Every read is checked; malformed input gives an error, never a panic.
 
 use super::{fourcc_str, FourCC};
-
-/// A parse failure inside a box; the index layer adds the file name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError(pub String);
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-pub type ParseResult<T> = Result<T, ParseError>;
-
-pub fn err<T>(msg: impl Into<String>) -> ParseResult<T> {
-    Err(ParseError(msg.into()))
-}
+use crate::media::{err, MediaError, MediaResult};
 
 /// The header of one box: its type, header length and total size (None = extends to the end
 /// of the enclosing container or file).
@@ -30,7 +15,7 @@ pub struct BoxHeader {
 
 impl BoxHeader {
     /// Parses a header from the start of `buf`; `Ok(None)` when `buf` is too short to tell.
-    pub fn parse(buf: &[u8]) -> ParseResult<Option<BoxHeader>> {
+    pub fn parse(buf: &[u8]) -> MediaResult<Option<BoxHeader>> {
         if buf.len() < 8 {
             return Ok(None);
         }
@@ -81,7 +66,7 @@ pub struct BoxIter<'a> {
 }
 
 impl<'a> Iterator for BoxIter<'a> {
-    type Item = ParseResult<RawBox<'a>>;
+    type Item = MediaResult<RawBox<'a>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let rest = &self.buf[self.pos..];
@@ -120,7 +105,7 @@ impl<'a> Iterator for BoxIter<'a> {
 }
 
 /// The payload of the first child of type `kind`, if any.
-pub fn find<'a>(buf: &'a [u8], kind: &FourCC) -> ParseResult<Option<&'a [u8]>> {
+pub fn find<'a>(buf: &'a [u8], kind: &FourCC) -> MediaResult<Option<&'a [u8]>> {
     for b in boxes(buf) {
         let b = b?;
         if &b.kind == kind {
@@ -131,12 +116,12 @@ pub fn find<'a>(buf: &'a [u8], kind: &FourCC) -> ParseResult<Option<&'a [u8]>> {
 }
 
 /// Like [`find`], but the box is mandatory.
-pub fn require<'a>(buf: &'a [u8], kind: &FourCC, parent: &str) -> ParseResult<&'a [u8]> {
-    find(buf, kind)?.ok_or_else(|| ParseError(format!("'{parent}' has no '{}' box", fourcc_str(kind))))
+pub fn require<'a>(buf: &'a [u8], kind: &FourCC, parent: &str) -> MediaResult<&'a [u8]> {
+    find(buf, kind)?.ok_or_else(|| MediaError(format!("'{parent}' has no '{}' box", fourcc_str(kind))))
 }
 
 /// Follows a path of nested containers, e.g. `[b"mdia", b"minf", b"stbl"]`.
-pub fn find_path<'a>(buf: &'a [u8], path: &[&FourCC]) -> ParseResult<Option<&'a [u8]>> {
+pub fn find_path<'a>(buf: &'a [u8], path: &[&FourCC]) -> MediaResult<Option<&'a [u8]>> {
     let mut cur = buf;
     for kind in path {
         match find(cur, kind)? {
@@ -167,7 +152,7 @@ impl<'a> Cursor<'a> {
     pub fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos..]
     }
-    pub fn bytes(&mut self, n: usize) -> ParseResult<&'a [u8]> {
+    pub fn bytes(&mut self, n: usize) -> MediaResult<&'a [u8]> {
         if n > self.remaining() {
             return err(format!("needs {n} more bytes, has {}", self.remaining()));
         }
@@ -175,44 +160,44 @@ impl<'a> Cursor<'a> {
         self.pos += n;
         Ok(out)
     }
-    pub fn skip(&mut self, n: usize) -> ParseResult<()> {
+    pub fn skip(&mut self, n: usize) -> MediaResult<()> {
         self.bytes(n).map(|_| ())
     }
-    pub fn u8(&mut self) -> ParseResult<u8> {
+    pub fn u8(&mut self) -> MediaResult<u8> {
         Ok(self.bytes(1)?[0])
     }
-    pub fn u16(&mut self) -> ParseResult<u16> {
+    pub fn u16(&mut self) -> MediaResult<u16> {
         let b = self.bytes(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    pub fn u24(&mut self) -> ParseResult<u32> {
+    pub fn u24(&mut self) -> MediaResult<u32> {
         let b = self.bytes(3)?;
         Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
     }
-    pub fn u32(&mut self) -> ParseResult<u32> {
+    pub fn u32(&mut self) -> MediaResult<u32> {
         let b = self.bytes(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    pub fn i32(&mut self) -> ParseResult<i32> {
+    pub fn i32(&mut self) -> MediaResult<i32> {
         Ok(self.u32()? as i32)
     }
-    pub fn u64(&mut self) -> ParseResult<u64> {
+    pub fn u64(&mut self) -> MediaResult<u64> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
-    pub fn fourcc(&mut self) -> ParseResult<FourCC> {
+    pub fn fourcc(&mut self) -> MediaResult<FourCC> {
         let b = self.bytes(4)?;
         Ok([b[0], b[1], b[2], b[3]])
     }
     /// A FullBox header: (version, flags).
-    pub fn full_box(&mut self) -> ParseResult<(u8, u32)> {
+    pub fn full_box(&mut self) -> MediaResult<(u8, u32)> {
         let v = self.u32()?;
         Ok(((v >> 24) as u8, v & 0x00ff_ffff))
     }
     /// A u32 or u64 depending on a FullBox version.
-    pub fn u32_or_u64(&mut self, wide: bool) -> ParseResult<u64> {
+    pub fn u32_or_u64(&mut self, wide: bool) -> MediaResult<u64> {
         if wide {
             self.u64()
         } else {
@@ -220,7 +205,7 @@ impl<'a> Cursor<'a> {
         }
     }
     /// Checks that a table of `count` entries of `entry_len` bytes fits before allocating for it.
-    pub fn check_table(&self, count: u32, entry_len: usize, what: &str) -> ParseResult<usize> {
+    pub fn check_table(&self, count: u32, entry_len: usize, what: &str) -> MediaResult<usize> {
         let need = (count as usize).saturating_mul(entry_len);
         if need > self.remaining() {
             return err(format!("'{what}' declares {count} entries but holds only {} bytes", self.remaining()));

@@ -11,8 +11,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::reader::ParseError;
 use super::{fourcc_str, FourCC};
+use crate::media::MediaError;
 
 /// An open box: where its header starts. Close it with [`BoxWriter::end`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,9 +167,9 @@ impl BoxWriter {
     }
 
     /// The bytes written, or the first error met.
-    pub fn finish(self) -> Result<Bytes, ParseError> {
+    pub fn finish(self) -> Result<Bytes, MediaError> {
         match self.error {
-            Some(e) => Err(ParseError(e)),
+            Some(e) => Err(MediaError(e)),
             None => Ok(self.buf.freeze()),
         }
     }

@@ -2,8 +2,9 @@
 //! boxes that say where the fragments are without reading them all in turn: `sidx` and `mfra`.
 
 use super::progressive::MoovTrack;
-use crate::media::mp4::reader::{boxes, err, find, Cursor, ParseResult};
+use crate::media::mp4::reader::{boxes, find, Cursor};
 use crate::media::mp4::{tfhd, trun};
+use crate::media::{err, MediaResult};
 
 /// sample_is_non_sync_sample in sample flags.
 const SAMPLE_IS_NON_SYNC: u32 = 0x1_0000;
@@ -11,7 +12,7 @@ const SAMPLE_IS_NON_SYNC: u32 = 0x1_0000;
 /// Appends the samples of one `moof` (payload, starting at file offset `moof_offset`) to the
 /// tracks it describes. Tracks not in `tracks` are skipped. `file_size` bounds the sample
 /// counts that are not bounded by a `trun`'s own bytes.
-pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [MoovTrack]) -> ParseResult<()> {
+pub fn append_moof(moof: &[u8], moof_offset: u64, file_size: u64, tracks: &mut [MoovTrack]) -> MediaResult<()> {
     // Where the previous traf's data ended: the implicit base of the next traf when neither
     // base-data-offset nor default-base-is-moof is set (ISO/IEC 14496-12 8.8.7.1).
     let mut previous_data_end: Option<u64> = None;
@@ -144,7 +145,7 @@ pub struct SidxReference {
 
 /// Parses a `sidx` payload; `sidx_end` is the file offset just after the sidx box, from
 /// which `first_offset` counts.
-pub fn parse_sidx(sidx: &[u8], sidx_end: u64) -> ParseResult<Vec<SidxReference>> {
+pub fn parse_sidx(sidx: &[u8], sidx_end: u64) -> MediaResult<Vec<SidxReference>> {
     let mut c = Cursor::new(sidx);
     let (version, _) = c.full_box()?;
     c.skip(8)?; // reference_ID, timescale
@@ -166,7 +167,7 @@ pub fn parse_sidx(sidx: &[u8], sidx_end: u64) -> ParseResult<Vec<SidxReference>>
 }
 
 /// File offsets of every `moof` named by an `mfra` payload (all tracks' `tfra`), ascending.
-pub fn parse_mfra(mfra: &[u8]) -> ParseResult<Vec<u64>> {
+pub fn parse_mfra(mfra: &[u8]) -> MediaResult<Vec<u64>> {
     let mut offsets = Vec::new();
     for b in boxes(mfra) {
         let b = b?;

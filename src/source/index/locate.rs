@@ -16,7 +16,8 @@ use super::progressive::{parse_moov, MoovTrack};
 use super::{FileIndex, TrackIndex};
 use crate::error::{Error, Result};
 use crate::media::mp4::fourcc_str;
-use crate::media::mp4::reader::{BoxHeader, ParseError};
+use crate::media::mp4::reader::BoxHeader;
+use crate::media::MediaError;
 use crate::source::storage::Storage;
 
 /// The first read of every file: ftyp + a small moov (+ sidx) fit in it.
@@ -47,7 +48,7 @@ impl Window {
             None
         }
     }
-    fn header_at(&self, at: u64) -> std::result::Result<Option<BoxHeader>, ParseError> {
+    fn header_at(&self, at: u64) -> std::result::Result<Option<BoxHeader>, MediaError> {
         if at < self.start || at >= self.end() {
             return Ok(None);
         }

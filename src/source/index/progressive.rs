@@ -6,7 +6,8 @@ use bytes::Bytes;
 
 use super::{EditOffset, SampleTable, TrackInfo, TrackKind};
 use crate::media::codec;
-use crate::media::mp4::reader::{boxes, err, find, find_path, require, Cursor, ParseResult};
+use crate::media::mp4::reader::{boxes, find, find_path, require, Cursor};
+use crate::media::{err, MediaResult};
 
 /// Defaults for fragments of one track (`trex`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,7 +37,7 @@ pub struct Moov {
 /// Parses a `moov` payload. `moov_bytes` must be a [`Bytes`] so sample entries are kept
 /// without copying. Tracks of kinds we do not package (hint, timecode, metadata) are skipped.
 /// `file_size` bounds the sample counts that are not bounded by a table's own bytes.
-pub fn parse_moov(moov: &Bytes, file_size: u64) -> ParseResult<Moov> {
+pub fn parse_moov(moov: &Bytes, file_size: u64) -> MediaResult<Moov> {
     let movie_timescale = match find(moov, b"mvhd")? {
         Some(mvhd) => {
             let mut c = Cursor::new(mvhd);
@@ -63,7 +64,7 @@ pub fn parse_moov(moov: &Bytes, file_size: u64) -> ParseResult<Moov> {
     Ok(Moov { tracks, fragmented: mvex.is_some() })
 }
 
-fn trex_for(mvex: &[u8], track_id: u32) -> ParseResult<TrackDefaults> {
+fn trex_for(mvex: &[u8], track_id: u32) -> MediaResult<TrackDefaults> {
     for b in boxes(mvex) {
         let b = b?;
         if &b.kind != b"trex" {
@@ -88,7 +89,7 @@ fn sub_bytes(whole: &Bytes, part: &[u8]) -> Bytes {
     whole.slice_ref(part)
 }
 
-fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32, file_size: u64) -> ParseResult<Option<MoovTrack>> {
+fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32, file_size: u64) -> MediaResult<Option<MoovTrack>> {
     let tkhd = require(trak, b"tkhd", "trak")?;
     let mut c = Cursor::new(tkhd);
     let (version, _) = c.full_box()?;
@@ -119,7 +120,7 @@ fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32, file_size: u64) -
     };
 
     let stbl = find_path(mdia, &[b"minf", b"stbl"])?
-        .ok_or_else(|| crate::media::mp4::reader::ParseError(format!("track {track_id} has no stbl")))?;
+        .ok_or_else(|| crate::media::MediaError(format!("track {track_id} has no stbl")))?;
     let stsd = require(stbl, b"stsd", "stbl")?;
     let mut c = Cursor::new(stsd);
     c.full_box()?;
@@ -156,7 +157,7 @@ fn unpack_language(packed: u16) -> String {
 /// Reduces an edit list to what repackaging keeps: leading empty edits (a delay) and the
 /// media time of the first real edit. Later edits (rare: cuts inside the media) are not
 /// applied — the whole media plays from that point on.
-fn parse_elst(elst: &[u8], movie_timescale: u32, media_timescale: u32) -> ParseResult<EditOffset> {
+fn parse_elst(elst: &[u8], movie_timescale: u32, media_timescale: u32) -> MediaResult<EditOffset> {
     let mut c = Cursor::new(elst);
     let (version, _) = c.full_box()?;
     let count = c.u32()?;
@@ -181,7 +182,7 @@ fn parse_elst(elst: &[u8], movie_timescale: u32, media_timescale: u32) -> ParseR
     Ok(edit)
 }
 
-fn parse_stbl(stbl: &[u8], track_id: u32, file_size: u64) -> ParseResult<SampleTable> {
+fn parse_stbl(stbl: &[u8], track_id: u32, file_size: u64) -> MediaResult<SampleTable> {
     let sizes = match (find(stbl, b"stsz")?, find(stbl, b"stz2")?) {
         (Some(stsz), _) => parse_stsz(stsz, file_size)?,
         (None, Some(stz2)) => parse_stz2(stz2)?,
@@ -266,7 +267,7 @@ fn parse_stbl(stbl: &[u8], track_id: u32, file_size: u64) -> ParseResult<SampleT
 
 /// Sample sizes from `stsz`. A table's count is bounded by the table's bytes; a constant
 /// size has no table, so its count is bounded by the bytes those samples need in the file.
-fn parse_stsz(stsz: &[u8], file_size: u64) -> ParseResult<Vec<u32>> {
+fn parse_stsz(stsz: &[u8], file_size: u64) -> MediaResult<Vec<u32>> {
     let mut c = Cursor::new(stsz);
     c.full_box()?;
     let constant = c.u32()?;
@@ -281,7 +282,7 @@ fn parse_stsz(stsz: &[u8], file_size: u64) -> ParseResult<Vec<u32>> {
     (0..count).map(|_| c.u32()).collect()
 }
 
-fn parse_stz2(stz2: &[u8]) -> ParseResult<Vec<u32>> {
+fn parse_stz2(stz2: &[u8]) -> MediaResult<Vec<u32>> {
     let mut c = Cursor::new(stz2);
     c.full_box()?;
     c.skip(3)?;
@@ -311,21 +312,21 @@ fn parse_stz2(stz2: &[u8]) -> ParseResult<Vec<u32>> {
 }
 
 /// Absolute file offsets of every sample from stsc runs and stco/co64 chunk offsets.
-fn sample_offsets(stbl: &[u8], sizes: &[u32], track_id: u32) -> ParseResult<Vec<u64>> {
+fn sample_offsets(stbl: &[u8], sizes: &[u32], track_id: u32) -> MediaResult<Vec<u64>> {
     let chunk_offsets: Vec<u64> = match (find(stbl, b"stco")?, find(stbl, b"co64")?) {
         (Some(stco), _) => {
             let mut c = Cursor::new(stco);
             c.full_box()?;
             let count = c.u32()?;
             let count = c.check_table(count, 4, "stco")?;
-            (0..count).map(|_| c.u32().map(u64::from)).collect::<ParseResult<_>>()?
+            (0..count).map(|_| c.u32().map(u64::from)).collect::<MediaResult<_>>()?
         }
         (None, Some(co64)) => {
             let mut c = Cursor::new(co64);
             c.full_box()?;
             let count = c.u32()?;
             let count = c.check_table(count, 8, "co64")?;
-            (0..count).map(|_| c.u64()).collect::<ParseResult<_>>()?
+            (0..count).map(|_| c.u64()).collect::<MediaResult<_>>()?
         }
         (None, None) => return err(format!("track {track_id} has neither stco nor co64")),
     };

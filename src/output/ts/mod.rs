@@ -56,13 +56,20 @@
 
 use std::ops::Range;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::media::codec::{AdtsConfig, CodecConfig, CodecInfo};
 use crate::media::MediaError;
 use crate::plan::reads::SourceSpan;
 use crate::source::index::{TrackIndex, TrackKind};
 use crate::source::timeline::Segment;
+
+mod pes;
+mod psi;
+
+pub use pes::{decode_timestamp, encode_timestamp, wrap33};
+use pes::{pes_header, write_pes, FirstPacket, PidState, Pieces};
+use psi::{pat_body, pmt_body, write_psi};
 
 /// One elementary stream to mux into a TS segment: its index, the segment's samples, and the
 /// fetched source bytes covering them (same SourceSpan as cmaf.rs).
@@ -178,199 +185,12 @@ fn annex_b_parameter_sets(config: &CodecConfig) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Timestamps
+// Muxing
 
 /// Track time (timescale ticks, shifts applied) → 90 kHz, offset, not yet wrapped.
 fn to_90k(t: i128, timescale: u32) -> i128 {
     (t * TS_CLOCK).div_euclid(i128::from(timescale.max(1))) + i128::from(TIMESTAMP_OFFSET)
 }
-
-/// A 90 kHz value reduced to 33 bits.
-pub fn wrap33(t: i128) -> u64 {
-    t.rem_euclid(WRAP_33) as u64
-}
-
-/// The 5-byte PES encoding of a 33-bit timestamp with its 4-bit prefix.
-pub fn encode_timestamp(prefix: u8, ts: u64) -> [u8; 5] {
-    let ts = ts & 0x1_FFFF_FFFF;
-    [
-        (prefix << 4) | (((ts >> 30) as u8 & 0x7) << 1) | 1,
-        (ts >> 22) as u8,
-        (((ts >> 15) as u8 & 0x7F) << 1) | 1,
-        (ts >> 7) as u8,
-        ((ts as u8 & 0x7F) << 1) | 1,
-    ]
-}
-
-/// Inverse of [`encode_timestamp`]: (prefix, timestamp), `None` when a marker bit is missing.
-pub fn decode_timestamp(b: &[u8; 5]) -> Option<(u8, u64)> {
-    if b[0] & 1 == 0 || b[2] & 1 == 0 || b[4] & 1 == 0 {
-        return None;
-    }
-    let ts = (u64::from(b[0] >> 1) & 7) << 30
-        | u64::from(b[1]) << 22
-        | u64::from(b[2] >> 1) << 15
-        | u64::from(b[3]) << 7
-        | u64::from(b[4] >> 1);
-    Some((b[0] >> 4, ts))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Packet writing
-
-/// Gathers the payload of one PES from slices without copying them first.
-struct Pieces<'a> {
-    parts: Vec<&'a [u8]>,
-    len: usize,
-}
-
-impl<'a> Pieces<'a> {
-    fn new() -> Self {
-        Pieces { parts: Vec::new(), len: 0 }
-    }
-    fn push(&mut self, p: &'a [u8]) {
-        if !p.is_empty() {
-            self.len += p.len();
-            self.parts.push(p);
-        }
-    }
-}
-
-/// Adaptation-field content of a PES's first packet.
-#[derive(Debug, Clone, Copy, Default)]
-struct FirstPacket {
-    discontinuity: bool,
-    random_access: bool,
-    pcr: Option<u64>,
-}
-
-struct PidState {
-    pid: u16,
-    cc: u8,
-    started: bool,
-}
-
-/// Writes one PES (`header` then `payload`) as TS packets; the last packet is padded with
-/// adaptation-field stuffing.
-fn write_pes(out: &mut BytesMut, state: &mut PidState, header: &[u8], payload: &Pieces, first: FirstPacket) {
-    let total = header.len() + payload.len;
-    let mut remaining = total;
-    // Cursor over header + payload pieces.
-    let mut part = 0usize; // 0 = header, k = payload.parts[k - 1]
-    let mut offset = 0usize;
-    let mut is_first = true;
-    while remaining > 0 {
-        let flags = if is_first { first } else { FirstPacket::default() };
-        let pcr_len = if flags.pcr.is_some() { 6 } else { 0 };
-        let has_flags = flags.discontinuity || flags.random_access || flags.pcr.is_some();
-        // af_len: bytes after the adaptation_field_length byte.
-        let mut af_len = if has_flags { 1 + pcr_len } else { 0 };
-        let mut af_total = if has_flags { 1 + af_len } else { 0 };
-        let room = PAYLOAD_SIZE - af_total;
-        let take = room.min(remaining);
-        let stuffing = room - take;
-        if stuffing > 0 {
-            if af_total == 0 {
-                af_total = stuffing;
-                af_len = stuffing - 1;
-            } else {
-                af_total += stuffing;
-                af_len += stuffing;
-            }
-        }
-        let pusi = if is_first { 0x40 } else { 0 };
-        out.put_u8(0x47);
-        out.put_u8(pusi | ((state.pid >> 8) as u8 & 0x1F));
-        out.put_u8(state.pid as u8);
-        out.put_u8(if af_total > 0 { 0x30 } else { 0x10 } | state.cc);
-        state.cc = (state.cc + 1) & 0xF;
-        if af_total > 0 {
-            out.put_u8(af_len as u8);
-            if af_len > 0 {
-                let mut f = 0u8;
-                if flags.discontinuity {
-                    f |= 0x80;
-                }
-                if flags.random_access {
-                    f |= 0x40;
-                }
-                if flags.pcr.is_some() {
-                    f |= 0x10;
-                }
-                out.put_u8(f);
-                if let Some(pcr) = flags.pcr {
-                    out.put_slice(&encode_pcr(pcr));
-                }
-                out.put_bytes(0xFF, af_len - 1 - pcr_len);
-            }
-        }
-        // Payload bytes.
-        let mut need = take;
-        while need > 0 {
-            let src: &[u8] = if part == 0 { header } else { payload.parts[part - 1] };
-            let n = (src.len() - offset).min(need);
-            out.put_slice(&src[offset..offset + n]);
-            offset += n;
-            need -= n;
-            if offset == src.len() {
-                part += 1;
-                offset = 0;
-            }
-        }
-        remaining -= take;
-        is_first = false;
-    }
-}
-
-/// PCR field (base 33 bits, 6 reserved bits, extension 9 bits = 0).
-fn encode_pcr(base: u64) -> [u8; 6] {
-    let base = base & 0x1_FFFF_FFFF;
-    [(base >> 25) as u8, (base >> 17) as u8, (base >> 9) as u8, (base >> 1) as u8, ((base as u8 & 1) << 7) | 0x7E, 0]
-}
-
-/// CRC-32/MPEG-2 (polynomial 0x04C11DB7, initial 0xFFFFFFFF, no reflection, no final xor).
-fn crc32_mpeg2(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 { (crc << 1) ^ 0x04C1_1DB7 } else { crc << 1 };
-        }
-    }
-    crc
-}
-
-/// One PSI section (table id, then the bytes after the last_section_number field) in one packet.
-fn write_psi(out: &mut BytesMut, pid: u16, cc: u8, table_id: u8, id: u16, body: &[u8]) -> Result<(), MediaError> {
-    let section_length = 5 + body.len() + 4;
-    // pointer_field + 3 header bytes + section_length must fit one packet.
-    if 1 + 3 + section_length > PAYLOAD_SIZE {
-        return fail(format!("PSI section of {section_length} bytes does not fit one TS packet"));
-    }
-    let mut section = Vec::with_capacity(3 + section_length);
-    section.push(table_id);
-    section.push(0xB0 | ((section_length >> 8) as u8 & 0x0F)); // syntax 1, '0', reserved
-    section.push(section_length as u8);
-    section.extend_from_slice(&id.to_be_bytes());
-    section.push(0xC1); // reserved, version 0, current_next 1
-    section.push(0); // section_number
-    section.push(0); // last_section_number
-    section.extend_from_slice(body);
-    let crc = crc32_mpeg2(&section);
-    section.extend_from_slice(&crc.to_be_bytes());
-
-    out.put_u8(0x47);
-    out.put_u8(0x40 | ((pid >> 8) as u8 & 0x1F));
-    out.put_u8(pid as u8);
-    out.put_u8(0x10 | (cc & 0xF));
-    out.put_u8(0); // pointer_field
-    out.put_slice(&section);
-    out.put_bytes(0xFF, PAYLOAD_SIZE - 1 - section.len());
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Muxing
 
 struct Stream<'a> {
     input: &'a TsInput<'a>,
@@ -408,70 +228,6 @@ fn language_code(lang: &str) -> Option<[u8; 3]> {
     (b.len() == 3 && b.iter().all(u8::is_ascii_lowercase) && lang != "und").then(|| [b[0], b[1], b[2]])
 }
 
-fn pat_body(pmt_pid: u16) -> Vec<u8> {
-    let mut body = Vec::with_capacity(4);
-    body.extend_from_slice(&PROGRAM_NUMBER.to_be_bytes());
-    body.extend_from_slice(&(0xE000 | pmt_pid).to_be_bytes());
-    body
-}
-
-fn pmt_body(streams: &[Stream], pcr_pid: u16) -> Vec<u8> {
-    let mut body = Vec::with_capacity(4 + streams.len() * 20);
-    body.extend_from_slice(&(0xE000 | pcr_pid).to_be_bytes());
-    body.extend_from_slice(&0xF000u16.to_be_bytes()); // program_info_length 0
-    for s in streams {
-        let mut descriptors: Vec<u8> = Vec::new();
-        match s.codec {
-            Codec::Ac3 => descriptors.extend_from_slice(&[0x05, 4, b'A', b'C', b'-', b'3']),
-            Codec::Eac3 => descriptors.extend_from_slice(&[0x05, 4, b'E', b'A', b'C', b'3']),
-            _ => {}
-        }
-        if let (false, Some(lang)) = (s.codec.is_video(), s.language) {
-            descriptors.extend_from_slice(&[0x0A, 4, lang[0], lang[1], lang[2], 0]);
-        }
-        body.push(s.codec.stream_type());
-        body.extend_from_slice(&(0xE000 | s.pid).to_be_bytes());
-        body.extend_from_slice(&(0xF000 | descriptors.len() as u16).to_be_bytes());
-        body.extend_from_slice(&descriptors);
-    }
-    body
-}
-
-/// PES header: start code, stream_id, length, flags, PTS and (when it differs) DTS.
-fn pes_header(
-    stream_id: u8,
-    payload_len: usize,
-    pts: u64,
-    dts: Option<u64>,
-    bounded: bool,
-) -> Result<([u8; 19], usize), MediaError> {
-    let mut h = [0u8; 19];
-    h[2] = 1;
-    h[3] = stream_id;
-    let ext = if dts.is_some() { 10 } else { 5 };
-    let len = if bounded {
-        let n = 3 + ext + payload_len;
-        if n > 0xFFFF {
-            return fail(format!("PES payload of {payload_len} bytes is too long for stream 0x{stream_id:02x}"));
-        }
-        n as u16
-    } else {
-        0
-    };
-    h[4..6].copy_from_slice(&len.to_be_bytes());
-    h[6] = 0x84; // '10', not scrambled, data_alignment_indicator
-    h[7] = if dts.is_some() { 0xC0 } else { 0x80 };
-    h[8] = ext as u8;
-    match dts {
-        Some(d) => {
-            h[9..14].copy_from_slice(&encode_timestamp(0x3, pts));
-            h[14..19].copy_from_slice(&encode_timestamp(0x1, d));
-        }
-        None => h[9..14].copy_from_slice(&encode_timestamp(0x2, pts)),
-    }
-    Ok((h, 9 + ext))
-}
-
 /// Builds one TS segment holding every input (one video + audio for muxed "v3" segments, or a
 /// single track). `sequence_number` (segment index) sets the PAT/PMT continuity counters.
 pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, MediaError> {
@@ -479,8 +235,47 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Med
         return fail("a TS segment needs at least one track");
     }
     let start_cc = (sequence_number & 0xF) as u8;
+    let streams = streams_of(inputs)?;
+    let pcr_pid = streams[0].pid;
+    let (units, payload_estimate) = pes_units(&streams);
 
-    // Streams, PIDs, per-sample validation.
+    let packets_estimate = 2 + payload_estimate / PAYLOAD_SIZE + units.len() * 2 + 2;
+    let mut out = BytesMut::with_capacity(packets_estimate * PACKET_SIZE);
+    write_psi(&mut out, PAT_PID, start_cc, 0x00, 1, &pat_body(PMT_PID))?;
+    write_psi(&mut out, PMT_PID, start_cc, 0x02, PROGRAM_NUMBER, &pmt_body(&streams, pcr_pid))?;
+
+    let mut states: Vec<PidState> =
+        streams.iter().map(|s| PidState { pid: s.pid, cc: start_cc, started: false }).collect();
+    for unit in &units {
+        let st = &streams[unit.stream];
+        let samples = &st.input.track.samples;
+        // ADTS headers of this PES, made before the payload borrows them.
+        let adts: Vec<[u8; 7]> = match &st.codec {
+            Codec::Aac(cfg) => {
+                unit.samples.clone().map(|i| cfg.header(samples.sizes[i] as usize)).collect::<Result<_, _>>()?
+            }
+            _ => Vec::new(),
+        };
+        let sync = samples.is_sync(unit.samples.start);
+        let pieces = pes_payload(st, unit, sync, &adts)?;
+        let pts = wrap33(unit.pts);
+        let dts = (unit.dts != unit.pts).then(|| wrap33(unit.dts));
+        let (header, header_len) = pes_header(st.codec.stream_id(), pieces.len, pts, dts, !st.codec.is_video())?;
+        let state = &mut states[unit.stream];
+        let first = FirstPacket {
+            discontinuity: !state.started,
+            random_access: sync,
+            pcr: (st.pid == pcr_pid).then(|| wrap33(unit.dts - i128::from(PCR_LEAD))),
+        };
+        state.started = true;
+        write_pes(&mut out, state, &header[..header_len], &pieces, first);
+    }
+    Ok(out.freeze())
+}
+
+/// The streams of a segment: codec, PID and sample range of each input, checked; video first,
+/// then audio in input order (the PMT order).
+fn streams_of<'a>(inputs: &'a [TsInput<'a>]) -> Result<Vec<Stream<'a>>, MediaError> {
     let mut streams: Vec<Stream> = Vec::with_capacity(inputs.len());
     let mut audio_count = 0u16;
     let mut has_video = false;
@@ -526,11 +321,14 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Med
             language: language_code(&track.info.language),
         });
     }
-    // Video first in the PMT, then audio in input order.
     streams.sort_by_key(|s| s.pid);
-    let pcr_pid = streams[0].pid;
+    Ok(streams)
+}
 
-    // PES units.
+/// The PES packets of all streams in decode order (ties keep video before audio): one per
+/// video access unit, audio frames grouped up to [`AUDIO_PES_MAX_TICKS`]; and an estimate of
+/// the payload bytes, to size the output once.
+fn pes_units(streams: &[Stream]) -> (Vec<Unit>, usize) {
     let mut units: Vec<Unit> = Vec::new();
     let mut payload_estimate = 0usize;
     for (k, st) in streams.iter().enumerate() {
@@ -574,97 +372,79 @@ pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, Med
         }
         payload_estimate += st.range.len() * 16;
     }
-    // Decode order across streams; ties keep video before audio.
     units.sort_by_key(|u| (u.dts, u.stream));
+    (units, payload_estimate)
+}
 
-    let packets_estimate = 2 + payload_estimate / PAYLOAD_SIZE + units.len() * 2 + 2;
-    let mut out = BytesMut::with_capacity(packets_estimate * PACKET_SIZE);
-    write_psi(&mut out, PAT_PID, start_cc, 0x00, 1, &pat_body(PMT_PID))?;
-    write_psi(&mut out, PMT_PID, start_cc, 0x02, PROGRAM_NUMBER, &pmt_body(&streams, pcr_pid))?;
-
-    let mut states: Vec<PidState> =
-        streams.iter().map(|s| PidState { pid: s.pid, cc: start_cc, started: false }).collect();
-    for unit in &units {
-        let st = &streams[unit.stream];
-        let track = st.input.track;
-        let samples = &track.samples;
-        // ADTS headers of this PES, made before `pieces` borrows them.
-        let adts: Vec<[u8; 7]> = match &st.codec {
-            Codec::Aac(cfg) => {
-                unit.samples.clone().map(|i| cfg.header(samples.sizes[i] as usize)).collect::<Result<_, _>>()?
+/// The payload of one PES: a video access unit in Annex B form (delimiter, parameter sets on
+/// sync samples, start codes), AAC frames behind their ADTS headers, or AC-3 frames as they are.
+fn pes_payload<'p>(st: &'p Stream, unit: &Unit, sync: bool, adts: &'p [[u8; 7]]) -> Result<Pieces<'p>, MediaError> {
+    let track = st.input.track;
+    let mut pieces = Pieces::new();
+    match &st.codec {
+        Codec::Avc { length_size, parameter_sets } | Codec::Hevc { length_size, parameter_sets } => {
+            let hevc = matches!(st.codec, Codec::Hevc { .. });
+            let i = unit.samples.start;
+            let data = sample_bytes(track, st.input.span, i)?;
+            pieces.push(if hevc { HEVC_AUD } else { AVC_AUD });
+            if sync {
+                pieces.push(parameter_sets);
             }
-            _ => Vec::new(),
-        };
-        let mut pieces = Pieces::new();
-        let sync = samples.is_sync(unit.samples.start);
-        match &st.codec {
-            Codec::Avc { length_size, parameter_sets } | Codec::Hevc { length_size, parameter_sets } => {
-                let hevc = matches!(st.codec, Codec::Hevc { .. });
-                let i = unit.samples.start;
-                let data = sample_bytes(track, st.input.span, i)?;
-                pieces.push(if hevc { HEVC_AUD } else { AVC_AUD });
-                if sync {
-                    pieces.push(parameter_sets);
-                }
-                let mut pos = 0usize;
-                while pos < data.len() {
-                    let Some(len_bytes) = data.get(pos..pos + length_size) else {
-                        return fail(format!(
-                            "sample {i}: {} trailing bytes are too short for a NAL length",
-                            data.len() - pos
-                        ));
-                    };
-                    let len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-                    pos += length_size;
-                    let Some(nal) = data.get(pos..pos.saturating_add(len)) else {
-                        return fail(format!(
-                            "sample {i}: NAL unit of {len} bytes runs past the sample's {} bytes",
-                            data.len()
-                        ));
-                    };
-                    pos += len;
-                    let Some(&head) = nal.first() else { continue };
-                    let is_aud = if hevc { (head >> 1) & 0x3F == 35 } else { head & 0x1F == 9 };
-                    if is_aud {
-                        continue;
-                    }
-                    pieces.push(START_CODE);
-                    pieces.push(nal);
-                }
-            }
-            Codec::Aac(_) => {
-                for (k, i) in unit.samples.clone().enumerate() {
-                    pieces.push(&adts[k]);
-                    pieces.push(sample_bytes(track, st.input.span, i)?);
-                }
-            }
-            Codec::Ac3 | Codec::Eac3 => {
-                for i in unit.samples.clone() {
-                    let data = sample_bytes(track, st.input.span, i)?;
-                    if !data.starts_with(&[0x0B, 0x77]) {
-                        return fail(format!("sample {i} does not start with the AC-3 syncword 0x0B77"));
-                    }
-                    pieces.push(data);
-                }
+            push_nal_units(&mut pieces, data, i, *length_size, hevc)?;
+        }
+        Codec::Aac(_) => {
+            for (k, i) in unit.samples.clone().enumerate() {
+                pieces.push(&adts[k]);
+                pieces.push(sample_bytes(track, st.input.span, i)?);
             }
         }
-        let pts = wrap33(unit.pts);
-        let dts = (unit.dts != unit.pts).then(|| wrap33(unit.dts));
-        let (header, header_len) = pes_header(st.codec.stream_id(), pieces.len, pts, dts, !st.codec.is_video())?;
-        let state = &mut states[unit.stream];
-        let first = FirstPacket {
-            discontinuity: !state.started,
-            random_access: sync,
-            pcr: (st.pid == pcr_pid).then(|| wrap33(unit.dts - i128::from(PCR_LEAD))),
-        };
-        state.started = true;
-        write_pes(&mut out, state, &header[..header_len], &pieces, first);
+        Codec::Ac3 | Codec::Eac3 => {
+            for i in unit.samples.clone() {
+                let data = sample_bytes(track, st.input.span, i)?;
+                if !data.starts_with(&[0x0B, 0x77]) {
+                    return fail(format!("sample {i} does not start with the AC-3 syncword 0x0B77"));
+                }
+                pieces.push(data);
+            }
+        }
     }
-    Ok(out.freeze())
+    Ok(pieces)
+}
+
+/// The length-prefixed NAL units of video sample `i` with start codes instead, access unit
+/// delimiters dropped (one is written first).
+fn push_nal_units<'p>(
+    pieces: &mut Pieces<'p>,
+    data: &'p [u8],
+    i: usize,
+    length_size: usize,
+    hevc: bool,
+) -> Result<(), MediaError> {
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let Some(len_bytes) = data.get(pos..pos + length_size) else {
+            return fail(format!("sample {i}: {} trailing bytes are too short for a NAL length", data.len() - pos));
+        };
+        let len = len_bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        pos += length_size;
+        let Some(nal) = data.get(pos..pos.saturating_add(len)) else {
+            return fail(format!("sample {i}: NAL unit of {len} bytes runs past the sample's {} bytes", data.len()));
+        };
+        pos += len;
+        let Some(&head) = nal.first() else { continue };
+        let is_aud = if hevc { (head >> 1) & 0x3F == 35 } else { head & 0x1F == 9 };
+        if is_aud {
+            continue;
+        }
+        pieces.push(START_CODE);
+        pieces.push(nal);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use super::psi::crc32_mpeg2;
     use super::*;
     use crate::media::codec::{describe, Ac3Config, AvcConfig};
     use crate::source::index::{EditOffset, SampleTable, TrackInfo};

@@ -30,7 +30,7 @@ use crate::media::mp4::{tfhd, trun, FourCC};
 use crate::media::MediaError;
 use crate::plan::reads::SourceSpan;
 use crate::plan::url::Format;
-use crate::protect::cenc::{self, TrackEncryption};
+use crate::protect::common_encryption::{self, TrackEncryption};
 use crate::protect::Scheme;
 use crate::source::index::{TrackIndex, TrackKind};
 use crate::source::timeline::Segment;
@@ -296,7 +296,7 @@ fn write_protected_entry(w: &mut BoxWriter, track: &TrackIndex, enc: &TrackEncry
             w.end(tenc);
         }
         Scheme::Cbcs => {
-            let pattern = cenc::pattern_for(info.kind);
+            let pattern = common_encryption::pattern_for(info.kind);
             let tenc = w.begin_full(b"tenc", 1, 0);
             w.u8(0); // reserved
             w.u8((pattern.crypt << 4) | (pattern.skip & 0x0f));
@@ -304,7 +304,7 @@ fn write_protected_entry(w: &mut BoxWriter, track: &TrackIndex, enc: &TrackEncry
             w.u8(0); // default_Per_Sample_IV_Size: constant IV
             w.bytes(&enc.key.kid);
             w.u8(16); // default_constant_IV_size
-            w.bytes(&cenc::constant_iv(enc, info.track_id));
+            w.bytes(&common_encryption::constant_iv(enc, info.track_id));
             w.end(tenc);
         }
     }
@@ -595,7 +595,7 @@ pub fn media_segment(
 /// The encrypted payload of one segment and the `senc` entry of each sample.
 struct EncryptedSamples {
     payload: Vec<u8>,
-    aux: Vec<cenc::SampleAux>,
+    aux: Vec<common_encryption::SampleAux>,
     iv_size: u8,
     uses_subsamples: bool,
 }
@@ -607,7 +607,7 @@ fn encrypt_samples(
     positions: &[(usize, Range<usize>)],
     span: &SourceSpan,
 ) -> Result<EncryptedSamples, MediaError> {
-    let mut encryptor = cenc::SampleEncryptor::new(enc, track.info.track_id, &track.info.codec)?;
+    let mut encryptor = common_encryption::SampleEncryptor::new(enc, track.info.track_id, &track.info.codec)?;
     let total: usize = positions.iter().map(|(_, p)| p.len()).sum();
     let mut payload = Vec::with_capacity(total);
     let mut aux = Vec::with_capacity(positions.len());
@@ -1034,7 +1034,7 @@ mod tests {
 
     // ---- Common Encryption ----
 
-    use crate::protect::cenc::TrackEncryption;
+    use crate::protect::common_encryption::TrackEncryption;
     use crate::protect::ContentKey;
     use crate::protect::Scheme;
 
@@ -1089,7 +1089,7 @@ mod tests {
                     assert_eq!(&tenc[..8], &[1, 0, 0, 0, 0, 0x19, 1, 0], "v1, 1:9 pattern, constant IV");
                     assert_eq!(&tenc[8..24], &KEY.kid);
                     assert_eq!(tenc[24], 16);
-                    assert_eq!(&tenc[25..41], &crate::protect::cenc::constant_iv(&enc, 2));
+                    assert_eq!(&tenc[25..41], &crate::protect::common_encryption::constant_iv(&enc, 2));
                 }
             }
             // mp4-atom still reads the whole init (encv as an unknown codec).
@@ -1210,8 +1210,8 @@ mod tests {
                 match scheme {
                     Scheme::Cenc => {
                         assert_eq!(protected % 16, 0);
-                        assert_eq!(iv, Some(crate::protect::cenc::cenc_iv(&enc, 2, i as u64)));
-                        crate::protect::cenc::tests::reference_cenc(
+                        assert_eq!(iv, Some(crate::protect::common_encryption::cenc_iv(&enc, 2, i as u64)));
+                        crate::protect::common_encryption::tests::reference_cenc(
                             &KEY.key,
                             &iv.unwrap(),
                             &mut sample,
@@ -1219,8 +1219,8 @@ mod tests {
                         );
                     }
                     Scheme::Cbcs => {
-                        let civ = crate::protect::cenc::constant_iv(&enc, 2);
-                        crate::protect::cenc::tests::reference_cbcs(
+                        let civ = crate::protect::common_encryption::constant_iv(&enc, 2);
+                        crate::protect::common_encryption::tests::reference_cbcs(
                             &KEY.key,
                             &civ,
                             &mut sample,
@@ -1321,7 +1321,7 @@ mod tests {
             asset::load(&storage, &AssetSource::File(file.to_string()), SegmentPolicy::default()).await.unwrap();
         assert_eq!(asset.tracks.len(), 1);
         let t = &asset.tracks[0];
-        let seed = crate::protect::cenc::iv_seed(file, t.bitrate, &t.name);
+        let seed = crate::protect::common_encryption::iv_seed(file, t.bitrate, &t.name);
         let enc = TrackEncryption { scheme, key: &KEY, pssh: &[], iv_seed: seed };
         let init = init_segment(t.index(), Flavor::Cmaf, true, Some(&enc));
         assert!(t.timeline.segments.len() > 1);

@@ -14,9 +14,9 @@ use crate::plan::filter;
 use crate::plan::links::{Links, ManifestText};
 use crate::plan::reads::SourceSpan;
 use crate::plan::url::{Encryption, Format, Resource};
-use crate::plan::{Build, Plan, Protection};
+use crate::plan::{Build, Plan, Protection, SegmentPlan};
 use crate::protect::drm;
-use crate::protect::{cenc, envelope, segment_iv, Scheme};
+use crate::protect::{common_encryption, envelope, segment_iv, Scheme};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::TrackKind;
 
@@ -106,16 +106,22 @@ fn track_encryption<'a>(
     p: Protection<'a>,
     track: &AssetTrack,
     pssh: &'a [Bytes],
-) -> cenc::TrackEncryption<'a> {
-    cenc::TrackEncryption { scheme, key: p.key, pssh, iv_seed: cenc::iv_seed(&track.file, track.bitrate, &track.name) }
+) -> common_encryption::TrackEncryption<'a> {
+    common_encryption::TrackEncryption {
+        scheme,
+        key: p.key,
+        pssh,
+        iv_seed: common_encryption::iv_seed(&track.file, track.bitrate, &track.name),
+    }
 }
 
 /// Builds the bytes `plan` decides from `sources`: for a segment, the bytes of each member's
 /// planned reads ([`crate::plan::SegmentPlan::reads`], in member order); nothing otherwise.
 pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let (resource, protection) = (plan.resource, plan.protection);
-    let Build::Document(document) = &plan.build else {
-        return segment(plan, sources);
+    let document = match &plan.build {
+        Build::Segment(segment_plan) => return segment(plan, segment_plan, sources),
+        Build::Document(document) => document,
     };
     let asset = &*filter::apply(plan.asset, &document.filters)?;
     let extension = plan.extension;
@@ -154,18 +160,15 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             };
             Ok(Output::media(media_content_type(track), vec![init]))
         }
-        Resource::Segment { .. } => unreachable!("segments are planned as Build::Segment"),
+        // Plan::new plans every segment as a Build::Segment.
+        Resource::Segment { .. } => Err(Error::asset(&asset.name, "a media segment was planned as a document")),
     }
 }
 
 /// A media segment from its members' source bytes.
-fn segment(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
-    let (Build::Segment(segment_plan), Resource::Segment { time, format, encryption, .. }) =
-        (&plan.build, plan.resource)
-    else {
-        unreachable!("only segment plans reach here");
-    };
+fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let (track, protection) = (segment_plan.track, plan.protection);
+    let (format, encryption, time) = (&segment_plan.format, &segment_plan.encryption, &segment_plan.segment.time);
     let sequence_number = segment_plan.sequence_number();
     let (content_type, parts) = if format.is_ts() {
         // v3 muxes the default audio's segment of the same index into video segments.

@@ -11,7 +11,7 @@ pub mod url;
 use crate::error::{Error, Result};
 use crate::plan::filter::FilterConfig;
 use crate::plan::reads::{ReadPlan, Spread};
-use crate::plan::url::{Format, Resource};
+use crate::plan::url::{Encryption, Format, Resource};
 use crate::protect::drm::DrmSystems;
 use crate::protect::ContentKey;
 use crate::source::asset::{Asset, AssetTrack};
@@ -69,6 +69,9 @@ pub struct SegmentPlan<'a> {
     pub number: usize,
     pub segment: &'a Segment,
     pub muxed_audio: Option<(&'a AssetTrack, &'a Segment)>,
+    /// The container and the encryption the segment URL asks for.
+    pub format: Format,
+    pub encryption: Option<Encryption>,
 }
 
 impl<'a> Plan<'a> {
@@ -90,7 +93,7 @@ impl<'a> Plan<'a> {
             }
         };
         let build = match resource {
-            Resource::Segment { bitrate, track, time, format, .. } => {
+            Resource::Segment { bitrate, track, time, format, encryption, .. } => {
                 let track = asset
                     .track(track, *bitrate)
                     .ok_or_else(|| Error::NotFound(format!("track '{track}' at bitrate {bitrate}")))?;
@@ -102,7 +105,14 @@ impl<'a> Plan<'a> {
                     .then(|| muxed_audio(asset, *format))
                     .flatten()
                     .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)));
-                Build::Segment(SegmentPlan { track, number, segment, muxed_audio })
+                Build::Segment(SegmentPlan {
+                    track,
+                    number,
+                    segment,
+                    muxed_audio,
+                    format: *format,
+                    encryption: *encryption,
+                })
             }
             _ => Build::Document(filters),
         };

@@ -6,7 +6,7 @@
 //! identity (see [`segment_iv`]): unique per (rendition, segment) under one key, and
 //! unpredictable without the key.
 
-pub mod cenc;
+pub mod common_encryption;
 pub mod drm;
 pub mod envelope;
 pub mod token;

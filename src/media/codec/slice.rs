@@ -35,7 +35,7 @@
 //! (FMO), data partitions (types 2–4), HEVC profiles other than Main / Main 10 / Main Still /
 //! RExt (SCC and multi-layer slice headers differ), PPS extensions, nuh_layer_id > 0,
 //! reserved NAL types, a header that does not leave at least one byte of slice data, or a
-//! failed alignment check — `cbcs` keeps the first `protect::cenc::CBCS_VCL_CLEAR_PREFIX` bytes of the VCL
+//! failed alignment check — `cbcs` keeps the first `protect::common_encryption::CBCS_VCL_CLEAR_PREFIX` bytes of the VCL
 //! NAL unit (NAL header included) clear and protects the rest (1:9 pattern, trailing partial
 //! block clear), and `cenc` keeps just the NAL unit header clear. 128 bytes covers the slice
 //! headers of ordinary encodes (x264/x265: AVC ≈ 5–30 bytes even with weighted prediction;

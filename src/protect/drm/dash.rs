@@ -25,7 +25,7 @@ pub const MPD_NAMESPACES: [(&str, &str); 3] = [
     ("xmlns:dashif", "https://dashif.org/CPS"),
 ];
 
-/// One MPD `ContentProtection` element, in the serde style of `package::dash` (quick-xml:
+/// One MPD `ContentProtection` element, in the serde style of `output::dash` (quick-xml:
 /// `@` attributes, namespaced names as plain renames). Put a `Vec<ContentProtection>` field
 /// renamed `ContentProtection` on the AdaptationSet right after its attributes: in the MPD
 /// schema ContentProtection is a RepresentationBase element that comes after
@@ -143,7 +143,7 @@ mod tests {
             Some("https://origin.example/clearkey/11111111-2222-3333-4444-555555555555/license")
         );
 
-        // Serialized with quick-xml the way package::dash does it.
+        // Serialized with quick-xml the way output::dash does it.
         #[derive(Serialize)]
         #[serde(rename = "AdaptationSet")]
         struct Set {

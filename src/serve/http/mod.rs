@@ -182,7 +182,7 @@ impl Service {
         };
         let locator = self.locator(locator_id)?;
         self.check_signature(locator, query)?;
-        let built = self.origin.serve(locator, asset_name, &parsed).await?;
+        let built = self.origin.resource(locator, asset_name, &parsed).await?;
         // Players that cannot add headers (Safari) pass the key token on the manifest
         // URL; HLS playlists carry it on to the key URI. Segments never get it, so CDN
         // caches of segments stay shared by all viewers. A URL signature goes on every

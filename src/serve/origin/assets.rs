@@ -125,7 +125,7 @@ impl Origin {
         }
     }
 
-    /// `loaded` as the answer to a request, counted as a hit (or a stale answer by `serve`).
+    /// `loaded` as the answer to a request, counted as a hit (or a stale answer by `resource`).
     fn answer_from(&self, loaded: &Arc<LoadedAsset>) -> Arc<LoadedAsset> {
         self.count_lookup("asset", false);
         loaded.clone()

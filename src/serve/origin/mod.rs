@@ -237,9 +237,9 @@ impl Origin {
         Ok((entry.into_value(), fresh))
     }
 
-    /// Serves one parsed request for `locator`/`asset_name`: plan → cached lookup → fetch →
-    /// package.
-    pub async fn serve(
+    /// The response body of one parsed request for `locator`/`asset_name`, cached or built:
+    /// plan → cached lookup → fetch → package.
+    pub async fn resource(
         &self,
         locator: &Locator,
         asset_name: &str,

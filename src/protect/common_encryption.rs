@@ -3,7 +3,7 @@
 //!
 //! This module decides *which* bytes of a sample are encrypted and encrypts them; the boxes that
 //! signal it (`sinf`/`tenc` in the init segment, `senc`/`saiz`/`saio` in each fragment) are
-//! written by `package::cmaf` from what [`SampleEncryptor`] reports.
+//! written by `output::cmaf` from what [`SampleEncryptor`] reports.
 //!
 //! # Which bytes are protected
 //!

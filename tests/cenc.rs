@@ -3,7 +3,7 @@
 //! origin runs in this process on an ephemeral port; clients are reqwest, ffmpeg (decrypting
 //! oracle) and an AES-128 `cbcs` / `cenc` decryptor written here from ISO/IEC 23001-7 (not
 //! from `src/protect`). MP4 boxes, PSSH boxes, the Widevine protobuf and the PlayReady header
-//! object are parsed by hand here, independently of `src/protect/drm.rs`.
+//! object are parsed by hand here, independently of `src/protect/drm/`.
 //!
 //! * `cenc_dash_*`: MPD ContentProtection (mp4protection + default_KID, Widevine pssh,
 //!   PlayReady pro + pssh, ClearKey Laurl, namespaces); init segment `encv`/`enca` with
@@ -61,7 +61,7 @@ const BOUND_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SEED: &str = "seed-ladder";
 const SEED_B64: &str = "XVBovsmzhP9gRIZxWfFta3VVRPzVEWmJsazEJ46I";
 const SEED_KID: &str = "339C45B5-FB6D-4BD9-994C-EABD9D41C95B";
-/// The published key of SEED_KID under SEED_B64 (the vector src/protect/drm.rs tests use).
+/// The published key of SEED_KID under SEED_B64 (the vector src/protect/drm/playready.rs tests use).
 const SEED_KEY_B64: &str = "pTfNwMplhBQG1SXnvyLXVA==";
 /// Clear and envelope locators of the same asset.
 const CLEAR: &str = "clear-ladder";

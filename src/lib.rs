@@ -5,14 +5,16 @@
 //! [`protect`] encrypts them, [`source`] reads and indexes objects, [`media`] knows boxes
 //! and codecs.
 
+#![warn(unreachable_pub)]
+
 pub mod config;
 pub mod error;
-pub mod markup;
+pub(crate) mod markup;
 pub mod media;
 pub mod output;
 pub mod plan;
 pub mod protect;
-pub mod secret;
+pub(crate) mod secret;
 pub mod serve;
 pub mod source;
 

@@ -4,7 +4,7 @@
 /// Escapes `text` for element content and for double- or single-quoted attribute values, in
 /// XML and HTML alike. Control characters are dropped: XML 1.0 forbids most of them, and none
 /// belongs in a URL or a name.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         match c {

@@ -7,32 +7,33 @@
 
 /// An MSB-first bit reader over a byte slice.
 #[derive(Debug, Clone)]
-pub struct BitReader<'a> {
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     /// Position in bits from the start of `data`.
     pos: usize,
 }
 
 impl<'a> BitReader<'a> {
-    pub fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         BitReader { data, pos: 0 }
     }
 
     /// Bits read (or skipped) so far.
-    pub fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.pos
     }
 
-    pub fn bits_left(&self) -> usize {
+    pub(crate) fn bits_left(&self) -> usize {
         self.data.len() * 8 - self.pos
     }
 
-    pub fn is_byte_aligned(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_byte_aligned(&self) -> bool {
         self.pos % 8 == 0
     }
 
     /// One bit.
-    pub fn flag(&mut self) -> Option<bool> {
+    pub(crate) fn flag(&mut self) -> Option<bool> {
         let byte = *self.data.get(self.pos / 8)?;
         let bit = (byte >> (7 - self.pos % 8)) & 1;
         self.pos += 1;
@@ -40,7 +41,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// An `n`-bit unsigned field, n ≤ 32 (`u(n)`).
-    pub fn read(&mut self, n: u32) -> Option<u32> {
+    pub(crate) fn read(&mut self, n: u32) -> Option<u32> {
         if n > 32 || n as usize > self.bits_left() {
             return None;
         }
@@ -51,7 +52,7 @@ impl<'a> BitReader<'a> {
         Some(v as u32)
     }
 
-    pub fn skip(&mut self, n: u32) -> Option<()> {
+    pub(crate) fn skip(&mut self, n: u32) -> Option<()> {
         let end = self.pos.checked_add(n as usize)?;
         if end > self.data.len() * 8 {
             return None;
@@ -61,12 +62,12 @@ impl<'a> BitReader<'a> {
     }
 
     /// Skips to the next byte boundary (nothing when already on one).
-    pub fn byte_align(&mut self) -> Option<()> {
+    pub(crate) fn byte_align(&mut self) -> Option<()> {
         self.skip(((8 - self.pos % 8) % 8) as u32)
     }
 
     /// `ue(v)`, values up to 2^32 − 2.
-    pub fn ue(&mut self) -> Option<u32> {
+    pub(crate) fn ue(&mut self) -> Option<u32> {
         let mut zeros = 0u32;
         while !self.flag()? {
             zeros += 1;
@@ -79,7 +80,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// `se(v)`.
-    pub fn se(&mut self) -> Option<i32> {
+    pub(crate) fn se(&mut self) -> Option<i32> {
         let k = self.ue()? as i64;
         Some(if k % 2 == 1 { ((k + 1) / 2) as i32 } else { (-(k / 2)) as i32 })
     }
@@ -87,7 +88,7 @@ impl<'a> BitReader<'a> {
 
 /// The unescaped start of a NAL unit (emulation_prevention_three_byte removed) and where each
 /// of its bytes sits in the escaped NAL unit.
-pub struct Rbsp {
+pub(crate) struct Rbsp {
     bytes: Vec<u8>,
     /// `escaped[i]`: index in the NAL unit of RBSP byte `i`.
     escaped: Vec<usize>,
@@ -95,7 +96,7 @@ pub struct Rbsp {
 
 impl Rbsp {
     /// Unescapes at most the first `limit` bytes of `nal`.
-    pub fn new(nal: &[u8], limit: usize) -> Rbsp {
+    pub(crate) fn new(nal: &[u8], limit: usize) -> Rbsp {
         let mut bytes = Vec::with_capacity(nal.len().min(limit));
         let mut escaped = Vec::with_capacity(nal.len().min(limit));
         let mut zeros = 0;
@@ -112,14 +113,14 @@ impl Rbsp {
     }
 
     /// A reader positioned `skip_bits` into the RBSP (past the NAL unit header).
-    pub fn reader(&self, skip_bits: usize) -> BitReader<'_> {
+    pub(crate) fn reader(&self, skip_bits: usize) -> BitReader<'_> {
         BitReader { data: &self.bytes, pos: skip_bits }
     }
 
     /// The escaped length of the first `bits` bits rounded up to a byte: the index in the NAL
     /// unit of the first byte after them. `None` when nothing of the NAL unit follows within
     /// the unescaped part.
-    pub fn escaped_len(&self, bits: usize) -> Option<usize> {
+    pub(crate) fn escaped_len(&self, bits: usize) -> Option<usize> {
         self.escaped.get(bits.div_ceil(8)).copied()
     }
 }

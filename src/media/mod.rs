@@ -1,6 +1,6 @@
 //! What media is made of: ISO BMFF boxes, codec configurations and the bit reader under them.
 
-pub mod bits;
+pub(crate) mod bits;
 pub mod codec;
 mod error;
 pub mod mp4;

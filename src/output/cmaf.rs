@@ -37,7 +37,7 @@ use crate::source::timeline::Segment;
 
 /// Which flavour of fragmented MP4 to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Flavor {
+pub(crate) enum Flavor {
     /// CMAF: `cmfc` header brand, `styp` (`cmfs`) before every segment. HLS `m3u8-cmaf`,
     /// DASH `mpd-time-cmaf`.
     Cmaf,
@@ -57,20 +57,19 @@ impl From<Format> for Flavor {
 
 /// A built media segment: header bytes followed by zero-copy slices of the source bytes.
 #[derive(Debug, Clone, Default)]
-pub struct MediaSegment {
+pub(crate) struct MediaSegment {
     pub parts: Vec<Bytes>,
 }
 
 impl MediaSegment {
     /// Total length in bytes (the response's Content-Length).
-    pub fn len(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> u64 {
         self.parts.iter().map(|p| p.len() as u64).sum()
     }
-    pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(|p| p.is_empty())
-    }
     /// The whole segment in one buffer (copies; for tests, the CLI and encryption).
-    pub fn to_bytes(&self) -> Bytes {
+    #[cfg(test)]
+    pub(crate) fn to_bytes(&self) -> Bytes {
         match self.parts.as_slice() {
             [one] => one.clone(),
             parts => {
@@ -95,7 +94,7 @@ const UNITY_MATRIX: [u32; 9] = [0x0001_0000, 0, 0, 0, 0x0001_0000, 0, 0, 0, 0x40
 /// protected (`encv`/`enca` + `sinf`, ISO/IEC 23001-7 §8 and ISO/IEC 14496-12 §8.12) and the
 /// given `pssh` boxes follow `mvex` in the `moov`. `edit_list`: whether the source's edit list
 /// goes into it (HLS), or is left to the manifest (DASH `presentationTimeOffset`).
-pub fn init_segment(
+pub(crate) fn init_segment(
     track: &TrackIndex,
     flavor: Flavor,
     edit_list: bool,
@@ -381,7 +380,7 @@ fn seg_err<T>(msg: String) -> Result<T, MediaError> {
 /// to the moof (tfhd default-base-is-moof). A track whose samples have no auxiliary data at all
 /// (`cbcs` audio: constant IV, whole-sample encryption) gets none of the three: `tenc` says it
 /// all.
-pub fn media_segment(
+pub(crate) fn media_segment(
     track: &TrackIndex,
     segment: &Segment,
     sequence_number: u32,

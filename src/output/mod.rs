@@ -2,10 +2,10 @@
 //! bytes, with no I/O. Manifests come from [`hls`] and [`dash`], segments from [`cmaf`] and
 //! [`ts`]; segment payloads are passed through without copying.
 
-pub mod cmaf;
+pub(crate) mod cmaf;
 pub mod dash;
 pub mod hls;
-pub mod ts;
+pub(crate) mod ts;
 
 use bytes::Bytes;
 

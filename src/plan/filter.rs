@@ -56,7 +56,7 @@ fn presentation_secs(track: &AssetTrack, segment: &Segment) -> (f64, f64) {
 }
 
 /// The asset as `filters` (all of them: their conditions combine) let manifests see it.
-pub fn apply<'a>(asset: &'a Asset, filters: &[&FilterConfig]) -> Result<Cow<'a, Asset>> {
+pub(crate) fn apply<'a>(asset: &'a Asset, filters: &[&FilterConfig]) -> Result<Cow<'a, Asset>> {
     if filters.is_empty() {
         return Ok(Cow::Borrowed(asset));
     }

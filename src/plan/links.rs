@@ -12,7 +12,7 @@ use crate::protect::url_signing;
 
 /// What a URL listed in a manifest leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
+pub(crate) enum Link {
     /// A media playlist listed by a multivariant playlist: leads to the key.
     MediaPlaylist,
     /// A key URI (`EXT-X-KEY`): the origin's key endpoint or a DRM system's.
@@ -68,7 +68,7 @@ impl LinkEnd {
 }
 
 /// `uri` marked as a `link` for [`ManifestText::from_marked`].
-pub fn marked(uri: &str, link: Link) -> String {
+pub(crate) fn marked(uri: &str, link: Link) -> String {
     let mut out = String::with_capacity(uri.len() + 4);
     out.push_str(uri);
     push_mark(&mut out, link);
@@ -76,7 +76,7 @@ pub fn marked(uri: &str, link: Link) -> String {
 }
 
 /// Marks the URL that `uri` holds as a `link` (appends the mark).
-pub fn push_mark(uri: &mut String, link: Link) {
+pub(crate) fn push_mark(uri: &mut String, link: Link) {
     let code = LinkEnd::code(link.carries_token(), is_same_origin(uri), if uri.contains('?') { '&' } else { '?' });
     uri.push(MARK);
     uri.push(code);

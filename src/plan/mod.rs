@@ -2,10 +2,10 @@
 //! decided into (which tracks and segments, which source byte ranges, which protection)
 //! before anything is read or built.
 
-pub mod filter;
-pub mod links;
-pub mod locator;
-pub mod reads;
+pub(crate) mod filter;
+pub(crate) mod links;
+pub(crate) mod locator;
+pub(crate) mod reads;
 pub mod url;
 
 use crate::error::{Error, Result};

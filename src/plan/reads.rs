@@ -19,7 +19,7 @@ use crate::source::timeline::Segment;
 /// output (audio and video alternating frame by frame) one read, as before.
 const COALESCE_GAP: u64 = 1 << 20;
 /// At most this many reads per segment; beyond it the smallest gaps are read through.
-pub const MAX_RUNS: usize = 64;
+pub(crate) const MAX_RUNS: usize = 64;
 /// A span within twice its samples plus this is read in one piece, like a contiguous segment.
 const SLACK: u64 = 1 << 20;
 /// Reads above twice the samples plus [`SLACK`] are still allowed up to this many bytes: a
@@ -27,7 +27,7 @@ const SLACK: u64 = 1 << 20;
 /// Mbit/s) reads its whole span. Above both bounds the layout is refused.
 const SPREAD_ALLOWANCE: u64 = 64 << 20;
 /// Reads of one segment's runs in flight at once.
-pub const CONCURRENT_READS: usize = 4;
+pub(crate) const CONCURRENT_READS: usize = 4;
 
 /// The ranges of the source file a segment needs, ascending and disjoint.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -45,7 +45,7 @@ impl ReadPlan {
 /// A segment whose samples no bounded plan reads: spread over `span` bytes of the file for
 /// `samples` bytes of media; the best plan of [`MAX_RUNS`] reads would read `read` bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spread {
+pub(crate) struct Spread {
     pub span: u64,
     pub samples: u64,
     pub read: u64,
@@ -53,7 +53,8 @@ pub struct Spread {
 
 /// The byte span of the source file a segment covers: from the lowest sample offset to the end
 /// of the furthest sample. Empty when the segment has no samples (or lies outside the index).
-pub fn source_range(track: &TrackIndex, segment: &Segment) -> Range<u64> {
+#[cfg(test)]
+pub(crate) fn source_range(track: &TrackIndex, segment: &Segment) -> Range<u64> {
     let samples = sample_ranges(track, segment);
     let start = samples.iter().map(|r| r.start).min();
     let end = samples.iter().map(|r| r.end).max();
@@ -78,7 +79,7 @@ fn sample_ranges(track: &TrackIndex, segment: &Segment) -> Vec<Range<u64>> {
 /// Plans the reads of `segment`: one read of its span when that is not much larger than its
 /// samples (the common case: one GET, payload slices without copies), else runs of samples
 /// whose gaps are small, at most [`MAX_RUNS`] of them (the smallest gaps are read through).
-pub fn plan_reads(track: &TrackIndex, segment: &Segment) -> Result<ReadPlan, Spread> {
+pub(crate) fn plan_reads(track: &TrackIndex, segment: &Segment) -> Result<ReadPlan, Spread> {
     plan(sample_ranges(track, segment))
 }
 

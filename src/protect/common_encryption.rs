@@ -64,7 +64,7 @@ type Aes128Ctr = ctr::Ctr64BE<Aes128>;
 /// How one track is encrypted: the scheme, the key, and the IVs. Deterministic: the same inputs
 /// give the same bytes.
 #[derive(Debug, Clone, Copy)]
-pub struct TrackEncryption<'a> {
+pub(crate) struct TrackEncryption<'a> {
     pub scheme: Scheme,
     pub key: &'a ContentKey,
     /// Whole `pssh` boxes to put in the init segment's `moov`.
@@ -76,7 +76,7 @@ pub struct TrackEncryption<'a> {
 
 /// The rendition identity for [`TrackEncryption::iv_seed`]: a 64-bit hash of the asset (e.g.
 /// its storage path: keys may be shared between assets), the URL bitrate and the track name.
-pub fn iv_seed(asset: &str, bitrate: u64, track_name: &str) -> u64 {
+pub(crate) fn iv_seed(asset: &str, bitrate: u64, track_name: &str) -> u64 {
     let mut buf = Vec::with_capacity(asset.len() + track_name.len() + 10);
     buf.extend_from_slice(asset.as_bytes());
     buf.push(0);
@@ -87,28 +87,28 @@ pub fn iv_seed(asset: &str, bitrate: u64, track_name: &str) -> u64 {
 
 /// Bytes from the start of a VCL NAL unit (NAL unit header included) that `cbcs` leaves clear
 /// when the slice header length is unknown (the fallback and why: [`slice`]).
-pub const CBCS_VCL_CLEAR_PREFIX: usize = 128;
+pub(crate) const CBCS_VCL_CLEAR_PREFIX: usize = 128;
 
 /// The encryption pattern of `cbcs` video (23001-7 §10.4.1: 1 encrypted block, 9 clear).
-pub const CBCS_VIDEO_PATTERN: Pattern = Pattern { crypt: 1, skip: 9 };
+pub(crate) const CBCS_VIDEO_PATTERN: Pattern = Pattern { crypt: 1, skip: 9 };
 
 /// A `cbcs` encryption pattern in 16-byte blocks; `0:0` = every block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     pub crypt: u8,
     pub skip: u8,
 }
 
 /// One subsample: `clear` bytes followed by `protected` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Subsample {
+pub(crate) struct Subsample {
     pub clear: u16,
     pub protected: u32,
 }
 
 /// The auxiliary information of one encrypted sample (one `senc` entry).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SampleAux {
+pub(crate) struct SampleAux {
     /// The per-sample IV (`cenc`: 8 bytes; `cbcs`: none, the constant IV is in `tenc`).
     pub iv: Option<[u8; 8]>,
     /// (clear, protected) runs covering the sample; empty = the whole sample is protected.
@@ -117,7 +117,7 @@ pub struct SampleAux {
 
 impl SampleAux {
     /// Its size in `senc` (the `saiz` entry).
-    pub fn info_size(&self, uses_subsamples: bool) -> usize {
+    pub(crate) fn info_size(&self, uses_subsamples: bool) -> usize {
         let iv = if self.iv.is_some() { 8 } else { 0 };
         iv + if uses_subsamples { 2 + 6 * self.subsamples.len() } else { 0 }
     }
@@ -133,7 +133,7 @@ enum Layout {
 }
 
 /// Encrypts the samples of one track. Build once per segment (cheap: one key expansion).
-pub struct SampleEncryptor {
+pub(crate) struct SampleEncryptor {
     scheme: Scheme,
     cipher: Aes128,
     layout: Layout,
@@ -166,13 +166,14 @@ fn derive_block(cipher: &Aes128, tag: &[u8; 4], track_id: u32, iv_seed: u64) -> 
 }
 
 /// The `cbcs` constant IV of a track (also written in `tenc`).
-pub fn constant_iv(enc: &TrackEncryption, track_id: u32) -> [u8; 16] {
+pub(crate) fn constant_iv(enc: &TrackEncryption, track_id: u32) -> [u8; 16] {
     let cipher = Aes128::new(&enc.key.key.into());
     derive_block(&cipher, b"cbcs", track_id, enc.iv_seed)
 }
 
 /// The `cenc` IV of sample number `sample` (its index in the source track).
-pub fn cenc_iv(enc: &TrackEncryption, track_id: u32, sample: u64) -> [u8; 8] {
+#[cfg(test)]
+pub(crate) fn cenc_iv(enc: &TrackEncryption, track_id: u32, sample: u64) -> [u8; 8] {
     let cipher = Aes128::new(&enc.key.key.into());
     cenc_iv_from(cenc_base(&cipher, track_id, enc.iv_seed), sample)
 }
@@ -189,7 +190,7 @@ fn cenc_iv_from(base: u64, sample: u64) -> [u8; 8] {
 }
 
 /// The `cbcs` pattern of a track: 1:9 for video, 0:0 (all blocks) otherwise.
-pub fn pattern_for(kind: TrackKind) -> Pattern {
+pub(crate) fn pattern_for(kind: TrackKind) -> Pattern {
     if kind == TrackKind::Video {
         CBCS_VIDEO_PATTERN
     } else {
@@ -211,7 +212,7 @@ fn nal_length_size(codec: &CodecInfo) -> Result<usize, MediaError> {
 
 impl SampleEncryptor {
     /// Prepares the encryption of samples of track `track_id` (AVC, HEVC, AAC, AC-3, E-AC-3).
-    pub fn new(enc: &TrackEncryption, track_id: u32, codec: &CodecInfo) -> Result<SampleEncryptor, MediaError> {
+    pub(crate) fn new(enc: &TrackEncryption, track_id: u32, codec: &CodecInfo) -> Result<SampleEncryptor, MediaError> {
         let layout = match codec.family {
             CodecFamily::Avc => Layout::Nal { hevc: false, length_size: nal_length_size(codec)? },
             CodecFamily::Hevc => Layout::Nal { hevc: true, length_size: nal_length_size(codec)? },
@@ -234,12 +235,12 @@ impl SampleEncryptor {
     }
 
     /// Whether samples carry subsample maps.
-    pub fn uses_subsamples(&self) -> bool {
+    pub(crate) fn uses_subsamples(&self) -> bool {
         matches!(self.layout, Layout::Nal { .. })
     }
 
     /// The per-sample IV size in `senc` (8 for `cenc`, 0 for `cbcs`).
-    pub fn iv_size(&self) -> u8 {
+    pub(crate) fn iv_size(&self) -> u8 {
         match self.scheme {
             Scheme::Cenc => 8,
             Scheme::Cbcs => 0,
@@ -248,7 +249,7 @@ impl SampleEncryptor {
 
     /// Encrypts `sample` (sample number `sample_number` of the source track), appending the
     /// ciphertext (same length as `sample`) to `out`, and returns its `senc` entry.
-    pub fn encrypt_sample(
+    pub(crate) fn encrypt_sample(
         &mut self,
         sample_number: u64,
         sample: &[u8],
@@ -438,7 +439,7 @@ pub(crate) mod tests {
         use aes::Aes128;
 
         /// `cenc`: the protected bytes of all subsamples form one CTR stream from IV ‖ 0.
-        pub fn cenc_decrypt(key: &[u8; 16], iv8: &[u8; 8], data: &mut [u8], subsamples: &[(usize, usize)]) {
+        pub(super) fn cenc_decrypt(key: &[u8; 16], iv8: &[u8; 8], data: &mut [u8], subsamples: &[(usize, usize)]) {
             let aes = Aes128::new(&(*key).into());
             let ranges: Vec<(usize, usize)> =
                 if subsamples.is_empty() { vec![(0, data.len())] } else { subsamples.to_vec() };
@@ -461,7 +462,13 @@ pub(crate) mod tests {
 
         /// `cbcs`: per protected range, CBC-decrypt the 1st of every 10 blocks (or all blocks
         /// when `all`), chaining over the encrypted blocks only, IV reset per range.
-        pub fn cbcs_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8], subsamples: &[(usize, usize)], all: bool) {
+        pub(super) fn cbcs_decrypt(
+            key: &[u8; 16],
+            iv: &[u8; 16],
+            data: &mut [u8],
+            subsamples: &[(usize, usize)],
+            all: bool,
+        ) {
             let aes = Aes128::new(&(*key).into());
             let ranges: Vec<(usize, usize)> =
                 if subsamples.is_empty() { vec![(0, data.len())] } else { subsamples.to_vec() };

@@ -10,7 +10,7 @@ type Aes128CbcEnc = cbc::Encryptor<aes::Aes128>;
 
 /// Encrypts the concatenation of `parts` (a built segment) into one buffer. CBC chains
 /// every block, so this is the one place a segment's payload is copied.
-pub fn encrypt_segment(key: &ContentKey, iv: &[u8; 16], parts: &[Bytes]) -> Bytes {
+pub(crate) fn encrypt_segment(key: &ContentKey, iv: &[u8; 16], parts: &[Bytes]) -> Bytes {
     let len: usize = parts.iter().map(Bytes::len).sum();
     let padded = (len / 16 + 1) * 16;
     let mut buf = Vec::with_capacity(padded);

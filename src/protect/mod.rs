@@ -6,9 +6,9 @@
 //! identity (see [`segment_iv`]): unique per (rendition, segment) under one key, and
 //! unpredictable without the key.
 
-pub mod common_encryption;
+pub(crate) mod common_encryption;
 pub mod drm;
-pub mod envelope;
+pub(crate) mod envelope;
 pub mod token;
 pub mod url_signing;
 

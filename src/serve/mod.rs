@@ -3,7 +3,7 @@
 
 pub mod conn;
 pub mod http;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod origin;
 pub(crate) mod player;
 pub mod tls;

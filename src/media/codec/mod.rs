@@ -16,11 +16,11 @@
 //!
 //! [`slice`] measures H.264 / H.265 slice headers from the parameter sets kept here.
 
-pub mod aac;
-pub mod ac3;
-pub mod avc;
-pub mod hevc;
-pub mod slice;
+pub(crate) mod aac;
+pub(crate) mod ac3;
+pub(crate) mod avc;
+pub(crate) mod hevc;
+pub(crate) mod slice;
 
 use serde::Serialize;
 

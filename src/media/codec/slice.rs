@@ -60,7 +60,7 @@ const HEADER_SCAN_LIMIT: usize = 4096;
 
 /// What a NAL unit is, for subsample encryption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NalClass {
+pub(crate) enum NalClass {
     /// Parameter sets, SEI, AUD, end of sequence, filler, …: left entirely clear.
     NonVcl,
     /// A coded slice: `header_len` NAL unit header bytes (AVC 1, HEVC 2), and the length of
@@ -71,7 +71,7 @@ pub enum NalClass {
 /// Classifies NAL units and measures slice headers; see the module documentation. Keeps the
 /// parameter sets of the sample entry (avcC / hvcC) and those seen in band, by id.
 #[derive(Debug, Clone, Default)]
-pub struct SliceHeaderParser {
+pub(crate) struct SliceHeaderParser {
     avc_sps: HashMap<u32, AvcSps>,
     avc_pps: HashMap<u32, AvcPps>,
     hevc_sps: HashMap<u32, HevcSps>,
@@ -81,7 +81,7 @@ pub struct SliceHeaderParser {
 impl SliceHeaderParser {
     /// Loads the parameter sets of the track's avcC / hvcC (parameter sets it cannot use only
     /// mean that slice headers fall back to the conservative rule).
-    pub fn from_config(config: &CodecConfig) -> SliceHeaderParser {
+    pub(crate) fn from_config(config: &CodecConfig) -> SliceHeaderParser {
         let mut p = SliceHeaderParser::default();
         let hevc = matches!(config, CodecConfig::Hevc(_));
         for nal in config.parameter_sets() {
@@ -94,7 +94,7 @@ impl SliceHeaderParser {
     /// partitions, IDR); HEVC VCL NAL units are types 0–31 (ISO/IEC 23008-2 Table 7-1).
     /// Everything else (including AVC SVC/MVC extensions 14/20, kept whole) is clear.
     /// Parameter sets (AVC SPS/PPS, HEVC SPS/PPS of the base layer) are remembered.
-    pub fn classify(&mut self, nal: &[u8], hevc: bool) -> NalClass {
+    pub(crate) fn classify(&mut self, nal: &[u8], hevc: bool) -> NalClass {
         let Some(&first) = nal.first() else { return NalClass::NonVcl };
         if hevc {
             let Some(&second) = nal.get(1) else { return NalClass::NonVcl };

@@ -9,7 +9,7 @@
 //! `mp4-atom` stays in the tests as an independent oracle for what we write.
 
 pub mod reader;
-pub mod writer;
+pub(crate) mod writer;
 
 /// A four-character box or codec code.
 pub type FourCC = [u8; 4];

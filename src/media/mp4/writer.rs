@@ -17,54 +17,47 @@ use crate::media::MediaError;
 /// An open box: where its header starts. Close it with [`BoxWriter::end`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "an open box must be closed with BoxWriter::end"]
-pub struct BoxMark {
+pub(crate) struct BoxMark {
     start: usize,
     kind: FourCC,
 }
 
 /// A reserved 32-bit field, filled later with [`BoxWriter::patch_u32`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slot(usize);
+pub(crate) struct Slot(usize);
 
 impl Slot {
     /// Byte position of the field in the writer's buffer.
-    pub fn position(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn position(&self) -> usize {
         self.0
     }
 }
 
 #[derive(Debug, Default)]
-pub struct BoxWriter {
+pub(crate) struct BoxWriter {
     buf: BytesMut,
     /// First error met (a box too large for a 32-bit size); reported by `finish`.
     error: Option<String>,
 }
 
 impl BoxWriter {
-    pub fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         BoxWriter { buf: BytesMut::with_capacity(capacity), error: None }
     }
 
     /// Bytes written so far.
-    pub fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.buf.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// The bytes written so far.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.buf
-    }
-
     /// Opens a plain box.
-    pub fn begin(&mut self, kind: &FourCC) -> BoxMark {
+    pub(crate) fn begin(&mut self, kind: &FourCC) -> BoxMark {
         let start = self.buf.len();
         self.buf.put_u32(0);
         self.buf.put_slice(kind);
@@ -72,14 +65,14 @@ impl BoxWriter {
     }
 
     /// Opens a FullBox (version and 24-bit flags after the header).
-    pub fn begin_full(&mut self, kind: &FourCC, version: u8, flags: u32) -> BoxMark {
+    pub(crate) fn begin_full(&mut self, kind: &FourCC, version: u8, flags: u32) -> BoxMark {
         let mark = self.begin(kind);
         self.buf.put_u32(((version as u32) << 24) | (flags & 0x00ff_ffff));
         mark
     }
 
     /// Closes a box, writing its size into its header.
-    pub fn end(&mut self, mark: BoxMark) {
+    pub(crate) fn end(&mut self, mark: BoxMark) {
         let size = self.buf.len().saturating_sub(mark.start);
         let size32 = match u32::try_from(size) {
             Ok(s) => s,
@@ -95,66 +88,67 @@ impl BoxWriter {
     }
 
     /// Writes a whole box with `payload` as its body.
-    pub fn leaf(&mut self, kind: &FourCC, payload: &[u8]) {
+    pub(crate) fn leaf(&mut self, kind: &FourCC, payload: &[u8]) {
         let mark = self.begin(kind);
         self.bytes(payload);
         self.end(mark);
     }
 
-    pub fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.buf.put_u8(v);
     }
-    pub fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.buf.put_u16(v);
     }
-    pub fn i16(&mut self, v: i16) {
+    pub(crate) fn i16(&mut self, v: i16) {
         self.buf.put_i16(v);
     }
     /// The low 24 bits of `v`.
-    pub fn u24(&mut self, v: u32) {
+    #[cfg(test)]
+    pub(crate) fn u24(&mut self, v: u32) {
         self.buf.put_slice(&v.to_be_bytes()[1..]);
     }
-    pub fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.buf.put_u32(v);
     }
-    pub fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.buf.put_i32(v);
     }
-    pub fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.buf.put_u64(v);
     }
-    pub fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.buf.put_i64(v);
     }
-    pub fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.buf.put_slice(b);
     }
-    pub fn fourcc(&mut self, code: &FourCC) {
+    pub(crate) fn fourcc(&mut self, code: &FourCC) {
         self.buf.put_slice(code);
     }
-    pub fn zeros(&mut self, n: usize) {
+    pub(crate) fn zeros(&mut self, n: usize) {
         self.buf.put_bytes(0, n);
     }
     /// A null-terminated UTF-8 string (e.g. `hdlr` name).
-    pub fn cstr(&mut self, s: &str) {
+    pub(crate) fn cstr(&mut self, s: &str) {
         self.buf.put_slice(s.as_bytes());
         self.buf.put_u8(0);
     }
 
     /// Writes a zero u32 to be filled in later.
-    pub fn reserve_u32(&mut self) -> Slot {
+    pub(crate) fn reserve_u32(&mut self) -> Slot {
         let slot = Slot(self.buf.len());
         self.buf.put_u32(0);
         slot
     }
 
     /// Fills a reserved field.
-    pub fn patch_u32(&mut self, slot: Slot, v: u32) {
+    pub(crate) fn patch_u32(&mut self, slot: Slot, v: u32) {
         self.patch_at(slot.0, v);
     }
 
     /// Fills a reserved field with a signed value (e.g. `trun.data_offset`).
-    pub fn patch_i32(&mut self, slot: Slot, v: i32) {
+    pub(crate) fn patch_i32(&mut self, slot: Slot, v: i32) {
         self.patch_at(slot.0, v as u32);
     }
 
@@ -167,7 +161,7 @@ impl BoxWriter {
     }
 
     /// The bytes written, or the first error met.
-    pub fn finish(self) -> Result<Bytes, MediaError> {
+    pub(crate) fn finish(self) -> Result<Bytes, MediaError> {
         match self.error {
             Some(e) => Err(MediaError(e)),
             None => Ok(self.buf.freeze()),
@@ -175,7 +169,7 @@ impl BoxWriter {
     }
 
     /// The bytes written, for callers whose boxes cannot overflow (init segments).
-    pub fn into_bytes(self) -> Bytes {
+    pub(crate) fn into_bytes(self) -> Bytes {
         self.buf.freeze()
     }
 }

@@ -67,31 +67,31 @@ use crate::source::timeline::Segment;
 mod pes;
 mod psi;
 
-pub use pes::{decode_timestamp, encode_timestamp, wrap33};
+pub(crate) use pes::wrap33;
 use pes::{pes_header, write_pes, FirstPacket, PidState, Pieces};
 use psi::{pat_body, pmt_body, write_psi};
 
 /// One elementary stream to mux into a TS segment: its index, the segment's samples, and the
 /// fetched source bytes covering them (same SourceSpan as cmaf.rs).
-pub struct TsInput<'a> {
+pub(crate) struct TsInput<'a> {
     pub track: &'a TrackIndex,
     pub segment: &'a Segment,
     pub span: &'a SourceSpan,
 }
 
-pub const PACKET_SIZE: usize = 188;
-pub const PAT_PID: u16 = 0;
-pub const PMT_PID: u16 = 0x1000;
-pub const VIDEO_PID: u16 = 0x100;
+pub(crate) const PACKET_SIZE: usize = 188;
+pub(crate) const PAT_PID: u16 = 0;
+pub(crate) const PMT_PID: u16 = 0x1000;
+pub(crate) const VIDEO_PID: u16 = 0x100;
 /// The first audio input's PID; the k-th audio input gets `AUDIO_PID + k`.
-pub const AUDIO_PID: u16 = 0x101;
+pub(crate) const AUDIO_PID: u16 = 0x101;
 /// Added to every PTS/DTS (90 kHz): 10 s.
-pub const TIMESTAMP_OFFSET: i64 = 900_000;
+pub(crate) const TIMESTAMP_OFFSET: i64 = 900_000;
 /// How far the PCR runs ahead of the DTS of the PES it is sent with (90 kHz): 0.1 s.
-pub const PCR_LEAD: i64 = 9_000;
+pub(crate) const PCR_LEAD: i64 = 9_000;
 /// Longest audio PES (90 kHz): frames are added while the PES ends no later than 90 ms after
 /// its first frame starts (always at least one frame).
-pub const AUDIO_PES_MAX_TICKS: i64 = 8_100;
+pub(crate) const AUDIO_PES_MAX_TICKS: i64 = 8_100;
 
 const PROGRAM_NUMBER: u16 = 1;
 const TS_CLOCK: i128 = 90_000;
@@ -230,7 +230,7 @@ fn language_code(lang: &str) -> Option<[u8; 3]> {
 
 /// Builds one TS segment holding every input (one video + audio for muxed "v3" segments, or a
 /// single track). `sequence_number` (segment index) sets the PAT/PMT continuity counters.
-pub fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, MediaError> {
+pub(crate) fn ts_segment(inputs: &[TsInput], sequence_number: u32) -> Result<Bytes, MediaError> {
     if inputs.is_empty() {
         return fail("a TS segment needs at least one track");
     }
@@ -444,6 +444,7 @@ fn push_nal_units<'p>(
 
 #[cfg(test)]
 mod tests {
+    use super::pes::{decode_timestamp, encode_timestamp};
     use super::psi::crc32_mpeg2;
     use super::*;
     use crate::media::codec::{describe, Ac3Config, AvcConfig};

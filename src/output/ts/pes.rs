@@ -7,12 +7,12 @@ use super::{fail, PAYLOAD_SIZE, WRAP_33};
 use crate::media::MediaError;
 
 /// A 90 kHz value reduced to 33 bits.
-pub fn wrap33(t: i128) -> u64 {
+pub(crate) fn wrap33(t: i128) -> u64 {
     t.rem_euclid(WRAP_33) as u64
 }
 
 /// The 5-byte PES encoding of a 33-bit timestamp with its 4-bit prefix.
-pub fn encode_timestamp(prefix: u8, ts: u64) -> [u8; 5] {
+pub(crate) fn encode_timestamp(prefix: u8, ts: u64) -> [u8; 5] {
     let ts = ts & 0x1_FFFF_FFFF;
     [
         (prefix << 4) | (((ts >> 30) as u8 & 0x7) << 1) | 1,
@@ -24,7 +24,8 @@ pub fn encode_timestamp(prefix: u8, ts: u64) -> [u8; 5] {
 }
 
 /// Inverse of [`encode_timestamp`]: (prefix, timestamp), `None` when a marker bit is missing.
-pub fn decode_timestamp(b: &[u8; 5]) -> Option<(u8, u64)> {
+#[cfg(test)]
+pub(crate) fn decode_timestamp(b: &[u8; 5]) -> Option<(u8, u64)> {
     if b[0] & 1 == 0 || b[2] & 1 == 0 || b[4] & 1 == 0 {
         return None;
     }

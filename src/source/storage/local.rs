@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 /// Offset, length and address alignment of direct reads: the largest logical block size in
 /// common use (4Kn disks, NVMe namespaces, cloud volumes).
-pub const DIRECT_ALIGN: usize = 4096;
+pub(super) const DIRECT_ALIGN: usize = 4096;
 
 /// One ranged read of a local file: shorter than asked when the file ends first, like a
 /// ranged GET.
@@ -34,7 +34,7 @@ pub const DIRECT_ALIGN: usize = 4096;
 /// later by a worker (cache eviction, a finished response) goes back to the heap it came from.
 /// Dozens of blocking threads each holding freed segment buffers cost ~10 MB of resident
 /// memory in the load benchmark.
-pub struct RangeRead {
+pub(super) struct RangeRead {
     /// Spans the range widened to block boundaries, so the part not in the page cache can be
     /// read directly into it, in place. Buffer position `p` holds file offset `base + p`.
     buf: AlignedBuf,
@@ -45,7 +45,7 @@ pub struct RangeRead {
 }
 
 impl RangeRead {
-    pub fn new(range: Range<u64>, buffers: &Arc<ReadBuffers>) -> io::Result<Self> {
+    pub(super) fn new(range: Range<u64>, buffers: &Arc<ReadBuffers>) -> io::Result<Self> {
         let len = usize::try_from(range.end.saturating_sub(range.start)).map_err(io::Error::other)?;
         let head = (range.start % DIRECT_ALIGN as u64) as usize;
         let buf = AlignedBuf::new(round_up(head + len), buffers)?;
@@ -53,7 +53,7 @@ impl RangeRead {
     }
 
     /// Reads the range from `path`. Blocking: run it on the blocking pool.
-    pub fn run(self, path: &Path) -> io::Result<Bytes> {
+    pub(super) fn run(self, path: &Path) -> io::Result<Bytes> {
         let RangeRead { mut buf, base, head, len } = self;
         let file = File::open(path)?;
         if !page_cache_holds(&file, base + head as u64, len) {
@@ -149,7 +149,7 @@ enum ReadMode {
 /// under 256 connections. Here freed buffers wait, up to [`ReadBuffers::RETAINED`] bytes, for
 /// the next read that fits them.
 #[derive(Debug, Default)]
-pub struct ReadBuffers {
+pub(super) struct ReadBuffers {
     free: Mutex<FreeBuffers>,
 }
 

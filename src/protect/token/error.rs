@@ -1,4 +1,4 @@
-//! Why a token was refused, and the HTTP answer (RFC 6750 §3.1) that goes with it.
+//! Why a token was refused.
 
 use std::fmt;
 
@@ -21,9 +21,9 @@ pub enum TokenError {
     WrongAudience,
     /// The header's `alg` is not one for which the policy has a key (including `none`).
     WrongAlgorithm,
-    /// The policy requires [`CONTENT_KEY_CLAIM`] and the (otherwise valid) token has none.
+    /// The policy requires [`CONTENT_KEY_CLAIM`](super::CONTENT_KEY_CLAIM) and the (otherwise valid) token has none.
     ContentKeyClaimMissing,
-    /// The token's [`CONTENT_KEY_CLAIM`] names another key than the one requested.
+    /// The token's [`CONTENT_KEY_CLAIM`](super::CONTENT_KEY_CLAIM) names another key than the one requested.
     WrongContentKey,
 }
 
@@ -46,30 +46,10 @@ impl TokenError {
         }
     }
 
-    /// HTTP status per RFC 6750 §3.1: a missing token and every `invalid_token` case
-    /// (malformed, bad signature, expired, not yet valid, wrong issuer/audience/algorithm)
-    /// are 401; a valid token that does not grant the requested key (`insufficient_scope`)
-    /// is 403.
-    pub fn status(&self) -> u16 {
-        if self.is_insufficient_scope() {
-            403
-        } else {
-            401
-        }
-    }
-
-    fn is_insufficient_scope(&self) -> bool {
+    /// A valid token that does not grant the requested key (RFC 6750 `insufficient_scope`),
+    /// as opposed to a missing or invalid token.
+    pub fn is_insufficient_scope(&self) -> bool {
         matches!(self, TokenError::ContentKeyClaimMissing | TokenError::WrongContentKey)
-    }
-
-    /// The `WWW-Authenticate` header value to send with [`status`](Self::status): without an
-    /// error code when no token was sent (RFC 6750 §3.1), `invalid_token` otherwise.
-    pub fn www_authenticate(&self) -> &'static str {
-        match self {
-            TokenError::Missing => "Bearer",
-            e if e.is_insufficient_scope() => "Bearer error=\"insufficient_scope\"",
-            _ => "Bearer error=\"invalid_token\"",
-        }
     }
 }
 
@@ -86,11 +66,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_and_reasons() {
+    fn reasons_are_one_line() {
         use TokenError::*;
         for e in [Malformed, BadSignature, Expired, NotYetValid, WrongIssuer, WrongAudience, WrongAlgorithm] {
-            assert_eq!(e.status(), 401);
-            assert_eq!(e.www_authenticate(), "Bearer error=\"invalid_token\"");
+            assert!(!e.is_insufficient_scope());
             assert!(!e.reason().contains('\n'));
             assert_eq!(e.to_string(), e.reason());
         }

@@ -29,8 +29,8 @@
 //! Status codes follow RFC 6750 §3.1: a failure is "no credentials" or `invalid_token`
 //! ("expired, revoked, malformed, or invalid for other reasons"), both `401 Unauthorized`,
 //! or — for a valid token that does not grant the requested key — `insufficient_scope`,
-//! `403 Forbidden`. [`TokenError::www_authenticate`] gives the matching `WWW-Authenticate`
-//! value.
+//! `403 Forbidden` ([`TokenError::is_insufficient_scope`]). The HTTP layer turns them into the
+//! status and the matching `WWW-Authenticate` value.
 //!
 //! Nothing here puts a token, a secret or key material into an error string or `Debug` output.
 //!
@@ -524,9 +524,9 @@ mod tests {
         assert_eq!(required.verify(&hs256(&claims(), SECRET)), Err(TokenError::ContentKeyClaimMissing));
         assert_eq!(required.verify(&bound(json!("1ad8c9c5-6e36-4c7e-8c3b-0d7e2c7f6e2d"))), Ok(KeyGrant::OnlyKey(KID)));
         // A valid token for another key is insufficient scope (403), not an invalid token.
-        assert_eq!(TokenError::WrongContentKey.status(), 403);
-        assert_eq!(TokenError::ContentKeyClaimMissing.www_authenticate(), "Bearer error=\"insufficient_scope\"");
-        assert_eq!(TokenError::BadSignature.status(), 401);
+        assert!(TokenError::WrongContentKey.is_insufficient_scope());
+        assert!(TokenError::ContentKeyClaimMissing.is_insufficient_scope());
+        assert!(!TokenError::BadSignature.is_insufficient_scope());
     }
 
     #[test]
@@ -573,8 +573,7 @@ mod tests {
         assert_eq!(token_from_request(None, Some("token=")), None);
         assert_eq!(token_from_request(Some("Bearer "), None), None);
         assert_eq!(verifier(true, false).verify(""), Err(TokenError::Missing));
-        assert_eq!(TokenError::Missing.status(), 401);
-        assert_eq!(TokenError::Missing.www_authenticate(), "Bearer");
+        assert!(!TokenError::Missing.is_insufficient_scope());
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub(super) enum Failure {
     #[error(transparent)]
     Request(#[from] Arc<Error>),
     /// A key or licence request without a token that grants the key.
-    #[error("{}: {}", if .0.status() == 403 { "forbidden" } else { "unauthorized" }, .0.reason())]
+    #[error("{}: {}", if .0.is_insufficient_scope() { "forbidden" } else { "unauthorized" }, .0.reason())]
     Token(#[from] TokenError),
     /// A signed locator's URL without a valid signature.
     #[error("forbidden: {}", .0.reason())]
@@ -70,7 +70,10 @@ impl Failure {
                 Error::StorageTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            Failure::Token(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED),
+            // RFC 6750 §3.1: a missing or invalid token is 401, a valid token that does not
+            // grant the key (`insufficient_scope`) 403.
+            Failure::Token(e) if e.is_insufficient_scope() => StatusCode::FORBIDDEN,
+            Failure::Token(_) => StatusCode::UNAUTHORIZED,
             Failure::Signature(_) | Failure::NotFromCdn => StatusCode::FORBIDDEN,
             Failure::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Failure::UrlTooLong(_) => StatusCode::URI_TOO_LONG,
@@ -80,6 +83,17 @@ impl Failure {
             Failure::NotAHealthRoute => StatusCode::NOT_FOUND,
             Failure::Draining => StatusCode::SERVICE_UNAVAILABLE,
         }
+    }
+}
+
+/// The `WWW-Authenticate` value sent with a refused token (RFC 6750 §3.1): no error code when
+/// no token was sent, `insufficient_scope` for a token that does not grant the key,
+/// `invalid_token` otherwise.
+fn www_authenticate(e: &TokenError) -> &'static str {
+    match e {
+        TokenError::Missing => "Bearer",
+        e if e.is_insufficient_scope() => "Bearer error=\"insufficient_scope\"",
+        _ => "Bearer error=\"invalid_token\"",
     }
 }
 
@@ -104,11 +118,31 @@ impl Service {
             .header(header::CACHE_CONTROL, cache_control);
         match failure {
             Failure::MethodNotAllowed(_) => b = b.header(header::ALLOW, "GET, HEAD, OPTIONS"),
-            Failure::Token(e) => b = b.header(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.www_authenticate())),
+            Failure::Token(e) => b = b.header(header::WWW_AUTHENTICATE, HeaderValue::from_static(www_authenticate(e))),
             _ => {}
         }
         // One line whatever a message quotes (a track name from a URL may hold a line break).
         let line = failure.to_string().replace(char::is_control, "?");
         Self::finish(b, PartsBody::text(format!("{line}\n")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_tokens_answer_per_rfc_6750() {
+        use TokenError::*;
+        for e in [Malformed, BadSignature, Expired, NotYetValid, WrongIssuer, WrongAudience, WrongAlgorithm] {
+            assert_eq!(Failure::Token(e.clone()).status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(www_authenticate(&e), "Bearer error=\"invalid_token\"");
+        }
+        assert_eq!(Failure::Token(Missing).status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(www_authenticate(&Missing), "Bearer");
+        for e in [ContentKeyClaimMissing, WrongContentKey] {
+            assert_eq!(Failure::Token(e.clone()).status(), StatusCode::FORBIDDEN);
+            assert_eq!(www_authenticate(&e), "Bearer error=\"insufficient_scope\"");
+        }
     }
 }

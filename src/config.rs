@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::Deserialize;
 
@@ -299,6 +300,15 @@ pub struct LocatorConfig {
     /// Folder inside the storage account holding the `.ism` / MP4 files.
     pub asset: String,
     pub policy: Policy,
+    /// The locator serves nothing before this time (RFC 3339, e.g. `2026-01-01T00:00:00Z`).
+    #[serde(default, deserialize_with = "rfc3339_time")]
+    pub start_time: Option<SystemTime>,
+    /// The locator serves nothing from this time on (RFC 3339).
+    #[serde(default, deserialize_with = "rfc3339_time")]
+    pub end_time: Option<SystemTime>,
+    /// Whether the asset's MP4 and text files may be downloaded whole from `/{locator}/{file}`.
+    #[serde(default)]
+    pub downloads: bool,
     /// Filters applied to every manifest of this locator, before those of the request.
     #[serde(default)]
     pub filters: Vec<String>,
@@ -359,6 +369,19 @@ impl LocatorConfig {
             })
             .collect()
     }
+}
+
+/// An optional time written as an RFC 3339 string or a TOML offset date-time.
+fn rfc3339_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    use serde::de::Error as _;
+    let text = match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => s,
+        toml::Value::Datetime(t) => t.to_string(),
+        _ => return Err(D::Error::custom("expected an RFC 3339 time, e.g. \"2026-01-01T00:00:00Z\"")),
+    };
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .map(|t| Some(t.into()))
+        .map_err(|e| D::Error::custom(format!("'{text}' is not an RFC 3339 time with an offset: {e}")))
 }
 
 /// A configuration error, already phrased for the operator.
@@ -507,6 +530,11 @@ impl Config {
                 )),
                 Some(crate::protect::token::KeyAccess::Open) | None => None,
             };
+            if let (Some(start), Some(end)) = (l.start_time, l.end_time) {
+                if end <= start {
+                    return Err(ConfigError(format!("{here}locator '{}': end_time must be after start_time", l.id)));
+                }
+            }
             if l.asset.split('/').any(|seg| seg == ".." || seg == ".") {
                 return Err(ConfigError(format!(
                     "{here}locator '{}': asset = \"{}\" must stay inside its storage",
@@ -608,6 +636,22 @@ policy = "clear"
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             Config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
         }
+    }
+
+    #[test]
+    fn locator_window_in_rfc3339_quoted_or_native() {
+        let window = "policy = \"clear\"\nstart_time = \"2026-01-01T01:00:00+01:00\"\nend_time = 2026-02-01T00:00:00Z";
+        let c = Config::parse(&GOOD.replace("policy = \"clear\"", window), PathBuf::new()).unwrap();
+        let secs = |t: Option<SystemTime>| t.unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs(c.locator[0].start_time), 1_767_225_600);
+        assert_eq!(secs(c.locator[0].end_time), 1_769_904_000);
+
+        let reversed = "policy = \"clear\"\nstart_time = \"2026-02-01T00:00:00Z\"\nend_time = \"2026-01-01T00:00:00Z\"";
+        let e = Config::parse(&GOOD.replace("policy = \"clear\"", reversed), PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("end_time must be after start_time"), "{e}");
+        let local = "policy = \"clear\"\nstart_time = \"2026-01-01T00:00:00\"";
+        let e = Config::parse(&GOOD.replace("policy = \"clear\"", local), PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("line 11") && e.contains("RFC 3339"), "{e}");
     }
 
     #[test]

@@ -333,7 +333,7 @@ fn say(line: std::fmt::Arguments) {
 /// Prints where each locator's asset plays, for a newcomer's first look; folders are listed
 /// concurrently, lines come out in locator order.
 async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enabled: bool) {
-    let mut locators: Vec<_> = origin.locators().cloned().collect();
+    let mut locators: Vec<_> = origin.config_catalog().locators().cloned().collect();
     locators
         .sort_by(|a, b| (a.policy.kind().as_str(), &a.asset_folder).cmp(&(b.policy.kind().as_str(), &b.asset_folder)));
     let mut first_manifest = None;

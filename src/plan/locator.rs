@@ -3,6 +3,7 @@
 //! encrypting policy encrypts with.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::Deserialize;
 use xxhash_rust::xxh3::Xxh3;
@@ -153,6 +154,17 @@ pub struct Locator {
     pub storage: Arc<Storage>,
     /// Folder of the asset inside the storage account.
     pub asset_folder: String,
+    /// The managed asset the locator publishes, whose asset filters its manifests may name;
+    /// `None` for locators of the config file.
+    pub asset_name: Option<String>,
+    /// The locator serves nothing before this time.
+    pub start_time: Option<SystemTime>,
+    /// The locator serves nothing from this time on.
+    pub end_time: Option<SystemTime>,
+    /// Whether the policy allows streaming (manifests and segments): all but download-only.
+    pub streaming: bool,
+    /// Whether the policy allows download paths (`/{locator}/{file}`).
+    pub downloads: bool,
     pub policy: StreamingPolicy,
     /// Filters applied to every manifest of this locator.
     pub default_filters: Vec<String>,

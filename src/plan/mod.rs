@@ -2,6 +2,7 @@
 //! decided into (which tracks and segments, which source byte ranges, which protection)
 //! before anything is read or built.
 
+pub mod catalog;
 pub(crate) mod filter;
 pub(crate) mod links;
 pub(crate) mod locator;

@@ -23,7 +23,8 @@ impl Service {
         query: Option<&str>,
         headers: &HeaderMap,
     ) -> Result<Resp, Failure> {
-        let locator = self.locator(locator_id)?;
+        let catalog = self.origin.catalog();
+        let locator = super::locator(&catalog, locator_id)?;
         // The token is checked first, so callers without one learn nothing about which key
         // ids exist.
         let grant = self.key_access(locator, query, headers)?;
@@ -62,7 +63,8 @@ impl Service {
         headers: &HeaderMap,
         body: Incoming,
     ) -> Result<Resp, Failure> {
-        let locator = self.locator(locator_id)?;
+        let catalog = self.origin.catalog();
+        let locator = super::locator(&catalog, locator_id)?;
         let grant = self.key_access(locator, query, headers)?;
         let request = self.read_body(body).await?;
         // A token bound to one key must not license any other requested KID.

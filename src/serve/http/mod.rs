@@ -28,6 +28,7 @@ use failure::Failure;
 use crate::config::{HttpConfig, PlayerConfig};
 use crate::error::Error;
 use crate::output::HLS_CONTENT_TYPE;
+use crate::plan::catalog::Catalog;
 use crate::plan::links::{CarriedQuery, Links};
 use crate::plan::locator::Locator;
 use crate::plan::url;
@@ -180,9 +181,10 @@ impl Service {
             url::Resource::Init { .. } => "init",
             url::Resource::Segment { .. } => "segment",
         };
-        let locator = self.locator(locator_id)?;
+        let catalog = self.origin.catalog();
+        let locator = locator(&catalog, locator_id)?;
         self.check_signature(locator, query)?;
-        let built = self.origin.resource(locator, asset_name, &parsed).await?;
+        let built = self.origin.resource(&catalog, locator, asset_name, &parsed).await?;
         // Players that cannot add headers (Safari) pass the key token on the manifest
         // URL; HLS playlists carry it on to the key URI. Segments never get it, so CDN
         // caches of segments stay shared by all viewers. A URL signature goes on every
@@ -200,11 +202,6 @@ impl Service {
             }
             _ => self.respond(method, headers, &built),
         })
-    }
-
-    /// The locator `id`, or a 404.
-    fn locator(&self, id: &str) -> Result<&Locator, Failure> {
-        self.origin.locator(id).ok_or_else(|| Error::NotFound(format!("locator '{id}'")).into())
     }
 
     /// A refusal when `locator` needs a signed URL and `query` has no valid one. Manifests and
@@ -324,6 +321,11 @@ impl Service {
 /// secret, and the only routes of the health listener.
 fn is_health_route(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The locator `id` of `catalog`, or a 404.
+fn locator<'c>(catalog: &'c Catalog, id: &str) -> Result<&'c Locator, Failure> {
+    catalog.locator(id).map(|l| &**l).ok_or_else(|| Error::NotFound(format!("locator '{id}'")).into())
 }
 
 /// `/{locator}/clearkey` → locator.

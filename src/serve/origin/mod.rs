@@ -15,11 +15,10 @@ mod failures;
 mod fetch;
 mod keys;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -27,7 +26,7 @@ use moka::future::Cache;
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Result};
 use crate::output::{self, Output};
-use crate::plan::filter::FilterConfig;
+use crate::plan::catalog::Catalog;
 use crate::plan::locator::Locator;
 use crate::plan::url::{ParsedUrl, Resource};
 use crate::plan::{Build, DocumentPlan, Plan, Protection, SegmentPlan};
@@ -45,8 +44,10 @@ use keys::{identity_of, AssetKey, ManifestKey, SegmentKey};
 /// The origin: storage accounts, locators, caches and metrics.
 pub struct Origin {
     storages: Vec<Arc<Storage>>,
-    locators: HashMap<String, Locator>,
-    filters: HashMap<String, FilterConfig>,
+    /// What the config file publishes; the store's catalog is built on a copy of it.
+    config_catalog: Catalog,
+    /// What is published now: swapped whole when the store changes.
+    catalog: RwLock<Arc<Catalog>>,
     segment_policy: SegmentPolicy,
     /// Loaded assets, kept `asset_ttl + stale_if_error` so a reload that fails on storage can
     /// fall back to the last good load.
@@ -102,7 +103,10 @@ impl Origin {
     /// `ObjectStore`, e.g. an instrumented one in tests); `config.storage` is not read, and
     /// locators name accounts of `storages` by [`Storage::name`].
     pub fn with_storages(config: &Config, storages: Vec<Arc<Storage>>) -> Result<Origin, ConfigError> {
-        let mut locators = HashMap::new();
+        let mut catalog = Catalog::default();
+        for f in &config.filter {
+            catalog.insert_account_filter(f.clone());
+        }
         for l in &config.locator {
             let storage = storages
                 .iter()
@@ -111,18 +115,20 @@ impl Origin {
                 .ok_or_else(|| ConfigError(format!("locator '{}': unknown storage '{}'", l.id, l.storage)))?;
             // Built when the config was checked.
             let access = l.access.clone().ok_or_else(|| ConfigError(format!("locator '{}': not checked", l.id)))?;
-            locators.insert(
-                l.id.clone(),
-                Locator {
-                    id: l.id.clone(),
-                    storage,
-                    asset_folder: l.asset.trim_matches('/').to_string(),
-                    policy: access.policy,
-                    default_filters: l.filters.clone(),
-                    key_access: access.key_access,
-                    url_signing_key: access.url_signing_key,
-                },
-            );
+            catalog.insert_locator(Locator {
+                id: l.id.clone(),
+                storage,
+                asset_folder: l.asset.trim_matches('/').to_string(),
+                asset_name: None,
+                start_time: l.start_time,
+                end_time: l.end_time,
+                streaming: true,
+                downloads: l.downloads,
+                policy: access.policy,
+                default_filters: l.filters.clone(),
+                key_access: access.key_access,
+                url_signing_key: access.url_signing_key,
+            });
         }
         let metrics = Arc::new(Metrics::new());
         let c = &config.cache;
@@ -168,8 +174,8 @@ impl Origin {
             .build();
         Ok(Origin {
             storages,
-            locators,
-            filters: config.filter.iter().map(|f| (f.name.clone(), f.clone())).collect(),
+            catalog: RwLock::new(Arc::new(catalog.clone())),
+            config_catalog: catalog,
             segment_policy: SegmentPolicy { target_secs: config.segment_duration },
             assets,
             asset_ttl,
@@ -187,12 +193,26 @@ impl Origin {
         })
     }
 
-    pub fn locator(&self, id: &str) -> Option<&Locator> {
-        self.locators.get(id)
+    /// What is published now. A request holds on to the catalog it started with, so a
+    /// swap never changes a locator halfway through a request.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        // A poisoned lock still holds a whole catalog: swaps only ever store complete ones.
+        self.catalog.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn locators(&self) -> impl Iterator<Item = &Locator> {
-        self.locators.values()
+    /// Publishes `catalog` in place of the current one.
+    pub fn publish(&self, catalog: Catalog) {
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+    }
+
+    /// What the config file publishes, which every published catalog starts from.
+    pub fn config_catalog(&self) -> &Catalog {
+        &self.config_catalog
+    }
+
+    /// The storage account named `name` in the config.
+    pub fn storage(&self, name: &str) -> Option<&Arc<Storage>> {
+        self.storages.iter().find(|s| s.name() == name)
     }
 
     /// Counts a cache lookup as hit or miss.
@@ -238,16 +258,17 @@ impl Origin {
     }
 
     /// The response body of one parsed request for `locator`/`asset_name`, cached or built:
-    /// plan → cached lookup → fetch → package.
+    /// plan → cached lookup → fetch → package. Filters resolve in `catalog`.
     pub async fn resource(
         &self,
+        catalog: &Catalog,
         locator: &Locator,
         asset_name: &str,
         request: &ParsedUrl,
     ) -> Result<Arc<Built>, Arc<Error>> {
         let protection = protection_of(locator, request.resource.encryption()).map_err(Arc::new)?;
         let loaded = self.asset(locator, asset_name).await?;
-        let plan = self.plan(locator, &loaded.asset, request, protection).map_err(Arc::new)?;
+        let plan = plan(catalog, locator, &loaded.asset, request, protection).map_err(Arc::new)?;
         let built = match &plan.build {
             Build::Segment(segment) => self.segment(locator, &plan, segment).await,
             Build::Document(document) => self.document(locator, &plan, document).await,
@@ -262,39 +283,6 @@ impl Origin {
             self.metrics.stale_served.with_label_values(&[cache]).inc();
         }
         built
-    }
-
-    /// The plan of `request` for `locator`'s `asset`.
-    fn plan<'a>(
-        &'a self,
-        locator: &'a Locator,
-        asset: &'a Asset,
-        request: &'a ParsedUrl,
-        protection: Option<Protection<'a>>,
-    ) -> Result<Plan<'a>> {
-        let document = match &request.resource {
-            Resource::Segment { .. } => DocumentPlan::default(),
-            Resource::Manifest(options) => self.filters_of(locator, &options.filters)?,
-            Resource::MediaPlaylist { filters, .. } => self.filters_of(locator, filters)?,
-            Resource::Init { .. } => self.filters_of(locator, &[])?,
-        };
-        Plan::new(asset, &request.resource, request.extension, protection, document)
-    }
-
-    /// The filters of a manifest, media playlist or init segment: the locator's defaults,
-    /// then the request's, each once.
-    fn filters_of<'a>(&'a self, locator: &Locator, request_filters: &[String]) -> Result<DocumentPlan<'a>> {
-        let mut filter_names = locator.default_filters.clone();
-        for name in request_filters {
-            if !filter_names.contains(name) {
-                filter_names.push(name.clone());
-            }
-        }
-        let filters = filter_names
-            .iter()
-            .map(|name| self.filters.get(name).ok_or_else(|| Error::NotFound(format!("filter '{name}'"))))
-            .collect::<Result<_>>()?;
-        Ok(DocumentPlan { filter_names, filters })
     }
 
     /// A file was replaced since `loaded` indexed it: the next request loads the asset again
@@ -391,6 +379,44 @@ impl Origin {
             self.metrics.sync_storage(s);
         }
     }
+}
+
+/// The plan of `request` for `locator`'s `asset`, its filters resolved in `catalog`.
+fn plan<'a>(
+    catalog: &'a Catalog,
+    locator: &'a Locator,
+    asset: &'a Asset,
+    request: &'a ParsedUrl,
+    protection: Option<Protection<'a>>,
+) -> Result<Plan<'a>> {
+    let document = match &request.resource {
+        Resource::Segment { .. } => DocumentPlan::default(),
+        Resource::Manifest(options) => filters_of(catalog, locator, &options.filters)?,
+        Resource::MediaPlaylist { filters, .. } => filters_of(catalog, locator, filters)?,
+        Resource::Init { .. } => filters_of(catalog, locator, &[])?,
+    };
+    Plan::new(asset, &request.resource, request.extension, protection, document)
+}
+
+/// The filters of a manifest, media playlist or init segment: the locator's defaults, then
+/// the request's, each once; an asset filter shadows the account filter of its name.
+fn filters_of<'a>(catalog: &'a Catalog, locator: &Locator, request_filters: &[String]) -> Result<DocumentPlan<'a>> {
+    let mut filter_names = locator.default_filters.clone();
+    for name in request_filters {
+        if !filter_names.contains(name) {
+            filter_names.push(name.clone());
+        }
+    }
+    let filters = filter_names
+        .iter()
+        .map(|name| {
+            catalog
+                .filter(locator.asset_name.as_deref(), name)
+                .map(|f| &**f)
+                .ok_or_else(|| Error::NotFound(format!("filter '{name}'")))
+        })
+        .collect::<Result<_>>()?;
+    Ok(DocumentPlan { filter_names, filters })
 }
 
 /// What encrypting a request for `encryption` under `locator`'s policy needs: `None` for a

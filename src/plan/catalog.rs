@@ -1,0 +1,115 @@
+//! What the origin publishes right now: its locators and the filters their manifests may
+//! name. One immutable value, built from the config file and, when a store is configured,
+//! from the management documents; the origin swaps in a new one when the store changes, and a
+//! request keeps the catalog it started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::plan::filter::FilterConfig;
+use crate::plan::locator::Locator;
+
+/// Locators by id, account filters by name, asset filters by asset and name.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Keyed by the lower-cased id: locator ids are GUIDs, which URLs spell in either case.
+    locators: HashMap<String, Arc<Locator>>,
+    account_filters: HashMap<String, Arc<FilterConfig>>,
+    asset_filters: HashMap<String, HashMap<String, Arc<FilterConfig>>>,
+}
+
+impl Catalog {
+    /// Adds `locator`, replacing one with the same id.
+    pub fn insert_locator(&mut self, locator: Locator) {
+        self.locators.insert(locator.id.to_ascii_lowercase(), Arc::new(locator));
+    }
+
+    /// Adds an account filter (one every locator's manifests may name), replacing one with the
+    /// same name.
+    pub fn insert_account_filter(&mut self, filter: FilterConfig) {
+        self.account_filters.insert(filter.name.clone(), Arc::new(filter));
+    }
+
+    /// Adds a filter of the asset `asset_name`, replacing one with the same name.
+    pub fn insert_asset_filter(&mut self, asset_name: &str, filter: FilterConfig) {
+        self.asset_filters.entry(asset_name.to_string()).or_default().insert(filter.name.clone(), Arc::new(filter));
+    }
+
+    /// The locator `id` (any case).
+    pub fn locator(&self, id: &str) -> Option<&Arc<Locator>> {
+        match self.locators.get(id) {
+            Some(locator) => Some(locator),
+            None if id.bytes().any(|b| b.is_ascii_uppercase()) => self.locators.get(&id.to_ascii_lowercase()),
+            None => None,
+        }
+    }
+
+    pub fn locators(&self) -> impl Iterator<Item = &Arc<Locator>> {
+        self.locators.values()
+    }
+
+    /// The filter `name` as manifests of the asset `asset_name` see it: the asset's own filter
+    /// of that name shadows the account filter, as in AMS.
+    pub fn filter(&self, asset_name: Option<&str>, name: &str) -> Option<&Arc<FilterConfig>> {
+        asset_name
+            .and_then(|asset| self.asset_filters.get(asset))
+            .and_then(|filters| filters.get(name))
+            .or_else(|| self.account_filters.get(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::locator::StreamingPolicy;
+    use crate::source::storage::Storage;
+
+    fn locator(id: &str) -> Locator {
+        Locator {
+            id: id.into(),
+            storage: Arc::new(Storage::local("t", env!("CARGO_MANIFEST_DIR")).unwrap()),
+            asset_folder: "fixtures/ladder".into(),
+            asset_name: Some("ladder".into()),
+            start_time: None,
+            end_time: None,
+            streaming: true,
+            downloads: false,
+            policy: StreamingPolicy::Clear,
+            default_filters: vec![],
+            key_access: None,
+            url_signing_key: None,
+        }
+    }
+
+    fn filter(name: &str, start_secs: f64) -> FilterConfig {
+        FilterConfig {
+            name: name.into(),
+            start_secs: Some(start_secs),
+            end_secs: None,
+            min_video_bitrate: None,
+            max_video_bitrate: None,
+            languages: vec![],
+        }
+    }
+
+    #[test]
+    fn locator_ids_match_in_any_case() {
+        let mut catalog = Catalog::default();
+        catalog.insert_locator(locator("8D3C4F0E-2B1A-4C55-9A77-0C1E5A6B7D01"));
+        for id in ["8d3c4f0e-2b1a-4c55-9a77-0c1e5a6b7d01", "8D3C4F0E-2B1A-4C55-9A77-0C1E5A6B7D01"] {
+            assert!(catalog.locator(id).is_some(), "{id}");
+        }
+        assert!(catalog.locator("8d3c4f0e").is_none());
+    }
+
+    #[test]
+    fn asset_filter_shadows_account_filter_of_its_name() {
+        let mut catalog = Catalog::default();
+        catalog.insert_account_filter(filter("trim", 1.0));
+        catalog.insert_asset_filter("ladder", filter("trim", 2.0));
+        assert_eq!(catalog.filter(Some("ladder"), "trim").unwrap().start_secs, Some(2.0));
+        assert_eq!(catalog.filter(Some("other"), "trim").unwrap().start_secs, Some(1.0));
+        assert_eq!(catalog.filter(None, "trim").unwrap().start_secs, Some(1.0));
+        assert!(catalog.filter(Some("ladder"), "none").is_none());
+    }
+}

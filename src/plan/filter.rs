@@ -239,6 +239,12 @@ impl Filter {
     }
 }
 
+/// The bitrate whose HLS variant is listed first: the last of `filters` that sets one decides
+/// (a request's filters come after the locator's, so the URL can override it).
+pub(crate) fn first_quality(filters: &[&Filter]) -> Option<u64> {
+    filters.iter().rev().find_map(|f| f.definition.first_quality.as_ref()).map(|q| q.bitrate)
+}
+
 /// Presentation interval of a segment in seconds (edit list applied).
 fn presentation_secs(track: &AssetTrack, segment: &Segment) -> (f64, f64) {
     let shift = track.index().info.edit.presentation_shift();

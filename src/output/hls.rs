@@ -19,7 +19,7 @@ use m3u8_rs::{
 use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::HlsKeyLine;
-use crate::protect::{segment_iv, ContentKey};
+use crate::protect::ContentKey;
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::{CodecFamily, TrackKind};
 
@@ -39,6 +39,9 @@ fn version(format: Format) -> usize {
 pub struct EnvelopeSignal<'a> {
     pub key_uri: &'a str,
     pub key: &'a ContentKey,
+    /// The audio muxed into HLS v3 segments when it is not the default audio (it changes
+    /// their IVs, see [`super::envelope_iv`]).
+    pub other_audio: Option<&'a str>,
 }
 
 fn set_precision() {
@@ -377,7 +380,7 @@ pub fn media_playlist(
                 method: KeyMethod::AES128,
                 uri: Some(links::marked(e.key_uri, Link::Key)),
                 iv: Some({
-                    let iv = segment_iv(e.key, track.bitrate, &track.name, format.container_tag(), s.time);
+                    let iv = super::envelope_iv(e.key, track, format, e.other_audio, s.time);
                     format!("0x{}", base16ct::lower::encode_string(&iv))
                 }),
                 keyformat: None,

@@ -7,6 +7,8 @@ pub mod dash;
 pub mod hls;
 pub(crate) mod ts;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
@@ -16,7 +18,7 @@ use crate::plan::reads::SourceSpan;
 use crate::plan::url::{AudioChoice, Encryption, Format, Resource};
 use crate::plan::{Build, Plan, Protection, SegmentPlan};
 use crate::protect::drm;
-use crate::protect::{common_encryption, envelope, segment_iv, Scheme};
+use crate::protect::{common_encryption, envelope, segment_iv, ContentKey, Scheme};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::TrackKind;
 
@@ -140,7 +142,10 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             let track = find_track(asset, track, *bitrate)?;
             let (envelope, drm_keys) = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => (None, drm::hls_key_lines(scheme, p.key, p.locator, p.drm)),
-                (None, Some(p)) => (Some(hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key }), Vec::new()),
+                (None, Some(p)) => {
+                    let other_audio = other_audio(asset, audio);
+                    (Some(hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key, other_audio }), Vec::new())
+                }
                 (_, None) => (None, Vec::new()),
             };
             Ok(Output::manifest(
@@ -201,12 +206,40 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
     // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
     let parts = match protection.filter(|_| *encryption == Some(Encryption::Envelope)) {
         Some(p) => {
-            let iv = segment_iv(p.key, track.bitrate, &track.name, format.container_tag(), *time);
+            let other_audio = match plan.resource {
+                Resource::Segment { audio, .. } => other_audio(plan.asset, audio),
+                _ => None,
+            };
+            let iv = envelope_iv(p.key, track, *format, other_audio, *time);
             vec![envelope::encrypt_segment(p.key, &iv, &parts)]
         }
         None => parts,
     };
     Ok(Output::media(content_type, parts))
+}
+
+/// The `audiotrack=` choice when it is not the asset's default audio (naming the default is
+/// the same segment, bytes and IV, as naming none).
+fn other_audio<'a>(asset: &Asset, audio: &'a AudioChoice) -> Option<&'a str> {
+    audio.name().filter(|&name| asset.default_audio().is_none_or(|default| default.name != name))
+}
+
+/// The AES-128 IV of a segment of `track` at `time`: the media playlist lists it and the
+/// segment is encrypted with it. An HLS v3 segment muxing another audio than the default
+/// holds other bytes than the default one at the same time, so that audio goes into its IV
+/// (CBC under one key and IV would show where the two first differ).
+pub(crate) fn envelope_iv(
+    key: &ContentKey,
+    track: &AssetTrack,
+    format: Format,
+    other_audio: Option<&str>,
+    time: u64,
+) -> [u8; 16] {
+    let identity = match other_audio {
+        Some(name) => Cow::Owned(format!("{}\0audiotrack={name}", track.name)),
+        None => Cow::Borrowed(track.name.as_str()),
+    };
+    segment_iv(key, track.bitrate, &identity, format.container_tag(), time)
 }
 
 /// Every resource a complete static package of `format` consists of, manifest first.

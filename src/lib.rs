@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod error;
+pub mod manage;
 pub(crate) mod markup;
 pub mod media;
 pub mod output;

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("output", 7),
     ("config", 8),
     ("serve", 9),
+    ("manage", 10),
 ];
 
 fn unit_of(path: &str) -> Option<(&'static str, u32)> {

@@ -23,8 +23,9 @@
 //! [`StoreError::AlreadyExists`] or [`StoreError::Conflict`]. Deletes are unconditional, as
 //! AMS DELETE is idempotent: deleting what another writer just replaced deletes it.
 //!
-//! Names are letters, digits, `-`, `_`, `.` and `~` (no `/`, never `.` or `..`), up to 260
-//! characters, so a document path never leaves its collection nor the prefix.
+//! A name is up to 260 letters (any script), digits, spaces, `-`, `_` and `.`, never `.` or
+//! `..`: one path segment, spelled alike in every object store and on disk, so a document
+//! path never leaves its collection nor the prefix.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -82,12 +83,13 @@ pub fn asset_filters(asset: &str) -> String {
 
 const MAX_NAME_LEN: usize = 260;
 
-/// Whether `name` may name a document: it becomes one path segment.
+/// Whether `name` may name a document: it becomes one path segment, spelled the same in
+/// every object store and on local disk.
 fn is_valid_name(name: &str) -> bool {
-    (1..=MAX_NAME_LEN).contains(&name.len())
+    (1..=MAX_NAME_LEN).contains(&name.chars().count())
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+        && name.chars().all(|c| c.is_alphanumeric() || " -_.".contains(c))
 }
 
 /// Where a document is: its collection and its name.
@@ -119,7 +121,7 @@ impl DocPath {
         }
         if !is_valid_name(&self.name) {
             return Err(StoreError::BadName(format!(
-                "'{}': a name is 1 to {MAX_NAME_LEN} letters, digits, '-', '_', '.' or '~' (not '.' or '..')",
+                "'{}': a name is 1 to {MAX_NAME_LEN} letters, digits, spaces, '-', '_' or '.' (not '.' or '..')",
                 self.name
             )));
         }
@@ -456,8 +458,10 @@ mod tests {
             (STREAMING_LOCATORS, "a/b"),
             (STREAMING_LOCATORS, "../../x"),
             (STREAMING_LOCATORS, ""),
-            (STREAMING_LOCATORS, "a b"),
             (STREAMING_LOCATORS, "a%2Fb"),
+            (STREAMING_LOCATORS, "a~b"),
+            (STREAMING_LOCATORS, "a\\b"),
+            (STREAMING_LOCATORS, "a\nb"),
             ("secrets", "x"),
             ("assets/../streamingLocators", "x"),
             ("assets/a/b/assetFilters", "x"),
@@ -465,6 +469,10 @@ mod tests {
             assert!(matches!(DocPath::new(collection, name), Err(StoreError::BadName(_))), "{collection} {name}");
         }
         assert!(DocPath::new(STREAMING_LOCATORS, &"a".repeat(261)).is_err());
+        // AMS names may hold spaces, dots and letters beyond ASCII.
+        for name in ["My Movie 2026", "ladder.v2", "filme-ação", &"a".repeat(260)] {
+            assert!(DocPath::new(ASSETS, name).is_ok(), "{name}");
+        }
         assert!(DocPath::new(&asset_filters(".."), "x").is_err());
         // Fields are public: the store checks them again.
         let store = memory_store();

@@ -16,6 +16,7 @@ pub use crate::plan::locator::Policy;
 use crate::plan::locator::{LocatorAccess, StreamingPolicy};
 use crate::secret::Secret;
 use crate::source::storage::StorageConfig;
+use crate::store::StoreConfig;
 pub use player::PlayerConfig;
 
 /// The whole configuration file.
@@ -51,6 +52,10 @@ pub struct Config {
     /// Named (account) filters, usable in `manifest(…,filter=a;b)` and as locator defaults.
     #[serde(default)]
     pub filter: Vec<FilterConfig>,
+    /// Published state (locators, filters, policies) in object storage, shared by replicas
+    /// (`[store]`).
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
     /// The folder the config file is in: relative storage paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -567,6 +572,20 @@ impl Config {
                 return Err(ConfigError(format!("line {line}: storage '{}': {problem}", s.name)));
             }
         }
+        if let Some(store) = &self.store {
+            if !names.contains(store.storage.as_str()) {
+                return Err(ConfigError(format!(
+                    "{}[store] storage = \"{}\" names no [[storage]] account",
+                    at("[store]"),
+                    store.storage
+                )));
+            }
+            if store.refresh_secs == 0 {
+                return Err(ConfigError(format!("{}[store] refresh_secs must be at least 1", at("refresh_secs"))));
+            }
+            crate::source::storage::object_path(&store.prefix)
+                .map_err(|e| ConfigError(format!("{}[store] prefix: {e}", at("prefix"))))?;
+        }
         let mut filters = std::collections::HashSet::new();
         for f in &self.filter {
             let here = at(&format!("\"{}\"", f.name));
@@ -807,6 +826,27 @@ policy = "clear"
         let unknown = ams.replace("\"Type\"", "\"Colour\"");
         let e = Config::parse(&unknown, PathBuf::new()).unwrap_err().0;
         assert!(e.contains("Colour"), "{e}");
+    }
+
+    #[test]
+    fn store_names_an_account_and_refreshes_every_two_seconds_by_default() {
+        assert!(Config::parse(GOOD, PathBuf::new()).unwrap().store.is_none());
+        let c =
+            Config::parse(&format!("{GOOD}[store]\nstorage = \"local\"\nprefix = \"ams\"\n"), PathBuf::new()).unwrap();
+        let store = c.store.unwrap();
+        assert_eq!(
+            (store.prefix.as_str(), store.refresh_secs, store.key_env.as_str()),
+            ("ams", 2, "JIT_ORIGIN_STORE_KEY")
+        );
+        for (bad, said) in [
+            ("storage = \"nope\"", "line 11: [store] storage = \"nope\" names no [[storage]] account"),
+            ("storage = \"local\"\nrefresh_secs = 0", "refresh_secs must be at least 1"),
+            ("storage = \"local\"\nprefix = \"a/../..\"", "[store] prefix"),
+            ("storage = \"local\"\ncolour = 1", "colour"),
+        ] {
+            let e = Config::parse(&format!("{GOOD}[store]\n{bad}\n"), PathBuf::new()).unwrap_err().0;
+            assert!(e.contains(said), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -18,5 +18,6 @@ pub mod protect;
 pub(crate) mod secret;
 pub mod serve;
 pub mod source;
+pub mod store;
 
 pub use error::{Error, Result};

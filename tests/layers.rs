@@ -20,6 +20,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("source::ism", 3),
     ("source::timeline", 4),
     ("source::asset", 5),
+    ("store", 3),
     ("plan", 6),
     ("output", 7),
     ("config", 8),

@@ -24,6 +24,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod emulator;
 pub mod fault_proxy;
 pub mod store;
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jit_origin::config::{Config, Policy};
+use jit_origin::manage::catalog;
 use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
 use jit_origin::protect::url_signing;
@@ -22,6 +23,7 @@ use jit_origin::source::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::source::index::TrackKind;
 use jit_origin::source::storage::Storage;
 use jit_origin::source::timeline::SegmentPolicy;
+use jit_origin::store::{Sealer, Store};
 
 #[derive(Parser)]
 #[command(name = "jit-origin", version, about = "Just-in-time HLS/DASH packaging origin")]
@@ -392,11 +394,28 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
     }
 }
 
+/// With `[store]`: reads the store once (a store that does not answer is logged, and the
+/// config file's locators serve meanwhile), then keeps every replica's published state
+/// current in the background.
+async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
+    let Some(store_config) = &config.store else { return Ok(()) };
+    let sealer = Sealer::from_env(&store_config.key_env)?;
+    let storage = origin.storage(&store_config.storage).cloned().ok_or("[store] storage is not configured")?;
+    let store = Store::new(storage, &store_config.prefix).map_err(|e| format!("[store] prefix: {e}"))?;
+    let default_storage = config.storage.first().map(|s| s.name.clone());
+    catalog::refresh(origin, &store, &sealer, default_storage.as_deref()).await;
+    tracing::info!(store = %store.location(), refresh_secs = store_config.refresh_secs, "publishing the store's documents");
+    let every = Duration::from_secs(store_config.refresh_secs);
+    tokio::spawn(catalog::refresh_forever(origin.clone(), store, sealer, default_storage, every));
+    Ok(())
+}
+
 async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     init_logging(log_format);
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let shutdown = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
+    publish_store(&origin, &config).await?;
     let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
     let listener = bind(config.listen)?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;

@@ -64,7 +64,9 @@ fn benches(c: &mut Criterion) {
     c.bench_function("hls media playlist 2h (3600 segments)", |b| {
         b.iter(|| hls::media_playlist(&video, Format::M3u8Cmaf, None, None, &[], false))
     });
-    c.bench_function("hls multivariant", |b| b.iter(|| hls::multivariant(&asset, &options(Format::M3u8Cmaf), false)));
+    c.bench_function("hls multivariant", |b| {
+        b.iter(|| hls::multivariant(&asset, &options(Format::M3u8Cmaf), None, false))
+    });
     c.bench_function("dash mpd 2h", |b| b.iter(|| dash::mpd(&asset, &options(Format::MpdTimeCmaf), &[], false)));
 
     let middle = video.timeline.segments[video.timeline.segments.len() / 2];

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 pub mod player;
 
-use crate::plan::filter::FilterConfig;
+use crate::plan::filter::{Filter, FilterDefinition, PresentationTimeRange, TrackCondition, TrackSelection};
+use crate::plan::filter::{TrackOperation, TrackProperty, DEFAULT_TIMESCALE};
 pub use crate::plan::locator::Policy;
 use crate::plan::locator::{LocatorAccess, StreamingPolicy};
 use crate::secret::Secret;
@@ -48,7 +49,7 @@ pub struct Config {
     pub storage: Vec<StorageConfig>,
     #[serde(default)]
     pub locator: Vec<LocatorConfig>,
-    /// Named filters, usable in `manifest(…,filter=a;b)` and as locator defaults.
+    /// Named (account) filters, usable in `manifest(…,filter=a;b)` and as locator defaults.
     #[serde(default)]
     pub filter: Vec<FilterConfig>,
     /// Published state (locators, filters, policies) in object storage, shared by replicas
@@ -294,6 +295,98 @@ impl DrmConfig {
     }
 }
 
+/// A `[[filter]]`: an account filter. Either in the AMS shape, `[filter.properties]` holding
+/// the `properties` object of an AMS filter (camelCase keys, as the API takes them), or with
+/// the shorthand keys below, which stand for an AMS definition ([`FilterConfig::filter`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    pub name: String,
+    #[serde(default)]
+    pub properties: Option<FilterDefinition>,
+    /// Presentation window start, seconds from the asset's start (snapped to a segment).
+    #[serde(default)]
+    pub start_secs: Option<f64>,
+    /// Presentation window end, seconds (snapped to a segment).
+    #[serde(default)]
+    pub end_secs: Option<f64>,
+    /// Keep video tracks whose URL bitrate is at least this.
+    #[serde(default)]
+    pub min_video_bitrate: Option<u64>,
+    /// Keep video tracks whose URL bitrate is at most this.
+    #[serde(default)]
+    pub max_video_bitrate: Option<u64>,
+    /// Keep only audio and text tracks in these languages (empty = all).
+    #[serde(default)]
+    pub languages: Vec<String>,
+}
+
+impl FilterConfig {
+    /// The filter, checked; the error names the key.
+    pub fn filter(&self) -> Result<Filter, String> {
+        let shorthand = self.start_secs.is_some()
+            || self.end_secs.is_some()
+            || self.min_video_bitrate.is_some()
+            || self.max_video_bitrate.is_some()
+            || !self.languages.is_empty();
+        let definition = match &self.properties {
+            Some(_) if shorthand => {
+                return Err("give either [filter.properties] or the shorthand keys, not both".to_string());
+            }
+            Some(properties) => properties.clone(),
+            None => self.shorthand_definition()?,
+        };
+        definition.check()?;
+        Ok(Filter { name: self.name.clone(), definition })
+    }
+
+    /// The AMS definition the shorthand keys stand for.
+    fn shorthand_definition(&self) -> Result<FilterDefinition, String> {
+        let (start, end) = (self.start_secs.unwrap_or(0.0), self.end_secs.unwrap_or(f64::MAX));
+        if !(start.is_finite() && start >= 0.0 && end > start) {
+            return Err("need 0 <= start_secs < end_secs".to_string());
+        }
+        let ticks = |secs: f64| (secs * DEFAULT_TIMESCALE as f64).round() as u64;
+        let presentation_time_range =
+            (self.start_secs.is_some() || self.end_secs.is_some()).then(|| PresentationTimeRange {
+                start_timestamp: self.start_secs.map(ticks),
+                end_timestamp: self.end_secs.map(ticks),
+                presentation_window_duration: None,
+                live_backoff_duration: None,
+                timescale: DEFAULT_TIMESCALE,
+                force_end_timestamp: None,
+            });
+        let condition = |property, operation, value: String| TrackCondition { property, operation, value };
+        let is_video = |operation| condition(TrackProperty::Type, operation, "Video".to_string());
+        // Video tracks in the bitrate range, and the other tracks in the languages: one
+        // selection for video, one per language for the rest.
+        let mut video = vec![is_video(TrackOperation::Equal)];
+        if let Some(min) = self.min_video_bitrate.filter(|&m| m > 0) {
+            video.push(condition(TrackProperty::Bitrate, TrackOperation::NotEqual, format!("0-{}", min - 1)));
+        }
+        if let Some(max) = self.max_video_bitrate {
+            video.push(condition(TrackProperty::Bitrate, TrackOperation::Equal, format!("0-{max}")));
+        }
+        let mut selections = vec![TrackSelection { track_selections: video }];
+        let other = || vec![is_video(TrackOperation::NotEqual)];
+        if self.languages.is_empty() {
+            selections.push(TrackSelection { track_selections: other() });
+        }
+        for language in &self.languages {
+            let mut conditions = other();
+            conditions.push(condition(TrackProperty::Language, TrackOperation::Equal, language.clone()));
+            selections.push(TrackSelection { track_selections: conditions });
+        }
+        let selects_tracks =
+            self.min_video_bitrate.is_some() || self.max_video_bitrate.is_some() || !self.languages.is_empty();
+        Ok(FilterDefinition {
+            presentation_time_range,
+            first_quality: None,
+            tracks: if selects_tracks { selections } else { Vec::new() },
+        })
+    }
+}
+
 /// A streaming locator: a published URL id for an asset.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,10 +598,7 @@ impl Config {
             if !filters.insert(f.name.as_str()) {
                 return Err(ConfigError(format!("{here}filter name '{}' is used twice", f.name)));
             }
-            let (start, end) = (f.start_secs.unwrap_or(0.0), f.end_secs.unwrap_or(f64::MAX));
-            if !(start.is_finite() && start >= 0.0 && end > start) {
-                return Err(ConfigError(format!("{here}filter '{}': need 0 <= start_secs < end_secs", f.name)));
-            }
+            f.filter().map_err(|e| ConfigError(format!("{here}filter '{}': {e}", f.name)))?;
         }
         let mut ids = std::collections::HashSet::new();
         let mut accesses = Vec::with_capacity(self.locator.len());
@@ -719,6 +809,44 @@ policy = "clear"
             let e = Config::parse(&format!("{GOOD}[store]\n{bad}\n"), PathBuf::new()).unwrap_err().0;
             assert!(e.contains(said), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn filters_in_the_ams_shape_or_the_shorthand() {
+        let ams = format!(
+            "{GOOD}[[filter]]\nname = \"hd\"\n[filter.properties]\nfirstQuality = {{ bitrate = 600000 }}\n\
+             [filter.properties.presentationTimeRange]\nstartTimestamp = 2000\ntimescale = 1000\n\
+             [[filter.properties.tracks]]\n\
+             trackSelections = [{{ property = \"Type\", operation = \"Equal\", value = \"Video\" }}]\n"
+        );
+        let c = Config::parse(&ams, PathBuf::new()).unwrap();
+        let hd = c.filter[0].filter().unwrap();
+        assert_eq!(hd.definition.first_quality.as_ref().map(|q| q.bitrate), Some(600_000));
+        let range = hd.definition.presentation_time_range.as_ref().unwrap();
+        assert_eq!((range.start_timestamp, range.timescale), (Some(2000), 1000));
+        assert_eq!(hd.definition.tracks[0].track_selections[0].property, TrackProperty::Type);
+
+        let shorthand = format!("{GOOD}[[filter]]\nname = \"sd\"\nend_secs = 4.5\nmax_video_bitrate = 300000\n");
+        let sd = Config::parse(&shorthand, PathBuf::new()).unwrap().filter[0].filter().unwrap();
+        let json = serde_json::to_value(&sd.definition).unwrap();
+        let expected = serde_json::json!({
+            "presentationTimeRange": {"endTimestamp": 45_000_000, "timescale": 10_000_000},
+            "tracks": [
+                {"trackSelections": [
+                    {"property": "Type", "operation": "Equal", "value": "Video"},
+                    {"property": "Bitrate", "operation": "Equal", "value": "0-300000"}]},
+                {"trackSelections": [{"property": "Type", "operation": "NotEqual", "value": "Video"}]}]});
+        assert_eq!(json, expected);
+
+        let both = ams.replace("name = \"hd\"\n", "name = \"hd\"\nend_secs = 1.0\n");
+        let e = Config::parse(&both, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("not both"), "{e}");
+        let bad_range = ams.replace("startTimestamp = 2000", "startTimestamp = 2000\nendTimestamp = 1000");
+        let e = Config::parse(&bad_range, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("filter 'hd': properties.presentationTimeRange.endTimestamp"), "{e}");
+        let unknown = ams.replace("\"Type\"", "\"Colour\"");
+        let e = Config::parse(&unknown, PathBuf::new()).unwrap_err().0;
+        assert!(e.contains("Colour"), "{e}");
     }
 
     #[test]

@@ -164,13 +164,36 @@ fn join_codecs(a: &str, b: &str) -> Option<String> {
     }
 }
 
+/// Where a variant goes in the multivariant playlist: players that start with the first
+/// listed variant (AVPlayer; Apple's HLS authoring spec asks that the first variant be the
+/// one to start with) must start with video, so video comes first, led by the filter's
+/// `firstQuality` when one is set, then audio-only variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum VariantRank {
+    FirstQuality,
+    Video,
+    AudioOnly,
+}
+
+/// The video track a `firstQuality` bitrate picks: the one with that URL bitrate, else the
+/// nearest (the lower one on a tie).
+fn first_quality_track(asset: &Asset, bitrate: u64) -> Option<&AssetTrack> {
+    asset.tracks_of(TrackKind::Video).min_by_key(|t| (t.bitrate.abs_diff(bitrate), t.bitrate))
+}
+
 /// The multivariant playlist at `manifest(format=m3u8-…)`.
 ///
 /// Audio tracks become `EXT-X-MEDIA` renditions, one group per codec family; each video track
 /// gets one `EXT-X-STREAM-INF` per audio group; unless `audio-only=false`, each audio group
-/// also gets an audio-only variant. Variants are ordered by BANDWIDTH ascending. Text tracks
-/// are not listed yet.
-pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -> ManifestText {
+/// also gets an audio-only variant. Video variants come first, by BANDWIDTH ascending except
+/// that those of the `first_quality` track (a filter's `firstQuality.bitrate`) lead; audio-only
+/// variants last ([`VariantRank`]). Text tracks are not listed yet.
+pub fn multivariant(
+    asset: &Asset,
+    options: &ManifestOptions,
+    first_quality: Option<u64>,
+    extension: bool,
+) -> ManifestText {
     set_precision();
     let mut groups = audio_groups(asset);
     // HLS v3 TS: the default audio is muxed into the video segments, so there are no
@@ -214,54 +237,69 @@ pub fn multivariant(asset: &Asset, options: &ManifestOptions, extension: bool) -
         }
     }
 
+    let first_quality = first_quality.and_then(|b| first_quality_track(asset, b));
     let mut variants = Vec::new();
     for v in asset.tracks_of(TrackKind::Video) {
+        let rank = match first_quality {
+            Some(first) if std::ptr::eq(first, v) => VariantRank::FirstQuality,
+            _ => VariantRank::Video,
+        };
         let codec = &v.index().info.codec;
         let resolution = (codec.width > 0 && codec.height > 0)
             .then_some(Resolution { width: codec.width as u64, height: codec.height as u64 });
         let frame_rate = frame_rate(v);
         let uri = media_playlist_url(v, options, extension);
         if groups.is_empty() {
-            variants.push(VariantStream {
-                uri,
-                bandwidth: v.peak_bitrate(),
-                average_bandwidth: Some(v.average_bitrate()),
-                codecs: join_codecs(&codec.codec_string, ""),
-                resolution,
-                frame_rate,
-                ..Default::default()
-            });
+            variants.push((
+                rank,
+                VariantStream {
+                    uri,
+                    bandwidth: v.peak_bitrate(),
+                    average_bandwidth: Some(v.average_bitrate()),
+                    codecs: join_codecs(&codec.codec_string, ""),
+                    resolution,
+                    frame_rate,
+                    ..Default::default()
+                },
+            ));
             continue;
         }
         for g in &groups {
-            variants.push(VariantStream {
-                uri: uri.clone(),
-                bandwidth: v.peak_bitrate() + g.peak(),
-                average_bandwidth: Some(v.average_bitrate() + g.average()),
-                codecs: join_codecs(&codec.codec_string, &g.codecs()),
-                resolution,
-                frame_rate,
-                audio: (!muxed_audio).then(|| g.id.clone()),
-                ..Default::default()
-            });
+            variants.push((
+                rank,
+                VariantStream {
+                    uri: uri.clone(),
+                    bandwidth: v.peak_bitrate() + g.peak(),
+                    average_bandwidth: Some(v.average_bitrate() + g.average()),
+                    codecs: join_codecs(&codec.codec_string, &g.codecs()),
+                    resolution,
+                    frame_rate,
+                    audio: (!muxed_audio).then(|| g.id.clone()),
+                    ..Default::default()
+                },
+            ));
         }
     }
     let has_video = !variants.is_empty();
     if (options.audio_only != Some(false) || !has_video) && !muxed_audio {
         for g in &groups {
             let Some(default) = g.tracks.first() else { continue };
-            variants.push(VariantStream {
-                uri: media_playlist_url(default, options, extension),
-                bandwidth: g.peak(),
-                average_bandwidth: Some(g.average()),
-                codecs: join_codecs(&g.codecs(), ""),
-                audio: Some(g.id.clone()),
-                ..Default::default()
-            });
+            variants.push((
+                VariantRank::AudioOnly,
+                VariantStream {
+                    uri: media_playlist_url(default, options, extension),
+                    bandwidth: g.peak(),
+                    average_bandwidth: Some(g.average()),
+                    codecs: join_codecs(&g.codecs(), ""),
+                    audio: Some(g.id.clone()),
+                    ..Default::default()
+                },
+            ));
         }
     }
-    // Stable: equal bandwidths keep asset order.
-    variants.sort_by_key(|v| v.bandwidth);
+    // Stable: equal ranks and bandwidths keep asset order.
+    variants.sort_by_key(|(rank, v)| (*rank, v.bandwidth));
+    let variants = variants.into_iter().map(|(_, v)| v).collect();
 
     let playlist = MasterPlaylist {
         version: Some(version(options.format)),
@@ -612,7 +650,7 @@ mod tests {
         for extension in [false, true] {
             let options = ManifestOptions::new(Format::M3u8Cmaf);
             let base = url::format(&Resource::Manifest(options.clone()), extension);
-            let text = multivariant(&asset, &options, extension).text;
+            let text = multivariant(&asset, &options, None, extension).text;
             assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"), "{text}");
             assert!(!text.contains("EXT-X-MEDIA-SEQUENCE"));
             let Playlist::MasterPlaylist(pl) = parse_playlist(&text) else { panic!("not a multivariant") };
@@ -641,10 +679,11 @@ mod tests {
                 );
             }
 
-            // 2 video × 2 groups + 2 audio-only.
+            // 2 video × 2 groups by bandwidth, then 2 audio-only.
             assert_eq!(pl.variants.len(), 6);
-            let bw: Vec<u64> = pl.variants.iter().map(|v| v.bandwidth).collect();
+            let bw: Vec<u64> = pl.variants[..4].iter().map(|v| v.bandwidth).collect();
             assert!(bw.windows(2).all(|w| w[0] <= w[1]), "{bw:?}");
+            assert!(pl.variants[..4].iter().all(|v| v.resolution.is_some()));
             let v720 = asset.tracks.iter().find(|t| t.name == "video_720").unwrap();
             let aac_peak = asset
                 .tracks_of(TrackKind::Audio)
@@ -675,11 +714,30 @@ mod tests {
     }
 
     #[test]
+    fn video_leads_with_first_quality_and_audio_only_comes_last() {
+        let asset = fixtures::asset();
+        let options = ManifestOptions::new(Format::M3u8Cmaf);
+        let heights = |first_quality| {
+            let Playlist::MasterPlaylist(pl) =
+                parse_playlist(&multivariant(&asset, &options, first_quality, false).text)
+            else {
+                panic!()
+            };
+            pl.variants.iter().map(|v| v.resolution.map_or(0, |r| r.height)).collect::<Vec<_>>()
+        };
+        assert_eq!(heights(None), [360, 360, 720, 720, 0, 0]);
+        assert_eq!(heights(Some(3_000_000)), [720, 720, 360, 360, 0, 0]);
+        // No track at that bitrate: the nearest one leads.
+        assert_eq!(heights(Some(2_000_000)), [720, 720, 360, 360, 0, 0]);
+        assert_eq!(heights(Some(1_000)), [360, 360, 720, 720, 0, 0]);
+    }
+
+    #[test]
     fn audio_only_false_drops_audio_variants() {
         let asset = fixtures::asset();
         let mut options = ManifestOptions::new(Format::M3u8Cmaf);
         options.audio_only = Some(false);
-        let Playlist::MasterPlaylist(pl) = parse_playlist(&multivariant(&asset, &options, false).text) else {
+        let Playlist::MasterPlaylist(pl) = parse_playlist(&multivariant(&asset, &options, None, false).text) else {
             panic!()
         };
         assert_eq!(pl.variants.len(), 4);
@@ -690,8 +748,8 @@ mod tests {
     fn multivariant_is_byte_stable() {
         let asset = fixtures::asset();
         let options = ManifestOptions::new(Format::M3u8Cmaf);
-        let a = multivariant(&asset, &options, true);
-        assert_eq!(a, multivariant(&asset.clone(), &options, true));
+        let a = multivariant(&asset, &options, None, true);
+        assert_eq!(a, multivariant(&asset.clone(), &options, None, true));
     }
 
     #[test]
@@ -700,7 +758,7 @@ mod tests {
         desc.accessibility = Some("description");
         let main = fixtures::aac("aac_main", 128_000, "eng", 4.0);
         let asset = fixtures::asset_of(&[fixtures::video("v", 1_000_000, 640, 360, 4.0), desc, main], Some(2.0));
-        let text = multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false).text;
+        let text = multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), None, false).text;
         let Playlist::MasterPlaylist(pl) = parse_playlist(&text) else { panic!() };
         let default: Vec<_> = pl.alternatives.iter().filter(|a| a.default).map(|a| a.name.as_str()).collect();
         assert_eq!(default, ["aac_main"]);
@@ -716,7 +774,7 @@ mod tests {
         t2.bitrate = 64_000;
         let asset = fixtures::asset_of(&[fixtures::video("v", 1_000_000, 640, 360, 4.0), t1, t2], Some(2.0));
         let Playlist::MasterPlaylist(pl) =
-            parse_playlist(&multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), false).text)
+            parse_playlist(&multivariant(&asset, &ManifestOptions::new(Format::M3u8Cmaf), None, false).text)
         else {
             panic!()
         };

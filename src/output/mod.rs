@@ -127,7 +127,8 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let extension = plan.extension;
     match resource {
         Resource::Manifest(options) => Ok(if options.format.is_hls() {
-            Output::manifest(HLS_CONTENT_TYPE, hls::multivariant(asset, options, extension))
+            let first_quality = filter::first_quality(&document.filters);
+            Output::manifest(HLS_CONTENT_TYPE, hls::multivariant(asset, options, first_quality, extension))
         } else {
             let signalling = match (cenc_scheme(options.encryption), protection) {
                 (Some(scheme), Some(p)) => drm::dash_content_protection(scheme, p.key, p.locator, p.drm),

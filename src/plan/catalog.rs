@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::plan::filter::FilterConfig;
+use crate::plan::filter::Filter;
 use crate::plan::locator::Locator;
 
 /// Locators by id, account filters by name, asset filters by asset and name.
@@ -14,8 +14,8 @@ use crate::plan::locator::Locator;
 pub struct Catalog {
     /// Keyed by the lower-cased id: locator ids are GUIDs, which URLs spell in either case.
     locators: HashMap<String, Arc<Locator>>,
-    account_filters: HashMap<String, Arc<FilterConfig>>,
-    asset_filters: HashMap<String, HashMap<String, Arc<FilterConfig>>>,
+    account_filters: HashMap<String, Arc<Filter>>,
+    asset_filters: HashMap<String, HashMap<String, Arc<Filter>>>,
 }
 
 impl Catalog {
@@ -26,12 +26,12 @@ impl Catalog {
 
     /// Adds an account filter (one every locator's manifests may name), replacing one with the
     /// same name.
-    pub fn insert_account_filter(&mut self, filter: FilterConfig) {
+    pub fn insert_account_filter(&mut self, filter: Filter) {
         self.account_filters.insert(filter.name.clone(), Arc::new(filter));
     }
 
     /// Adds a filter of the asset `asset_name`, replacing one with the same name.
-    pub fn insert_asset_filter(&mut self, asset_name: &str, filter: FilterConfig) {
+    pub fn insert_asset_filter(&mut self, asset_name: &str, filter: Filter) {
         self.asset_filters.entry(asset_name.to_string()).or_default().insert(filter.name.clone(), Arc::new(filter));
     }
 
@@ -50,7 +50,7 @@ impl Catalog {
 
     /// The filter `name` as manifests of the asset `asset_name` see it: the asset's own filter
     /// of that name shadows the account filter, as in AMS.
-    pub fn filter(&self, asset_name: Option<&str>, name: &str) -> Option<&Arc<FilterConfig>> {
+    pub fn filter(&self, asset_name: Option<&str>, name: &str) -> Option<&Arc<Filter>> {
         asset_name
             .and_then(|asset| self.asset_filters.get(asset))
             .and_then(|filters| filters.get(name))
@@ -81,15 +81,16 @@ mod tests {
         }
     }
 
-    fn filter(name: &str, start_secs: f64) -> FilterConfig {
-        FilterConfig {
-            name: name.into(),
-            start_secs: Some(start_secs),
-            end_secs: None,
-            min_video_bitrate: None,
-            max_video_bitrate: None,
-            languages: vec![],
-        }
+    fn filter(name: &str, start_secs: u64) -> Filter {
+        let definition = serde_json::from_value(serde_json::json!({
+            "presentationTimeRange": {"startTimestamp": start_secs, "timescale": 1}
+        }))
+        .unwrap();
+        Filter { name: name.into(), definition }
+    }
+
+    fn start_of(filter: &Filter) -> Option<u64> {
+        filter.definition.presentation_time_range.as_ref().and_then(|r| r.start_timestamp)
     }
 
     #[test]
@@ -105,11 +106,11 @@ mod tests {
     #[test]
     fn asset_filter_shadows_account_filter_of_its_name() {
         let mut catalog = Catalog::default();
-        catalog.insert_account_filter(filter("trim", 1.0));
-        catalog.insert_asset_filter("ladder", filter("trim", 2.0));
-        assert_eq!(catalog.filter(Some("ladder"), "trim").unwrap().start_secs, Some(2.0));
-        assert_eq!(catalog.filter(Some("other"), "trim").unwrap().start_secs, Some(1.0));
-        assert_eq!(catalog.filter(None, "trim").unwrap().start_secs, Some(1.0));
+        catalog.insert_account_filter(filter("trim", 1));
+        catalog.insert_asset_filter("ladder", filter("trim", 2));
+        assert_eq!(start_of(catalog.filter(Some("ladder"), "trim").unwrap()), Some(2));
+        assert_eq!(start_of(catalog.filter(Some("other"), "trim").unwrap()), Some(1));
+        assert_eq!(start_of(catalog.filter(None, "trim").unwrap()), Some(1));
         assert!(catalog.filter(Some("ladder"), "none").is_none());
     }
 }

@@ -1,50 +1,248 @@
-//! Manifest filters (AMS "dynamic filters"): a presentation window and a track selection
-//! applied to an asset before its manifests are written. Segments keep their URLs (time
-//! addressing), so every filter of an asset shares the same cached and CDN-cached segments.
+//! Manifest filters, the AMS filter model (`assetFilters` / `accountFilters`): a presentation
+//! time range, a track selection and the HLS variant listed first, applied to an asset before
+//! its manifests are written. Segments keep their URLs (time addressing), so every filter of
+//! an asset shares the same cached and CDN-cached segments.
+//!
+//! [`FilterDefinition`] is exactly the AMS `properties` object, so the API, the store and the
+//! config file all read and write filters with this one type.
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::TrackKind;
 use crate::source::timeline::Segment;
 
-/// A named manifest filter (AMS "dynamic filter"): a presentation window and a track
-/// selection. It changes which segments and tracks manifests list; segment URLs stay the
-/// same, so CDN caches are shared by every filter of an asset.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilterConfig {
+/// AMS's default timescale of filter timestamps: 100 ns units.
+pub(crate) const DEFAULT_TIMESCALE: u64 = 10_000_000;
+
+/// A named filter: usable as `manifest(…,filter=name)` and as a locator's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
     pub name: String,
-    /// Presentation window start, seconds from the asset's start (rounded down to a segment).
-    #[serde(default)]
-    pub start_secs: Option<f64>,
-    /// Presentation window end, seconds (rounded up to a segment).
-    #[serde(default)]
-    pub end_secs: Option<f64>,
-    /// Keep video tracks whose URL bitrate is at least this.
-    #[serde(default)]
-    pub min_video_bitrate: Option<u64>,
-    /// Keep video tracks whose URL bitrate is at most this.
-    #[serde(default)]
-    pub max_video_bitrate: Option<u64>,
-    /// Keep only audio and text tracks in these languages (empty = all).
-    #[serde(default)]
-    pub languages: Vec<String>,
+    pub definition: FilterDefinition,
 }
 
-fn keeps_track(filter: &FilterConfig, track: &AssetTrack) -> bool {
-    match track.kind {
-        TrackKind::Video => {
-            filter.min_video_bitrate.is_none_or(|min| track.bitrate >= min)
-                && filter.max_video_bitrate.is_none_or(|max| track.bitrate <= max)
+/// The `properties` of an AMS asset or account filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterDefinition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentation_time_range: Option<PresentationTimeRange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_quality: Option<FirstQuality>,
+    /// Selections OR-ed: a track matching none is dropped; empty keeps every track.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<TrackSelection>,
+}
+
+/// Which part of the presentation manifests list. Timestamps are absolute presentation times
+/// (edit lists applied; 0 is the start of a VOD asset) in `timescale` units.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PresentationTimeRange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_timestamp: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_timestamp: Option<u64>,
+    /// Live only: the sliding window behind the live edge. AMS ignores it for VOD, and so do
+    /// we; it is validated and kept for live presentations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presentation_window_duration: Option<u64>,
+    /// Live only: how far behind the live edge the last listed segment is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_backoff_duration: Option<u64>,
+    #[serde(default = "default_timescale")]
+    pub timescale: u64,
+    /// Live only: whether `endTimestamp` applies while the presentation is still live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_end_timestamp: Option<bool>,
+}
+
+fn default_timescale() -> u64 {
+    DEFAULT_TIMESCALE
+}
+
+/// The HLS variant listed first in the multivariant playlist (the one players start with).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FirstQuality {
+    pub bitrate: u64,
+}
+
+/// Conditions AND-ed: a track is selected when it meets every one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackSelection {
+    pub track_selections: Vec<TrackCondition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrackCondition {
+    pub property: TrackProperty,
+    pub operation: TrackOperation,
+    pub value: String,
+}
+
+/// What a condition looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TrackProperty {
+    /// `Video`, `Audio` or `Text` (any case).
+    Type,
+    /// The track name in URLs.
+    Name,
+    /// ISO 639 code; the 639-1 and 639-2 forms of a language match each other.
+    Language,
+    /// The sample entry type, e.g. `avc1`, `hvc1`, `mp4a`, `ec-3` (any case).
+    FourCC,
+    /// The bitrate in URLs: a value, or an inclusive range `lo-hi`.
+    Bitrate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TrackOperation {
+    Equal,
+    NotEqual,
+}
+
+/// AMS limits of the live window properties, in seconds.
+const MIN_PRESENTATION_WINDOW_SECS: u64 = 120;
+const MAX_LIVE_BACKOFF_SECS: u64 = 300;
+
+impl FilterDefinition {
+    /// Whether the definition makes sense; the error names the JSON field, e.g.
+    /// `properties.tracks[0].trackSelections[1].value: …`.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(range) = &self.presentation_time_range {
+            range.check()?;
         }
-        TrackKind::Audio | TrackKind::Text => {
-            filter.languages.is_empty() || filter.languages.iter().any(|l| l.eq_ignore_ascii_case(&track.language))
+        for (i, selection) in self.tracks.iter().enumerate() {
+            let here = format!("properties.tracks[{i}].trackSelections");
+            if selection.track_selections.is_empty() {
+                return Err(format!("{here}: needs at least one condition"));
+            }
+            for (j, condition) in selection.track_selections.iter().enumerate() {
+                condition.check().map_err(|e| format!("{here}[{j}].value: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PresentationTimeRange {
+    fn check(&self) -> Result<(), String> {
+        let here = "properties.presentationTimeRange";
+        if self.timescale == 0 {
+            return Err(format!("{here}.timescale: must be greater than 0"));
+        }
+        if let (Some(start), Some(end)) = (self.start_timestamp, self.end_timestamp) {
+            if end <= start {
+                return Err(format!("{here}.endTimestamp: {end} is not after startTimestamp {start}"));
+            }
+        }
+        let secs = |ticks: u64| ticks as f64 / self.timescale as f64;
+        if let Some(window) = self.presentation_window_duration {
+            if secs(window) < MIN_PRESENTATION_WINDOW_SECS as f64 {
+                return Err(format!(
+                    "{here}.presentationWindowDuration: {window} is shorter than {MIN_PRESENTATION_WINDOW_SECS} s"
+                ));
+            }
+        }
+        if let Some(backoff) = self.live_backoff_duration {
+            if secs(backoff) > MAX_LIVE_BACKOFF_SECS as f64 {
+                return Err(format!("{here}.liveBackoffDuration: {backoff} is longer than {MAX_LIVE_BACKOFF_SECS} s"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The range in seconds: (start, end), `None` where it is open.
+    fn secs(&self) -> (Option<f64>, Option<f64>) {
+        let secs = |ticks: u64| ticks as f64 / self.timescale.max(1) as f64;
+        (self.start_timestamp.map(secs), self.end_timestamp.map(secs))
+    }
+}
+
+impl TrackCondition {
+    fn check(&self) -> Result<(), String> {
+        let value = self.value.trim();
+        match self.property {
+            TrackProperty::Type if kind_of(value).is_none() => {
+                Err(format!("type \"{value}\" is not Video, Audio or Text"))
+            }
+            TrackProperty::Bitrate => parse_bitrates(value).map(|_| ()),
+            _ if value.is_empty() => Err("must not be empty".to_string()),
+            _ => Ok(()),
         }
     }
+
+    fn matches(&self, track: &AssetTrack) -> bool {
+        let value = self.value.trim();
+        let equal = match self.property {
+            TrackProperty::Type => kind_of(value) == Some(track.kind),
+            TrackProperty::Name => track.name == value,
+            TrackProperty::Language => same_language(&track.language, value),
+            TrackProperty::FourCC => track.index().info.codec.sample_entry_type.eq_ignore_ascii_case(value),
+            TrackProperty::Bitrate => parse_bitrates(value).is_ok_and(|(lo, hi)| (lo..=hi).contains(&track.bitrate)),
+        };
+        equal == (self.operation == TrackOperation::Equal)
+    }
+}
+
+fn kind_of(value: &str) -> Option<TrackKind> {
+    [TrackKind::Video, TrackKind::Audio, TrackKind::Text].into_iter().find(|k| k.as_str().eq_ignore_ascii_case(value))
+}
+
+/// A bitrate condition's inclusive range: `"128000"` or `"0-2427000"`.
+fn parse_bitrates(value: &str) -> Result<(u64, u64), String> {
+    let number = |s: &str| {
+        s.trim().parse::<u64>().map_err(|_| format!("bitrate \"{value}\" is not a number or a range \"lo-hi\""))
+    };
+    let (lo, hi) = match value.split_once('-') {
+        Some((lo, hi)) => (number(lo)?, number(hi)?),
+        None => (number(value)?, number(value)?),
+    };
+    if lo > hi {
+        return Err(format!("bitrate range \"{value}\" has its start after its end"));
+    }
+    Ok((lo, hi))
+}
+
+/// Whether two ISO 639 codes name one language: equal ignoring case, or the 639-1 and
+/// 639-2/T (= 639-3) forms of it ("en" and "eng").
+fn same_language(a: &str, b: &str) -> bool {
+    let canonical = |code: &str| {
+        let code = code.trim().to_ascii_lowercase();
+        isolang::Language::from_639_1(&code).or_else(|| isolang::Language::from_639_3(&code))
+    };
+    a.trim().eq_ignore_ascii_case(b.trim()) || canonical(a).is_some_and(|l| Some(l) == canonical(b))
+}
+
+impl Filter {
+    /// xxh3 of the name and the definition: manifest cache keys and ETags carry it, so an
+    /// edited filter makes new manifests (CDNs still keep the old ones until they expire).
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(self.name.as_bytes());
+        h.update(&[0]);
+        // Serializing plain data into a Vec cannot fail.
+        h.update(&serde_json::to_vec(&self.definition).unwrap_or_default());
+        h.digest()
+    }
+
+    fn keeps_track(&self, track: &AssetTrack) -> bool {
+        let selections = &self.definition.tracks;
+        selections.is_empty() || selections.iter().any(|s| s.track_selections.iter().all(|c| c.matches(track)))
+    }
+}
+
+/// The bitrate whose HLS variant is listed first: the last of `filters` that sets one decides
+/// (a request's filters come after the locator's, so the URL can override it).
+pub(crate) fn first_quality(filters: &[&Filter]) -> Option<u64> {
+    filters.iter().rev().find_map(|f| f.definition.first_quality.as_ref()).map(|q| q.bitrate)
 }
 
 /// Presentation interval of a segment in seconds (edit list applied).
@@ -55,21 +253,27 @@ fn presentation_secs(track: &AssetTrack, segment: &Segment) -> (f64, f64) {
     (start, start + segment.duration as f64 / ts)
 }
 
-/// The asset as `filters` (all of them: their conditions combine) let manifests see it.
-pub(crate) fn apply<'a>(asset: &'a Asset, filters: &[&FilterConfig]) -> Result<Cow<'a, Asset>> {
+/// The asset as `filters` (all of them: a track must be kept by every filter, and their time
+/// ranges intersect) let manifests see it.
+pub(crate) fn apply<'a>(asset: &'a Asset, filters: &[&Filter]) -> Result<Cow<'a, Asset>> {
     if filters.is_empty() {
         return Ok(Cow::Borrowed(asset));
     }
     let names = || filters.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(";");
     let mut tracks: Vec<AssetTrack> =
-        asset.tracks.iter().filter(|t| filters.iter().all(|f| keeps_track(f, t))).cloned().collect();
+        asset.tracks.iter().filter(|t| filters.iter().all(|f| f.keeps_track(t))).cloned().collect();
 
-    let start = filters.iter().filter_map(|f| f.start_secs).fold(0.0f64, f64::max);
-    let end = filters.iter().filter_map(|f| f.end_secs).fold(f64::INFINITY, f64::min);
+    let ranges = filters.iter().filter_map(|f| f.definition.presentation_time_range.as_ref()).map(|r| r.secs());
+    let (mut start, mut end) = (0.0f64, f64::INFINITY);
+    for (range_start, range_end) in ranges {
+        start = start.max(range_start.unwrap_or(0.0));
+        end = end.min(range_end.unwrap_or(f64::INFINITY));
+    }
     if start > 0.0 || end.is_finite() {
         // Snap the window to whole segments of the reference track (first video, else first
-        // track), then keep every track's segments whose middle lies inside it: audio
-        // boundaries sit within half a frame of the video ones.
+        // track): a segment that straddles a boundary is kept whole. Then keep every track's
+        // segments whose middle lies inside it: audio boundaries sit within half a frame of
+        // the video ones.
         let reference = tracks.iter().find(|t| t.kind == TrackKind::Video).or(tracks.first());
         let Some(reference) = reference else {
             return Err(Error::NotFound(format!("filters '{}' leave no tracks", names())));
@@ -121,21 +325,23 @@ mod tests {
         load(&storage, &AssetSource::Ism("ladder/ladder.ism".into()), SegmentPolicy::default()).await.unwrap()
     }
 
-    fn filter(name: &str) -> FilterConfig {
-        FilterConfig {
-            name: name.into(),
-            start_secs: None,
-            end_secs: None,
-            min_video_bitrate: None,
-            max_video_bitrate: None,
-            languages: vec![],
-        }
+    fn filter(name: &str, json: serde_json::Value) -> Filter {
+        let definition: FilterDefinition = serde_json::from_value(json).unwrap();
+        definition.check().unwrap();
+        Filter { name: name.into(), definition }
+    }
+
+    fn kept(asset: &Asset, filters: &[&Filter]) -> Vec<(String, u64)> {
+        apply(asset, filters).unwrap().tracks.iter().map(|t| (t.name.clone(), t.bitrate)).collect()
     }
 
     #[tokio::test]
     async fn window_keeps_whole_aligned_segments_and_offsets_dash_time() {
         let asset = ladder().await;
-        let f = FilterConfig { start_secs: Some(2.5), end_secs: Some(5.0), ..filter("mid") };
+        let f = filter(
+            "mid",
+            serde_json::json!({"presentationTimeRange": {"startTimestamp": 2500, "endTimestamp": 5000, "timescale": 1000}}),
+        );
         let out = apply(&asset, &[&f]).unwrap();
         for t in &out.tracks {
             let original = &asset.tracks.iter().find(|o| o.name == t.name && o.bitrate == t.bitrate).unwrap().timeline;
@@ -147,18 +353,99 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn track_selection_and_empty_results() {
+    async fn selections_or_conditions_and() {
         let asset = ladder().await;
-        let sd = FilterConfig { max_video_bitrate: Some(300_000), languages: vec!["fra".into()], ..filter("sd") };
-        let out = apply(&asset, &[&sd]).unwrap();
-        let names: Vec<_> = out.tracks.iter().map(|t| (t.name.as_str(), t.bitrate)).collect();
-        assert_eq!(names, [("video", 150_000), ("video", 300_000), ("audio_fra", 128_000)]);
+        let sd_french = filter(
+            "sd-french",
+            serde_json::json!({"tracks": [
+                {"trackSelections": [
+                    {"property": "Type", "operation": "Equal", "value": "video"},
+                    {"property": "Bitrate", "operation": "Equal", "value": "0-300000"}]},
+                {"trackSelections": [{"property": "Language", "operation": "Equal", "value": "fr"}]}]}),
+        );
+        let expected = [("video", 150_000), ("video", 300_000), ("audio_fra", 128_000)];
+        assert_eq!(kept(&asset, &[&sd_french]), expected.map(|(n, b)| (n.to_string(), b)));
 
-        let none =
-            FilterConfig { min_video_bitrate: Some(10_000_000), languages: vec!["deu".into()], ..filter("none") };
+        let no_top = filter(
+            "no-top",
+            serde_json::json!({"tracks": [{"trackSelections": [
+                {"property": "Bitrate", "operation": "NotEqual", "value": "600000"}]}]}),
+        );
+        // Both filters apply: the first's tracks, less the 600k one (already gone).
+        assert_eq!(kept(&asset, &[&sd_french, &no_top]).len(), 3);
+        assert_eq!(kept(&asset, &[&no_top]).len(), 4);
+    }
+
+    #[tokio::test]
+    async fn empty_results_are_not_found() {
+        let asset = ladder().await;
+        let none = filter(
+            "none",
+            serde_json::json!({"tracks": [{"trackSelections": [{"property": "FourCC", "operation": "Equal", "value": "hvc1"}]}]}),
+        );
         assert!(matches!(apply(&asset, &[&none]), Err(Error::NotFound(_))));
-        let late = FilterConfig { start_secs: Some(100.0), ..filter("late") };
+        let late = filter("late", serde_json::json!({"presentationTimeRange": {"startTimestamp": 1_000_000_000u64}}));
         assert!(matches!(apply(&asset, &[&late]), Err(Error::NotFound(_))));
+        // Two ranges that do not meet.
+        let (early, later) = (
+            filter("early", serde_json::json!({"presentationTimeRange": {"endTimestamp": 1}})),
+            filter("later", serde_json::json!({"presentationTimeRange": {"startTimestamp": 7, "timescale": 1}})),
+        );
+        assert!(matches!(apply(&asset, &[&early, &later]), Err(Error::NotFound(_))));
         assert!(matches!(apply(&asset, &[]).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn languages_match_in_either_iso_form() {
+        assert!(same_language("eng", "en"));
+        assert!(same_language("EN", "eng"));
+        assert!(same_language("fra", "FRA"));
+        assert!(!same_language("fra", "en"));
+        assert!(same_language("und", "und"));
+        assert!(!same_language("xx", "eng"));
+    }
+
+    #[test]
+    fn check_names_the_field() {
+        let problem =
+            |json: serde_json::Value| serde_json::from_value::<FilterDefinition>(json).unwrap().check().unwrap_err();
+        let range = |lo: &str| {
+            serde_json::json!({"tracks": [{"trackSelections": [
+                {"property": "Type", "operation": "Equal", "value": "Audio"},
+                {"property": "Bitrate", "operation": "Equal", "value": lo}]}]})
+        };
+        assert_eq!(
+            problem(range("5-1")),
+            "properties.tracks[0].trackSelections[1].value: bitrate range \"5-1\" has its start after its end"
+        );
+        assert!(problem(range("fast")).starts_with("properties.tracks[0].trackSelections[1].value: "));
+        let kind = serde_json::json!({"tracks": [{"trackSelections": [{"property": "Type", "operation": "Equal", "value": "Subtitles"}]}]});
+        assert!(problem(kind).starts_with("properties.tracks[0].trackSelections[0].value: "));
+        let backwards = serde_json::json!({"presentationTimeRange": {"startTimestamp": 5, "endTimestamp": 5}});
+        assert!(problem(backwards).starts_with("properties.presentationTimeRange.endTimestamp: "));
+        let scale = serde_json::json!({"presentationTimeRange": {"timescale": 0}});
+        assert!(problem(scale).starts_with("properties.presentationTimeRange.timescale: "));
+        let window = serde_json::json!({"presentationTimeRange": {"presentationWindowDuration": 119, "timescale": 1}});
+        assert!(problem(window).starts_with("properties.presentationTimeRange.presentationWindowDuration: "));
+        let backoff = serde_json::json!({"presentationTimeRange": {"liveBackoffDuration": 301, "timescale": 1}});
+        assert!(problem(backoff).starts_with("properties.presentationTimeRange.liveBackoffDuration: "));
+        assert!(problem(serde_json::json!({"tracks": [{"trackSelections": []}]})).ends_with("at least one condition"));
+    }
+
+    #[test]
+    fn json_round_trips_and_fingerprints_follow_the_definition() {
+        let json = serde_json::json!({
+            "presentationTimeRange": {"startTimestamp": 0, "endTimestamp": 9223372036854775807u64,
+                "presentationWindowDuration": 9223372036854775807u64, "liveBackoffDuration": 0,
+                "timescale": 10000000, "forceEndTimestamp": false},
+            "firstQuality": {"bitrate": 300000},
+            "tracks": [{"trackSelections": [{"property": "FourCC", "operation": "NotEqual", "value": "ec-3"}]}]});
+        let f = filter("a", json.clone());
+        assert_eq!(serde_json::to_value(&f.definition).unwrap(), json);
+        let mut edited = f.clone();
+        edited.definition.first_quality = Some(FirstQuality { bitrate: 150_000 });
+        assert_ne!(f.fingerprint(), edited.fingerprint());
+        assert_ne!(f.fingerprint(), Filter { name: "b".into(), ..f.clone() }.fingerprint());
+        assert_eq!(f.fingerprint(), f.clone().fingerprint());
     }
 }

@@ -10,7 +10,7 @@ pub(crate) mod reads;
 pub mod url;
 
 use crate::error::{Error, Result};
-use crate::plan::filter::FilterConfig;
+use crate::plan::filter::Filter;
 use crate::plan::reads::{ReadPlan, Spread};
 use crate::plan::url::{Encryption, Format, Resource};
 use crate::protect::drm::DrmSystems;
@@ -57,8 +57,7 @@ pub enum Build<'a> {
 /// defaults, then the request's (each once).
 #[derive(Debug, Default)]
 pub struct DocumentPlan<'a> {
-    pub filter_names: Vec<String>,
-    pub filters: Vec<&'a FilterConfig>,
+    pub filters: Vec<&'a Filter>,
 }
 
 /// A media segment: the track's segment, and for HLS v3 the default audio's segment of the

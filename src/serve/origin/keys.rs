@@ -36,8 +36,9 @@ pub(super) struct ManifestKey {
     pub(super) asset: AssetKey,
     resource: Resource,
     extension: bool,
-    /// Every filter applied: the locator's defaults, then the request's.
-    filters: Vec<String>,
+    /// Every filter applied (the locator's defaults, then the request's), by fingerprint:
+    /// an edited filter makes another key and ETag.
+    filters: Vec<u64>,
     /// Encrypted manifests and init segments embed the locator's key URI and DRM signalling
     /// (licence URLs, PSSH data, the PlayReady key checksum): their fingerprint (never the
     /// key), so cache entries and ETags are per signalling.
@@ -52,7 +53,7 @@ impl ManifestKey {
             asset: AssetKey::of(locator, &plan.asset.name),
             resource: plan.resource.clone(),
             extension: plan.extension,
-            filters: document.filter_names.clone(),
+            filters: document.filters.iter().map(|f| f.fingerprint()).collect(),
             protection_fingerprint: keys.map(|k| k.signalling_fingerprint),
         }
     }

@@ -108,7 +108,8 @@ impl Origin {
     pub fn with_storages(config: &Config, storages: Vec<Arc<Storage>>) -> Result<Origin, ConfigError> {
         let mut catalog = Catalog::default();
         for f in &config.filter {
-            catalog.insert_account_filter(f.clone());
+            let filter = f.filter().map_err(|e| ConfigError(format!("filter '{}': {e}", f.name)))?;
+            catalog.insert_account_filter(filter);
         }
         for l in &config.locator {
             let storage = storages
@@ -430,7 +431,7 @@ fn filters_of<'a>(catalog: &'a Catalog, locator: &Locator, request_filters: &[St
                 .ok_or_else(|| Error::NotFound(format!("filter '{name}'")))
         })
         .collect::<Result<_>>()?;
-    Ok(DocumentPlan { filter_names, filters })
+    Ok(DocumentPlan { filters })
 }
 
 /// What encrypting a request for `encryption` under `locator`'s policy needs: `None` for a

@@ -861,6 +861,27 @@ policy = "clear"
     }
 
     #[test]
+    fn store_names_an_account_and_refreshes_every_two_seconds_by_default() {
+        assert!(Config::parse(GOOD, PathBuf::new()).unwrap().store.is_none());
+        let c =
+            Config::parse(&format!("{GOOD}[store]\nstorage = \"local\"\nprefix = \"ams\"\n"), PathBuf::new()).unwrap();
+        let store = c.store.unwrap();
+        assert_eq!(
+            (store.prefix.as_str(), store.refresh_secs, store.key_env.as_str()),
+            ("ams", 2, "JIT_ORIGIN_STORE_KEY")
+        );
+        for (bad, said) in [
+            ("storage = \"nope\"", "line 11: [store] storage = \"nope\" names no [[storage]] account"),
+            ("storage = \"local\"\nrefresh_secs = 0", "refresh_secs must be at least 1"),
+            ("storage = \"local\"\nprefix = \"a/../..\"", "[store] prefix"),
+            ("storage = \"local\"\ncolour = 1", "colour"),
+        ] {
+            let e = Config::parse(&format!("{GOOD}[store]\n{bad}\n"), PathBuf::new()).unwrap_err().0;
+            assert!(e.contains(said), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn filters_in_the_ams_shape_or_the_shorthand() {
         let ams = format!(
             "{GOOD}[[filter]]\nname = \"hd\"\n[filter.properties]\nfirstQuality = {{ bitrate = 600000 }}\n\
@@ -896,27 +917,6 @@ policy = "clear"
         let unknown = ams.replace("\"Type\"", "\"Colour\"");
         let e = Config::parse(&unknown, PathBuf::new()).unwrap_err().0;
         assert!(e.contains("Colour"), "{e}");
-    }
-
-    #[test]
-    fn store_names_an_account_and_refreshes_every_two_seconds_by_default() {
-        assert!(Config::parse(GOOD, PathBuf::new()).unwrap().store.is_none());
-        let c =
-            Config::parse(&format!("{GOOD}[store]\nstorage = \"local\"\nprefix = \"ams\"\n"), PathBuf::new()).unwrap();
-        let store = c.store.unwrap();
-        assert_eq!(
-            (store.prefix.as_str(), store.refresh_secs, store.key_env.as_str()),
-            ("ams", 2, "JIT_ORIGIN_STORE_KEY")
-        );
-        for (bad, said) in [
-            ("storage = \"nope\"", "line 11: [store] storage = \"nope\" names no [[storage]] account"),
-            ("storage = \"local\"\nrefresh_secs = 0", "refresh_secs must be at least 1"),
-            ("storage = \"local\"\nprefix = \"a/../..\"", "[store] prefix"),
-            ("storage = \"local\"\ncolour = 1", "colour"),
-        ] {
-            let e = Config::parse(&format!("{GOOD}[store]\n{bad}\n"), PathBuf::new()).unwrap_err().0;
-            assert!(e.contains(said), "{bad}: {e}");
-        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jit_origin::config::{Config, Policy};
+use jit_origin::manage::catalog;
 use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
 use jit_origin::protect::url_signing;
@@ -22,6 +23,7 @@ use jit_origin::source::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::source::index::TrackKind;
 use jit_origin::source::storage::Storage;
 use jit_origin::source::timeline::SegmentPolicy;
+use jit_origin::store::{Sealer, Store};
 
 #[derive(Parser)]
 #[command(name = "jit-origin", version, about = "Just-in-time HLS/DASH packaging origin")]
@@ -392,6 +394,30 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
     }
 }
 
+/// The store of `[store]` with the sealer of its key material, when one is configured.
+fn open_store(origin: &Origin, config: &Config) -> CliResult<Option<(Store, Sealer)>> {
+    let Some(store_config) = &config.store else { return Ok(None) };
+    let sealer = Sealer::from_env(&store_config.key_env)?;
+    let storage = origin.storage(&store_config.storage).cloned().ok_or("[store] storage is not configured")?;
+    let store = Store::new(storage, &store_config.prefix).map_err(|e| format!("[store] prefix: {e}"))?;
+    Ok(Some((store, sealer)))
+}
+
+/// With `[store]`: reads the store once (a store that does not answer is logged, and the
+/// config file's locators serve meanwhile), then keeps every replica's published state
+/// current in the background.
+async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
+    let (Some(store_config), Some((store, sealer))) = (&config.store, open_store(origin, config)?) else {
+        return Ok(());
+    };
+    let default_storage = config.storage.first().map(|s| s.name.clone());
+    catalog::refresh(origin, &store, &sealer, default_storage.as_deref()).await;
+    tracing::info!(store = %store.location(), refresh_secs = store_config.refresh_secs, "publishing the store's documents");
+    let every = Duration::from_secs(store_config.refresh_secs);
+    tokio::spawn(catalog::refresh_forever(origin.clone(), store, sealer, default_storage, every));
+    Ok(())
+}
+
 /// Starts the management API when `[api]` is configured, on its own listener; the task ends
 /// once `stopping` resolves and the API's in-flight requests have finished.
 fn start_api(
@@ -400,13 +426,9 @@ fn start_api(
     stopping: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> CliResult<Option<tokio::task::JoinHandle<()>>> {
     use jit_origin::manage::{api::Api, auth::Auth, server};
-    use jit_origin::store::{Sealer, Store};
     let Some(api) = &config.api else { return Ok(None) };
-    // The config check makes sure [store] is there and names a configured account.
-    let Some(store_config) = &config.store else { return Err("[api] needs [store]".into()) };
-    let storage = origin.storage(&store_config.storage).ok_or("[store] storage is not configured")?;
-    let store = Store::new(storage.clone(), &store_config.prefix).map_err(|e| e.to_string())?;
-    let sealer = Sealer::from_env(&store_config.key_env)?;
+    // The config check makes sure [store] is there with [api].
+    let (store, sealer) = open_store(origin, config)?.ok_or("[api] needs [store]")?;
     let tcp =
         conn::bind(api.listen, config.limits.listen_backlog).map_err(|e| format!("listen on {}: {e}", api.listen))?;
     let addr = tcp.local_addr().map_err(|e| e.to_string())?;
@@ -430,6 +452,7 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     let signal = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
+    publish_store(&origin, &config).await?;
     // One stop for every listener: the media ones and the management API.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let shutdown = async move {

@@ -3,15 +3,25 @@
 //! * `s3_writes_are_conditional`: concurrent creates of one document → exactly one wins and
 //!   the others get `AlreadyExists`; a replace from a stale read → `Conflict`; nothing is
 //!   overwritten silently (S3 `If-None-Match: *` and `If-Match` on PutObject).
+//! * `two_replicas_share_the_store`: two origin processes over one bucket with
+//!   `refresh_secs = 1`; a locator published beside replica A plays from replica B within
+//!   refresh_secs + 1 s, a deleted one is a 404 on both within the same bound, and a store
+//!   outage leaves both serving what they had, with `/readyz` saying so.
 
 mod common;
 
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use reqwest::StatusCode;
+use serde_json::json;
 
-use common::emulator::{block_on, Backend, Emulator};
-use jit_origin::store::{DocPath, Store, StoreError, STREAMING_LOCATORS};
+use common::emulator::{block_on, free_port, Backend, Emulator};
+use common::{client, get, Got};
+use jit_origin::store::{DocPath, Store, StoreError, ASSETS, STREAMING_LOCATORS};
 
 #[test]
 fn s3_writes_are_conditional() {
@@ -51,4 +61,183 @@ fn s3_writes_are_conditional() {
         assert!(matches!(lost, Err(StoreError::Conflict(_))), "a deleted document is not brought back: {lost:?}");
         assert!(store.snapshot().await.unwrap().documents.is_empty());
     });
+}
+
+/// The sealing key the replicas read from the environment.
+const SEALING_KEY_BASE64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// An origin process over the emulator's bucket with `[store]`; killed on drop.
+struct Replica {
+    child: Child,
+    base: String,
+    stderr: std::path::PathBuf,
+}
+
+impl Replica {
+    fn start(dir: &Path, s3: &Emulator, name: &str) -> Replica {
+        let port = free_port();
+        let config = dir.join(format!("{name}.toml"));
+        let text = format!(
+            "listen = \"127.0.0.1:{port}\"\n{}\n[store]\nstorage = \"media\"\nprefix = \"ams\"\nrefresh_secs = 1\n",
+            s3.account("media", "retries = 0\nrequest_timeout_secs = 1\n")
+        );
+        std::fs::write(&config, text).expect("config");
+        let stderr = dir.join(format!("{name}.log"));
+        let child = Command::new(common::bin())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("JIT_ORIGIN_STORE_KEY", SEALING_KEY_BASE64)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("log"))
+            .spawn()
+            .expect("start jit-origin");
+        let mut replica = Replica { child, base: format!("http://127.0.0.1:{port}"), stderr };
+        replica.wait_ready();
+        replica
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !block_on(async { client().get(self.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success()) })
+        {
+            let exited = self.child.try_wait().expect("child status");
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "the origin did not start ({exited:?}):\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn get(&self, path: &str) -> Got {
+        block_on(get(&client(), &self.url(path)))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Publishes a clear locator of the asset `ladder` as the management API would, writing its
+/// documents to the store. (Switch to a PUT on replica A's API once both are served.)
+fn publish_clear_locator(store: &Store, name: &str, locator_id: &str) {
+    block_on(async {
+        let asset = DocPath::new(ASSETS, "ladder").unwrap();
+        if store.get(&asset).await.unwrap().is_none() {
+            let body =
+                json!({ "name": "ladder", "properties": { "container": "ladder", "storageAccountName": "media" } });
+            store.create(&asset, Bytes::from(body.to_string())).await.unwrap();
+        }
+        let body = json!({ "name": name, "properties": {
+            "assetName": "ladder", "streamingPolicyName": "Predefined_ClearStreamingOnly", "streamingLocatorId": locator_id,
+        }});
+        store.create(&DocPath::new(STREAMING_LOCATORS, name).unwrap(), Bytes::from(body.to_string())).await.unwrap();
+    });
+}
+
+/// Deletes a locator as the management API would. (Switch to a DELETE on replica A's API.)
+fn delete_locator(store: &Store, name: &str) {
+    assert!(block_on(store.delete(&DocPath::new(STREAMING_LOCATORS, name).unwrap())).unwrap());
+}
+
+/// Polls `path` on `replica` until it answers `status`, within `bound`; the answer.
+fn answers_within(replica: &Replica, path: &str, status: StatusCode, bound: Duration) -> Got {
+    let started = Instant::now();
+    loop {
+        let got = replica.get(path);
+        if got.status == status {
+            return got;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "{} not {status} within {bound:?}: {}\n{}",
+            replica.base,
+            got.describe(),
+            replica.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first video segment's path of an HLS multivariant playlist at `manifest`.
+fn first_video_segment(replica: &Replica, manifest: &str, multivariant: &str) -> String {
+    let folder = |path: &str| path[..path.rfind('/').expect("slash") + 1].to_string();
+    let uri = |text: &str, want: &str| {
+        text.lines()
+            .find(|l| !l.starts_with('#') && l.contains(want))
+            .unwrap_or_else(|| panic!("no {want} in\n{text}"))
+            .to_string()
+    };
+    let playlist = format!("{}{}", folder(manifest), uri(multivariant, "Manifest(video"));
+    let media = replica.get(&playlist).ok().text();
+    format!("{}{}", folder(&playlist), uri(&media, "Fragments(video"))
+}
+
+#[test]
+fn two_replicas_share_the_store() {
+    let s3 = Emulator::start(Backend::S3);
+    s3.seed(&["ladder"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (Replica::start(dir.path(), &s3, "a"), Replica::start(dir.path(), &s3, "b"));
+    let store = Store::new(Arc::new(s3.storage("docs")), "ams").expect("store");
+    let bound = Duration::from_secs(1 + 1);
+
+    // Published beside A, played from B (and A) within the bound.
+    let first = "0c4d5e6f-1111-4a2b-8c3d-4e5f6a7b8c9d";
+    let manifest = format!("/{first}/ladder.ism/manifest(format=m3u8-cmaf)");
+    assert_eq!(b.get(&manifest).status, StatusCode::NOT_FOUND);
+    publish_clear_locator(&store, "first", first);
+    let multivariant = answers_within(&b, &manifest, StatusCode::OK, bound).text();
+    b.get(&first_video_segment(&b, &manifest, &multivariant)).ok();
+    answers_within(&a, &manifest, StatusCode::OK, bound);
+
+    // Deleted: a 404 on both within the bound.
+    delete_locator(&store, "first");
+    let started = Instant::now();
+    for replica in [&a, &b] {
+        answers_within(replica, &manifest, StatusCode::NOT_FOUND, bound.saturating_sub(started.elapsed()));
+    }
+
+    // A store outage: both keep serving what they published, and say so.
+    let second = "0c4d5e6f-2222-4a2b-8c3d-4e5f6a7b8c9d";
+    let manifest = format!("/{second}/ladder.ism/manifest(format=m3u8-cmaf)");
+    publish_clear_locator(&store, "second", second);
+    for replica in [&a, &b] {
+        let multivariant = answers_within(replica, &manifest, StatusCode::OK, bound).text();
+        replica.get(&first_video_segment(replica, &manifest, &multivariant)).ok();
+        assert!(replica.get("/readyz").ok().text().contains("store: ok"));
+    }
+    drop(store);
+    let mut s3 = s3;
+    s3.stop();
+    for replica in [&a, &b] {
+        let started = Instant::now();
+        let ready = loop {
+            let ready = replica.get("/readyz").ok().text();
+            if ready.contains("store: failing") || started.elapsed() > Duration::from_secs(10) {
+                break ready;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            ready.starts_with("ready\nstore: failing since") && ready.contains("serving the last good state"),
+            "{ready}"
+        );
+        replica.get(&manifest).ok();
+        let metrics = replica.get("/metrics").ok().text();
+        assert!(metrics.contains("jit_origin_store_refresh_total{result=\"error\"}"), "{metrics}");
+    }
 }

@@ -39,8 +39,10 @@ use serde::Deserialize;
 use crate::error::Error;
 use crate::source::storage::{object_path, Storage};
 
+mod health;
 pub mod sealer;
 
+pub use health::StoreHealth;
 pub use sealer::Sealer;
 
 /// `[store]` in the configuration: where the documents are and how often replicas look.

@@ -86,6 +86,19 @@ impl Sealer {
         Ok(Zeroizing::new(plaintext))
     }
 
+    /// A key as the documents spell it (base64, as AMS JSON has keys) sealed: the key's
+    /// bytes are sealed, not their spelling. Fits the models' `map_secrets`.
+    pub fn seal_value(&self, base64_key: &str) -> Result<String, String> {
+        let key = Zeroizing::new(crate::protect::decode_base64(base64_key).ok_or("not base64")?);
+        Ok(self.seal(&key))
+    }
+
+    /// A value sealed by [`Sealer::seal_value`], back in base64 (standard, padded).
+    pub fn open_value(&self, sealed: &str) -> Result<String, String> {
+        let key = self.open(sealed).map_err(|e| e.to_string())?;
+        Ok(BASE64_STANDARD.encode(&key[..]))
+    }
+
     /// Whether `value` is a sealed value (as opposed to key material in clear).
     pub fn is_sealed(value: &str) -> bool {
         value.starts_with(SEALED_PREFIX)
@@ -116,6 +129,12 @@ mod tests {
             assert!(sealer.open(bad).is_err(), "{bad}");
         }
         assert!(Sealer::new(&[0; 16]).is_err());
+
+        let spelled = BASE64_STANDARD.encode(key);
+        let sealed = sealer.seal_value(&spelled).unwrap();
+        assert_eq!(&sealer.open(&sealed).unwrap()[..], key, "the key's bytes are sealed");
+        assert_eq!(sealer.open_value(&sealed).unwrap(), spelled);
+        assert!(sealer.seal_value("not base64!").is_err() && sealer.open_value(&spelled).is_err());
         assert_eq!(format!("{sealer:?}"), "Sealer { key: <redacted> }");
     }
 

@@ -133,7 +133,7 @@ impl Documents<'_> {
         };
         let terms = policy.terms().map_err(|e| format!("streaming policy '{policy_name}': {e}"))?;
 
-        locator.map_secrets(|sealed| self.sealer.open_value(sealed))?;
+        locator.map_secrets(|sealed| self.sealer.open_text(sealed))?;
         let keys = locator.content_keys()?;
         let drm = terms.drm.systems();
         let streaming_policy = StreamingPolicy::new(terms.policy, &id, keys, drm)?;
@@ -165,7 +165,7 @@ impl Documents<'_> {
         let mut policy: ContentKeyPolicyProperties = self
             .properties(CONTENT_KEY_POLICIES, name)?
             .ok_or_else(|| format!("properties.defaultContentKeyPolicyName: policy '{name}' does not exist"))?;
-        policy.map_secrets(|sealed| self.sealer.open_value(sealed))?;
+        policy.map_secrets(|sealed| self.sealer.open_text(sealed))?;
         match policy.key_access().map_err(|e| format!("content key policy '{name}': {e}"))? {
             KeyAccess::Open => Ok(None),
             KeyAccess::Token(token) => {
@@ -287,7 +287,10 @@ mod tests {
     async fn store() -> Store {
         let store =
             Store::new(Arc::new(Storage::new("docs", Arc::new(object_store::memory::InMemory::new()))), "").unwrap();
-        let sealed = |key: &[u8]| sealer().seal(key);
+        let sealed = |key: &[u8]| {
+            use base64::prelude::{Engine as _, BASE64_STANDARD};
+            sealer().seal_text(&BASE64_STANDARD.encode(key))
+        };
         put(&store, ASSETS, "ladder", json!({ "container": "ladder/", "storageAccountName": "media" })).await;
         put(&store, ASSETS, "elsewhere", json!({ "container": "ladder" })).await;
         put(&store, ASSETS, "nowhere", json!({ "container": "ladder", "storageAccountName": "gone" })).await;
@@ -351,7 +354,7 @@ mod tests {
                 "ladder",
                 "Predefined_ClearKey",
                 json!({ "contentKeys": [{ "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
-                                          "value": Sealer::new(&[4; 32]).unwrap().seal(&[5; 16]) }] }),
+                                          "value": Sealer::new(&[4; 32]).unwrap().seal_text("BQUFBQUFBQUFBQUFBQUFBQ==") }] }),
             ),
             (
                 "no-key-policy",

@@ -337,6 +337,7 @@ mod tests {
             }),
         )
         .await;
+        let other_seal = Sealer::new(&[4; 32]).unwrap().seal_text("BQUFBQUFBQUFBQUFBQUFBQ==");
         for (name, asset, policy, extra) in [
             ("no-asset", "absent", "Predefined_ClearStreamingOnly", json!({})),
             ("no-account", "nowhere", "Predefined_ClearStreamingOnly", json!({})),
@@ -353,8 +354,7 @@ mod tests {
                 "other-seal",
                 "ladder",
                 "Predefined_ClearKey",
-                json!({ "contentKeys": [{ "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
-                                          "value": Sealer::new(&[4; 32]).unwrap().seal_text("BQUFBQUFBQUFBQUFBQUFBQ==") }] }),
+                json!({ "contentKeys": [{ "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "value": other_seal }] }),
             ),
             (
                 "no-key-policy",

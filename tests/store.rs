@@ -8,6 +8,7 @@
 //!   refresh_secs + 1 s, a deleted one is a 404 on both within the same bound, so is a new
 //!   asset filter its manifests may name, and a store
 //!   outage leaves both serving what they had, with `/readyz` saying so.
+//! * `serve_refuses_a_store_without_its_sealing_key`: keys would be stored or read in clear.
 
 mod common;
 
@@ -259,5 +260,25 @@ fn two_replicas_share_the_store() {
         replica.get(&manifest).ok();
         let metrics = replica.get("/metrics").ok().text();
         assert!(metrics.contains("jit_origin_store_refresh_total{result=\"error\"}"), "{metrics}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_store_without_its_sealing_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("origin.toml");
+    let text =
+        "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"docs\"\nurl = \"memory://\"\n[store]\nstorage = \"docs\"\n";
+    std::fs::write(&config, text).expect("config");
+    for (key, said) in [(None, "JIT_ORIGIN_STORE_KEY is not set"), (Some("c2hvcnQ="), "32 bytes, not 5")] {
+        let mut serve = Command::new(common::bin());
+        serve.args(["serve", "--config"]).arg(&config).env_remove("JIT_ORIGIN_STORE_KEY");
+        if let Some(key) = key {
+            serve.env("JIT_ORIGIN_STORE_KEY", key);
+        }
+        let out = serve.output().expect("run jit-origin");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(said), "{:?}: {stderr}", out.status);
+        assert!(!stderr.contains("c2hvcnQ="), "the key's value is never shown: {stderr}");
     }
 }

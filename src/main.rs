@@ -412,8 +412,9 @@ async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
     };
     let default_storage = config.storage.first().map(|s| s.name.clone());
     catalog::refresh(origin, &store, &sealer, default_storage.as_deref()).await;
-    tracing::info!(store = %store.location(), refresh_secs = store_config.refresh_secs, "publishing the store's documents");
-    let every = Duration::from_secs(store_config.refresh_secs);
+    let refresh_secs = store_config.refresh_secs;
+    tracing::info!(store = %store.location(), refresh_secs, "publishing the store's documents");
+    let every = Duration::from_secs(refresh_secs);
     tokio::spawn(catalog::refresh_forever(origin.clone(), store, sealer, default_storage, every));
     Ok(())
 }

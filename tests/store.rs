@@ -5,8 +5,10 @@
 //!   overwritten silently (S3 `If-None-Match: *` and `If-Match` on PutObject).
 //! * `two_replicas_share_the_store`: two origin processes over one bucket with
 //!   `refresh_secs = 1`; a locator published beside replica A plays from replica B within
-//!   refresh_secs + 1 s, a deleted one is a 404 on both within the same bound, and a store
+//!   refresh_secs + 1 s, a deleted one is a 404 on both within the same bound, so is a new
+//!   asset filter its manifests may name, and a store
 //!   outage leaves both serving what they had, with `/readyz` saying so.
+//! * `serve_refuses_a_store_without_its_sealing_key`: keys would be stored or read in clear.
 
 mod common;
 
@@ -21,7 +23,7 @@ use serde_json::json;
 
 use common::emulator::{block_on, free_port, Backend, Emulator};
 use common::{client, get, Got};
-use jit_origin::store::{DocPath, Store, StoreError, ASSETS, STREAMING_LOCATORS};
+use jit_origin::store::{asset_filters, DocPath, Store, StoreError, ASSETS, STREAMING_LOCATORS};
 
 #[test]
 fn s3_writes_are_conditional() {
@@ -142,10 +144,19 @@ fn publish_clear_locator(store: &Store, name: &str, locator_id: &str) {
             store.create(&asset, Bytes::from(body.to_string())).await.unwrap();
         }
         let body = json!({ "name": name, "properties": {
-            "assetName": "ladder", "streamingPolicyName": "Predefined_ClearStreamingOnly", "streamingLocatorId": locator_id,
+            "assetName": "ladder", "streamingPolicyName": "Predefined_ClearStreamingOnly",
+            "streamingLocatorId": locator_id,
         }});
         store.create(&DocPath::new(STREAMING_LOCATORS, name).unwrap(), Bytes::from(body.to_string())).await.unwrap();
     });
+}
+
+/// Publishes a filter of `asset` as the management API would. (Switch to a PUT on replica A's
+/// API.)
+fn publish_asset_filter(store: &Store, asset: &str, name: &str, properties: serde_json::Value) {
+    let path = DocPath::new(&asset_filters(asset), name).unwrap();
+    let body = json!({ "name": name, "properties": properties });
+    block_on(store.create(&path, Bytes::from(body.to_string()))).unwrap();
 }
 
 /// Deletes a locator as the management API would. (Switch to a DELETE on replica A's API.)
@@ -220,6 +231,16 @@ fn two_replicas_share_the_store() {
         replica.get(&first_video_segment(replica, &manifest, &multivariant)).ok();
         assert!(replica.get("/readyz").ok().text().contains("store: ok"));
     }
+    // A new asset filter: manifests of either replica may name it within the bound.
+    let filtered = format!("/{second}/ladder.ism/manifest(format=mpd-time-cmaf,filter=first-seconds)");
+    assert_eq!(b.get(&filtered).status, StatusCode::NOT_FOUND);
+    let two_seconds = json!({ "presentationTimeRange": { "endTimestamp": 20_000_000 } });
+    publish_asset_filter(&store, "ladder", "first-seconds", two_seconds);
+    let whole = b.get(&manifest.replace("m3u8-cmaf", "mpd-time-cmaf")).ok().text();
+    let trimmed = answers_within(&b, &filtered, StatusCode::OK, bound).text();
+    assert!(trimmed.matches("<S ").count() < whole.matches("<S ").count(), "{trimmed}");
+    answers_within(&a, &filtered, StatusCode::OK, bound);
+
     drop(store);
     let mut s3 = s3;
     s3.stop();
@@ -239,5 +260,25 @@ fn two_replicas_share_the_store() {
         replica.get(&manifest).ok();
         let metrics = replica.get("/metrics").ok().text();
         assert!(metrics.contains("jit_origin_store_refresh_total{result=\"error\"}"), "{metrics}");
+    }
+}
+
+#[test]
+fn serve_refuses_a_store_without_its_sealing_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("origin.toml");
+    let text =
+        "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"docs\"\nurl = \"memory://\"\n[store]\nstorage = \"docs\"\n";
+    std::fs::write(&config, text).expect("config");
+    for (key, said) in [(None, "JIT_ORIGIN_STORE_KEY is not set"), (Some("c2hvcnQ="), "32 bytes, not 5")] {
+        let mut serve = Command::new(common::bin());
+        serve.args(["serve", "--config"]).arg(&config).env_remove("JIT_ORIGIN_STORE_KEY");
+        if let Some(key) = key {
+            serve.env("JIT_ORIGIN_STORE_KEY", key);
+        }
+        let out = serve.output().expect("run jit-origin");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(said), "{:?}: {stderr}", out.status);
+        assert!(!stderr.contains("c2hvcnQ="), "the key's value is never shown: {stderr}");
     }
 }

@@ -9,6 +9,9 @@
 //! not open, an id the config file uses) is skipped with a warning naming it, counted in
 //! `jit_origin_store_documents_skipped`, and never stops the others from publishing.
 //!
+//! Account and asset filter documents become the filters manifests may name; an account
+//! filter cannot take the name of a filter of the config file (those are account filters too).
+//!
 //! The refresh reads the store every `refresh_secs`, and publishes a new catalog when a
 //! document changed; a failed read keeps the last state published, and says so in `/readyz`
 //! and the metrics.
@@ -23,11 +26,13 @@ use crate::manage::model::{
     StreamingPolicyProperties,
 };
 use crate::plan::catalog::Catalog;
+use crate::plan::filter::{Filter, FilterDefinition};
 use crate::plan::locator::{Locator, StreamingPolicy};
 use crate::protect::token::{KeyAccess, TokenVerifier};
 use crate::serve::origin::Origin;
 use crate::store::{
-    DocPath, Document, Sealer, Snapshot, Store, ASSETS, CONTENT_KEY_POLICIES, STREAMING_LOCATORS, STREAMING_POLICIES,
+    DocPath, Document, Sealer, Snapshot, Store, ACCOUNT_FILTERS, ASSETS, CONTENT_KEY_POLICIES, STREAMING_LOCATORS,
+    STREAMING_POLICIES,
 };
 
 /// A document that does not publish, and why.
@@ -61,7 +66,31 @@ pub fn build(
             Err(reason) => skipped.push(Skipped { path: document.path.clone(), reason }),
         }
     }
+    for document in &snapshot.documents {
+        let asset = document.path.filtered_asset();
+        if asset.is_none() && document.path.collection != ACCOUNT_FILTERS {
+            continue;
+        }
+        let built = filter(document).and_then(|filter| match asset {
+            None if origin.config_catalog().filter(None, &filter.name).is_some() => {
+                Err(format!("'{}' is a filter of the config file", filter.name))
+            }
+            _ => Ok(filter),
+        });
+        match (built, asset) {
+            (Ok(filter), Some(asset)) => catalog.insert_asset_filter(asset, filter),
+            (Ok(filter), None) => catalog.insert_account_filter(filter),
+            (Err(reason), _) => skipped.push(Skipped { path: document.path.clone(), reason }),
+        }
+    }
     (catalog, skipped)
+}
+
+/// The filter an account or asset filter document defines, named as the document.
+fn filter(document: &Document) -> Result<Filter, String> {
+    let definition: FilterDefinition = properties(document)?;
+    definition.check()?;
+    Ok(Filter { name: document.path.name.clone(), definition })
 }
 
 /// The documents of one snapshot, read as resources.
@@ -104,7 +133,7 @@ impl Documents<'_> {
         };
         let terms = policy.terms().map_err(|e| format!("streaming policy '{policy_name}': {e}"))?;
 
-        locator.map_secrets(|sealed| self.sealer.open_value(sealed))?;
+        locator.map_secrets(|sealed| self.sealer.open_text(sealed))?;
         let keys = locator.content_keys()?;
         let drm = terms.drm.systems();
         let streaming_policy = StreamingPolicy::new(terms.policy, &id, keys, drm)?;
@@ -136,7 +165,7 @@ impl Documents<'_> {
         let mut policy: ContentKeyPolicyProperties = self
             .properties(CONTENT_KEY_POLICIES, name)?
             .ok_or_else(|| format!("properties.defaultContentKeyPolicyName: policy '{name}' does not exist"))?;
-        policy.map_secrets(|sealed| self.sealer.open_value(sealed))?;
+        policy.map_secrets(|sealed| self.sealer.open_text(sealed))?;
         match policy.key_access().map_err(|e| format!("content key policy '{name}': {e}"))? {
             KeyAccess::Open => Ok(None),
             KeyAccess::Token(token) => {
@@ -195,7 +224,8 @@ pub async fn refresh(origin: &Origin, store: &Store, sealer: &Sealer, default_st
             metrics.store_refreshes.with_label_values(&["error"]).inc();
             let error = e.to_string();
             if origin.store_health().is_none_or(|h| h.failing.is_none()) {
-                tracing::error!(store = %store.location(), error = %error, "cannot read the store; serving the last state read");
+                let store = store.location();
+                tracing::error!(%store, %error, "cannot read the store; serving the last state read");
             }
             origin.update_store_health(|h| h.failed(now, error));
         }
@@ -215,7 +245,8 @@ fn publish(
         tracing::warn!(store = %store.location(), document = %s.path, reason = %s.reason, "document not published");
     }
     origin.publish(catalog);
-    tracing::info!(store = %store.location(), documents = snapshot.documents.len(), skipped = skipped.len(), "published the store's state");
+    let (store, documents) = (store.location(), snapshot.documents.len());
+    tracing::info!(%store, documents, skipped = skipped.len(), "published the store's state");
     skipped.len()
 }
 
@@ -235,7 +266,8 @@ mod tests {
         let text = format!(
             "listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"media\"\nurl = \"file://{}/fixtures\"\n\
              [[storage]]\nname = \"other\"\nurl = \"memory://\"\n\
-             [[locator]]\nid = \"{CONFIG_LOCATOR}\"\nstorage = \"media\"\nasset = \"ladder\"\npolicy = \"clear\"\n",
+             [[locator]]\nid = \"{CONFIG_LOCATOR}\"\nstorage = \"media\"\nasset = \"ladder\"\npolicy = \"clear\"\n\
+             [[filter]]\nname = \"cfg\"\nend_secs = 4.0\n",
             env!("CARGO_MANIFEST_DIR")
         );
         Origin::from_config(&Config::parse(&text, std::path::PathBuf::new()).unwrap()).unwrap()
@@ -255,7 +287,10 @@ mod tests {
     async fn store() -> Store {
         let store =
             Store::new(Arc::new(Storage::new("docs", Arc::new(object_store::memory::InMemory::new()))), "").unwrap();
-        let sealed = |key: &[u8]| sealer().seal(key);
+        let sealed = |key: &[u8]| {
+            use base64::prelude::{Engine as _, BASE64_STANDARD};
+            sealer().seal_text(&BASE64_STANDARD.encode(key))
+        };
         put(&store, ASSETS, "ladder", json!({ "container": "ladder/", "storageAccountName": "media" })).await;
         put(&store, ASSETS, "elsewhere", json!({ "container": "ladder" })).await;
         put(&store, ASSETS, "nowhere", json!({ "container": "ladder", "storageAccountName": "gone" })).await;
@@ -302,6 +337,7 @@ mod tests {
             }),
         )
         .await;
+        let other_seal = Sealer::new(&[4; 32]).unwrap().seal_text("BQUFBQUFBQUFBQUFBQUFBQ==");
         for (name, asset, policy, extra) in [
             ("no-asset", "absent", "Predefined_ClearStreamingOnly", json!({})),
             ("no-account", "nowhere", "Predefined_ClearStreamingOnly", json!({})),
@@ -311,14 +347,14 @@ mod tests {
                 "clear-key",
                 "ladder",
                 "Predefined_ClearKey",
-                json!({ "contentKeys": [{ "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "value": "BQUFBQUFBQUFBQUFBQUFBQ==" }] }),
+                json!({ "contentKeys": [{ "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+                                          "value": "BQUFBQUFBQUFBQUFBQUFBQ==" }] }),
             ),
             (
                 "other-seal",
                 "ladder",
                 "Predefined_ClearKey",
-                json!({ "contentKeys": [{ "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
-                                          "value": Sealer::new(&[4; 32]).unwrap().seal(&[5; 16]) }] }),
+                json!({ "contentKeys": [{ "id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "value": other_seal }] }),
             ),
             (
                 "no-key-policy",
@@ -336,6 +372,14 @@ mod tests {
             }
             put(&store, STREAMING_LOCATORS, name, properties).await;
         }
+        let video = json!({ "tracks": [{
+            "trackSelections": [{ "property": "Type", "operation": "Equal", "value": "Video" }],
+        }] });
+        put(&store, ACCOUNT_FILTERS, "sd", video.clone()).await;
+        put(&store, ACCOUNT_FILTERS, "cfg", video.clone()).await;
+        put(&store, ACCOUNT_FILTERS, "unknown-property", json!({ "colour": "red" })).await;
+        let first_seconds = json!({ "presentationTimeRange": { "endTimestamp": 2000, "timescale": 1000 } });
+        put(&store, &crate::store::asset_filters("ladder"), "sd", first_seconds).await;
         store
     }
 
@@ -367,9 +411,16 @@ mod tests {
         assert_eq!(download.storage.name(), "other", "an asset without an account is in the first one");
 
         assert!(catalog.locator(CONFIG_LOCATOR).is_some(), "config locators stay");
+        let end = |f: &Filter| f.definition.presentation_time_range.as_ref().and_then(|r| r.end_timestamp);
+        assert_eq!(end(catalog.filter(None, "cfg").unwrap()), Some(40_000_000), "config filters stay");
+        assert_eq!(end(catalog.filter(Some("ladder"), "sd").unwrap()), Some(2000), "the asset's own filter");
+        assert_eq!(catalog.filter(Some("elsewhere"), "sd").unwrap().definition.tracks.len(), 1, "the account's");
         assert_eq!(catalog.locators().count(), 4);
-        let reasons: Vec<(String, String)> = skipped.iter().map(|s| (s.path.name.clone(), s.reason.clone())).collect();
+        let mut reasons: Vec<(String, String)> =
+            skipped.iter().map(|s| (s.path.name.clone(), s.reason.clone())).collect();
+        reasons.sort();
         let expected = [
+            ("cfg", "is a filter of the config file"),
             ("clash", "is a locator of the config file"),
             ("clear-key", "not a sealed value"),
             ("no-account", "storage account 'gone' is not configured"),
@@ -377,6 +428,7 @@ mod tests {
             ("no-key-policy", "policy 'absent' does not exist"),
             ("no-policy", "policy 'Custom_Absent' does not exist"),
             ("other-seal", "sealed with another key"),
+            ("unknown-property", "colour"),
         ];
         assert_eq!(reasons.len(), expected.len(), "{reasons:#?}");
         for ((name, reason), (want_name, want)) in reasons.iter().zip(expected) {

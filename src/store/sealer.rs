@@ -86,17 +86,16 @@ impl Sealer {
         Ok(Zeroizing::new(plaintext))
     }
 
-    /// A key as the documents spell it (base64, as AMS JSON has keys) sealed: the key's
-    /// bytes are sealed, not their spelling. Fits the models' `map_secrets`.
-    pub fn seal_value(&self, base64_key: &str) -> Result<String, String> {
-        let key = Zeroizing::new(crate::protect::decode_base64(base64_key).ok_or("not base64")?);
-        Ok(self.seal(&key))
+    /// Key material as the documents spell it (base64 text, as AMS JSON has keys), sealed.
+    /// Fits the models' `map_secrets`.
+    pub fn seal_text(&self, text: &str) -> String {
+        self.seal(text.as_bytes())
     }
 
-    /// A value sealed by [`Sealer::seal_value`], back in base64 (standard, padded).
-    pub fn open_value(&self, sealed: &str) -> Result<String, String> {
-        let key = self.open(sealed).map_err(|e| e.to_string())?;
-        Ok(BASE64_STANDARD.encode(&key[..]))
+    /// A value sealed by [`Sealer::seal_text`], as the text it was.
+    pub fn open_text(&self, sealed: &str) -> Result<String, String> {
+        let bytes = self.open(sealed).map_err(|e| e.to_string())?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "a sealed value is not text".to_string())
     }
 
     /// Whether `value` is a sealed value (as opposed to key material in clear).
@@ -131,11 +130,10 @@ mod tests {
         assert!(Sealer::new(&[0; 16]).is_err());
 
         let spelled = BASE64_STANDARD.encode(key);
-        let sealed = sealer.seal_value(&spelled).unwrap();
-        assert_eq!(&sealer.open(&sealed).unwrap()[..], key, "the key's bytes are sealed");
-        assert_eq!(sealer.open_value(&sealed).unwrap(), spelled);
-        assert!(sealer.seal_value("not base64!").is_err() && sealer.open_value(&spelled).is_err());
-        assert_eq!(format!("{sealer:?}"), "Sealer { key: <redacted> }");
+        let sealed = sealer.seal_text(&spelled);
+        assert!(!sealed.contains(&spelled));
+        assert_eq!(sealer.open_text(&sealed).unwrap(), spelled);
+        assert!(sealer.open_text(&sealer.seal(&[0xff, 0xfe])).is_err() && sealer.open_text(&spelled).is_err());
     }
 
     #[test]

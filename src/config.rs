@@ -236,6 +236,12 @@ impl OriginProtectionConfig {
 pub struct ApiConfig {
     /// Address of the API listener; never the media listener's (`listen`, `[tls] listen`).
     pub listen: SocketAddr,
+    /// With `key_pem`: the API speaks HTTPS with this PEM certificate chain (relative to the
+    /// config file's folder when relative), as Azure SDKs require for bearer tokens.
+    #[serde(default)]
+    pub cert_pem: Option<PathBuf>,
+    #[serde(default)]
+    pub key_pem: Option<PathBuf>,
     /// Environment variable holding the tokens that may read and change (comma separated).
     #[serde(default)]
     pub tokens_env: Option<String>,
@@ -250,6 +256,16 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
+    /// The API's TLS settings, when it has a certificate.
+    pub fn tls(&self) -> Option<TlsConfig> {
+        match (&self.cert_pem, &self.key_pem) {
+            (Some(cert_pem), Some(key_pem)) => {
+                Some(TlsConfig { listen: self.listen, cert_pem: cert_pem.clone(), key_pem: key_pem.clone() })
+            }
+            _ => None,
+        }
+    }
+
     /// The tokens in the environment variable `var` (comma separated, blanks ignored).
     pub fn tokens_from(var: &Option<String>) -> Result<Vec<Secret>, String> {
         let Some(var) = var else { return Ok(Vec::new()) };
@@ -271,6 +287,9 @@ impl ApiConfig {
         };
         if media_listeners.iter().any(same) {
             return Err(format!("[api] listen = {}: the API never shares the media listener's address", self.listen));
+        }
+        if self.cert_pem.is_some() != self.key_pem.is_some() {
+            return Err("[api]: give both cert_pem and key_pem, or neither".into());
         }
         if self.tokens_env.is_none() && self.read_tokens_env.is_none() && self.jwt.is_none() {
             return Err("[api]: give tokens_env, read_tokens_env or [api.jwt]: the API is never open".into());
@@ -563,6 +582,11 @@ impl Config {
         if let Some(tls) = &mut config.tls {
             tls.cert_pem = base_dir.join(&tls.cert_pem);
             tls.key_pem = base_dir.join(&tls.key_pem);
+        }
+        if let Some(api) = &mut config.api {
+            for pem in [&mut api.cert_pem, &mut api.key_pem].into_iter().flatten() {
+                *pem = base_dir.join(&*pem);
+            }
         }
         config.base_dir = base_dir;
         config.check(text)?;

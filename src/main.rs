@@ -433,8 +433,17 @@ fn start_api(
     let tcp =
         conn::bind(api.listen, config.limits.listen_backlog).map_err(|e| format!("listen on {}: {e}", api.listen))?;
     let addr = tcp.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, "serving the management API");
-    say(format_args!("management API on {addr}"));
+    let tls = match api.tls() {
+        Some(tls) => {
+            let (acceptor, cert) = jit_origin::serve::tls::acceptor(&tls)?;
+            reload_certificate_on_sighup(cert)?;
+            Some(acceptor)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "serving the management API");
+    say(format_args!("management API on {scheme}://{addr}"));
     let default_storage = config.storage.first().map(|s| s.name.clone());
     let api = Api::new(
         Arc::new(store),
@@ -445,7 +454,7 @@ fn start_api(
         config.limits.max_body_bytes,
     );
     let (limits, drain) = (config.limits.clone(), Duration::from_secs(config.lifecycle.drain_secs));
-    Ok(Some(tokio::spawn(async move { server::serve(tcp, Arc::new(api), &limits, stopping, drain).await })))
+    Ok(Some(tokio::spawn(async move { server::serve(tcp, tls, Arc::new(api), &limits, stopping, drain).await })))
 }
 
 async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {

@@ -78,7 +78,7 @@ impl ApiServer {
                 let stopped = async move {
                     let _ = stopped.await;
                 };
-                server::serve(listener, Arc::new(api), &limits, stopped, std::time::Duration::from_secs(2)).await;
+                server::serve(listener, None, Arc::new(api), &limits, stopped, std::time::Duration::from_secs(2)).await;
             });
         });
         ApiServer { addr, store_dir, stop: Some(stop), thread: Some(thread) }

@@ -250,14 +250,9 @@ impl Api {
             .map_err(|e| ApiError::internal(format!("stored document {} does not read: {e}", document.path)))?
             .properties;
         if open {
-            properties
-                .map_secrets(&mut |sealed| {
-                    let plain = self.sealer.open(sealed).map_err(|e| e.to_string())?;
-                    String::from_utf8(plain.to_vec()).map_err(|_| "a sealed key is not text".to_string())
-                })
-                .map_err(|_| {
-                    ApiError::internal(format!("a key of {} does not open with the store key", document.path))
-                })?;
+            properties.map_secrets(&mut |sealed| self.sealer.open_text(sealed)).map_err(|_| {
+                ApiError::internal(format!("a key of {} does not open with the store key", document.path))
+            })?;
         }
         Ok(properties)
     }
@@ -270,7 +265,7 @@ impl Api {
 
     /// The document body stored for `properties`: key material sealed.
     fn document<P: Properties>(&self, collection: &Collection, name: &str, mut properties: P) -> ApiResult<Bytes> {
-        properties.map_secrets(&mut |plain| Ok(self.sealer.seal(plain.as_bytes()))).map_err(ApiError::internal)?;
+        properties.map_secrets(&mut |plain| Ok(self.sealer.seal_text(plain))).map_err(ApiError::internal)?;
         let resource = Resource {
             name: Some(name.to_string()),
             resource_type: Some(collection.resource_type()),

@@ -1,5 +1,5 @@
-//! The management API's listener: HTTP/1.1 and h2c on its own address (never the media
-//! port), with the media listener's limits on request heads, bodies and time, and the same
+//! The management API's listener: HTTP/1.1 and HTTP/2, in the clear or over TLS, on its own
+//! address (never the media port), with the media listener's limits on request heads, bodies and time, and the same
 //! graceful drain on shutdown. It does not go through the media listener's connection
 //! handling (`serve::conn`), which is built around the media service, its overload answers
 //! and its metrics; the API sees a handful of operators' clients.
@@ -13,6 +13,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::LimitsConfig;
 use crate::manage::api::Api;
@@ -21,10 +22,11 @@ use crate::manage::error::ApiError;
 /// Open API connections at most; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 256;
 
-/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish for up to `drain`.
+/// Serves the API on `listener` (over TLS with `tls`) until `shutdown` resolves, then lets
+/// in-flight requests finish for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     api: Arc<Api>,
     limits: &LimitsConfig,
     shutdown: impl Future<Output = ()>,
@@ -77,10 +79,22 @@ pub async fn serve(
                 }))
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, graceful) = (builder.clone(), graceful.watcher());
+        let (tls, handshake_timeout) = (tls.clone(), Duration::from_secs(limits.header_read_timeout_secs));
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                    }
+                    _ => {
+                        tracing::debug!(%peer, "API TLS handshake failed or too slow");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "API connection ended with an error");
             }
             drop(permit);

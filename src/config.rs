@@ -944,6 +944,34 @@ policy = "clear"
     }
 
     #[test]
+    fn the_api_needs_the_store_a_port_of_its_own_and_callers() {
+        std::env::set_var("CONFIG_TEST_API_TOKENS", "token-of-sixteen-characters");
+        let store = "[store]\nstorage = \"local\"\n";
+        let api = "[api]\nlisten = \"127.0.0.1:8090\"\ntokens_env = \"CONFIG_TEST_API_TOKENS\"\n";
+        let c = Config::parse(&format!("{GOOD}{store}{api}"), PathBuf::from("/etc/origin")).unwrap();
+        assert_eq!(c.api.unwrap().listen.port(), 8090);
+        assert!(Config::parse(GOOD, PathBuf::new()).unwrap().api.is_none(), "off unless configured");
+        for (bad, said) in [
+            (api.to_string(), "[api] needs [store]"),
+            (format!("{store}{}", api.replace("8090", "8080")), "never shares the media listener"),
+            (format!("{store}{}", api.replace("tokens_env = \"CONFIG_TEST_API_TOKENS\"\n", "")), "never open"),
+            (
+                format!("{store}{}", api.replace("CONFIG_TEST_API_TOKENS", "CONFIG_TEST_UNSET")),
+                "CONFIG_TEST_UNSET is not set",
+            ),
+            (format!("{store}{api}cert_pem = \"api.crt\"\n"), "both cert_pem and key_pem"),
+        ] {
+            let e = Config::parse(&format!("{GOOD}{bad}"), PathBuf::new()).unwrap_err().0;
+            assert!(e.contains(said), "{bad}: {e}");
+        }
+        let tls = Config::parse(
+            &format!("{GOOD}{store}{api}cert_pem = \"a.crt\"\nkey_pem = \"a.key\"\n"),
+            PathBuf::from("/etc/o"),
+        );
+        assert_eq!(tls.unwrap().api.unwrap().tls().unwrap().cert_pem, PathBuf::from("/etc/o/a.crt"));
+    }
+
+    #[test]
     fn player_page_is_off_unless_enabled() {
         let c = Config::parse(GOOD, PathBuf::new()).unwrap();
         assert!(!c.player.enabled);

@@ -7,7 +7,8 @@
 //! * `callers_need_a_token`: 401 without or with a wrong token, 403 for a read-only token
 //!   that writes, JWTs of the configured issuer;
 //! * `bad_input_is_refused_naming_the_field_and_writes_nothing`: 400s that name the field,
-//!   and the store's files unchanged afterwards.
+//!   and the store's files unchanged afterwards;
+//! * `concurrent_creates_of_one_locator_give_one_201`: the others get 409.
 
 mod common;
 
@@ -410,4 +411,24 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
     );
 
     assert_eq!(api.store_files(), before, "refused requests wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_locator_give_one_201() {
+    let api = ApiServer::start();
+    expect(&put(&api.url(MKIO, "assets/ladder"), json!({"properties": {"container": "ladder"}})).await, 201);
+    let url = api.url(MKIO, "streamingLocators/raced");
+    // Different bodies, so that a late PUT cannot pass for a repeat of the winner's (200).
+    let puts = (0..6).map(|i| {
+        let url = url.clone();
+        let body = json!({"properties": {"assetName": "ladder", "streamingPolicyName": "Predefined_ClearStreamingOnly",
+            "alternativeMediaId": format!("writer-{i}")}});
+        tokio::spawn(async move { put(&url, body).await.status.as_u16() })
+    });
+    let mut statuses = Vec::new();
+    for put in puts.collect::<Vec<_>>() {
+        statuses.push(put.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409]);
 }

@@ -141,14 +141,15 @@ impl Api {
         Api { store, sealer, origin, auth, default_storage, max_body_bytes }
     }
 
-    /// Answers one request; every change is logged with who made it.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    /// Answers one request, which came over TLS when `https` (the scheme of the next links
+    /// it gives); every change is logged with who made it.
+    pub async fn handle<B>(&self, request: Request<B>, https: bool) -> Response<Full<Bytes>>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let (method, path) = (request.method().clone(), request.uri().path().to_string());
-        match self.respond(request).await {
+        match self.respond(request, https).await {
             Ok((answer, who)) => {
                 if method != Method::GET && !is_read_action(&path) {
                     tracing::info!(target: "jit_origin::audit", %who, %method, resource = %path, status = answer.status.as_u16(), "changed");
@@ -172,7 +173,7 @@ impl Api {
         }
     }
 
-    async fn respond<B>(&self, request: Request<B>) -> ApiResult<(Answer, String)>
+    async fn respond<B>(&self, request: Request<B>, https: bool) -> ApiResult<(Answer, String)>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -198,7 +199,8 @@ impl Api {
             .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
             .unwrap_or_else(|| "localhost".into());
         let method = request.method().clone();
-        let base_url = format!("http://{host}{}", request.uri().path());
+        let scheme = if https { "https" } else { "http" };
+        let base_url = format!("{scheme}://{host}{}", request.uri().path());
         let body = Limited::new(request.into_body(), self.max_body_bytes)
             .collect()
             .await

@@ -62,13 +62,13 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let api = api.clone();
+        let (api, https) = (api.clone(), tls.is_some());
         let service = hyper::service::service_fn(move |request| {
             let api = api.clone();
             async move {
                 // A body that does not arrive in time is answered like an oversized one: the
                 // request is refused, the connection freed.
-                let answer = tokio::time::timeout(body_timeout, api.handle(request)).await;
+                let answer = tokio::time::timeout(body_timeout, api.handle(request, https)).await;
                 Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|_| {
                     ApiError {
                         status: http::StatusCode::REQUEST_TIMEOUT,

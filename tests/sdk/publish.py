@@ -81,8 +81,9 @@ def main():
         "sdk-clearkey",
         StreamingLocator(asset_name="ladder-sdk", streaming_policy_name="Predefined_ClearKey"),
     )
-    # Reading back: the SDK's models deserialize what the API answers.
-    locators = [l.name for l in client.streaming_locators.list(GROUP, ACCOUNT)]
+    # Reading back: the SDK's models deserialize what the API answers, and it follows the
+    # next links of one-item pages.
+    locators = [l.name for l in client.streaming_locators.list(GROUP, ACCOUNT, top=1)]
     assert "sdk-clear" in locators and "sdk-clearkey" in locators, locators
     keys = client.streaming_locators.list_content_keys(GROUP, ACCOUNT, "sdk-clearkey").content_keys
     assert len(keys) == 1 and keys[0].type == "EnvelopeEncryption" and keys[0].value, keys

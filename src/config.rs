@@ -45,6 +45,10 @@ pub struct Config {
     /// The operators' test page, `GET /player?url=…` (off by default).
     #[serde(default)]
     pub player: PlayerConfig,
+    /// The management API (Azure Media Services v3 REST) on its own listener (`[api]`; off
+    /// when absent).
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
     #[serde(default)]
     pub storage: Vec<StorageConfig>,
     #[serde(default)]
@@ -222,6 +226,61 @@ impl OriginProtectionConfig {
             return Err("origin_protection: the secret must be at least 16 characters".into());
         }
         Ok(secret.into_bytes())
+    }
+}
+
+/// The management API's listener and who may use it: bearer tokens from the environment
+/// and/or JWTs. At least one of `tokens_env`, `read_tokens_env` and `jwt` is required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the API listener; never the media listener's (`listen`, `[tls] listen`).
+    pub listen: SocketAddr,
+    /// Environment variable holding the tokens that may read and change (comma separated).
+    #[serde(default)]
+    pub tokens_env: Option<String>,
+    /// Environment variable holding tokens that may only read (GET, and the list actions
+    /// that return no keys).
+    #[serde(default)]
+    pub read_tokens_env: Option<String>,
+    /// JWTs signed by an identity provider (issuer, audience, HS256 and/or RS256 key) may
+    /// read and change.
+    #[serde(default)]
+    pub jwt: Option<crate::protect::token::TokenPolicy>,
+}
+
+impl ApiConfig {
+    /// The tokens in the environment variable `var` (comma separated, blanks ignored).
+    pub fn tokens_from(var: &Option<String>) -> Result<Vec<Secret>, String> {
+        let Some(var) = var else { return Ok(Vec::new()) };
+        let value = std::env::var(var).map_err(|_| format!("[api]: environment variable {var} is not set"))?;
+        let tokens: Vec<Secret> =
+            value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| Secret::new(t.to_string())).collect();
+        if tokens.iter().any(|t| t.expose().len() < 16) {
+            return Err(format!("[api]: a token in {var} is shorter than 16 characters"));
+        }
+        Ok(tokens)
+    }
+
+    fn check(&self, media_listeners: &[SocketAddr]) -> Result<(), String> {
+        // Port 0 is any free port: two of them never collide.
+        let same = |a: &SocketAddr| {
+            let overlapping =
+                a.ip() == self.listen.ip() || a.ip().is_unspecified() || self.listen.ip().is_unspecified();
+            a.port() == self.listen.port() && a.port() != 0 && overlapping
+        };
+        if media_listeners.iter().any(same) {
+            return Err(format!("[api] listen = {}: the API never shares the media listener's address", self.listen));
+        }
+        if self.tokens_env.is_none() && self.read_tokens_env.is_none() && self.jwt.is_none() {
+            return Err("[api]: give tokens_env, read_tokens_env or [api.jwt]: the API is never open".into());
+        }
+        Self::tokens_from(&self.tokens_env)?;
+        Self::tokens_from(&self.read_tokens_env)?;
+        if let Some(jwt) = &self.jwt {
+            crate::protect::token::TokenVerifier::new(jwt).map_err(|e| format!("[api.jwt]: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -554,6 +613,17 @@ impl Config {
                     at("segment_duration")
                 )));
             }
+        }
+        if let Some(api) = &self.api {
+            if self.store.is_none() {
+                return Err(ConfigError(format!(
+                    "{}[api] needs [store]: the documents it publishes live there",
+                    at("[api]")
+                )));
+            }
+            let media: Vec<SocketAddr> =
+                std::iter::once(self.listen).chain(self.tls.as_ref().map(|t| t.listen)).collect();
+            api.check(&media).map_err(|e| ConfigError(format!("{}{e}", at("[api]"))))?;
         }
         player::check_script_url(&self.player.script_url)
             .map_err(|e| ConfigError(format!("{}[player] script_url: {e}", at("script_url"))))?;

@@ -394,14 +394,22 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
     }
 }
 
+/// The store of `[store]` with the sealer of its key material, when one is configured.
+fn open_store(origin: &Origin, config: &Config) -> CliResult<Option<(Store, Sealer)>> {
+    let Some(store_config) = &config.store else { return Ok(None) };
+    let sealer = Sealer::from_env(&store_config.key_env)?;
+    let storage = origin.storage(&store_config.storage).cloned().ok_or("[store] storage is not configured")?;
+    let store = Store::new(storage, &store_config.prefix).map_err(|e| format!("[store] prefix: {e}"))?;
+    Ok(Some((store, sealer)))
+}
+
 /// With `[store]`: reads the store once (a store that does not answer is logged, and the
 /// config file's locators serve meanwhile), then keeps every replica's published state
 /// current in the background.
 async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
-    let Some(store_config) = &config.store else { return Ok(()) };
-    let sealer = Sealer::from_env(&store_config.key_env)?;
-    let storage = origin.storage(&store_config.storage).cloned().ok_or("[store] storage is not configured")?;
-    let store = Store::new(storage, &store_config.prefix).map_err(|e| format!("[store] prefix: {e}"))?;
+    let (Some(store_config), Some((store, sealer))) = (&config.store, open_store(origin, config)?) else {
+        return Ok(());
+    };
     let default_storage = config.storage.first().map(|s| s.name.clone());
     catalog::refresh(origin, &store, &sealer, default_storage.as_deref()).await;
     let refresh_secs = store_config.refresh_secs;
@@ -411,12 +419,52 @@ async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
     Ok(())
 }
 
+/// Starts the management API when `[api]` is configured, on its own listener; the task ends
+/// once `stopping` resolves and the API's in-flight requests have finished.
+fn start_api(
+    config: &Config,
+    origin: &Arc<Origin>,
+    stopping: impl std::future::Future<Output = ()> + Send + 'static,
+) -> CliResult<Option<tokio::task::JoinHandle<()>>> {
+    use jit_origin::manage::{api::Api, auth::Auth, server};
+    let Some(api) = &config.api else { return Ok(None) };
+    // The config check makes sure [store] is there with [api].
+    let (store, sealer) = open_store(origin, config)?.ok_or("[api] needs [store]")?;
+    let tcp =
+        conn::bind(api.listen, config.limits.listen_backlog).map_err(|e| format!("listen on {}: {e}", api.listen))?;
+    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, "serving the management API");
+    say(format_args!("management API on {addr}"));
+    let default_storage = config.storage.first().map(|s| s.name.clone());
+    let api = Api::new(
+        Arc::new(store),
+        Arc::new(sealer),
+        origin.clone(),
+        Auth::new(api)?,
+        default_storage,
+        config.limits.max_body_bytes,
+    );
+    let (limits, drain) = (config.limits.clone(), Duration::from_secs(config.lifecycle.drain_secs));
+    Ok(Some(tokio::spawn(async move { server::serve(tcp, Arc::new(api), &limits, stopping, drain).await })))
+}
+
 async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     init_logging(log_format);
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
-    let shutdown = shutdown_signal()?;
+    let signal = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
     publish_store(&origin, &config).await?;
+    // One stop for every listener: the media ones and the management API.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        signal.await;
+        let _ = stop.send(true);
+    };
+    let api_stopping = async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|&s| s).await;
+    };
+    let api = start_api(&config, &origin, api_stopping)?;
     let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
     let listener = bind(config.listen)?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -451,6 +499,9 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     conn::serve_connections(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown, drain)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,27 +19,6 @@ use crate::plan::url::Encryption;
 use crate::protect::token::{KeyAccess, TokenPolicy, TokenVerifier, CONTENT_KEY_CLAIM, DEFAULT_LEEWAY_SECS};
 use crate::protect::{ContentKey, Scheme};
 
-/// The collections, as they appear in resource paths and in the store.
-pub const ASSETS: &str = "assets";
-pub const STREAMING_LOCATORS: &str = "streamingLocators";
-pub const STREAMING_POLICIES: &str = "streamingPolicies";
-pub const CONTENT_KEY_POLICIES: &str = "contentKeyPolicies";
-pub const ACCOUNT_FILTERS: &str = "accountFilters";
-pub const ASSET_FILTERS: &str = "assetFilters";
-
-/// The store collection of one asset's filters: `assets/{asset}/assetFilters`.
-pub fn asset_filters_collection(asset: &str) -> String {
-    format!("{ASSETS}/{asset}/{ASSET_FILTERS}")
-}
-
-/// The ARM resource type of a collection (`type` of every body).
-pub fn resource_type(collection: &str) -> String {
-    match collection {
-        ASSET_FILTERS => "Microsoft.Media/mediaservices/assets/assetFilters".into(),
-        other => format!("Microsoft.Media/mediaservices/{other}"),
-    }
-}
-
 /// A resource body: `{"name", "id", "type", "properties": {…}}`. `name`, `id` and `type` are
 /// the server's (a request may echo them; they are ignored), `systemData` is accepted and
 /// never written.
@@ -61,17 +40,25 @@ pub struct Resource<P> {
 /// Parses a JSON body; the error names the field (`properties.contentKeys[0].id: …`).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let mut json = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.inner().to_string();
-        // serde_json appends " at line L column C": the field path says where.
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-        if path == "." {
-            message
-        } else {
-            format!("{path}: {message}")
-        }
-    })
+    serde_path_to_error::deserialize(&mut json).map_err(|e| field_error("", &e))
+}
+
+/// Reads merged `properties` (a PATCH applied to the stored ones); the error names the field.
+pub fn parse_properties<T: DeserializeOwned>(properties: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(properties).map_err(|e| field_error("properties", &e))
+}
+
+fn field_error<E: std::fmt::Display>(parent: &str, e: &serde_path_to_error::Error<E>) -> String {
+    let inner = e.inner().to_string();
+    // serde_json appends " at line L column C": the field path says where.
+    let message = inner.split(" at line ").next().unwrap_or(&inner);
+    let path = e.path().to_string();
+    match (parent, path.as_str()) {
+        ("", ".") => message.to_string(),
+        ("", path) => format!("{path}: {message}"),
+        (parent, ".") => format!("{parent}: {message}"),
+        (parent, path) => format!("{parent}.{path}: {message}"),
+    }
 }
 
 /// `Err("field: problem")`.
@@ -343,7 +330,7 @@ pub struct EnabledProtocols {
 }
 
 impl EnabledProtocols {
-    const STREAMING: EnabledProtocols =
+    pub const STREAMING: EnabledProtocols =
         EnabledProtocols { download: false, dash: true, hls: true, smooth_streaming: true };
 }
 
@@ -461,6 +448,19 @@ impl EncryptionScheme {
             EncryptionScheme::EnvelopeEncryption => Some(Encryption::Envelope),
             EncryptionScheme::CommonEncryptionCenc => Some(Encryption::Common(Scheme::Cenc)),
             EncryptionScheme::CommonEncryptionCbcs => Some(Encryption::Common(Scheme::Cbcs)),
+        }
+    }
+}
+
+impl EncryptionScheme {
+    /// The schemes a config locator's policy serves.
+    pub fn of_policy(policy: Policy) -> Vec<EncryptionScheme> {
+        match policy {
+            Policy::Clear => vec![EncryptionScheme::NoEncryption],
+            Policy::Envelope => vec![EncryptionScheme::EnvelopeEncryption],
+            Policy::Cenc => vec![EncryptionScheme::CommonEncryptionCenc],
+            Policy::Cbcs => vec![EncryptionScheme::CommonEncryptionCbcs],
+            Policy::MultiDrm => vec![EncryptionScheme::CommonEncryptionCenc, EncryptionScheme::CommonEncryptionCbcs],
         }
     }
 }

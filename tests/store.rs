@@ -4,9 +4,10 @@
 //!   the others get `AlreadyExists`; a replace from a stale read → `Conflict`; nothing is
 //!   overwritten silently (S3 `If-None-Match: *` and `If-Match` on PutObject).
 //! * `two_replicas_share_the_store`: two origin processes over one bucket with
-//!   `refresh_secs = 1`; a locator published beside replica A plays from replica B within
+//!   `refresh_secs = 1`; a locator created through replica A's API plays from replica B within
 //!   refresh_secs + 1 s, a deleted one is a 404 on both within the same bound, so is a new
-//!   asset filter its manifests may name, and a store
+//!   asset filter its manifests may name; two concurrent PUTs of one new locator through the
+//!   two replicas → one 201, one 409; and a store
 //!   outage leaves both serving what they had, with `/readyz` saying so.
 //! * `serve_refuses_a_store_without_its_sealing_key`: keys would be stored or read in clear.
 
@@ -23,7 +24,7 @@ use serde_json::json;
 
 use common::emulator::{block_on, free_port, Backend, Emulator};
 use common::{client, get, Got};
-use jit_origin::store::{asset_filters, DocPath, Store, StoreError, ASSETS, STREAMING_LOCATORS};
+use jit_origin::store::{DocPath, Store, StoreError, STREAMING_LOCATORS};
 
 #[test]
 fn s3_writes_are_conditional() {
@@ -67,20 +68,26 @@ fn s3_writes_are_conditional() {
 
 /// The sealing key the replicas read from the environment.
 const SEALING_KEY_BASE64: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// The management API's bearer token, and the variable the replicas read it from.
+const API_TOKEN: &str = "replica-test-api-token-0001";
+const API_TOKENS_ENV: &str = "JIT_ORIGIN_TEST_API_TOKENS";
 
-/// An origin process over the emulator's bucket with `[store]`; killed on drop.
+/// An origin process over the emulator's bucket with `[store]` and the management API;
+/// killed on drop.
 struct Replica {
     child: Child,
     base: String,
+    api: String,
     stderr: std::path::PathBuf,
 }
 
 impl Replica {
     fn start(dir: &Path, s3: &Emulator, name: &str) -> Replica {
-        let port = free_port();
+        let (port, api_port) = (free_port(), free_port());
         let config = dir.join(format!("{name}.toml"));
         let text = format!(
-            "listen = \"127.0.0.1:{port}\"\n{}\n[store]\nstorage = \"media\"\nprefix = \"ams\"\nrefresh_secs = 1\n",
+            "listen = \"127.0.0.1:{port}\"\n{}\n[store]\nstorage = \"media\"\nprefix = \"ams\"\nrefresh_secs = 1\n\
+             [api]\nlisten = \"127.0.0.1:{api_port}\"\ntokens_env = \"{API_TOKENS_ENV}\"\n",
             s3.account("media", "retries = 0\nrequest_timeout_secs = 1\n")
         );
         std::fs::write(&config, text).expect("config");
@@ -89,12 +96,15 @@ impl Replica {
             .args(["serve", "--config"])
             .arg(&config)
             .env("JIT_ORIGIN_STORE_KEY", SEALING_KEY_BASE64)
+            .env(API_TOKENS_ENV, API_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("log"))
             .spawn()
             .expect("start jit-origin");
-        let mut replica = Replica { child, base: format!("http://127.0.0.1:{port}"), stderr };
+        let base = format!("http://127.0.0.1:{port}");
+        let api = format!("http://127.0.0.1:{api_port}/api/ams/project");
+        let mut replica = Replica { child, base, api, stderr };
         replica.wait_ready();
         replica
     }
@@ -121,6 +131,23 @@ impl Replica {
         block_on(get(&client(), &self.url(path)))
     }
 
+    /// A management API call on `resource` (e.g. `streamingLocators/x`), with the token.
+    async fn call(&self, method: reqwest::Method, resource: &str, body: Option<serde_json::Value>) -> StatusCode {
+        let url = format!("{}/{resource}?api-version=2022-08-01", self.api);
+        let mut request = client().request(method, &url).bearer_auth(API_TOKEN);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        let status = response.status();
+        assert!(status.as_u16() < 500, "{url}: {status} {}", response.text().await.unwrap_or_default());
+        status
+    }
+
+    fn put(&self, resource: &str, properties: serde_json::Value) -> StatusCode {
+        block_on(self.call(reqwest::Method::PUT, resource, Some(json!({ "properties": properties }))))
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -133,35 +160,18 @@ impl Drop for Replica {
     }
 }
 
-/// Publishes a clear locator of the asset `ladder` as the management API would, writing its
-/// documents to the store. (Switch to a PUT on replica A's API once both are served.)
-fn publish_clear_locator(store: &Store, name: &str, locator_id: &str) {
-    block_on(async {
-        let asset = DocPath::new(ASSETS, "ladder").unwrap();
-        if store.get(&asset).await.unwrap().is_none() {
-            let body =
-                json!({ "name": "ladder", "properties": { "container": "ladder", "storageAccountName": "media" } });
-            store.create(&asset, Bytes::from(body.to_string())).await.unwrap();
-        }
-        let body = json!({ "name": name, "properties": {
-            "assetName": "ladder", "streamingPolicyName": "Predefined_ClearStreamingOnly",
-            "streamingLocatorId": locator_id,
-        }});
-        store.create(&DocPath::new(STREAMING_LOCATORS, name).unwrap(), Bytes::from(body.to_string())).await.unwrap();
-    });
+/// The properties of a clear streaming locator of the asset `ladder`.
+fn clear_locator(locator_id: &str) -> serde_json::Value {
+    json!({
+        "assetName": "ladder", "streamingPolicyName": "Predefined_ClearStreamingOnly", "streamingLocatorId": locator_id,
+    })
 }
 
-/// Publishes a filter of `asset` as the management API would. (Switch to a PUT on replica A's
-/// API.)
-fn publish_asset_filter(store: &Store, asset: &str, name: &str, properties: serde_json::Value) {
-    let path = DocPath::new(&asset_filters(asset), name).unwrap();
-    let body = json!({ "name": name, "properties": properties });
-    block_on(store.create(&path, Bytes::from(body.to_string()))).unwrap();
-}
-
-/// Deletes a locator as the management API would. (Switch to a DELETE on replica A's API.)
-fn delete_locator(store: &Store, name: &str) {
-    assert!(block_on(store.delete(&DocPath::new(STREAMING_LOCATORS, name).unwrap())).unwrap());
+/// Publishes a clear locator of the asset `ladder` through `replica`'s API.
+fn publish_clear_locator(replica: &Replica, name: &str, locator_id: &str) {
+    let asset = replica.put("assets/ladder", json!({ "container": "ladder", "storageAccountName": "media" }));
+    assert!(asset == StatusCode::CREATED || asset == StatusCode::OK, "asset: {asset}");
+    assert_eq!(replica.put(&format!("streamingLocators/{name}"), clear_locator(locator_id)), StatusCode::CREATED);
 }
 
 /// Polls `path` on `replica` until it answers `status`, within `bound`; the answer.
@@ -203,20 +213,19 @@ fn two_replicas_share_the_store() {
     s3.seed(&["ladder"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = (Replica::start(dir.path(), &s3, "a"), Replica::start(dir.path(), &s3, "b"));
-    let store = Store::new(Arc::new(s3.storage("docs")), "ams").expect("store");
     let bound = Duration::from_secs(1 + 1);
 
-    // Published beside A, played from B (and A) within the bound.
+    // Created through A's API, played from B (and A) within the bound.
     let first = "0c4d5e6f-1111-4a2b-8c3d-4e5f6a7b8c9d";
     let manifest = format!("/{first}/ladder.ism/manifest(format=m3u8-cmaf)");
     assert_eq!(b.get(&manifest).status, StatusCode::NOT_FOUND);
-    publish_clear_locator(&store, "first", first);
+    publish_clear_locator(&a, "first", first);
     let multivariant = answers_within(&b, &manifest, StatusCode::OK, bound).text();
     b.get(&first_video_segment(&b, &manifest, &multivariant)).ok();
     answers_within(&a, &manifest, StatusCode::OK, bound);
 
     // Deleted: a 404 on both within the bound.
-    delete_locator(&store, "first");
+    assert_eq!(block_on(a.call(reqwest::Method::DELETE, "streamingLocators/first", None)), StatusCode::OK);
     let started = Instant::now();
     for replica in [&a, &b] {
         answers_within(replica, &manifest, StatusCode::NOT_FOUND, bound.saturating_sub(started.elapsed()));
@@ -225,7 +234,7 @@ fn two_replicas_share_the_store() {
     // A store outage: both keep serving what they published, and say so.
     let second = "0c4d5e6f-2222-4a2b-8c3d-4e5f6a7b8c9d";
     let manifest = format!("/{second}/ladder.ism/manifest(format=m3u8-cmaf)");
-    publish_clear_locator(&store, "second", second);
+    publish_clear_locator(&a, "second", second);
     for replica in [&a, &b] {
         let multivariant = answers_within(replica, &manifest, StatusCode::OK, bound).text();
         replica.get(&first_video_segment(replica, &manifest, &multivariant)).ok();
@@ -235,13 +244,32 @@ fn two_replicas_share_the_store() {
     let filtered = format!("/{second}/ladder.ism/manifest(format=mpd-time-cmaf,filter=first-seconds)");
     assert_eq!(b.get(&filtered).status, StatusCode::NOT_FOUND);
     let two_seconds = json!({ "presentationTimeRange": { "endTimestamp": 20_000_000 } });
-    publish_asset_filter(&store, "ladder", "first-seconds", two_seconds);
+    assert_eq!(a.put("assets/ladder/assetFilters/first-seconds", two_seconds), StatusCode::CREATED);
     let whole = b.get(&manifest.replace("m3u8-cmaf", "mpd-time-cmaf")).ok().text();
     let trimmed = answers_within(&b, &filtered, StatusCode::OK, bound).text();
     assert!(trimmed.matches("<S ").count() < whole.matches("<S ").count(), "{trimmed}");
     answers_within(&a, &filtered, StatusCode::OK, bound);
 
-    drop(store);
+    // One new locator put through both replicas at once: one is created, the other refused,
+    // and the one created is what both serve.
+    let (one, other) = ("0c4d5e6f-3333-4a2b-8c3d-4e5f6a7b8c9d", "0c4d5e6f-4444-4a2b-8c3d-4e5f6a7b8c9d");
+    let put = |id: &str| Some(json!({ "properties": clear_locator(id) }));
+    let (through_a, through_b) = block_on(async {
+        tokio::join!(
+            a.call(reqwest::Method::PUT, "streamingLocators/raced", put(one)),
+            b.call(reqwest::Method::PUT, "streamingLocators/raced", put(other)),
+        )
+    });
+    let mut statuses = [through_a, through_b];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
+    let (won, lost) = if through_a == StatusCode::CREATED { (one, other) } else { (other, one) };
+    let manifest_of = |id: &str| format!("/{id}/ladder.ism/manifest(format=m3u8-cmaf)");
+    for replica in [&a, &b] {
+        answers_within(replica, &manifest_of(won), StatusCode::OK, bound);
+        assert_eq!(replica.get(&manifest_of(lost)).status, StatusCode::NOT_FOUND);
+    }
+
     let mut s3 = s3;
     s3.stop();
     for replica in [&a, &b] {

@@ -410,6 +410,11 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
         "properties.options[0]",
     );
 
+    let huge = json!({"properties": {"container": "ladder", "description": "x".repeat(64 * 1024)}});
+    let too_large = put(&url("assets/other"), huge).await;
+    expect(&too_large, 413);
+    assert_eq!(too_large.json()["error"]["code"], "RequestEntityTooLarge");
+
     assert_eq!(api.store_files(), before, "refused requests wrote nothing");
 }
 

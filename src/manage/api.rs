@@ -151,7 +151,8 @@ impl Api {
         let (method, path) = (request.method().clone(), request.uri().path().to_string());
         match self.respond(request, https).await {
             Ok((answer, who)) => {
-                if method != Method::GET && !is_read_action(&path) {
+                // PUT, PATCH and DELETE change; GET and the POST actions only read.
+                if [Method::PUT, Method::PATCH, Method::DELETE].contains(&method) {
                     tracing::info!(target: "jit_origin::audit", %who, %method, resource = %path, status = answer.status.as_u16(), "changed");
                 }
                 let mut response = Response::builder().status(answer.status).header(header::CACHE_CONTROL, "no-store");
@@ -204,7 +205,10 @@ impl Api {
         let body = Limited::new(request.into_body(), self.max_body_bytes)
             .collect()
             .await
-            .map_err(|_| ApiError::too_large(format!("the body is larger than {} bytes", self.max_body_bytes)))?
+            .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => ApiError::too_large(format!("the body is larger than {} bytes", self.max_body_bytes)),
+                None => ApiError::bad_request(format!("the body could not be read: {e}")),
+            })?
             .to_bytes();
         let call = Call {
             route,
@@ -728,14 +732,6 @@ impl Api {
         let paths = list_paths(id, storage, folder, &policy.schemes(), terms.downloads).await?;
         Ok(to_value(paths))
     }
-}
-
-/// Whether the actions `path` ends with only read (no change to log).
-fn is_read_action(path: &str) -> bool {
-    let last = path.rsplit('/').next().unwrap_or_default();
-    ["listPaths", "listStreamingLocators", "listContentKeys", "getPolicyPropertiesWithSecrets"]
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(last))
 }
 
 fn prepare_key_policy(

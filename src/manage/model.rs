@@ -977,6 +977,31 @@ mod tests {
     }
 
     #[test]
+    fn rsa_keys_given_as_modulus_and_exponent_verify_rs256_tokens() {
+        use crate::protect::token::tests::{RSA_A_PRIVATE_PKCS1, RSA_A_PUBLIC_PKCS1};
+        use pkcs1::der::Decode;
+        let public = pem::parse(RSA_A_PUBLIC_PKCS1).unwrap();
+        let key = pkcs1::RsaPublicKey::from_der(public.contents()).unwrap();
+        let (modulus, exponent) = (base64(key.modulus.as_bytes()), base64(key.public_exponent.as_bytes()));
+        let json = format!(
+            r##"{{"properties":{{"options":[{{"configuration":{{"@odata.type":"#Microsoft.Media.ContentKeyPolicyClearKeyConfiguration"}},
+            "restriction":{{"@odata.type":"#Microsoft.Media.ContentKeyPolicyTokenRestriction","issuer":"iss","audience":"aud",
+            "primaryVerificationKey":{{"@odata.type":"#Microsoft.Media.ContentKeyPolicyRsaTokenKey","exponent":"{exponent}","modulus":"{modulus}"}},
+            "restrictionTokenType":"Jwt"}}}}]}}}}"##
+        );
+        let policy: Resource<ContentKeyPolicyProperties> = parse(json.as_bytes()).unwrap();
+        let KeyAccess::Token(token_policy) = policy.properties.key_access().unwrap() else { panic!("open") };
+        let verifier = TokenVerifier::new(&token_policy).unwrap();
+        let private = pem::parse(RSA_A_PRIVATE_PKCS1).unwrap();
+        let claims = serde_json::json!({"iss": "iss", "aud": "aud", "exp": jsonwebtoken::get_current_timestamp() + 60});
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        let token =
+            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_der(private.contents()))
+                .unwrap();
+        assert!(verifier.verify(&token).is_ok());
+    }
+
+    #[test]
     fn token_restrictions_become_key_access() {
         let secret = base64(&[7u8; 32]);
         let json = format!(

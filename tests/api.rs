@@ -316,6 +316,7 @@ async fn lists_page_with_next_links() {
     }
     assert_eq!((pages, names), (3, ["f0", "f1", "f2", "f3", "f4"].map(String::from).to_vec()));
     expect_bad(&get(&format!("{}&$top=0", api.url(MKIO, "accountFilters"))).await, "$top");
+    expect_bad(&get(&format!("{}&$orderby=name", api.url(MKIO, "accountFilters"))).await, "$orderby");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,6 +186,11 @@ impl Api {
         let param = |name: &str| {
             url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
         };
+        // Lists come sorted by name: a filtered or reordered list asked for is refused rather
+        // than answered unfiltered.
+        if let Some(unsupported) = ["$filter", "$orderby"].into_iter().find(|p| param(p).is_some()) {
+            return Err(ApiError::bad_request(format!("{unsupported}: not supported; lists are sorted by name")));
+        }
         let top = match param("$top") {
             None => MAX_PAGE,
             Some(top) => match top.parse::<usize>() {

@@ -815,6 +815,47 @@ pub fn percent_decode(s: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| bad("percent escapes are not UTF-8"))
 }
 
+/// A file of a locator's asset folder served as stored at `/{locator}/{file}` (AMS
+/// `downloadPaths`): a progressive MP4 or a text sidecar, directly in the folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadFile {
+    /// The file's name in the folder, decoded.
+    pub name: String,
+    pub content_type: &'static str,
+}
+
+/// File extensions a download path may name, with their content types: what AMS lists in
+/// `downloadPaths` (MP4 files and WebVTT sidecars), never the `.ism` or anything else.
+const DOWNLOADS: [(&str, &str); 4] =
+    [(".mp4", "video/mp4"), (".m4v", "video/mp4"), (".m4a", "audio/mp4"), (".vtt", "text/vtt; charset=utf-8")];
+
+impl DownloadFile {
+    /// Whether `raw` (the path segment after the locator, as it arrives) names a downloadable
+    /// kind of file, so that the path is a download path and not a malformed streaming one.
+    pub fn is_download_path(raw: &str) -> bool {
+        Self::content_type(raw).is_some()
+    }
+
+    fn content_type(name: &str) -> Option<&'static str> {
+        let lower = name.to_ascii_lowercase();
+        DOWNLOADS.iter().find(|(ext, _)| lower.ends_with(ext)).map(|&(_, content_type)| content_type)
+    }
+
+    /// Parses the file segment of a download path. Its name must be percent-encoded as
+    /// [`percent_encode`] writes it (as download paths are listed), and be a plain file name
+    /// of the folder: no `/` (`%2F`), no `\`, no `..`, no leading dot, no control character.
+    pub fn parse(raw: &str) -> Result<DownloadFile> {
+        let name = decode_name(raw, "file")?;
+        if name.contains(['/', '\\']) || name.contains("..") || name.starts_with('.') || name.contains(char::is_control)
+        {
+            return Err(bad(format!("'{}' is not a file name of the asset folder", clip(&name))));
+        }
+        let content_type = Self::content_type(&name)
+            .ok_or_else(|| bad(format!("'{}' is not a downloadable file (.mp4, .m4v, .m4a, .vtt)", clip(&name))))?;
+        Ok(DownloadFile { name, content_type })
+    }
+}
+
 /// The raw value of query parameter `name` (the first one), not percent-decoded.
 pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
@@ -824,6 +865,35 @@ pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn download_paths_name_plain_media_files_of_the_folder() {
+        let ok = |raw: &str, name: &str, content_type: &'static str| {
+            assert_eq!(DownloadFile::parse(raw).unwrap(), DownloadFile { name: name.into(), content_type }, "{raw}")
+        };
+        ok("video_150k.mp4", "video_150k.mp4", "video/mp4");
+        ok("Ignite%20%281%29.MP4", "Ignite (1).MP4", "video/mp4");
+        ok("audio.m4a", "audio.m4a", "audio/mp4");
+        ok("en.vtt", "en.vtt", "text/vtt; charset=utf-8");
+        for raw in [
+            "..%2Fsecret.mp4",
+            "a%2Fb.mp4",
+            "a%5Cb.mp4",
+            "..mp4",
+            "a..b.mp4",
+            ".hidden.mp4",
+            "%2E%2E.mp4",
+            "a%0Ab.mp4",
+            "ladder.ism",
+            "a.mp4.txt",
+            "a%2emp4",
+            "a b.mp4",
+            "",
+        ] {
+            assert!(matches!(DownloadFile::parse(raw), Err(Error::BadRequest(_))), "{raw}");
+        }
+        assert!(DownloadFile::is_download_path("x.Mp4") && !DownloadFile::is_download_path("ladder.ism"));
+    }
 
     #[test]
     fn query_params_are_found_by_name() {

@@ -7,6 +7,7 @@
 //! made in [`failure`].
 
 mod body;
+mod download;
 mod failure;
 mod keys;
 mod respond;
@@ -174,6 +175,14 @@ impl Service {
         if let Some((locator_id, kid)) = split_key_path(path) {
             *kind = "key";
             return self.key(locator_id, kid, query, headers, max_age_cap);
+        }
+        if let Some((locator_id, file)) = split_download_path(path) {
+            *kind = "download";
+            let file = url::DownloadFile::parse(file)?;
+            let catalog = self.origin.catalog();
+            let locator = locator(&catalog, locator_id, max_age_cap)?;
+            self.check_signature(locator, query)?;
+            return self.download(method, headers, locator, &file).await;
         }
         let (locator_id, asset_name, rest) = split_media_path(path)?;
         let parsed = url::parse(rest)?;
@@ -352,6 +361,13 @@ fn locator<'c>(catalog: &'c Catalog, id: &str, max_age_cap: &mut Option<u64>) ->
 fn clearkey_locator(path: &str) -> Option<&str> {
     let (locator, rest) = path.strip_prefix('/')?.split_once('/')?;
     (rest == "clearkey" && !locator.is_empty()).then_some(locator)
+}
+
+/// `/{locator}/{file}` → (locator, file), for a file name of a downloadable kind (`.mp4`, …).
+fn split_download_path(path: &str) -> Option<(&str, &str)> {
+    let (locator, file) = path.strip_prefix('/')?.split_once('/')?;
+    let download = !locator.is_empty() && !file.contains('/') && url::DownloadFile::is_download_path(file);
+    download.then_some((locator, file))
 }
 
 /// `/{locator}/key/{kid}` → (locator, kid).

@@ -62,7 +62,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     c.bench_function("hls media playlist 2h (3600 segments)", |b| {
-        b.iter(|| hls::media_playlist(&video, Format::M3u8Cmaf, None, None, &[], false))
+        b.iter(|| hls::media_playlist(&video, Format::M3u8Cmaf, None, &Default::default(), None, &[], false))
     });
     c.bench_function("hls multivariant", |b| {
         b.iter(|| hls::multivariant(&asset, &options(Format::M3u8Cmaf), None, false))
@@ -76,6 +76,7 @@ fn benches(c: &mut Criterion) {
         time: middle.time,
         format: Format::M3u8Cmaf,
         encryption: None,
+        audio: Default::default(),
     };
     c.bench_function("video segment 2s 360p (read + build)", |b| {
         b.to_async(&rt).iter(|| async { render(&storage, &asset, &segment, false, None).await.expect("segment") })

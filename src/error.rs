@@ -1,5 +1,5 @@
 //! One error type for the whole request path. Each variant maps to one HTTP status class
-//! (400, 404, 5xx) so the server layer never has to guess.
+//! (400, 403, 404, 501, 5xx) so the server layer never has to guess.
 
 use std::fmt;
 
@@ -17,6 +17,9 @@ pub enum Error {
     /// A locator, asset, track, segment time or file does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// A well-formed request for something this origin does not serve yet (Smooth Streaming).
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
     /// The storage backend failed: unreachable, refused the request or answered with an
     /// error. `message` never holds credentials or endpoint URLs.
     #[error("storage error on {path}: {message}")]

@@ -40,12 +40,12 @@ fn with_encryption(resource: Resource, enc: Option<Encryption>) -> Resource {
             o.encryption = enc;
             Resource::Manifest(o)
         }
-        Resource::MediaPlaylist { bitrate, track, format, filters, .. } => {
-            Resource::MediaPlaylist { bitrate, track, format, encryption: enc, filters }
+        Resource::MediaPlaylist { bitrate, track, format, filters, audio, .. } => {
+            Resource::MediaPlaylist { bitrate, track, format, encryption: enc, filters, audio }
         }
         Resource::Init { bitrate, track, format, .. } => Resource::Init { bitrate, track, format, encryption: enc },
-        Resource::Segment { bitrate, track, time, format, .. } => {
-            Resource::Segment { bitrate, track, time, format, encryption: enc }
+        Resource::Segment { bitrate, track, time, format, audio, .. } => {
+            Resource::Segment { bitrate, track, time, format, encryption: enc, audio }
         }
     }
 }

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 use crate::plan::links::{self, Link, ManifestText};
-use crate::plan::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::{CodecFamily, TrackKind};
@@ -220,7 +220,16 @@ fn representation(
                 Link::Media,
             ),
             media: links::marked(
-                &SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, false).template(),
+                &SegmentUrls::new(
+                    track.bitrate,
+                    &track.name,
+                    format,
+                    encryption,
+                    &AudioChoice::default(),
+                    extension,
+                    false,
+                )
+                .template(),
                 Link::Media,
             ),
             segment_timeline: SegmentTimeline { s: segment_timeline(track) },
@@ -562,7 +571,8 @@ mod tests {
                                     track: track.name.clone(),
                                     time: t,
                                     format,
-                                    encryption: None
+                                    encryption: None,
+                                    audio: AudioChoice::default(),
                                 },
                                 extension
                             }

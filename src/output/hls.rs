@@ -17,7 +17,7 @@ use m3u8_rs::{
 };
 
 use crate::plan::links::{self, Link, ManifestText};
-use crate::plan::url::{self, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::HlsKeyLine;
 use crate::protect::{segment_iv, ContentKey};
 use crate::source::asset::{Asset, AssetTrack};
@@ -60,6 +60,7 @@ fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: 
         format,
         encryption: options.encryption,
         filters: filters.to_vec(),
+        audio: AudioChoice::default(),
     };
     let mut url = url::format(&resource, extension);
     links::push_mark(&mut url, Link::MediaPlaylist);
@@ -323,13 +324,15 @@ fn target_duration(max_duration: u64, timescale: u32) -> u64 {
 }
 
 /// The media playlist of `track` at `QualityLevels(b)/Manifest(name,format=…)`. Init and media
-/// segment URIs are relative to that location (`Fragments(…)`).
+/// segment URIs are relative to that location (`Fragments(…)`), and carry the playlist's
+/// `audiotrack=` (`audio`).
 /// `drm_keys`: the `EXT-X-KEY` lines of Common Encryption (one per DRM system), written once
 /// after the clear `EXT-X-MAP`.
 pub fn media_playlist(
     track: &AssetTrack,
     format: Format,
     encryption: Option<Encryption>,
+    audio: &AudioChoice,
     envelope: Option<EnvelopeSignal>,
     drm_keys: &[HlsKeyLine],
     extension: bool,
@@ -339,7 +342,7 @@ pub fn media_playlist(
     let timescale = timeline.timescale.max(1) as f64;
     let max_duration = timeline.segments.iter().map(|s| s.duration).max().unwrap_or(0);
 
-    let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, extension, true);
+    let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, audio, extension, true);
     let mut init = url::relative_to_quality_level(
         &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
         extension,
@@ -794,10 +797,12 @@ mod tests {
                         format: Format::M3u8Cmaf,
                         encryption: None,
                         filters: vec![],
+                        audio: AudioChoice::default(),
                     },
                     extension,
                 );
-                let text = media_playlist(track, Format::M3u8Cmaf, None, None, &[], extension).text;
+                let text =
+                    media_playlist(track, Format::M3u8Cmaf, None, &AudioChoice::default(), None, &[], extension).text;
                 assert!(text.contains("\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
                 assert!(text.contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
                 assert!(text.ends_with("#EXT-X-ENDLIST\n"));
@@ -842,6 +847,7 @@ mod tests {
                                 time: seg.time,
                                 format: Format::M3u8Cmaf,
                                 encryption: None,
+                                audio: AudioChoice::default(),
                             },
                             extension
                         }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::plan::filter;
 use crate::plan::links::{Links, ManifestText};
 use crate::plan::reads::SourceSpan;
-use crate::plan::url::{Encryption, Format, Resource};
+use crate::plan::url::{AudioChoice, Encryption, Format, Resource};
 use crate::plan::{Build, Plan, Protection, SegmentPlan};
 use crate::protect::drm;
 use crate::protect::{common_encryption, envelope, segment_iv, Scheme};
@@ -136,7 +136,7 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             };
             Output::manifest(DASH_CONTENT_TYPE, dash::mpd(asset, options, &signalling, extension))
         }),
-        Resource::MediaPlaylist { bitrate, track, format, encryption, .. } => {
+        Resource::MediaPlaylist { bitrate, track, format, encryption, audio, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             let (envelope, drm_keys) = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => (None, drm::hls_key_lines(scheme, p.key, p.locator, p.drm)),
@@ -145,7 +145,7 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             };
             Ok(Output::manifest(
                 HLS_CONTENT_TYPE,
-                hls::media_playlist(track, *format, *encryption, envelope, &drm_keys, extension),
+                hls::media_playlist(track, *format, *encryption, audio, envelope, &drm_keys, extension),
             ))
         }
         Resource::Init { bitrate, track, format, encryption, .. } => {
@@ -225,6 +225,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 format,
                 encryption: None,
                 filters: Vec::new(),
+                audio: AudioChoice::default(),
             });
         }
         out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
@@ -235,6 +236,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 time: s.time,
                 format,
                 encryption: None,
+                audio: AudioChoice::default(),
             });
         }
     }

@@ -12,7 +12,7 @@ pub mod url;
 use crate::error::{Error, Result};
 use crate::plan::filter::Filter;
 use crate::plan::reads::{ReadPlan, Spread};
-use crate::plan::url::{Encryption, Format, Resource};
+use crate::plan::url::{AudioChoice, Encryption, Format, Resource};
 use crate::protect::drm::DrmSystems;
 use crate::protect::ContentKey;
 use crate::source::asset::{Asset, AssetTrack};
@@ -93,7 +93,7 @@ impl<'a> Plan<'a> {
             }
         };
         let build = match resource {
-            Resource::Segment { bitrate, track, time, format, encryption, .. } => {
+            Resource::Segment { bitrate, track, time, format, encryption, audio } => {
                 let track = asset
                     .track(track, *bitrate)
                     .ok_or_else(|| Error::NotFound(format!("track '{track}' at bitrate {bitrate}")))?;
@@ -101,9 +101,7 @@ impl<'a> Plan<'a> {
                     .timeline
                     .find(*time)
                     .ok_or_else(|| Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name)))?;
-                let muxed_audio = (track.kind == TrackKind::Video)
-                    .then(|| muxed_audio(asset, *format))
-                    .flatten()
+                let muxed_audio = chosen_audio(asset, track, *format, audio)?
                     .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)));
                 Build::Segment(SegmentPlan {
                     track,
@@ -113,6 +111,13 @@ impl<'a> Plan<'a> {
                     format: *format,
                     encryption: *encryption,
                 })
+            }
+            Resource::MediaPlaylist { bitrate, track, format, audio: audio @ AudioChoice(Some(_)), .. } => {
+                // The playlist lists segments that mux the chosen audio: it must exist.
+                if let Some(track) = asset.track(track, *bitrate) {
+                    chosen_audio(asset, track, *format, audio)?;
+                }
+                Build::Document(filters)
             }
             _ => Build::Document(filters),
         };
@@ -144,6 +149,26 @@ impl<'a> SegmentPlan<'a> {
 /// default audio. `None` for other formats.
 pub fn muxed_audio(asset: &Asset, format: Format) -> Option<&AssetTrack> {
     format.muxes_audio().then(|| asset.default_audio()).flatten()
+}
+
+/// The audio muxed into `track`'s segments of `format`: the `audiotrack=` one when the URL
+/// chooses one (the URL grammar allows it with HLS v3 only), else the default. Choosing the
+/// audio of a track that is not video is a bad request; an audio track the asset does not have
+/// is not found.
+fn chosen_audio<'a>(
+    asset: &'a Asset,
+    track: &AssetTrack,
+    format: Format,
+    audio: &AudioChoice,
+) -> Result<Option<&'a AssetTrack>> {
+    let Some(name) = audio.name() else {
+        return Ok((track.kind == TrackKind::Video).then(|| muxed_audio(asset, format)).flatten());
+    };
+    if track.kind != TrackKind::Video {
+        return Err(Error::BadRequest(format!("audiotrack= applies to video tracks; '{}' is not one", track.name)));
+    }
+    let chosen = asset.tracks_of(TrackKind::Audio).find(|a| a.name == name);
+    chosen.map(Some).ok_or_else(|| Error::NotFound(format!("audio track '{name}' in asset '{}'", asset.name)))
 }
 
 /// The error of a segment whose samples are spread too thinly over its file.

@@ -10,6 +10,14 @@
 //! QualityLevels({bitrate})/Fragments({track}={time},format=…)[.m4s]
 //! ```
 //!
+//! AMS spellings that players and apps still send are read as the resource they name:
+//! `format=m3u8-aapl-v4` is `m3u8-aapl`, `filtername=` is `filter=`, and HLS v3 child URLs may
+//! carry `audiotrack={track}` (the audio muxed into the segments). Manifests list children in
+//! the canonical spelling only, so the children of `m3u8-aapl` and `m3u8-aapl-v4` manifests are
+//! the same URLs and share CDN cache entries. Smooth Streaming (`manifest` without a format,
+//! `format=fmp4-v20`, fragments without a format) is recognised and answered as not served yet
+//! ([`Error::NotImplemented`]) rather than as a malformed URL.
+//!
 //! Track and filter names come from the `.ism` and the config and may hold any character,
 //! including the grammar's own `( ) , = / ;`. [`format`] percent-encodes every byte of them
 //! outside the RFC 3986 unreserved set `[A-Za-z0-9._~-]` (uppercase hex), so a name can never
@@ -63,12 +71,14 @@ impl Format {
         }
     }
 
-    /// Parses a `format=` value (case-insensitive).
+    /// Parses a `format=` value (case-insensitive), AMS aliases included.
     pub fn parse(value: &str) -> Result<Format> {
-        Format::ALL
-            .iter()
-            .copied()
-            .find(|f| f.as_str().eq_ignore_ascii_case(value))
+        if value.eq_ignore_ascii_case(SMOOTH_V20) {
+            return Err(smooth_not_served(&format!("format={SMOOTH_V20}")));
+        }
+        let alias = FORMAT_ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(value)).map(|&(_, f)| f);
+        alias
+            .or_else(|| Format::ALL.iter().copied().find(|f| f.as_str().eq_ignore_ascii_case(value)))
             .ok_or_else(|| bad(format!("unknown format '{}'", clip(value))))
     }
 
@@ -123,6 +133,20 @@ impl Format {
             "m4s"
         }
     }
+}
+
+/// AMS names of our formats: `m3u8-aapl-v4` is HLS v4 with TS segments, which AMS also calls
+/// `m3u8-aapl`.
+const FORMAT_ALIASES: [(&str, Format); 1] = [("m3u8-aapl-v4", Format::M3u8Aapl)];
+
+/// AMS's Smooth Streaming 2.0 format (a manifest without `r` repeats).
+const SMOOTH_V20: &str = "fmp4-v20";
+
+/// The answer to a Smooth Streaming URL (`what` names how the URL asked for it).
+fn smooth_not_served(what: &str) -> Error {
+    Error::NotImplemented(format!(
+        "Smooth Streaming output ({what}) is not served yet; use format=m3u8-cmaf, m3u8-aapl or mpd-time-cmaf"
+    ))
 }
 
 impl std::fmt::Display for Format {
@@ -200,19 +224,57 @@ impl std::hash::Hash for Encryption {
 /// At most this many `filter=` names.
 pub const MAX_FILTERS: usize = 3;
 
+/// `audiotrack={track}` of an HLS v3 child URL (AMS): the audio track muxed into the video
+/// segments instead of the asset's default audio. `None` (the default audio) hashes as
+/// nothing, so response identities (cache keys, ETags) of URLs without it are what they were
+/// before the option existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AudioChoice(pub Option<String>);
+
+impl AudioChoice {
+    /// The chosen audio track's name, or `None` for the default audio.
+    pub fn name(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl std::hash::Hash for AudioChoice {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Some(name) = &self.0 {
+            1u8.hash(state);
+            name.hash(state);
+        }
+    }
+}
+
 /// What a request addresses, below `/{locator}/{asset}.ism/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Resource {
     /// `manifest(format=…)`
     Manifest(ManifestOptions),
-    /// `QualityLevels({bitrate})/Manifest({track},format=…[,encryption=…][,filter=a;b])`: a
-    /// filtered multivariant playlist's children carry its filters, which trim their segment
-    /// lists; every child carries the encryption, which changes its bytes.
-    MediaPlaylist { bitrate: u64, track: String, format: Format, encryption: Option<Encryption>, filters: Vec<String> },
+    /// `QualityLevels({bitrate})/Manifest({track},format=…[,audiotrack=…][,encryption=…][,filter=a;b])`:
+    /// a filtered multivariant playlist's children carry its filters, which trim their segment
+    /// lists; every child carries the encryption, which changes its bytes; an HLS v3 playlist's
+    /// `audiotrack=` goes on to its segments.
+    MediaPlaylist {
+        bitrate: u64,
+        track: String,
+        format: Format,
+        encryption: Option<Encryption>,
+        filters: Vec<String>,
+        audio: AudioChoice,
+    },
     /// `QualityLevels({bitrate})/Fragments({track}=i,format=…[,encryption=…])`
     Init { bitrate: u64, track: String, format: Format, encryption: Option<Encryption> },
-    /// `QualityLevels({bitrate})/Fragments({track}={time},format=…[,encryption=…])`
-    Segment { bitrate: u64, track: String, time: u64, format: Format, encryption: Option<Encryption> },
+    /// `QualityLevels({bitrate})/Fragments({track}={time},format=…[,audiotrack=…][,encryption=…])`
+    Segment {
+        bitrate: u64,
+        track: String,
+        time: u64,
+        format: Format,
+        encryption: Option<Encryption>,
+        audio: AudioChoice,
+    },
 }
 
 impl Resource {
@@ -313,6 +375,9 @@ enum Kind {
 
 /// Parses the path after `{asset}.ism/`, as it arrives (not percent-decoded).
 pub fn parse(path: &str) -> Result<ParsedUrl> {
+    if path.eq_ignore_ascii_case("manifest") {
+        return Err(smooth_not_served("manifest without format="));
+    }
     // Everything ends with `)` or `).ext`.
     let close = path.rfind(')').ok_or_else(|| bad("expected manifest(…) or QualityLevels(…)/…(…)"))?;
     let body = &path[..close];
@@ -339,17 +404,18 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
                 format: o.format,
                 encryption: o.encryption,
                 filters: o.filters,
+                audio: o.audio,
             };
             (resource, Kind::MediaPlaylist)
         } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
             let (track, time, o) = parse_fragment_args(args)?;
-            let (format, encryption) = (o.format, o.encryption);
+            let (format, encryption, audio) = (o.format, o.encryption, o.audio);
             if time.is_none() && format.is_ts() {
                 return Err(bad(format!("{format} has no init segment")));
             }
             let resource = match time {
                 None => Resource::Init { bitrate, track, format, encryption },
-                Some(time) => Resource::Segment { bitrate, track, time, format, encryption },
+                Some(time) => Resource::Segment { bitrate, track, time, format, encryption, audio },
             };
             (resource, Kind::Fragment)
         } else {
@@ -422,9 +488,9 @@ fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
             if format.replace(Format::parse(value)?).is_some() {
                 return Err(dup());
             }
-        } else if key.eq_ignore_ascii_case("filter") {
+        } else if is_filter_option(key) {
             if filters.replace(parse_filter_names(value)?).is_some() {
-                return Err(dup());
+                return Err(bad("duplicate option 'filter'"));
             }
         } else if key.eq_ignore_ascii_case("audio-only") {
             let v = if value.eq_ignore_ascii_case("true") {
@@ -445,8 +511,14 @@ fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
             return Err(bad(format!("unknown option '{}'", clip(key))));
         }
     }
-    let format = format.ok_or_else(|| bad("missing format="))?;
+    // AMS serves Smooth Streaming for a manifest without a format.
+    let format = format.ok_or_else(|| smooth_not_served("manifest without format="))?;
     Ok(ManifestOptions { format, filters: filters.unwrap_or_default(), audio_only, encryption })
+}
+
+/// `filter=`, or AMS's other spelling of it, `filtername=`.
+fn is_filter_option(key: &str) -> bool {
+    key.eq_ignore_ascii_case("filter") || key.eq_ignore_ascii_case("filtername")
 }
 
 /// `a;b;c` of a `filter=` option.
@@ -462,13 +534,15 @@ struct ChildOptions {
     format: Format,
     encryption: Option<Encryption>,
     filters: Vec<String>,
+    audio: AudioChoice,
 }
 
-/// Parses `format=`, `encryption=`, and `filter=` where `allow_filters` (media playlists).
-fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, allow_filters: bool) -> Result<ChildOptions> {
+/// Parses `format=`, `encryption=` and `audiotrack=`, and `filter=` in media playlists.
+fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, kind: Kind) -> Result<ChildOptions> {
     let mut format = None;
     let mut encryption = None;
     let mut filters = None;
+    let mut audio = None;
     for item in items {
         let (key, value) = split_option(item)?;
         if key.eq_ignore_ascii_case("format") {
@@ -479,22 +553,37 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, allow_filters: 
             if encryption.replace(Encryption::parse(value)?).is_some() {
                 return Err(bad("duplicate option 'encryption'"));
             }
-        } else if allow_filters && key.eq_ignore_ascii_case("filter") {
+        } else if matches!(kind, Kind::MediaPlaylist) && is_filter_option(key) {
             if filters.replace(parse_filter_names(value)?).is_some() {
                 return Err(bad("duplicate option 'filter'"));
+            }
+        } else if key.eq_ignore_ascii_case("audiotrack") {
+            if audio.replace(decode_name(value, "audio track")?).is_some() {
+                return Err(bad("duplicate option 'audiotrack'"));
             }
         } else {
             return Err(bad(format!("unknown option '{}'", clip(key))));
         }
     }
-    let format = format.ok_or_else(|| bad("missing format="))?;
-    Ok(ChildOptions { format, encryption, filters: filters.unwrap_or_default() })
+    let format = match (format, kind) {
+        (Some(format), _) => format,
+        // AMS serves Smooth Streaming fragments for a fragment URL without a format.
+        (None, Kind::Fragment) => return Err(smooth_not_served("fragments without format=")),
+        (None, _) => return Err(bad("missing format=")),
+    };
+    if audio.is_some() && !format.muxes_audio() {
+        return Err(bad(format!(
+            "audiotrack= chooses the audio muxed into {} segments; {format} does not mux audio",
+            Format::M3u8AaplV3
+        )));
+    }
+    Ok(ChildOptions { format, encryption, filters: filters.unwrap_or_default(), audio: AudioChoice(audio) })
 }
 
 fn parse_media_playlist_args(args: &str) -> Result<(String, ChildOptions)> {
     let mut items = split_args(args)?;
     let track = decode_name(items.next().unwrap_or_default(), "track")?;
-    Ok((track, parse_child_options(items, true)?))
+    Ok((track, parse_child_options(items, Kind::MediaPlaylist)?))
 }
 
 fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, ChildOptions)> {
@@ -503,7 +592,7 @@ fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, ChildOptions)
     let (track, time) = first.split_once('=').ok_or_else(|| bad("expected {track}=i or {track}={time}"))?;
     let track = decode_name(track, "track")?;
     let time = if time == "i" { None } else { Some(parse_number(time, "time")?) };
-    Ok((track, time, parse_child_options(items, false)?))
+    Ok((track, time, parse_child_options(items, Kind::Fragment)?))
 }
 
 /// `text` with every byte outside the RFC 3986 unreserved set `[A-Za-z0-9._~-]`
@@ -570,6 +659,14 @@ fn push_encryption(out: &mut String, encryption: Option<Encryption>) {
     }
 }
 
+/// `,audiotrack=…` when an audio track is chosen.
+fn push_audio(out: &mut String, audio: &AudioChoice) {
+    if let Some(name) = audio.name() {
+        out.push_str(",audiotrack=");
+        push_encoded(out, name);
+    }
+}
+
 /// `,filter=a;b` when there are filters.
 fn push_filters(out: &mut String, filters: &[String]) {
     for (i, f) in filters.iter().enumerate() {
@@ -582,11 +679,12 @@ fn push_filters(out: &mut String, filters: &[String]) {
 fn push_child(out: &mut String, resource: &Resource) {
     match resource {
         Resource::Manifest(_) => {}
-        Resource::MediaPlaylist { track, format, encryption, filters, .. } => {
+        Resource::MediaPlaylist { track, format, encryption, filters, audio, .. } => {
             out.push_str("Manifest(");
             push_encoded(out, track);
             out.push_str(",format=");
             out.push_str(format.as_str());
+            push_audio(out, audio);
             push_encryption(out, *encryption);
             push_filters(out, filters);
             out.push(')');
@@ -599,11 +697,12 @@ fn push_child(out: &mut String, resource: &Resource) {
             push_encryption(out, *encryption);
             out.push(')');
         }
-        Resource::Segment { track, time, format, encryption, .. } => {
+        Resource::Segment { track, time, format, encryption, audio, .. } => {
             out.push_str("Fragments(");
             push_encoded(out, track);
             let _ = write!(out, "={time},format=");
             out.push_str(format.as_str());
+            push_audio(out, audio);
             push_encryption(out, *encryption);
             out.push(')');
         }
@@ -643,6 +742,7 @@ impl SegmentUrls {
         track: &str,
         format: Format,
         encryption: Option<Encryption>,
+        audio: &AudioChoice,
         extension: bool,
         relative: bool,
     ) -> Self {
@@ -656,6 +756,7 @@ impl SegmentUrls {
         let mut suffix = String::with_capacity(32);
         suffix.push_str(",format=");
         suffix.push_str(format.as_str());
+        push_audio(&mut suffix, audio);
         push_encryption(&mut suffix, encryption);
         suffix.push(')');
         if extension {
@@ -714,6 +815,47 @@ pub fn percent_decode(s: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| bad("percent escapes are not UTF-8"))
 }
 
+/// A file of a locator's asset folder served as stored at `/{locator}/{file}` (AMS
+/// `downloadPaths`): a progressive MP4 or a text sidecar, directly in the folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadFile {
+    /// The file's name in the folder, decoded.
+    pub name: String,
+    pub content_type: &'static str,
+}
+
+/// File extensions a download path may name, with their content types: what AMS lists in
+/// `downloadPaths` (MP4 files and WebVTT sidecars), never the `.ism` or anything else.
+const DOWNLOADS: [(&str, &str); 4] =
+    [(".mp4", "video/mp4"), (".m4v", "video/mp4"), (".m4a", "audio/mp4"), (".vtt", "text/vtt; charset=utf-8")];
+
+impl DownloadFile {
+    /// Whether `raw` (the path segment after the locator, as it arrives) names a downloadable
+    /// kind of file, so that the path is a download path and not a malformed streaming one.
+    pub fn is_download_path(raw: &str) -> bool {
+        Self::content_type(raw).is_some()
+    }
+
+    fn content_type(name: &str) -> Option<&'static str> {
+        let lower = name.to_ascii_lowercase();
+        DOWNLOADS.iter().find(|(ext, _)| lower.ends_with(ext)).map(|&(_, content_type)| content_type)
+    }
+
+    /// Parses the file segment of a download path. Its name must be percent-encoded as
+    /// [`percent_encode`] writes it (as download paths are listed), and be a plain file name
+    /// of the folder: no `/` (`%2F`), no `\`, no `..`, no leading dot, no control character.
+    pub fn parse(raw: &str) -> Result<DownloadFile> {
+        let name = decode_name(raw, "file")?;
+        if name.contains(['/', '\\']) || name.contains("..") || name.starts_with('.') || name.contains(char::is_control)
+        {
+            return Err(bad(format!("'{}' is not a file name of the asset folder", clip(&name))));
+        }
+        let content_type = Self::content_type(&name)
+            .ok_or_else(|| bad(format!("'{}' is not a downloadable file (.mp4, .m4v, .m4a, .vtt)", clip(&name))))?;
+        Ok(DownloadFile { name, content_type })
+    }
+}
+
 /// The raw value of query parameter `name` (the first one), not percent-decoded.
 pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
@@ -725,6 +867,35 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn download_paths_name_plain_media_files_of_the_folder() {
+        let ok = |raw: &str, name: &str, content_type: &'static str| {
+            assert_eq!(DownloadFile::parse(raw).unwrap(), DownloadFile { name: name.into(), content_type }, "{raw}")
+        };
+        ok("video_150k.mp4", "video_150k.mp4", "video/mp4");
+        ok("Ignite%20%281%29.MP4", "Ignite (1).MP4", "video/mp4");
+        ok("audio.m4a", "audio.m4a", "audio/mp4");
+        ok("en.vtt", "en.vtt", "text/vtt; charset=utf-8");
+        for raw in [
+            "..%2Fsecret.mp4",
+            "a%2Fb.mp4",
+            "a%5Cb.mp4",
+            "..mp4",
+            "a..b.mp4",
+            ".hidden.mp4",
+            "%2E%2E.mp4",
+            "a%0Ab.mp4",
+            "ladder.ism",
+            "a.mp4.txt",
+            "a%2emp4",
+            "a b.mp4",
+            "",
+        ] {
+            assert!(matches!(DownloadFile::parse(raw), Err(Error::BadRequest(_))), "{raw}");
+        }
+        assert!(DownloadFile::is_download_path("x.Mp4") && !DownloadFile::is_download_path("ladder.ism"));
+    }
+
+    #[test]
     fn query_params_are_found_by_name() {
         assert_eq!(query_param(Some("a=1&sig=5.ab&token=t"), "sig"), Some("5.ab"));
         assert_eq!(query_param(Some("xsig=1"), "sig"), None);
@@ -732,7 +903,18 @@ mod tests {
     }
 
     fn seg(bitrate: u64, track: &str, time: u64, format: Format) -> Resource {
-        Resource::Segment { bitrate, track: track.into(), time, format, encryption: None }
+        Resource::Segment {
+            bitrate,
+            track: track.into(),
+            time,
+            format,
+            encryption: None,
+            audio: AudioChoice::default(),
+        }
+    }
+
+    fn audio(name: &str) -> AudioChoice {
+        AudioChoice(Some(name.into()))
     }
 
     #[test]
@@ -768,6 +950,7 @@ mod tests {
                     format: Format::M3u8Cmaf,
                     encryption: None,
                     filters: vec![],
+                    audio: AudioChoice::default(),
                 },
                 false,
             ),
@@ -779,6 +962,46 @@ mod tests {
                     format: Format::M3u8Cmaf,
                     encryption: None,
                     filters: vec!["first2s".into()],
+                    audio: AudioChoice::default(),
+                },
+                true,
+            ),
+            // AMS spellings: read as the canonical resource, formatted canonically.
+            ("manifest(format=m3u8-aapl-v4)", m(Format::M3u8Aapl, &[], None, None), false),
+            ("manifest(format=M3U8-AAPL-V4,filtername=a;b).m3u8", m(Format::M3u8Aapl, &["a", "b"], None, None), true),
+            (
+                "QualityLevels(1)/Manifest(v,format=m3u8-aapl-v4,filtername=f)",
+                Resource::MediaPlaylist {
+                    bitrate: 1,
+                    track: "v".into(),
+                    format: Format::M3u8Aapl,
+                    encryption: None,
+                    filters: vec!["f".into()],
+                    audio: AudioChoice::default(),
+                },
+                false,
+            ),
+            (
+                "QualityLevels(1)/Manifest(video,format=m3u8-aapl-v3,audiotrack=aac_UND_2_56)",
+                Resource::MediaPlaylist {
+                    bitrate: 1,
+                    track: "video".into(),
+                    format: Format::M3u8AaplV3,
+                    encryption: None,
+                    filters: vec![],
+                    audio: audio("aac_UND_2_56"),
+                },
+                false,
+            ),
+            (
+                "QualityLevels(1)/Fragments(video=90,encryption=cbc,AudioTrack=a%20b,format=m3u8-aapl-v3).ts",
+                Resource::Segment {
+                    bitrate: 1,
+                    track: "video".into(),
+                    time: 90,
+                    format: Format::M3u8AaplV3,
+                    encryption: Some(Encryption::Envelope),
+                    audio: audio("a b"),
                 },
                 true,
             ),
@@ -822,7 +1045,6 @@ mod tests {
     fn bad_urls() {
         let cases = [
             "",
-            "manifest",
             "manifest()",
             "manifest(format=hds)",
             "manifest(format=m3u8-cmaf,format=m3u8-cmaf)",
@@ -835,7 +1057,6 @@ mod tests {
             "manifest(format=m3u8-cmaf,encryption=rot13)",
             "manifest(format=m3u8-cmaf,)",
             "manifest(format=m3u8-cmaf,audio-only)",
-            "manifest(filter=a)",
             "manifest(format=m3u8-cmaf)x",
             "manifest(format=m3u8-cmaf).mpd",
             "manifest(format=mpd-time-cmaf).m3u8",
@@ -868,7 +1089,6 @@ mod tests {
             "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf).mp4",
             "QualityLevels(1)/Fragments(v=i,format=m3u8-cmaf).m4s",
             "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf,format=m3u8-cmaf)",
-            "QualityLevels(1)/Fragments(v=0)",
             "QualityLevels(1)/Fragments(a(b=0,format=m3u8-cmaf)",
             "QualityLevels(1)/Fragments(a,b=0,format=m3u8-cmaf)",
             "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf) ",
@@ -886,6 +1106,18 @@ mod tests {
             "manifest(format=m3u8-cmaf,filter=a%3)",
             "manifest(format=m3u8-cmaf,filter=a b)",
             "QualityLevels(1)/Other(v=0,format=m3u8-cmaf)",
+            // AMS spellings, with the same rules as the canonical ones.
+            "manifest(format=m3u8-aapl-v5)",
+            "manifest(format=m3u8-cmaf,filter=a,filtername=b)",
+            "manifest(format=m3u8-cmaf,filtername=a;b;c;d)",
+            "manifest(format=m3u8-aapl-v3,audiotrack=a)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-aapl,audiotrack=a)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf,audiotrack=a)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-aapl-v3,audiotrack=)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-aapl-v3,audiotrack=a b)",
+            "QualityLevels(1)/Manifest(v,format=m3u8-aapl-v3,audiotrack=a,audiotrack=b)",
+            "QualityLevels(1)/Fragments(v=i,format=mpd-time-cmaf,audiotrack=a)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-aapl-v3,filtername=a)",
             "QualityLevels(1)/x/Fragments(v=0,format=m3u8-cmaf)",
         ];
         for path in cases {
@@ -896,6 +1128,32 @@ mod tests {
                 other => panic!("{path:?} should be a bad request, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn smooth_streaming_urls_are_recognised_as_not_served_yet() {
+        for path in [
+            "manifest",
+            "Manifest",
+            "manifest(format=fmp4-v20)",
+            "manifest(format=FMP4-V20,filter=a)",
+            "manifest(filter=a)",
+            "manifest(filtername=a;b)",
+            "QualityLevels(1)/Fragments(video=0)",
+            "QualityLevels(128000)/Fragments(audio=i)",
+            "QualityLevels(1)/Manifest(v,format=fmp4-v20)",
+        ] {
+            match parse(path) {
+                Err(Error::NotImplemented(reason)) => {
+                    assert!(reason.starts_with("Smooth Streaming output ("), "{path}: {reason}")
+                }
+                other => panic!("{path:?} should be not implemented, got {other:?}"),
+            }
+        }
+        // Still malformed: a manifest without format= but with a bad option, a media playlist
+        // without a format.
+        assert!(matches!(parse("manifest(foo=bar)"), Err(Error::BadRequest(_))));
+        assert!(matches!(parse("QualityLevels(1)/Manifest(v)"), Err(Error::BadRequest(_))));
     }
 
     #[test]
@@ -921,11 +1179,13 @@ mod tests {
         let r = seg(128000, "aac eng", 1024, Format::M3u8Cmaf);
         assert_eq!(format(&r, false), "QualityLevels(128000)/Fragments(aac%20eng=1024,format=m3u8-cmaf)");
         assert_eq!(relative_to_quality_level(&r, true), "Fragments(aac%20eng=1024,format=m3u8-cmaf).m4s");
-        let urls = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, None, true, false);
+        let urls = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, None, &AudioChoice::default(), true, false);
         assert_eq!(urls.url(1024), format(&r, true));
         assert_eq!(urls.template(), "QualityLevels(128000)/Fragments(aac%20eng=$Time$,format=m3u8-cmaf).m4s");
-        let rel = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, None, false, true);
+        let rel = SegmentUrls::new(128000, "aac eng", Format::M3u8Cmaf, None, &AudioChoice::default(), false, true);
         assert_eq!(rel.url(1024), relative_to_quality_level(&r, false));
+        let v3 = SegmentUrls::new(1, "video", Format::M3u8AaplV3, None, &audio("aac_UND_2_56"), true, true);
+        assert_eq!(v3.url(0), "Fragments(video=0,format=m3u8-aapl-v3,audiotrack=aac_UND_2_56).ts");
     }
 
     fn arb_format() -> impl Strategy<Value = Format> {
@@ -949,6 +1209,11 @@ mod tests {
         prop::option::of(prop::sample::select(Encryption::ALL.to_vec()))
     }
 
+    /// An `audiotrack=` where `format` takes one.
+    fn arb_audio(format: Format) -> impl Strategy<Value = AudioChoice> {
+        prop::option::of(arb_name()).prop_map(move |name| AudioChoice(name.filter(|_| format.muxes_audio())))
+    }
+
     fn arb_resource() -> impl Strategy<Value = Resource> {
         let manifest = (
             arb_format(),
@@ -960,14 +1225,17 @@ mod tests {
                 Resource::Manifest(ManifestOptions { format, filters, audio_only, encryption })
             });
         let bitrate = prop_oneof![0u64..10_000_000, any::<u64>()];
+        let hls = prop::sample::select(Format::ALL.iter().copied().filter(|f| f.is_hls()).collect::<Vec<_>>());
         let playlist =
-            (bitrate.clone(), arb_name(), arb_encryption(), prop::collection::vec(arb_name(), 0..=MAX_FILTERS))
-                .prop_map(|(bitrate, track, encryption, filters)| Resource::MediaPlaylist {
-                    bitrate,
-                    track,
-                    format: Format::M3u8Cmaf,
-                    encryption,
-                    filters,
+            (
+                bitrate.clone(),
+                arb_name(),
+                hls.prop_flat_map(|f| (Just(f), arb_audio(f))),
+                arb_encryption(),
+                prop::collection::vec(arb_name(), 0..=MAX_FILTERS),
+            )
+                .prop_map(|(bitrate, track, (format, audio), encryption, filters)| {
+                    Resource::MediaPlaylist { bitrate, track, format, encryption, filters, audio }
                 });
         let init = (
             bitrate.clone(),
@@ -981,9 +1249,21 @@ mod tests {
                 format,
                 encryption,
             });
-        let segment = (bitrate, arb_name(), 0..=u64::MAX / 2, arb_format(), arb_encryption()).prop_map(
-            |(bitrate, track, time, format, encryption)| Resource::Segment { bitrate, track, time, format, encryption },
-        );
+        let segment = (
+            bitrate,
+            arb_name(),
+            0..=u64::MAX / 2,
+            arb_format().prop_flat_map(|f| (Just(f), arb_audio(f))),
+            arb_encryption(),
+        )
+            .prop_map(|(bitrate, track, time, (format, audio), encryption)| Resource::Segment {
+                bitrate,
+                track,
+                time,
+                format,
+                encryption,
+                audio,
+            });
         prop_oneof![manifest, playlist, init, segment]
             .prop_filter("an encryption the format carries", |r| supports(r.format(), r.encryption()).is_ok())
     }
@@ -994,24 +1274,28 @@ mod tests {
             let url = format(&resource, extension);
             let parsed = parse(&url).map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
             prop_assert_eq!(parsed, ParsedUrl { resource: resource.clone(), extension });
-            if let Resource::Segment { bitrate, track, time, format: f, encryption } = &resource {
-                let urls = SegmentUrls::new(*bitrate, track, *f, *encryption, extension, false);
+            if let Resource::Segment { bitrate, track, time, format: f, encryption, audio } = &resource {
+                let urls = SegmentUrls::new(*bitrate, track, *f, *encryption, audio, extension, false);
                 prop_assert_eq!(urls.url(*time), url);
             }
         }
 
         #[test]
-        fn any_track_and_filter_name_round_trips(
+        fn any_track_filter_and_audio_track_name_round_trips(
             track in arb_any_name(),
             filter in arb_any_name(),
             time in any::<u64>(),
             extension in any::<bool>(),
         ) {
             let resources = [
-                Resource::Segment { bitrate: 1, track: track.clone(), time, format: Format::MpdTimeCmaf, encryption: None },
+                Resource::Segment {
+                    bitrate: 1, track: track.clone(), time, format: Format::M3u8AaplV3, encryption: None,
+                    audio: AudioChoice(Some(filter.clone())),
+                },
                 Resource::Init { bitrate: 1, track: track.clone(), format: Format::M3u8Cmaf, encryption: Some(Encryption::Common(Scheme::Cenc)) },
                 Resource::MediaPlaylist {
                     bitrate: 1, track, format: Format::M3u8Cmaf, encryption: None, filters: vec![filter.clone()],
+                    audio: AudioChoice::default(),
                 },
                 Resource::Manifest(ManifestOptions { filters: vec![filter], ..ManifestOptions::new(Format::MpdTimeCsf) }),
             ];

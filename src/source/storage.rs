@@ -11,15 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutResult,
-    RetryConfig,
+    BackoffConfig, ClientConfigKey, GetOptions, GetRange, GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt,
+    PutMode, PutResult, RetryConfig,
 };
 
 use crate::error::{may_be_an_empty_object, Error, Result};
@@ -30,6 +31,15 @@ mod local_writes;
 
 use crate::secret::Secret;
 pub use account::{StorageConfig, StorageKind};
+
+/// Part of an object as [`Storage::read_stream`] reads it.
+pub struct ObjectStream {
+    /// The version the bytes are of.
+    pub version: ObjectVersion,
+    /// Which bytes of the object the chunks hold.
+    pub range: Range<u64>,
+    pub chunks: BoxStream<'static, Result<Bytes>>,
+}
 
 /// Identity of a stored object version: cache keys include it so a replaced file is re-indexed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -235,6 +245,36 @@ impl Storage {
         let bytes = result.bytes().await.map_err(|e| Error::storage(path, e))?;
         self.count_bytes(&bytes);
         Ok((bytes, meta))
+    }
+
+    /// One GET of `range` of an object (all of it when `None`), as chunks to send on as they
+    /// arrive, never held whole: for files served as stored (downloads), which may be larger
+    /// than memory. A range starting at or past the end of the object is an error.
+    pub async fn read_stream(self: &Arc<Self>, path: &str, range: Option<GetRange>) -> Result<ObjectStream> {
+        let location = object_path(path)?;
+        self.count_get();
+        let options = GetOptions { range, ..Default::default() };
+        let result = self.store.get_opts(&location, options).await.map_err(|e| Error::storage(path, e))?;
+        let (version, range) = (version_of(&result.meta), result.range.clone());
+        let chunks = match result.payload {
+            // object_store reads local files 8 KiB at a time, each read a blocking task.
+            GetResultPayload::File(file, _) => local::file_chunks(file, path.to_string(), range.clone()),
+            GetResultPayload::Stream(stream) => {
+                let path = path.to_string();
+                stream.map_err(move |e| Error::storage(&path, e)).boxed()
+            }
+        };
+        let storage = Arc::clone(self);
+        let chunks = chunks.inspect_ok(move |bytes| storage.count_bytes(bytes)).boxed();
+        Ok(ObjectStream { version, range, chunks })
+    }
+
+    /// The current version of an object (one HEAD).
+    pub async fn version(&self, path: &str) -> Result<ObjectVersion> {
+        let location = object_path(path)?;
+        self.stats.head_requests.fetch_add(1, Ordering::Relaxed);
+        let meta = self.store.head(&location).await.map_err(|e| Error::storage(path, e))?;
+        Ok(version_of(&meta))
     }
 
     /// Lists the objects directly inside `prefix` (one folder level), sorted by path.

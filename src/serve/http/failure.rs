@@ -23,6 +23,9 @@ pub(super) enum Failure {
     /// A key or licence request without a token that grants the key.
     #[error("{}: {}", if .0.is_insufficient_scope() { "forbidden" } else { "unauthorized" }, .0.reason())]
     Token(#[from] TokenError),
+    /// A locator outside its publishing window.
+    #[error(transparent)]
+    Unpublished(#[from] super::window::Outside),
     /// A signed locator's URL without a valid signature.
     #[error("forbidden: {}", .0.reason())]
     Signature(url_signing::Refusal),
@@ -66,6 +69,7 @@ impl Failure {
                 Error::BadRequest(_) => StatusCode::BAD_REQUEST,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
                 Error::NotFound(_) => StatusCode::NOT_FOUND,
+                Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
                 Error::Storage { .. } | Error::SourceChanged { .. } => StatusCode::BAD_GATEWAY,
                 Error::StorageTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,7 +84,7 @@ impl Failure {
             Failure::BodyOnGet | Failure::BodyUnreadable => StatusCode::BAD_REQUEST,
             Failure::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Failure::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Failure::NotAHealthRoute => StatusCode::NOT_FOUND,
+            Failure::NotAHealthRoute | Failure::Unpublished(_) => StatusCode::NOT_FOUND,
             Failure::Draining => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -101,7 +105,8 @@ impl Service {
     /// The response to `failure`: its status, the reason as one line of text, and the header
     /// the status needs (`Allow` with 405, `WWW-Authenticate` with a refused token). Refusals
     /// (401, 403) depend on the request's own credentials, so no cache may keep them for other
-    /// viewers; other errors are cached for `error_max_age`.
+    /// viewers; other errors are cached for `error_max_age`, a locator that has not started
+    /// no longer than until its start.
     pub(super) fn failure_response(&self, failure: &Failure) -> Resp {
         let status = failure.status();
         if status.is_server_error() && matches!(failure, Failure::Request(_)) {
@@ -110,7 +115,11 @@ impl Service {
         let cache_control = if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             "no-store".to_string()
         } else {
-            format!("public, max-age={}", self.http.error_max_age)
+            let starts_in = match failure {
+                Failure::Unpublished(outside) => outside.starts_in.map_or(u64::MAX, |d| d.as_secs()),
+                _ => u64::MAX,
+            };
+            format!("public, max-age={}", self.http.error_max_age.min(starts_in))
         };
         let mut b = self
             .base(status)

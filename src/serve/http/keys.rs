@@ -22,9 +22,10 @@ impl Service {
         kid: &str,
         query: Option<&str>,
         headers: &HeaderMap,
+        max_age_cap: &mut Option<u64>,
     ) -> Result<Resp, Failure> {
         let catalog = self.origin.catalog();
-        let locator = super::locator(&catalog, locator_id)?;
+        let locator = super::locator(&catalog, locator_id, max_age_cap)?;
         // The token is checked first, so callers without one learn nothing about which key
         // ids exist.
         let grant = self.key_access(locator, query, headers)?;
@@ -62,9 +63,10 @@ impl Service {
         query: Option<&str>,
         headers: &HeaderMap,
         body: Incoming,
+        max_age_cap: &mut Option<u64>,
     ) -> Result<Resp, Failure> {
         let catalog = self.origin.catalog();
-        let locator = super::locator(&catalog, locator_id)?;
+        let locator = super::locator(&catalog, locator_id, max_age_cap)?;
         let grant = self.key_access(locator, query, headers)?;
         let request = self.read_body(body).await?;
         // A token bound to one key must not license any other requested KID.

@@ -7,15 +7,17 @@
 //! made in [`failure`].
 
 mod body;
+mod download;
 mod failure;
 mod keys;
 mod respond;
+mod window;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -137,6 +139,7 @@ impl Service {
         query: Option<&str>,
         headers: &HeaderMap,
         kind: &mut &'static str,
+        max_age_cap: &mut Option<u64>,
     ) -> Result<Resp, Failure> {
         if method == Method::OPTIONS {
             return Ok(self.preflight(headers));
@@ -177,7 +180,15 @@ impl Service {
         }
         if let Some((locator_id, kid)) = split_key_path(path) {
             *kind = "key";
-            return self.key(locator_id, kid, query, headers);
+            return self.key(locator_id, kid, query, headers, max_age_cap);
+        }
+        if let Some((locator_id, file)) = split_download_path(path) {
+            *kind = "download";
+            let file = url::DownloadFile::parse(file)?;
+            let catalog = self.origin.catalog();
+            let locator = locator(&catalog, locator_id, max_age_cap)?;
+            self.check_signature(locator, query)?;
+            return self.download(method, headers, locator, &file).await;
         }
         let (locator_id, asset_name, rest) = split_media_path(path)?;
         let parsed = url::parse(rest)?;
@@ -188,7 +199,14 @@ impl Service {
             url::Resource::Segment { .. } => "segment",
         };
         let catalog = self.origin.catalog();
-        let locator = locator(&catalog, locator_id)?;
+        let locator = locator(&catalog, locator_id, max_age_cap)?;
+        if !locator.streaming {
+            return Err(Error::Forbidden(format!(
+                "locator '{}' has a download-only streaming policy: it serves download paths, not manifests or segments",
+                locator.id
+            ))
+            .into());
+        }
         self.check_signature(locator, query)?;
         let built = self.origin.resource(&catalog, locator, asset_name, &parsed).await?;
         // Players that cannot add headers (Safari) pass the key token on the manifest
@@ -286,6 +304,7 @@ impl Service {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let mut kind = "other";
+        let mut max_age_cap = None;
         let query = req.uri().query().map(str::to_string);
         let answer = match self.admit(&req) {
             Err(failure) => Err(failure),
@@ -294,12 +313,18 @@ impl Service {
                     kind = "key";
                     let locator = locator.to_string();
                     let (parts, body) = req.into_parts();
-                    self.clearkey(&locator, query.as_deref(), &parts.headers, body).await
+                    self.clearkey(&locator, query.as_deref(), &parts.headers, body, &mut max_age_cap).await
                 }
-                None => self.handle(&method, &path, query.as_deref(), req.headers(), &mut kind).await,
+                None => {
+                    let headers = req.headers();
+                    self.handle(&method, &path, query.as_deref(), headers, &mut kind, &mut max_age_cap).await
+                }
             },
         };
-        let response = answer.unwrap_or_else(|failure| self.failure_response(&failure));
+        let mut response = answer.unwrap_or_else(|failure| self.failure_response(&failure));
+        if let Some(cap) = max_age_cap {
+            window::cap_max_age(response.headers_mut(), cap);
+        }
         let status = response.status();
         let elapsed = started.elapsed();
         let m = &self.origin.metrics;
@@ -329,15 +354,26 @@ fn is_health_route(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// The locator `id` of `catalog`, or a 404.
-fn locator<'c>(catalog: &'c Catalog, id: &str) -> Result<&'c Locator, Failure> {
-    catalog.locator(id).map(|l| &**l).ok_or_else(|| Error::NotFound(format!("locator '{id}'")).into())
+/// The locator `id` of `catalog` as published now: a 404 when it is unknown or outside its
+/// window. Inside a window with an end, `max_age_cap` becomes the seconds left, which the
+/// response's cache lifetimes must not exceed.
+fn locator<'c>(catalog: &'c Catalog, id: &str, max_age_cap: &mut Option<u64>) -> Result<&'c Locator, Failure> {
+    let locator = catalog.locator(id).ok_or_else(|| Error::NotFound(format!("locator '{id}'")))?;
+    *max_age_cap = window::check(locator, SystemTime::now())?;
+    Ok(locator)
 }
 
 /// `/{locator}/clearkey` → locator.
 fn clearkey_locator(path: &str) -> Option<&str> {
     let (locator, rest) = path.strip_prefix('/')?.split_once('/')?;
     (rest == "clearkey" && !locator.is_empty()).then_some(locator)
+}
+
+/// `/{locator}/{file}` → (locator, file), for a file name of a downloadable kind (`.mp4`, …).
+fn split_download_path(path: &str) -> Option<(&str, &str)> {
+    let (locator, file) = path.strip_prefix('/')?.split_once('/')?;
+    let download = !locator.is_empty() && !file.contains('/') && url::DownloadFile::is_download_path(file);
+    download.then_some((locator, file))
 }
 
 /// `/{locator}/key/{kid}` → (locator, kid).

@@ -28,39 +28,56 @@ fn slice_parts(parts: &[Bytes], range: std::ops::Range<u64>) -> Vec<Bytes> {
     out
 }
 
-/// Parses a single `bytes=` range against a body of `len` bytes: `Ok(None)` when the header
-/// should be ignored (malformed or several ranges: serve the whole body), `Err(())` when it
-/// cannot be satisfied. A last-byte-pos or suffix beyond the body is clamped to it (RFC 9110
-/// §14.1.2), whatever its size.
-fn parse_range(value: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
-    if spec.contains(',') {
-        return Ok(None);
+/// The one range of a `Range: bytes=…` header, before the body's length is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ByteRange {
+    /// `first-` or `first-last` (inclusive).
+    From { first: u64, last: Option<u64> },
+    /// `-n`: the last `n` bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// The range of a `Range` header, or `None` when the header is to be ignored (malformed,
+    /// or several ranges: serve the whole body).
+    pub(super) fn parse(value: &str) -> Option<ByteRange> {
+        let spec = value.trim().strip_prefix("bytes=")?;
+        if spec.contains(',') {
+            return None;
+        }
+        let (first, last) = spec.split_once('-')?;
+        let (first, last) = (first.trim(), last.trim());
+        if first.is_empty() {
+            return last.parse().ok().map(ByteRange::Last);
+        }
+        let first = first.parse().ok()?;
+        let last = match last {
+            "" => None,
+            last => Some(last.parse::<u64>().ok().filter(|l| *l >= first)?),
+        };
+        Some(ByteRange::From { first, last })
     }
-    let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
-    let (first, last) = (first.trim(), last.trim());
-    let range = if first.is_empty() {
-        let Ok(suffix) = last.parse::<u64>() else { return Ok(None) };
-        if suffix == 0 {
+
+    /// The bytes of a body of `len` bytes this range names, or `Err(())` when it cannot be
+    /// satisfied. A last-byte-pos or suffix beyond the body is clamped to it (RFC 9110
+    /// §14.1.2), whatever its size.
+    pub(super) fn resolve(self, len: u64) -> Result<std::ops::Range<u64>, ()> {
+        let range = match self {
+            ByteRange::Last(0) => return Err(()),
+            ByteRange::Last(n) => len.saturating_sub(n)..len,
+            ByteRange::From { first, last } => first..last.map_or(len, |l| l.min(len.saturating_sub(1)) + 1),
+        };
+        if range.start >= len {
             return Err(());
         }
-        len.saturating_sub(suffix)..len
-    } else {
-        let Ok(start) = first.parse::<u64>() else { return Ok(None) };
-        let end = if last.is_empty() {
-            len
-        } else {
-            match last.parse::<u64>() {
-                Ok(l) if l >= start => l.min(len.saturating_sub(1)) + 1,
-                _ => return Ok(None),
-            }
-        };
-        start..end
-    };
-    if range.start >= len {
-        return Err(());
+        Ok(range)
     }
-    Ok(Some(range))
+}
+
+/// Parses a single `bytes=` range against a body of `len` bytes: `Ok(None)` when the header
+/// should be ignored, `Err(())` when it cannot be satisfied.
+fn parse_range(value: &str, len: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    ByteRange::parse(value).map(|r| r.resolve(len)).transpose()
 }
 
 /// Whether `If-None-Match` lists `etag` (weak comparison, as RFC 9110 prescribes for it).
@@ -69,51 +86,70 @@ fn etag_matches(header_value: &str, etag: &str) -> bool {
     header_value.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
 }
 
-fn http_date(unix: i64) -> String {
+pub(super) fn http_date(unix: i64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
 }
 
+/// The value of header `name`, when it is text.
+pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a conditional request already has the version with `etag` and `last_modified`
+/// (`If-None-Match`, else `If-Modified-Since`): a 304.
+pub(super) fn not_modified(headers: &HeaderMap, etag: &str, last_modified: i64) -> bool {
+    match header_str(headers, header::IF_NONE_MATCH) {
+        Some(tags) => etag_matches(tags, etag),
+        None => header_str(headers, header::IF_MODIFIED_SINCE)
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .and_then(|since| since.duration_since(UNIX_EPOCH).ok())
+            .is_some_and(|since| last_modified <= since.as_secs() as i64),
+    }
+}
+
+/// Whether the `Range` header applies: no `If-Range`, or one naming the current version
+/// (a different validator means "send it all").
+pub(super) fn range_applies(headers: &HeaderMap, etag: &str, last_modified: &str) -> bool {
+    header_str(headers, header::IF_RANGE).is_none_or(|v| v == etag || v == last_modified)
+}
+
 impl Service {
-    /// A built resource as a 200, 206, 304 or 416 response.
-    pub(super) fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
-        let max_age = if built.immutable { self.http.segment_max_age } else { self.http.manifest_max_age };
-        let mut cache_control = if built.immutable {
-            format!("public, max-age={max_age}, immutable")
-        } else {
-            format!("public, max-age={max_age}")
-        };
+    /// `Cache-Control` of a response cached for `max_age` seconds; `immutable` for bytes that
+    /// never change.
+    pub(super) fn cache_control(&self, max_age: u64, immutable: bool) -> String {
+        let mut cache_control = format!("public, max-age={max_age}");
+        if immutable {
+            cache_control.push_str(", immutable");
+        }
         // RFC 5861: a CDN may keep serving its copy while we fail, as long as we would.
         let stale_if_error = self.origin.stale_if_error_secs();
         if stale_if_error > 0 {
             cache_control.push_str(&format!(", stale-if-error={stale_if_error}"));
         }
+        cache_control
+    }
+
+    /// A built resource as a 200, 206, 304 or 416 response.
+    pub(super) fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
+        let max_age = if built.immutable { self.http.segment_max_age } else { self.http.manifest_max_age };
         let last_modified = http_date(built.last_modified);
         let b = self
             .base(StatusCode::OK)
-            .header(header::CACHE_CONTROL, cache_control)
+            .header(header::CACHE_CONTROL, self.cache_control(max_age, built.immutable))
             .header(header::ETAG, built.etag.as_str())
             .header(header::LAST_MODIFIED, last_modified.as_str())
             .header(header::ACCEPT_RANGES, "bytes");
 
-        let header_str = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-        let not_modified = match header_str(header::IF_NONE_MATCH) {
-            Some(tags) => etag_matches(tags, &built.etag),
-            None => header_str(header::IF_MODIFIED_SINCE)
-                .and_then(|d| httpdate::parse_http_date(d).ok())
-                .and_then(|since| since.duration_since(UNIX_EPOCH).ok())
-                .is_some_and(|since| built.last_modified <= since.as_secs() as i64),
-        };
-        if not_modified {
+        if not_modified(headers, &built.etag, built.last_modified) {
             return Self::finish(b.status(StatusCode::NOT_MODIFIED), PartsBody::empty());
         }
         let b = b.header(header::CONTENT_TYPE, built.content_type);
 
-        // If-Range with a different validator means "send it all".
-        let range_applies = header_str(header::IF_RANGE).is_none_or(|v| v == built.etag || v == last_modified);
-        let range = match header_str(header::RANGE).filter(|_| range_applies) {
-            Some(value) => parse_range(value, built.len),
-            None => Ok(None),
-        };
+        let range =
+            match header_str(headers, header::RANGE).filter(|_| range_applies(headers, &built.etag, &last_modified)) {
+                Some(value) => parse_range(value, built.len),
+                None => Ok(None),
+            };
         let (b, parts, len) = match range {
             Ok(None) => (b, built.parts.clone(), built.len),
             Ok(Some(r)) => {

@@ -91,6 +91,7 @@ impl FailureMemory {
             Error::Media { .. } | Error::Asset { .. } => self.failure_ttl,
             Error::BadRequest(_)
             | Error::Forbidden(_)
+            | Error::NotImplemented(_)
             | Error::Storage { .. }
             | Error::StorageTimeout { .. }
             | Error::SourceChanged { .. } => return None,

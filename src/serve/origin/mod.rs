@@ -11,6 +11,7 @@
 mod assets;
 mod budget;
 mod built;
+mod download;
 mod failures;
 mod fetch;
 mod keys;
@@ -39,6 +40,7 @@ use crate::store::StoreHealth;
 use assets::LoadedAsset;
 use budget::BuildBudget;
 pub use built::Built;
+pub use download::Download;
 use failures::{Failed, FailureMemory};
 use keys::{identity_of, AssetKey, ManifestKey, SegmentKey};
 

@@ -17,10 +17,13 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 
 /// Offset, length and address alignment of direct reads: the largest logical block size in
 /// common use (4Kn disks, NVMe namespaces, cloud volumes).
@@ -441,4 +444,37 @@ mod tests {
         let err = RangeRead::new(0..10, &Arc::default()).unwrap().run(&dir.path().join("absent.mp4")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
+}
+
+/// Bytes a download reads from a local file per blocking read.
+const STREAM_CHUNK: u64 = 256 * 1024;
+
+/// `range` of `file` as chunks of [`STREAM_CHUNK`] bytes, each read on the blocking pool when
+/// the previous one has been taken, so a file sent whole is never held in memory. A file that
+/// ends before the range does is an error (the response promised its length).
+pub(super) fn file_chunks(
+    file: File,
+    path: String,
+    range: Range<u64>,
+) -> BoxStream<'static, crate::error::Result<Bytes>> {
+    let read = move |(file, offset): (File, u64)| {
+        let path = path.clone();
+        async move {
+            if offset >= range.end {
+                return Ok(None);
+            }
+            let len = (range.end - offset).min(STREAM_CHUNK) as usize;
+            let chunk = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; len];
+                file.read_exact_at(&mut buf, offset).map(|()| (Bytes::from(buf), file))
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|read| read)
+            .map_err(|e| crate::error::Error::Storage { path, message: e.to_string() })?;
+            let (bytes, file) = chunk;
+            Ok(Some((bytes, (file, offset + len as u64))))
+        }
+    };
+    futures::stream::try_unfold((file, range.start), read).boxed()
 }

@@ -4,9 +4,10 @@
 //! only, so the API serves TLS here): tests/sdk/publish.py creates an asset over the
 //! `ladder` fixture, an account filter (the first 4 s), an asset filter (the 150 kb/s video
 //! and the English audio), a clear locator with both filters and an AES-128 envelope
-//! locator, and reads their `listPaths`. The returned HLS and DASH paths, on the streaming
-//! port once the store has been refreshed, decode to the source's frames: the filtered
-//! tracks and time range for the clear locator, the whole video for the envelope one.
+//! locator and a download-only one, and reads their `listPaths`. The returned HLS and DASH
+//! paths, on the streaming port once the store has been refreshed, decode to the source's
+//! frames: the filtered tracks and time range for the clear locator, the whole video for the
+//! envelope one; the download paths serve the asset's MP4 files as stored.
 
 mod common;
 
@@ -152,4 +153,13 @@ fn the_official_sdk_publishes_what_plays() {
     let ours = framemd5(&[], Path::new(&playlist), "0:v:0").unwrap();
     let whole = framemd5(&[], &source, "0:v:0").unwrap();
     compare(&whole, &ours).unwrap_or_else(|e| panic!("{playlist}:\n{e}"));
+
+    // The download-only locator: no streaming paths, and every MP4 of the folder as stored.
+    let download = &answer["sdk-download"];
+    assert_eq!(download["streamingPaths"], serde_json::json!([]), "{download}");
+    let files: Vec<&str> = download["downloadPaths"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(files.len(), 5, "{download}");
+    let video = files.iter().find(|f| f.ends_with("/video_150k.mp4")).expect("video_150k.mp4 listed");
+    let got = get_blocking(&format!("http://127.0.0.1:{http}{video}")).ok();
+    assert!(got.body == std::fs::read(&source).unwrap(), "{video} is not the file as stored");
 }

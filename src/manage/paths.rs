@@ -31,9 +31,6 @@ pub(super) struct StreamingPath {
     pub paths: Vec<String>,
 }
 
-/// File endings served as downloads (`/{locator}/{file}`): progressive MP4 and WebVTT.
-const DOWNLOAD_EXTENSIONS: [&str; 2] = [".mp4", ".vtt"];
-
 /// The paths of locator `locator_id` over the asset in `folder` of `storage`. An asset whose
 /// folder is empty or missing has no paths (as AMS answers for an asset without media).
 pub(super) async fn list_paths(
@@ -85,9 +82,9 @@ pub(super) async fn list_paths(
         let objects = storage.list(folder).await.map_err(unavailable)?;
         for object in objects {
             let path = object.location.to_string();
-            let file = path.rsplit('/').next().unwrap_or(&path);
-            let lower = file.to_ascii_lowercase();
-            if DOWNLOAD_EXTENSIONS.iter().any(|ext| lower.ends_with(ext)) {
+            let file = url::percent_encode(path.rsplit('/').next().unwrap_or(&path));
+            // The files the download route serves (MP4 and WebVTT), as it parses their names.
+            if url::DownloadFile::is_download_path(&file) {
                 download_paths.push(format!("/{locator_id}/{file}"));
             }
         }

@@ -1,8 +1,8 @@
 """Publishes the fixtures' ladder through the official Azure Media Services SDK
 (azure-mgmt-media), unchanged but for its endpoint: an asset over the `ladder` folder, an
 account filter (the first 4 seconds) and an asset filter (the 150 kb/s video and the English
-audio), a clear locator using both filters and an AES-128 envelope locator, then prints the
-locators' listPaths answers as JSON.
+audio), a clear locator using both filters, an AES-128 envelope locator and a download-only
+one, then prints the locators' listPaths answers as JSON.
 
 usage: publish.py BASE_URL CA_CERT  (the bearer token in API_TOKEN)
 """
@@ -81,6 +81,12 @@ def main():
         "sdk-clearkey",
         StreamingLocator(asset_name="ladder-sdk", streaming_policy_name="Predefined_ClearKey"),
     )
+    client.streaming_locators.create(
+        GROUP,
+        ACCOUNT,
+        "sdk-download",
+        StreamingLocator(asset_name="ladder-sdk", streaming_policy_name="Predefined_DownloadOnly"),
+    )
     # Reading back: the SDK's models deserialize what the API answers, and it follows the
     # next links of one-item pages.
     locators = [l.name for l in client.streaming_locators.list(GROUP, ACCOUNT, top=1)]
@@ -89,7 +95,7 @@ def main():
     assert len(keys) == 1 and keys[0].type == "EnvelopeEncryption" and keys[0].value, keys
 
     answer = {}
-    for name in ["sdk-clear", "sdk-clearkey"]:
+    for name in ["sdk-clear", "sdk-clearkey", "sdk-download"]:
         paths = client.streaming_locators.list_paths(GROUP, ACCOUNT, name)
         answer[name] = {
             "streamingPaths": [

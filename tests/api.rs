@@ -50,6 +50,7 @@ impl ApiServer {
             "listen = \"127.0.0.1:0\"\n{}\
              [[storage]]\nname = \"docs\"\nurl = \"file://{}\"\n\
              [[locator]]\nid = \"config-locator\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"ladder\"\npolicy = \"clear\"\n\
+             [[filter]]\nname = \"config-filter\"\nend_secs = 4.0\n\
              [store]\nstorage = \"docs\"\nprefix = \"ams\"\n\
              [api]\nlisten = \"127.0.0.1:0\"\ntokens_env = \"{tokens_env}\"\nread_tokens_env = \"{reads_env}\"\n\
              [api.jwt]\nissuer = \"https://idp.example\"\naudience = \"jit-origin-api\"\nhs256_secret_base64 = \"{jwt_secret}\"\n",
@@ -282,6 +283,15 @@ async fn resources_round_trip_on_both_path_shapes() {
     expect(&put(&arm("streamingLocators/config-locator"), replace).await, 409);
     expect(&call(Method::DELETE, &arm("streamingLocators/config-locator"), Some(WRITER), None).await, 409);
 
+    // Config filters: account filters, listed and read-only.
+    let config_filter = get(&arm("accountFilters/config-filter")).await.ok().json();
+    assert_eq!(config_filter["properties"]["presentationTimeRange"]["endTimestamp"], 40_000_000);
+    let filters = get(&arm("accountFilters")).await.ok().json();
+    let names: Vec<&str> = filters["value"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["config-filter", "short"]);
+    expect(&put(&arm("accountFilters/config-filter"), json!({"properties": {}})).await, 409);
+    expect(&call(Method::DELETE, &arm("accountFilters/config-filter"), Some(WRITER), None).await, 409);
+
     // Deleting the asset deletes its filters and locators; deleting again is 204.
     expect(&call(Method::DELETE, &mkio("assets/ladder"), Some(WRITER), None).await, 200);
     for gone in
@@ -314,7 +324,8 @@ async fn lists_page_with_next_links() {
             None => break,
         }
     }
-    assert_eq!((pages, names), (3, ["f0", "f1", "f2", "f3", "f4"].map(String::from).to_vec()));
+    let expected = ["config-filter", "f0", "f1", "f2", "f3", "f4"].map(String::from).to_vec();
+    assert_eq!((pages, names), (3, expected));
     expect_bad(&get(&format!("{}&$top=0", api.url(MKIO, "accountFilters"))).await, "$top");
     expect_bad(&get(&format!("{}&$orderby=name", api.url(MKIO, "accountFilters"))).await, "$orderby");
 }

@@ -25,7 +25,7 @@ use crate::manage::model::{
 };
 use crate::manage::paths::list_paths;
 use crate::manage::route::{self, Action, Collection, Route, Target};
-use crate::plan::filter::FilterDefinition;
+use crate::plan::filter::{Filter, FilterDefinition};
 use crate::plan::locator::Locator;
 use crate::serve::origin::Origin;
 use crate::store::{DocPath, Document, Sealer, Store};
@@ -294,6 +294,26 @@ impl Api {
         self.origin.config_catalog().locator(name).cloned()
     }
 
+    fn config_filter(&self, name: &str) -> Option<Arc<Filter>> {
+        self.origin.config_catalog().filter(None, name).cloned()
+    }
+
+    /// Refuses a change of what the configuration file defines.
+    fn writable(&self, collection: &Collection, name: &str) -> ApiResult<()> {
+        let defined = match collection {
+            Collection::StreamingLocators => self.config_locator(name).is_some(),
+            Collection::AccountFilters => self.config_filter(name).is_some(),
+            _ => false,
+        };
+        if defined {
+            return Err(ApiError::conflict(format!(
+                "{} '{name}' is defined in the configuration file: read-only",
+                collection.kind()
+            )));
+        }
+        Ok(())
+    }
+
     // -----------------------------------------------------------------------------------
     // GET
 
@@ -314,9 +334,11 @@ impl Api {
             }
             Collection::Assets => self.get_shown::<AssetProperties>(collection, name).await?,
             Collection::ContentKeyPolicies => self.get_shown::<ContentKeyPolicyProperties>(collection, name).await?,
-            Collection::AccountFilters | Collection::AssetFilters(_) => {
-                self.get_shown::<FilterDefinition>(collection, name).await?
-            }
+            Collection::AccountFilters => match self.config_filter(name) {
+                Some(filter) => Some(to_value(&filter.definition)),
+                None => self.get_shown::<FilterDefinition>(collection, name).await?,
+            },
+            Collection::AssetFilters(_) => self.get_shown::<FilterDefinition>(collection, name).await?,
         };
         properties.map(|p| call.resource(collection, name, p)).ok_or_else(not_found)
     }
@@ -345,7 +367,16 @@ impl Api {
                 items
             }
             Collection::ContentKeyPolicies => self.list_shown::<ContentKeyPolicyProperties>(collection).await?,
-            Collection::AccountFilters => self.list_shown::<FilterDefinition>(collection).await?,
+            Collection::AccountFilters => {
+                // The config file's filters come first: a stored one of the same name is not
+                // published.
+                let config = self.origin.config_catalog().account_filters();
+                let mut items: Vec<(String, Value)> =
+                    config.map(|f| (f.name.clone(), to_value(&f.definition))).collect();
+                let stored = self.list_shown::<FilterDefinition>(collection).await?;
+                items.extend(stored.into_iter().filter(|(name, _)| self.config_filter(name).is_none()));
+                items
+            }
             Collection::AssetFilters(asset) => {
                 if !self.exists(&Collection::Assets, asset).await? {
                     return Err(ApiError::not_found(format!("asset '{asset}' not found")));
@@ -383,6 +414,7 @@ impl Api {
 
     async fn put(&self, call: &Call, collection: &Collection, name: &str, patch: bool) -> ApiResult<Answer> {
         call.caller.may_change()?;
+        self.writable(collection, name)?;
         let immutable =
             || ApiError::method_not_allowed(format!("{} cannot be patched: they are immutable", collection.kind()));
         let (status, properties) = match collection {
@@ -511,11 +543,6 @@ impl Api {
         let mut locator =
             parse::<Resource<StreamingLocatorProperties>>(&call.body).map_err(ApiError::bad_request)?.properties;
         locator.check().map_err(ApiError::bad_request)?;
-        if self.config_locator(name).is_some() {
-            return Err(ApiError::conflict(format!(
-                "streaming locator '{name}' is defined in the configuration file: read-only"
-            )));
-        }
         let path = Self::doc_path(&collection, name)?;
         if let Some((_, stored)) = self.stored::<StreamingLocatorProperties>(&path, true).await? {
             return if same_locator_request(&stored, &locator) {
@@ -599,7 +626,7 @@ impl Api {
         for (i, filter) in locator.filters.iter().enumerate() {
             let known = self.exists(&Collection::AssetFilters(asset.clone()), filter).await?
                 || self.exists(&Collection::AccountFilters, filter).await?
-                || self.origin.config_catalog().filter(None, filter).is_some();
+                || self.config_filter(filter).is_some();
             if !known {
                 return Err(ApiError::bad_request(format!(
                     "properties.filters[{i}]: no asset or account filter '{filter}'"
@@ -614,14 +641,10 @@ impl Api {
 
     async fn delete(&self, call: &Call, collection: &Collection, name: &str) -> ApiResult<Answer> {
         call.caller.may_change()?;
+        self.writable(collection, name)?;
         match collection {
             Collection::StreamingPolicies if predefined_policy(name).is_some() => {
                 return Err(ApiError::bad_request(format!("'{name}' is a predefined streaming policy")));
-            }
-            Collection::StreamingLocators if self.config_locator(name).is_some() => {
-                return Err(ApiError::conflict(format!(
-                    "streaming locator '{name}' is defined in the configuration file: read-only"
-                )));
             }
             // Deleting an asset deletes its filters and locators first, as AMS does (its
             // media stay in storage).

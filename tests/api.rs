@@ -210,6 +210,14 @@ async fn resources_round_trip_on_both_path_shapes() {
     assert!(!shown.contains(&secret), "{shown}");
     let with_secrets = post(&arm("contentKeyPolicies/tokens/getPolicyPropertiesWithSecrets")).await.ok().json();
     assert_eq!(with_secrets["options"][0]["restriction"]["primaryVerificationKey"]["keyValue"], secret);
+    let patch = json!({"properties": {"description": "patched"}});
+    expect(&call(Method::PATCH, &arm("contentKeyPolicies/tokens"), Some(WRITER), Some(patch)).await, 200);
+    let with_secrets = post(&arm("contentKeyPolicies/tokens/getPolicyPropertiesWithSecrets")).await.ok().json();
+    assert_eq!(with_secrets["description"], "patched");
+    assert_eq!(
+        with_secrets["options"][0]["restriction"]["primaryVerificationKey"]["keyValue"], secret,
+        "kept by a PATCH"
+    );
 
     // Streaming policies: predefined ones built in, custom ones immutable.
     let envelope = json!({"properties": {"defaultContentKeyPolicyName": "tokens", "envelopeEncryption": {

@@ -15,6 +15,8 @@ use crate::plan::locator::Locator;
 use crate::plan::url::DownloadFile;
 
 impl Service {
+    /// `file` of `locator`'s asset folder as a 200, 206, 304 or 416 response, its body read
+    /// from storage as it is sent; 403 unless the locator's policy allows downloads.
     pub(super) async fn download(
         &self,
         method: &Method,
@@ -57,7 +59,8 @@ impl Service {
         let range = range.filter(|_| range_applies(headers, &download.etag, &last_modified));
         let whole = |bytes: &std::ops::Range<u64>| bytes.end - bytes.start == download.size;
         if method != Method::HEAD && range.is_none() && !download.bytes.as_ref().is_some_and(|(r, _)| whole(r)) {
-            // If-Range names another version: the whole file, in a second read.
+            // The range was read, but If-Range names another version: the whole file, in a
+            // second read.
             download = self.origin.download(locator, file, None).await?;
         }
         let (bytes, chunks) = match download.bytes {

@@ -166,11 +166,12 @@ impl Version {
         Version { e_tag: meta.e_tag.clone(), version: meta.version.clone() }
     }
 
-    /// Whether two reports name the same version. Listings give some ETags bare where
-    /// response headers quote them.
+    /// Whether two reports name the same content: the same ETag. Listings give some ETags
+    /// bare where response headers quote them, and leave out object versions (GCS
+    /// generations, S3 version ids) that reads report, so versions are not compared.
     fn same_as(&self, other: &Version) -> bool {
         let bare = |v: &Version| v.e_tag.as_ref().map(|e| e.trim_matches('"').to_string());
-        self.e_tag.is_some() && bare(self) == bare(other) && self.version == other.version
+        self.e_tag.is_some() && bare(self) == bare(other)
     }
 }
 

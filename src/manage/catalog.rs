@@ -2,7 +2,7 @@
 //! the store on top of what the config file publishes, and kept current by a background
 //! refresh on every replica.
 //!
-//! A streaming locator document becomes a [`Locator`] with its asset's storage account and
+//! A streaming locator document becomes a locator with its asset's storage account and
 //! folder, its streaming policy (predefined or a stored one) with the locator's content keys
 //! (opened with the [`Sealer`]), the key access of its content key policy, its window and its
 //! default filters. A document that does not build (a missing asset or policy, a key that does

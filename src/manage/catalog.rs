@@ -2,7 +2,7 @@
 //! the store on top of what the config file publishes, and kept current by a background
 //! refresh on every replica.
 //!
-//! A streaming locator document becomes a [`Locator`] with its asset's storage account and
+//! A streaming locator document becomes a locator with its asset's storage account and
 //! folder, its streaming policy (predefined or a stored one) with the locator's content keys
 //! (opened with the [`Sealer`]), the key access of its content key policy, its window and its
 //! default filters. A document that does not build (a missing asset or policy, a key that does
@@ -16,6 +16,7 @@
 //! document changed; a failed read keeps the last state published, and says so in `/readyz`
 //! and the metrics.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,7 +54,8 @@ pub fn build(
 ) -> (Catalog, Vec<Skipped>) {
     let mut catalog = origin.config_catalog().clone();
     let mut skipped = Vec::new();
-    let documents = Documents { snapshot, sealer };
+    let by_path = snapshot.documents.iter().map(|d| ((d.path.collection.as_str(), d.path.name.as_str()), d)).collect();
+    let documents = Documents { by_path, sealer };
     for document in snapshot.collection(STREAMING_LOCATORS) {
         let built = documents.locator(origin, default_storage, document).and_then(|locator| {
             match origin.config_catalog().locator(&locator.id) {
@@ -93,19 +95,16 @@ fn filter(document: &Document) -> Result<Filter, String> {
     Ok(Filter { name: document.path.name.clone(), definition })
 }
 
-/// The documents of one snapshot, read as resources.
+/// The documents of one snapshot by (collection, name), read as resources.
 struct Documents<'a> {
-    snapshot: &'a Snapshot,
+    by_path: HashMap<(&'a str, &'a str), &'a Document>,
     sealer: &'a Sealer,
 }
 
 impl Documents<'_> {
     /// The properties of the document `name` of `collection`, if there is one.
     fn properties<P: DeserializeOwned + Default>(&self, collection: &str, name: &str) -> Result<Option<P>, String> {
-        let Some(document) = self.snapshot.collection(collection).find(|d| d.path.name == name) else {
-            return Ok(None);
-        };
-        properties(document).map(Some)
+        self.by_path.get(&(collection, name)).map(|document| properties(document)).transpose()
     }
 
     fn locator(&self, origin: &Origin, default_storage: Option<&str>, document: &Document) -> Result<Locator, String> {

@@ -300,7 +300,7 @@ impl Storage {
     /// (`AlreadyExists` otherwise), or replace only the version given (`Precondition`
     /// otherwise). Cloud stores check the condition themselves (S3 `If-None-Match: *` /
     /// `If-Match`, Azure and GCS their own preconditions); local files are checked under a
-    /// folder lock ([`local_writes`] says why).
+    /// folder lock (`storage/local_writes.rs` says why).
     pub async fn put(&self, location: &Path, bytes: Bytes, mode: PutMode) -> object_store::Result<PutResult> {
         let Some(_lock) = self.lock_local_folder(location).await? else {
             return self.store.put_opts(location, bytes.into(), mode.into()).await;

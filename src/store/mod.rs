@@ -116,16 +116,11 @@ impl DocPath {
 
     /// The asset whose filters the collection holds, for `assets/{asset}/assetFilters`.
     pub fn filtered_asset(&self) -> Option<&str> {
-        self.collection.strip_prefix("assets/")?.strip_suffix("/assetFilters")
+        filtered_asset(&self.collection)
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        let known = [ASSETS, STREAMING_LOCATORS, STREAMING_POLICIES, CONTENT_KEY_POLICIES, ACCOUNT_FILTERS]
-            .contains(&self.collection.as_str())
-            || self.filtered_asset().is_some_and(is_valid_name);
-        if !known {
-            return Err(StoreError::BadName(format!("'{}' is not a collection", self.collection)));
-        }
+        check_collection(&self.collection)?;
         if !is_valid_name(&self.name) {
             return Err(StoreError::BadName(format!(
                 "'{}': a name is 1 to {MAX_NAME_LEN} letters, digits, spaces, '-', '_' or '.' (not '.' or '..')",
@@ -133,6 +128,22 @@ impl DocPath {
             )));
         }
         Ok(())
+    }
+}
+
+/// The asset of an `assets/{asset}/assetFilters` collection.
+fn filtered_asset(collection: &str) -> Option<&str> {
+    collection.strip_prefix(ASSETS)?.strip_prefix('/')?.strip_suffix(ASSET_FILTERS)?.strip_suffix('/')
+}
+
+/// A refusal unless `collection` is one of the store's.
+fn check_collection(collection: &str) -> Result<(), StoreError> {
+    let known = [ASSETS, STREAMING_LOCATORS, STREAMING_POLICIES, CONTENT_KEY_POLICIES, ACCOUNT_FILTERS]
+        .contains(&collection)
+        || filtered_asset(collection).is_some_and(is_valid_name);
+    match known {
+        true => Ok(()),
+        false => Err(StoreError::BadName(format!("'{collection}' is not a collection"))),
     }
 }
 
@@ -155,11 +166,12 @@ impl Version {
         Version { e_tag: meta.e_tag.clone(), version: meta.version.clone() }
     }
 
-    /// Whether two reports name the same version. Listings give some ETags bare where
-    /// response headers quote them.
+    /// Whether two reports name the same content: the same ETag. Listings give some ETags
+    /// bare where response headers quote them, and leave out object versions (GCS
+    /// generations, S3 version ids) that reads report, so versions are not compared.
     fn same_as(&self, other: &Version) -> bool {
         let bare = |v: &Version| v.e_tag.as_ref().map(|e| e.trim_matches('"').to_string());
-        self.e_tag.is_some() && bare(self) == bare(other) && self.version == other.version
+        self.e_tag.is_some() && bare(self) == bare(other)
     }
 }
 
@@ -233,10 +245,16 @@ impl Store {
         format!("{}/{}", self.storage.name(), self.prefix)
     }
 
+    /// The object path of `collection`'s folder (checked).
+    fn folder(&self, collection: &str) -> Result<String, StoreError> {
+        check_collection(collection)?;
+        Ok(if self.prefix.is_empty() { collection.to_string() } else { format!("{}/{collection}", self.prefix) })
+    }
+
+    /// The object path of a document (checked).
     fn object(&self, path: &DocPath) -> Result<String, StoreError> {
         path.check()?;
-        let relative = format!("{}/{}.json", path.collection, path.name);
-        Ok(if self.prefix.is_empty() { relative } else { format!("{}/{relative}", self.prefix) })
+        Ok(format!("{}/{}.json", self.folder(&path.collection)?, path.name))
     }
 
     fn location_of(&self, path: &DocPath) -> Result<Path, StoreError> {
@@ -254,9 +272,7 @@ impl Store {
 
     /// Every document of `collection`, sorted by name.
     pub async fn list(&self, collection: &str) -> Result<Vec<Document>, StoreError> {
-        let folder = self.object(&DocPath { collection: collection.to_string(), name: "_".into() })?;
-        let folder = &folder[..folder.rfind('/').unwrap_or(0)];
-        let listed = self.storage.list(folder).await.map_err(StoreError::Storage)?;
+        let listed = self.storage.list(&self.folder(collection)?).await.map_err(StoreError::Storage)?;
         let mut documents = Vec::with_capacity(listed.len());
         for meta in listed {
             let Some(path) = self.doc_path_of(&meta.location) else { continue };

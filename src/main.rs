@@ -445,14 +445,8 @@ fn start_api(
     tracing::info!(%addr, scheme, "serving the management API");
     say(format_args!("management API on {scheme}://{addr}"));
     let default_storage = config.storage.first().map(|s| s.name.clone());
-    let api = Api::new(
-        Arc::new(store),
-        Arc::new(sealer),
-        origin.clone(),
-        Auth::new(api)?,
-        default_storage,
-        config.limits.max_body_bytes,
-    );
+    let api =
+        Api::new(Arc::new(store), Arc::new(sealer), origin.clone(), Auth::new(api)?, default_storage, &config.limits);
     let (limits, drain) = (config.limits.clone(), Duration::from_secs(config.lifecycle.drain_secs));
     Ok(Some(tokio::spawn(async move { server::serve(tcp, tls, Arc::new(api), &limits, stopping, drain).await })))
 }

@@ -8,7 +8,8 @@
 //!   that writes, JWTs of the configured issuer;
 //! * `bad_input_is_refused_naming_the_field_and_writes_nothing`: 400s that name the field,
 //!   and the store's files unchanged afterwards;
-//! * `concurrent_creates_of_one_locator_give_one_201`: the others get 409.
+//! * `concurrent_creates_of_one_locator_give_one_201`: the others get 409;
+//! * `a_body_that_stops_coming_is_a_408`: `[limits] body_read_timeout_secs` holds for the API.
 
 mod common;
 
@@ -51,6 +52,7 @@ impl ApiServer {
              [[storage]]\nname = \"docs\"\nurl = \"file://{}\"\n\
              [[locator]]\nid = \"config-locator\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"ladder\"\npolicy = \"clear\"\n\
              [[filter]]\nname = \"config-filter\"\nend_secs = 4.0\n\
+             [limits]\nbody_read_timeout_secs = 1\n\
              [store]\nstorage = \"docs\"\nprefix = \"ams\"\n\
              [api]\nlisten = \"127.0.0.1:0\"\ntokens_env = \"{tokens_env}\"\nread_tokens_env = \"{reads_env}\"\n\
              [api.jwt]\nissuer = \"https://idp.example\"\naudience = \"jit-origin-api\"\nhs256_secret_base64 = \"{jwt_secret}\"\n",
@@ -66,7 +68,7 @@ impl ApiServer {
             origin,
             Auth::new(config.api.as_ref().unwrap()).unwrap(),
             Some(FIXTURES_STORAGE.into()),
-            config.limits.max_body_bytes,
+            &config.limits,
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -456,4 +458,29 @@ async fn concurrent_creates_of_one_locator_give_one_201() {
     }
     statuses.sort();
     assert_eq!(statuses, [201, 409, 409, 409, 409, 409]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_coming_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = ApiServer::start();
+    let mut stream = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "PUT {MKIO}/assets/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {WRITER}\r\nContent-Length: 100\r\n\r\n{{\"prop"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("RequestTimeout") {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    });
+    read.await.expect("answered within the body timeout");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }

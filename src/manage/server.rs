@@ -17,7 +17,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::LimitsConfig;
 use crate::manage::api::Api;
-use crate::manage::error::ApiError;
 
 /// Open API connections at most; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 256;
@@ -42,7 +41,6 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32);
-    let body_timeout = Duration::from_secs(limits.body_read_timeout_secs);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
@@ -65,19 +63,7 @@ pub async fn serve(
         let (api, https) = (api.clone(), tls.is_some());
         let service = hyper::service::service_fn(move |request| {
             let api = api.clone();
-            async move {
-                // A body that does not arrive in time is answered like an oversized one: the
-                // request is refused, the connection freed.
-                let answer = tokio::time::timeout(body_timeout, api.handle(request, https)).await;
-                Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|_| {
-                    ApiError {
-                        status: http::StatusCode::REQUEST_TIMEOUT,
-                        code: "RequestTimeout",
-                        message: "the request took too long".into(),
-                    }
-                    .into_response()
-                }))
-            }
+            async move { Ok::<_, std::convert::Infallible>(api.handle(request, https).await) }
         });
         let (builder, graceful) = (builder.clone(), graceful.watcher());
         let (tls, handshake_timeout) = (tls.clone(), Duration::from_secs(limits.header_read_timeout_secs));

@@ -8,6 +8,7 @@
 //! returned, except by `listContentKeys` and `getPolicyPropertiesWithSecrets`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::config::LimitsConfig;
 use crate::manage::auth::{Auth, Caller};
 use crate::manage::error::{ApiError, ApiResult};
 use crate::manage::model::{
@@ -127,7 +129,9 @@ pub struct Api {
     auth: Auth,
     /// The storage account of assets that name none: the first `[[storage]]`.
     default_storage: Option<String>,
+    /// `[limits] max_body_bytes` and `body_read_timeout_secs`, as the media listener has them.
     max_body_bytes: usize,
+    body_timeout: Duration,
 }
 
 impl Api {
@@ -137,9 +141,11 @@ impl Api {
         origin: Arc<Origin>,
         auth: Auth,
         default_storage: Option<String>,
-        max_body_bytes: usize,
+        limits: &LimitsConfig,
     ) -> Api {
-        Api { store, sealer, origin, auth, default_storage, max_body_bytes }
+        let (max_body_bytes, body_timeout) =
+            (limits.max_body_bytes, Duration::from_secs(limits.body_read_timeout_secs));
+        Api { store, sealer, origin, auth, default_storage, max_body_bytes, body_timeout }
     }
 
     /// Answers one request, which came over TLS when `https` (the scheme of the next links
@@ -208,14 +214,17 @@ impl Api {
         let method = request.method().clone();
         let scheme = if https { "https" } else { "http" };
         let base_url = format!("{scheme}://{host}{}", request.uri().path());
-        let body = Limited::new(request.into_body(), self.max_body_bytes)
-            .collect()
-            .await
-            .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                Some(_) => ApiError::too_large(format!("the body is larger than {} bytes", self.max_body_bytes)),
-                None => ApiError::bad_request(format!("the body could not be read: {e}")),
-            })?
-            .to_bytes();
+        let body =
+            tokio::time::timeout(self.body_timeout, Limited::new(request.into_body(), self.max_body_bytes).collect())
+                .await
+                .map_err(|_| {
+                    ApiError::request_timeout(format!("the body did not arrive within {:?}", self.body_timeout))
+                })?
+                .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                    Some(_) => ApiError::too_large(format!("the body is larger than {} bytes", self.max_body_bytes)),
+                    None => ApiError::bad_request(format!("the body could not be read: {e}")),
+                })?
+                .to_bytes();
         let call = Call {
             route,
             caller,

@@ -16,6 +16,7 @@ pub use crate::plan::locator::Policy;
 use crate::plan::locator::{LocatorAccess, StreamingPolicy};
 use crate::secret::Secret;
 use crate::source::storage::StorageConfig;
+use crate::store::StoreConfig;
 pub use player::PlayerConfig;
 
 /// The whole configuration file.
@@ -44,6 +45,10 @@ pub struct Config {
     /// The operators' test page, `GET /player?url=…` (off by default).
     #[serde(default)]
     pub player: PlayerConfig,
+    /// The management API (Azure Media Services v3 REST) on its own listener (`[api]`; off
+    /// when absent).
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
     #[serde(default)]
     pub storage: Vec<StorageConfig>,
     #[serde(default)]
@@ -51,6 +56,10 @@ pub struct Config {
     /// Named (account) filters, usable in `manifest(…,filter=a;b)` and as locator defaults.
     #[serde(default)]
     pub filter: Vec<FilterConfig>,
+    /// Published state (locators, filters, policies) in object storage, shared by replicas
+    /// (`[store]`).
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
     /// The folder the config file is in: relative storage paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -217,6 +226,80 @@ impl OriginProtectionConfig {
             return Err("origin_protection: the secret must be at least 16 characters".into());
         }
         Ok(secret.into_bytes())
+    }
+}
+
+/// The management API's listener and who may use it: bearer tokens from the environment
+/// and/or JWTs. At least one of `tokens_env`, `read_tokens_env` and `jwt` is required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address of the API listener; never the media listener's (`listen`, `[tls] listen`).
+    pub listen: SocketAddr,
+    /// With `key_pem`: the API speaks HTTPS with this PEM certificate chain (relative to the
+    /// config file's folder when relative), as Azure SDKs require for bearer tokens.
+    #[serde(default)]
+    pub cert_pem: Option<PathBuf>,
+    #[serde(default)]
+    pub key_pem: Option<PathBuf>,
+    /// Environment variable holding the tokens that may read and change (comma separated).
+    #[serde(default)]
+    pub tokens_env: Option<String>,
+    /// Environment variable holding tokens that may only read (GET, and the list actions
+    /// that return no keys).
+    #[serde(default)]
+    pub read_tokens_env: Option<String>,
+    /// JWTs signed by an identity provider (issuer, audience, HS256 and/or RS256 key) may
+    /// read and change.
+    #[serde(default)]
+    pub jwt: Option<crate::protect::token::TokenPolicy>,
+}
+
+impl ApiConfig {
+    /// The API's TLS settings, when it has a certificate.
+    pub fn tls(&self) -> Option<TlsConfig> {
+        match (&self.cert_pem, &self.key_pem) {
+            (Some(cert_pem), Some(key_pem)) => {
+                Some(TlsConfig { listen: self.listen, cert_pem: cert_pem.clone(), key_pem: key_pem.clone() })
+            }
+            _ => None,
+        }
+    }
+
+    /// The tokens in the environment variable `var` (comma separated, blanks ignored).
+    pub fn tokens_from(var: &Option<String>) -> Result<Vec<Secret>, String> {
+        let Some(var) = var else { return Ok(Vec::new()) };
+        let value = std::env::var(var).map_err(|_| format!("[api]: environment variable {var} is not set"))?;
+        let tokens: Vec<Secret> =
+            value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| Secret::new(t.to_string())).collect();
+        if tokens.iter().any(|t| t.expose().len() < 16) {
+            return Err(format!("[api]: a token in {var} is shorter than 16 characters"));
+        }
+        Ok(tokens)
+    }
+
+    fn check(&self, media_listeners: &[SocketAddr]) -> Result<(), String> {
+        // Port 0 is any free port: two of them never collide.
+        let same = |a: &SocketAddr| {
+            let overlapping =
+                a.ip() == self.listen.ip() || a.ip().is_unspecified() || self.listen.ip().is_unspecified();
+            a.port() == self.listen.port() && a.port() != 0 && overlapping
+        };
+        if media_listeners.iter().any(same) {
+            return Err(format!("[api] listen = {}: the API never shares the media listener's address", self.listen));
+        }
+        if self.cert_pem.is_some() != self.key_pem.is_some() {
+            return Err("[api]: give both cert_pem and key_pem, or neither".into());
+        }
+        if self.tokens_env.is_none() && self.read_tokens_env.is_none() && self.jwt.is_none() {
+            return Err("[api]: give tokens_env, read_tokens_env or [api.jwt]: the API is never open".into());
+        }
+        Self::tokens_from(&self.tokens_env)?;
+        Self::tokens_from(&self.read_tokens_env)?;
+        if let Some(jwt) = &self.jwt {
+            crate::protect::token::TokenVerifier::new(jwt).map_err(|e| format!("[api.jwt]: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -500,6 +583,11 @@ impl Config {
             tls.cert_pem = base_dir.join(&tls.cert_pem);
             tls.key_pem = base_dir.join(&tls.key_pem);
         }
+        if let Some(api) = &mut config.api {
+            for pem in [&mut api.cert_pem, &mut api.key_pem].into_iter().flatten() {
+                *pem = base_dir.join(&*pem);
+            }
+        }
         config.base_dir = base_dir;
         config.check(text)?;
         Ok(config)
@@ -550,6 +638,17 @@ impl Config {
                 )));
             }
         }
+        if let Some(api) = &self.api {
+            if self.store.is_none() {
+                return Err(ConfigError(format!(
+                    "{}[api] needs [store]: the documents it publishes live there",
+                    at("[api]")
+                )));
+            }
+            let media: Vec<SocketAddr> =
+                std::iter::once(self.listen).chain(self.tls.as_ref().map(|t| t.listen)).collect();
+            api.check(&media).map_err(|e| ConfigError(format!("{}{e}", at("[api]"))))?;
+        }
         player::check_script_url(&self.player.script_url)
             .map_err(|e| ConfigError(format!("{}[player] script_url: {e}", at("script_url"))))?;
         let mut names = std::collections::HashSet::new();
@@ -566,6 +665,20 @@ impl Config {
                 let line = line_of_key(text, name_at, key).unwrap_or_else(|| line_of(text, name_at));
                 return Err(ConfigError(format!("line {line}: storage '{}': {problem}", s.name)));
             }
+        }
+        if let Some(store) = &self.store {
+            if !names.contains(store.storage.as_str()) {
+                return Err(ConfigError(format!(
+                    "{}[store] storage = \"{}\" names no [[storage]] account",
+                    at("[store]"),
+                    store.storage
+                )));
+            }
+            if store.refresh_secs == 0 {
+                return Err(ConfigError(format!("{}[store] refresh_secs must be at least 1", at("refresh_secs"))));
+            }
+            crate::source::storage::object_path(&store.prefix)
+                .map_err(|e| ConfigError(format!("{}[store] prefix: {e}", at("prefix"))))?;
         }
         let mut filters = std::collections::HashSet::new();
         for f in &self.filter {
@@ -772,6 +885,27 @@ policy = "clear"
     }
 
     #[test]
+    fn store_names_an_account_and_refreshes_every_two_seconds_by_default() {
+        assert!(Config::parse(GOOD, PathBuf::new()).unwrap().store.is_none());
+        let c =
+            Config::parse(&format!("{GOOD}[store]\nstorage = \"local\"\nprefix = \"ams\"\n"), PathBuf::new()).unwrap();
+        let store = c.store.unwrap();
+        assert_eq!(
+            (store.prefix.as_str(), store.refresh_secs, store.key_env.as_str()),
+            ("ams", 2, "JIT_ORIGIN_STORE_KEY")
+        );
+        for (bad, said) in [
+            ("storage = \"nope\"", "line 11: [store] storage = \"nope\" names no [[storage]] account"),
+            ("storage = \"local\"\nrefresh_secs = 0", "refresh_secs must be at least 1"),
+            ("storage = \"local\"\nprefix = \"a/../..\"", "[store] prefix"),
+            ("storage = \"local\"\ncolour = 1", "colour"),
+        ] {
+            let e = Config::parse(&format!("{GOOD}[store]\n{bad}\n"), PathBuf::new()).unwrap_err().0;
+            assert!(e.contains(said), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn filters_in_the_ams_shape_or_the_shorthand() {
         let ams = format!(
             "{GOOD}[[filter]]\nname = \"hd\"\n[filter.properties]\nfirstQuality = {{ bitrate = 600000 }}\n\
@@ -807,6 +941,34 @@ policy = "clear"
         let unknown = ams.replace("\"Type\"", "\"Colour\"");
         let e = Config::parse(&unknown, PathBuf::new()).unwrap_err().0;
         assert!(e.contains("Colour"), "{e}");
+    }
+
+    #[test]
+    fn the_api_needs_the_store_a_port_of_its_own_and_callers() {
+        std::env::set_var("CONFIG_TEST_API_TOKENS", "token-of-sixteen-characters");
+        let store = "[store]\nstorage = \"local\"\n";
+        let api = "[api]\nlisten = \"127.0.0.1:8090\"\ntokens_env = \"CONFIG_TEST_API_TOKENS\"\n";
+        let c = Config::parse(&format!("{GOOD}{store}{api}"), PathBuf::from("/etc/origin")).unwrap();
+        assert_eq!(c.api.unwrap().listen.port(), 8090);
+        assert!(Config::parse(GOOD, PathBuf::new()).unwrap().api.is_none(), "off unless configured");
+        for (bad, said) in [
+            (api.to_string(), "[api] needs [store]"),
+            (format!("{store}{}", api.replace("8090", "8080")), "never shares the media listener"),
+            (format!("{store}{}", api.replace("tokens_env = \"CONFIG_TEST_API_TOKENS\"\n", "")), "never open"),
+            (
+                format!("{store}{}", api.replace("CONFIG_TEST_API_TOKENS", "CONFIG_TEST_UNSET")),
+                "CONFIG_TEST_UNSET is not set",
+            ),
+            (format!("{store}{api}cert_pem = \"api.crt\"\n"), "both cert_pem and key_pem"),
+        ] {
+            let e = Config::parse(&format!("{GOOD}{bad}"), PathBuf::new()).unwrap_err().0;
+            assert!(e.contains(said), "{bad}: {e}");
+        }
+        let tls = Config::parse(
+            &format!("{GOOD}{store}{api}cert_pem = \"a.crt\"\nkey_pem = \"a.key\"\n"),
+            PathBuf::from("/etc/o"),
+        );
+        assert_eq!(tls.unwrap().api.unwrap().tls().unwrap().cert_pem, PathBuf::from("/etc/o/a.crt"));
     }
 
     #[test]

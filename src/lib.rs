@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod error;
+pub mod manage;
 pub(crate) mod markup;
 pub mod media;
 pub mod output;
@@ -17,5 +18,6 @@ pub mod protect;
 pub(crate) mod secret;
 pub mod serve;
 pub mod source;
+pub mod store;
 
 pub use error::{Error, Result};

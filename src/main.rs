@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jit_origin::config::{Config, Policy};
+use jit_origin::manage::catalog;
 use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
 use jit_origin::protect::url_signing;
@@ -22,6 +23,7 @@ use jit_origin::source::asset::{self, Asset, AssetSource, TrackSummary};
 use jit_origin::source::index::TrackKind;
 use jit_origin::source::storage::Storage;
 use jit_origin::source::timeline::SegmentPolicy;
+use jit_origin::store::{Sealer, Store};
 
 #[derive(Parser)]
 #[command(name = "jit-origin", version, about = "Just-in-time HLS/DASH packaging origin")]
@@ -392,11 +394,80 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
     }
 }
 
+/// The store of `[store]` with the sealer of its key material, when one is configured.
+fn open_store(origin: &Origin, config: &Config) -> CliResult<Option<(Store, Sealer)>> {
+    let Some(store_config) = &config.store else { return Ok(None) };
+    let sealer = Sealer::from_env(&store_config.key_env)?;
+    let storage = origin.storage(&store_config.storage).cloned().ok_or("[store] storage is not configured")?;
+    let store = Store::new(storage, &store_config.prefix).map_err(|e| format!("[store] prefix: {e}"))?;
+    Ok(Some((store, sealer)))
+}
+
+/// With `[store]`: reads the store once (a store that does not answer is logged, and the
+/// config file's locators serve meanwhile), then keeps every replica's published state
+/// current in the background.
+async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
+    let (Some(store_config), Some((store, sealer))) = (&config.store, open_store(origin, config)?) else {
+        return Ok(());
+    };
+    let default_storage = config.storage.first().map(|s| s.name.clone());
+    catalog::refresh(origin, &store, &sealer, default_storage.as_deref()).await;
+    let refresh_secs = store_config.refresh_secs;
+    tracing::info!(store = %store.location(), refresh_secs, "publishing the store's documents");
+    let every = Duration::from_secs(refresh_secs);
+    tokio::spawn(catalog::refresh_forever(origin.clone(), store, sealer, default_storage, every));
+    Ok(())
+}
+
+/// Starts the management API when `[api]` is configured, on its own listener; the task ends
+/// once `stopping` resolves and the API's in-flight requests have finished.
+fn start_api(
+    config: &Config,
+    origin: &Arc<Origin>,
+    stopping: impl std::future::Future<Output = ()> + Send + 'static,
+) -> CliResult<Option<tokio::task::JoinHandle<()>>> {
+    use jit_origin::manage::{api::Api, auth::Auth, server};
+    let Some(api) = &config.api else { return Ok(None) };
+    // The config check makes sure [store] is there with [api].
+    let (store, sealer) = open_store(origin, config)?.ok_or("[api] needs [store]")?;
+    let tcp =
+        conn::bind(api.listen, config.limits.listen_backlog).map_err(|e| format!("listen on {}: {e}", api.listen))?;
+    let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    let tls = match api.tls() {
+        Some(tls) => {
+            let (acceptor, cert) = jit_origin::serve::tls::acceptor(&tls)?;
+            reload_certificate_on_sighup(cert)?;
+            Some(acceptor)
+        }
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "serving the management API");
+    say(format_args!("management API on {scheme}://{addr}"));
+    let default_storage = config.storage.first().map(|s| s.name.clone());
+    let api =
+        Api::new(Arc::new(store), Arc::new(sealer), origin.clone(), Auth::new(api)?, default_storage, &config.limits);
+    let (limits, drain) = (config.limits.clone(), Duration::from_secs(config.lifecycle.drain_secs));
+    Ok(Some(tokio::spawn(async move { server::serve(tcp, tls, Arc::new(api), &limits, stopping, drain).await })))
+}
+
 async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     init_logging(log_format);
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
-    let shutdown = shutdown_signal()?;
+    let signal = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
+    publish_store(&origin, &config).await?;
+    // One stop for every listener: the media ones and the management API.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        signal.await;
+        let _ = stop.send(true);
+    };
+    let api_stopping = async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|&s| s).await;
+    };
+    let api = start_api(&config, &origin, api_stopping)?;
     let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
     let listener = bind(config.listen)?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -431,6 +502,9 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     conn::serve_connections(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown, drain)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

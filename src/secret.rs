@@ -9,6 +9,9 @@ use serde::Deserialize;
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -6,38 +6,18 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{clear_locator_toml, fixtures_storage_toml};
+use common::{clear_locator_toml, fixtures_storage_toml, make_certificate};
 use reqwest::header::{ETAG, IF_NONE_MATCH, RANGE};
 use reqwest::{StatusCode, Version};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LOCATOR: &str = "8d3c4f0e-2b1a-4c55-9a77-0c1e5a6b7d01";
 const SECRET: &str = "cloudfront-origin-custom-header-secret";
-
-/// A self-signed certificate for localhost / 127.0.0.1, made by openssl.
-fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
-    let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-        .args(["-subj", &format!("/CN={name}"), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        // A server certificate, not a CA (rustls refuses a CA as the end entity).
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success(), "openssl could not make a certificate");
-    (cert, key)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

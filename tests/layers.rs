@@ -20,10 +20,12 @@ const LAYERS: &[(&str, u32)] = &[
     ("source::ism", 3),
     ("source::timeline", 4),
     ("source::asset", 5),
+    ("store", 3),
     ("plan", 6),
     ("output", 7),
     ("config", 8),
     ("serve", 9),
+    ("manage", 10),
 ];
 
 fn unit_of(path: &str) -> Option<(&'static str, u32)> {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs what the tests need when missing (ffmpeg;
 # Chromium, Node.js and the e2e npm packages; the storage emulators: moto's S3 server, Azurite,
-# fake-gcs-server), runs every cargo test, the end-to-end player matrix (tests/e2e) and the
-# deployment checks (tests/deploy) and a short run of every fuzz target (fuzz/run.sh).
+# fake-gcs-server; the Azure Media Services SDK), runs every cargo test, the end-to-end player
+# matrix (tests/e2e) and the deployment checks (tests/deploy) and a short run of every fuzz
+# target (fuzz/run.sh).
 # Used by CI (.ci/run) on a fresh machine with CI=true and no stdin.
 set -euo pipefail
 
@@ -60,6 +61,17 @@ if ! cmp -s tests/storage/package-lock.json tests/storage/node_modules/.lock.ins
   log "installing Azurite (npm ci in tests/storage)"
   (cd tests/storage && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null)
   cp tests/storage/package-lock.json tests/storage/node_modules/.lock.installed
+fi
+
+# The official Azure Media Services SDK for tests/sdk.rs, pinned in tests/sdk/; reinstalled
+# only when its pins change.
+sdk_venv=target/azure-sdk/venv
+if ! cmp -s tests/sdk/requirements.txt "$sdk_venv/requirements.installed" 2>/dev/null; then
+  log "installing azure-mgmt-media into $sdk_venv"
+  rm -rf "$sdk_venv"
+  python3 -m venv "$sdk_venv"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$sdk_venv/bin/pip" install -q -r tests/sdk/requirements.txt </dev/null
+  cp tests/sdk/requirements.txt "$sdk_venv/requirements.installed"
 fi
 
 log "$(ffmpeg -version | head -n1)"

@@ -48,6 +48,10 @@ impl Catalog {
         self.locators.values()
     }
 
+    pub fn account_filters(&self) -> impl Iterator<Item = &Arc<Filter>> {
+        self.account_filters.values()
+    }
+
     /// The filter `name` as manifests of the asset `asset_name` see it: the asset's own filter
     /// of that name shadows the account filter, as in AMS.
     pub fn filter(&self, asset_name: Option<&str>, name: &str) -> Option<&Arc<Filter>> {

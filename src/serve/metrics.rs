@@ -29,6 +29,12 @@ pub struct Metrics {
     pub(crate) segment_build_seconds: Histogram,
     /// Responses built from an asset's last good load while its storage fails.
     pub(crate) stale_served: IntCounterVec,
+    /// Reads of the document store by result (`ok`, `error`).
+    pub(crate) store_refreshes: IntCounterVec,
+    pub(crate) store_last_success: IntGauge,
+    /// Documents in the published state, and those of them that do not publish.
+    pub(crate) store_documents: IntGauge,
+    pub(crate) store_documents_skipped: IntGauge,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -144,6 +150,23 @@ impl Metrics {
                 "jit_stale_served_total",
                 "Responses served from an asset's last good load while its storage fails, by cache",
                 &["cache"],
+            ),
+            store_refreshes: counter_vec(
+                &registry,
+                "jit_origin_store_refresh_total",
+                "Reads of the document store by result (ok, error)",
+                &["result"],
+            ),
+            store_last_success: int_gauge(
+                &registry,
+                "jit_origin_store_last_success_timestamp_seconds",
+                "Unix time of the last successful read of the document store",
+            ),
+            store_documents: int_gauge(&registry, "jit_origin_store_documents", "Documents read from the store"),
+            store_documents_skipped: int_gauge(
+                &registry,
+                "jit_origin_store_documents_skipped",
+                "Documents of the store that do not publish (missing asset, unknown policy, bad key; logged)",
             ),
             registry,
         }

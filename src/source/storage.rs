@@ -20,13 +20,14 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
     BackoffConfig, ClientConfigKey, GetOptions, GetRange, GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt,
-    RetryConfig,
+    PutMode, PutResult, RetryConfig,
 };
 
 use crate::error::{may_be_an_empty_object, Error, Result};
 
 mod account;
 mod local;
+mod local_writes;
 
 use crate::secret::Secret;
 pub use account::{StorageConfig, StorageKind};
@@ -232,12 +233,18 @@ impl Storage {
 
     /// Reads a whole (small) object such as an `.ism` manifest.
     pub async fn read_all(&self, path: &str) -> Result<Bytes> {
+        Ok(self.read_all_with_meta(path).await?.0)
+    }
+
+    /// Reads a whole (small) object with its metadata (ETag and version of what was read).
+    pub async fn read_all_with_meta(&self, path: &str) -> Result<(Bytes, ObjectMeta)> {
         let location = object_path(path)?;
         self.count_get();
         let result = self.store.get(&location).await.map_err(|e| Error::storage(path, e))?;
+        let meta = result.meta.clone();
         let bytes = result.bytes().await.map_err(|e| Error::storage(path, e))?;
         self.count_bytes(&bytes);
-        Ok(bytes)
+        Ok((bytes, meta))
     }
 
     /// One GET of `range` of an object (all of it when `None`), as chunks to send on as they
@@ -288,6 +295,64 @@ impl Storage {
             self.store.list(Some(&location)).try_collect().await.map_err(|e| Error::storage(prefix, e))?;
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(objects)
+    }
+    /// Writes a small object whole, as `mode` says: overwrite, create only if absent
+    /// (`AlreadyExists` otherwise), or replace only the version given (`Precondition`
+    /// otherwise). Cloud stores check the condition themselves (S3 `If-None-Match: *` /
+    /// `If-Match`, Azure and GCS their own preconditions); local files are checked under a
+    /// folder lock (`storage/local_writes.rs` says why).
+    pub async fn put(&self, location: &Path, bytes: Bytes, mode: PutMode) -> object_store::Result<PutResult> {
+        let Some(_lock) = self.lock_local_folder(location).await? else {
+            return self.store.put_opts(location, bytes.into(), mode.into()).await;
+        };
+        let mode = match mode {
+            PutMode::Update(expected) => {
+                let current = self.store.head(location).await.map_err(|e| match e {
+                    object_store::Error::NotFound { path, source } => {
+                        object_store::Error::Precondition { path, source }
+                    }
+                    e => e,
+                })?;
+                if current.e_tag != expected.e_tag {
+                    return Err(object_store::Error::Precondition {
+                        path: location.to_string(),
+                        source: "the object changed since it was read".into(),
+                    });
+                }
+                PutMode::Overwrite
+            }
+            mode => mode,
+        };
+        self.store.put_opts(location, bytes.into(), mode.into()).await
+    }
+
+    /// Deletes an object, unconditionally; whether there was one. (Cloud stores answer a
+    /// delete of nothing as a success, so a HEAD asks first; a concurrent delete may make
+    /// both answers true.)
+    pub async fn delete(&self, location: &Path) -> object_store::Result<bool> {
+        let _lock = self.lock_local_folder(location).await?;
+        self.stats.head_requests.fetch_add(1, Ordering::Relaxed);
+        match self.store.head(location).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        match self.store.delete(location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// For a local account, the lock on the folder of `location` that conditional writes and
+    /// deletes hold; `None` for other accounts.
+    async fn lock_local_folder(&self, location: &Path) -> object_store::Result<Option<local_writes::FolderLock>> {
+        let Some((root, _)) = &self.local else { return Ok(None) };
+        let file = root.join(location.as_ref());
+        let folder = file.parent().unwrap_or(root).to_path_buf();
+        let lock = local_writes::FolderLock::acquire(folder)
+            .await
+            .map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })?;
+        Ok(Some(lock))
     }
 }
 

@@ -24,6 +24,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod emulator;
 pub mod fault_proxy;
 pub mod store;
 
@@ -677,4 +678,24 @@ pub fn metric(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 pub fn counter_delta(before: &Samples, after: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(after, name, labels) - metric(before, name, labels)
+}
+
+/// A self-signed certificate for localhost / 127.0.0.1, made by openssl.
+pub fn make_certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+        .args(["-subj", &format!("/CN={name}"), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // A server certificate, not a CA (rustls refuses a CA as the end entity).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl could not make a certificate");
+    (cert, key)
 }

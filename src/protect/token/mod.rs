@@ -331,7 +331,7 @@ fn decode_base64(input: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use base64::prelude::{Engine as _, BASE64_STANDARD};
     use jsonwebtoken::{encode, EncodingKey, Header};
@@ -677,7 +677,7 @@ mod tests {
     // dependency (of jsonwebtoken's rust_crypto feature), so tests cannot generate keys with it
     // without adding a dev-dependency; and 2048-bit key generation is slow in debug builds.
     /// Key pair A, private half (PKCS#1), used to sign RS256 test tokens.
-    pub(super) const RSA_A_PRIVATE_PKCS1: &str = "\
+    pub(crate) const RSA_A_PRIVATE_PKCS1: &str = "\
 -----BEGIN RSA PRIVATE KEY-----
 MIIEpQIBAAKCAQEAwuZHAtiRQ3S4gHJGEVdrspemx+jUB71WBvRB/yokrQ9m1ZPq
 J9gwkgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj60Mtz7ZA15po/FAb2iTHwqNxn5cU
@@ -719,7 +719,7 @@ SQIDAQAB
 -----END PUBLIC KEY-----
 ";
     /// Key pair A, public half, PKCS#1.
-    pub(super) const RSA_A_PUBLIC_PKCS1: &str = "\
+    pub(crate) const RSA_A_PUBLIC_PKCS1: &str = "\
 -----BEGIN RSA PUBLIC KEY-----
 MIIBCgKCAQEAwuZHAtiRQ3S4gHJGEVdrspemx+jUB71WBvRB/yokrQ9m1ZPqJ9gw
 kgkYnSAYUjQQO6AwxIENMhnX3UwmJ/Gj60Mtz7ZA15po/FAb2iTHwqNxn5cUzLPI

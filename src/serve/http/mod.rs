@@ -154,10 +154,16 @@ impl Service {
             }
             "/readyz" => {
                 *kind = "health";
-                return match self.ready.load(Ordering::Relaxed) {
-                    true => Ok(self.plain("text/plain; charset=utf-8", b"ready\n".to_vec())),
-                    false => Err(Failure::Draining),
-                };
+                if !self.ready.load(Ordering::Relaxed) {
+                    return Err(Failure::Draining);
+                }
+                // A store outage leaves the replica ready (it serves the last state it read);
+                // the detail line tells operators.
+                let mut body = b"ready\n".to_vec();
+                if let Some(store) = self.origin.store_health() {
+                    body.extend_from_slice(format!("{}\n", store.describe(std::time::SystemTime::now())).as_bytes());
+                }
+                return Ok(self.plain("text/plain; charset=utf-8", body));
             }
             "/metrics" => {
                 *kind = "metrics";

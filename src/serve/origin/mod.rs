@@ -36,6 +36,7 @@ use crate::source::asset::Asset;
 use crate::source::index::FileIndex;
 use crate::source::storage::{ObjectVersion, Storage};
 use crate::source::timeline::SegmentPolicy;
+use crate::store::StoreHealth;
 use assets::LoadedAsset;
 use budget::BuildBudget;
 pub use built::Built;
@@ -50,6 +51,8 @@ pub struct Origin {
     config_catalog: Catalog,
     /// What is published now: swapped whole when the store changes.
     catalog: RwLock<Arc<Catalog>>,
+    /// How reading the store goes, when one is configured (`/readyz` says it).
+    store_health: RwLock<Option<StoreHealth>>,
     segment_policy: SegmentPolicy,
     /// Loaded assets, kept `asset_ttl + stale_if_error` so a reload that fails on storage can
     /// fall back to the last good load.
@@ -179,6 +182,7 @@ impl Origin {
             storages,
             catalog: RwLock::new(Arc::new(catalog.clone())),
             config_catalog: catalog,
+            store_health: RwLock::default(),
             segment_policy: SegmentPolicy { target_secs: config.segment_duration },
             assets,
             asset_ttl,
@@ -211,6 +215,16 @@ impl Origin {
     /// What the config file publishes, which every published catalog starts from.
     pub fn config_catalog(&self) -> &Catalog {
         &self.config_catalog
+    }
+
+    /// How reading the store goes; `None` without a store.
+    pub fn store_health(&self) -> Option<StoreHealth> {
+        self.store_health.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records the outcome of a read of the store.
+    pub fn update_store_health(&self, update: impl FnOnce(&mut StoreHealth)) {
+        update(self.store_health.write().unwrap_or_else(|e| e.into_inner()).get_or_insert_default());
     }
 
     /// The storage account named `name` in the config.

@@ -1,7 +1,7 @@
 # jit-origin image: release binary on Debian slim, non-root, demo config and fixtures baked in.
 #
-#   docker build -t jit-origin:0.1.0 .
-#   docker run --rm -p 8080:8080 jit-origin:0.1.0
+#   docker build -t jit-origin:0.2.0 .
+#   docker run --rm -p 8080:8080 jit-origin:0.2.0
 #
 # In Kubernetes (deploy/) the config comes from a ConfigMap and media from object storage;
 # the baked-in config serves the fixtures from local disk for a first look.
@@ -29,7 +29,7 @@ RUN touch src/lib.rs src/main.rs \
 
 # ---- runtime ---------------------------------------------------------------------------------
 FROM debian:bookworm-slim
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="jit-origin" \
       org.opencontainers.image.description="Just-in-time HLS/DASH packaging origin: MP4/CMAF in object storage, HLS and DASH out" \

@@ -51,6 +51,8 @@ impl ApiServer {
             "listen = \"127.0.0.1:0\"\n{}\
              [[storage]]\nname = \"docs\"\nurl = \"file://{}\"\n\
              [[locator]]\nid = \"config-locator\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"ladder\"\npolicy = \"clear\"\n\
+             [[locator]]\nid = \"config-envelope\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"ladder\"\npolicy = \"envelope\"\n\
+             keys = [{{ kid = \"00112233445566778899aabbccddeeff\", key = \"000102030405060708090a0b0c0d0e0f\" }}]\n\
              [[filter]]\nname = \"config-filter\"\nend_secs = 4.0\n\
              [limits]\nbody_read_timeout_secs = 1\n\
              [store]\nstorage = \"docs\"\nprefix = \"ams\"\n\
@@ -285,7 +287,15 @@ async fn resources_round_trip_on_both_path_shapes() {
     // Config locators: listed, read-only.
     let locators = get(&arm("streamingLocators")).await.ok().json();
     let names: Vec<&str> = locators["value"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["clear", "config-locator", "keyed"]);
+    assert_eq!(names, ["clear", "config-envelope", "config-locator", "keyed"]);
+    // Their keys are read as a stored locator's are: by listContentKeys only.
+    let keys = post(&arm("streamingLocators/config-envelope/listContentKeys")).await.ok().json();
+    assert_eq!(
+        keys["contentKeys"],
+        json!([{"id": "00112233-4455-6677-8899-aabbccddeeff", "type": "EnvelopeEncryption", "value": "AAECAwQFBgcICQoLDA0ODw=="}])
+    );
+    let keys = post(&arm("streamingLocators/config-locator/listContentKeys")).await.ok().json();
+    assert_eq!(keys["contentKeys"], json!([]));
     let config_paths = post(&arm("streamingLocators/config-locator/listPaths")).await.ok().json();
     assert_eq!(config_paths["streamingPaths"][0]["paths"][0], "/config-locator/ladder.ism/manifest(format=m3u8-aapl)");
     let replace =

@@ -142,7 +142,8 @@ impl LocatorKeys {
         &self.first
     }
 
-    fn all(&self) -> impl Iterator<Item = &ContentKey> {
+    /// Every key: the one that encrypts, then the others.
+    pub fn all(&self) -> impl Iterator<Item = &ContentKey> {
         std::iter::once(&self.first).chain(&self.others)
     }
 }

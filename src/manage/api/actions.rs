@@ -1,16 +1,18 @@
 //! The POST actions: `listStreamingLocators`, `listPaths`, `listContentKeys`,
 //! `getPolicyPropertiesWithSecrets`.
 
+use base64::prelude::{Engine, BASE64_STANDARD};
 use serde_json::{json, Value};
 
 use super::{to_value, Api, Call};
 use crate::manage::error::{ApiError, ApiResult};
 use crate::manage::model::{
     predefined_policy, AssetProperties, ContentKeyPolicyProperties, EnabledProtocols, EncryptionScheme,
-    StreamingLocatorProperties, StreamingPolicyProperties,
+    StreamingLocatorContentKey, StreamingLocatorProperties, StreamingPolicyProperties,
 };
 use crate::manage::paths::list_paths;
 use crate::manage::route::{Action, Collection};
+use crate::plan::locator::Locator;
 
 impl Api {
     pub(super) async fn action(
@@ -48,16 +50,13 @@ impl Api {
             Action::ListPaths => self.paths(collection, name).await,
             Action::ListContentKeys => {
                 call.caller.may_change()?;
-                if self.config_locator(name).is_some() {
-                    return Err(ApiError::conflict(format!(
-                        "the keys of configuration locator '{name}' are in the configuration file"
-                    )));
+                let stored =
+                    self.stored::<StreamingLocatorProperties>(&Self::doc_path(collection, name)?, true).await?;
+                match (stored, self.config_locator(name)) {
+                    (Some((_, locator)), _) => Ok(json!({ "contentKeys": locator.content_keys })),
+                    (None, Some(locator)) => Ok(json!({ "contentKeys": config_content_keys(&locator) })),
+                    (None, None) => Err(not_found()),
                 }
-                let (_, locator) = self
-                    .stored::<StreamingLocatorProperties>(&Self::doc_path(collection, name)?, true)
-                    .await?
-                    .ok_or_else(not_found)?;
-                Ok(json!({ "contentKeys": locator.content_keys }))
             }
             Action::GetPolicyPropertiesWithSecrets => {
                 call.caller.may_change()?;
@@ -112,4 +111,21 @@ impl Api {
         let paths = list_paths(id, storage, folder, &policy.schemes(), terms.downloads).await?;
         Ok(to_value(paths))
     }
+}
+
+/// The content keys of a configuration locator as `listContentKeys` lists them: each key once
+/// per encryption scheme its policy serves (AMS lists a key per scheme).
+fn config_content_keys(locator: &Locator) -> Vec<StreamingLocatorContentKey> {
+    let Some(keys) = locator.policy.keys() else { return Vec::new() };
+    let schemes = EncryptionScheme::of_policy(locator.policy.kind());
+    keys.all()
+        .flat_map(|key| {
+            schemes.iter().map(move |scheme| StreamingLocatorContentKey {
+                id: uuid::Uuid::from_bytes(key.kid).hyphenated().to_string(),
+                key_type: Some(scheme.as_str().to_string()),
+                value: Some(BASE64_STANDARD.encode(key.key)),
+                ..StreamingLocatorContentKey::default()
+            })
+        })
+        .collect()
 }

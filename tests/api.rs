@@ -206,6 +206,15 @@ async fn resources_round_trip_on_both_path_shapes() {
     expect(&patched, 200);
     assert_eq!(patched.json()["properties"]["description"], "new");
     assert_eq!(patched.json()["properties"]["container"], "ladder");
+    // Without a container, the asset's folder is named as AMS names it, and a replacing PUT
+    // without one keeps it.
+    let created = put(&arm("assets/unnamed"), json!({"properties": {}})).await;
+    expect(&created, 201);
+    let asset_id = created.json()["properties"]["assetId"].as_str().unwrap().to_string();
+    assert_eq!(created.json()["properties"]["container"], format!("asset-{asset_id}"));
+    let replaced = put(&arm("assets/unnamed"), json!({"properties": {"description": "d"}})).await.ok().json();
+    assert_eq!(replaced["properties"]["container"], format!("asset-{asset_id}"));
+    expect(&call(Method::DELETE, &arm("assets/unnamed"), Some(WRITER), None).await, 200);
 
     // Content key policies: the symmetric key is shown only with secrets.
     let secret = base64_of(&[5; 32]);
@@ -398,7 +407,7 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
     };
     expect_bad(&raw("{\"properties\": ").await, "EOF");
     expect_bad(&put(&url("assets/other"), json!({"properties": {"container": "x", "colour": 1}})).await, "colour");
-    expect_bad(&put(&url("assets/other"), json!({"properties": {}})).await, "properties.container");
+    expect_bad(&put(&url("assets/other"), json!({"properties": {"container": "../x"}})).await, "properties.container");
     let locator = |properties: Value| json!({"properties": properties});
     let cases = [
         (

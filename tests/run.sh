@@ -48,34 +48,30 @@ if ! cmp -s "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.
   cp "$E2E/package-lock.json" "$E2E/node_modules/.installed-package-lock.json"
 fi
 
-# Storage emulators, pinned in tests/storage/; reinstalled only when their pins change.
-venv=target/storage-tools/venv
-if ! cmp -s tests/storage/requirements.txt "$venv/requirements.installed" 2>/dev/null; then
-  log "installing moto and fake-gcs-server into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/pip" install -q -r tests/storage/requirements.txt </dev/null
-  cp tests/storage/requirements.txt "$venv/requirements.installed"
-fi
+# A Python venv with the packages pinned in REQUIREMENTS, (re)made only when the pins change.
+pinned_venv() { # VENV REQUIREMENTS WHAT
+  if ! cmp -s "$2" "$1/requirements.installed" 2>/dev/null; then
+    log "installing $3 into $1"
+    rm -rf "$1"
+    python3 -m venv "$1"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$1/bin/pip" install -q -r "$2" </dev/null
+    cp "$2" "$1/requirements.installed"
+  fi
+}
+
+# Storage emulators, pinned in tests/storage/.
+pinned_venv target/storage-tools/venv tests/storage/requirements.txt "moto and fake-gcs-server"
 if ! cmp -s tests/storage/package-lock.json tests/storage/node_modules/.lock.installed 2>/dev/null; then
   log "installing Azurite (npm ci in tests/storage)"
   (cd tests/storage && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null)
   cp tests/storage/package-lock.json tests/storage/node_modules/.lock.installed
 fi
 
-# The official Azure Media Services SDK for tests/sdk.rs, pinned in tests/sdk/; reinstalled
-# only when its pins change.
-sdk_venv=target/azure-sdk/venv
-if ! cmp -s tests/sdk/requirements.txt "$sdk_venv/requirements.installed" 2>/dev/null; then
-  log "installing azure-mgmt-media into $sdk_venv"
-  rm -rf "$sdk_venv"
-  python3 -m venv "$sdk_venv"
-  PIP_DISABLE_PIP_VERSION_CHECK=1 "$sdk_venv/bin/pip" install -q -r tests/sdk/requirements.txt </dev/null
-  cp tests/sdk/requirements.txt "$sdk_venv/requirements.installed"
-fi
+# The official Azure Media Services SDK for tests/sdk.rs, pinned in tests/sdk/.
+pinned_venv target/azure-sdk/venv tests/sdk/requirements.txt azure-mgmt-media
 
 log "$(ffmpeg -version | head -n1)"
-log "$(chromium --version 2>/dev/null | head -n1); node $(node --version); $("$venv/bin/python" --version)"
+log "$(chromium --version 2>/dev/null | head -n1); node $(node --version); $(target/storage-tools/venv/bin/python --version)"
 log "$(cargo --version)"
 
 log "cargo test --locked"

@@ -304,7 +304,7 @@ fn two_replicas_share_the_store() {
         );
         replica.get(&manifest).ok();
         let metrics = replica.get("/metrics").ok().text();
-        assert!(metrics.contains("jit_origin_store_refresh_total{result=\"error\"}"), "{metrics}");
+        assert!(metrics.contains("jit_store_refresh_total{result=\"error\"}"), "{metrics}");
     }
 }
 

@@ -7,7 +7,7 @@
 //! (opened with the [`Sealer`]), the key access of its content key policy, its window and its
 //! default filters. A document that does not build (a missing asset or policy, a key that does
 //! not open, an id the config file uses) is skipped with a warning naming it, counted in
-//! `jit_origin_store_documents_skipped`, and never stops the others from publishing.
+//! `jit_store_documents_skipped`, and never stops the others from publishing.
 //!
 //! Account and asset filter documents become the filters manifests may name; an account
 //! filter cannot take the name of a filter of the config file (those are account filters too).
@@ -472,9 +472,9 @@ mod tests {
         assert!(described.starts_with("store: failing since") && described.contains("2 documents"), "{described}");
         let metrics = String::from_utf8(origin.metrics.render()).unwrap();
         for line in [
-            "jit_origin_store_refresh_total{result=\"error\"} 1",
-            "jit_origin_store_refresh_total{result=\"ok\"} 2",
-            "jit_origin_store_documents 2",
+            "jit_store_refresh_total{result=\"error\"} 1",
+            "jit_store_refresh_total{result=\"ok\"} 2",
+            "jit_store_documents 2",
         ] {
             assert!(metrics.contains(line), "{line} in\n{metrics}");
         }

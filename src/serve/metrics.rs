@@ -153,19 +153,19 @@ impl Metrics {
             ),
             store_refreshes: counter_vec(
                 &registry,
-                "jit_origin_store_refresh_total",
+                "jit_store_refresh_total",
                 "Reads of the document store by result (ok, error)",
                 &["result"],
             ),
             store_last_success: int_gauge(
                 &registry,
-                "jit_origin_store_last_success_timestamp_seconds",
+                "jit_store_last_success_timestamp_seconds",
                 "Unix time of the last successful read of the document store",
             ),
-            store_documents: int_gauge(&registry, "jit_origin_store_documents", "Documents read from the store"),
+            store_documents: int_gauge(&registry, "jit_store_documents", "Documents read from the store"),
             store_documents_skipped: int_gauge(
                 &registry,
-                "jit_origin_store_documents_skipped",
+                "jit_store_documents_skipped",
                 "Documents of the store that do not publish (missing asset, unknown policy, bad key; logged)",
             ),
             registry,

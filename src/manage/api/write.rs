@@ -98,7 +98,13 @@ impl Api {
         };
         let now = Utc::now();
         asset.storage_account_name = Some(storage);
-        asset.asset_id = existing.and_then(|e| e.asset_id.clone()).or_else(|| Some(uuid::Uuid::new_v4().to_string()));
+        let asset_id = existing.and_then(|e| e.asset_id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        // AMS scripts often create an asset without a container and upload into the one the
+        // answer names: AMS calls it `asset-{assetId}`, and so do we. A replacing PUT without
+        // one keeps the asset's folder.
+        let container = asset.container.take().or_else(|| existing.and_then(|e| e.container.clone()));
+        asset.container = Some(container.unwrap_or_else(|| format!("asset-{asset_id}")));
+        asset.asset_id = Some(asset_id);
         asset.created = existing.and_then(|e| e.created).or(Some(now));
         asset.last_modified = Some(now);
         asset.storage_encryption_format = Some("None".into());

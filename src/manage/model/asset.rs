@@ -20,7 +20,8 @@ pub struct AssetProperties {
     pub alternate_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// The asset's folder inside the storage account (AMS: the blob container).
+    /// The asset's folder inside the storage account (AMS: the blob container); a new asset
+    /// without one gets `asset-{assetId}`, as AMS names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// A `[[storage]]` account name; absent = the first one configured.
@@ -33,19 +34,18 @@ pub struct AssetProperties {
 
 impl AssetProperties {
     pub fn check(&self) -> Result<(), String> {
-        let Some(container) = self.container.as_deref() else {
-            return refuse("properties.container", "required: the asset's folder in its storage account");
-        };
-        if container.is_empty()
-            || container.len() > 1024
-            || container.starts_with('/')
-            || container.split('/').any(|seg| seg == ".." || seg == ".")
-            || container.chars().any(char::is_control)
-        {
-            return refuse(
-                "properties.container",
-                format!("'{container}' must be a relative folder inside the storage account"),
-            );
+        if let Some(container) = self.container.as_deref() {
+            if container.is_empty()
+                || container.len() > 1024
+                || container.starts_with('/')
+                || container.split('/').any(|seg| seg == ".." || seg == ".")
+                || container.chars().any(char::is_control)
+            {
+                return refuse(
+                    "properties.container",
+                    format!("'{container}' must be a relative folder inside the storage account"),
+                );
+            }
         }
         if let Some(format) = self.storage_encryption_format.as_deref() {
             if format != "None" {

@@ -405,7 +405,8 @@ async fn bad_input_is_refused_naming_the_field_and_writes_nothing() {
             Got { what: format!("PUT {url}"), status, headers, body, version: reqwest::Version::HTTP_11 }
         }
     };
-    expect_bad(&raw("{\"properties\": ").await, "EOF");
+    expect_bad(&raw("{\"properties\": ").await, "the body is not JSON: EOF while parsing a value at line 1 column 15");
+    expect_bad(&raw("{not json").await, "the body is not JSON: key must be a string at line 1 column 2");
     expect_bad(&put(&url("assets/other"), json!({"properties": {"container": "x", "colour": 1}})).await, "colour");
     expect_bad(&put(&url("assets/other"), json!({"properties": {"container": "../x"}})).await, "properties.container");
     let locator = |properties: Value| json!({"properties": properties});

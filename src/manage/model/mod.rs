@@ -49,6 +49,8 @@ pub struct Resource<P> {
 
 /// Parses a JSON body; the error names the field (`properties.contentKeys[0].id: …`).
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    // A body that is not JSON at all has no field to name: say where the syntax breaks.
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     let mut json = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut json).map_err(|e| field_error("", &e))
 }

@@ -197,6 +197,8 @@ fn answers_within(replica: &Replica, path: &str, status: StatusCode, bound: Dura
     loop {
         let got = replica.get(path);
         if got.status == status {
+            // The propagation time, for the README's figure (`--nocapture` shows it).
+            eprintln!("{}{path}: {status} after {:?}", replica.base, started.elapsed());
             return got;
         }
         assert!(

@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 FF=(ffmpeg -nostdin -hide_banner -v error -y)
 S=seeds
 rm -rf "$S"
-mkdir -p "$S"/{url,boxes,ism,moov,fragments,index,segments}
+mkdir -p "$S"/{url,boxes,ism,moov,fragments,index,segments,documents}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -75,3 +75,16 @@ QualityLevels(150000)/Fragments(video=18446744073709551615,format=m3u8-aapl).ts
 QualityLevels(1)/Fragments(vid%C3%A9o=900900,format=m3u8-aapl-v3,encryption=cbc)
 URLS
 echo "seeds: $(find "$S" -type f | wc -l) files, $(du -sh "$S" | cut -f1)"
+
+# The documents target: a kind byte (0 asset, 1 streaming locator, 2 streaming policy, 3 content
+# key policy, 4 filter) and an API body of that kind.
+i=0
+while IFS= read -r line; do
+  [ -n "$line" ] && printf '%b%s' "\\x0${line%% *}" "${line#* }" >"$S/documents/seed-$((i++))"
+done <<'DOCUMENTS'
+0 {"properties": {"container": "ladder", "storageAccountName": "local", "description": "the ladder"}}
+1 {"properties": {"assetName": "ladder", "streamingPolicyName": "Predefined_ClearKey", "startTime": "2026-01-01T00:00:00Z", "endTime": "2027-01-01T00:00:00.5+01:00", "filters": ["first4s"], "contentKeys": [{"id": "00112233-4455-6677-8899-aabbccddeeff", "labelReferenceInStreamingPolicy": "k", "value": "AAECAwQFBgcICQoLDA0ODw=="}]}}
+2 {"properties": {"commonEncryptionCenc": {"enabledProtocols": {"download": false, "dash": true, "hls": true, "smoothStreaming": false}, "contentKeys": {"defaultKey": {"label": "k", "policyName": "p"}}, "drm": {"widevine": {"customLicenseAcquisitionUrlTemplate": "https://lic.example/{ContentKeyId}"}, "playReady": {"customLicenseAcquisitionUrlTemplate": "https://pr.example/{AlternativeMediaId}"}}}}}
+3 {"properties": {"options": [{"name": "jwt", "configuration": {"@odata.type": "#Microsoft.Media.ContentKeyPolicyClearKeyConfiguration"}, "restriction": {"@odata.type": "#Microsoft.Media.ContentKeyPolicyTokenRestriction", "issuer": "https://idp.example", "audience": "viewers", "primaryVerificationKey": {"@odata.type": "#Microsoft.Media.ContentKeyPolicySymmetricTokenKey", "keyValue": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}, "alternateVerificationKeys": [{"@odata.type": "#Microsoft.Media.ContentKeyPolicyRsaTokenKey", "exponent": "AQAB", "modulus": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw"}], "requiredClaims": [{"claimType": "urn:microsoft:azure:mediaservices:contentkeyidentifier"}], "restrictionTokenType": "Jwt"}}]}}
+4 {"properties": {"presentationTimeRange": {"startTimestamp": 20000000, "endTimestamp": 90000000, "timescale": 10000000, "liveBackoffDuration": 0}, "firstQuality": {"bitrate": 300000}, "tracks": [{"trackSelections": [{"property": "Type", "operation": "Equal", "value": "Video"}, {"property": "Bitrate", "operation": "Equal", "value": "0-2427000"}]}, {"trackSelections": [{"property": "Language", "operation": "NotEqual", "value": "fr"}, {"property": "FourCC", "operation": "Equal", "value": "mp4a"}]}]}}
+DOCUMENTS

@@ -3,7 +3,7 @@
 //! before anything is read or built.
 
 pub mod catalog;
-pub(crate) mod filter;
+pub mod filter;
 pub(crate) mod links;
 pub(crate) mod locator;
 pub(crate) mod reads;

@@ -58,4 +58,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-

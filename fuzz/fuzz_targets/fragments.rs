@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use jit_origin::media::mp4::reader::find;
 use jit_origin::source::index::fragmented::{append_moof, parse_mfra, parse_sidx};
 use jit_origin::source::index::progressive::{parse_moov, MoovTrack};
-use jit_origin::media::mp4::reader::find;
 use libfuzzer_sys::fuzz_target;
 
 /// The tracks of the fragmented ladder's video and audio, as `moov` declares them.
@@ -21,7 +21,8 @@ fn tracks() -> &'static [MoovTrack] {
         let mut tracks = Vec::new();
         for file in files {
             let moov = find(file, b"moov").expect("fixture boxes").expect("fixture moov");
-            let mut parsed = parse_moov(&Bytes::copy_from_slice(moov), file.len() as u64).expect("fixture moov parses").tracks;
+            let mut parsed =
+                parse_moov(&Bytes::copy_from_slice(moov), file.len() as u64).expect("fixture moov parses").tracks;
             // Distinct track ids, so a fuzzed moof can address either.
             for t in &mut parsed {
                 t.info.track_id += tracks.len() as u32;

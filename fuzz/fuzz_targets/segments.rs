@@ -5,14 +5,14 @@
 //! (clear, AES-128; v3 muxing audio into video). Errors are fine; panics and oversized
 //! allocations are findings.
 
-use jit_origin::source::asset::{load, AssetSource};
-use jit_origin::protect::{ContentKey, Scheme};
-use jit_origin::protect::drm::DrmSystems;
 use jit_origin::output::package_resources;
-use jit_origin::plan::Protection;
-use jit_origin::serve::origin::render;
-use jit_origin::source::timeline::SegmentPolicy;
 use jit_origin::plan::url::{Encryption, Format, Resource};
+use jit_origin::plan::Protection;
+use jit_origin::protect::drm::DrmSystems;
+use jit_origin::protect::{ContentKey, Scheme};
+use jit_origin::serve::origin::render;
+use jit_origin::source::asset::{load, AssetSource};
+use jit_origin::source::timeline::SegmentPolicy;
 use jit_origin_fuzz::MemoryStorage;
 use libfuzzer_sys::fuzz_target;
 

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::refuse;
-use crate::protect::token::{KeyAccess, TokenPolicy, TokenVerifier, CONTENT_KEY_CLAIM, DEFAULT_LEEWAY_SECS};
+use crate::protect::token::{
+    parse_rsa_public_pem, KeyAccess, RequiredClaim, TokenPolicy, TokenVerifier, CONTENT_KEY_CLAIM, DEFAULT_LEEWAY_SECS,
+};
 
 /// `contentKeyPolicies/{name}`: who may have a locator's keys from the origin's key endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -146,17 +148,22 @@ impl ContentKeyPolicyProperties {
                 "not supported: give the verification keys",
             );
         }
+        // The content key identifier claim without a value binds the token to one key (see
+        // `protect::token`); every other required claim is checked as given.
         let mut require_content_key_claim = false;
+        let mut required_claims = Vec::new();
         for (c, claim) in token.required_claims.iter().enumerate() {
-            if claim.claim_type != CONTENT_KEY_CLAIM || claim.claim_value.is_some() {
-                return refuse(
-                    &format!("{field}.requiredClaims[{c}]"),
-                    format!("only the claim type {CONTENT_KEY_CLAIM} without a value is supported"),
-                );
+            if claim.claim_type.trim().is_empty() {
+                return refuse(&format!("{field}.requiredClaims[{c}].claimType"), "required");
             }
-            require_content_key_claim = true;
+            match &claim.claim_value {
+                None if claim.claim_type == CONTENT_KEY_CLAIM => require_content_key_claim = true,
+                value => {
+                    required_claims.push(RequiredClaim { claim_type: claim.claim_type.clone(), value: value.clone() })
+                }
+            }
         }
-        let (mut hs256_secret_base64, mut rs256_public_key_pem) = (None, None);
+        let (mut hs256_secrets, mut rs256_keys) = (Vec::new(), Vec::new());
         let keys = std::iter::once(("primaryVerificationKey".to_string(), &token.primary_verification_key)).chain(
             token
                 .alternate_verification_keys
@@ -167,29 +174,26 @@ impl ContentKeyPolicyProperties {
         for (name, key) in keys {
             let key_field = format!("{field}.{name}");
             match key {
-                TokenKey::Symmetric { key_value: Some(value) } if hs256_secret_base64.is_none() => {
-                    hs256_secret_base64 = Some(value.clone())
-                }
+                TokenKey::Symmetric { key_value: Some(value) } => hs256_secrets.push(value.clone()),
                 TokenKey::Symmetric { key_value: None } => return refuse(&format!("{key_field}.keyValue"), "required"),
-                TokenKey::Rsa { exponent, modulus } if rs256_public_key_pem.is_none() => {
-                    rs256_public_key_pem = Some(rsa_public_pem(&key_field, modulus, exponent)?)
+                TokenKey::Rsa { exponent, modulus } => rs256_keys.push(rsa_public_pem(&key_field, modulus, exponent)?),
+                TokenKey::X509 { raw_body } => {
+                    rs256_keys.push(certificate_pem(&format!("{key_field}.rawBody"), raw_body)?)
                 }
-                TokenKey::X509 { .. } => {
-                    return refuse(
-                        &key_field,
-                        "X.509 certificate keys are not supported: give the RSA key as exponent and modulus",
-                    )
-                }
-                _ => return refuse(&key_field, "one symmetric and one RSA key at most"),
             }
         }
+        let (hs256_secret_base64, alternate_hs256_secrets_base64) = first_and_rest(hs256_secrets);
+        let (rs256_public_key_pem, alternate_rs256_public_keys_pem) = first_and_rest(rs256_keys);
         Ok(KeyAccess::Token(TokenPolicy {
             issuer: token.issuer.clone(),
             audience: token.audience.clone(),
             hs256_secret_base64,
+            alternate_hs256_secrets_base64,
             rs256_public_key_pem,
+            alternate_rs256_public_keys_pem,
             leeway_secs: DEFAULT_LEEWAY_SECS,
             require_content_key_claim,
+            required_claims,
         }))
     }
 
@@ -224,6 +228,20 @@ impl ContentKeyPolicyProperties {
             })
             .flatten()
     }
+}
+
+fn first_and_rest(keys: Vec<String>) -> (Option<String>, Vec<String>) {
+    let mut keys = keys.into_iter();
+    (keys.next(), keys.collect())
+}
+
+/// A certificate PEM from AMS's `rawBody` (base64 DER), refused here unless it carries an RSA
+/// key the verifier takes, so the error names the field.
+fn certificate_pem(field: &str, raw_body: &str) -> Result<String, String> {
+    let der = crate::protect::decode_base64(raw_body).ok_or_else(|| format!("{field}: not base64"))?;
+    let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));
+    parse_rsa_public_pem(&pem).map_err(|e| format!("{field}: {e}"))?;
+    Ok(pem)
 }
 
 /// An RSA public key PEM (PKCS#1) from AMS's base64 big-endian modulus and exponent.
@@ -270,6 +288,61 @@ mod tests {
             jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_der(private.contents()))
                 .unwrap();
         assert!(verifier.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn alternate_keys_x509_certificates_and_required_claims_are_mapped() {
+        use crate::protect::token::tests::{openssl_certificate, rsa_a_certificate, RSA_A_PRIVATE_PKCS1};
+        use crate::protect::token::{KeyGrant, TokenError};
+        let (primary, alternate) = (base64(&[1u8; 32]), base64(&[2u8; 40]));
+        let certificate = base64(&rsa_a_certificate());
+        let json = format!(
+            r##"{{"properties":{{"options":[{{"configuration":{{"@odata.type":"#Microsoft.Media.ContentKeyPolicyClearKeyConfiguration"}},
+            "restriction":{{"@odata.type":"#Microsoft.Media.ContentKeyPolicyTokenRestriction","issuer":"iss","audience":"aud",
+            "primaryVerificationKey":{{"@odata.type":"#Microsoft.Media.ContentKeyPolicySymmetricTokenKey","keyValue":"{primary}"}},
+            "alternateVerificationKeys":[{{"@odata.type":"#Microsoft.Media.ContentKeyPolicySymmetricTokenKey","keyValue":"{alternate}"}},
+            {{"@odata.type":"#Microsoft.Media.ContentKeyPolicyX509CertificateTokenKey","rawBody":"{certificate}"}}],
+            "requiredClaims":[{{"claimType":"{CONTENT_KEY_CLAIM}"}},{{"claimType":"urn:example:entitlement","claimValue":"premium"}}],
+            "restrictionTokenType":"Jwt"}}}}]}}}}"##
+        );
+        let policy: Resource<ContentKeyPolicyProperties> = parse(json.as_bytes()).unwrap();
+        policy.properties.check().unwrap();
+        let KeyAccess::Token(token_policy) = policy.properties.key_access().unwrap() else { panic!("open") };
+        assert_eq!(token_policy.hs256_secret_base64, Some(primary));
+        assert_eq!(token_policy.alternate_hs256_secrets_base64, [alternate]);
+        assert!(token_policy.rs256_public_key_pem.as_ref().is_some_and(|pem| pem.contains("CERTIFICATE")));
+        assert!(token_policy.require_content_key_claim);
+        assert_eq!(
+            token_policy.required_claims,
+            [RequiredClaim { claim_type: "urn:example:entitlement".into(), value: Some("premium".into()) }]
+        );
+
+        let verifier = TokenVerifier::new(&token_policy).unwrap();
+        let kid = "8a2c1f3e-0b4d-4e5f-9a6b-7c8d9e0f1a2b";
+        let claims = |entitlement: &str| {
+            serde_json::json!({"iss": "iss", "aud": "aud", "exp": jsonwebtoken::get_current_timestamp() + 60,
+                CONTENT_KEY_CLAIM: kid, "urn:example:entitlement": entitlement})
+        };
+        let private = pem::parse(RSA_A_PRIVATE_PKCS1).unwrap();
+        let rs256 = jsonwebtoken::EncodingKey::from_rsa_der(private.contents());
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        let token = jsonwebtoken::encode(&header, &claims("premium"), &rs256).unwrap();
+        let bound = KeyGrant::OnlyKey(crate::protect::parse_hex16(&kid.replace('-', "")).unwrap());
+        assert_eq!(verifier.verify(&token), Ok(bound));
+        let hs256 = jsonwebtoken::EncodingKey::from_secret(&[2u8; 40]);
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims("basic"), &hs256).unwrap();
+        assert_eq!(verifier.verify(&token), Err(TokenError::RequiredClaimMissing));
+
+        let ec = base64(&openssl_certificate(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]));
+        let e = parse::<Resource<ContentKeyPolicyProperties>>(json.replace(&certificate, &ec).as_bytes())
+            .unwrap()
+            .properties
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "properties.options[0].restriction.alternateVerificationKeys[1].rawBody: the certificate's key is not an RSA key"
+        );
     }
 
     #[test]

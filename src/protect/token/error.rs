@@ -25,6 +25,8 @@ pub enum TokenError {
     ContentKeyClaimMissing,
     /// The token's [`CONTENT_KEY_CLAIM`](super::CONTENT_KEY_CLAIM) names another key than the one requested.
     WrongContentKey,
+    /// The (otherwise valid) token lacks one of the policy's required claims, or has another value.
+    RequiredClaimMissing,
 }
 
 impl TokenError {
@@ -43,13 +45,17 @@ impl TokenError {
                 "token has no content key identifier claim, which this locator requires"
             }
             TokenError::WrongContentKey => "token is bound to another content key",
+            TokenError::RequiredClaimMissing => "token lacks a claim, or a claim value, which this locator requires",
         }
     }
 
     /// A valid token that does not grant the requested key (RFC 6750 `insufficient_scope`),
     /// as opposed to a missing or invalid token.
     pub fn is_insufficient_scope(&self) -> bool {
-        matches!(self, TokenError::ContentKeyClaimMissing | TokenError::WrongContentKey)
+        matches!(
+            self,
+            TokenError::ContentKeyClaimMissing | TokenError::WrongContentKey | TokenError::RequiredClaimMissing
+        )
     }
 }
 

@@ -14,7 +14,9 @@
 //! are reported at start-up rather than on the first key request. It checks:
 //!
 //! * the signature, with HS256 and/or RS256 as configured. The algorithm is taken from the
-//!   token header and must be one for which a key is configured; everything else (`none`,
+//!   token header and must be one for which a key is configured. Several keys per algorithm
+//!   may be configured (key rotation, AMS's primary and alternate verification keys): each is
+//!   tried in turn, and the first whose signature verifies decides; everything else (`none`,
 //!   `HS512`, `RS256` against an HS256-only policy, `HS256` against an RS256-only policy — the
 //!   classic algorithm-confusion attack) is [`TokenError::WrongAlgorithm`];
 //! * `iss` and `aud` (both required; `aud` may be a string or an array containing the audience);
@@ -24,7 +26,10 @@
 //!   for one locator's key cannot fetch another's even where locators share issuer, audience
 //!   and secret. `require_content_key_claim = true` (AMS's `requiredClaims` with that claim
 //!   type) refuses tokens without it; otherwise an unbound token unlocks every key of the
-//!   locators whose policy it satisfies.
+//!   locators whose policy it satisfies;
+//! * `required_claims` (AMS's `requiredClaims`): every one must be present and, where a value
+//!   is given, equal it: a string claim equal to the value, or an array of strings containing
+//!   it ([`TokenError::RequiredClaimMissing`] otherwise).
 //!
 //! Status codes follow RFC 6750 §3.1: a failure is "no credentials" or `invalid_token`
 //! ("expired, revoked, malformed, or invalid for other reasons"), both `401 Unauthorized`,
@@ -48,7 +53,7 @@ mod rsa_key;
 
 pub use error::TokenError;
 pub use request::token_from_request;
-use rsa_key::parse_rsa_public_pem;
+pub use rsa_key::parse_rsa_public_pem;
 
 /// How a locator's keys may be fetched (config: `[locator.key_access]`).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -71,14 +76,50 @@ pub struct TokenPolicy {
     /// HS256 shared secret, base64 (standard or URL-safe, padding optional).
     /// Must decode to at least 32 bytes (RFC 7518 §3.2).
     pub hs256_secret_base64: Option<String>,
-    /// RS256 public key, PEM (SPKI "PUBLIC KEY" or PKCS#1 "RSA PUBLIC KEY"), 2048 to 4096 bits.
+    /// More HS256 secrets accepted as well (key rotation), each as `hs256_secret_base64`.
+    #[serde(default)]
+    pub alternate_hs256_secrets_base64: Vec<String>,
+    /// RS256 public key, PEM (SPKI "PUBLIC KEY", PKCS#1 "RSA PUBLIC KEY", or an X.509
+    /// "CERTIFICATE" whose key is used), 2048 to 4096 bits.
     pub rs256_public_key_pem: Option<String>,
+    /// More RS256 keys accepted as well (key rotation), each as `rs256_public_key_pem`.
+    #[serde(default)]
+    pub alternate_rs256_public_keys_pem: Vec<String>,
     /// Allowed clock skew in seconds for exp/nbf (default 60, at most [`MAX_LEEWAY_SECS`]).
     #[serde(default = "default_leeway_secs")]
     pub leeway_secs: u64,
     /// Tokens must carry [`CONTENT_KEY_CLAIM`]; a token without it is refused.
     #[serde(default)]
     pub require_content_key_claim: bool,
+    /// Claims every token must carry (with the value, where one is given).
+    #[serde(default)]
+    pub required_claims: Vec<RequiredClaim>,
+}
+
+/// A claim a token must carry (config: `required_claims = [{ type = "…", value = "…" }]`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredClaim {
+    /// The claim name, e.g. `urn:example:entitlement`.
+    #[serde(rename = "type")]
+    pub claim_type: String,
+    /// When set, a string claim must equal it, or an array-of-strings claim must contain it.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+impl RequiredClaim {
+    fn is_met_by(&self, claims: &serde_json::Value) -> bool {
+        match (claims.get(&self.claim_type), &self.value) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(serde_json::Value::String(claim)), Some(value)) => claim == value,
+            (Some(serde_json::Value::Array(items)), Some(value)) => {
+                items.iter().any(|item| item.as_str() == Some(value.as_str()))
+            }
+            (Some(_), Some(_)) => false,
+        }
+    }
 }
 
 /// The claim binding a token to one content key (AMS's `ContentKeyIdentifierClaim`): the
@@ -125,14 +166,18 @@ impl fmt::Debug for TokenPolicy {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("hs256_secret_base64", &self.hs256_secret_base64.as_ref().map(|_| Redacted))
+            .field("alternate_hs256_secrets_base64", &vec![Redacted; self.alternate_hs256_secrets_base64.len()])
             .field("rs256_public_key_pem", &self.rs256_public_key_pem.as_ref().map(|_| Redacted))
+            .field("alternate_rs256_public_keys_pem", &vec![Redacted; self.alternate_rs256_public_keys_pem.len()])
             .field("leeway_secs", &self.leeway_secs)
             .field("require_content_key_claim", &self.require_content_key_claim)
+            .field("required_claims", &self.required_claims)
             .finish()
     }
 }
 
 /// Stands in for a secret in `Debug` output.
+#[derive(Clone)]
 struct Redacted;
 
 impl fmt::Debug for Redacted {
@@ -147,24 +192,28 @@ pub struct TokenVerifier {
     audience: String,
     leeway_secs: u64,
     require_content_key_claim: bool,
-    hs256: Option<(DecodingKey, Validation)>,
-    rs256: Option<(DecodingKey, Validation)>,
+    required_claims: Vec<RequiredClaim>,
+    /// HS256 keys, in the order they are tried; empty when HS256 is not accepted.
+    hs256: Vec<DecodingKey>,
+    /// RS256 keys, likewise.
+    rs256: Vec<DecodingKey>,
+    hs256_validation: Validation,
+    rs256_validation: Validation,
 }
 
 impl fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut algorithms = Vec::with_capacity(2);
-        if self.hs256.is_some() {
-            algorithms.push("HS256");
-        }
-        if self.rs256.is_some() {
-            algorithms.push("RS256");
-        }
+        let algorithms: Vec<String> = [("HS256", &self.hs256), ("RS256", &self.rs256)]
+            .into_iter()
+            .filter(|(_, keys)| !keys.is_empty())
+            .map(|(alg, keys)| format!("{alg} ({} keys)", keys.len()))
+            .collect();
         f.debug_struct("TokenVerifier")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway_secs", &self.leeway_secs)
             .field("require_content_key_claim", &self.require_content_key_claim)
+            .field("required_claims", &self.required_claims)
             .field("algorithms", &algorithms)
             .finish_non_exhaustive()
     }
@@ -183,41 +232,50 @@ impl TokenVerifier {
         if policy.leeway_secs > MAX_LEEWAY_SECS {
             return Err(format!("leeway_secs {} is larger than {MAX_LEEWAY_SECS}", policy.leeway_secs));
         }
-        if policy.hs256_secret_base64.is_none() && policy.rs256_public_key_pem.is_none() {
-            return Err("neither hs256_secret_base64 nor rs256_public_key_pem set".into());
+        if let Some(i) = policy.required_claims.iter().position(|c| c.claim_type.trim().is_empty()) {
+            return Err(format!("required_claims[{i}]: type is empty"));
         }
 
-        let hs256 = match &policy.hs256_secret_base64 {
-            None => None,
-            Some(b64) => {
-                let secret = decode_base64(b64).ok_or_else(|| "hs256_secret_base64: bad base64".to_string())?;
+        let hs256 = configured_keys(
+            &policy.hs256_secret_base64,
+            "hs256_secret_base64",
+            &policy.alternate_hs256_secrets_base64,
+            "alternate_hs256_secrets_base64",
+            |b64| {
+                let secret = decode_base64(b64).ok_or_else(|| "bad base64".to_string())?;
                 if secret.len() < MIN_HS256_SECRET_BYTES {
                     return Err(format!(
-                        "hs256_secret_base64: secret is {} bytes, at least {MIN_HS256_SECRET_BYTES} required",
+                        "secret is {} bytes, at least {MIN_HS256_SECRET_BYTES} required",
                         secret.len()
                     ));
                 }
-                let key = DecodingKey::from_secret(&secret);
-                Some((key, validation(policy, Algorithm::HS256)))
-            }
-        };
-
-        let rs256 = match &policy.rs256_public_key_pem {
-            None => None,
-            Some(pem) => {
-                let (n, e) = parse_rsa_public_pem(pem).map_err(|e| format!("rs256_public_key_pem: {e}"))?;
-                let key = DecodingKey::from_rsa_raw_components(&n, &e);
-                Some((key, validation(policy, Algorithm::RS256)))
-            }
-        };
+                Ok(DecodingKey::from_secret(&secret))
+            },
+        )?;
+        let rs256 = configured_keys(
+            &policy.rs256_public_key_pem,
+            "rs256_public_key_pem",
+            &policy.alternate_rs256_public_keys_pem,
+            "alternate_rs256_public_keys_pem",
+            |pem| {
+                let (n, e) = parse_rsa_public_pem(pem)?;
+                Ok(DecodingKey::from_rsa_raw_components(&n, &e))
+            },
+        )?;
+        if hs256.is_empty() && rs256.is_empty() {
+            return Err("neither hs256_secret_base64 nor rs256_public_key_pem set".into());
+        }
 
         Ok(TokenVerifier {
             issuer: policy.issuer.clone(),
             audience: policy.audience.clone(),
             leeway_secs: policy.leeway_secs,
             require_content_key_claim: policy.require_content_key_claim,
+            required_claims: policy.required_claims.clone(),
             hs256,
             rs256,
+            hs256_validation: validation(policy, Algorithm::HS256),
+            rs256_validation: validation(policy, Algorithm::RS256),
         })
     }
 
@@ -226,7 +284,9 @@ impl TokenVerifier {
     /// content key binding: which keys the token grants.
     ///
     /// The signature is checked before any claim, so claim errors (`Expired`, `WrongIssuer`, …)
-    /// are only reported for tokens that were signed with a configured key.
+    /// are only reported for tokens that were signed with a configured key: with several keys
+    /// for the token's algorithm, a signature that does not verify moves on to the next key, and
+    /// the first key that verifies it decides.
     pub fn verify(&self, token: &str) -> Result<KeyGrant, TokenError> {
         let token = token.trim();
         if token.is_empty() {
@@ -235,16 +295,26 @@ impl TokenVerifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        let (key, validation) = match header_alg(token)?.as_str() {
-            "HS256" => self.hs256.as_ref(),
-            "RS256" => self.rs256.as_ref(),
-            _ => None,
+        let (keys, validation) = match header_alg(token)?.as_str() {
+            "HS256" => (&self.hs256, &self.hs256_validation),
+            "RS256" => (&self.rs256, &self.rs256_validation),
+            _ => return Err(TokenError::WrongAlgorithm),
+        };
+        if keys.is_empty() {
+            return Err(TokenError::WrongAlgorithm);
         }
-        .ok_or(TokenError::WrongAlgorithm)?;
 
-        let claims = jsonwebtoken::decode::<serde_json::Value>(token, key, validation)
-            .map_err(|e| map_jwt_error(e.kind()))?
+        let claims = keys
+            .iter()
+            .map(|key| {
+                jsonwebtoken::decode::<serde_json::Value>(token, key, validation).map_err(|e| map_jwt_error(e.kind()))
+            })
+            .find(|attempt| !matches!(attempt, Err(TokenError::BadSignature)))
+            .unwrap_or(Err(TokenError::BadSignature))?
             .claims;
+        if !self.required_claims.iter().all(|required| required.is_met_by(&claims)) {
+            return Err(TokenError::RequiredClaimMissing);
+        }
         match claims.get(CONTENT_KEY_CLAIM) {
             None if self.require_content_key_claim => Err(TokenError::ContentKeyClaimMissing),
             None => Ok(KeyGrant::AnyKey),
@@ -255,6 +325,20 @@ impl TokenVerifier {
             Some(_) => Err(TokenError::Malformed),
         }
     }
+}
+
+/// The primary key (if any) and then the alternates, each decoded by `decode`; an error names
+/// the config key it came from.
+fn configured_keys(
+    primary: &Option<String>,
+    primary_name: &str,
+    alternates: &[String],
+    alternates_name: &str,
+    decode: impl Fn(&str) -> Result<DecodingKey, String>,
+) -> Result<Vec<DecodingKey>, String> {
+    let named = primary.iter().map(|key| (primary_name.to_string(), key));
+    let named = named.chain(alternates.iter().enumerate().map(|(i, key)| (format!("{alternates_name}[{i}]"), key)));
+    named.map(|(name, key)| decode(key).map_err(|e| format!("{name}: {e}"))).collect()
 }
 
 fn validation(policy: &TokenPolicy, alg: Algorithm) -> Validation {
@@ -355,10 +439,40 @@ pub(crate) mod tests {
             issuer: ISS.into(),
             audience: AUD.into(),
             hs256_secret_base64: hs.then(|| b64_std(SECRET)),
+            alternate_hs256_secrets_base64: Vec::new(),
             rs256_public_key_pem: rs.then(|| RSA_A_PUBLIC_SPKI.to_string()),
+            alternate_rs256_public_keys_pem: Vec::new(),
             leeway_secs: DEFAULT_LEEWAY_SECS,
             require_content_key_claim: false,
+            required_claims: Vec::new(),
         }
+    }
+
+    /// A self-signed X.509 certificate (DER) made by `openssl req` with the given key options,
+    /// e.g. `-key <file>` or `-newkey ec -pkeyopt ec_paramgen_curve:P-256`.
+    pub(crate) fn openssl_certificate(key_args: &[&str]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("cert.der");
+        let status = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=jit-origin token signer", "-outform", "DER"])
+            .args(["-keyout", dir.path().join("new-key.pem").to_str().unwrap(), "-out", out.to_str().unwrap()])
+            .args(key_args)
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl could not make a certificate");
+        std::fs::read(out).unwrap()
+    }
+
+    /// A certificate for key pair A, so tokens made by [`rs256`] verify with it.
+    pub(crate) fn rsa_a_certificate() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("a.pem");
+        std::fs::write(&key, RSA_A_PRIVATE_PKCS1).unwrap();
+        openssl_certificate(&["-key", key.to_str().unwrap()])
+    }
+
+    fn certificate_pem(der: Vec<u8>) -> String {
+        pem::encode(&pem::Pem::new("CERTIFICATE", der))
     }
 
     fn verifier(hs: bool, rs: bool) -> TokenVerifier {
@@ -530,6 +644,77 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn every_configured_key_of_the_tokens_algorithm_is_tried() {
+        const OTHER_SECRET: &[u8] = b"another jit-origin secret, 40 bytes long";
+        let mut p = policy(false, false);
+        p.hs256_secret_base64 = Some(b64_std(OTHER_SECRET));
+        p.alternate_hs256_secrets_base64 = vec![b64_std(b"a third secret of at least 32 bytes!"), b64_std(SECRET)];
+        p.rs256_public_key_pem = Some(RSA_B_PUBLIC_SPKI.into());
+        p.alternate_rs256_public_keys_pem = vec![RSA_A_PUBLIC_PKCS1.into()];
+        let v = TokenVerifier::new(&p).unwrap();
+        assert_eq!(v.verify(&hs256(&claims(), OTHER_SECRET)), Ok(KeyGrant::AnyKey));
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Ok(KeyGrant::AnyKey));
+        assert_eq!(v.verify(&rs256(&claims())), Ok(KeyGrant::AnyKey));
+        assert_eq!(
+            v.verify(&hs256(&claims(), b"an unknown secret, also 40 bytes long!!")),
+            Err(TokenError::BadSignature)
+        );
+        // The key that verifies the signature decides the claim errors.
+        let mut expired = claims();
+        expired["exp"] = json!(now() - 3600);
+        assert_eq!(v.verify(&hs256(&expired, SECRET)), Err(TokenError::Expired));
+        assert_eq!(v.verify(&rs256(&expired)), Err(TokenError::Expired));
+
+        p.alternate_rs256_public_keys_pem.push("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into());
+        let err = TokenVerifier::new(&p).unwrap_err();
+        assert!(err.starts_with("alternate_rs256_public_keys_pem[1]: "), "{err}");
+    }
+
+    #[test]
+    fn required_claims_must_be_present_with_their_value() {
+        let mut p = policy(true, false);
+        p.required_claims = vec![
+            RequiredClaim { claim_type: "urn:example:entitlement".into(), value: Some("premium".into()) },
+            RequiredClaim { claim_type: "sub".into(), value: None },
+        ];
+        let v = TokenVerifier::new(&p).unwrap();
+        let with = |entitlement: serde_json::Value| {
+            let mut c = claims();
+            c["urn:example:entitlement"] = entitlement;
+            v.verify(&hs256(&c, SECRET))
+        };
+        assert_eq!(with(json!("premium")), Ok(KeyGrant::AnyKey));
+        assert_eq!(with(json!(["basic", "premium"])), Ok(KeyGrant::AnyKey));
+        assert_eq!(with(json!("basic")), Err(TokenError::RequiredClaimMissing));
+        assert_eq!(with(json!(["basic"])), Err(TokenError::RequiredClaimMissing));
+        assert_eq!(with(json!({ "premium": true })), Err(TokenError::RequiredClaimMissing));
+        assert_eq!(v.verify(&hs256(&claims(), SECRET)), Err(TokenError::RequiredClaimMissing));
+        let mut no_sub = claims();
+        no_sub["urn:example:entitlement"] = json!("premium");
+        no_sub.as_object_mut().unwrap().remove("sub");
+        assert_eq!(v.verify(&hs256(&no_sub, SECRET)), Err(TokenError::RequiredClaimMissing));
+        assert!(TokenError::RequiredClaimMissing.is_insufficient_scope());
+
+        p.required_claims.push(RequiredClaim { claim_type: " ".into(), value: None });
+        assert_eq!(TokenVerifier::new(&p).unwrap_err(), "required_claims[2]: type is empty");
+    }
+
+    #[test]
+    fn rsa_key_of_an_x509_certificate_verifies_rs256() {
+        let mut p = policy(false, false);
+        p.rs256_public_key_pem = Some(certificate_pem(rsa_a_certificate()));
+        let v = TokenVerifier::new(&p).unwrap();
+        assert_eq!(v.verify(&rs256(&claims())), Ok(KeyGrant::AnyKey));
+
+        let ec = openssl_certificate(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+        p.rs256_public_key_pem = Some(certificate_pem(ec));
+        let err = TokenVerifier::new(&p).unwrap_err();
+        assert_eq!(err, "rs256_public_key_pem: the certificate's key is not an RSA key");
+        p.rs256_public_key_pem = Some(certificate_pem(b"not DER".to_vec()));
+        assert_eq!(TokenVerifier::new(&p).unwrap_err(), "rs256_public_key_pem: not an X.509 certificate");
+    }
+
+    #[test]
     fn hs256_against_rs256_only_is_rejected() {
         // Algorithm confusion: HMAC "signed" with the (public) RSA key as the secret.
         let v = verifier(false, true);
@@ -661,6 +846,25 @@ pub(crate) mod tests {
         let KeyAccess::Token(p) = loc.key_access else { panic!("expected token mode") };
         assert_eq!(p.leeway_secs, 5);
         assert!(TokenVerifier::new(&p).is_ok());
+
+        // Alternate keys (a certificate among them) and required claims.
+        let certificate = certificate_pem(rsa_a_certificate());
+        let src = format!(
+            "[key_access]\nmode = \"token\"\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\n\
+             rs256_public_key_pem = \"\"\"\n{RSA_B_PUBLIC_SPKI}\"\"\"\n\
+             alternate_rs256_public_keys_pem = [\"\"\"\n{certificate}\"\"\"]\n\
+             alternate_hs256_secrets_base64 = [\"{secret}\"]\n\
+             required_claims = [{{ type = \"urn:example:entitlement\", value = \"premium\" }}, {{ type = \"sub\" }}]\n"
+        );
+        let loc: Locator = toml::from_str(&src).unwrap();
+        let KeyAccess::Token(p) = loc.key_access else { panic!("expected token mode") };
+        assert_eq!(p.required_claims[1], RequiredClaim { claim_type: "sub".into(), value: None });
+        let v = TokenVerifier::new(&p).unwrap();
+        let mut entitled = claims();
+        entitled["urn:example:entitlement"] = json!("premium");
+        assert_eq!(v.verify(&rs256(&entitled)), Ok(KeyGrant::AnyKey));
+        assert_eq!(v.verify(&hs256(&entitled, SECRET)), Ok(KeyGrant::AnyKey));
+        assert_eq!(v.verify(&rs256(&claims())), Err(TokenError::RequiredClaimMissing));
 
         let loc: Locator = toml::from_str("[key_access]\nmode = \"open\"\n").unwrap();
         assert!(matches!(loc.key_access, KeyAccess::Open));

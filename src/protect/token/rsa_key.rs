@@ -1,29 +1,40 @@
-//! RS256 verification keys from PEM, checked when the configuration is loaded.
+//! RS256 verification keys from PEM (a public key or an X.509 certificate), checked when the
+//! configuration is loaded.
 
-use pkcs1::der::Decode;
+use pkcs1::der::{Decode, Encode};
 use spki::SubjectPublicKeyInfoRef;
+use x509_cert::Certificate;
 
 const MIN_RSA_BITS: usize = 2048;
 /// The RSA implementation refuses larger moduli at verification time.
 const MAX_RSA_BITS: usize = 4096;
 
-/// Parses an RSA public key PEM (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`) into big-endian
+/// Parses an RSA public key PEM (SPKI `PUBLIC KEY`, PKCS#1 `RSA PUBLIC KEY`, or the subject key
+/// of an X.509 `CERTIFICATE`; the certificate's validity and issuer are not checked, as AMS
+/// does not either: it only carries the key) into big-endian
 /// modulus and exponent (no leading zeros) and checks their sizes. `DecodingKey::from_rsa_pem`
 /// would take the same PEM, but it checks neither size, and a bad key would only show when
 /// the first token is verified, not when the configuration is loaded.
-pub(super) fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+pub fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
     let pem = pem::parse(pem).map_err(|_| "bad PEM")?;
     if pem.headers().iter().next().is_some() {
         // RFC 1421 headers (Proc-Type, DEK-Info) mean an encrypted legacy key: not for us.
         return Err("bad PEM");
     }
+    let certificate_spki;
     let pkcs1 = match pem.tag() {
         "RSA PUBLIC KEY" => pem.contents(),
         "PUBLIC KEY" => spki_rsa_key(pem.contents()).ok_or("bad PEM: not an RSA SubjectPublicKeyInfo")?,
+        "CERTIFICATE" => {
+            let certificate = Certificate::from_der(pem.contents()).map_err(|_| "not an X.509 certificate")?;
+            certificate_spki =
+                certificate.tbs_certificate.subject_public_key_info.to_der().map_err(|_| "not an X.509 certificate")?;
+            spki_rsa_key(&certificate_spki).ok_or("the certificate's key is not an RSA key")?
+        }
         "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
             return Err("bad PEM: a private key was given, the public key is needed")
         }
-        _ => return Err("bad PEM: expected PUBLIC KEY or RSA PUBLIC KEY"),
+        _ => return Err("bad PEM: expected PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE"),
     };
     let key = pkcs1::RsaPublicKey::from_der(pkcs1).map_err(|_| "bad PEM: not an RSA public key")?;
     let (n, e) = (key.modulus.as_bytes(), key.public_exponent.as_bytes());

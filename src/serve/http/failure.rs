@@ -149,7 +149,7 @@ mod tests {
         }
         assert_eq!(Failure::Token(Missing).status(), StatusCode::UNAUTHORIZED);
         assert_eq!(www_authenticate(&Missing), "Bearer");
-        for e in [ContentKeyClaimMissing, WrongContentKey] {
+        for e in [ContentKeyClaimMissing, WrongContentKey, RequiredClaimMissing] {
             assert_eq!(Failure::Token(e.clone()).status(), StatusCode::FORBIDDEN);
             assert_eq!(www_authenticate(&e), "Bearer error=\"insufficient_scope\"");
         }

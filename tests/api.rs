@@ -9,6 +9,10 @@
 //! * `bad_input_is_refused_naming_the_field_and_writes_nothing`: 400s that name the field,
 //!   and the store's files unchanged afterwards;
 //! * `concurrent_creates_of_one_locator_give_one_201`: the others get 409;
+//! * `key_endpoint_honours_alternate_keys_and_required_claims`: a locator published with a
+//!   token-restricted key policy (two verification keys, a required claim with a value)
+//!   delivers its key for a token signed with the alternate key and refuses one without the
+//!   claim's value;
 //! * `a_body_that_stops_coming_is_a_408`: `[limits] body_read_timeout_secs` holds for the API.
 
 mod common;
@@ -19,9 +23,10 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use common::{fixtures_storage_toml, Got, FIXTURES_STORAGE};
-use jit_origin::config::Config;
-use jit_origin::manage::{api::Api, auth::Auth, server};
+use common::{fixtures_storage_toml, Got, TestServer, FIXTURES_STORAGE};
+use jit_origin::config::{Config, HttpConfig, LimitsConfig};
+use jit_origin::manage::{api::Api, auth::Auth, catalog, server};
+use jit_origin::serve::http::Service;
 use jit_origin::serve::origin::Origin;
 use jit_origin::store::{Sealer, Store};
 
@@ -35,6 +40,10 @@ const MKIO: &str = "/api/ams/project";
 struct ApiServer {
     addr: std::net::SocketAddr,
     store_dir: tempfile::TempDir,
+    origin: Arc<Origin>,
+    store: Arc<Store>,
+    sealer: Arc<Sealer>,
+    http: HttpConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -63,11 +72,12 @@ impl ApiServer {
         );
         let config = Config::parse(&text, PathBuf::new()).expect("config");
         let origin = Arc::new(Origin::from_config(&config).expect("origin"));
-        let store = Store::new(origin.storage("docs").unwrap().clone(), "ams").unwrap();
+        let store = Arc::new(Store::new(origin.storage("docs").unwrap().clone(), "ams").unwrap());
+        let sealer = Arc::new(Sealer::new(&[7; 32]).unwrap());
         let api = Api::new(
-            Arc::new(store),
-            Arc::new(Sealer::new(&[7; 32]).unwrap()),
-            origin,
+            store.clone(),
+            sealer.clone(),
+            origin.clone(),
             Auth::new(config.api.as_ref().unwrap()).unwrap(),
             Some(FIXTURES_STORAGE.into()),
             &config.limits,
@@ -87,7 +97,16 @@ impl ApiServer {
                 server::serve(listener, None, Arc::new(api), &limits, stopped, std::time::Duration::from_secs(2)).await;
             });
         });
-        ApiServer { addr, store_dir, stop: Some(stop), thread: Some(thread) }
+        ApiServer { addr, store_dir, origin, store, sealer, http: config.http, stop: Some(stop), thread: Some(thread) }
+    }
+
+    /// The media listener of the same origin, its catalog refreshed from the store first (as a
+    /// serving process does in the background).
+    async fn media(&self) -> TestServer {
+        catalog::refresh(&self.origin, &self.store, &self.sealer, Some(FIXTURES_STORAGE)).await;
+        let service = Service::new(self.origin.clone(), self.http.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        TestServer::serve_service(listener, service, &LimitsConfig::default())
     }
 
     fn url(&self, prefix: &str, path: &str) -> String {
@@ -503,4 +522,50 @@ async fn a_body_that_stops_coming_is_a_408() {
     read.await.expect("answered within the body timeout");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_endpoint_honours_alternate_keys_and_required_claims() {
+    let api = ApiServer::start();
+    let url = |p: &str| api.url(MKIO, p);
+    let (primary, alternate) = ([11u8; 32], [12u8; 32]);
+    let mut policy = token_policy_body(&base64_of(&primary));
+    let restriction = &mut policy["properties"]["options"][0]["restriction"];
+    restriction["alternateVerificationKeys"] = json!([
+        {"@odata.type": "#Microsoft.Media.ContentKeyPolicySymmetricTokenKey", "keyValue": base64_of(&alternate)}]);
+    restriction["requiredClaims"] = json!([{"claimType": "urn:example:entitlement", "claimValue": "premium"}]);
+    expect(&put(&url("contentKeyPolicies/entitled"), policy).await, 201);
+    let envelope = json!({"properties": {"defaultContentKeyPolicyName": "entitled", "envelopeEncryption": {
+        "enabledProtocols": {"download": false, "dash": false, "hls": true, "smoothStreaming": false}}}});
+    expect(&put(&url("streamingPolicies/envelope"), envelope).await, 201);
+    expect(&put(&url("assets/ladder"), json!({"properties": {"container": "ladder"}})).await, 201);
+    let locator = json!({"properties": {"assetName": "ladder", "streamingPolicyName": "envelope"}});
+    let created = put(&url("streamingLocators/keyed"), locator).await;
+    expect(&created, 201);
+    let locator_id = created.json()["properties"]["streamingLocatorId"].as_str().unwrap().to_string();
+    let keys = post(&url("streamingLocators/keyed/listContentKeys")).await.ok().json();
+    let kid = keys["contentKeys"][0]["id"].as_str().unwrap().replace('-', "");
+    let key = jit_origin::protect::decode_base64(keys["contentKeys"][0]["value"].as_str().unwrap()).unwrap();
+
+    let media = api.media().await;
+    let key_url = media.url(&format!("/{locator_id}/key/{kid}"));
+    let fetch_key = |secret: [u8; 32], entitlement: Value| {
+        let claims = json!({"iss": "https://issuer.example", "aud": "players",
+            "exp": jsonwebtoken::get_current_timestamp() + 600, "urn:example:entitlement": entitlement});
+        let secret = jsonwebtoken::EncodingKey::from_secret(&secret);
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &secret).unwrap();
+        let key_url = key_url.clone();
+        async move {
+            common::request(&common::client(), Method::GET, &key_url, &[("authorization", &format!("Bearer {token}"))])
+                .await
+        }
+    };
+    let got = fetch_key(alternate, json!(["basic", "premium"])).await;
+    expect(&got, 200);
+    assert_eq!(got.body, key);
+    expect(&fetch_key(primary, json!("premium")).await, 200);
+    let refused = fetch_key(alternate, json!("basic")).await;
+    expect(&refused, 403);
+    assert!(refused.text().contains("claim"), "{}", refused.describe());
+    expect(&fetch_key([13; 32], json!("premium")).await, 401);
 }

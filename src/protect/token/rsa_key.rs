@@ -1,9 +1,9 @@
 //! RS256 verification keys from PEM (a public key or an X.509 certificate), checked when the
 //! configuration is loaded.
 
-use pkcs1::der::{Decode, Encode};
+use pkcs1::der::asn1::AnyRef;
+use pkcs1::der::{Decode, Reader, SliceReader, Tag, TagNumber, Tagged};
 use spki::SubjectPublicKeyInfoRef;
-use x509_cert::Certificate;
 
 const MIN_RSA_BITS: usize = 2048;
 /// The RSA implementation refuses larger moduli at verification time.
@@ -21,15 +21,12 @@ pub fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static st
         // RFC 1421 headers (Proc-Type, DEK-Info) mean an encrypted legacy key: not for us.
         return Err("bad PEM");
     }
-    let certificate_spki;
     let pkcs1 = match pem.tag() {
         "RSA PUBLIC KEY" => pem.contents(),
         "PUBLIC KEY" => spki_rsa_key(pem.contents()).ok_or("bad PEM: not an RSA SubjectPublicKeyInfo")?,
         "CERTIFICATE" => {
-            let certificate = Certificate::from_der(pem.contents()).map_err(|_| "not an X.509 certificate")?;
-            certificate_spki =
-                certificate.tbs_certificate.subject_public_key_info.to_der().map_err(|_| "not an X.509 certificate")?;
-            spki_rsa_key(&certificate_spki).ok_or("the certificate's key is not an RSA key")?
+            let spki = certificate_spki(pem.contents()).ok_or("not an X.509 certificate")?;
+            spki_rsa_key(spki).ok_or("the certificate's key is not an RSA key")?
         }
         "PRIVATE KEY" | "RSA PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => {
             return Err("bad PEM: a private key was given, the public key is needed")
@@ -50,6 +47,38 @@ pub fn parse_rsa_public_pem(pem: &str) -> Result<(Vec<u8>, Vec<u8>), &'static st
     Ok((n.to_vec(), e.to_vec()))
 }
 
+/// The DER subjectPublicKeyInfo of a DER X.509 certificate (RFC 5280 §4.1.2.7), found by
+/// walking the certificate with borrowed DER values. `x509-cert`'s decoder was used first, but
+/// it allocates what an inner length declares before checking that the bytes are there, so a
+/// certificate of a few hundred bytes could make it allocate megabytes; a borrowed value is a
+/// slice of the input, refused when the input is shorter than it declares.
+fn certificate_spki(der: &[u8]) -> Option<&[u8]> {
+    let certificate = AnyRef::from_der(der).ok()?;
+    if certificate.tag() != Tag::Sequence {
+        return None;
+    }
+    let tbs: AnyRef = SliceReader::new(certificate.value()).ok()?.decode().ok()?;
+    let fields = tbs.value();
+    let mut reader = SliceReader::new(fields).ok()?;
+    let mut field: AnyRef = reader.decode().ok()?;
+    // version [0] EXPLICIT is optional (v1 certificates have none); then serialNumber,
+    // signature, issuer, validity and subject come before the key.
+    let version = Tag::ContextSpecific { constructed: true, number: TagNumber::N0 };
+    if field.tag() == version {
+        field = reader.decode().ok()?;
+    }
+    if field.tag() != Tag::Integer {
+        return None;
+    }
+    for _ in 0..4 {
+        let _: AnyRef = reader.decode().ok()?;
+    }
+    let start = usize::try_from(reader.position()).ok()?;
+    let spki: AnyRef = reader.decode().ok()?;
+    let end = usize::try_from(reader.position()).ok()?;
+    (spki.tag() == Tag::Sequence).then(|| fields.get(start..end)).flatten()
+}
+
 /// The PKCS#1 RSAPublicKey inside a SubjectPublicKeyInfo whose algorithm is rsaEncryption
 /// (parameters NULL or absent).
 fn spki_rsa_key(der: &[u8]) -> Option<&[u8]> {
@@ -64,6 +93,17 @@ fn spki_rsa_key(der: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_declaring_more_than_they_hold_are_refused() {
+        // A certificate SEQUENCE declaring 16 MiB, and one whose first field does: the walk
+        // borrows slices of the input, so neither is read (nor allocated) past its end.
+        let outer = [&[0x30, 0x84, 0x01, 0x00, 0x00, 0x00][..], &[0u8; 64]].concat();
+        assert_eq!(certificate_spki(&outer), None);
+        let inner = [&[0x30, 0x08, 0x30, 0x84, 0x01, 0x00, 0x00, 0x00][..], &[0u8; 2]].concat();
+        assert_eq!(certificate_spki(&inner), None);
+        assert_eq!(certificate_spki(&[]), None);
+    }
     use crate::protect::token::tests::{RSA_A_PUBLIC_PKCS1, RSA_A_PUBLIC_SPKI};
 
     #[test]

@@ -364,7 +364,7 @@ mod tests {
         ] {
             let mut properties = json!({
                 "assetName": asset, "streamingPolicyName": policy,
-                "streamingLocatorId": uuid::Uuid::from_bytes(model::random_16()).to_string(),
+                "streamingLocatorId": uuid::Uuid::from_bytes(model::random_16().unwrap()).to_string(),
             });
             for (key, value) in extra.as_object().unwrap() {
                 properties[key] = value.clone();

@@ -1,7 +1,7 @@
 //! API errors in the AMS shape, `{"error": {"code", "message"}}`, with the status AMS uses.
 
 use bytes::Bytes;
-use http::{header, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::store::StoreError;
@@ -53,15 +53,26 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        let mut response = Response::builder()
-            .status(self.status)
-            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-            .header(header::CACHE_CONTROL, "no-store");
+        let mut response = json_response(self.status, Some(&body));
         if self.status == StatusCode::UNAUTHORIZED {
-            response = response.header(header::WWW_AUTHENTICATE, "Bearer");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        response.body(Full::new(Bytes::from(body.to_string()))).expect("static headers are valid")
+        response
     }
+}
+
+/// An API response: `status`, never cached, with `body` as JSON when there is one. Built from
+/// parts (no builder whose headers could fail to parse).
+pub(crate) fn json_response(status: StatusCode, body: Option<&serde_json::Value>) -> Response<Full<Bytes>> {
+    let bytes = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    let mut response = Response::new(Full::new(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if body.is_some() {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {

@@ -46,7 +46,8 @@ pub async fn serve(
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            // The semaphore is never closed; if it were, no connection could be admitted.
+            permit = slots.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
             _ = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {

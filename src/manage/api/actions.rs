@@ -64,7 +64,7 @@ impl Api {
                     .stored::<ContentKeyPolicyProperties>(&Self::doc_path(collection, name)?, true)
                     .await?
                     .ok_or_else(not_found)?;
-                Ok(to_value(policy))
+                to_value(policy)
             }
         }
     }
@@ -82,7 +82,7 @@ impl Api {
                 .collect();
             let paths =
                 list_paths(&locator.id, &locator.storage, &locator.asset_folder, &schemes, locator.downloads).await?;
-            return Ok(to_value(paths));
+            return to_value(paths);
         };
         let asset_path = Self::doc_path(&Collection::Assets, &locator.asset_name)?;
         let (_, asset) = self
@@ -109,7 +109,7 @@ impl Api {
         let id = locator.streaming_locator_id.as_deref().unwrap_or_default();
         let folder = asset.container.as_deref().unwrap_or_default().trim_matches('/');
         let paths = list_paths(id, storage, folder, &policy.schemes(), terms.downloads).await?;
-        Ok(to_value(paths))
+        to_value(paths)
     }
 }
 

@@ -111,7 +111,7 @@ impl Call {
     }
 
     /// A resource body: `{"name", "id", "type", "properties"}`.
-    fn resource(&self, collection: &Collection, name: &str, properties: impl Serialize) -> Value {
+    fn resource(&self, collection: &Collection, name: &str, properties: Value) -> Value {
         json!({
             "name": name,
             "id": self.id(collection, name),
@@ -162,15 +162,7 @@ impl Api {
                 if [Method::PUT, Method::PATCH, Method::DELETE].contains(&method) {
                     tracing::info!(target: "jit_origin::audit", %who, %method, resource = %path, status = answer.status.as_u16(), "changed");
                 }
-                let mut response = Response::builder().status(answer.status).header(header::CACHE_CONTROL, "no-store");
-                let body = match answer.body {
-                    Some(body) => {
-                        response = response.header(header::CONTENT_TYPE, "application/json; charset=utf-8");
-                        Bytes::from(body.to_string())
-                    }
-                    None => Bytes::new(),
-                };
-                response.body(Full::new(body)).expect("static headers are valid")
+                crate::manage::error::json_response(answer.status, answer.body.as_ref())
             }
             Err(e) => {
                 if e.status.is_server_error() {
@@ -325,6 +317,6 @@ impl Api {
     }
 }
 
-fn to_value(value: impl Serialize) -> Value {
-    serde_json::to_value(value).expect("resource models serialize")
+fn to_value(value: impl Serialize) -> ApiResult<Value> {
+    serde_json::to_value(value).map_err(|e| ApiError::internal(format!("a resource did not serialize: {e}")))
 }

@@ -18,20 +18,20 @@ impl Api {
         let properties = match collection {
             Collection::StreamingPolicies => {
                 if let Some((name, properties)) = predefined_policy(name) {
-                    return Ok(call.resource(collection, name, properties));
+                    return Ok(call.resource(collection, name, to_value(properties)?));
                 }
                 self.get_shown::<StreamingPolicyProperties>(collection, name).await?
             }
             Collection::StreamingLocators => {
                 match self.get_shown::<StreamingLocatorProperties>(collection, name).await? {
-                    None => self.config_locator(name).map(|l| to_value(config_locator_properties(&l))),
+                    None => self.config_locator(name).map(|l| to_value(config_locator_properties(&l))).transpose()?,
                     found => found,
                 }
             }
             Collection::Assets => self.get_shown::<AssetProperties>(collection, name).await?,
             Collection::ContentKeyPolicies => self.get_shown::<ContentKeyPolicyProperties>(collection, name).await?,
             Collection::AccountFilters => match self.config_filter(name) {
-                Some(filter) => Some(to_value(&filter.definition)),
+                Some(filter) => Some(to_value(&filter.definition)?),
                 None => self.get_shown::<FilterDefinition>(collection, name).await?,
             },
             Collection::AssetFilters(_) => self.get_shown::<FilterDefinition>(collection, name).await?,
@@ -41,7 +41,7 @@ impl Api {
 
     async fn get_shown<P: Properties>(&self, collection: &Collection, name: &str) -> ApiResult<Option<Value>> {
         let found = self.stored::<P>(&Self::doc_path(collection, name)?, false).await?;
-        Ok(found.map(|(_, p)| to_value(p.shown())))
+        found.map(|(_, p)| to_value(p.shown())).transpose()
     }
 
     // -----------------------------------------------------------------------------------
@@ -53,13 +53,17 @@ impl Api {
             Collection::StreamingLocators => {
                 let mut items = self.list_shown::<StreamingLocatorProperties>(collection).await?;
                 let config = self.origin.config_catalog().locators();
-                items.extend(config.map(|l| (l.id.clone(), to_value(config_locator_properties(l)))));
+                for l in config {
+                    items.push((l.id.clone(), to_value(config_locator_properties(l))?));
+                }
                 items
             }
             Collection::StreamingPolicies => {
                 let mut items = self.list_shown::<StreamingPolicyProperties>(collection).await?;
                 let predefined = PREDEFINED_POLICIES.iter().filter_map(|name| predefined_policy(name));
-                items.extend(predefined.map(|(name, p)| (name.to_string(), to_value(p))));
+                for (name, p) in predefined {
+                    items.push((name.to_string(), to_value(p)?));
+                }
                 items
             }
             Collection::ContentKeyPolicies => self.list_shown::<ContentKeyPolicyProperties>(collection).await?,
@@ -68,7 +72,7 @@ impl Api {
                 // published.
                 let config = self.origin.config_catalog().account_filters();
                 let mut items: Vec<(String, Value)> =
-                    config.map(|f| (f.name.clone(), to_value(&f.definition))).collect();
+                    config.map(|f| Ok((f.name.clone(), to_value(&f.definition)?))).collect::<ApiResult<_>>()?;
                 let stored = self.list_shown::<FilterDefinition>(collection).await?;
                 items.extend(stored.into_iter().filter(|(name, _)| self.config_filter(name).is_none()));
                 items
@@ -86,14 +90,15 @@ impl Api {
         }
         let more = items.len() > call.top;
         items.truncate(call.top);
-        let mut page = json!({
-            "value": items.iter().map(|(name, p)| call.resource(collection, name, p)).collect::<Vec<_>>(),
-        });
-        if let (true, Some((last, _))) = (more, items.last()) {
+        // The next page starts after the last name of this one.
+        let next = items.last().map(|(last, _)| last.clone()).filter(|_| more);
+        let value: Vec<Value> = items.into_iter().map(|(name, p)| call.resource(collection, &name, p)).collect();
+        let mut page = json!({ "value": value });
+        if let Some(last) = next {
             let query = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("api-version", &call.api_version)
                 .append_pair("$top", &call.top.to_string())
-                .append_pair("$skiptoken", last)
+                .append_pair("$skiptoken", &last)
                 .finish();
             page["@odata.nextLink"] = Value::String(format!("{}?{query}", call.base_url));
         }
@@ -102,7 +107,7 @@ impl Api {
 
     async fn list_shown<P: Properties>(&self, collection: &Collection) -> ApiResult<Vec<(String, Value)>> {
         let stored = self.stored_all::<P>(collection).await?;
-        Ok(stored.into_iter().map(|(name, p)| (name, to_value(p.shown()))).collect())
+        stored.into_iter().map(|(name, p)| Ok((name, to_value(p.shown())?))).collect()
     }
 }
 

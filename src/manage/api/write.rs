@@ -23,22 +23,22 @@ impl Api {
             Collection::Assets => {
                 let (status, p) =
                     self.upsert(call, collection, name, patch, |p, old| self.prepare_asset(p, old)).await?;
-                (status, to_value(p))
+                (status, to_value(p)?)
             }
             Collection::ContentKeyPolicies => {
                 let (status, p) = self.upsert(call, collection, name, patch, prepare_key_policy).await?;
-                (status, to_value(p))
+                (status, to_value(p)?)
             }
             Collection::AccountFilters => {
                 let (status, p) = self.upsert::<FilterDefinition>(call, collection, name, patch, |_, _| Ok(())).await?;
-                (status, to_value(p))
+                (status, to_value(p)?)
             }
             Collection::AssetFilters(asset) => {
                 if !self.exists(&Collection::Assets, asset).await? {
                     return Err(ApiError::not_found(format!("asset '{asset}' not found")));
                 }
                 let (status, p) = self.upsert::<FilterDefinition>(call, collection, name, patch, |_, _| Ok(())).await?;
-                (status, to_value(p))
+                (status, to_value(p)?)
             }
             Collection::StreamingPolicies if patch => return Err(immutable()),
             Collection::StreamingPolicies => self.put_policy(call, name).await?,
@@ -66,7 +66,7 @@ impl Api {
                 return Err(ApiError::not_found(format!("{} '{name}' not found", collection.kind())));
             };
             let patch = parse::<Resource<Value>>(&call.body).map_err(ApiError::bad_request)?.properties;
-            let mut merged = to_value(current.clone());
+            let mut merged = to_value(current.clone())?;
             merge_patch(&mut merged, &patch);
             model::parse_properties(merged).map_err(ApiError::bad_request)?
         } else {
@@ -133,7 +133,7 @@ impl Api {
         if let Some((_, stored)) = self.stored::<StreamingPolicyProperties>(&path, false).await? {
             policy.created = stored.created;
             return if policy == stored {
-                Ok((StatusCode::OK, to_value(stored)))
+                Ok((StatusCode::OK, to_value(stored)?))
             } else {
                 Err(ApiError::conflict(format!(
                     "streaming policy '{name}' exists with other properties: policies are immutable"
@@ -142,7 +142,7 @@ impl Api {
         }
         policy.created = Some(Utc::now());
         self.store.create(&path, self.document(&collection, name, policy.clone())?).await?;
-        Ok((StatusCode::CREATED, to_value(policy)))
+        Ok((StatusCode::CREATED, to_value(policy)?))
     }
 
     /// A streaming locator (immutable: the same request again is 200, another is 409).
@@ -154,7 +154,7 @@ impl Api {
         let path = Self::doc_path(&collection, name)?;
         if let Some((_, stored)) = self.stored::<StreamingLocatorProperties>(&path, true).await? {
             return if same_locator_request(&stored, &locator) {
-                Ok((StatusCode::OK, to_value(stored.without_secrets())))
+                Ok((StatusCode::OK, to_value(stored.without_secrets())?))
             } else {
                 Err(ApiError::conflict(format!(
                     "streaming locator '{name}' exists with other properties: locators are immutable (delete it and create a new one)"
@@ -176,10 +176,10 @@ impl Api {
             return Err(ApiError::conflict(format!("properties.streamingLocatorId: {id} is used by another locator")));
         }
         locator.streaming_locator_id = Some(id);
-        locator.complete_keys(policy.key_scheme());
+        locator.complete_keys(policy.key_scheme()).map_err(ApiError::internal)?;
         locator.created = Some(Utc::now());
         self.store.create(&path, self.document(&collection, name, locator.clone())?).await?;
-        Ok((StatusCode::CREATED, to_value(locator.without_secrets())))
+        Ok((StatusCode::CREATED, to_value(locator.without_secrets())?))
     }
 
     /// Checks that everything a new locator names exists: its asset, streaming policy, key
@@ -294,7 +294,7 @@ fn merge_patch(target: &mut Value, patch: &Value) {
     if !target.is_object() {
         *target = Value::Object(serde_json::Map::new());
     }
-    let Value::Object(target) = target else { unreachable!("made an object above") };
+    let Some(target) = target.as_object_mut() else { return };
     for (key, value) in patch {
         if value.is_null() {
             target.remove(key);

@@ -117,17 +117,20 @@ impl StreamingLocatorProperties {
     /// Gives every key a value and every key an id where the client left them out, and an
     /// encrypting policy one key when the client gave none (as AMS does). `key_type` is the
     /// policy's scheme, written into each key.
-    pub fn complete_keys(&mut self, key_type: Option<EncryptionScheme>) {
+    pub fn complete_keys(&mut self, key_type: Option<EncryptionScheme>) -> Result<(), String> {
         if key_type.is_some() && self.content_keys.is_empty() {
             self.content_keys.push(StreamingLocatorContentKey::default());
         }
         for key in &mut self.content_keys {
             if key.id.is_empty() {
-                key.id = uuid::Uuid::from_bytes(random_16()).hyphenated().to_string();
+                key.id = uuid::Uuid::from_bytes(random_16()?).hyphenated().to_string();
             }
-            key.value.get_or_insert_with(|| base64(&random_16()));
+            if key.value.is_none() {
+                key.value = Some(base64(&random_16()?));
+            }
             key.key_type = key_type.map(|t| t.as_str().to_string());
         }
+        Ok(())
     }
 
     /// Applies `f` to every key value (sealing before a store write, opening after a read).
@@ -167,7 +170,7 @@ mod tests {
             ..Default::default()
         };
         let (_, policy) = predefined_policy("predefined_clearkey").unwrap();
-        locator.complete_keys(policy.key_scheme());
+        locator.complete_keys(policy.key_scheme()).unwrap();
         locator.check().unwrap();
         let keys = locator.content_keys().unwrap();
         assert_eq!(keys.len(), 1);

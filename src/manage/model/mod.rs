@@ -96,10 +96,10 @@ pub fn parse_guid(field: &str, text: &str) -> Result<uuid::Uuid, String> {
 }
 
 /// 16 random bytes from the operating system (keys, key ids).
-pub fn random_16() -> [u8; 16] {
+pub fn random_16() -> Result<[u8; 16], String> {
     let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).expect("the operating system's random source failed");
-    bytes
+    getrandom::getrandom(&mut bytes).map_err(|e| format!("the operating system's random source failed: {e}"))?;
+    Ok(bytes)
 }
 
 fn base64(bytes: &[u8]) -> String {

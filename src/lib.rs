@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod error;
+pub mod ingest;
 pub mod manage;
 pub(crate) mod markup;
 pub mod media;

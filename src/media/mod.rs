@@ -8,7 +8,7 @@ pub mod mp4;
 pub use error::{err, MediaError, MediaResult};
 
 /// What a track carries (from its `hdlr`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrackKind {
     Video,

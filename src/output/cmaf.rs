@@ -758,7 +758,7 @@ mod tests {
     }
 
     fn seg(first: u32, count: u32) -> Segment {
-        Segment { first_sample: first, sample_count: count, time: 0, duration: 0, bytes: 0 }
+        Segment { first_sample: first, sample_count: count, time: 0, duration: 0, bytes: 0, discontinuity: false }
     }
 
     /// Splits a built segment into (styp, moof bytes, mdat) with mp4-atom.

@@ -192,7 +192,7 @@ fn representation(
     let video = track.kind == TrackKind::Video;
     let audio = track.kind == TrackKind::Audio;
     let frame_rate = if video {
-        track.index().frame_rate().map(|(n, d)| if d == 1 { n.to_string() } else { format!("{n}/{d}") })
+        track.frame_rate.map(|(n, d)| if d == 1 { n.to_string() } else { format!("{n}/{d}") })
     } else {
         None
     };

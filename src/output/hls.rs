@@ -152,7 +152,7 @@ fn audio_characteristics(track: &AssetTrack) -> Option<String> {
 
 /// FRAME-RATE with 3 decimals (m3u8-rs writes the f64 with `{}`, so round it here).
 fn frame_rate(track: &AssetTrack) -> Option<f64> {
-    let (num, den) = track.index().frame_rate()?;
+    let (num, den) = track.frame_rate?;
     if den == 0 {
         return None;
     }
@@ -607,13 +607,14 @@ pub(crate) mod fixtures {
                 role: t.role.map(str::to_owned),
                 accessibility: t.accessibility.map(str::to_owned),
                 file: file_index.path.clone(),
+                frame_rate: file_index.tracks[0].frame_rate(),
                 file_index,
                 track_position: 0,
                 timeline,
                 window_offset: 0,
             })
             .collect();
-        Asset { name: "fixture".to_owned(), tracks }
+        Asset { name: "fixture".to_owned(), tracks, live: None }
     }
 
     /// Two video renditions, two AAC languages, one E-AC-3: about 10 s.

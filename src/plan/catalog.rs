@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::plan::filter::Filter;
+use crate::plan::live_event::LiveEvent;
 use crate::plan::locator::Locator;
 
 /// Locators by id, account filters by name, asset filters by asset and name.
@@ -16,6 +17,8 @@ pub struct Catalog {
     locators: HashMap<String, Arc<Locator>>,
     account_filters: HashMap<String, Arc<Filter>>,
     asset_filters: HashMap<String, HashMap<String, Arc<Filter>>>,
+    /// Live events by name.
+    live_events: HashMap<String, Arc<LiveEvent>>,
 }
 
 impl Catalog {
@@ -33,6 +36,25 @@ impl Catalog {
     /// Adds a filter of the asset `asset_name`, replacing one with the same name.
     pub fn insert_asset_filter(&mut self, asset_name: &str, filter: Filter) {
         self.asset_filters.entry(asset_name.to_string()).or_default().insert(filter.name.clone(), Arc::new(filter));
+    }
+
+    /// Adds a live event, replacing one with the same name.
+    pub fn insert_live_event(&mut self, event: LiveEvent) {
+        self.live_events.insert(event.name.clone(), Arc::new(event));
+    }
+
+    /// The live event `name`.
+    pub fn live_event(&self, name: &str) -> Option<&Arc<LiveEvent>> {
+        self.live_events.get(name)
+    }
+
+    pub fn live_events(&self) -> impl Iterator<Item = &Arc<LiveEvent>> {
+        self.live_events.values()
+    }
+
+    /// The live event whose access token is `token` (RTMP names no event, only its token).
+    pub fn live_event_by_token(&self, token: &str) -> Option<&Arc<LiveEvent>> {
+        self.live_events.values().find(|e| e.accepts_token(token))
     }
 
     /// The locator `id` (any case).

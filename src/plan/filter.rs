@@ -310,7 +310,7 @@ pub(crate) fn apply<'a>(asset: &'a Asset, filters: &[&Filter]) -> Result<Cow<'a,
     if tracks.is_empty() {
         return Err(Error::NotFound(format!("filters '{}' leave no tracks of asset '{}'", names(), asset.name)));
     }
-    Ok(Cow::Owned(Asset { name: asset.name.clone(), tracks }))
+    Ok(Cow::Owned(Asset { name: asset.name.clone(), tracks, live: asset.live.clone() }))
 }
 
 #[cfg(test)]

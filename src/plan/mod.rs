@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod filter;
 pub(crate) mod links;
+pub mod live_event;
 pub(crate) mod locator;
 pub(crate) mod reads;
 pub mod url;

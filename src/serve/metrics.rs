@@ -35,6 +35,17 @@ pub struct Metrics {
     /// Documents in the published state, and those of them that do not publish.
     pub(crate) store_documents: IntGauge,
     pub(crate) store_documents_skipped: IntGauge,
+    /// Live ingest: fragments and media bytes stored, by protocol (`rtmp`, `cmaf`).
+    pub fragments_ingested: IntCounterVec,
+    pub bytes_ingested: IntCounterVec,
+    /// Ingest connections closed by an error, by protocol and reason (`auth`, `media`,
+    /// `no_init`, `unsupported`, `too_large`, `time`, `codec_change`, `storage`, …).
+    pub ingest_errors: IntCounterVec,
+    /// Open ingest connections, by protocol.
+    pub ingest_connections: IntGaugeVec,
+    /// From a fragment's last byte received to its track document stored (the fragment is
+    /// then servable by every replica), seconds.
+    pub ingest_store_seconds: Histogram,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -93,7 +104,43 @@ impl Metrics {
         registry
             .register(Box::new(segment_build_seconds.clone()))
             .unwrap_or_else(|e| unreachable_metric("segment_build", e));
+        let ingest_store_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "jit_ingest_store_seconds",
+                "From a live fragment's last byte received to its track document stored",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .unwrap_or_else(|e| unreachable_metric("jit_ingest_store_seconds", e));
+        registry
+            .register(Box::new(ingest_store_seconds.clone()))
+            .unwrap_or_else(|e| unreachable_metric("ingest_store_seconds", e));
         Metrics {
+            fragments_ingested: counter_vec(
+                &registry,
+                "jit_ingest_fragments_total",
+                "Live fragments stored, by ingest protocol",
+                &["protocol"],
+            ),
+            bytes_ingested: counter_vec(
+                &registry,
+                "jit_ingest_bytes_total",
+                "Live media bytes stored, by ingest protocol",
+                &["protocol"],
+            ),
+            ingest_errors: counter_vec(
+                &registry,
+                "jit_ingest_errors_total",
+                "Ingest connections closed by an error, by protocol and reason",
+                &["protocol", "reason"],
+            ),
+            ingest_connections: gauge_vec(
+                &registry,
+                "jit_ingest_connections",
+                "Open ingest connections, by protocol",
+                &["protocol"],
+            ),
+            ingest_store_seconds,
             requests: counter_vec(
                 &registry,
                 "jit_http_requests_total",

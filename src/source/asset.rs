@@ -32,6 +32,9 @@ pub struct AssetTrack {
     /// Position of this track in `file_index.tracks`.
     pub track_position: usize,
     pub timeline: Timeline,
+    /// Nominal frame rate of a video track (e.g. 30000/1001): measured from the samples for a
+    /// file, recorded by the ingest for a live track.
+    pub frame_rate: Option<(u32, u32)>,
     /// Presentation time a filter window cut from the start, in track ticks (0 unfiltered):
     /// DASH adds it to presentationTimeOffset so the window starts at time 0.
     pub window_offset: u64,
@@ -66,6 +69,9 @@ pub struct Asset {
     /// Name in URLs: the `.ism` file name without extension, or the folder name.
     pub name: String,
     pub tracks: Vec<AssetTrack>,
+    /// What a live event's asset adds (its wall clock, DVR window, whether it still runs);
+    /// `None` for files.
+    pub live: Option<LiveInfo>,
 }
 
 impl Asset {
@@ -83,6 +89,19 @@ impl Asset {
         let same_family = || self.tracks_of(TrackKind::Audio).filter(move |t| t.index().info.codec.family == family);
         same_family().find(|t| t.accessibility.is_none()).or_else(|| same_family().next())
     }
+}
+
+/// What a live event's asset adds to an [`Asset`] (`source::live` builds it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveInfo {
+    /// The event was stopped: manifests are static (HLS `EXT-X-ENDLIST`, DASH `static`).
+    pub ended: bool,
+    /// Wall clock (Unix ms) of event time 0.
+    pub epoch_ms: u64,
+    pub dvr_window_secs: u64,
+    /// Wall clock (Unix ms) of the newest change any document of the event records: DASH
+    /// `publishTime`, `Last-Modified` of live manifests.
+    pub updated_ms: u64,
 }
 
 /// A summary for `inspect --json`.
@@ -317,6 +336,7 @@ pub async fn load_reusing(
                 file_index: file_index.clone(),
                 track_position: position,
                 timeline: Timeline::default(),
+                frame_rate: file_index.tracks[position].frame_rate(),
                 window_offset: 0,
             });
         }
@@ -330,7 +350,7 @@ pub async fn load_reusing(
     name_tracks(&mut tracks);
     // Video first, then audio, then text: manifests list tracks in this order.
     tracks.sort_by_key(|t| (t.kind as u8, t.bitrate));
-    Ok(Asset { name: asset_name, tracks })
+    Ok(Asset { name: asset_name, tracks, live: None })
 }
 
 /// Fills in names and bitrates the `.ism` did not give, and makes every (name, bitrate)

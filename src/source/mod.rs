@@ -4,5 +4,6 @@
 pub mod asset;
 pub mod index;
 pub mod ism;
+pub mod live;
 pub mod storage;
 pub mod timeline;

@@ -24,6 +24,10 @@ pub struct Segment {
     pub duration: u64,
     /// Payload bytes (sum of sample sizes).
     pub bytes: u64,
+    /// A live segment that follows a break in the encoder's timeline (a reconnect that jumped
+    /// in time): HLS `EXT-X-DISCONTINUITY` before it. Always false for VOD.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub discontinuity: bool,
 }
 
 impl Segment {
@@ -37,6 +41,10 @@ impl Segment {
 pub struct Timeline {
     pub timescale: u32,
     pub segments: Vec<Segment>,
+    /// Segments of the track before `segments[0]` (a live window or a trim from the front
+    /// left them out): `segments[k]` is segment number `first_number + k` (from 0), the
+    /// number HLS `EXT-X-MEDIA-SEQUENCE` and `mfhd` count from. 0 for a whole VOD track.
+    pub first_number: u64,
     /// Highest segment bitrate, bits/s (HLS BANDWIDTH, DASH @bandwidth).
     pub peak_bitrate: u64,
     /// Mean bitrate over the track, bits/s (HLS AVERAGE-BANDWIDTH).
@@ -185,6 +193,7 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
             time: track.earliest_presentation(range.clone()),
             duration: 0,
             bytes: s.byte_count(range),
+            discontinuity: false,
         });
     }
     // Durations run from one segment's time to the next, so the timeline has no gaps; the
@@ -208,7 +217,13 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
     let total_bytes: u64 = segments.iter().map(|seg| seg.bytes).sum();
     let total_duration: u64 = segments.iter().map(|seg| seg.duration).sum();
     let average = rate(total_bytes, total_duration);
-    Timeline { timescale: track.info.timescale, segments, peak_bitrate: peak, average_bitrate: average }
+    Timeline {
+        timescale: track.info.timescale,
+        segments,
+        first_number: 0,
+        peak_bitrate: peak,
+        average_bitrate: average,
+    }
 }
 
 /// Plans the segments of every track of an asset. `tracks[i]` gets `result[i]`.

@@ -666,7 +666,7 @@ mod tests {
     }
 
     fn seg(first: u32, count: u32) -> Segment {
-        Segment { first_sample: first, sample_count: count, time: 0, duration: 0, bytes: 0 }
+        Segment { first_sample: first, sample_count: count, time: 0, duration: 0, bytes: 0, discontinuity: false }
     }
 
     /// A length-prefixed (4-byte) sample of the given NAL units.

@@ -1,0 +1,36 @@
+//! Live events as published: where an event's media goes and who may push it. The event's
+//! running state and timeline live in storage (`source::live`), shared by every replica.
+
+use std::sync::Arc;
+
+use crate::secret::Secret;
+use crate::source::storage::Storage;
+
+/// A live event (config `[[live_event]]`, or AMS `liveEvents/{name}` with its live output).
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    /// The event's name (AMS `liveEventName`): `/ingest/{name}/…` on the ingest listener.
+    pub name: String,
+    /// What an encoder must present: the RTMP stream key's first part
+    /// (`rtmp://host/live/{token}[/{stream}]`), or the CMAF ingest URL's token segment.
+    pub access_token: Secret,
+    /// Where the event records: the asset folder of its live output, in `storage`.
+    pub storage: Arc<Storage>,
+    pub folder: String,
+    /// URL name of the asset (AMS live output `manifestName`); the folder's name when absent.
+    pub manifest_name: Option<String>,
+    /// AMS `archiveWindowLength`: how far back live manifests reach, seconds (60 to 90,000).
+    pub dvr_window_secs: u64,
+}
+
+/// The DVR window bounds AMS allows (1 minute to 25 hours), seconds.
+pub const DVR_WINDOW_SECS: std::ops::RangeInclusive<u64> = 60..=90_000;
+
+impl LiveEvent {
+    /// Whether `token` is this event's access token (compared in constant time).
+    pub fn accepts_token(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = self.access_token.expose().as_bytes();
+        !expected.is_empty() && bool::from(expected.ct_eq(token.as_bytes()))
+    }
+}

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use object_store::{PutMode, UpdateVersion};
@@ -27,7 +27,7 @@ use crate::output::cmaf::{self, Flavor};
 use crate::plan::live_event::LiveEvent;
 use crate::plan::reads::SourceSpan;
 use crate::serve::metrics::Metrics;
-use crate::source::index::{SampleTable, TrackIndex, TrackKind, MAX_DECODE_TIME};
+use crate::source::index::{SampleTable, TrackIndex, TrackInfo, TrackKind, MAX_DECODE_TIME};
 use crate::source::live::{self, EventDoc, EventState, TimelineOffset, TrackDoc};
 use crate::source::storage::{object_path, Storage};
 use crate::source::timeline::Segment;
@@ -35,6 +35,14 @@ use crate::source::timeline::Segment;
 /// Attempts at a conditional update of the event document before giving up (each failure
 /// means another writer changed it in between: retried on the fresh version).
 const UPDATE_ATTEMPTS: usize = 32;
+
+/// Longest fragment taken: a live fragment is a few seconds; a longer one (a corrupt duration)
+/// would move the event's wall clock and the track's timeline far off.
+const MAX_FRAGMENT_SECS: u64 = 60;
+
+/// How often a connection checks that its event still runs (a stopped event takes no more
+/// fragments), at most; the check runs alongside a fragment's write.
+const STATE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How many of a track's last fragments a reconnecting source may resend.
 const RESENT_FRAGMENTS: u64 = 3;
@@ -79,6 +87,8 @@ pub struct TrackWriter {
     offset: Option<i64>,
     /// The next fragment stored follows a break in the track's timeline.
     discontinuity: bool,
+    /// When the event was last seen running.
+    state_checked: Instant,
 }
 
 /// Where a connection's fragments go in event time.
@@ -162,6 +172,7 @@ impl LiveWriter {
             doc,
             offset: None,
             discontinuity: false,
+            state_checked: Instant::now(),
             track,
         })
     }
@@ -180,7 +191,7 @@ impl TrackWriter {
             )));
         }
         let started = Instant::now();
-        let received = Received::check(&fragment, self.index.info.kind)?;
+        let received = Received::check(&fragment, &self.index.info)?;
         let offset = match self.offset {
             Some(offset) => offset,
             None => {
@@ -242,7 +253,32 @@ impl TrackWriter {
         let object_len = object.len() as u64;
         let storage = &self.event.storage;
         let fragment_path = live::fragment_path(&self.event.folder, &self.track.key, time);
-        put(storage, &fragment_path, object.freeze(), PutMode::Overwrite).await?;
+        let check_state = self.state_checked.elapsed() >= STATE_CHECK_INTERVAL;
+        let (written, state) = tokio::join!(put(storage, &fragment_path, object.freeze(), PutMode::Overwrite), async {
+            match check_state {
+                true => {
+                    live::read_event_doc(storage, &self.event.folder).await.map(|doc| doc.map(|(doc, _)| doc.state))
+                }
+                false => Ok(Some(EventState::Running)),
+            }
+        });
+        written?;
+        match state {
+            Ok(Some(EventState::Running)) => {
+                if check_state {
+                    self.state_checked = Instant::now();
+                }
+            }
+            Ok(Some(EventState::Stopped)) => return Err(stopped(&self.event)),
+            Ok(None) => {
+                return Err(IngestError::Forbidden(format!(
+                    "live event '{}' has no event document any more",
+                    self.event.name
+                )))
+            }
+            // Checked again at the next fragment: a failed read must not fail the ingest.
+            Err(e) => tracing::debug!(event = %self.event.name, error = %e, "live event state not read"),
+        }
 
         if !discontinuity {
             doc.end_last_at(time);
@@ -573,19 +609,22 @@ struct Received {
 impl Received {
     /// Checks what the fragment's writing relies on: consistent tables, samples inside the
     /// payload, a positive duration, and video starting on a sync sample.
-    fn check(fragment: &IngestFragment, kind: TrackKind) -> Result<Received, IngestError> {
+    fn check(fragment: &IngestFragment, info: &TrackInfo) -> Result<Received, IngestError> {
         let s = &fragment.samples;
         s.validate().map_err(|e| IngestError::bad("samples", e))?;
         s.check_byte_ranges(fragment.payload.len() as u64).map_err(|e| IngestError::bad("samples", e))?;
         let Some(&dts) = s.dts.first() else {
             return Err(IngestError::bad("samples", "fragment has no samples"));
         };
-        if kind == TrackKind::Video && !s.is_sync(0) {
+        if info.kind == TrackKind::Video && !s.is_sync(0) {
             return Err(IngestError::bad("samples", "video fragment does not start with a sync sample"));
         }
         let duration = s.end_dts - dts;
-        if duration == 0 {
-            return Err(IngestError::bad("samples", "fragment lasts no time"));
+        if duration == 0 || duration > MAX_FRAGMENT_SECS * info.timescale as u64 {
+            return Err(IngestError::bad(
+                "samples",
+                format!("fragment lasts {duration} ticks at {} Hz: not within 0–{MAX_FRAGMENT_SECS} s", info.timescale),
+            ));
         }
         // validate() bounds decode times by MAX_DECODE_TIME (< i64::MAX / 2): no overflow.
         let ept = s.dts.iter().enumerate().map(|(i, &t)| t as i64 + s.cts_offset(i) as i64).min().unwrap_or(dts as i64);
@@ -976,8 +1015,14 @@ mod tests {
         assert_eq!((doc.state, doc.stopped_ms), (EventState::Running, None));
         let mut v = writer.open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
         v.push(gop(0, 0)).await.unwrap();
-        // Stopped while a connection is open: its next connection is refused.
+        // Stopped while a connection is open: it learns at its next check, and its next
+        // connection is refused.
         set_state(&event, EventState::Stopped).await.unwrap();
+        v.push(gop(GOP, 1)).await.unwrap();
+        v.state_checked = Instant::now().checked_sub(STATE_CHECK_INTERVAL).unwrap();
+        let e = v.push(gop(2 * GOP, 2)).await.unwrap_err();
+        assert!(matches!(e, IngestError::Forbidden(_)), "{e}");
+        assert_eq!(track_doc(&event, "video").await.fragment_count(), 2, "not named after the stop");
         let e = writer.open_track(&event, Protocol::Cmaf, video("video")).await.err().unwrap();
         assert!(matches!(e, IngestError::Forbidden(_)), "{e}");
     }
@@ -1035,13 +1080,67 @@ mod tests {
         empty.samples = SampleTable::default();
         let mut short_tables = gop(0, 0);
         short_tables.samples.offsets.pop();
-        for bad in [outside, unsorted, no_sync, empty, short_tables] {
+        let mut endless = gop(0, 0);
+        endless.samples.end_dts += 61 * VIDEO_TIMESCALE as u64;
+        let mut no_time = fragment(0, 1, 0, true, 0);
+        no_time.samples.end_dts = 0;
+        for bad in [outside, unsorted, no_sync, empty, short_tables, endless, no_time] {
             let e = v.push(bad).await.unwrap_err();
             assert!(matches!(e, IngestError::BadMedia { reason: "samples", .. }), "{e}");
         }
         assert!(live::read_track_doc(&event.storage, &event.folder, "video").await.unwrap().is_none());
         let e = writer.open_track(&event, Protocol::Cmaf, video("a/b")).await.err().unwrap();
         assert!(matches!(e, IngestError::BadMedia { .. }), "{e}");
+    }
+
+    /// Another process over the same disk (a restarted origin) continues the track: nothing
+    /// acknowledged is lost, the resent fragment is skipped, conditional writes hold on disk.
+    #[tokio::test]
+    async fn a_restarted_process_continues_from_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::local("disk", dir.path()).unwrap());
+        let event = event_in(storage.clone(), "ev");
+        let mut v = writer().open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
+        for k in 0..3 {
+            v.push(gop(k * GOP, k as u8)).await.unwrap();
+        }
+        drop(v);
+        let event = event_in(Arc::new(Storage::local("disk", dir.path()).unwrap()), "ev");
+        let mut v = writer().open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
+        v.push(gop(2 * GOP, 2)).await.unwrap();
+        v.push(gop(3 * GOP, 3)).await.unwrap();
+        // Dropped frames: a gap of more than 1.5 fragments breaks the timeline.
+        v.push(gop(6 * GOP, 6)).await.unwrap();
+        v.push(gop(7 * GOP, 7)).await.unwrap();
+        let doc = track_doc(&event, "video").await;
+        let t: Vec<_> = times(&doc).iter().map(|&(t, _, d)| ((t - 2 * FRAME) / GOP, d)).collect();
+        assert_eq!(t, [(0, false), (1, false), (2, false), (3, false), (6, true), (7, false)]);
+        assert_eq!(event_doc(&event).await.offset.generation, 1);
+        let listed = storage.list_recursive("live/ev/video").await.unwrap();
+        assert_eq!(listed.iter().filter(|m| m.location.as_ref().ends_with(".m4s")).count(), 6);
+    }
+
+    /// A track arriving while the event has run on for minutes, its encoder at time 0: placed
+    /// at the live edge, not minutes in the past.
+    #[tokio::test]
+    async fn a_new_track_far_behind_the_live_edge_starts_at_the_edge() {
+        let event = event("ev");
+        let writer = writer();
+        let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
+        v.push(gop(0, 0)).await.unwrap();
+        let path = live::event_doc_path(&event.folder);
+        let (mut doc, version) = read_for_update::<EventDoc>(&event.storage, &path).await.unwrap().unwrap();
+        doc.epoch_ms = Some(now_ms() - 120_000);
+        assert!(try_update(&event.storage, &path, &doc, version).await.unwrap());
+        let mut a = writer.open_track(&event, Protocol::Rtmp, audio("audio")).await.unwrap();
+        a.push(aac(0, 0)).await.unwrap();
+        let offset = event_doc(&event).await.offset;
+        assert_eq!(offset.generation, 2);
+        let edge_ms = 120_000 - 2006;
+        assert!((edge_ms..edge_ms + 1000).contains(&offset.ms), "{}", offset.ms);
+        let adoc = track_doc(&event, "audio").await;
+        assert_eq!(adoc.runs[0].t, offset.ms as u64 * 48);
+        assert!(adoc.discontinuities.is_empty(), "a first fragment breaks nothing");
     }
 
     #[test]

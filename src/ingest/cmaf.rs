@@ -168,8 +168,13 @@ struct Slot {
 /// A track being fed: its header and the writer storing its fragments.
 struct TrackState {
     generation: u64,
-    track: MoovTrack,
+    fragments: FragmentReader,
     writer: TrackWriter,
+}
+
+/// Reads the fragments of one track as its header describes them.
+struct FragmentReader {
+    track: MoovTrack,
     /// Decode time after the last fragment: where a fragment without `tfdt` starts.
     next_dts: u64,
 }
@@ -506,7 +511,7 @@ impl Feed<'_> {
                 (_, None) => return Err(IngestError::NoInit("'mdat' before any 'moov'".into())),
                 (None, Some(_)) => return Err(IngestError::bad("box_order", "'mdat' without a 'moof'")),
                 (Some(moof), Some(state)) => {
-                    let fragment = state.fragment(&moof, &b)?;
+                    let fragment = state.fragments.read(&moof, &b)?;
                     state.writer.push(fragment).await?;
                     self.fragments += 1;
                 }
@@ -524,7 +529,7 @@ impl Feed<'_> {
         let track = parse_header(&moov)?;
         if self.header_seen {
             return match &self.current {
-                Some(state) if state.track.info.sample_entry == track.info.sample_entry => Ok(()),
+                Some(state) if state.fragments.track.info.sample_entry == track.info.sample_entry => Ok(()),
                 _ => Err(IngestError::bad("codec_change", "a different header in the same body")),
             };
         }
@@ -552,7 +557,7 @@ impl Feed<'_> {
                 return Err(e);
             }
         };
-        self.current = Some(TrackState { generation, track, writer, next_dts: 0 });
+        self.current = Some(TrackState { generation, fragments: FragmentReader { track, next_dts: 0 }, writer });
         Ok(())
     }
 
@@ -582,9 +587,9 @@ enum After {
     Lose,
 }
 
-impl TrackState {
+impl FragmentReader {
     /// The samples of `moof` (one `traf` of our track) with their bytes in `mdat`.
-    fn fragment(&mut self, moof: &TopBox, mdat: &TopBox) -> Result<IngestFragment, IngestError> {
+    fn read(&mut self, moof: &TopBox, mdat: &TopBox) -> Result<IngestFragment, IngestError> {
         let malformed = |e: String| IngestError::bad("malformed", format!("fragment: {e}"));
         let moof_len = moof.bytes.len() as u64;
         let data_start = moof_len + mdat.header_len as u64;
@@ -822,6 +827,73 @@ mod tests {
         assert_eq!(presented_token(&headers, None).as_deref(), Some("pass"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!"));
         assert_eq!(presented_token(&headers, None), None);
+    }
+
+    /// ffmpeg's mp4 options for a CMAF push.
+    const CMAF_PUSH: &[&str] =
+        &["-movflags", "+cmaf+dash+delay_moov+skip_sidx+skip_trailer+frag_custom", "-frag_duration", "2000000"];
+
+    /// Encodes 5 s of testsrc2 (and a tone when `with_audio`) with ffmpeg as an mp4 with
+    /// `mp4_options` (those of its CMAF push: [`CMAF_PUSH`]); returns the file's boxes.
+    fn ffmpeg_mp4(with_audio: bool, mp4_options: &[&str]) -> Vec<TopBox> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.mp4");
+        let mut cmd = std::process::Command::new(std::env::var_os("FFMPEG").unwrap_or_else(|| "ffmpeg".into()));
+        cmd.args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25"]);
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "5"]);
+        cmd.args(["-c:v", "libx264", "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac"]);
+        cmd.args(["-map", "0:v"]).args(if with_audio { &["-map", "1:a"][..] } else { &[] });
+        cmd.args(["-f", "mp4"]).args(mp4_options).arg(&out);
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "ffmpeg failed");
+        let body = std::fs::read(&out).unwrap();
+        let mut stream = BoxStream::new(1 << 20);
+        stream.extend(&body);
+        std::iter::from_fn(|| stream.next_box().unwrap()).collect()
+    }
+
+    #[test]
+    fn fragments_of_an_ffmpeg_push_read_back_whole() {
+        let boxes = ffmpeg_mp4(false, CMAF_PUSH);
+        let moov = boxes.iter().find(|b| &b.kind == b"moov").unwrap();
+        let track = parse_header(&moov.payload()).unwrap();
+        assert_eq!(track.info.codec.family, CodecFamily::Avc);
+        let mut reader = FragmentReader { track, next_dts: 0 };
+        let pairs: Vec<_> = boxes.iter().skip_while(|b| &b.kind != b"moof").collect();
+        let mut counts = Vec::new();
+        let mut next = 0;
+        for pair in pairs.chunks(2) {
+            let [moof, mdat] = pair else { panic!("moof without mdat") };
+            let f = reader.read(moof, mdat).unwrap();
+            // Whole samples, back to back, covering the mdat's payload; times continue.
+            assert_eq!(f.samples.dts[0], next);
+            assert_eq!(f.samples.offsets[0], 0);
+            assert_eq!(f.samples.byte_count(0..f.samples.len()), f.payload.len() as u64);
+            assert!(f.samples.is_sync(0));
+            next = f.samples.end_dts;
+            counts.push(f.samples.len());
+        }
+        assert_eq!(counts, [50, 50, 25]);
+        assert_eq!(reader.next_dts, next);
+        // A moof whose trun points past its mdat is refused, not read out of bounds.
+        let [moof, mdat] = [pairs[0], pairs[1]];
+        let short = TopBox { kind: *b"mdat", header_len: 8, bytes: mdat.bytes.slice(..mdat.bytes.len() / 2) };
+        let e = reader.read(moof, &short).err().unwrap();
+        assert_eq!((e.status(), e.reason()), (400, "malformed"));
+    }
+
+    #[test]
+    fn headers_we_do_not_package_are_refused() {
+        // Video and audio in one header: not a CMAF track.
+        let boxes = ffmpeg_mp4(true, CMAF_PUSH);
+        let moov = boxes.iter().find(|b| &b.kind == b"moov").unwrap();
+        let e = parse_header(&moov.payload()).err().unwrap();
+        assert_eq!(e.status(), 415, "{e}");
+        // Not fragmented: a progressive file's moov.
+        let boxes = ffmpeg_mp4(false, &["-movflags", "+faststart"]);
+        let moov = boxes.iter().find(|b| &b.kind == b"moov").unwrap();
+        let e = parse_header(&moov.payload()).err().unwrap();
+        assert_eq!(e.status(), 415, "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use jit_origin::config::Config;
 use jit_origin::ingest::writer::LiveWriter;
 use jit_origin::ingest::{rtmp, Ingest, IngestLimits};
 use jit_origin::serve::origin::Origin;
-use jit_origin::source::live::{fragment_path, read_track_doc};
+use jit_origin::source::live::{fragment_path, read_event_doc, read_track_doc};
 use jit_origin::source::storage::Storage;
 
 const STORAGE: &str = "live";
@@ -306,10 +306,15 @@ async fn ffmpeg_publish_is_stored_frame_identical_while_bad_connections_fail_alo
         let spent = cpu_seconds() - cpu;
         assert!(spent < 1.5, "{spent} CPU seconds after two bad connections: a spinning task?");
 
-        // Event "side": a valid stream that changes its codec configuration mid-stream.
+        // Event "side": two renditions; the second one's audio is not taken. Then the first
+        // changes its codec configuration mid-stream.
         let side = flv_tags(&side_flv);
         let mut p = Publisher::connect(port, "live", &format!("{SIDE_TOKEN}/cam")).expect("connect");
         send_tags(&mut p, &side, 0).expect("side stream");
+        let mut second = Publisher::connect(port, "live", &format!("{SIDE_TOKEN}/cam2")).expect("connect");
+        send_tags(&mut second, &side, 0).expect("second rendition");
+        second.socket.shutdown(std::net::Shutdown::Write).expect("end the second rendition");
+        assert!(second.closed_within(Duration::from_secs(5)), "second rendition not closed");
         let other = flv_tags(&other_flv);
         let _ = send_tags(&mut p, &other, 5_000);
         assert!(p.closed_within(Duration::from_secs(5)), "codec change not refused");
@@ -358,4 +363,13 @@ async fn ffmpeg_publish_is_stored_frame_identical_while_bad_connections_fail_alo
     assert_eq!(frame_hashes(&side, "0:v").len(), stored * 50);
     let (doc, _) = read_track_doc(&storage, "events/side", "cam_video").await.unwrap().unwrap();
     assert!(doc.runs.iter().all(|r| r.d == 180_000), "{:?}", doc.runs);
+    // The second rendition: GOP-aligned with the first, its last partial GOP stored at its
+    // end, its audio left out.
+    let (second, _) = read_track_doc(&storage, "events/side", "cam2_video").await.unwrap().unwrap();
+    assert_eq!(second.runs[0].t, doc.runs[0].t);
+    assert_eq!(second.runs.iter().map(|r| r.count).sum::<u32>(), 3, "{:?}", second.runs);
+    let (event, _) = read_event_doc(&storage, "events/side").await.unwrap().unwrap();
+    let mut tracks = event.tracks.clone();
+    tracks.sort();
+    assert_eq!(tracks, ["cam2_video", "cam_audio", "cam_video"]);
 }

@@ -244,6 +244,26 @@ fn encode_flv(out: &Path, size: &str, seconds: u32) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// An ffmpeg that publishes HEVC over enhanced RTMP: `FFMPEG_ENHANCED_RTMP`, else the one
+/// tests/run.sh installs (imageio-ffmpeg's ffmpeg 9, pinned in tests/rtmp/requirements.txt).
+fn enhanced_rtmp_ffmpeg() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("FFMPEG_ENHANCED_RTMP") {
+        return path.into();
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ffmpeg-9/venv/lib");
+    let found = std::fs::read_dir(&lib).ok().into_iter().flatten().flatten().find_map(|python| {
+        let binaries = python.path().join("site-packages/imageio_ffmpeg/binaries");
+        std::fs::read_dir(binaries)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ffmpeg-linux")))
+    });
+    found.unwrap_or_else(|| {
+        panic!("no ffmpeg with enhanced RTMP under {}: run tests/run.sh or set FFMPEG_ENHANCED_RTMP", lib.display())
+    })
+}
+
 /// Sends every tag of `tags` (audio, video) as fast as the socket takes them.
 fn send_tags(p: &mut Publisher, tags: &[(u8, u32, Vec<u8>)], shift_ms: u32) -> std::io::Result<()> {
     for (kind, ts, body) in tags {
@@ -372,4 +392,31 @@ async fn ffmpeg_publish_is_stored_frame_identical_while_bad_connections_fail_alo
     let mut tracks = event.tracks.clone();
     tracks.sort();
     assert_eq!(tracks, ["cam2_video", "cam_audio", "cam_video"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_over_enhanced_rtmp_is_stored_frame_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path().join("storage").as_path(), &[("hevc", MAIN_TOKEN)]).await;
+    let port = server.port;
+    let reference = dir.path().join("reference.mkv");
+    let mut ffmpeg = Command::new(enhanced_rtmp_ffmpeg());
+    ffmpeg
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", "5", "-map", "0:v", "-map", "1:a"])
+        .args(["-c:v", "libx265", "-x265-params", "keyint=50:min-keyint=50:scenecut=0:open-gop=0:log-level=error"])
+        .args(["-c:a", "aac", "-flags", "+global_header", "-f", "tee"])
+        .arg(format!("[f=flv]rtmp://127.0.0.1:{port}/live/{MAIN_TOKEN}/uhd|[f=matroska]{}", reference.display()));
+    tokio::task::spawn_blocking(move || run(&mut ffmpeg)).await.expect("ffmpeg").unwrap_or_else(|e| panic!("{e}"));
+    let storage = server.storage.clone();
+    server.shutdown().await;
+
+    let video = dir.path().join("video.mp4");
+    assert_eq!(track_file(&storage, "events/hevc", "uhd_video", &video).await, 3);
+    let (doc, _) = read_track_doc(&storage, "events/hevc", "uhd_video").await.unwrap().unwrap();
+    let init = storage.read_all(&format!("events/hevc/{}", doc.init)).await.unwrap();
+    assert!(init.windows(4).any(|w| w == b"hvcC"), "an hvc1 sample entry");
+    let reference_video = frame_hashes(&reference, "0:v");
+    assert_eq!(reference_video.len(), 125);
+    assert_eq!(frame_hashes(&video, "0:v"), reference_video);
 }

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use scuffle_rtmp::error::RtmpError;
 use scuffle_rtmp::session::server::{ServerSessionError, SessionData, SessionHandler};
 use scuffle_rtmp::ServerSession;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -203,8 +204,10 @@ struct Publication {
 
 /// How a session ended.
 enum Ended {
-    /// The encoder closed the connection (or went silent).
+    /// The encoder closed the connection.
     Closed,
+    /// Nothing arrived for scuffle-rtmp's fixed read timeout (2.5 s).
+    Silent,
     /// A protocol error.
     Protocol(String),
     /// No publish within [`PUBLISH_DEADLINE`].
@@ -253,6 +256,7 @@ impl Connection {
             tokio::select! {
                 result = session => match result {
                     Ok(_) => Ended::Closed,
+                    Err(RtmpError::Session(ServerSessionError::Timeout(_))) => Ended::Silent,
                     Err(e) if e.is_client_closed() => Ended::Closed,
                     Err(e) => Ended::Protocol(e.to_string()),
                 },
@@ -268,10 +272,18 @@ impl Connection {
     /// After the session: an error is logged and counted and what was not stored is dropped;
     /// otherwise the samples since the last cut are stored as last fragments.
     async fn finish(mut self, ended: Ended) {
+        if matches!(ended, Ended::Silent) {
+            // Not the encoder's doing as far as it knows (a stalled network or encoder): what
+            // arrived is stored as for a close, and the event waits for a reconnect.
+            self.report(
+                &IngestError::bad("idle", "nothing received for 2.5 s"),
+                "RTMP publisher silent: connection closed",
+            );
+        }
         let error = self.failure.take().or(match ended {
             Ended::Protocol(message) => Some(IngestError::bad("rtmp", message)),
             Ended::NoPublish => Some(IngestError::bad("rtmp", format!("no publish within {PUBLISH_DEADLINE:?}"))),
-            Ended::Closed | Ended::Failed | Ended::Shutdown => None,
+            Ended::Closed | Ended::Failed | Ended::Shutdown | Ended::Silent => None,
         });
         match error {
             Some(error) => {

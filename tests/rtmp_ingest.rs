@@ -34,6 +34,10 @@ struct Server {
 }
 
 async fn start(dir: &Path, events: &[(&str, &str)]) -> Server {
+    start_with(dir, events, IngestLimits { max_fragment_bytes: 4 << 20, ..IngestLimits::default() }).await
+}
+
+async fn start_with(dir: &Path, events: &[(&str, &str)], limits: IngestLimits) -> Server {
     let _ = tracing_subscriber::fmt().with_env_filter("jit_origin=info").with_test_writer().try_init();
     let mut text =
         format!("listen = \"127.0.0.1:0\"\n[[storage]]\nname = \"{STORAGE}\"\nurl = \"file://{}\"\n", dir.display());
@@ -47,11 +51,7 @@ async fn start(dir: &Path, events: &[(&str, &str)]) -> Server {
     let config = Config::parse(&text, dir.to_path_buf()).expect("config");
     let origin = Arc::new(Origin::from_config(&config).expect("origin"));
     let storage = origin.storage(STORAGE).expect("storage").clone();
-    let ingest = Arc::new(Ingest {
-        origin: origin.clone(),
-        writer: LiveWriter::new(origin.metrics.clone()),
-        limits: IngestLimits { max_fragment_bytes: 4 << 20, ..IngestLimits::default() },
-    });
+    let ingest = Arc::new(Ingest { origin: origin.clone(), writer: LiveWriter::new(origin.metrics.clone()), limits });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -457,4 +457,29 @@ async fn a_reconnecting_encoder_continues_the_event() {
     let once = frame_hashes(&dir.path().join("source.flv"), "0:v");
     assert_eq!(once.len(), 225);
     assert_eq!(frame_hashes(&video, "0:v"), [once.clone(), once].concat());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_at_accept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let limits = IngestLimits { max_connections: 1, ..IngestLimits::default() };
+    let server = start_with(dir.path().join("storage").as_path(), &[("limited", MAIN_TOKEN)], limits).await;
+    let port = server.port;
+    let refused = tokio::task::spawn_blocking(move || {
+        let first = Publisher::connect(port, "live", MAIN_TOKEN).expect("the first connection");
+        // The second is closed before its handshake is answered.
+        let second = Publisher::connect(port, "live", MAIN_TOKEN);
+        drop(first);
+        second.is_err()
+    })
+    .await
+    .expect("connections");
+    assert!(refused, "a second connection over max_connections 1 was served");
+    assert_eq!(server.errors("connections"), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.open_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.open_connections(), 0);
+    server.shutdown().await;
 }

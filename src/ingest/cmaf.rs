@@ -194,9 +194,7 @@ type TrackId = (String, String);
 
 impl Shared {
     fn open_connections(&self) -> i64 {
-        // RTMP and HTTP ingest connections share `max_connections`.
-        let gauge = &self.ingest.origin.metrics.ingest_connections;
-        [Protocol::Rtmp, Protocol::Cmaf].iter().map(|p| gauge.with_label_values(&[p.as_str()]).get()).sum()
+        self.ingest.open_connections()
     }
 
     fn count_error(&self, reason: &str) {

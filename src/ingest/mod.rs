@@ -56,6 +56,12 @@ impl Ingest {
     pub fn event_by_token(&self, token: &str) -> Option<Arc<LiveEvent>> {
         self.origin.catalog().live_event_by_token(token).cloned()
     }
+
+    /// Open ingest connections, RTMP and HTTP together (they share `max_connections`).
+    pub fn open_connections(&self) -> i64 {
+        let gauge = &self.origin.metrics.ingest_connections;
+        [Protocol::Rtmp, Protocol::Cmaf].iter().map(|p| gauge.with_label_values(&[p.as_str()]).get()).sum()
+    }
 }
 
 /// The ingest protocols, as metric labels say them.

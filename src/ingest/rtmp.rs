@@ -95,13 +95,10 @@ struct ConnectionSlot(prometheus::IntGauge);
 
 impl ConnectionSlot {
     fn take(ingest: &Ingest) -> Option<ConnectionSlot> {
-        let gauges = &ingest.origin.metrics.ingest_connections;
-        let open: i64 =
-            [Protocol::Rtmp, Protocol::Cmaf].iter().map(|p| gauges.with_label_values(&[p.as_str()]).get()).sum();
-        if open >= i64::try_from(ingest.limits.max_connections).unwrap_or(i64::MAX) {
+        if ingest.open_connections() >= i64::try_from(ingest.limits.max_connections).unwrap_or(i64::MAX) {
             return None;
         }
-        let gauge = gauges.with_label_values(&[Protocol::Rtmp.as_str()]);
+        let gauge = ingest.origin.metrics.ingest_connections.with_label_values(&[Protocol::Rtmp.as_str()]);
         gauge.inc();
         Some(ConnectionSlot(gauge))
     }

@@ -3,11 +3,12 @@
 //!
 //! Event time: encoder time plus the event's [`TimelineOffset`] (ms, converted to each track's
 //! ticks). The first fragment ever stored starts the event at 0 and sets its wall clock epoch.
-//! A connection fixes its offset at its first fragment: the event's current offset when that
-//! keeps the track going forward (or names a fragment already stored: a resend), else a new
-//! one that continues the event after the end of every track, or at the live edge when later,
-//! written to the event document with a conditional put so sibling tracks of the restarted
-//! encoder adopt it. Within a connection, time only goes forward.
+//! A connection fixes its offset at its first fragment: the track's own last offset when that
+//! continues the track seamlessly (a source that kept its clock), else the event's current
+//! offset when that keeps the track going forward (or names one of its last fragments: a
+//! resend), else a new one that continues the event after the end of every track, or at the
+//! live edge when later, written to the event document with a conditional put so sibling
+//! tracks of the restarted encoder adopt it. Within a connection, time only goes forward.
 //!
 //! Every document write is conditional (create-if-absent, or replace-the-version-read), so
 //! replicas and connections sharing an event never lose each other's changes; a track document
@@ -83,8 +84,8 @@ pub struct TrackWriter {
     index: TrackIndex,
     /// The track document as this connection last wrote (or read) it.
     doc: Option<(TrackDoc, UpdateVersion)>,
-    /// This connection's encoder → event time offset, in track ticks; fixed by its first fragment.
-    offset: Option<i64>,
+    /// This connection's encoder → event time offset; fixed by its first fragment.
+    offset: Option<Offset>,
     /// The next fragment stored follows a break in the track's timeline.
     discontinuity: bool,
     /// When the event was last seen running.
@@ -94,9 +95,22 @@ pub struct TrackWriter {
 /// Where a connection's fragments go in event time.
 #[derive(Debug, Clone, Copy)]
 struct Placement {
-    ticks: i64,
+    offset: Offset,
     /// The first fragment follows a break in the encoder's timeline.
     discontinuity: bool,
+}
+
+/// An event offset ([`TimelineOffset::ms`]) and the same in the track's ticks.
+#[derive(Debug, Clone, Copy)]
+struct Offset {
+    ms: i64,
+    ticks: i64,
+}
+
+impl Offset {
+    fn new(ms: i64, timescale: u32) -> Offset {
+        Offset { ms, ticks: ms_to_ticks(ms, timescale) }
+    }
 }
 
 impl LiveWriter {
@@ -193,13 +207,13 @@ impl TrackWriter {
             Some(offset) => offset,
             None => {
                 let placement = self.place(&received).await?;
-                self.offset = Some(placement.ticks);
+                self.offset = Some(placement.offset);
                 self.discontinuity = placement.discontinuity;
-                placement.ticks
+                placement.offset
             }
         };
         let IngestFragment { mut samples, payload } = fragment;
-        if !shift(&mut samples, offset) {
+        if !shift(&mut samples, offset.ticks) {
             return Err(IngestError::bad(
                 "time",
                 format!(
@@ -247,6 +261,7 @@ impl TrackWriter {
         doc.bytes += bytes;
         doc.peak_bitrate = doc.peak_bitrate.max(bitrate(bytes, duration, self.index.info.timescale));
         doc.updated_ms = now_ms();
+        doc.offset_ms = Some(offset.ms);
         self.write_doc(doc, version).await?;
         self.discontinuity = false;
 
@@ -355,13 +370,24 @@ impl TrackWriter {
                 event.updated_ms = now;
                 if try_update(storage, &event_path, &event, version).await? {
                     tracing::info!(event = %self.event.name, track = %self.track.key, "event timeline started");
-                    return Ok(Placement { ticks: ms_to_ticks(ms, timescale), discontinuity: false });
+                    return Ok(Placement { offset: Offset::new(ms, timescale), discontinuity: false });
                 }
                 continue;
             };
             let edge_ms = now as i64 - epoch as i64 - duration_ms;
-            let current = ms_to_ticks(event.offset.ms, timescale);
-            if let Some(time) = received.event_time(current) {
+            // A connection that continues the track seamlessly (a source that kept its clock
+            // across the reconnect) keeps the offset the track had, whatever siblings did since.
+            let own = doc.and_then(|d| d.offset_ms).filter(|&ms| ms != event.offset.ms);
+            if let Some(own) = own.map(|ms| Offset::new(ms, timescale)) {
+                let time = received.event_time(own.ticks);
+                if time.is_some_and(|t| {
+                    matches!(fit(doc, t, received.duration), Fit::Resend | Fit::Forward { gap: false })
+                }) {
+                    return Ok(Placement { offset: own, discontinuity: false });
+                }
+            }
+            let current = Offset::new(event.offset.ms, timescale);
+            if let Some(time) = received.event_time(current.ticks) {
                 let fits = match fit(doc, time, received.duration) {
                     Fit::Resend => true,
                     Fit::Forward { .. } => {
@@ -373,7 +399,7 @@ impl TrackWriter {
                     // Adopting an offset set since the track last stored a fragment: its encoder
                     // restarted like the sibling that set it, so its timeline breaks here too.
                     let discontinuity = doc.is_some_and(|d| event.offset.set_ms > d.updated_ms);
-                    return Ok(Placement { ticks: current, discontinuity });
+                    return Ok(Placement { offset: current, discontinuity });
                 }
             }
             // A restarted (or jumped) encoder: continue after every track of the event, or at the
@@ -384,7 +410,7 @@ impl TrackWriter {
             event.updated_ms = now;
             if try_update(storage, &event_path, &event, version).await? {
                 tracing::info!(event = %self.event.name, track = %self.track.key, offset_ms = ms, generation = event.offset.generation, "encoder timeline restarted: new event offset");
-                return Ok(Placement { ticks: ms_to_ticks(ms, timescale), discontinuity: doc.is_some() });
+                return Ok(Placement { offset: Offset::new(ms, timescale), discontinuity: doc.is_some() });
             }
         }
         Err(contended(&self.event))
@@ -449,6 +475,7 @@ impl TrackWriter {
             bytes: 0,
             peak_bitrate: 0,
             updated_ms: 0,
+            offset_ms: None,
         })
     }
 }
@@ -979,18 +1006,25 @@ mod tests {
         assert!(matches!(e, IngestError::BadMedia { reason: "codec_change", .. }), "{e}");
     }
 
-    #[tokio::test]
-    async fn tracks_stay_aligned_across_an_encoder_restart() {
-        let event = event("ev");
-        let writer = writer();
-        let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
-        let mut a = writer.open_track(&event, Protocol::Rtmp, audio("audio")).await.unwrap();
-        // Audio fragments end a little later than video ones (1024-sample frames).
+    /// Video and audio tracks with 4 fragments each from encoder time 0; audio fragments end a
+    /// little later than video ones (1024-sample frames).
+    async fn eight_seconds_of_video_and_audio(
+        event: &Arc<LiveEvent>,
+        writer: &LiveWriter,
+    ) -> (TrackWriter, TrackWriter) {
+        let mut v = writer.open_track(event, Protocol::Rtmp, video("video")).await.unwrap();
+        let mut a = writer.open_track(event, Protocol::Rtmp, audio("audio")).await.unwrap();
         for k in 0..4 {
             v.push(gop(k * GOP, 0)).await.unwrap();
             a.push(aac(k * 94 * AAC_FRAME, 0)).await.unwrap();
         }
-        drop((v, a));
+        (v, a)
+    }
+
+    #[tokio::test]
+    async fn tracks_stay_aligned_across_an_encoder_restart() {
+        let (event, writer) = (event("ev"), writer());
+        drop(eight_seconds_of_video_and_audio(&event, &writer).await);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         // The encoder restarts at 0: the video track sets a new offset, audio adopts it.
         let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
@@ -1008,6 +1042,26 @@ mod tests {
         assert_eq!(vt.0, 2 * FRAME + 8080 * 90);
         assert_eq!(at.0, 8080 * 48);
         assert!(at.0 >= adoc.runs[0].end());
+    }
+
+    /// Separate encoders: the audio one restarts (a new event offset), the video one only
+    /// reconnects with its clock running on: video continues seamlessly on its own offset.
+    #[tokio::test]
+    async fn a_seamless_reconnect_keeps_the_tracks_offset() {
+        let (event, writer) = (event("ev"), writer());
+        let (v, a) = eight_seconds_of_video_and_audio(&event, &writer).await;
+        drop(a);
+        let mut a = writer.open_track(&event, Protocol::Cmaf, audio("audio")).await.unwrap();
+        a.push(aac(0, 1)).await.unwrap();
+        assert_eq!(event_doc(&event).await.offset.generation, 2);
+        drop(v);
+        let mut v = writer.open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
+        v.push(gop(4 * GOP, 1)).await.unwrap();
+        let vdoc = track_doc(&event, "video").await;
+        assert_eq!(vdoc.runs, [live::Run { t: 2 * FRAME, d: GOP, count: 5 }]);
+        assert!(vdoc.discontinuities.is_empty());
+        assert_eq!(vdoc.offset_ms, Some(0));
+        assert_eq!(track_doc(&event, "audio").await.discontinuities.len(), 1);
     }
 
     #[tokio::test]
@@ -1194,6 +1248,7 @@ mod tests {
             bytes: 0,
             peak_bitrate: 0,
             updated_ms: 0,
+            offset_ms: None,
         };
         for &(t, d) in fragments {
             doc.push(t, d);

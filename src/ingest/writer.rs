@@ -53,6 +53,10 @@ const RESENT_FRAGMENTS: u64 = 3;
 /// edge like a reconnect that jumped in time.
 const NEW_TRACK_BEHIND_EDGE_MS: i64 = 60_000;
 
+/// A track arriving for the first time may start this much before the event's time 0 (the
+/// track that started it began a little later): its samples before 0 are dropped.
+const NEW_TRACK_BEFORE_START_MS: i64 = 10_000;
+
 /// The ingest side of this process: which connection feeds each track.
 pub struct LiveWriter {
     metrics: Arc<Metrics>,
@@ -213,6 +217,18 @@ impl TrackWriter {
             }
         };
         let IngestFragment { mut samples, payload } = fragment;
+        let mut received = received;
+        if self.doc.is_none() {
+            // A new track placed a little before the event's start: what precedes it goes.
+            let Some(first) = first_sample_in_event(&samples, offset.ticks) else {
+                tracing::debug!(event = %self.event.name, track = %self.track.key, "fragment before the event's start: skipped");
+                return Ok(());
+            };
+            if let Some(&dts) = samples.dts.get(first).filter(|_| first > 0) {
+                drop_leading(&mut samples, first);
+                received = Received::of(&samples, dts);
+            }
+        }
         if !shift(&mut samples, offset.ticks) {
             return Err(IngestError::bad(
                 "time",
@@ -240,12 +256,12 @@ impl TrackWriter {
             Fit::Forward { gap } => gap,
         };
         let discontinuity = self.discontinuity || continuity;
+        let bytes = self.index.samples.byte_count(0..n);
 
         let (mut doc, version) = match self.doc.clone() {
             Some((doc, version)) => (doc, Some(version)),
-            None => (self.new_doc(&received, payload.len() as u64).await?, None),
+            None => (self.new_doc(&received, bytes).await?, None),
         };
-        let bytes = self.index.samples.byte_count(0..n);
         let segment = Segment { first_sample: 0, sample_count: n as u32, time, duration, bytes, discontinuity };
         let sequence_number = u32::try_from(doc.fragment_count() + 1).unwrap_or(u32::MAX);
         let object = self.fragment_object(&segment, sequence_number, payload)?;
@@ -401,6 +417,12 @@ impl TrackWriter {
                     let discontinuity = doc.is_some_and(|d| event.offset.set_ms > d.updated_ms);
                     return Ok(Placement { offset: current, discontinuity });
                 }
+            } else if doc.is_none()
+                && received.dts as i64 + current.ticks >= -ms_to_ticks(NEW_TRACK_BEFORE_START_MS, timescale)
+            {
+                // A track that began a little before the one that started the event (audio
+                // before the first video keyframe): aligned with it, its samples before 0 dropped.
+                return Ok(Placement { offset: current, discontinuity: false });
             }
             // A restarted (or jumped) encoder: continue after every track of the event, or at the
             // live edge when that is later.
@@ -663,9 +685,14 @@ impl Received {
                 format!("fragment lasts {duration} ticks at {} Hz: not within 0–{MAX_FRAGMENT_SECS} s", info.timescale),
             ));
         }
+        Ok(Received::of(s, dts))
+    }
+
+    /// The facts of validated, non-empty `samples` whose first decode time is `dts`.
+    fn of(s: &SampleTable, dts: u64) -> Received {
         // validate() bounds decode times by MAX_DECODE_TIME (< i64::MAX / 2): no overflow.
         let ept = s.dts.iter().enumerate().map(|(i, &t)| t as i64 + s.cts_offset(i) as i64).min().unwrap_or(dts as i64);
-        Ok(Received { dts, ept, duration })
+        Received { dts, ept, duration: s.end_dts.saturating_sub(dts) }
     }
 
     /// The offset (ms) that starts it at event time `target_ms` or just after: its earliest
@@ -684,6 +711,28 @@ impl Received {
         let end = dts.checked_add(self.duration as i64)?;
         (dts >= 0 && end as u64 <= MAX_DECODE_TIME).then(|| (self.ept + offset).max(0) as u64)
     }
+}
+
+/// The first sample at or after event time 0 with `offset` that can start a fragment (a sync
+/// sample); `None` when there is none.
+fn first_sample_in_event(samples: &SampleTable, offset: i64) -> Option<usize> {
+    let at_start = samples.dts.partition_point(|&dts| (dts as i64).saturating_add(offset) < 0);
+    (at_start..samples.len()).find(|&i| samples.is_sync(i))
+}
+
+/// Removes the first `n` samples (`n` at most the sample count).
+fn drop_leading(samples: &mut SampleTable, n: usize) {
+    samples.dts.drain(..n);
+    samples.sizes.drain(..n);
+    samples.offsets.drain(..n);
+    if !samples.cts_offsets.is_empty() {
+        samples.cts_offsets.drain(..n);
+    }
+    if let Some(sync) = &mut samples.sync_samples {
+        sync.retain(|&i| i as usize >= n);
+        sync.iter_mut().for_each(|i| *i -= n as u32);
+    }
+    samples.fragment_starts.clear();
 }
 
 /// Moves decode times by `offset` ticks; false when one would fall outside 0..=MAX_DECODE_TIME.
@@ -1062,6 +1111,34 @@ mod tests {
         assert!(vdoc.discontinuities.is_empty());
         assert_eq!(vdoc.offset_ms, Some(0));
         assert_eq!(track_doc(&event, "audio").await.discontinuities.len(), 1);
+    }
+
+    /// Audio from encoder time 0, the first video keyframe 40 ms later, video's fragment first:
+    /// audio stays aligned, its frames before the event's start dropped.
+    #[tokio::test]
+    async fn a_track_starting_before_the_event_is_trimmed_not_moved() {
+        let (event, writer) = (event("ev"), writer());
+        let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
+        let mut a = writer.open_track(&event, Protocol::Rtmp, audio("audio")).await.unwrap();
+        v.push(gop(3600, 0)).await.unwrap();
+        // Wholly before the start: skipped, nothing stored.
+        a.push(fragment(0, 1, AAC_FRAME, false, 0)).await.unwrap();
+        assert!(live::read_track_doc(&event.storage, &event.folder, "audio").await.unwrap().is_none());
+        let sent = aac(AAC_FRAME, 0);
+        a.push(sent.clone()).await.unwrap();
+        a.push(aac(95 * AAC_FRAME, 1)).await.unwrap();
+        assert_eq!(event_doc(&event).await.offset.generation, 1, "no new offset");
+        let adoc = track_doc(&event, "audio").await;
+        // 40 ms = 1920 ticks before: frames at -896 dropped, the first kept at 2048 - 1920.
+        assert_eq!(
+            adoc.runs,
+            [
+                live::Run { t: 128, d: 93 * AAC_FRAME, count: 1 },
+                live::Run { t: 128 + 93 * AAC_FRAME, d: 94 * AAC_FRAME, count: 1 }
+            ]
+        );
+        let kept: u64 = sent.samples.sizes[1..].iter().map(|&s| s as u64).sum::<u64>() + (100..194).sum::<u64>();
+        assert_eq!(adoc.bytes, kept);
     }
 
     #[tokio::test]

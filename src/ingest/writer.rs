@@ -216,29 +216,11 @@ impl TrackWriter {
                 placement.offset
             }
         };
-        let IngestFragment { mut samples, payload } = fragment;
-        let mut received = received;
-        if self.doc.is_none() {
-            // A new track placed a little before the event's start: what precedes it goes.
-            let Some(first) = first_sample_in_event(&samples, offset.ticks) else {
-                tracing::debug!(event = %self.event.name, track = %self.track.key, "fragment before the event's start: skipped");
-                return Ok(());
-            };
-            if let Some(&dts) = samples.dts.get(first).filter(|_| first > 0) {
-                drop_leading(&mut samples, first);
-                received = Received::of(&samples, dts);
-            }
-        }
-        if !shift(&mut samples, offset.ticks) {
-            return Err(IngestError::bad(
-                "time",
-                format!(
-                    "fragment at encoder time {} of track '{}' falls before the event's start",
-                    received.dts, self.track.key
-                ),
-            ));
-        }
-        self.index.samples = samples;
+        let IngestFragment { samples, payload } = fragment;
+        let Some(received) = self.move_to_event_time(samples, offset.ticks, received)? else {
+            tracing::debug!(event = %self.event.name, track = %self.track.key, "fragment before the event's start: skipped");
+            return Ok(());
+        };
         let n = self.index.samples.len();
         let time = self.index.earliest_presentation(0..n);
         let duration = received.duration;
@@ -286,6 +268,33 @@ impl TrackWriter {
         self.metrics.bytes_ingested.with_label_values(&[protocol]).inc_by(object_len);
         self.metrics.ingest_store_seconds.observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Moves `samples` (whose facts are `received`) by `offset` ticks to event time, into
+    /// `self.index`; their facts after any trim, or `None` when none of them is in the event.
+    fn move_to_event_time(
+        &mut self,
+        mut samples: SampleTable,
+        offset: i64,
+        mut received: Received,
+    ) -> Result<Option<Received>, IngestError> {
+        if self.doc.is_none() {
+            // A new track placed a little before the event's start: what precedes it goes.
+            let Some(first) = first_sample_in_event(&samples, offset) else { return Ok(None) };
+            if let Some(&dts) = samples.dts.get(first).filter(|_| first > 0) {
+                drop_leading(&mut samples, first);
+                received = Received::of(&samples, dts);
+            }
+        }
+        if !shift(&mut samples, offset) {
+            let message = format!(
+                "fragment at encoder time {} of track '{}' falls before the event's start",
+                received.dts, self.track.key
+            );
+            return Err(IngestError::bad("time", message));
+        }
+        self.index.samples = samples;
+        Ok(Some(received))
     }
 
     /// The stored form of the fragment at hand: `styp moof mdat` by our CMAF writer, whatever
@@ -391,38 +400,8 @@ impl TrackWriter {
                 continue;
             };
             let edge_ms = now as i64 - epoch as i64 - duration_ms;
-            // A connection that continues the track seamlessly (a source that kept its clock
-            // across the reconnect) keeps the offset the track had, whatever siblings did since.
-            let own = doc.and_then(|d| d.offset_ms).filter(|&ms| ms != event.offset.ms);
-            if let Some(own) = own.map(|ms| Offset::new(ms, timescale)) {
-                let time = received.event_time(own.ticks);
-                if time.is_some_and(|t| {
-                    matches!(fit(doc, t, received.duration), Fit::Resend | Fit::Forward { gap: false })
-                }) {
-                    return Ok(Placement { offset: own, discontinuity: false });
-                }
-            }
-            let current = Offset::new(event.offset.ms, timescale);
-            if let Some(time) = received.event_time(current.ticks) {
-                let fits = match fit(doc, time, received.duration) {
-                    Fit::Resend => true,
-                    Fit::Forward { .. } => {
-                        doc.is_some() || ticks_to_ms_ceil(time as i128, timescale) >= edge_ms - NEW_TRACK_BEHIND_EDGE_MS
-                    }
-                    Fit::Backwards { .. } => false,
-                };
-                if fits {
-                    // Adopting an offset set since the track last stored a fragment: its encoder
-                    // restarted like the sibling that set it, so its timeline breaks here too.
-                    let discontinuity = doc.is_some_and(|d| event.offset.set_ms > d.updated_ms);
-                    return Ok(Placement { offset: current, discontinuity });
-                }
-            } else if doc.is_none()
-                && received.dts as i64 + current.ticks >= -ms_to_ticks(NEW_TRACK_BEFORE_START_MS, timescale)
-            {
-                // A track that began a little before the one that started the event (audio
-                // before the first video keyframe): aligned with it, its samples before 0 dropped.
-                return Ok(Placement { offset: current, discontinuity: false });
+            if let Some(placement) = existing_placement(received, doc, &event, edge_ms, timescale) {
+                return Ok(placement);
             }
             // A restarted (or jumped) encoder: continue after every track of the event, or at the
             // live edge when that is later.
@@ -733,6 +712,45 @@ fn drop_leading(samples: &mut SampleTable, n: usize) {
         sync.iter_mut().for_each(|i| *i -= n as u32);
     }
     samples.fragment_starts.clear();
+}
+
+/// Where a connection's first fragment (`received`) goes with an offset the track or the event
+/// has already, if one fits (see the module comment); `edge_ms` is the event's live edge.
+fn existing_placement(
+    received: &Received,
+    doc: Option<&TrackDoc>,
+    event: &EventDoc,
+    edge_ms: i64,
+    timescale: u32,
+) -> Option<Placement> {
+    // A connection that continues the track seamlessly (a source that kept its clock across
+    // the reconnect) keeps the offset the track had, whatever siblings did since.
+    let own = doc.and_then(|d| d.offset_ms).filter(|&ms| ms != event.offset.ms).map(|ms| Offset::new(ms, timescale));
+    if let Some(own) = own {
+        let time = received.event_time(own.ticks);
+        if time.is_some_and(|t| matches!(fit(doc, t, received.duration), Fit::Resend | Fit::Forward { gap: false })) {
+            return Some(Placement { offset: own, discontinuity: false });
+        }
+    }
+    let current = Offset::new(event.offset.ms, timescale);
+    let Some(time) = received.event_time(current.ticks) else {
+        // A new track that began a little before the one that started the event (audio before
+        // the first video keyframe): aligned with it, its samples before 0 dropped.
+        let near_start = received.dts as i64 + current.ticks >= -ms_to_ticks(NEW_TRACK_BEFORE_START_MS, timescale);
+        return (doc.is_none() && near_start).then_some(Placement { offset: current, discontinuity: false });
+    };
+    let fits = match fit(doc, time, received.duration) {
+        Fit::Resend => true,
+        // A new track lands near the live edge, not minutes behind it.
+        Fit::Forward { .. } => {
+            doc.is_some() || ticks_to_ms_ceil(time as i128, timescale) >= edge_ms - NEW_TRACK_BEHIND_EDGE_MS
+        }
+        Fit::Backwards { .. } => false,
+    };
+    // Adopting an offset set since the track last stored a fragment: its encoder restarted
+    // like the sibling that set it, so its timeline breaks here too.
+    let discontinuity = doc.is_some_and(|d| event.offset.set_ms > d.updated_ms);
+    fits.then_some(Placement { offset: current, discontinuity })
 }
 
 /// Moves decode times by `offset` ticks; false when one would fall outside 0..=MAX_DECODE_TIME.

@@ -7,6 +7,8 @@
 //! [`writer`] owns the timeline (alignment across tracks, reconnects, duplicates) and storage.
 
 pub mod cmaf;
+pub mod flv;
+pub mod rtmp;
 pub mod writer;
 
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jit_origin::config::{Config, Policy};
+use jit_origin::manage::api::IngestEndpoints;
 use jit_origin::manage::catalog;
 use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
@@ -65,6 +66,16 @@ enum Command {
         #[arg(long, default_value_t = url_signing::DEFAULT_VALID_SECS)]
         valid_secs: u64,
     },
+    /// Start or stop a live event of the configuration file: its asset folder's event document
+    /// says so to every replica (stopped: the live playlists end, the recording plays as VOD).
+    LiveEvent {
+        action: LiveEventAction,
+        /// Configuration file holding the `[[live_event]]`.
+        #[arg(long, default_value = "config/origin.toml")]
+        config: PathBuf,
+        /// The live event's name.
+        name: String,
+    },
     /// Write a complete static package whose file names follow the origin's URL grammar.
     Package {
         #[arg(long, value_enum)]
@@ -77,6 +88,12 @@ enum Command {
         #[arg(long)]
         segment_duration: Option<f64>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LiveEventAction {
+    Start,
+    Stop,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -291,6 +308,25 @@ fn sign_url(config_path: &Path, url: &str, valid_secs: u64) -> CliResult<()> {
     Ok(())
 }
 
+/// `jit-origin live-event start|stop`: writes the state into the event's asset folder.
+async fn live_event(config_path: &Path, name: &str, action: LiveEventAction) -> CliResult<()> {
+    use jit_origin::source::live::EventState;
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let origin = Origin::from_config(&config).map_err(|e| e.to_string())?;
+    let event = origin
+        .config_catalog()
+        .live_event(name)
+        .cloned()
+        .ok_or_else(|| format!("no [[live_event]] '{name}' in {}", config_path.display()))?;
+    let state = match action {
+        LiveEventAction::Start => EventState::Running,
+        LiveEventAction::Stop => EventState::Stopped,
+    };
+    jit_origin::ingest::writer::set_state(&event, state).await.map_err(|e| format!("live event '{name}': {e}"))?;
+    println!("live event '{name}' {}", if state == EventState::Running { "running" } else { "stopped" });
+    Ok(())
+}
+
 /// Re-reads the TLS certificate on every SIGHUP; a bad new certificate is logged and the
 /// current one kept.
 fn reload_certificate_on_sighup(cert: Arc<jit_origin::serve::tls::ReloadableCert>) -> CliResult<()> {
@@ -419,11 +455,56 @@ async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
     Ok(())
 }
 
+/// Resolves once the stop of every listener has been sent.
+async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|&s| s).await;
+}
+
+/// Starts the ingest listeners `[ingest]` configures (CMAF over HTTP, RTMP; they share the
+/// connection limit and the writer), each ending once
+/// `stopped` says so; returns where encoders reach them and the listeners' tasks.
+fn start_ingest(
+    config: &Config,
+    origin: &Arc<Origin>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> CliResult<(IngestEndpoints, Vec<tokio::task::JoinHandle<()>>)> {
+    use jit_origin::ingest::{cmaf, rtmp, writer::LiveWriter, Ingest, IngestLimits};
+    let host = config.api.as_ref().and_then(|api| api.ingest_host.clone());
+    let mut endpoints = IngestEndpoints { host, ..IngestEndpoints::default() };
+    let Some(ingest) = &config.ingest else { return Ok((endpoints, Vec::new())) };
+    let limits = IngestLimits {
+        max_connections: ingest.max_connections,
+        max_fragment_bytes: ingest.max_fragment_mib << 20,
+        idle_timeout: Duration::from_secs(ingest.idle_timeout_secs),
+    };
+    let shared = Arc::new(Ingest { origin: origin.clone(), writer: LiveWriter::new(origin.metrics.clone()), limits });
+    let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
+    let mut tasks = Vec::new();
+    if let Some(addr) = ingest.listen {
+        let tcp = bind(addr)?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving CMAF ingest");
+        say(format_args!("CMAF ingest on http://{addr}/ingest/{{event}}/Streams({{name}})"));
+        endpoints.cmaf = Some(addr);
+        tasks.push(tokio::spawn(cmaf::serve(tcp, shared.clone(), until_stopped(stopped.clone()))));
+    }
+    if let Some(addr) = ingest.rtmp_listen {
+        let tcp = bind(addr)?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving RTMP ingest");
+        say(format_args!("RTMP ingest on rtmp://{addr}/live/{{access token}}"));
+        endpoints.rtmp = Some(addr);
+        tasks.push(tokio::spawn(rtmp::serve(tcp, shared, until_stopped(stopped.clone()))));
+    }
+    Ok((endpoints, tasks))
+}
+
 /// Starts the management API when `[api]` is configured, on its own listener; the task ends
 /// once `stopping` resolves and the API's in-flight requests have finished.
 fn start_api(
     config: &Config,
     origin: &Arc<Origin>,
+    ingest: IngestEndpoints,
     stopping: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> CliResult<Option<tokio::task::JoinHandle<()>>> {
     use jit_origin::manage::{api::Api, auth::Auth, server};
@@ -446,7 +527,8 @@ fn start_api(
     say(format_args!("management API on {scheme}://{addr}"));
     let default_storage = config.storage.first().map(|s| s.name.clone());
     let api =
-        Api::new(Arc::new(store), Arc::new(sealer), origin.clone(), Auth::new(api)?, default_storage, &config.limits);
+        Api::new(Arc::new(store), Arc::new(sealer), origin.clone(), Auth::new(api)?, default_storage, &config.limits)
+            .with_ingest(ingest);
     let (limits, drain) = (config.limits.clone(), Duration::from_secs(config.lifecycle.drain_secs));
     Ok(Some(tokio::spawn(async move { server::serve(tcp, tls, Arc::new(api), &limits, stopping, drain).await })))
 }
@@ -457,17 +539,14 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     let signal = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
     publish_store(&origin, &config).await?;
-    // One stop for every listener: the media ones and the management API.
+    // One stop for every listener: the media ones, the management API and ingest.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         signal.await;
         let _ = stop.send(true);
     };
-    let api_stopping = async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|&s| s).await;
-    };
-    let api = start_api(&config, &origin, api_stopping)?;
+    let (ingest_endpoints, ingest) = start_ingest(&config, &origin, &stopped)?;
+    let api = start_api(&config, &origin, ingest_endpoints, until_stopped(stopped))?;
     let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
     let listener = bind(config.listen)?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -502,8 +581,8 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     conn::serve_connections(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown, drain)
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(api) = api {
-        let _ = api.await;
+    for task in api.into_iter().chain(ingest) {
+        let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -516,6 +595,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
         Command::SignUrl { config, url, valid_secs } => sign_url(&config, &url, valid_secs),
+        Command::LiveEvent { action, config, name } => live_event(&config, &name, action).await,
         Command::Inspect { path, json, segment_duration } => inspect(&path, json, segment_duration).await,
         Command::Package { format, out, path, segment_duration } => {
             package(&path, format.into(), &out, segment_duration).await

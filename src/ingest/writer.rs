@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use object_store::{PutMode, UpdateVersion};
@@ -27,7 +27,7 @@ use crate::output::cmaf::{self, Flavor};
 use crate::plan::live_event::LiveEvent;
 use crate::plan::reads::SourceSpan;
 use crate::serve::metrics::Metrics;
-use crate::source::index::{SampleTable, TrackIndex, TrackKind, MAX_DECODE_TIME};
+use crate::source::index::{SampleTable, TrackIndex, TrackInfo, TrackKind, MAX_DECODE_TIME};
 use crate::source::live::{self, EventDoc, EventState, TimelineOffset, TrackDoc};
 use crate::source::storage::{object_path, Storage};
 use crate::source::timeline::Segment;
@@ -35,6 +35,14 @@ use crate::source::timeline::Segment;
 /// Attempts at a conditional update of the event document before giving up (each failure
 /// means another writer changed it in between: retried on the fresh version).
 const UPDATE_ATTEMPTS: usize = 32;
+
+/// Longest fragment taken: a live fragment is a few seconds; a longer one (a corrupt duration)
+/// would move the event's wall clock and the track's timeline far off.
+const MAX_FRAGMENT_SECS: u64 = 60;
+
+/// How often a connection checks that its event still runs (a stopped event takes no more
+/// fragments), at most; the check runs alongside a fragment's write.
+const STATE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How many of a track's last fragments a reconnecting source may resend.
 const RESENT_FRAGMENTS: u64 = 3;
@@ -79,6 +87,8 @@ pub struct TrackWriter {
     offset: Option<i64>,
     /// The next fragment stored follows a break in the track's timeline.
     discontinuity: bool,
+    /// When the event was last seen running.
+    state_checked: Instant,
 }
 
 /// Where a connection's fragments go in event time.
@@ -121,18 +131,15 @@ impl LiveWriter {
             let bytes = storage.read_all(&path).await.map_err(storage_error)?;
             let stored = live::parse_init(&path, &bytes).map_err(storage_error)?.info;
             if stored.sample_entry != info.sample_entry || stored.timescale != info.timescale {
-                return Err(IngestError::bad(
-                        "codec_change",
-                        format!(
-                            "track '{}' of event '{}' continues with another sample entry ({} at {} Hz) than it was stored with ({} at {} Hz)",
-                            track.key,
-                            event.name,
-                            info.codec.codec_string,
-                            info.timescale,
-                            stored.codec.codec_string,
-                            stored.timescale
-                        ),
-                    ));
+                let described = |i: &TrackInfo| format!("{} at {} Hz", i.codec.codec_string, i.timescale);
+                let message = format!(
+                    "track '{}' of event '{}' was stored as {}; it cannot continue as {}",
+                    track.key,
+                    event.name,
+                    described(&stored),
+                    described(&info)
+                );
+                return Err(IngestError::bad("codec_change", message));
             }
         }
 
@@ -162,6 +169,7 @@ impl LiveWriter {
             doc,
             offset: None,
             discontinuity: false,
+            state_checked: Instant::now(),
             track,
         })
     }
@@ -180,7 +188,7 @@ impl TrackWriter {
             )));
         }
         let started = Instant::now();
-        let received = Received::check(&fragment, self.index.info.kind)?;
+        let received = Received::check(&fragment, &self.index.info)?;
         let offset = match self.offset {
             Some(offset) => offset,
             None => {
@@ -226,54 +234,90 @@ impl TrackWriter {
         let bytes = self.index.samples.byte_count(0..n);
         let segment = Segment { first_sample: 0, sample_count: n as u32, time, duration, bytes, discontinuity };
         let sequence_number = u32::try_from(doc.fragment_count() + 1).unwrap_or(u32::MAX);
-        let built = cmaf::media_segment(
-            &self.index,
-            &segment,
-            sequence_number,
-            &SourceSpan::new(0, payload),
-            Flavor::Cmaf,
-            None,
-        )
-        .map_err(|e| IngestError::bad("samples", format!("track '{}': {e}", self.track.key)))?;
-        let mut object = BytesMut::with_capacity(built.parts.iter().map(Bytes::len).sum());
-        for part in &built.parts {
-            object.extend_from_slice(part);
-        }
+        let object = self.fragment_object(&segment, sequence_number, payload)?;
         let object_len = object.len() as u64;
-        let storage = &self.event.storage;
-        let fragment_path = live::fragment_path(&self.event.folder, &self.track.key, time);
-        put(storage, &fragment_path, object.freeze(), PutMode::Overwrite).await?;
+        self.write_fragment(&live::fragment_path(&self.event.folder, &self.track.key, time), object).await?;
 
-        if !discontinuity {
-            doc.end_last_at(time);
-        } else {
+        if discontinuity {
             doc.discontinuities.push(time);
+        } else {
+            doc.end_last_at(time);
         }
         doc.push(time, duration);
         doc.bytes += bytes;
         doc.peak_bitrate = doc.peak_bitrate.max(bitrate(bytes, duration, self.index.info.timescale));
         doc.updated_ms = now_ms();
-        let doc_path = live::track_doc_path(&self.event.folder, &self.track.key);
-        let mode = match version {
-            Some(version) => PutMode::Update(version),
-            None => PutMode::Create,
-        };
-        let version = match put(storage, &doc_path, json(&doc)?, mode).await {
-            Err(IngestError::Forbidden(_)) => {
-                return Err(IngestError::Forbidden(format!(
-                    "track '{}' of event '{}' taken over by another connection",
-                    self.track.key, self.event.name
-                )))
-            }
-            written => written?,
-        };
-        self.doc = Some((doc, version));
+        self.write_doc(doc, version).await?;
         self.discontinuity = false;
 
         let protocol = self.protocol.as_str();
         self.metrics.fragments_ingested.with_label_values(&[protocol]).inc();
         self.metrics.bytes_ingested.with_label_values(&[protocol]).inc_by(object_len);
         self.metrics.ingest_store_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The stored form of the fragment at hand: `styp moof mdat` by our CMAF writer, whatever
+    /// the encoder sent, so live segments are built exactly as VOD ones.
+    fn fragment_object(&self, segment: &Segment, sequence_number: u32, payload: Bytes) -> Result<Bytes, IngestError> {
+        let span = SourceSpan::new(0, payload);
+        let built = cmaf::media_segment(&self.index, segment, sequence_number, &span, Flavor::Cmaf, None)
+            .map_err(|e| IngestError::bad("samples", format!("track '{}': {e}", self.track.key)))?;
+        let mut object = BytesMut::with_capacity(built.parts.iter().map(Bytes::len).sum());
+        for part in &built.parts {
+            object.extend_from_slice(part);
+        }
+        Ok(object.freeze())
+    }
+
+    /// Writes a fragment object; every [`STATE_CHECK_INTERVAL`] also reads the event's state
+    /// alongside, and refuses the fragment (unnamed: not acknowledged) once it is stopped.
+    async fn write_fragment(&mut self, path: &str, object: Bytes) -> Result<(), IngestError> {
+        let storage = &self.event.storage;
+        let check_state = self.state_checked.elapsed() >= STATE_CHECK_INTERVAL;
+        let state = async {
+            match check_state {
+                true => {
+                    live::read_event_doc(storage, &self.event.folder).await.map(|doc| doc.map(|(doc, _)| doc.state))
+                }
+                false => Ok(Some(EventState::Running)),
+            }
+        };
+        let (written, state) = tokio::join!(put(storage, path, object, PutMode::Overwrite), state);
+        written?;
+        match state {
+            Ok(Some(EventState::Running)) if check_state => self.state_checked = Instant::now(),
+            Ok(Some(EventState::Running)) => {}
+            Ok(Some(EventState::Stopped)) => return Err(stopped(&self.event)),
+            Ok(None) => {
+                let message = format!("live event '{}' has no event document any more", self.event.name);
+                return Err(IngestError::Forbidden(message));
+            }
+            // Checked again at the next fragment: a failed read must not fail the ingest.
+            Err(e) => tracing::debug!(event = %self.event.name, error = %e, "live event state not read"),
+        }
+        Ok(())
+    }
+
+    /// Writes the track document over the version this connection last wrote (or read): a
+    /// changed one means another connection (here or on another replica) took the track.
+    async fn write_doc(&mut self, doc: TrackDoc, version: Option<UpdateVersion>) -> Result<(), IngestError> {
+        let path = live::track_doc_path(&self.event.folder, &self.track.key);
+        let mode = match version {
+            Some(version) => PutMode::Update(version),
+            None => PutMode::Create,
+        };
+        let version = match put(&self.event.storage, &path, json(&doc)?, mode).await {
+            Err(IngestError::Forbidden(_)) => {
+                let message = format!(
+                    "track '{}' of event '{}' taken over by another connection",
+                    self.track.key, self.event.name
+                );
+                return Err(IngestError::Forbidden(message));
+            }
+            written => written?,
+        };
+        self.doc = Some((doc, version));
         Ok(())
     }
 
@@ -412,11 +456,13 @@ impl TrackWriter {
 impl Drop for TrackWriter {
     /// Ends this connection's claim on the track (a newer connection keeps its own).
     fn drop(&mut self) {
-        if self.slot.owner.compare_exchange(self.connection, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            let mut tracks = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-            if tracks.get(&self.id).is_some_and(|slot| Arc::ptr_eq(slot, &self.slot)) {
-                tracks.remove(&self.id);
-            }
+        // Under the registry's lock, as takeovers are: a newer connection is either not there
+        // yet (the slot goes) or owns the slot already (it stays).
+        let mut tracks = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if self.slot.owner.compare_exchange(self.connection, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            && tracks.get(&self.id).is_some_and(|slot| Arc::ptr_eq(slot, &self.slot))
+        {
+            tracks.remove(&self.id);
         }
     }
 }
@@ -573,19 +619,22 @@ struct Received {
 impl Received {
     /// Checks what the fragment's writing relies on: consistent tables, samples inside the
     /// payload, a positive duration, and video starting on a sync sample.
-    fn check(fragment: &IngestFragment, kind: TrackKind) -> Result<Received, IngestError> {
+    fn check(fragment: &IngestFragment, info: &TrackInfo) -> Result<Received, IngestError> {
         let s = &fragment.samples;
         s.validate().map_err(|e| IngestError::bad("samples", e))?;
         s.check_byte_ranges(fragment.payload.len() as u64).map_err(|e| IngestError::bad("samples", e))?;
         let Some(&dts) = s.dts.first() else {
             return Err(IngestError::bad("samples", "fragment has no samples"));
         };
-        if kind == TrackKind::Video && !s.is_sync(0) {
+        if info.kind == TrackKind::Video && !s.is_sync(0) {
             return Err(IngestError::bad("samples", "video fragment does not start with a sync sample"));
         }
         let duration = s.end_dts - dts;
-        if duration == 0 {
-            return Err(IngestError::bad("samples", "fragment lasts no time"));
+        if duration == 0 || duration > MAX_FRAGMENT_SECS * info.timescale as u64 {
+            return Err(IngestError::bad(
+                "samples",
+                format!("fragment lasts {duration} ticks at {} Hz: not within 0–{MAX_FRAGMENT_SECS} s", info.timescale),
+            ));
         }
         // validate() bounds decode times by MAX_DECODE_TIME (< i64::MAX / 2): no overflow.
         let ept = s.dts.iter().enumerate().map(|(i, &t)| t as i64 + s.cts_offset(i) as i64).min().unwrap_or(dts as i64);
@@ -976,8 +1025,14 @@ mod tests {
         assert_eq!((doc.state, doc.stopped_ms), (EventState::Running, None));
         let mut v = writer.open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
         v.push(gop(0, 0)).await.unwrap();
-        // Stopped while a connection is open: its next connection is refused.
+        // Stopped while a connection is open: it learns at its next check, and its next
+        // connection is refused.
         set_state(&event, EventState::Stopped).await.unwrap();
+        v.push(gop(GOP, 1)).await.unwrap();
+        v.state_checked = Instant::now().checked_sub(STATE_CHECK_INTERVAL).unwrap();
+        let e = v.push(gop(2 * GOP, 2)).await.unwrap_err();
+        assert!(matches!(e, IngestError::Forbidden(_)), "{e}");
+        assert_eq!(track_doc(&event, "video").await.fragment_count(), 2, "not named after the stop");
         let e = writer.open_track(&event, Protocol::Cmaf, video("video")).await.err().unwrap();
         assert!(matches!(e, IngestError::Forbidden(_)), "{e}");
     }
@@ -1035,13 +1090,67 @@ mod tests {
         empty.samples = SampleTable::default();
         let mut short_tables = gop(0, 0);
         short_tables.samples.offsets.pop();
-        for bad in [outside, unsorted, no_sync, empty, short_tables] {
+        let mut endless = gop(0, 0);
+        endless.samples.end_dts += 61 * VIDEO_TIMESCALE as u64;
+        let mut no_time = fragment(0, 1, 0, true, 0);
+        no_time.samples.end_dts = 0;
+        for bad in [outside, unsorted, no_sync, empty, short_tables, endless, no_time] {
             let e = v.push(bad).await.unwrap_err();
             assert!(matches!(e, IngestError::BadMedia { reason: "samples", .. }), "{e}");
         }
         assert!(live::read_track_doc(&event.storage, &event.folder, "video").await.unwrap().is_none());
         let e = writer.open_track(&event, Protocol::Cmaf, video("a/b")).await.err().unwrap();
         assert!(matches!(e, IngestError::BadMedia { .. }), "{e}");
+    }
+
+    /// Another process over the same disk (a restarted origin) continues the track: nothing
+    /// acknowledged is lost, the resent fragment is skipped, conditional writes hold on disk.
+    #[tokio::test]
+    async fn a_restarted_process_continues_from_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Arc::new(Storage::local("disk", dir.path()).unwrap());
+        let event = event_in(storage.clone(), "ev");
+        let mut v = writer().open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
+        for k in 0..3 {
+            v.push(gop(k * GOP, k as u8)).await.unwrap();
+        }
+        drop(v);
+        let event = event_in(Arc::new(Storage::local("disk", dir.path()).unwrap()), "ev");
+        let mut v = writer().open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
+        v.push(gop(2 * GOP, 2)).await.unwrap();
+        v.push(gop(3 * GOP, 3)).await.unwrap();
+        // Dropped frames: a gap of more than 1.5 fragments breaks the timeline.
+        v.push(gop(6 * GOP, 6)).await.unwrap();
+        v.push(gop(7 * GOP, 7)).await.unwrap();
+        let doc = track_doc(&event, "video").await;
+        let t: Vec<_> = times(&doc).iter().map(|&(t, _, d)| ((t - 2 * FRAME) / GOP, d)).collect();
+        assert_eq!(t, [(0, false), (1, false), (2, false), (3, false), (6, true), (7, false)]);
+        assert_eq!(event_doc(&event).await.offset.generation, 1);
+        let listed = storage.list_recursive("live/ev/video").await.unwrap();
+        assert_eq!(listed.iter().filter(|m| m.location.as_ref().ends_with(".m4s")).count(), 6);
+    }
+
+    /// A track arriving while the event has run on for minutes, its encoder at time 0: placed
+    /// at the live edge, not minutes in the past.
+    #[tokio::test]
+    async fn a_new_track_far_behind_the_live_edge_starts_at_the_edge() {
+        let event = event("ev");
+        let writer = writer();
+        let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
+        v.push(gop(0, 0)).await.unwrap();
+        let path = live::event_doc_path(&event.folder);
+        let (mut doc, version) = read_for_update::<EventDoc>(&event.storage, &path).await.unwrap().unwrap();
+        doc.epoch_ms = Some(now_ms() - 120_000);
+        assert!(try_update(&event.storage, &path, &doc, version).await.unwrap());
+        let mut a = writer.open_track(&event, Protocol::Rtmp, audio("audio")).await.unwrap();
+        a.push(aac(0, 0)).await.unwrap();
+        let offset = event_doc(&event).await.offset;
+        assert_eq!(offset.generation, 2);
+        let edge_ms = 120_000 - 2006;
+        assert!((edge_ms..edge_ms + 1000).contains(&offset.ms), "{}", offset.ms);
+        let adoc = track_doc(&event, "audio").await;
+        assert_eq!(adoc.runs[0].t, offset.ms as u64 * 48);
+        assert!(adoc.discontinuities.is_empty(), "a first fragment breaks nothing");
     }
 
     #[test]

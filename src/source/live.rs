@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use object_store::{ObjectMeta, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -53,7 +54,8 @@ pub fn fragment_path(folder: &str, key: &str, time: u64) -> String {
     join(folder, &format!("{key}/{time}.m4s"))
 }
 
-fn join(folder: &str, rest: &str) -> String {
+/// `{folder}/{rest}` (just `rest` for the root folder).
+pub fn join(folder: &str, rest: &str) -> String {
     let folder = folder.trim_matches('/');
     if folder.is_empty() {
         rest.to_string()
@@ -176,6 +178,39 @@ impl TrackDoc {
         }
     }
 
+    /// The time of the last fragment stored.
+    pub fn last_time(&self) -> Option<u64> {
+        let last = self.runs.last()?;
+        Some(last.t + last.d * (last.count.saturating_sub(1) as u64))
+    }
+
+    /// How many fragments are stored.
+    pub fn fragment_count(&self) -> u64 {
+        self.runs.iter().map(|r| r.count as u64).sum()
+    }
+
+    /// Whether a fragment at `t` is stored.
+    pub fn contains(&self, t: u64) -> bool {
+        let i = self.runs.partition_point(|r| r.t <= t);
+        i.checked_sub(1).and_then(|i| self.runs.get(i)).is_some_and(|r| t < r.end() && (t - r.t) % r.d.max(1) == 0)
+    }
+
+    /// Makes the last fragment last until `end` (the next fragment's time), so the timeline has
+    /// no gap and no overlap where a fragment's decode span and the next one's time disagree.
+    pub fn end_last_at(&mut self, end: u64) {
+        let Some(t) = self.last_time().filter(|&t| t < end) else { return };
+        if let Some(last) = self.runs.last_mut() {
+            if last.end() == end {
+                return;
+            }
+            last.count -= 1;
+            if last.count == 0 {
+                self.runs.pop();
+            }
+        }
+        self.push(t, end - t);
+    }
+
     /// The timeline of every stored fragment, numbered from 0.
     pub fn timeline(&self) -> Timeline {
         let count: usize = self.runs.iter().map(|r| r.count as usize).sum();
@@ -234,13 +269,31 @@ pub async fn read_track_doc(storage: &Storage, folder: &str, key: &str) -> Resul
 }
 
 async fn read_doc<T: for<'de> Deserialize<'de>>(storage: &Storage, path: &str) -> Result<Option<(T, ObjectVersion)>> {
+    let read = read_doc_with_meta(storage, path).await?;
+    Ok(read.map(|(doc, meta)| (doc, crate::source::storage::version_of(&meta))))
+}
+
+/// Reads and parses the document at `path` with the version a conditional write of it
+/// replaces (`PutMode::Update`); `None` when there is none.
+pub async fn read_doc_for_update<T: for<'de> Deserialize<'de>>(
+    storage: &Storage,
+    path: &str,
+) -> Result<Option<(T, UpdateVersion)>> {
+    let read = read_doc_with_meta(storage, path).await?;
+    Ok(read.map(|(doc, meta)| (doc, UpdateVersion { e_tag: meta.e_tag, version: meta.version })))
+}
+
+async fn read_doc_with_meta<T: for<'de> Deserialize<'de>>(
+    storage: &Storage,
+    path: &str,
+) -> Result<Option<(T, ObjectMeta)>> {
     let (bytes, meta) = match storage.read_all_with_meta(path).await {
         Ok(read) => read,
         Err(Error::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
     let doc = serde_json::from_slice(&bytes).map_err(|e| Error::media(path, format!("live document: {e}")))?;
-    Ok(Some((doc, crate::source::storage::version_of(&meta))))
+    Ok(Some((doc, meta)))
 }
 
 /// Loads the live asset in `folder`: its event document, every track document, and each

@@ -127,18 +127,14 @@ impl SliceHeaderParser {
     }
 
     fn store_avc_sps(&mut self, nal: &[u8]) {
-        let rbsp = Rbsp::new(nal, HEADER_SCAN_LIMIT);
-        let mut r = rbsp.reader(8);
-        match (r.read(8), r.read(8), r.read(8), r.ue()) {
-            (Some(profile_idc), Some(_), Some(_), Some(id)) => match AvcSps::parse(&mut r, profile_idc) {
-                Some(sps) => {
-                    self.avc_sps.insert(id, sps);
-                }
-                None => {
-                    self.avc_sps.remove(&id);
-                }
-            },
-            _ => self.avc_sps.clear(),
+        match AvcSps::read(nal) {
+            Some((id, Some(sps))) => {
+                self.avc_sps.insert(id, sps);
+            }
+            Some((id, None)) => {
+                self.avc_sps.remove(&id);
+            }
+            None => self.avc_sps.clear(),
         }
     }
 
@@ -159,9 +155,7 @@ impl SliceHeaderParser {
     }
 
     fn store_hevc_sps(&mut self, nal: &[u8]) {
-        let rbsp = Rbsp::new(nal, HEADER_SCAN_LIMIT);
-        let mut r = rbsp.reader(16);
-        match HevcSps::parse(&mut r) {
+        match HevcSps::read(nal) {
             Some((id, Some(sps))) => {
                 self.hevc_sps.insert(id, sps);
             }
@@ -599,9 +593,46 @@ struct AvcSps {
     log2_max_frame_num: u32,
     poc: AvcPoc,
     frame_mbs_only: bool,
+    /// The cropped picture size, when the SPS reads that far.
+    size: Option<(u32, u32)>,
+}
+
+/// The cropped picture size (width, height) an SPS NAL unit declares: H.264 frame cropping
+/// (7.4.2.1.1), H.265 conformance window (7.4.3.2.1). `None` when the SPS cannot be read (or,
+/// for H.265, is of a profile the slice parser does not follow).
+pub(crate) fn sps_picture_size(nal: &[u8], hevc: bool) -> Option<(u32, u32)> {
+    if hevc {
+        HevcSps::read(nal)?.1?.size
+    } else {
+        AvcSps::read(nal)?.1?.size
+    }
+}
+
+/// The luma size of a coded picture less its cropping window, in chroma units of `chroma_array_type`
+/// (`unit_y` scales the vertical unit: 2 for H.264 field coding).
+fn cropped(width: u32, height: u32, chroma_array_type: u32, unit_y: u32, crop: [u32; 4]) -> Option<(u32, u32)> {
+    let (sub_w, sub_h) = match chroma_array_type {
+        1 => (2, 2),
+        2 => (2, 1),
+        _ => (1, 1),
+    };
+    let [left, right, top, bottom] = crop;
+    let w = width.checked_sub(sub_w * left.checked_add(right)?)?;
+    let h = height.checked_sub((sub_h * unit_y).checked_mul(top.checked_add(bottom)?)?)?;
+    Some((w, h))
 }
 
 impl AvcSps {
+    /// An SPS NAL unit: `None` when even its id is unreadable, `(id, None)` when the rest is not.
+    fn read(nal: &[u8]) -> Option<(u32, Option<AvcSps>)> {
+        let rbsp = Rbsp::new(nal, HEADER_SCAN_LIMIT);
+        let mut r = rbsp.reader(8);
+        let profile_idc = r.read(8)?;
+        r.skip(16)?; // constraint flags, level_idc
+        let id = r.ue()?;
+        Some((id, AvcSps::parse(&mut r, profile_idc)))
+    }
+
     /// From just after seq_parameter_set_id.
     fn parse(r: &mut BitReader<'_>, profile_idc: u32) -> Option<AvcSps> {
         let mut chroma_format_idc = 1;
@@ -657,11 +688,22 @@ impl AvcSps {
         };
         r.ue()?; // max_num_ref_frames
         r.skip(1)?; // gaps_in_frame_num_value_allowed_flag
-        r.ue()?; // pic_width_in_mbs_minus1
-        r.ue()?; // pic_height_in_map_units_minus1
+        let width_in_mbs = r.ue()?.saturating_add(1);
+        let height_in_map_units = r.ue()?.saturating_add(1);
         let frame_mbs_only = r.flag()?;
         let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
-        Some(AvcSps { separate_colour_plane, chroma_array_type, log2_max_frame_num, poc, frame_mbs_only })
+        let size = (|| {
+            if !frame_mbs_only {
+                r.skip(1)?; // mb_adaptive_frame_field_flag
+            }
+            r.skip(1)?; // direct_8x8_inference_flag
+            let crop = if r.flag()? { [r.ue()?, r.ue()?, r.ue()?, r.ue()?] } else { [0; 4] };
+            let field_factor = if frame_mbs_only { 1 } else { 2 };
+            let width = width_in_mbs.checked_mul(16)?;
+            let height = height_in_map_units.checked_mul(16 * field_factor)?;
+            cropped(width, height, chroma_array_type, field_factor, crop)
+        })();
+        Some(AvcSps { separate_colour_plane, chroma_array_type, log2_max_frame_num, poc, frame_mbs_only, size })
     }
 }
 
@@ -855,9 +897,16 @@ struct HevcSps {
     long_term_ref_pics_present: bool,
     lt_used_by_curr_sps: Vec<bool>,
     temporal_mvp_enabled: bool,
+    /// The picture size less the conformance window.
+    size: Option<(u32, u32)>,
 }
 
 impl HevcSps {
+    fn read(nal: &[u8]) -> Option<(u32, Option<HevcSps>)> {
+        let rbsp = Rbsp::new(nal, HEADER_SCAN_LIMIT);
+        HevcSps::parse(&mut rbsp.reader(16))
+    }
+
     /// From just after the NAL unit header: `None` when even the id is unreadable, `(id,
     /// None)` when the set cannot be used (a profile with slice header extensions — SCC,
     /// multi-layer, 3D: only Main, Main 10, Main Still Picture and RExt are followed).
@@ -899,11 +948,9 @@ impl HevcSps {
         let separate_colour_plane = chroma_format_idc == 3 && r.flag()?;
         let width = r.ue()?;
         let height = r.ue()?;
-        if r.flag()? {
-            for _ in 0..4 {
-                r.ue()?; // conf_win_*_offset
-            }
-        }
+        let conformance_window = if r.flag()? { [r.ue()?, r.ue()?, r.ue()?, r.ue()?] } else { [0; 4] };
+        let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
+        let size = cropped(width, height, chroma_array_type, 1, conformance_window);
         r.ue()?; // bit_depth_luma_minus8
         r.ue()?; // bit_depth_chroma_minus8
         let log2_max_poc_lsb = r.ue()?.saturating_add(4);
@@ -968,7 +1015,7 @@ impl HevcSps {
         }
         Some(HevcSps {
             separate_colour_plane,
-            chroma_array_type: if separate_colour_plane { 0 } else { chroma_format_idc },
+            chroma_array_type,
             log2_max_poc_lsb,
             slice_segment_address_bits: ceil_log2(pic_size_in_ctbs as u32),
             sao_enabled,
@@ -976,6 +1023,7 @@ impl HevcSps {
             long_term_ref_pics_present,
             lt_used_by_curr_sps,
             temporal_mvp_enabled,
+            size,
         })
     }
 }

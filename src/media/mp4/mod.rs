@@ -8,6 +8,7 @@
 //! exact control over box versions and back-patched offsets (`trun.data_offset`, later `saio`).
 //! `mp4-atom` stays in the tests as an independent oracle for what we write.
 
+pub mod entry;
 pub mod reader;
 pub(crate) mod writer;
 

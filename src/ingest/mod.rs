@@ -6,6 +6,7 @@
 //! Each protocol turns what arrives into [`IngestTrack`]s and [`IngestFragment`]s; the
 //! [`writer`] owns the timeline (alignment across tracks, reconnects, duplicates) and storage.
 
+pub mod cmaf;
 pub mod flv;
 pub mod rtmp;
 pub mod writer;

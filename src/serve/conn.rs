@@ -340,7 +340,7 @@ where
 }
 
 /// Resolves once the server is shutting down.
-async fn until_stopped(mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn until_stopped(mut shutdown: watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped at once: it must not live across an await.
     let _ = shutdown.wait_for(|&s| s).await.map(|_| ());
 }

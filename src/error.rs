@@ -17,6 +17,11 @@ pub enum Error {
     /// A locator, asset, track, segment time or file does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// Something a running live event does not have yet but may have in a moment: a segment
+    /// past its live edge, a track or an event with no media so far. A 404 that caches for
+    /// at most a second, so CDNs ask again.
+    #[error("not found (not yet available): {0}")]
+    NotYetAvailable(String),
     /// A well-formed request for something this origin does not serve yet (Smooth Streaming).
     #[error("not implemented: {0}")]
     NotImplemented(String),

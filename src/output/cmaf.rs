@@ -612,8 +612,9 @@ fn encrypt_samples(
     let mut aux = Vec::with_capacity(positions.len());
     for (i, (buffer, pos)) in range.zip(positions) {
         let sample = &span.slice(*buffer, pos.clone())[..];
+        let number = if enc.number_by_decode_time { track.samples.dts[i] } else { i as u64 };
         let entry = encryptor
-            .encrypt_sample(i as u64, sample, &mut payload)
+            .encrypt_sample(number, sample, &mut payload)
             .map_err(|e| MediaError(format!("sample {i}: {}", e.0)))?;
         aux.push(entry);
     }
@@ -1049,7 +1050,7 @@ mod tests {
         let track = video_track(24, 48);
         let pssh = [Bytes::from_static(b"\x00\x00\x00\x0cpsshabcd"), Bytes::from_static(b"\x00\x00\x00\x0cpsshwxyz")];
         for scheme in [Scheme::Cenc, Scheme::Cbcs] {
-            let enc = TrackEncryption { scheme, key: &KEY, pssh: &pssh, iv_seed: 99 };
+            let enc = TrackEncryption { scheme, key: &KEY, pssh: &pssh, iv_seed: 99, number_by_decode_time: false };
             let init = init_segment(&track, Flavor::Cmaf, true, Some(&enc));
             let top = children(&init);
             assert_eq!(top.len(), 2, "ftyp + moov");
@@ -1098,7 +1099,8 @@ mod tests {
         }
         // Audio: enca, cbcs pattern 0:0.
         let audio = TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default() };
-        let enc = TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 1 };
+        let enc =
+            TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 1, number_by_decode_time: false };
         let init = init_segment(&audio, Flavor::Csf, true, Some(&enc));
         let moov = boxes(&init).nth(1).unwrap().unwrap().payload;
         let stsd = find_path(moov, &[b"trak", b"mdia", b"minf", b"stbl", b"stsd"]).unwrap().unwrap();
@@ -1140,7 +1142,8 @@ mod tests {
             let first = if with_2 { data.slice(..at(3)) } else { data.slice(..at(2)) };
             SourceSpan::from_runs(vec![(at(3) as u64, data.slice(at(3)..)), (0, first)])
         };
-        let enc = TrackEncryption { scheme: Scheme::Cenc, key: &KEY, pssh: &[], iv_seed: 5 };
+        let enc =
+            TrackEncryption { scheme: Scheme::Cenc, key: &KEY, pssh: &[], iv_seed: 5, number_by_decode_time: false };
         for encryption in [None, Some(&enc)] {
             let want = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, encryption).unwrap();
             let got = media_segment(&track, &seg(0, 6), 1, &runs(true), Flavor::Cmaf, encryption).unwrap();
@@ -1166,7 +1169,7 @@ mod tests {
     fn encrypted_segment_has_senc_saiz_saio() {
         let (track, span) = nal_track(6);
         for scheme in [Scheme::Cenc, Scheme::Cbcs] {
-            let enc = TrackEncryption { scheme, key: &KEY, pssh: &[], iv_seed: 5 };
+            let enc = TrackEncryption { scheme, key: &KEY, pssh: &[], iv_seed: 5, number_by_decode_time: false };
             let clear = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, None).unwrap().to_bytes();
             let built = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, Some(&enc)).unwrap();
             assert_eq!(built.parts.len(), 2, "header + one encrypted payload");
@@ -1263,7 +1266,8 @@ mod tests {
             },
         };
         let span = file_span(0, 160);
-        let enc = TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 5 };
+        let enc =
+            TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 5, number_by_decode_time: false };
         let out = media_segment(&track, &seg(0, 4), 1, &span, Flavor::Cmaf, Some(&enc)).unwrap().to_bytes();
         let (_, moof, mdat) = split(&out);
         let traf = find(moof, b"traf").unwrap().unwrap();
@@ -1321,7 +1325,7 @@ mod tests {
         assert_eq!(asset.tracks.len(), 1);
         let t = &asset.tracks[0];
         let seed = crate::protect::common_encryption::iv_seed(file, t.bitrate, &t.name);
-        let enc = TrackEncryption { scheme, key: &KEY, pssh: &[], iv_seed: seed };
+        let enc = TrackEncryption { scheme, key: &KEY, pssh: &[], iv_seed: seed, number_by_decode_time: false };
         let init = init_segment(t.index(), Flavor::Cmaf, true, Some(&enc));
         assert!(t.timeline.segments.len() > 1);
         let mut segments = Vec::new();

@@ -1,5 +1,7 @@
 //! DASH: a static MPD (ISO/IEC 23009-1, DASH-IF IOP) with one SegmentTemplate +
-//! SegmentTimeline per Representation, `$Time$` addressing.
+//! SegmentTimeline per Representation, `$Time$` addressing; a running live event's is
+//! `dynamic` (DASH-IF IOP 4.3: availabilityStartTime = wall clock of event time 0, the
+//! timeline of its window in event time, a UTCTiming source on this origin).
 //!
 //! The MPD is a serde model written by quick-xml: attributes are `@name` renames, elements
 //! are fields in schema order, namespaced names (for ContentProtection later) are plain
@@ -11,7 +13,7 @@ use serde::Serialize;
 use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
-use crate::source::asset::{Asset, AssetTrack};
+use crate::source::asset::{Asset, AssetTrack, LiveInfo};
 use crate::source::index::{CodecFamily, TrackKind};
 
 const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
@@ -27,8 +29,18 @@ struct Mpd {
     xmlns: &'static str,
     #[serde(rename = "@type")]
     kind: &'static str,
-    #[serde(rename = "@mediaPresentationDuration")]
-    media_presentation_duration: String,
+    #[serde(rename = "@availabilityStartTime", skip_serializing_if = "Option::is_none")]
+    availability_start_time: Option<String>,
+    #[serde(rename = "@publishTime", skip_serializing_if = "Option::is_none")]
+    publish_time: Option<String>,
+    #[serde(rename = "@minimumUpdatePeriod", skip_serializing_if = "Option::is_none")]
+    minimum_update_period: Option<String>,
+    #[serde(rename = "@timeShiftBufferDepth", skip_serializing_if = "Option::is_none")]
+    time_shift_buffer_depth: Option<String>,
+    #[serde(rename = "@suggestedPresentationDelay", skip_serializing_if = "Option::is_none")]
+    suggested_presentation_delay: Option<String>,
+    #[serde(rename = "@mediaPresentationDuration", skip_serializing_if = "Option::is_none")]
+    media_presentation_duration: Option<String>,
     #[serde(rename = "@minBufferTime")]
     min_buffer_time: &'static str,
     #[serde(rename = "@profiles")]
@@ -42,6 +54,20 @@ struct Mpd {
     xmlns_dashif: Option<&'static str>,
     #[serde(rename = "Period")]
     period: Period,
+    #[serde(rename = "UTCTiming", skip_serializing_if = "Option::is_none")]
+    utc_timing: Option<Descriptor>,
+}
+
+/// The clock players of a dynamic MPD synchronise with: `GET /time` on this origin, ISO 8601.
+/// Root-relative, so it resolves against the MPD's host (dash.js and Shaka Player both resolve
+/// a relative value against the MPD URL), which is the CDN's behind one.
+const UTC_TIMING_SCHEME: &str = "urn:mpeg:dash:utc:http-iso:2014";
+pub const TIME_PATH: &str = "/time";
+
+/// `2026-12-07T12:00:00.000Z`: a wall clock in Unix ms as an xs:dateTime in UTC.
+pub fn iso_date_time(unix_ms: u64) -> String {
+    let utc = i64::try_from(unix_ms).ok().and_then(chrono::DateTime::from_timestamp_millis).unwrap_or_default();
+    utc.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[derive(Serialize)]
@@ -362,17 +388,27 @@ pub fn mpd(
         sets.iter().enumerate().filter_map(|(i, s)| adaptation_set(i, s, options, protection, extension)).collect();
     let duration_ms = sets.iter().flatten().map(|t| presentation_ms(t)).max().unwrap_or(0);
     let segments: usize = sets.iter().flatten().map(|t| t.timeline.segments.len()).sum();
+    let running = asset.live.as_ref().filter(|live| !live.ended);
+    // Players refresh a dynamic MPD every half segment and start three segments behind the edge.
+    let segment_ms = (asset.longest_segment_secs() * 1000.0).round() as u64;
+    let live = |value: &dyn Fn(&LiveInfo) -> String| running.map(value);
 
     let doc = Mpd {
         xmlns: MPD_NS,
-        kind: "static",
-        media_presentation_duration: iso_duration(duration_ms),
+        kind: if running.is_some() { "dynamic" } else { "static" },
+        availability_start_time: live(&|l| iso_date_time(l.epoch_ms)),
+        publish_time: live(&|l| iso_date_time(l.updated_ms)),
+        minimum_update_period: live(&|_| iso_duration((segment_ms / 2).max(1000))),
+        time_shift_buffer_depth: live(&|l| iso_duration(l.dvr_window_secs.saturating_mul(1000))),
+        suggested_presentation_delay: live(&|_| iso_duration(segment_ms * 3)),
+        media_presentation_duration: running.is_none().then(|| iso_duration(duration_ms)),
         min_buffer_time: "PT2S",
         profiles: if format == Format::MpdTimeCsf { PROFILES_CSF } else { PROFILES_CMAF },
         xmlns_cenc: (!protection.is_empty()).then_some(MPD_NAMESPACES[0].1),
         xmlns_mspr: (!protection.is_empty()).then_some(MPD_NAMESPACES[1].1),
         xmlns_dashif: (!protection.is_empty()).then_some(MPD_NAMESPACES[2].1),
         period: Period { id: "0", start: "PT0S", adaptation_sets },
+        utc_timing: running.map(|_| Descriptor { scheme_id_uri: UTC_TIMING_SCHEME, value: TIME_PATH.to_string() }),
     };
     let mut out = String::with_capacity(2048 + segments * 24);
     out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");

@@ -326,11 +326,34 @@ fn target_duration(max_duration: u64, timescale: u32) -> u64 {
     ((secs + 0.5005).floor() as u64).max(1)
 }
 
+/// What a live event's media playlist adds: wall-clock times, discontinuities, and whether it
+/// still grows.
+#[derive(Debug, Clone, Copy)]
+pub struct LivePlaylist {
+    /// The event runs: no `EXT-X-PLAYLIST-TYPE:VOD`, no `EXT-X-ENDLIST`.
+    pub running: bool,
+    /// Wall clock (Unix ms) of event time 0: `EXT-X-PROGRAM-DATE-TIME`.
+    pub epoch_ms: u64,
+    /// Discontinuities before the first listed segment: `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity_sequence: u64,
+    /// The longest segment the track ever had, ticks: `EXT-X-TARGETDURATION` (rounded up) must
+    /// not change while the playlist slides.
+    pub longest_segment: u64,
+}
+
+/// `EXT-X-PROGRAM-DATE-TIME` of event time `time` (ticks of `timescale`), ms precision.
+fn program_date_time(epoch_ms: u64, time: u64, timescale: u32) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let ms = epoch_ms as u128 + time as u128 * 1000 / timescale.max(1) as u128;
+    let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)?;
+    Some(utc.fixed_offset())
+}
+
 /// The media playlist of `track` at `QualityLevels(b)/Manifest(name,format=…)`. Init and media
 /// segment URIs are relative to that location (`Fragments(…)`), and carry the playlist's
 /// `audiotrack=` (`audio`).
 /// `drm_keys`: the `EXT-X-KEY` lines of Common Encryption (one per DRM system), written once
-/// after the clear `EXT-X-MAP`.
+/// after the clear `EXT-X-MAP`. `live`: what a live event's playlist adds.
+#[allow(clippy::too_many_arguments)]
 pub fn media_playlist(
     track: &AssetTrack,
     format: Format,
@@ -339,11 +362,18 @@ pub fn media_playlist(
     envelope: Option<EnvelopeSignal>,
     drm_keys: &[HlsKeyLine],
     extension: bool,
+    live: Option<LivePlaylist>,
 ) -> ManifestText {
     set_precision();
     let timeline = &track.timeline;
     let timescale = timeline.timescale.max(1) as f64;
     let max_duration = timeline.segments.iter().map(|s| s.duration).max().unwrap_or(0);
+    let target_duration = match live {
+        // Rounded up: a live playlist's longest segment is not known in advance.
+        Some(live) => live.longest_segment.max(max_duration).div_ceil(timeline.timescale.max(1) as u64).max(1),
+        None => target_duration(max_duration, timeline.timescale),
+    };
+    let running = live.is_some_and(|l| l.running);
 
     let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, audio, extension, true);
     let mut init = url::relative_to_quality_level(
@@ -367,7 +397,13 @@ pub fn media_playlist(
     let segments: Vec<MediaSegment> = timeline
         .segments
         .iter()
-        .map(|s| MediaSegment {
+        .enumerate()
+        .map(|(k, s)| MediaSegment {
+            discontinuity: s.discontinuity,
+            // On the first segment and after every break, so players map each run to the clock.
+            program_date_time: live
+                .filter(|_| k == 0 || s.discontinuity)
+                .and_then(|l| program_date_time(l.epoch_ms, s.time, timeline.timescale)),
             uri: {
                 let mut uri = urls.url(s.time);
                 links::push_mark(&mut uri, Link::Media);
@@ -393,18 +429,21 @@ pub fn media_playlist(
     let playlist = MediaPlaylist {
         // KEYFORMAT needs version 5.
         version: Some(if drm_keys.is_empty() { version(format) } else { version(format).max(5) }),
-        target_duration: target_duration(max_duration, timeline.timescale),
-        media_sequence: 0,
+        target_duration,
+        media_sequence: timeline.first_number,
+        discontinuity_sequence: live.map_or(0, |l| l.discontinuity_sequence),
         segments,
-        end_list: true,
-        playlist_type: Some(MediaPlaylistType::Vod),
+        end_list: !running,
+        playlist_type: (!running).then_some(MediaPlaylistType::Vod),
         independent_segments: true,
         ..Default::default()
     };
     let per_segment = 24 + urls.url(0).len() + 16;
     let mut buf = Vec::with_capacity(256 + playlist.segments.len() * per_segment);
     let _ = playlist.write_to(&mut buf);
-    insert_media_sequence(&mut buf);
+    if playlist.media_sequence == 0 {
+        insert_media_sequence(&mut buf);
+    }
     manifest_text(&buf)
 }
 
@@ -806,7 +845,8 @@ mod tests {
                     extension,
                 );
                 let text =
-                    media_playlist(track, Format::M3u8Cmaf, None, &AudioChoice::default(), None, &[], extension).text;
+                    media_playlist(track, Format::M3u8Cmaf, None, &AudioChoice::default(), None, &[], extension, None)
+                        .text;
                 assert!(text.contains("\n#EXT-X-MEDIA-SEQUENCE:0\n"), "{text}");
                 assert!(text.contains("\n#EXT-X-PLAYLIST-TYPE:VOD\n"));
                 assert!(text.ends_with("#EXT-X-ENDLIST\n"));

@@ -66,9 +66,10 @@ fn media_content_type(track: &AssetTrack) -> &'static str {
 }
 
 fn find_track<'a>(asset: &'a Asset, name: &str, bitrate: u64) -> Result<&'a AssetTrack> {
-    asset
-        .track(name, bitrate)
-        .ok_or_else(|| Error::NotFound(format!("track '{name}' at bitrate {bitrate} in asset '{}'", asset.name)))
+    asset.track(name, bitrate).ok_or_else(|| {
+        let what = format!("track '{name}' at bitrate {bitrate} in asset '{}'", asset.name);
+        crate::plan::not_yet_or_not_found(asset, what, true)
+    })
 }
 
 /// The Common Encryption scheme of `encryption`, if it is one.
@@ -102,10 +103,12 @@ fn pssh_boxes(scheme: Scheme, p: Protection<'_>) -> Vec<Bytes> {
 }
 
 /// Per-track Common Encryption settings. The IV seed names the source samples (file, rendition),
-/// so the same samples get the same IVs on every replica and through every locator.
+/// so the same samples get the same IVs on every replica and through every locator. A live
+/// track's file is its init object, and its samples are numbered by decode time.
 fn track_encryption<'a>(
     scheme: Scheme,
     p: Protection<'a>,
+    asset: &Asset,
     track: &AssetTrack,
     pssh: &'a [Bytes],
 ) -> common_encryption::TrackEncryption<'a> {
@@ -114,6 +117,7 @@ fn track_encryption<'a>(
         key: p.key,
         pssh,
         iv_seed: common_encryption::iv_seed(&track.file, track.bitrate, &track.name),
+        number_by_decode_time: asset.live.is_some(),
     }
 }
 
@@ -148,9 +152,10 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
                 }
                 (_, None) => (None, Vec::new()),
             };
+            let live = live_playlist(plan.asset, track);
             Ok(Output::manifest(
                 HLS_CONTENT_TYPE,
-                hls::media_playlist(track, *format, *encryption, audio, envelope, &drm_keys, extension),
+                hls::media_playlist(track, *format, *encryption, audio, envelope, &drm_keys, extension, live),
             ))
         }
         Resource::Init { bitrate, track, format, encryption, .. } => {
@@ -159,7 +164,7 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             let init = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => {
                     let pssh = pssh_boxes(scheme, p);
-                    let enc = track_encryption(scheme, p, track, &pssh);
+                    let enc = track_encryption(scheme, p, asset, track, &pssh);
                     cmaf::init_segment(track.index(), flavor, edit_list, Some(&enc))
                 }
                 _ => cmaf::init_segment(track.index(), flavor, edit_list, None),
@@ -169,6 +174,22 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         // Plan::new plans every segment as a Build::Segment.
         Resource::Segment { .. } => Err(Error::asset(&asset.name, "a media segment was planned as a document")),
     }
+}
+
+/// What the media playlist of `track` (as filters and the live window left it) of a live
+/// `asset` adds; `None` for VOD.
+fn live_playlist(asset: &Asset, track: &AssetTrack) -> Option<hls::LivePlaylist> {
+    let live = asset.live.as_ref()?;
+    let whole = asset.track(&track.name, track.bitrate).unwrap_or(track);
+    let first = track.timeline.segments.first().map_or(u64::MAX, |s| s.time);
+    let segments = &whole.timeline.segments;
+    Some(hls::LivePlaylist {
+        running: !live.ended,
+        epoch_ms: live.epoch_ms,
+        discontinuity_sequence: segments.iter().take_while(|s| s.time < first).filter(|s| s.discontinuity).count()
+            as u64,
+        longest_segment: segments.iter().map(|s| s.duration).max().unwrap_or(0),
+    })
 }
 
 /// A media segment from its members' source bytes.
@@ -188,7 +209,7 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
     } else {
         let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
         let sample_encryption = match (cenc_scheme(*encryption), protection) {
-            (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, track, &[])),
+            (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, plan.asset, track, &[])),
             _ => None,
         };
         let flavor = cmaf::Flavor::from(*format);

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::source::asset::{Asset, AssetTrack};
+use crate::source::asset::{Asset, AssetTrack, LiveInfo};
 use crate::source::index::TrackKind;
 use crate::source::timeline::Segment;
 
@@ -253,15 +253,37 @@ fn presentation_secs(track: &AssetTrack, segment: &Segment) -> (f64, f64) {
     (start, start + segment.duration as f64 / ts)
 }
 
+/// The window of a running live event, presentation seconds (start, end): the newest
+/// `dvr_window_secs` (narrowed by `presentationWindowDuration`) up to the live edge (the end of
+/// the reference track) less `liveBackoffDuration`.
+fn live_window(live: &LiveInfo, reference: &AssetTrack, filters: &[&Filter]) -> (f64, f64) {
+    let ranges = || filters.iter().filter_map(|f| f.definition.presentation_time_range.as_ref());
+    let secs = |ticks: u64, range: &PresentationTimeRange| ticks as f64 / range.timescale.max(1) as f64;
+    let window = ranges()
+        .filter_map(|r| r.presentation_window_duration.map(|w| secs(w, r)))
+        .fold(live.dvr_window_secs as f64, f64::min);
+    let backoff = ranges().filter_map(|r| r.live_backoff_duration.map(|b| secs(b, r))).fold(0.0, f64::max);
+    let edge = reference.timeline.segments.last().map_or(0.0, |s| presentation_secs(reference, s).1) - backoff;
+    (edge - window, edge)
+}
+
 /// The asset as `filters` (all of them: a track must be kept by every filter, and their time
-/// ranges intersect) let manifests see it.
+/// ranges intersect) let manifests see it; a running live event's as its live window does.
 pub(crate) fn apply<'a>(asset: &'a Asset, filters: &[&Filter]) -> Result<Cow<'a, Asset>> {
-    if filters.is_empty() {
+    let running = asset.live.as_ref().filter(|live| !live.ended);
+    if filters.is_empty() && running.is_none() {
         return Ok(Cow::Borrowed(asset));
     }
     let names = || filters.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(";");
     let mut tracks: Vec<AssetTrack> =
         asset.tracks.iter().filter(|t| filters.iter().all(|f| f.keeps_track(t))).cloned().collect();
+    // Snap the window to whole segments of the reference track (first video, else first
+    // track), then keep every track's segments whose middle lies inside it: audio boundaries
+    // sit within half a frame of the video ones.
+    let reference = tracks.iter().find(|t| t.kind == TrackKind::Video).or(tracks.first());
+    let Some(reference) = reference else {
+        return Err(Error::NotFound(format!("filters '{}' leave no tracks of asset '{}'", names(), asset.name)));
+    };
 
     let ranges = filters.iter().filter_map(|f| f.definition.presentation_time_range.as_ref()).map(|r| r.secs());
     let (mut start, mut end) = (0.0f64, f64::INFINITY);
@@ -269,41 +291,46 @@ pub(crate) fn apply<'a>(asset: &'a Asset, filters: &[&Filter]) -> Result<Cow<'a,
         start = start.max(range_start.unwrap_or(0.0));
         end = end.min(range_end.unwrap_or(f64::INFINITY));
     }
+    if let Some(live) = running {
+        let (window_start, edge) = live_window(live, reference, filters);
+        start = start.max(window_start);
+        end = end.min(edge);
+    }
     if start > 0.0 || end.is_finite() {
-        // Snap the window to whole segments of the reference track (first video, else first
-        // track): a segment that straddles a boundary is kept whole. Then keep every track's
-        // segments whose middle lies inside it: audio boundaries sit within half a frame of
-        // the video ones.
-        let reference = tracks.iter().find(|t| t.kind == TrackKind::Video).or(tracks.first());
-        let Some(reference) = reference else {
-            return Err(Error::NotFound(format!("filters '{}' leave no tracks", names())));
-        };
+        // A segment straddling a filter's boundary is kept whole; one past the live edge less
+        // the backoff is not (it is among the newest seconds the backoff hides).
         let spans: Vec<(f64, f64)> = reference
             .timeline
             .segments
             .iter()
             .map(|s| presentation_secs(reference, s))
-            .filter(|&(s, e)| s < end && e > start)
+            .filter(|&(s, e)| s < end && e > start && (running.is_none() || e <= end + EDGE_SLACK_SECS))
             .collect();
         let (Some(first), Some(last)) = (spans.first(), spans.last()) else {
-            return Err(Error::NotFound(format!("filters '{}' select no time of asset '{}'", names(), asset.name)));
+            return Err(match running {
+                Some(_) => Error::NotYetAvailable(format!("live window of asset '{}'", asset.name)),
+                None => Error::NotFound(format!("filters '{}' select no time of asset '{}'", names(), asset.name)),
+            });
         };
         let (window_start, window_end) = (first.0.max(0.0), last.1);
         for track in &mut tracks {
-            let kept: Vec<Segment> = track
-                .timeline
-                .segments
-                .iter()
-                .filter(|s| {
-                    let (s0, s1) = presentation_secs(track, s);
-                    let middle = (s0 + s1) / 2.0;
-                    middle >= window_start && middle < window_end
-                })
-                .copied()
-                .collect();
+            let in_window = |s: &Segment| {
+                let (s0, s1) = presentation_secs(track, s);
+                let middle = (s0 + s1) / 2.0;
+                middle >= window_start && middle < window_end
+            };
+            let segments = &track.timeline.segments;
+            let first_kept = segments.iter().position(in_window).unwrap_or(segments.len());
+            let kept: Vec<Segment> = segments[first_kept..].iter().take_while(|s| in_window(s)).copied().collect();
             track.timeline.segments = kept;
-            let ts = track.timeline.timescale as f64;
-            track.window_offset = (window_start * ts).round() as u64;
+            if asset.live.is_some() {
+                // Live segments keep their numbers (HLS media sequence, mfhd) and event times
+                // (DASH addresses them from availabilityStartTime): no presentation offset.
+                track.timeline.first_number += first_kept as u64;
+            } else {
+                let ts = track.timeline.timescale as f64;
+                track.window_offset = (window_start * ts).round() as u64;
+            }
         }
         tracks.retain(|t| !t.timeline.segments.is_empty());
     }
@@ -312,6 +339,9 @@ pub(crate) fn apply<'a>(asset: &'a Asset, filters: &[&Filter]) -> Result<Cow<'a,
     }
     Ok(Cow::Owned(Asset { name: asset.name.clone(), tracks, live: asset.live.clone() }))
 }
+
+/// Rounding room at the live edge, seconds: segment ends are ticks converted to seconds.
+const EDGE_SLACK_SECS: f64 = 1e-6;
 
 #[cfg(test)]
 mod tests {

@@ -66,7 +66,8 @@ pub struct DocumentPlan<'a> {
 #[derive(Debug)]
 pub struct SegmentPlan<'a> {
     pub track: &'a AssetTrack,
-    /// Position in the track's timeline; the sequence number is one more.
+    /// Number of the segment in its track (`timeline.first_number` + its position); the
+    /// sequence number is one more.
     pub number: usize,
     pub segment: &'a Segment,
     pub muxed_audio: Option<(&'a AssetTrack, &'a Segment)>,
@@ -95,15 +96,27 @@ impl<'a> Plan<'a> {
         };
         let build = match resource {
             Resource::Segment { bitrate, track, time, format, encryption, audio } => {
-                let track = asset
-                    .track(track, *bitrate)
-                    .ok_or_else(|| Error::NotFound(format!("track '{track}' at bitrate {bitrate}")))?;
-                let (number, segment) = track
-                    .timeline
-                    .find(*time)
-                    .ok_or_else(|| Error::NotFound(format!("no segment of track '{}' starts at {time}", track.name)))?;
-                let muxed_audio = chosen_audio(asset, track, *format, audio)?
-                    .and_then(|a| a.timeline.segments.get(number).map(|s| (a, s)));
+                let track = asset.track(track, *bitrate).ok_or_else(|| {
+                    not_yet_or_not_found(asset, format!("track '{track}' at bitrate {bitrate}"), true)
+                })?;
+                let (number, segment) = track.timeline.find(*time).ok_or_else(|| {
+                    // Past the live edge: the segment may be there in a moment.
+                    let ahead = track
+                        .timeline
+                        .segments
+                        .last()
+                        .is_none_or(|last| *time >= last.time.saturating_add(last.duration));
+                    not_yet_or_not_found(asset, format!("no segment of track '{}' starts at {time}", track.name), ahead)
+                })?;
+                let number = track.timeline.first_number as usize + number;
+                let muxed_audio = chosen_audio(asset, track, *format, audio)?.and_then(|a| {
+                    if asset.live.is_some() {
+                        // Live tracks are fragmented apart: the audio fragment nearest in time.
+                        nearest_segment(a, track, segment).map(|s| (a, s))
+                    } else {
+                        a.timeline.segments.get(number).map(|s| (a, s))
+                    }
+                });
                 Build::Segment(SegmentPlan {
                     track,
                     number,
@@ -126,8 +139,28 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// The error for something `asset` lacks: for a running live event, when it may come
+/// (`ahead`: past the live edge, or a track that may start), [`Error::NotYetAvailable`].
+pub(crate) fn not_yet_or_not_found(asset: &Asset, what: String, ahead: bool) -> Error {
+    match &asset.live {
+        Some(live) if !live.ended && ahead => Error::NotYetAvailable(what),
+        _ => Error::NotFound(what),
+    }
+}
+
+/// The segment of `audio` whose start is nearest the start of `video`'s `segment`.
+fn nearest_segment<'a>(audio: &'a AssetTrack, video: &AssetTrack, segment: &Segment) -> Option<&'a Segment> {
+    let (ta, tv) = (audio.timeline.timescale as u128, video.timeline.timescale.max(1) as u128);
+    let at = (segment.time as u128 * ta / tv).min(u64::MAX as u128) as u64;
+    let segments = &audio.timeline.segments;
+    let after = segments.partition_point(|s| s.time < at);
+    let candidates = [after.checked_sub(1), Some(after)];
+    candidates.into_iter().flatten().filter_map(|i| segments.get(i)).min_by_key(|s| s.time.abs_diff(at))
+}
+
 impl<'a> SegmentPlan<'a> {
-    /// The segment's sequence number (`mfhd`, TS continuity): its position, from 1.
+    /// The segment's sequence number (`mfhd`, TS continuity): its number in the track, from 1
+    /// (live tracks count from the event's first fragment).
     pub fn sequence_number(&self) -> u32 {
         self.number as u32 + 1
     }

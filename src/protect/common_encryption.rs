@@ -39,7 +39,8 @@
 //!
 //! - `cenc`: 8-byte per-sample IVs. `base` = the first 8 bytes of the derived block, and the
 //!   IV of sample number `n` (its index in the source track, so the same sample always gets the
-//!   same IV whatever segment it lands in) is `base + n` (mod 2^64). The CTR counter block is
+//!   same IV whatever segment it lands in; for a live track its decode time, which is as
+//!   unique and needs no count of the samples before it) is `base + n` (mod 2^64). The CTR counter block is
 //!   `IV ‖ block counter (64 bits, from 0)` (23001-7 §9.2), so sample `n` uses the counter
 //!   blocks `(base + n, 0..k)`. Within one track the IVs of distinct samples differ (n < 2^32),
 //!   so no two samples share a counter block: collision-free by construction, not by chance.
@@ -72,6 +73,10 @@ pub(crate) struct TrackEncryption<'a> {
     /// The rendition's identity mixed into every IV: [`iv_seed`] of the asset, the URL bitrate
     /// and the track name. Must differ between renditions that share a key.
     pub iv_seed: u64,
+    /// Number samples by their decode time rather than their position in the index: a live
+    /// segment is indexed on its own (positions restart at 0 in every one), while decode
+    /// times are unique along a live track, so its IVs stay distinct across segments.
+    pub number_by_decode_time: bool,
 }
 
 /// The rendition identity for [`TrackEncryption::iv_seed`]: a 64-bit hash of the asset (e.g.
@@ -516,7 +521,8 @@ pub(crate) mod tests {
     #[test]
     fn avc_subsamples_keep_headers_and_non_vcl_clear() {
         let k = key();
-        let enc = TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: 7 };
+        let enc =
+            TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: 7, number_by_decode_time: false };
         let info = track(CodecFamily::Avc, config(false));
         let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
         // AUD, SPS, PPS, SEI (non-VCL), then an IDR slice of 1000 bytes and a tiny slice.
@@ -555,7 +561,8 @@ pub(crate) mod tests {
     #[test]
     fn hevc_subsamples() {
         let k = key();
-        let enc = TrackEncryption { scheme: Scheme::Cbcs, key: &k, pssh: &[], iv_seed: 7 };
+        let enc =
+            TrackEncryption { scheme: Scheme::Cbcs, key: &k, pssh: &[], iv_seed: 7, number_by_decode_time: false };
         let info = track(CodecFamily::Hevc, config(true));
         let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
         // AUD (35), VPS (32), SEI prefix (39), then a TRAIL_R slice (1) of 500 bytes.
@@ -581,7 +588,8 @@ pub(crate) mod tests {
     #[test]
     fn long_clear_runs_are_split_for_u16() {
         let k = key();
-        let enc = TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: 0 };
+        let enc =
+            TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: 0, number_by_decode_time: false };
         let info = track(CodecFamily::Avc, config(false));
         let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
         let mut sample = nal(&[0x06], 70_000); // a huge SEI
@@ -638,7 +646,7 @@ pub(crate) mod tests {
         let k = key();
         let plain: Vec<u8> = (0..100u8).collect();
         for scheme in [Scheme::Cenc, Scheme::Cbcs] {
-            let enc = TrackEncryption { scheme, key: &k, pssh: &[], iv_seed: 1 };
+            let enc = TrackEncryption { scheme, key: &k, pssh: &[], iv_seed: 1, number_by_decode_time: false };
             let info = track(CodecFamily::Aac, CodecConfig::None);
             let mut e = SampleEncryptor::new(&enc, 1, &info).unwrap();
             assert!(!e.uses_subsamples());
@@ -666,8 +674,13 @@ pub(crate) mod tests {
     #[test]
     fn ivs_are_deterministic_and_distinct() {
         let k = key();
-        let a =
-            TrackEncryption { scheme: Scheme::Cenc, key: &k, pssh: &[], iv_seed: iv_seed("asset", 150_000, "video") };
+        let a = TrackEncryption {
+            scheme: Scheme::Cenc,
+            key: &k,
+            pssh: &[],
+            iv_seed: iv_seed("asset", 150_000, "video"),
+            number_by_decode_time: false,
+        };
         let b = TrackEncryption { iv_seed: iv_seed("asset", 300_000, "video"), ..a };
         assert_eq!(cenc_iv(&a, 1, 9), cenc_iv(&a, 1, 9));
         assert_ne!(cenc_iv(&a, 1, 9), cenc_iv(&b, 1, 9));

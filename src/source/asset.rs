@@ -82,6 +82,10 @@ impl Asset {
     pub fn tracks_of(&self, kind: TrackKind) -> impl Iterator<Item = &AssetTrack> {
         self.tracks.iter().filter(move |t| t.kind == kind)
     }
+    /// The longest segment of any track, seconds (0 without segments).
+    pub fn longest_segment_secs(&self) -> f64 {
+        self.tracks.iter().map(|t| t.timeline.max_duration_secs()).fold(0.0, f64::max)
+    }
     /// The audio a player gets without choosing: of the first audio track's codec family,
     /// the first track that is not an accessibility track (audio description).
     pub fn default_audio(&self) -> Option<&AssetTrack> {
@@ -122,6 +126,10 @@ use crate::source::ism::{parse_ism, IsmManifest, IsmTrackKind};
 use crate::source::storage::Storage;
 use crate::source::timeline::{plan, SegmentPolicy};
 
+/// The document whose presence in a folder's listing makes it a live event's asset
+/// (`source::live::EVENT_DOC`; defined here, below the live loader's layer).
+pub const LIVE_EVENT_DOC: &str = "live.json";
+
 /// File name endings that hold ISO BMFF media, for folders without an `.ism`.
 const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "m4a", "mov", "ismv", "isma", "cmfv", "cmfa", "cmft"];
 
@@ -135,6 +143,8 @@ pub enum AssetSource {
     Folder { path: String, media_files: Vec<String> },
     /// A single media file.
     File(String),
+    /// A live event's folder (its listing shows the event document): `source::live` loads it.
+    Live { folder: String },
 }
 
 impl AssetSource {
@@ -142,10 +152,11 @@ impl AssetSource {
     pub fn name(&self) -> String {
         let path = match self {
             AssetSource::Ism(p) | AssetSource::Folder { path: p, .. } | AssetSource::File(p) => p,
+            AssetSource::Live { folder } => folder,
         };
         let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or(path);
         match self {
-            AssetSource::Folder { .. } => last.to_string(),
+            AssetSource::Folder { .. } | AssetSource::Live { .. } => last.to_string(),
             _ => last.rsplit_once('.').map(|(stem, _)| stem).unwrap_or(last).to_string(),
         }
     }
@@ -183,6 +194,12 @@ pub async fn resolve_source_with_versions(
 }
 
 fn source_from_listing(objects: &[object_store::ObjectMeta], folder: &str, name: Option<&str>) -> Result<AssetSource> {
+    // A live event's folder: its asset name is the event's manifest name, which only the
+    // event document knows, so the loader checks it.
+    let event_doc = join(folder, LIVE_EVENT_DOC);
+    if objects.iter().any(|o| o.location.as_ref() == event_doc) {
+        return Ok(AssetSource::Live { folder: folder.to_string() });
+    }
     let isms: Vec<String> =
         objects.iter().map(|o| o.location.to_string()).filter(|p| p.to_ascii_lowercase().ends_with(".ism")).collect();
     let media_files: Vec<String> = objects
@@ -280,6 +297,9 @@ pub async fn load_reusing(
         }
         AssetSource::Folder { media_files, .. } => media_files.iter().cloned().map(TrackChoice::whole_file).collect(),
         AssetSource::File(path) => vec![TrackChoice::whole_file(path.clone())],
+        AssetSource::Live { folder } => {
+            return Err(Error::asset(folder, "a live event's folder is loaded by source::live"));
+        }
     };
     if choices.is_empty() {
         return Err(Error::asset(&asset_name, "no media files"));

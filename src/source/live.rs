@@ -24,13 +24,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::source::asset::{Asset, AssetTrack, LiveInfo};
+use crate::source::index::fragmented::append_moof;
 use crate::source::index::progressive::{parse_moov, MoovTrack};
 use crate::source::index::{FileIndex, TrackIndex, TrackKind};
 use crate::source::storage::{ObjectVersion, Storage};
 use crate::source::timeline::{Segment, Timeline};
 
 /// Name of the event document in the asset folder.
-pub const EVENT_DOC: &str = "live.json";
+pub const EVENT_DOC: &str = crate::source::asset::LIVE_EVENT_DOC;
 /// Name of a track's document in its track folder.
 pub const TRACK_DOC: &str = "track.json";
 
@@ -51,7 +52,18 @@ pub fn init_path(folder: &str, key: &str, init: &[u8]) -> String {
 
 /// `{folder}/{key}/{time}.m4s`: the fragment whose earliest presentation time is `time`.
 pub fn fragment_path(folder: &str, key: &str, time: u64) -> String {
-    join(folder, &format!("{key}/{time}.m4s"))
+    join(folder, &format!("{key}/{}", fragment_name(time)))
+}
+
+/// The fragment object at `time` of the track whose init object is `init` (a track's
+/// fragments sit next to its init object; `init` is the track's `file` in a loaded asset).
+pub fn fragment_path_of_init(init: &str, time: u64) -> String {
+    let track_folder = init.rsplit_once('/').map_or("", |(folder, _)| folder);
+    join(track_folder, &fragment_name(time))
+}
+
+fn fragment_name(time: u64) -> String {
+    format!("{time}.m4s")
 }
 
 /// `{folder}/{rest}` (just `rest` for the root folder).
@@ -258,6 +270,35 @@ pub fn parse_init(path: &str, bytes: &Bytes) -> Result<MoovTrack> {
     }
 }
 
+/// Indexes one fragment object (`styp moof mdat`, as our CMAF writer stores it) of the live
+/// track `track` (its init's index, without samples): its samples, with offsets into the
+/// object and decode times in event time. Every sample lasts at least a tick, so decode
+/// times are unique along the track (Common Encryption numbers live samples by them).
+pub fn parse_fragment(path: &str, bytes: &[u8], track: &TrackIndex) -> Result<TrackIndex> {
+    let mut tracks =
+        [MoovTrack { info: track.info.clone(), samples: Default::default(), defaults: Default::default() }];
+    let mut offset = 0u64;
+    for b in crate::media::mp4::reader::boxes(bytes) {
+        let b = b.map_err(|e| Error::media(path, e))?;
+        if &b.kind == b"moof" {
+            append_moof(b.payload, offset, bytes.len() as u64, &mut tracks).map_err(|e| Error::media(path, e))?;
+        }
+        offset += b.bytes.len() as u64;
+    }
+    let [MoovTrack { info, samples, .. }] = tracks;
+    samples.validate().map_err(|e| Error::media(path, e))?;
+    if samples.is_empty() {
+        return Err(Error::media(path, "live fragment has no samples"));
+    }
+    if (0..samples.len()).any(|i| samples.duration(i) == 0) {
+        return Err(Error::media(path, "live fragment has a sample of no duration"));
+    }
+    if samples.offsets.iter().zip(&samples.sizes).any(|(&o, &n)| o.saturating_add(n as u64) > bytes.len() as u64) {
+        return Err(Error::media(path, "live fragment ends before its samples"));
+    }
+    Ok(TrackIndex { info, samples })
+}
+
 /// Reads and parses an event document; `None` when the folder has none.
 pub async fn read_event_doc(storage: &Storage, folder: &str) -> Result<Option<(EventDoc, ObjectVersion)>> {
     read_doc(storage, &event_doc_path(folder)).await
@@ -352,7 +393,7 @@ pub async fn load(
     }
     tracks.sort_by_key(|t| (t.kind as u8, t.bitrate));
     if tracks.is_empty() {
-        return Err(Error::NotFound(format!("live asset '{name}' has no media yet")));
+        return Err(Error::NotYetAvailable(format!("live asset '{name}' has no media yet")));
     }
     let live = LiveInfo {
         ended: event.state == EventState::Stopped,

@@ -68,7 +68,7 @@ impl Failure {
             Failure::Request(e) => match **e {
                 Error::BadRequest(_) => StatusCode::BAD_REQUEST,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
-                Error::NotFound(_) => StatusCode::NOT_FOUND,
+                Error::NotFound(_) | Error::NotYetAvailable(_) => StatusCode::NOT_FOUND,
                 Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
                 Error::Storage { .. } | Error::SourceChanged { .. } => StatusCode::BAD_GATEWAY,
                 Error::StorageTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -101,6 +101,9 @@ fn www_authenticate(e: &TokenError) -> &'static str {
     }
 }
 
+/// `max-age` of a 404 for what a live event does not have yet: a CDN must ask again soon.
+const NOT_YET_MAX_AGE: u64 = 1;
+
 impl Service {
     /// The response to `failure`: its status, the reason as one line of text, and the header
     /// the status needs (`Allow` with 405, `WWW-Authenticate` with a refused token). Refusals
@@ -117,6 +120,7 @@ impl Service {
         } else {
             let starts_in = match failure {
                 Failure::Unpublished(outside) => outside.starts_in.map_or(u64::MAX, |d| d.as_secs()),
+                Failure::Request(e) if matches!(**e, Error::NotYetAvailable(_)) => NOT_YET_MAX_AGE,
                 _ => u64::MAX,
             };
             format!("public, max-age={}", self.http.error_max_age.min(starts_in))

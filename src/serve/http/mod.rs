@@ -170,6 +170,14 @@ impl Service {
                 self.origin.sync_metrics().await;
                 return Ok(self.plain("text/plain; version=0.0.4", self.origin.metrics.render()));
             }
+            crate::output::dash::TIME_PATH => {
+                // The clock of live DASH players (the MPD's UTCTiming), never cached.
+                *kind = "time";
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                return Ok(
+                    self.plain("text/plain; charset=utf-8", crate::output::dash::iso_date_time(now).into_bytes())
+                );
+            }
             "/player" => {
                 if let Some(page) = &self.player {
                     *kind = "player";
@@ -400,6 +408,7 @@ fn with_carried_query(built: &Built, links: &Links, carried: &CarriedQuery<'_>) 
         etag: format!("{}-{tag:016x}\"", built.etag.trim_end_matches('"')),
         last_modified: built.last_modified,
         immutable: built.immutable,
+        max_age: built.max_age,
         links: None,
     }
 }

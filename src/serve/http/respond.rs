@@ -131,7 +131,11 @@ impl Service {
 
     /// A built resource as a 200, 206, 304 or 416 response.
     pub(super) fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
-        let max_age = if built.immutable { self.http.segment_max_age } else { self.http.manifest_max_age };
+        let max_age = match built.max_age {
+            Some(max_age) => max_age,
+            None if built.immutable => self.http.segment_max_age,
+            None => self.http.manifest_max_age,
+        };
         let last_modified = http_date(built.last_modified);
         let b = self
             .base(StatusCode::OK)

@@ -1,6 +1,6 @@
-//! Assets as loaded from storage: cached for `asset_ttl_secs`, then reloaded by one request
-//! while the others answer from the previous load; served stale for `stale_if_error_secs`
-//! when storage fails.
+//! Assets as loaded from storage: cached for `asset_ttl_secs` (a running live event's for half
+//! a segment), then reloaded by one request while the others answer from the previous load;
+//! served stale for `stale_if_error_secs` when storage fails.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,13 +11,18 @@ use super::keys::AssetKey;
 use super::Origin;
 use crate::error::Error;
 use crate::plan::locator::Locator;
-use crate::source::asset::{self, Asset};
+use crate::source::asset::{self, Asset, AssetSource};
+use crate::source::live;
 use crate::source::storage::Storage;
 
 /// An asset as last loaded from storage.
 pub(super) struct LoadedAsset {
     pub(super) asset: Arc<Asset>,
     pub(super) loaded_at: Instant,
+    /// How long this load is trusted: `asset_ttl_secs`, or for a running live event half its
+    /// longest segment (within 0.5 s and `asset_ttl_secs`), so new fragments show within
+    /// half a segment on every replica.
+    ttl: Duration,
     /// Held by the one request reloading the asset once its TTL ran out.
     reloading: tokio::sync::Mutex<()>,
     /// When the latest reload attempt began, milliseconds after `loaded_at` (`u64::MAX`: none).
@@ -27,8 +32,9 @@ pub(super) struct LoadedAsset {
 }
 
 impl LoadedAsset {
-    fn new(asset: Asset) -> Self {
+    fn new(asset: Asset, asset_ttl: Duration) -> Self {
         LoadedAsset {
+            ttl: ttl_of(&asset, asset_ttl),
             asset: Arc::new(asset),
             loaded_at: Instant::now(),
             reloading: tokio::sync::Mutex::new(()),
@@ -50,7 +56,7 @@ impl Origin {
     pub(super) async fn asset(&self, locator: &Locator, name: &str) -> Result<Arc<LoadedAsset>, Arc<Error>> {
         let key = AssetKey::of(locator, name);
         while let Some(loaded) = self.assets.get(&key).await {
-            if loaded.loaded_at.elapsed() < self.asset_ttl {
+            if loaded.loaded_at.elapsed() < loaded.ttl {
                 self.count_lookup("asset", false);
                 return Ok(loaded);
             }
@@ -58,7 +64,7 @@ impl Origin {
                 return answer;
             }
         }
-        let load = self.load_asset(&locator.storage, &key);
+        let load = self.load_asset(&locator.storage, &key, None);
         let (loaded, _) = self.get_or_build(&self.assets, "asset", key.clone(), load).await?;
         Ok(loaded)
     }
@@ -81,7 +87,7 @@ impl Origin {
         previous: Arc<LoadedAsset>,
     ) -> Option<Result<Arc<LoadedAsset>, Arc<Error>>> {
         let Ok(_reloading) = previous.reloading.try_lock() else {
-            let hot = previous.reload_began().is_some_and(|b| b < self.asset_ttl + self.failure_ttl);
+            let hot = previous.reload_began().is_some_and(|b| b < previous.ttl + self.failure_ttl);
             if hot || previous.stale.load(Ordering::Relaxed) {
                 return Some(Ok(self.answer_from(&previous)));
             }
@@ -93,9 +99,9 @@ impl Origin {
             return Some(Ok(self.answer_from(&previous)));
         }
         previous.reload_began_ms.store(age.as_millis().min(u64::MAX as u128 - 1) as u64, Ordering::Relaxed);
-        let load = self.load_asset(storage, key);
+        let load = self.load_asset(storage, key, Some(&previous.asset));
         let result = self.failures.remembering(key.clone().into(), load).await;
-        let within_window = previous.loaded_at.elapsed() < self.asset_ttl + self.stale_if_error;
+        let within_window = previous.loaded_at.elapsed() < previous.ttl + self.stale_if_error;
         match result {
             Ok(loaded) => {
                 self.assets.insert(key.clone(), loaded.clone()).await;
@@ -132,9 +138,21 @@ impl Origin {
     }
 
     /// Lists the asset's folder and indexes its files, reusing every file index whose
-    /// version is unchanged.
-    async fn load_asset(&self, storage: &Storage, key: &AssetKey) -> Result<Arc<LoadedAsset>, Error> {
+    /// version is unchanged. A live event's folder is loaded from its documents, reusing the
+    /// init indexes of `previous` (init objects never change under a name).
+    async fn load_asset(
+        &self,
+        storage: &Storage,
+        key: &AssetKey,
+        previous: Option<&Asset>,
+    ) -> Result<Arc<LoadedAsset>, Error> {
         let (source, versions) = asset::resolve_source_with_versions(storage, &key.folder, Some(&key.name)).await?;
+        if let AssetSource::Live { folder } = &source {
+            let known_inits =
+                previous.into_iter().flat_map(|a| &a.tracks).map(|t| (t.file.clone(), t.file_index.clone())).collect();
+            let asset = live::load(storage, folder, &key.name, &known_inits).await?;
+            return Ok(Arc::new(LoadedAsset::new(asset, self.asset_ttl)));
+        }
         let mut known = HashMap::new();
         for (path, version) in &versions {
             if let Some(index) = self.indexes.get(&(key.storage.clone(), path.clone())).await {
@@ -147,6 +165,17 @@ impl Origin {
         for t in &asset.tracks {
             self.indexes.insert((key.storage.clone(), t.file.clone()), t.file_index.clone()).await;
         }
-        Ok(Arc::new(LoadedAsset::new(asset)))
+        Ok(Arc::new(LoadedAsset::new(asset, self.asset_ttl)))
+    }
+}
+
+/// How long a load of `asset` is trusted (see [`LoadedAsset::ttl`]).
+fn ttl_of(asset: &Asset, asset_ttl: Duration) -> Duration {
+    match &asset.live {
+        Some(live) if !live.ended => {
+            let half_segment = asset.longest_segment_secs() / 2.0;
+            Duration::from_secs_f64(half_segment.clamp(0.5, asset_ttl.as_secs_f64().max(0.5)))
+        }
+        _ => asset_ttl,
     }
 }

@@ -18,6 +18,8 @@ pub struct Built {
     pub last_modified: i64,
     /// The bytes never change (segments and init segments); manifests are VOD-long.
     pub immutable: bool,
+    /// A lifetime shorter than the configured one: a running live event's manifests.
+    pub max_age: Option<u64>,
     /// A manifest's links, to which a request's carried query is added.
     pub links: Option<Links>,
     /// Memory the entry keeps alive, for the cache weigher: at least `len`, and the whole
@@ -36,6 +38,7 @@ impl Built {
             etag: format!("\"{identity:016x}-{len:x}\""),
             last_modified: sources.iter().map(|v| v.last_modified_unix).max().unwrap_or(0),
             immutable,
+            max_age: None,
             links: output.links,
             weight: len,
         }

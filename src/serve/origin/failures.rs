@@ -92,6 +92,7 @@ impl FailureMemory {
             Error::BadRequest(_)
             | Error::Forbidden(_)
             | Error::NotImplemented(_)
+            | Error::NotYetAvailable(_)
             | Error::Storage { .. }
             | Error::StorageTimeout { .. }
             | Error::SourceChanged { .. } => return None,

@@ -11,7 +11,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::plan::locator::Locator;
 use crate::plan::url::{Encryption, Format, Resource};
 use crate::plan::{DocumentPlan, Plan, SegmentPlan};
+use crate::source::asset::AssetTrack;
 use crate::source::storage::ObjectVersion;
+use crate::source::timeline::Segment;
 
 /// Where a request's resource lives: which asset of which storage account.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,6 +45,22 @@ pub(super) struct ManifestKey {
     /// (licence URLs, PSSH data, the PlayReady key checksum): their fingerprint (never the
     /// key), so cache entries and ETags are per signalling.
     protection_fingerprint: Option<u64>,
+    /// A live manifest's version: it changes with every fragment stored.
+    live: LiveVersion,
+}
+
+/// The newest change of a live event's documents (`LiveInfo::updated_ms`) a manifest was built
+/// from; `None` for VOD and for init segments (immutable). Hashes to nothing when `None`, so
+/// VOD keys and ETags are what they were before live events existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LiveVersion(pub(super) Option<u64>);
+
+impl Hash for LiveVersion {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Some(updated_ms) = self.0 {
+            updated_ms.hash(state);
+        }
+    }
 }
 
 impl ManifestKey {
@@ -55,8 +73,15 @@ impl ManifestKey {
             extension: plan.extension,
             filters: document.filters.iter().map(|f| f.fingerprint()).collect(),
             protection_fingerprint: keys.map(|k| k.signalling_fingerprint),
+            live: live_version(plan),
         }
     }
+}
+
+/// The live version a manifest of `plan` depends on (none for an init segment).
+pub(super) fn live_version(plan: &Plan<'_>) -> LiveVersion {
+    let document = !matches!(plan.resource, Resource::Init { .. });
+    LiveVersion(plan.asset.live.as_ref().filter(|_| document).map(|live| live.updated_ms))
 }
 
 /// The bytes of a media segment are fully determined by these fields.
@@ -80,12 +105,17 @@ pub(super) struct SegmentKey {
 }
 
 impl SegmentKey {
-    /// The key of the segment `plan` (of `segment`) of `locator`.
+    /// The key of the segment `plan` (of `segment`) of `locator`. A live segment's source is
+    /// its fragment object (named by its time; its samples are not in the track's index).
     pub(super) fn of(locator: &Locator, plan: &Plan<'_>, segment: &SegmentPlan<'_>) -> Self {
         let (track, s) = (segment.track, segment.segment);
+        let source = |track: &AssetTrack, s: &Segment| match plan.asset.live {
+            Some(_) => super::live::fragment_of(track, s),
+            None => track.file.clone(),
+        };
         SegmentKey {
             storage: locator.storage.name().to_string(),
-            file: track.file.clone(),
+            file: source(track, s),
             version: track.file_index.version.clone(),
             track_position: track.track_position,
             first_sample: s.first_sample,
@@ -99,7 +129,7 @@ impl SegmentKey {
             encryption: plan.resource.encryption(),
             key_fingerprint: plan.protection.and(locator.policy.keys()).map(|k| k.key_fingerprint),
             muxed_audio: segment.muxed_audio.map(|(a, s)| {
-                (a.file.clone(), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
+                (source(a, s), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
             }),
         }
     }

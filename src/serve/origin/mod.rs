@@ -15,6 +15,7 @@ mod download;
 mod failures;
 mod fetch;
 mod keys;
+mod live;
 
 use std::future::Future;
 use std::hash::Hash;
@@ -328,8 +329,15 @@ impl Origin {
         let build = async {
             // What the build reads (the planned runs, not the whole span); a layout no bounded
             // plan reads fails here (and is remembered), before anything is reserved or read.
-            let reads = segment.reads()?;
-            let source_bytes: u64 = reads.iter().map(|r| r.bytes()).sum();
+            // A live segment is its members' fragment objects, read whole: their size as the
+            // tracks' peak bitrates estimate it.
+            let live = plan.asset.live.is_some();
+            let reads = if live { Vec::new() } else { segment.reads()? };
+            let source_bytes: u64 = if live {
+                segment.members().map(|(t, s)| live::estimated_bytes(t, s)).sum()
+            } else {
+                reads.iter().map(|r| r.bytes()).sum()
+            };
             // The budget's semaphore is never closed, so this cannot fail.
             let _reserved = self
                 .build_memory
@@ -337,8 +345,15 @@ impl Origin {
                 .await
                 .map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
             let started = Instant::now();
-            let sources = fetch::fetch(storage, segment, reads).await?;
-            let output = output::package(plan, &sources)?;
+            let output = if live {
+                let read = live::LiveSegment::read(storage, segment).await?;
+                let live_plan =
+                    read.plan(plan, segment).ok_or_else(|| Error::media(&key.file, "live segment not read"))?;
+                output::package(&live_plan, &read.sources())?
+            } else {
+                let sources = fetch::fetch(storage, segment, reads).await?;
+                output::package(plan, &sources)?
+            };
             self.metrics.segment_build_seconds.observe(started.elapsed().as_secs_f64());
             let identity = key.identity(storage.shared_etags());
             let mut built = Built::new(output, identity, &[key.version()], true);
@@ -365,10 +380,19 @@ impl Origin {
         let key = ManifestKey::of(locator, plan, document);
         let build = async {
             let output = output::package(plan, &[])?;
-            let versions: Vec<&ObjectVersion> = plan.asset.tracks.iter().map(|t| &t.file_index.version).collect();
+            let mut versions: Vec<&ObjectVersion> = plan.asset.tracks.iter().map(|t| &t.file_index.version).collect();
+            // A live manifest was last modified when the event's documents last changed.
+            let live_version = keys::live_version(plan).0.map(|updated_ms| ObjectVersion {
+                size: 0,
+                etag: None,
+                last_modified_unix: (updated_ms / 1000) as i64,
+            });
+            versions.extend(live_version.as_ref());
             let identity = identity_of(&key, &versions, locator.storage.shared_etags());
             let immutable = matches!(plan.resource, Resource::Init { .. });
-            Ok(Arc::new(Built::new(output, identity, &versions, immutable)))
+            let mut built = Built::new(output, identity, &versions, immutable);
+            built.max_age = live_manifest_max_age(plan.asset).filter(|_| !immutable);
+            Ok(Arc::new(built))
         };
         let (built, _) = self.get_or_build(&self.manifests, "manifest", key.clone(), build).await?;
         Ok(built)
@@ -396,6 +420,13 @@ impl Origin {
             self.metrics.sync_storage(s);
         }
     }
+}
+
+/// How long CDNs may keep a running live event's manifests, seconds: half a segment (at least
+/// 1 s), the time until the next fragment may change them. `None` otherwise (VOD lifetime).
+fn live_manifest_max_age(asset: &Asset) -> Option<u64> {
+    let running = asset.live.as_ref().is_some_and(|live| !live.ended);
+    running.then(|| ((asset.longest_segment_secs() / 2.0).floor() as u64).max(1))
 }
 
 /// The plan of `request` for `locator`'s `asset`, its filters resolved in `catalog`.

@@ -60,6 +60,12 @@ pub struct Config {
     /// (`[store]`).
     #[serde(default)]
     pub store: Option<StoreConfig>,
+    /// The live ingest listeners (`[ingest]`; off when absent).
+    #[serde(default)]
+    pub ingest: Option<IngestConfig>,
+    /// Live events the config file defines (`[[live_event]]`).
+    #[serde(default)]
+    pub live_event: Vec<LiveEventConfig>,
     /// The folder the config file is in: relative storage paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -253,6 +259,10 @@ pub struct ApiConfig {
     /// read and change.
     #[serde(default)]
     pub jwt: Option<crate::protect::token::TokenPolicy>,
+    /// The host name encoders reach the ingest listeners at, in the ingest URLs live events
+    /// list (`input.endpoints`); absent = the listeners' own addresses.
+    #[serde(default)]
+    pub ingest_host: Option<String>,
 }
 
 impl ApiConfig {
@@ -279,13 +289,7 @@ impl ApiConfig {
     }
 
     fn check(&self, media_listeners: &[SocketAddr]) -> Result<(), String> {
-        // Port 0 is any free port: two of them never collide.
-        let same = |a: &SocketAddr| {
-            let overlapping =
-                a.ip() == self.listen.ip() || a.ip().is_unspecified() || self.listen.ip().is_unspecified();
-            a.port() == self.listen.port() && a.port() != 0 && overlapping
-        };
-        if media_listeners.iter().any(same) {
+        if media_listeners.iter().any(|a| same_address(a, &self.listen)) {
             return Err(format!("[api] listen = {}: the API never shares the media listener's address", self.listen));
         }
         if self.cert_pem.is_some() != self.key_pem.is_some() {
@@ -301,6 +305,90 @@ impl ApiConfig {
         }
         Ok(())
     }
+}
+
+/// `[ingest]`: where encoders push live events, and what one ingest connection may cost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// CMAF ingest over HTTP (DASH-IF Live Media Ingest, interface 1); absent = off.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// RTMP ingest; absent = off.
+    #[serde(default)]
+    pub rtmp_listen: Option<SocketAddr>,
+    /// Open ingest connections (RTMP and HTTP together) at most.
+    #[serde(default = "default_ingest_connections")]
+    pub max_connections: usize,
+    /// Largest fragment (box, RTMP message) accepted, MiB.
+    #[serde(default = "default_max_fragment_mib")]
+    pub max_fragment_mib: u64,
+    /// An ingest connection sending nothing for this long is closed, seconds.
+    #[serde(default = "default_ingest_idle_secs")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_ingest_connections() -> usize {
+    1024
+}
+
+fn default_max_fragment_mib() -> u64 {
+    64
+}
+
+fn default_ingest_idle_secs() -> u64 {
+    10
+}
+
+/// A `[[live_event]]`: a live event whose media go to `folder` of the `storage` account. A
+/// `[[locator]]` with `asset = "{folder}"` publishes it, as for VOD.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveEventConfig {
+    /// The event's name: `/ingest/{name}/…` on the CMAF ingest listener.
+    pub name: String,
+    /// What encoders present (`rtmp://host/live/{access_token}`); or leave it out and name an
+    /// environment variable in `access_token_env`.
+    #[serde(default)]
+    pub access_token: Option<Secret>,
+    #[serde(default)]
+    pub access_token_env: Option<String>,
+    /// Name of a `[[storage]]` account.
+    pub storage: String,
+    /// The event's asset folder inside the account.
+    pub folder: String,
+    /// The asset's name in URLs (`{manifest_name}.ism`); absent = the folder's name.
+    #[serde(default)]
+    pub manifest_name: Option<String>,
+    /// How far back live manifests reach (AMS `archiveWindowLength`), 60 to 90000 seconds.
+    #[serde(default = "default_dvr_window_secs")]
+    pub dvr_window_secs: u64,
+}
+
+fn default_dvr_window_secs() -> u64 {
+    3600
+}
+
+impl LiveEventConfig {
+    /// The access token, from the config or the environment, checked.
+    pub fn access_token(&self) -> Result<Secret, String> {
+        let token = match (&self.access_token, &self.access_token_env) {
+            (Some(token), None) => token.clone(),
+            (None, Some(var)) => Secret::new(
+                std::env::var(var).map_err(|_| format!("access_token_env: environment variable {var} is not set"))?,
+            ),
+            _ => return Err("give exactly one of access_token and access_token_env".into()),
+        };
+        crate::plan::live_event::check_access_token(token.expose()).map_err(|e| format!("access_token: {e}"))?;
+        Ok(token)
+    }
+}
+
+/// Whether two listen addresses would take the same port (port 0 is any free port: two of
+/// them never collide).
+fn same_address(a: &SocketAddr, b: &SocketAddr) -> bool {
+    let overlapping = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+    a.port() == b.port() && a.port() != 0 && overlapping
 }
 
 /// Start and stop.
@@ -749,6 +837,74 @@ impl Config {
         for (l, access) in self.locator.iter_mut().zip(accesses) {
             l.access = Some(access);
         }
+        self.check_live(text, &names)
+    }
+
+    /// `[ingest]` and `[[live_event]]`: limits, listeners apart from the others, each event's
+    /// name, token, storage, folder and window; names and tokens unique.
+    fn check_live(&self, text: &str, storages: &std::collections::HashSet<&str>) -> Result<(), ConfigError> {
+        let at = |needle: &str| line_of_text(text, needle).map(|l| format!("line {l}: ")).unwrap_or_default();
+        if let Some(ingest) = &self.ingest {
+            for (key, value) in [
+                ("max_connections", ingest.max_connections as u64),
+                ("max_fragment_mib", ingest.max_fragment_mib),
+                ("idle_timeout_secs", ingest.idle_timeout_secs),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError(format!("{}[ingest] {key} must be at least 1", at("[ingest]"))));
+                }
+            }
+            let others: Vec<SocketAddr> = std::iter::once(self.listen)
+                .chain(self.tls.as_ref().map(|t| t.listen))
+                .chain(self.api.as_ref().map(|a| a.listen))
+                .chain(self.limits.health_listen)
+                .collect();
+            let listeners = [("listen", ingest.listen), ("rtmp_listen", ingest.rtmp_listen)];
+            for (key, addr) in listeners.iter().filter_map(|(key, addr)| Some((key, (*addr)?))) {
+                let taken = others.iter().chain(ingest.listen.iter().filter(|_| *key == "rtmp_listen"));
+                if taken.into_iter().any(|other| same_address(other, &addr)) {
+                    return Err(ConfigError(format!(
+                        "{}[ingest] {key} = {addr}: an ingest listener has a port of its own",
+                        at(&format!("{key} ="))
+                    )));
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut tokens: Vec<Secret> = Vec::new();
+        for e in &self.live_event {
+            let here = at(&format!("\"{}\"", e.name));
+            let refuse = |problem: String| Err(ConfigError(format!("{here}live_event '{}': {problem}", e.name)));
+            if let Err(problem) = crate::plan::live_event::check_name(&e.name) {
+                return refuse(format!("name {problem}"));
+            }
+            if !names.insert(e.name.as_str()) {
+                return refuse("the name is used twice".into());
+            }
+            let token = match e.access_token() {
+                Ok(token) => token,
+                Err(problem) => return refuse(problem),
+            };
+            if tokens.iter().any(|t| t.expose() == token.expose()) {
+                return refuse("access_token: another live event has the same token".into());
+            }
+            tokens.push(token);
+            if !storages.contains(e.storage.as_str()) {
+                return refuse(format!("storage = \"{}\" names no [[storage]] account", e.storage));
+            }
+            let folder = e.folder.trim_matches('/');
+            if folder.is_empty() || folder.split('/').any(|seg| seg == ".." || seg == "." || seg.is_empty()) {
+                return refuse(format!("folder = \"{}\" must be a folder inside its storage", e.folder));
+            }
+            if let Some(name) = &e.manifest_name {
+                if name.is_empty() || name.contains(['/', '?', '#', '%', '(', ')', ',', '=']) {
+                    return refuse(format!("manifest_name = \"{name}\" must be one URL path segment"));
+                }
+            }
+            if let Err(problem) = crate::plan::live_event::check_dvr_window(e.dvr_window_secs) {
+                return refuse(format!("dvr_window_secs: {problem}"));
+            }
+        }
         Ok(())
     }
 }
@@ -835,7 +991,7 @@ policy = "clear"
 
     #[test]
     fn shipped_configs_parse() {
-        for file in ["config/origin.toml", "config/cloud-example.toml"] {
+        for file in ["config/origin.toml", "config/cloud-example.toml", "config/live-example.toml"] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
             Config::load(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
         }
@@ -969,6 +1125,71 @@ policy = "clear"
             PathBuf::from("/etc/o"),
         );
         assert_eq!(tls.unwrap().api.unwrap().tls().unwrap().cert_pem, PathBuf::from("/etc/o/a.crt"));
+    }
+
+    const EVENT: &str = "[[live_event]]\nname = \"match-1\"\naccess_token = \"0123456789abcdef0123\"\n\
+                         storage = \"local\"\nfolder = \"live/match-1\"\n";
+
+    #[test]
+    fn ingest_and_live_events_parse_with_defaults() {
+        let c = Config::parse(GOOD, PathBuf::new()).unwrap();
+        assert!(c.ingest.is_none() && c.live_event.is_empty(), "off unless configured");
+        let ingest = "[ingest]\nlisten = \"127.0.0.1:8088\"\nrtmp_listen = \"127.0.0.1:1935\"\n";
+        let c = Config::parse(&format!("{GOOD}{ingest}{EVENT}"), PathBuf::new()).unwrap();
+        let i = c.ingest.as_ref().unwrap();
+        assert_eq!((i.max_connections, i.max_fragment_mib, i.idle_timeout_secs), (1024, 64, 10));
+        assert_eq!(i.rtmp_listen.unwrap().port(), 1935);
+        let e = &c.live_event[0];
+        assert_eq!((e.dvr_window_secs, e.manifest_name.as_deref()), (3600, None));
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"), "tokens are redacted in Debug");
+
+        std::env::set_var("CONFIG_TEST_EVENT_TOKEN", "fedcba9876543210fedc");
+        let from_env =
+            EVENT.replace("access_token = \"0123456789abcdef0123\"", "access_token_env = \"CONFIG_TEST_EVENT_TOKEN\"");
+        let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let c = Config::parse(&format!("{GOOD}{from_env}"), config_dir).unwrap();
+        assert_eq!(c.live_event[0].access_token().unwrap().expose(), "fedcba9876543210fedc");
+        let origin = crate::serve::origin::Origin::from_config(&c).unwrap();
+        let event = origin.catalog().live_event_by_token("fedcba9876543210fedc").cloned().unwrap();
+        assert_eq!(
+            (event.name.as_str(), event.folder.as_str(), event.storage.name()),
+            ("match-1", "live/match-1", "local")
+        );
+    }
+
+    #[test]
+    fn live_event_errors_name_the_field() {
+        let second = EVENT.replace("match-1", "match-2");
+        for (bad, said) in [
+            (EVENT.replace("match-1\"\naccess", "-x\"\naccess"), "line 12: live_event '-x': name '-x' must be"),
+            (EVENT.replace("0123456789abcdef0123", "short"), "access_token: must be 16 to 128"),
+            (EVENT.replace("access_token = \"0123456789abcdef0123\"\n", ""), "exactly one of access_token"),
+            (
+                EVENT.replace("access_token = \"0123456789abcdef0123\"", "access_token_env = \"CONFIG_TEST_UNSET\""),
+                "CONFIG_TEST_UNSET is not set",
+            ),
+            (EVENT.replace("storage = \"local\"", "storage = \"s3\""), "storage = \"s3\" names no [[storage]]"),
+            (EVENT.replace("live/match-1", "../up"), "folder = \"../up\" must be a folder"),
+            (format!("{EVENT}dvr_window_secs = 59\n"), "dvr_window_secs: 59 s is outside 60 s"),
+            (format!("{EVENT}dvr_window_secs = 90001\n"), "dvr_window_secs: 90001 s"),
+            (format!("{EVENT}manifest_name = \"a/b\"\n"), "manifest_name = \"a/b\""),
+            (format!("{EVENT}{EVENT}"), "the name is used twice"),
+            (format!("{EVENT}{second}"), "live_event 'match-2': access_token: another live event has the same token"),
+            (format!("{EVENT}colour = 1\n"), "colour"),
+            (
+                "[ingest]\nlisten = \"127.0.0.1:8080\"\n".into(),
+                "[ingest] listen = 127.0.0.1:8080: an ingest listener has a port of its own",
+            ),
+            (
+                "[ingest]\nlisten = \"127.0.0.1:1935\"\nrtmp_listen = \"0.0.0.0:1935\"\n".into(),
+                "rtmp_listen = 0.0.0.0:1935",
+            ),
+            ("[ingest]\nmax_fragment_mib = 0\n".into(), "[ingest] max_fragment_mib must be at least 1"),
+        ] {
+            let e = Config::parse(&format!("{GOOD}{bad}"), PathBuf::new()).unwrap_err().0;
+            assert!(e.contains(said), "{bad}: {e}");
+            assert!(!e.contains("0123456789abcdef0123"), "the token is never shown: {e}");
+        }
     }
 
     #[test]

@@ -65,6 +65,16 @@ enum Command {
         #[arg(long, default_value_t = url_signing::DEFAULT_VALID_SECS)]
         valid_secs: u64,
     },
+    /// Start or stop a live event of the configuration file: its asset folder's event document
+    /// says so to every replica (stopped: the live playlists end, the recording plays as VOD).
+    LiveEvent {
+        action: LiveEventAction,
+        /// Configuration file holding the `[[live_event]]`.
+        #[arg(long, default_value = "config/origin.toml")]
+        config: PathBuf,
+        /// The live event's name.
+        name: String,
+    },
     /// Write a complete static package whose file names follow the origin's URL grammar.
     Package {
         #[arg(long, value_enum)]
@@ -77,6 +87,12 @@ enum Command {
         #[arg(long)]
         segment_duration: Option<f64>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LiveEventAction {
+    Start,
+    Stop,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -288,6 +304,25 @@ fn sign_url(config_path: &Path, url: &str, valid_secs: u64) -> CliResult<()> {
         locator.url_signing_key()?.ok_or_else(|| format!("locator '{locator_id}' has no url_signing_key_base64"))?;
     let signed = url_signing::sign_url(url, &key.0, locator_id, valid_secs).ok_or("the signing key was refused")?;
     println!("{signed}");
+    Ok(())
+}
+
+/// `jit-origin live-event start|stop`: writes the state into the event's asset folder.
+async fn live_event(config_path: &Path, name: &str, action: LiveEventAction) -> CliResult<()> {
+    use jit_origin::source::live::EventState;
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    let origin = Origin::from_config(&config).map_err(|e| e.to_string())?;
+    let event = origin
+        .config_catalog()
+        .live_event(name)
+        .cloned()
+        .ok_or_else(|| format!("no [[live_event]] '{name}' in {}", config_path.display()))?;
+    let state = match action {
+        LiveEventAction::Start => EventState::Running,
+        LiveEventAction::Stop => EventState::Stopped,
+    };
+    jit_origin::ingest::writer::set_state(&event, state).await.map_err(|e| format!("live event '{name}': {e}"))?;
+    println!("live event '{name}' {}", if state == EventState::Running { "running" } else { "stopped" });
     Ok(())
 }
 
@@ -516,6 +551,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, log_format } => serve(&config, log_format).await,
         Command::SignUrl { config, url, valid_secs } => sign_url(&config, &url, valid_secs),
+        Command::LiveEvent { action, config, name } => live_event(&config, &name, action).await,
         Command::Inspect { path, json, segment_duration } => inspect(&path, json, segment_duration).await,
         Command::Package { format, out, path, segment_duration } => {
             package(&path, format.into(), &out, segment_duration).await

@@ -12,6 +12,10 @@
 //! Account and asset filter documents become the filters manifests may name; an account
 //! filter cannot take the name of a filter of the config file (those are account filters too).
 //!
+//! A live event document with a live output becomes a live event recording into the output's
+//! asset (its storage account and folder), with the output's DVR window; it cannot take the
+//! name or the token of a live event of the config file.
+//!
 //! The refresh reads the store every `refresh_secs`, and publishes a new catalog when a
 //! document changed; a failed read keeps the last state published, and says so in `/readyz`
 //! and the metrics.
@@ -23,17 +27,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use crate::manage::model::{
-    self, predefined_policy, AssetProperties, ContentKeyPolicyProperties, Resource, StreamingLocatorProperties,
-    StreamingPolicyProperties,
+    self, predefined_policy, AssetProperties, ContentKeyPolicyProperties, LiveEventProperties, LiveOutputProperties,
+    Resource, StreamingLocatorProperties, StreamingPolicyProperties,
 };
 use crate::plan::catalog::Catalog;
 use crate::plan::filter::{Filter, FilterDefinition};
+use crate::plan::live_event::LiveEvent;
 use crate::plan::locator::{Locator, StreamingPolicy};
 use crate::protect::token::{KeyAccess, TokenVerifier};
+use crate::secret::Secret;
 use crate::serve::origin::Origin;
+use crate::source::storage::Storage;
 use crate::store::{
-    DocPath, Document, Sealer, Snapshot, Store, ACCOUNT_FILTERS, ASSETS, CONTENT_KEY_POLICIES, STREAMING_LOCATORS,
-    STREAMING_POLICIES,
+    live_outputs, DocPath, Document, Sealer, Snapshot, Store, ACCOUNT_FILTERS, ASSETS, CONTENT_KEY_POLICIES,
+    LIVE_EVENTS, STREAMING_LOCATORS, STREAMING_POLICIES,
 };
 
 /// A document that does not publish, and why.
@@ -85,7 +92,66 @@ pub fn build(
             (Err(reason), _) => skipped.push(Skipped { path: document.path.clone(), reason }),
         }
     }
+    for document in snapshot.collection(LIVE_EVENTS) {
+        let name = &document.path.name;
+        // An event records once it has a live output; until then there is nothing to ingest into.
+        let outputs = live_outputs(name);
+        let Some(output) = snapshot.collection(&outputs).next() else { continue };
+        let built = documents.live_event(origin, default_storage, document, output).and_then(|event| {
+            let config = origin.config_catalog();
+            if config.live_event(name).is_some() {
+                Err(format!("'{name}' is a live event of the config file"))
+            } else if config.live_events().any(|e| e.accepts_token(event.access_token.expose())) {
+                Err("properties.input.accessToken: a live event of the config file has the same token".into())
+            } else {
+                Ok(event)
+            }
+        });
+        match built {
+            Ok(event) => catalog.insert_live_event(event),
+            Err(reason) => skipped.push(Skipped { path: document.path.clone(), reason }),
+        }
+    }
     (catalog, skipped)
+}
+
+/// The live event `name` as it records into the asset of its live output: the asset's storage
+/// account and folder, the output's DVR window and manifest name, the event's token.
+pub fn live_event(
+    origin: &Origin,
+    default_storage: Option<&str>,
+    name: &str,
+    event: &LiveEventProperties,
+    output: &LiveOutputProperties,
+    asset: &AssetProperties,
+) -> Result<LiveEvent, String> {
+    let token = event.input.access_token.clone().ok_or("properties.input.accessToken: missing")?;
+    let (storage, folder) = asset_location(origin, default_storage, &output.asset_name, asset)?;
+    Ok(LiveEvent {
+        name: name.to_string(),
+        access_token: Secret::new(token),
+        storage,
+        folder,
+        manifest_name: output.manifest_name.clone(),
+        dvr_window_secs: output.dvr_window_secs()?,
+    })
+}
+
+/// The storage account and folder of the asset `asset_name`; assets without an account are in
+/// `default_storage`.
+fn asset_location(
+    origin: &Origin,
+    default_storage: Option<&str>,
+    asset_name: &str,
+    asset: &AssetProperties,
+) -> Result<(Arc<Storage>, String), String> {
+    let container = asset.container.as_deref().ok_or_else(|| format!("asset '{asset_name}' has no container"))?;
+    let account = asset.storage_account_name.as_deref().or(default_storage).unwrap_or_default();
+    let storage = origin
+        .storage(account)
+        .cloned()
+        .ok_or_else(|| format!("asset '{asset_name}': storage account '{account}' is not configured"))?;
+    Ok((storage, container.trim_matches('/').to_string()))
 }
 
 /// The filter an account or asset filter document defines, named as the document.
@@ -116,12 +182,7 @@ impl Documents<'_> {
         let asset: AssetProperties = self
             .properties(ASSETS, &asset_name)?
             .ok_or_else(|| format!("properties.assetName: asset '{asset_name}' does not exist"))?;
-        let container = asset.container.as_deref().ok_or_else(|| format!("asset '{asset_name}' has no container"))?;
-        let account = asset.storage_account_name.as_deref().or(default_storage).unwrap_or_default();
-        let storage = origin
-            .storage(account)
-            .cloned()
-            .ok_or_else(|| format!("asset '{asset_name}': storage account '{account}' is not configured"))?;
+        let (storage, asset_folder) = asset_location(origin, default_storage, &asset_name, &asset)?;
 
         let policy_name = locator.streaming_policy_name.clone();
         let policy: StreamingPolicyProperties = match predefined_policy(&policy_name) {
@@ -146,7 +207,7 @@ impl Documents<'_> {
         Ok(Locator {
             id,
             storage,
-            asset_folder: container.trim_matches('/').to_string(),
+            asset_folder,
             asset_name: Some(asset_name),
             start_time: locator.start_time.map(SystemTime::from),
             end_time: locator.end_time.map(SystemTime::from),
@@ -157,6 +218,23 @@ impl Documents<'_> {
             key_access,
             url_signing_key: None,
         })
+    }
+
+    /// The live event of an event document recording into the live output `output`.
+    fn live_event(
+        &self,
+        origin: &Origin,
+        default_storage: Option<&str>,
+        event: &Document,
+        output: &Document,
+    ) -> Result<LiveEvent, String> {
+        let event_properties: LiveEventProperties = properties(event)?;
+        let output: LiveOutputProperties = properties(output)?;
+        let asset_name = &output.asset_name;
+        let asset: AssetProperties = self
+            .properties(ASSETS, asset_name)?
+            .ok_or_else(|| format!("live output's asset '{asset_name}' does not exist"))?;
+        live_event(origin, default_storage, &event.path.name, &event_properties, &output, &asset)
     }
 
     /// Who may fetch keys under the content key policy `name`: `None` when anyone may.
@@ -433,6 +511,31 @@ mod tests {
         for ((name, reason), (want_name, want)) in reasons.iter().zip(expected) {
             assert!(name == want_name && reason.contains(want), "{name}: {reason}");
         }
+    }
+
+    #[tokio::test]
+    async fn live_events_with_an_output_publish_recording_into_its_asset() {
+        let origin = origin();
+        let store =
+            Store::new(Arc::new(Storage::new("docs", Arc::new(object_store::memory::InMemory::new()))), "").unwrap();
+        put(&store, ASSETS, "match", json!({ "container": "/live/match/", "storageAccountName": "media" })).await;
+        let event = |token: &str| json!({ "input": { "streamingProtocol": "RTMP", "accessToken": token } });
+        put(&store, LIVE_EVENTS, "ev", event("0123456789abcdef0123456789abcdef")).await;
+        put(&store, LIVE_EVENTS, "idle", event("1123456789abcdef0123456789abcdef")).await;
+        put(&store, LIVE_EVENTS, "short", event("2123456789abcdef0123456789abcdef")).await;
+        let output =
+            |window: &str| json!({ "assetName": "match", "archiveWindowLength": window, "manifestName": "final" });
+        put(&store, &live_outputs("ev"), "out", output("PT30M")).await;
+        put(&store, &live_outputs("short"), "out", output("PT10S")).await;
+        let snapshot = store.snapshot().await.unwrap();
+        let (catalog, skipped) = build(&origin, Some("media"), &snapshot, &sealer());
+
+        let ev = catalog.live_event_by_token("0123456789abcdef0123456789abcdef").expect("ev publishes");
+        assert_eq!((ev.name.as_str(), ev.folder.as_str(), ev.storage.name()), ("ev", "live/match", "media"));
+        assert_eq!((ev.dvr_window_secs, ev.manifest_name.as_deref()), (1800, Some("final")));
+        assert!(catalog.live_event("idle").is_none(), "an event without an output records nowhere");
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].path.name == "short" && skipped[0].reason.contains("properties.archiveWindowLength"));
     }
 
     #[tokio::test]

@@ -4,17 +4,20 @@
 //!   (the fixed segments compare case-insensitively, as Azure Resource Manager does);
 //! * MK.IO: `/api/ams/{project}/…`.
 //!
-//! After the prefix: `{collection}`, `{collection}/{name}`, `{collection}/{name}/{action}`, and
-//! `assets/{asset}/assetFilters[/{name}]`. The subscription, group, account and project are
+//! After the prefix: `{collection}`, `{collection}/{name}`, `{collection}/{name}/{action}`,
+//! `assets/{asset}/assetFilters[/{name}]` and `liveEvents/{event}/liveOutputs[/{name}]`. The subscription, group, account and project are
 //! not checked: one origin serves one account, whatever a client calls it.
 
 use crate::manage::error::{ApiError, ApiResult};
 use crate::store::{
-    asset_filters, ACCOUNT_FILTERS, ASSETS, CONTENT_KEY_POLICIES, STREAMING_LOCATORS, STREAMING_POLICIES,
+    asset_filters, live_outputs, ACCOUNT_FILTERS, ASSETS, CONTENT_KEY_POLICIES, LIVE_EVENTS, STREAMING_LOCATORS,
+    STREAMING_POLICIES,
 };
 
 /// The path segment of an asset's filters: `assets/{asset}/assetFilters`.
 const ASSET_FILTERS: &str = "assetFilters";
+/// The path segment of a live event's outputs: `liveEvents/{event}/liveOutputs`.
+const LIVE_OUTPUTS: &str = "liveOutputs";
 
 /// A collection of resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,9 @@ pub(super) enum Collection {
     AccountFilters,
     /// The filters of one asset.
     AssetFilters(String),
+    LiveEvents,
+    /// The outputs of one live event.
+    LiveOutputs(String),
 }
 
 impl Collection {
@@ -38,6 +44,8 @@ impl Collection {
             Collection::ContentKeyPolicies => CONTENT_KEY_POLICIES.into(),
             Collection::AccountFilters => ACCOUNT_FILTERS.into(),
             Collection::AssetFilters(asset) => asset_filters(asset),
+            Collection::LiveEvents => LIVE_EVENTS.into(),
+            Collection::LiveOutputs(event) => live_outputs(event),
         }
     }
 
@@ -45,6 +53,7 @@ impl Collection {
     pub(super) fn resource_type(&self) -> String {
         match self {
             Collection::AssetFilters(_) => format!("Microsoft.Media/mediaservices/{ASSETS}/{ASSET_FILTERS}"),
+            Collection::LiveOutputs(_) => format!("Microsoft.Media/mediaservices/{LIVE_EVENTS}/{LIVE_OUTPUTS}"),
             other => format!("Microsoft.Media/mediaservices/{}", other.kind()),
         }
     }
@@ -58,6 +67,8 @@ impl Collection {
             Collection::ContentKeyPolicies => CONTENT_KEY_POLICIES,
             Collection::AccountFilters => ACCOUNT_FILTERS,
             Collection::AssetFilters(_) => ASSET_FILTERS,
+            Collection::LiveEvents => LIVE_EVENTS,
+            Collection::LiveOutputs(_) => LIVE_OUTPUTS,
         }
     }
 
@@ -68,6 +79,7 @@ impl Collection {
             (STREAMING_POLICIES, Collection::StreamingPolicies),
             (CONTENT_KEY_POLICIES, Collection::ContentKeyPolicies),
             (ACCOUNT_FILTERS, Collection::AccountFilters),
+            (LIVE_EVENTS, Collection::LiveEvents),
         ]
         .into_iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(segment))
@@ -82,6 +94,9 @@ pub(super) enum Action {
     ListPaths,
     ListContentKeys,
     GetPolicyPropertiesWithSecrets,
+    Start,
+    Stop,
+    Reset,
 }
 
 impl Action {
@@ -94,6 +109,7 @@ impl Action {
             Collection::ContentKeyPolicies => {
                 &[("getPolicyPropertiesWithSecrets", Action::GetPolicyPropertiesWithSecrets)]
             }
+            Collection::LiveEvents => &[("start", Action::Start), ("stop", Action::Stop), ("reset", Action::Reset)],
             _ => &[],
         };
         actions.iter().find(|(name, _)| name.eq_ignore_ascii_case(segment)).map(|(_, action)| *action)
@@ -155,6 +171,12 @@ pub(super) fn parse(path: &str) -> ApiResult<Route> {
         (4, Collection::Assets) if rest[2].eq_ignore_ascii_case(ASSET_FILTERS) => {
             Target::One(Collection::AssetFilters(name(rest[1])?), name(rest[3])?)
         }
+        (3, Collection::LiveEvents) if rest[2].eq_ignore_ascii_case(LIVE_OUTPUTS) => {
+            Target::List(Collection::LiveOutputs(name(rest[1])?))
+        }
+        (4, Collection::LiveEvents) if rest[2].eq_ignore_ascii_case(LIVE_OUTPUTS) => {
+            Target::One(Collection::LiveOutputs(name(rest[1])?), name(rest[3])?)
+        }
         (3, _) => {
             let action = Action::parse(&collection, rest[2]).ok_or_else(unknown)?;
             Target::Action(collection, name(rest[1])?, action)
@@ -181,6 +203,10 @@ mod tests {
                 parse(&format!("{prefix}/accountFilters")).unwrap().target,
                 Target::List(Collection::AccountFilters)
             );
+            let r = parse(&format!("{prefix}/liveEvents/ev1/liveOutputs/out1")).unwrap();
+            assert_eq!(r.target, Target::One(Collection::LiveOutputs("ev1".into()), "out1".into()));
+            let r = parse(&format!("{prefix}/liveEvents/ev1/start")).unwrap();
+            assert_eq!(r.target, Target::Action(Collection::LiveEvents, "ev1".into(), Action::Start));
             assert_eq!(parse(&format!("{prefix}/jobs")).unwrap_err().status, 404);
             assert_eq!(parse(&format!("{prefix}/assets/a1/listPaths")).unwrap_err().status, 404);
         }

@@ -34,3 +34,38 @@ impl LiveEvent {
         !expected.is_empty() && bool::from(expected.ct_eq(token.as_bytes()))
     }
 }
+
+/// Checks a live event name as AMS allows it (`liveEventName`): 1–32 letters, digits and
+/// hyphens, starting and ending with a letter or digit. It is a path segment of the CMAF
+/// ingest URL.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let allowed = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !(1..=32).contains(&name.len()) || !allowed || name.starts_with('-') || name.ends_with('-') {
+        return Err(format!(
+            "'{name}' must be 1 to 32 letters, digits and hyphens, starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an ingest access token: 16 to 128 letters, digits, `-` or `_` (a GUID, with or
+/// without hyphens, as AMS gives them), so it is hard to guess and is one URL path segment.
+/// The message never shows the token.
+pub fn check_access_token(token: &str) -> Result<(), String> {
+    if !(16..=128).contains(&token.len()) || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+        return Err("must be 16 to 128 letters, digits, '-' or '_'".into());
+    }
+    Ok(())
+}
+
+/// Checks a DVR window against [`DVR_WINDOW_SECS`].
+pub fn check_dvr_window(secs: u64) -> Result<(), String> {
+    if !DVR_WINDOW_SECS.contains(&secs) {
+        return Err(format!(
+            "{secs} s is outside {} s (1 minute) to {} s (25 hours)",
+            DVR_WINDOW_SECS.start(),
+            DVR_WINDOW_SECS.end()
+        ));
+    }
+    Ok(())
+}

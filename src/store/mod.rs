@@ -11,6 +11,8 @@
 //! {prefix}/streamingPolicies/{name}.json
 //! {prefix}/contentKeyPolicies/{name}.json
 //! {prefix}/accountFilters/{name}.json
+//! {prefix}/liveEvents/{name}.json
+//! {prefix}/liveEvents/{event}/liveOutputs/{name}.json
 //! ```
 //!
 //! A document is the resource's body as the API returns it (`{"name", "id", "type",
@@ -77,11 +79,23 @@ pub const STREAMING_LOCATORS: &str = "streamingLocators";
 pub const STREAMING_POLICIES: &str = "streamingPolicies";
 pub const CONTENT_KEY_POLICIES: &str = "contentKeyPolicies";
 pub const ACCOUNT_FILTERS: &str = "accountFilters";
+pub const LIVE_EVENTS: &str = "liveEvents";
 const ASSET_FILTERS: &str = "assetFilters";
+const LIVE_OUTPUTS: &str = "liveOutputs";
 
 /// The collection of the filters of asset `asset`: `assets/{asset}/assetFilters`.
 pub fn asset_filters(asset: &str) -> String {
     format!("{ASSETS}/{asset}/{ASSET_FILTERS}")
+}
+
+/// The collection of the live outputs of live event `event`: `liveEvents/{event}/liveOutputs`.
+pub fn live_outputs(event: &str) -> String {
+    format!("{LIVE_EVENTS}/{event}/{LIVE_OUTPUTS}")
+}
+
+/// The live event whose outputs a collection holds, for `liveEvents/{event}/liveOutputs`.
+pub fn output_event(collection: &str) -> Option<&str> {
+    collection.strip_prefix(LIVE_EVENTS)?.strip_prefix('/')?.strip_suffix(LIVE_OUTPUTS)?.strip_suffix('/')
 }
 
 const MAX_NAME_LEN: usize = 260;
@@ -138,9 +152,10 @@ fn filtered_asset(collection: &str) -> Option<&str> {
 
 /// A refusal unless `collection` is one of the store's.
 fn check_collection(collection: &str) -> Result<(), StoreError> {
-    let known = [ASSETS, STREAMING_LOCATORS, STREAMING_POLICIES, CONTENT_KEY_POLICIES, ACCOUNT_FILTERS]
+    let known = [ASSETS, STREAMING_LOCATORS, STREAMING_POLICIES, CONTENT_KEY_POLICIES, ACCOUNT_FILTERS, LIVE_EVENTS]
         .contains(&collection)
-        || filtered_asset(collection).is_some_and(is_valid_name);
+        || filtered_asset(collection).is_some_and(is_valid_name)
+        || output_event(collection).is_some_and(is_valid_name);
     match known {
         true => Ok(()),
         false => Err(StoreError::BadName(format!("'{collection}' is not a collection"))),

@@ -1,10 +1,10 @@
 //! The POST actions: `listStreamingLocators`, `listPaths`, `listContentKeys`,
-//! `getPolicyPropertiesWithSecrets`.
+//! `getPolicyPropertiesWithSecrets`, and live events' `start`, `stop` and `reset`.
 
 use base64::prelude::{Engine, BASE64_STANDARD};
 use serde_json::{json, Value};
 
-use super::{to_value, Api, Call};
+use super::{to_value, Answer, Api, Call};
 use crate::manage::error::{ApiError, ApiResult};
 use crate::manage::model::{
     predefined_policy, AssetProperties, ContentKeyPolicyProperties, EnabledProtocols, EncryptionScheme,
@@ -21,9 +21,13 @@ impl Api {
         collection: &Collection,
         name: &str,
         action: Action,
-    ) -> ApiResult<Value> {
+    ) -> ApiResult<Answer> {
         let not_found = || ApiError::not_found(format!("{} '{name}' not found", collection.kind()));
         match action {
+            Action::Start | Action::Stop | Action::Reset => {
+                call.caller.may_change()?;
+                return self.live_action(name, action, &call.body).await;
+            }
             Action::ListStreamingLocators => {
                 if !self.exists(collection, name).await? {
                     return Err(not_found());
@@ -67,6 +71,7 @@ impl Api {
                 to_value(policy)
             }
         }
+        .map(Answer::ok)
     }
 
     /// `listPaths` of a stored or configuration locator.

@@ -21,7 +21,8 @@ use crate::config::LimitsConfig;
 use crate::manage::auth::{Auth, Caller};
 use crate::manage::error::{ApiError, ApiResult};
 use crate::manage::model::{
-    parse, AssetProperties, ContentKeyPolicyProperties, Resource, StreamingLocatorProperties, StreamingPolicyProperties,
+    parse, AssetProperties, ContentKeyPolicyProperties, LiveEventProperties, LiveOutputProperties, Resource,
+    StreamingLocatorProperties, StreamingPolicyProperties,
 };
 use crate::manage::route::{self, Collection, Route, Target};
 use crate::plan::filter::{Filter, FilterDefinition};
@@ -30,8 +31,11 @@ use crate::serve::origin::Origin;
 use crate::store::{DocPath, Document, Sealer, Store};
 
 mod actions;
+mod live;
 mod read;
 mod write;
+
+pub use live::IngestEndpoints;
 
 /// The API version answered when a client names none (`api-version` is accepted, whatever
 /// its value: the resource model is that of 2022-08-01).
@@ -77,7 +81,7 @@ macro_rules! properties {
     )*};
 }
 
-properties!(AssetProperties, StreamingPolicyProperties, FilterDefinition);
+properties!(AssetProperties, StreamingPolicyProperties, FilterDefinition, LiveEventProperties, LiveOutputProperties);
 properties!(with secrets: StreamingLocatorProperties, ContentKeyPolicyProperties);
 
 /// A successful answer: its status and JSON body (none for 204).
@@ -101,6 +105,8 @@ struct Call {
     api_version: String,
     top: usize,
     skip_token: Option<String>,
+    /// `autoStart=true` on a live event's creation: start it too.
+    auto_start: bool,
     body: Bytes,
 }
 
@@ -132,6 +138,8 @@ pub struct Api {
     /// `[limits] max_body_bytes` and `body_read_timeout_secs`, as the media listener has them.
     max_body_bytes: usize,
     body_timeout: Duration,
+    /// Where encoders push, for the ingest URLs of live events.
+    ingest: IngestEndpoints,
 }
 
 impl Api {
@@ -145,7 +153,21 @@ impl Api {
     ) -> Api {
         let (max_body_bytes, body_timeout) =
             (limits.max_body_bytes, Duration::from_secs(limits.body_read_timeout_secs));
-        Api { store, sealer, origin, auth, default_storage, max_body_bytes, body_timeout }
+        Api {
+            store,
+            sealer,
+            origin,
+            auth,
+            default_storage,
+            max_body_bytes,
+            body_timeout,
+            ingest: IngestEndpoints::default(),
+        }
+    }
+
+    /// The API with the ingest listeners live events list as their endpoints.
+    pub fn with_ingest(self, ingest: IngestEndpoints) -> Api {
+        Api { ingest, ..self }
     }
 
     /// Answers one request, which came over TLS when `https` (the scheme of the next links
@@ -224,6 +246,7 @@ impl Api {
             api_version: param("api-version").unwrap_or_else(|| API_VERSION.into()),
             top,
             skip_token: param("$skiptoken"),
+            auto_start: param("autoStart").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             body,
         };
         let answer = self.dispatch(&method, &call).await?;
@@ -238,7 +261,7 @@ impl Api {
             (Target::One(collection, name), &Method::PATCH) => self.put(call, collection, name, true).await,
             (Target::One(collection, name), &Method::DELETE) => self.delete(call, collection, name).await,
             (Target::Action(collection, name, action), &Method::POST) => {
-                self.action(call, collection, name, *action).await.map(Answer::ok)
+                self.action(call, collection, name, *action).await
             }
             _ => Err(ApiError::method_not_allowed(format!("{method} is not allowed here"))),
         }
@@ -305,6 +328,7 @@ impl Api {
         let defined = match collection {
             Collection::StreamingLocators => self.config_locator(name).is_some(),
             Collection::AccountFilters => self.config_filter(name).is_some(),
+            Collection::LiveEvents => self.origin.config_catalog().live_event(name).is_some(),
             _ => false,
         };
         if defined {

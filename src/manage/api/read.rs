@@ -5,8 +5,8 @@ use serde_json::{json, Value};
 use super::{to_value, Answer, Api, Call, Properties};
 use crate::manage::error::{ApiError, ApiResult};
 use crate::manage::model::{
-    predefined_policy, AssetProperties, ContentKeyPolicyProperties, StreamingLocatorProperties,
-    StreamingPolicyProperties, PREDEFINED_POLICIES,
+    predefined_policy, AssetProperties, ContentKeyPolicyProperties, LiveEventProperties, LiveOutputProperties,
+    StreamingLocatorProperties, StreamingPolicyProperties, PREDEFINED_POLICIES,
 };
 use crate::manage::route::Collection;
 use crate::plan::filter::FilterDefinition;
@@ -35,6 +35,11 @@ impl Api {
                 None => self.get_shown::<FilterDefinition>(collection, name).await?,
             },
             Collection::AssetFilters(_) => self.get_shown::<FilterDefinition>(collection, name).await?,
+            Collection::LiveEvents => {
+                let found = self.stored::<LiveEventProperties>(&Self::doc_path(collection, name)?, false).await?;
+                found.map(|(_, event)| to_value(self.shown_event(event))).transpose()?
+            }
+            Collection::LiveOutputs(_) => self.get_shown::<LiveOutputProperties>(collection, name).await?,
         };
         properties.map(|p| call.resource(collection, name, p)).ok_or_else(not_found)
     }
@@ -82,6 +87,19 @@ impl Api {
                     return Err(ApiError::not_found(format!("asset '{asset}' not found")));
                 }
                 self.list_shown::<FilterDefinition>(collection).await?
+            }
+            Collection::LiveEvents => {
+                let events = self.stored_all::<LiveEventProperties>(collection).await?;
+                events
+                    .into_iter()
+                    .map(|(name, e)| Ok((name, to_value(self.shown_event(e))?)))
+                    .collect::<ApiResult<_>>()?
+            }
+            Collection::LiveOutputs(event) => {
+                if !self.exists(&Collection::LiveEvents, event).await? {
+                    return Err(ApiError::not_found(format!("liveEvents '{event}' not found")));
+                }
+                self.list_shown::<LiveOutputProperties>(collection).await?
             }
         };
         items.sort_by(|a, b| a.0.cmp(&b.0));

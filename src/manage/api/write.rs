@@ -44,6 +44,15 @@ impl Api {
             Collection::StreamingPolicies => self.put_policy(call, name).await?,
             Collection::StreamingLocators if patch => return Err(immutable()),
             Collection::StreamingLocators => self.put_locator(call, name).await?,
+            Collection::LiveEvents => {
+                let (status, event) = self.put_live_event(call, name, patch).await?;
+                (status, to_value(self.shown_event(event))?)
+            }
+            Collection::LiveOutputs(_) if patch => return Err(immutable()),
+            Collection::LiveOutputs(event) => {
+                let (status, output) = self.put_live_output(call, event, name).await?;
+                (status, to_value(output)?)
+            }
         };
         Ok(Answer { status, body: Some(call.resource(collection, name, properties)) })
     }
@@ -51,7 +60,7 @@ impl Api {
     /// Creates or replaces a mutable resource (PUT), or patches it (PATCH: a JSON merge
     /// patch of its properties, RFC 7386). `prepare` fills the server's fields, given the
     /// stored version if there is one.
-    async fn upsert<P: Properties>(
+    pub(super) async fn upsert<P: Properties>(
         &self,
         call: &Call,
         collection: &Collection,
@@ -266,6 +275,8 @@ impl Api {
                     self.store.delete(&Self::doc_path(&Collection::StreamingLocators, locator)?).await?;
                 }
             }
+            Collection::LiveEvents => self.delete_live_event(name).await?,
+            Collection::LiveOutputs(event) => self.delete_live_output(event, name).await?,
             _ => {}
         }
         let deleted = self.store.delete(&Self::doc_path(collection, name)?).await?;

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 mod asset;
 mod key_policy;
+pub mod live_event;
 mod locator;
 mod streaming_policy;
 
@@ -22,6 +23,7 @@ pub use key_policy::{
     ContentKeyPolicyOption, ContentKeyPolicyProperties, KeyDeliveryConfiguration, KeyRestriction, TokenClaim, TokenKey,
     TokenRestriction,
 };
+pub use live_event::{LiveEventProperties, LiveOutputProperties};
 pub use locator::{StreamingLocatorContentKey, StreamingLocatorProperties};
 pub use streaming_policy::{
     predefined_policy, ClearKeyEncryptionConfiguration, CommonEncryption, DefaultKey, DrmTemplates, EnabledProtocols,
@@ -43,6 +45,12 @@ pub struct Resource<P> {
     pub resource_type: Option<String>,
     #[serde(default, skip_serializing)]
     pub system_data: Option<Value>,
+    /// ARM tracked resources' (live events') region and tags: one origin is one region, so
+    /// they are accepted and not kept.
+    #[serde(default, skip_serializing)]
+    pub location: Option<Value>,
+    #[serde(default, skip_serializing)]
+    pub tags: Option<Value>,
     #[serde(default)]
     pub properties: P,
 }

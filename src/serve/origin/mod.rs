@@ -29,6 +29,7 @@ use crate::config::{Config, ConfigError};
 use crate::error::{Error, Result};
 use crate::output::{self, Output};
 use crate::plan::catalog::Catalog;
+use crate::plan::live_event::LiveEvent;
 use crate::plan::locator::Locator;
 use crate::plan::url::{ParsedUrl, Resource};
 use crate::plan::{Build, DocumentPlan, Plan, Protection, SegmentPlan};
@@ -135,6 +136,18 @@ impl Origin {
                 default_filters: l.filters.clone(),
                 key_access: access.key_access,
                 url_signing_key: access.url_signing_key,
+            });
+        }
+        for e in &config.live_event {
+            let refuse = |problem: String| ConfigError(format!("live_event '{}': {problem}", e.name));
+            let storage = storages.iter().find(|s| s.name() == e.storage).cloned();
+            catalog.insert_live_event(LiveEvent {
+                name: e.name.clone(),
+                access_token: e.access_token().map_err(refuse)?,
+                storage: storage.ok_or_else(|| refuse(format!("unknown storage '{}'", e.storage)))?,
+                folder: e.folder.trim_matches('/').to_string(),
+                manifest_name: e.manifest_name.clone(),
+                dvr_window_secs: e.dvr_window_secs,
             });
         }
         let metrics = Arc::new(Metrics::new());

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jit_origin::config::{Config, Policy};
+use jit_origin::manage::api::IngestEndpoints;
 use jit_origin::manage::catalog;
 use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
@@ -454,11 +455,47 @@ async fn publish_store(origin: &Arc<Origin>, config: &Config) -> CliResult<()> {
     Ok(())
 }
 
+/// Resolves once the stop of every listener has been sent.
+async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|&s| s).await;
+}
+
+/// Starts the ingest listeners `[ingest]` configures (CMAF over HTTP, RTMP), each ending once
+/// `stopped` says so; returns where encoders reach them and the listeners' tasks.
+fn start_ingest(
+    config: &Config,
+    origin: &Arc<Origin>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> CliResult<(IngestEndpoints, Vec<tokio::task::JoinHandle<()>>)> {
+    use jit_origin::ingest::{cmaf, writer::LiveWriter, Ingest, IngestLimits};
+    let host = config.api.as_ref().and_then(|api| api.ingest_host.clone());
+    let mut endpoints = IngestEndpoints { host, ..IngestEndpoints::default() };
+    let Some(ingest) = &config.ingest else { return Ok((endpoints, Vec::new())) };
+    let limits = IngestLimits {
+        max_connections: ingest.max_connections,
+        max_fragment_bytes: ingest.max_fragment_mib << 20,
+        idle_timeout: Duration::from_secs(ingest.idle_timeout_secs),
+    };
+    let shared = Arc::new(Ingest { origin: origin.clone(), writer: LiveWriter::new(origin.metrics.clone()), limits });
+    let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
+    let mut tasks = Vec::new();
+    if let Some(addr) = ingest.listen {
+        let tcp = bind(addr)?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving CMAF ingest");
+        say(format_args!("CMAF ingest on http://{addr}/ingest/{{event}}/Streams({{name}})"));
+        endpoints.cmaf = Some(addr);
+        tasks.push(tokio::spawn(cmaf::serve(tcp, shared.clone(), until_stopped(stopped.clone()))));
+    }
+    Ok((endpoints, tasks))
+}
+
 /// Starts the management API when `[api]` is configured, on its own listener; the task ends
 /// once `stopping` resolves and the API's in-flight requests have finished.
 fn start_api(
     config: &Config,
     origin: &Arc<Origin>,
+    ingest: IngestEndpoints,
     stopping: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> CliResult<Option<tokio::task::JoinHandle<()>>> {
     use jit_origin::manage::{api::Api, auth::Auth, server};
@@ -481,7 +518,8 @@ fn start_api(
     say(format_args!("management API on {scheme}://{addr}"));
     let default_storage = config.storage.first().map(|s| s.name.clone());
     let api =
-        Api::new(Arc::new(store), Arc::new(sealer), origin.clone(), Auth::new(api)?, default_storage, &config.limits);
+        Api::new(Arc::new(store), Arc::new(sealer), origin.clone(), Auth::new(api)?, default_storage, &config.limits)
+            .with_ingest(ingest);
     let (limits, drain) = (config.limits.clone(), Duration::from_secs(config.lifecycle.drain_secs));
     Ok(Some(tokio::spawn(async move { server::serve(tcp, tls, Arc::new(api), &limits, stopping, drain).await })))
 }
@@ -492,17 +530,14 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     let signal = shutdown_signal()?;
     let origin = Arc::new(Origin::from_config(&config).map_err(|e| e.to_string())?);
     publish_store(&origin, &config).await?;
-    // One stop for every listener: the media ones and the management API.
+    // One stop for every listener: the media ones, the management API and ingest.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         signal.await;
         let _ = stop.send(true);
     };
-    let api_stopping = async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|&s| s).await;
-    };
-    let api = start_api(&config, &origin, api_stopping)?;
+    let (ingest_endpoints, ingest) = start_ingest(&config, &origin, &stopped)?;
+    let api = start_api(&config, &origin, ingest_endpoints, until_stopped(stopped))?;
     let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
     let listener = bind(config.listen)?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -537,8 +572,8 @@ async fn serve(config_path: &Path, log_format: LogFormat) -> CliResult<()> {
     conn::serve_connections(listeners, Arc::new(service), ConnLimits::from(&config.limits), shutdown, drain)
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(api) = api {
-        let _ = api.await;
+    for task in api.into_iter().chain(ingest) {
+        let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())

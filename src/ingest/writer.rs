@@ -131,18 +131,15 @@ impl LiveWriter {
             let bytes = storage.read_all(&path).await.map_err(storage_error)?;
             let stored = live::parse_init(&path, &bytes).map_err(storage_error)?.info;
             if stored.sample_entry != info.sample_entry || stored.timescale != info.timescale {
-                return Err(IngestError::bad(
-                        "codec_change",
-                        format!(
-                            "track '{}' of event '{}' continues with another sample entry ({} at {} Hz) than it was stored with ({} at {} Hz)",
-                            track.key,
-                            event.name,
-                            info.codec.codec_string,
-                            info.timescale,
-                            stored.codec.codec_string,
-                            stored.timescale
-                        ),
-                    ));
+                let described = |i: &TrackInfo| format!("{} at {} Hz", i.codec.codec_string, i.timescale);
+                let message = format!(
+                    "track '{}' of event '{}' was stored as {}; it cannot continue as {}",
+                    track.key,
+                    event.name,
+                    described(&stored),
+                    described(&info)
+                );
+                return Err(IngestError::bad("codec_change", message));
             }
         }
 
@@ -237,79 +234,90 @@ impl TrackWriter {
         let bytes = self.index.samples.byte_count(0..n);
         let segment = Segment { first_sample: 0, sample_count: n as u32, time, duration, bytes, discontinuity };
         let sequence_number = u32::try_from(doc.fragment_count() + 1).unwrap_or(u32::MAX);
-        let built = cmaf::media_segment(
-            &self.index,
-            &segment,
-            sequence_number,
-            &SourceSpan::new(0, payload),
-            Flavor::Cmaf,
-            None,
-        )
-        .map_err(|e| IngestError::bad("samples", format!("track '{}': {e}", self.track.key)))?;
-        let mut object = BytesMut::with_capacity(built.parts.iter().map(Bytes::len).sum());
-        for part in &built.parts {
-            object.extend_from_slice(part);
-        }
+        let object = self.fragment_object(&segment, sequence_number, payload)?;
         let object_len = object.len() as u64;
-        let storage = &self.event.storage;
-        let fragment_path = live::fragment_path(&self.event.folder, &self.track.key, time);
-        let check_state = self.state_checked.elapsed() >= STATE_CHECK_INTERVAL;
-        let (written, state) = tokio::join!(put(storage, &fragment_path, object.freeze(), PutMode::Overwrite), async {
-            match check_state {
-                true => {
-                    live::read_event_doc(storage, &self.event.folder).await.map(|doc| doc.map(|(doc, _)| doc.state))
-                }
-                false => Ok(Some(EventState::Running)),
-            }
-        });
-        written?;
-        match state {
-            Ok(Some(EventState::Running)) => {
-                if check_state {
-                    self.state_checked = Instant::now();
-                }
-            }
-            Ok(Some(EventState::Stopped)) => return Err(stopped(&self.event)),
-            Ok(None) => {
-                return Err(IngestError::Forbidden(format!(
-                    "live event '{}' has no event document any more",
-                    self.event.name
-                )))
-            }
-            // Checked again at the next fragment: a failed read must not fail the ingest.
-            Err(e) => tracing::debug!(event = %self.event.name, error = %e, "live event state not read"),
-        }
+        self.write_fragment(&live::fragment_path(&self.event.folder, &self.track.key, time), object).await?;
 
-        if !discontinuity {
-            doc.end_last_at(time);
-        } else {
+        if discontinuity {
             doc.discontinuities.push(time);
+        } else {
+            doc.end_last_at(time);
         }
         doc.push(time, duration);
         doc.bytes += bytes;
         doc.peak_bitrate = doc.peak_bitrate.max(bitrate(bytes, duration, self.index.info.timescale));
         doc.updated_ms = now_ms();
-        let doc_path = live::track_doc_path(&self.event.folder, &self.track.key);
-        let mode = match version {
-            Some(version) => PutMode::Update(version),
-            None => PutMode::Create,
-        };
-        let version = match put(storage, &doc_path, json(&doc)?, mode).await {
-            Err(IngestError::Forbidden(_)) => {
-                return Err(IngestError::Forbidden(format!(
-                    "track '{}' of event '{}' taken over by another connection",
-                    self.track.key, self.event.name
-                )))
-            }
-            written => written?,
-        };
-        self.doc = Some((doc, version));
+        self.write_doc(doc, version).await?;
         self.discontinuity = false;
 
         let protocol = self.protocol.as_str();
         self.metrics.fragments_ingested.with_label_values(&[protocol]).inc();
         self.metrics.bytes_ingested.with_label_values(&[protocol]).inc_by(object_len);
         self.metrics.ingest_store_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// The stored form of the fragment at hand: `styp moof mdat` by our CMAF writer, whatever
+    /// the encoder sent, so live segments are built exactly as VOD ones.
+    fn fragment_object(&self, segment: &Segment, sequence_number: u32, payload: Bytes) -> Result<Bytes, IngestError> {
+        let span = SourceSpan::new(0, payload);
+        let built = cmaf::media_segment(&self.index, segment, sequence_number, &span, Flavor::Cmaf, None)
+            .map_err(|e| IngestError::bad("samples", format!("track '{}': {e}", self.track.key)))?;
+        let mut object = BytesMut::with_capacity(built.parts.iter().map(Bytes::len).sum());
+        for part in &built.parts {
+            object.extend_from_slice(part);
+        }
+        Ok(object.freeze())
+    }
+
+    /// Writes a fragment object; every [`STATE_CHECK_INTERVAL`] also reads the event's state
+    /// alongside, and refuses the fragment (unnamed: not acknowledged) once it is stopped.
+    async fn write_fragment(&mut self, path: &str, object: Bytes) -> Result<(), IngestError> {
+        let storage = &self.event.storage;
+        let check_state = self.state_checked.elapsed() >= STATE_CHECK_INTERVAL;
+        let state = async {
+            match check_state {
+                true => {
+                    live::read_event_doc(storage, &self.event.folder).await.map(|doc| doc.map(|(doc, _)| doc.state))
+                }
+                false => Ok(Some(EventState::Running)),
+            }
+        };
+        let (written, state) = tokio::join!(put(storage, path, object, PutMode::Overwrite), state);
+        written?;
+        match state {
+            Ok(Some(EventState::Running)) if check_state => self.state_checked = Instant::now(),
+            Ok(Some(EventState::Running)) => {}
+            Ok(Some(EventState::Stopped)) => return Err(stopped(&self.event)),
+            Ok(None) => {
+                let message = format!("live event '{}' has no event document any more", self.event.name);
+                return Err(IngestError::Forbidden(message));
+            }
+            // Checked again at the next fragment: a failed read must not fail the ingest.
+            Err(e) => tracing::debug!(event = %self.event.name, error = %e, "live event state not read"),
+        }
+        Ok(())
+    }
+
+    /// Writes the track document over the version this connection last wrote (or read): a
+    /// changed one means another connection (here or on another replica) took the track.
+    async fn write_doc(&mut self, doc: TrackDoc, version: Option<UpdateVersion>) -> Result<(), IngestError> {
+        let path = live::track_doc_path(&self.event.folder, &self.track.key);
+        let mode = match version {
+            Some(version) => PutMode::Update(version),
+            None => PutMode::Create,
+        };
+        let version = match put(&self.event.storage, &path, json(&doc)?, mode).await {
+            Err(IngestError::Forbidden(_)) => {
+                let message = format!(
+                    "track '{}' of event '{}' taken over by another connection",
+                    self.track.key, self.event.name
+                );
+                return Err(IngestError::Forbidden(message));
+            }
+            written => written?,
+        };
+        self.doc = Some((doc, version));
         Ok(())
     }
 
@@ -448,11 +456,13 @@ impl TrackWriter {
 impl Drop for TrackWriter {
     /// Ends this connection's claim on the track (a newer connection keeps its own).
     fn drop(&mut self) {
-        if self.slot.owner.compare_exchange(self.connection, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            let mut tracks = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-            if tracks.get(&self.id).is_some_and(|slot| Arc::ptr_eq(slot, &self.slot)) {
-                tracks.remove(&self.id);
-            }
+        // Under the registry's lock, as takeovers are: a newer connection is either not there
+        // yet (the slot goes) or owns the slot already (it stays).
+        let mut tracks = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        if self.slot.owner.compare_exchange(self.connection, 0, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            && tracks.get(&self.id).is_some_and(|slot| Arc::ptr_eq(slot, &self.slot))
+        {
+            tracks.remove(&self.id);
         }
     }
 }

@@ -166,16 +166,16 @@ impl Api {
                 ))),
             };
         }
-        if let Some((other, _)) = self.stored_all::<LiveOutputProperties>(&collection).await?.first() {
-            return Err(ApiError::conflict(format!(
-                "live event '{event_name}' records into live output '{other}': one live output at a time"
-            )));
-        }
         let asset_name = &output.asset_name;
         let asset = self
             .asset_of(&output)
             .await?
             .ok_or_else(|| ApiError::bad_request(format!("properties.assetName: no asset '{asset_name}'")))?;
+        if let Some((other, _)) = self.stored_all::<LiveOutputProperties>(&collection).await?.first() {
+            return Err(ApiError::conflict(format!(
+                "live event '{event_name}' records into live output '{other}': one live output at a time"
+            )));
+        }
         for (other_event, _) in self.stored_all::<LiveEventProperties>(&Collection::LiveEvents).await? {
             let outputs =
                 self.stored_all::<LiveOutputProperties>(&Collection::LiveOutputs(other_event.clone())).await?;

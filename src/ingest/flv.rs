@@ -221,6 +221,41 @@ impl Clock {
     }
 }
 
+/// Undoes a timestamp error of scuffle-rtmp 0.2.3: a message whose chunk has a type 3 header
+/// (the same type, length and timestamp delta as the message before it on its chunk stream,
+/// which ffmpeg sends for equal-sized AAC frames) is given the previous message's timestamp
+/// instead of one delta later, and later deltas of that chunk stream build on the value it
+/// kept. Such a message is known by repeating the previous message's timestamp and length: it is
+/// put one delta after its predecessor, and what the chunk stream lost so far is added to the
+/// timestamps that follow. ffmpeg and OBS send audio and video on chunk streams of their own,
+/// so one repair per kind follows one chunk stream.
+#[derive(Debug, Default)]
+struct ChunkTimestamps {
+    /// The previous message: timestamp as reported, length, timestamp repaired.
+    previous: Option<(u32, usize, u32)>,
+    /// The last delta between repaired timestamps.
+    delta: u32,
+    /// What the chunk stream's timestamps lag behind by.
+    lag: u32,
+}
+
+impl ChunkTimestamps {
+    fn repair(&mut self, reported: u32, len: usize) -> u32 {
+        let repaired = match self.previous {
+            Some((previous, previous_len, previous_repaired)) if previous == reported && previous_len == len => {
+                self.lag = self.lag.wrapping_add(self.delta);
+                previous_repaired.wrapping_add(self.delta)
+            }
+            _ => reported.wrapping_add(self.lag),
+        };
+        if let Some((_, _, previous_repaired)) = self.previous {
+            self.delta = repaired.wrapping_sub(previous_repaired);
+        }
+        self.previous = Some((reported, len, repaired));
+        repaired
+    }
+}
+
 /// The samples of one track since its last cut.
 #[derive(Debug)]
 struct Pending {
@@ -362,6 +397,8 @@ pub struct StreamMuxer {
     take_audio: bool,
     max_fragment_bytes: u64,
     clock: Clock,
+    video_timestamps: ChunkTimestamps,
+    audio_timestamps: ChunkTimestamps,
     video: Option<Pending>,
     audio: Option<(Pending, AudioGrid)>,
     /// Presentation times (ms) of video cuts the audio has not reached yet.
@@ -377,6 +414,8 @@ impl StreamMuxer {
             take_audio,
             max_fragment_bytes,
             clock: Clock::default(),
+            video_timestamps: ChunkTimestamps::default(),
+            audio_timestamps: ChunkTimestamps::default(),
             video: None,
             audio: None,
             cuts: VecDeque::new(),
@@ -400,6 +439,7 @@ impl StreamMuxer {
 
     /// A video message with RTMP timestamp `ts`.
     pub fn video(&mut self, ts: u32, body: Bytes, out: &mut Vec<Output>) -> Result<(), IngestError> {
+        let ts = self.video_timestamps.repair(ts, body.len());
         match video_tag(body)? {
             VideoTag::Config(info) => {
                 if let Some(pending) = &self.video {
@@ -443,6 +483,7 @@ impl StreamMuxer {
         if !self.take_audio {
             return Ok(());
         }
+        let ts = self.audio_timestamps.repair(ts, body.len());
         match audio_tag(body)? {
             AudioTag::Config(info) => {
                 if let Some((pending, _)) = &self.audio {
@@ -637,6 +678,19 @@ mod tests {
         assert_eq!(clock.extend(20), (1 << 32) + 20);
         assert_eq!(clock.extend(u32::MAX), u64::from(u32::MAX)); // an earlier value of the previous era
         assert_eq!(clock.extend(5), (1 << 32) + 5);
+    }
+
+    #[test]
+    fn type_3_chunk_timestamps_are_repaired() {
+        let mut t = ChunkTimestamps::default();
+        // Sent: 59, 80, 101, 123 (type 3: same size, same delta as 101), 144, 165.
+        // Reported: 123 arrives as 101, and the stream's later deltas build on that.
+        let reported = [(59, 7), (80, 9), (101, 9), (101, 9), (122, 8), (143, 8)];
+        let repaired: Vec<u32> = reported.iter().map(|&(ts, len)| t.repair(ts, len)).collect();
+        assert_eq!(repaired, vec![59, 80, 101, 122, 143, 164]);
+        // The same timestamp with another length is a real repeat (sequence header, frame).
+        let mut t = ChunkTimestamps::default();
+        assert_eq!([(0, 52), (0, 9000), (40, 300)].map(|(ts, len)| t.repair(ts, len)), [0, 0, 40]);
     }
 
     /// A 25 fps stream with 2 s GOPs (cts 80 ms on keyframes) and 48 kHz AAC, interleaved as

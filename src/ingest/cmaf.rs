@@ -67,8 +67,10 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
     let shared = Arc::new(Shared { ingest, tracks: Mutex::default(), generations: AtomicU64::new(0), stopped });
     let idle = shared.ingest.limits.idle_timeout;
     let mut builder = hyper::server::conn::http1::Builder::new();
-    // Also bounds the wait for the next request on a kept-alive connection.
-    builder.timer(TokioTimer::new()).header_read_timeout(idle);
+    // The header timeout also bounds the wait for the next request on a kept-alive connection.
+    // An encoder may close its side right after its body's last byte without waiting for the
+    // answer (ffmpeg does): half-close keeps hyper from dropping the request still storing it.
+    builder.timer(TokioTimer::new()).header_read_timeout(idle).half_close(true);
     let mut connections = JoinSet::new();
     let mut sweep = tokio::time::interval(idle);
     tokio::pin!(shutdown);
@@ -117,7 +119,16 @@ fn service(
     let shared = shared.clone();
     hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(shared.request(req, peer).await) }
+        async move {
+            // In a task of its own, so that a connection going away cannot cancel a fragment
+            // halfway through being stored: the request sees the body end and finishes.
+            let request = tokio::spawn(async move { shared.request(req, peer).await });
+            let response = request.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "CMAF ingest request failed");
+                closing(answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+            });
+            Ok::<_, Infallible>(response)
+        }
     })
 }
 
@@ -194,7 +205,7 @@ impl Shared {
 
     /// Answers one request; an error closes the connection (the encoder may not read the
     /// answer before its body is done, so the close is what stops it).
-    async fn request(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn request(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
         match self.ingest_request(req).await {
             Ok(status) => answer(status, ""),
             Err(Refusal { event, stream, error }) => {
@@ -478,6 +489,12 @@ fn answer(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
     if !text.is_empty() {
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
+    response
+}
+
+/// `response` with the connection closed after it.
+fn closing(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -62,7 +62,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     c.bench_function("hls media playlist 2h (3600 segments)", |b| {
-        b.iter(|| hls::media_playlist(&video, Format::M3u8Cmaf, None, &Default::default(), None, &[], false))
+        b.iter(|| hls::media_playlist(&video, Format::M3u8Cmaf, None, &Default::default(), None, &[], false, None))
     });
     c.bench_function("hls multivariant", |b| {
         b.iter(|| hls::multivariant(&asset, &options(Format::M3u8Cmaf), None, false))

@@ -460,14 +460,15 @@ async fn until_stopped(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|&s| s).await;
 }
 
-/// Starts the ingest listeners `[ingest]` configures (CMAF over HTTP, RTMP), each ending once
+/// Starts the ingest listeners `[ingest]` configures (CMAF over HTTP, RTMP; they share the
+/// connection limit and the writer), each ending once
 /// `stopped` says so; returns where encoders reach them and the listeners' tasks.
 fn start_ingest(
     config: &Config,
     origin: &Arc<Origin>,
     stopped: &tokio::sync::watch::Receiver<bool>,
 ) -> CliResult<(IngestEndpoints, Vec<tokio::task::JoinHandle<()>>)> {
-    use jit_origin::ingest::{cmaf, writer::LiveWriter, Ingest, IngestLimits};
+    use jit_origin::ingest::{cmaf, rtmp, writer::LiveWriter, Ingest, IngestLimits};
     let host = config.api.as_ref().and_then(|api| api.ingest_host.clone());
     let mut endpoints = IngestEndpoints { host, ..IngestEndpoints::default() };
     let Some(ingest) = &config.ingest else { return Ok((endpoints, Vec::new())) };
@@ -486,6 +487,14 @@ fn start_ingest(
         say(format_args!("CMAF ingest on http://{addr}/ingest/{{event}}/Streams({{name}})"));
         endpoints.cmaf = Some(addr);
         tasks.push(tokio::spawn(cmaf::serve(tcp, shared.clone(), until_stopped(stopped.clone()))));
+    }
+    if let Some(addr) = ingest.rtmp_listen {
+        let tcp = bind(addr)?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, "serving RTMP ingest");
+        say(format_args!("RTMP ingest on rtmp://{addr}/live/{{access token}}"));
+        endpoints.rtmp = Some(addr);
+        tasks.push(tokio::spawn(rtmp::serve(tcp, shared, until_stopped(stopped.clone()))));
     }
     Ok((endpoints, tasks))
 }

@@ -34,6 +34,7 @@ struct Origin {
     config: PathBuf,
     api: u16,
     cmaf: u16,
+    rtmp: u16,
 }
 
 impl Drop for Origin {
@@ -49,14 +50,14 @@ impl Origin {
         for folder in ["media", "docs/ams"] {
             std::fs::create_dir_all(dir.path().join(folder)).unwrap();
         }
-        let (http, api, cmaf) = (free_port(), free_port(), free_port());
+        let (http, api, cmaf, rtmp) = (free_port(), free_port(), free_port(), free_port());
         let text = format!(
             "listen = \"127.0.0.1:{http}\"\n\
              [[storage]]\nname = \"media\"\nurl = \"file://{root}/media\"\n\
              [[storage]]\nname = \"docs\"\nurl = \"file://{root}/docs\"\n\
              [store]\nstorage = \"docs\"\nprefix = \"ams\"\nrefresh_secs = 1\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\ntokens_env = \"LIVE_API_TEST_TOKENS\"\n\
-             [ingest]\nlisten = \"127.0.0.1:{cmaf}\"\n\
+             [ingest]\nlisten = \"127.0.0.1:{cmaf}\"\nrtmp_listen = \"127.0.0.1:{rtmp}\"\n\
              [[live_event]]\nname = \"config-event\"\naccess_token = \"{CONFIG_EVENT_TOKEN}\"\nstorage = \"media\"\n\
              folder = \"live/config-event\"\ndvr_window_secs = 600\n",
             root = dir.path().display(),
@@ -72,8 +73,8 @@ impl Origin {
             .stdout(Stdio::null())
             .spawn()
             .expect("origin");
-        let origin = Origin { child, dir, config, api, cmaf };
-        for port in [api, cmaf, http] {
+        let origin = Origin { child, dir, config, api, cmaf, rtmp };
+        for port in [api, cmaf, rtmp, http] {
             let deadline = Instant::now() + Duration::from_secs(30);
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                 assert!(Instant::now() < deadline, "nothing listens on port {port}");
@@ -219,10 +220,12 @@ async fn an_event_records_into_its_output_asset_as_it_is_started_and_stopped() {
     assert_eq!(origin.call(Method::GET, "liveEvents/ev1", None).await.0, 404);
     assert_eq!(origin.call(Method::GET, "assets/match", None).await.0, 200, "the recorded asset stays");
 
-    // autoStart: created running. The listed RTMP URL needs an RTMP listener, absent here.
+    // autoStart: created running.
     let (status, auto) = origin.call(Method::PUT, "liveEvents/ev2?autoStart=true", Some(event("RTMP"))).await;
     assert_eq!((status, auto["properties"]["resourceState"].as_str()), (201, Some("Running")), "{auto}");
-    assert_eq!(auto["properties"]["input"].get("endpoints"), None, "{auto}");
+    let token = auto["properties"]["input"]["accessToken"].as_str().unwrap();
+    let rtmp_url = format!("rtmp://127.0.0.1:{}/live/{token}", origin.rtmp);
+    assert_eq!(auto["properties"]["input"]["endpoints"], json!([{ "protocol": "RTMP", "url": rtmp_url }]));
 }
 
 #[tokio::test]
@@ -277,7 +280,7 @@ fn the_command_line_starts_and_stops_a_config_event() {
     let origin = Origin::start();
     let cli = |args: &[&str]| {
         let mut command = Command::new(common::bin());
-        command.arg("live-event").args(args).arg("--config").arg(&origin.config);
+        command.arg("live-event").args(args).arg("--config").arg(&origin.config).env("LIVE_API_TEST_TOKENS", TOKEN);
         command.output().expect("jit-origin live-event")
     };
     let started = cli(&["start", "config-event"]);

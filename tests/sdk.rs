@@ -8,6 +8,8 @@
 //! paths, on the streaming port once the store has been refreshed, decode to the source's
 //! frames: the filtered tracks and time range for the clear locator, the whole video for the
 //! envelope one; the download paths serve the asset's MP4 files as stored.
+//! tests/sdk/live.py runs a live event's lifecycle through the SDK's long-running-operation
+//! pollers (`begin_create`, `begin_start`, `begin_stop`, `begin_delete`).
 
 mod common;
 
@@ -59,26 +61,25 @@ fn path_of(answer: &Value, protocol: &str, scheme: &str, format: &str) -> String
     found.unwrap_or_else(|| panic!("no {format} path in {entry}")).to_string()
 }
 
-#[test]
-fn the_official_sdk_publishes_what_plays() {
-    let python = python();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = make_certificate(dir.path(), "api");
+/// The origin binary with its management API over HTTPS, its store in `dir`, `extra` added to
+/// its config: the process, the media port, the API's URL and certificate.
+fn start_origin(dir: &Path, extra: &str) -> (Origin, u16, String, PathBuf) {
+    let (cert, key) = make_certificate(dir, "api");
     let (http, api) = (free_port(), free_port());
     let config = format!(
         "listen = \"127.0.0.1:{http}\"\n{storage}\
          [[storage]]\nname = \"docs\"\nurl = \"file://{docs}\"\n\
          [store]\nstorage = \"docs\"\nprefix = \"ams\"\nrefresh_secs = 1\n\
-         [api]\nlisten = \"127.0.0.1:{api}\"\ntokens_env = \"SDK_TEST_TOKENS\"\ncert_pem = \"{cert}\"\nkey_pem = \"{key}\"\n",
+         [api]\nlisten = \"127.0.0.1:{api}\"\ntokens_env = \"SDK_TEST_TOKENS\"\ncert_pem = \"{cert}\"\nkey_pem = \"{key}\"\n{extra}",
         storage = fixtures_storage_toml(),
-        docs = dir.path().display(),
+        docs = dir.display(),
         cert = cert.display(),
         key = key.display(),
     );
-    std::fs::create_dir_all(dir.path().join("ams")).unwrap();
-    let config_path = dir.path().join("origin.toml");
+    std::fs::create_dir_all(dir.join("ams")).unwrap();
+    let config_path = dir.join("origin.toml");
     std::fs::write(&config_path, config).unwrap();
-    let _origin = Origin(
+    let origin = Origin(
         Command::new(common::bin())
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -91,16 +92,27 @@ fn the_official_sdk_publishes_what_plays() {
     );
     wait_for_port(api);
     wait_for_port(http);
+    (origin, http, format!("https://127.0.0.1:{api}"), cert)
+}
 
-    let output = Command::new(&python)
-        .arg(repo().join("tests/sdk/publish.py"))
-        .arg(format!("https://127.0.0.1:{api}"))
-        .arg(&cert)
+/// Runs the SDK script `tests/sdk/{script}` against the API at `base_url`; what it prints.
+fn run_script(script: &str, base_url: &str, cert: &Path) -> Value {
+    let output = Command::new(python())
+        .arg(repo().join("tests/sdk").join(script))
+        .arg(base_url)
+        .arg(cert)
         .env("API_TOKEN", TOKEN)
         .output()
         .expect("python");
-    assert!(output.status.success(), "publish.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    let answer: Value = serde_json::from_slice(&output.stdout).expect("publish.py prints JSON");
+    assert!(output.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{script} prints JSON: {e}"))
+}
+
+#[test]
+fn the_official_sdk_publishes_what_plays() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_origin, http, api, cert) = start_origin(dir.path(), "");
+    let answer = run_script("publish.py", &api, &cert);
     let published = Instant::now();
 
     let clear = &answer["sdk-clear"];
@@ -162,4 +174,35 @@ fn the_official_sdk_publishes_what_plays() {
     let video = files.iter().find(|f| f.ends_with("/video_150k.mp4")).expect("video_150k.mp4 listed");
     let got = get_blocking(&format!("http://127.0.0.1:{http}{video}")).ok();
     assert!(got.body == std::fs::read(&source).unwrap(), "{video} is not the file as stored");
+}
+
+/// tests/sdk/live.py: a live event and its output through the SDK's pollers (create, start,
+/// stop, delete); the event's asset folder says running, then stopped, and the event lists its
+/// RTMP ingest URL with the ingest listener's port.
+#[test]
+fn the_official_sdk_runs_a_live_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let rtmp = free_port();
+    let extra = format!(
+        "[[storage]]\nname = \"media\"\nurl = \"file://{}\"\n[ingest]\nrtmp_listen = \"127.0.0.1:{rtmp}\"\n",
+        media.display()
+    );
+    let (_origin, _, api, cert) = start_origin(dir.path(), &extra);
+    let answer = run_script("live.py", &api, &cert);
+    let token = answer["token"].as_str().unwrap();
+    let expected = serde_json::json!({
+        "created": "Stopped",
+        "token": token,
+        "output": { "asset": "live-sdk", "window": 1800.0 },
+        "started": "Running",
+        "endpoints": [{ "protocol": "RTMP", "url": format!("rtmp://127.0.0.1:{rtmp}/live/{token}") }],
+        "listed": ["sdk-event"],
+        "stopped": "Stopped",
+        "events_left": [],
+    });
+    assert_eq!(answer, expected);
+    let live: Value = serde_json::from_slice(&std::fs::read(media.join("live/sdk/live.json")).unwrap()).unwrap();
+    assert_eq!((live["event"].as_str(), live["state"].as_str()), (Some("sdk-event"), Some("stopped")), "{live}");
 }

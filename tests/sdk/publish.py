@@ -41,11 +41,15 @@ def condition(prop, value, operation="Equal"):
     return FilterTrackPropertyCondition(property=prop, value=value, operation=operation)
 
 
-def main():
-    base_url, ca_cert = sys.argv[1], sys.argv[2]
-    client = AzureMediaServices(
+def media_services(base_url, ca_cert):
+    """The SDK's client of the API at base_url, trusting ca_cert, with the token in API_TOKEN."""
+    return AzureMediaServices(
         StaticToken(os.environ["API_TOKEN"]), SUBSCRIPTION, base_url=base_url, connection_verify=ca_cert
     )
+
+
+def main():
+    client = media_services(sys.argv[1], sys.argv[2])
     client.assets.create_or_update(GROUP, ACCOUNT, "ladder-sdk", Asset(container="ladder", description="SDK test"))
     client.account_filters.create_or_update(
         GROUP,

@@ -35,8 +35,8 @@ const FPS: u32 = 25;
 const GOP_FRAMES: u32 = 2 * FPS;
 /// The DVR window of the events (the smallest AMS allows).
 const DVR_WINDOW_SECS: f64 = 60.0;
-/// The window of the `last10` filter (AMS `presentationWindowDuration`, 100 ns units).
-const FILTER_WINDOW_SECS: f64 = 10.0;
+/// The live edge backoff of the `backoff` filter (AMS `liveBackoffDuration`).
+const BACKOFF_SECS: f64 = 6.0;
 
 /// One video rendition of the encodes.
 #[derive(Clone, Copy)]
@@ -88,22 +88,33 @@ impl Event {
     }
 }
 
-/// The storage folder the origins share, and the folder for configs, logs and references.
+/// The storage folder the origins share, and the folder for configs, logs and references;
+/// kept when the test fails.
 struct Bench {
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
 }
 
 impl Bench {
     fn new() -> Bench {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("media")).expect("media folder");
-        Bench { dir }
+        let root = dir.path().to_path_buf();
+        Bench { dir: Some(dir), root }
     }
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.root.join(name)
     }
     fn media(&self) -> PathBuf {
         self.path("media")
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take().filter(|_| std::thread::panicking()) {
+            eprintln!("storage, configs, logs and references kept in {}", dir.keep().display());
+        }
     }
 }
 
@@ -134,11 +145,11 @@ impl Origin {
             text += &format!("[ingest]\nlisten = \"127.0.0.1:{}\"\nrtmp_listen = \"127.0.0.1:{}\"\n", p.cmaf, p.rtmp);
         }
         text += &format!("[[storage]]\nname = \"live\"\nurl = \"file://{}\"\n", bench.media().display());
-        // A 10 s sliding window over the DVR window.
+        // Players kept 6 s behind the live edge (100 ns units).
         text += &format!(
-            "[[filter]]\nname = \"last10\"\n[filter.properties.presentationTimeRange]\n\
-             presentationWindowDuration = {}\n",
-            (FILTER_WINDOW_SECS * 1e7) as u64
+            "[[filter]]\nname = \"backoff\"\n[filter.properties.presentationTimeRange]\n\
+             liveBackoffDuration = {}\n",
+            (BACKOFF_SECS * 1e7) as u64
         );
         for event in events {
             text += &event.toml();
@@ -362,11 +373,11 @@ fn multivariant(url: &str, text: &str) -> Multivariant {
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         if line.starts_with("#EXT-X-STREAM-INF:") {
-            let height = hls_attr(line, "RESOLUTION")
-                .and_then(|r| r.split('x').nth(1)?.parse().ok())
-                .unwrap_or_else(|| panic!("a variant without RESOLUTION in\n{text}"));
             let uri = lines.next().unwrap_or_else(|| panic!("a variant without URI in\n{text}"));
-            video.entry(height).or_insert_with(|| resolve(url, uri.trim()));
+            // Audio-only variants have no RESOLUTION.
+            if let Some(height) = hls_attr(line, "RESOLUTION").and_then(|r| r.split('x').nth(1)?.parse().ok()) {
+                video.entry(height).or_insert_with(|| resolve(url, uri.trim()));
+            }
         } else if line.starts_with("#EXT-X-MEDIA:") && line.contains("TYPE=AUDIO") {
             if let Some(uri) = hls_attr(line, "URI") {
                 let uri = resolve(url, uri);
@@ -425,6 +436,12 @@ impl MediaPlaylist {
         MediaPlaylist::parse(url, &get_blocking(url).ok().text())
     }
 
+    /// The media sequence and the segment paths on the server at `base`: what two origins
+    /// serving the same window have in common.
+    fn window(&self, base: &str) -> (u64, Vec<String>) {
+        (self.sequence, self.urls().iter().map(|u| u.trim_start_matches(base).to_string()).collect())
+    }
+
     fn urls(&self) -> Vec<&str> {
         self.segments.iter().map(|(u, _)| u.as_str()).collect()
     }
@@ -463,7 +480,8 @@ fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T,
 /// The event's multivariant HLS playlist (CMAF, or `format` with `extra` keys) from `origin`,
 /// once it lists its renditions.
 fn live_multivariant(origin: &Origin, event: &Event, keys: &str, renditions: usize) -> Multivariant {
-    let url = origin.url(&event.path(&format!("manifest(format=m3u8-cmaf{keys})")));
+    // With the extension, as players ask: segment URLs get theirs (ffmpeg's HLS demuxer wants them).
+    let url = origin.url(&event.path(&format!("manifest(format=m3u8-cmaf{keys}).m3u8")));
     eventually(&format!("{url} listing {renditions} renditions"), Duration::from_secs(30), || {
         let got = get_blocking(&url);
         if got.status != 200 {
@@ -479,22 +497,23 @@ fn live_multivariant(origin: &Origin, event: &Event, keys: &str, renditions: usi
 }
 
 /// What the tests check while an event is live, every second until the encoder ends:
-/// the playlists advance, hold the DVR window and the filter's window, a second origin lists
-/// the same segments, DASH is dynamic.
+/// the playlists advance within the DVR window, a `liveBackoffDuration` filter keeps them that
+/// far behind the edge, a second origin lists the same segments, DASH is dynamic.
 fn watch_live(a: &Origin, b: &Origin, event: &Event, encoder: &mut Encoder, renditions: usize) {
     let m = live_multivariant(a, event, "", renditions);
     let video = m.video.values().next().expect("a video rendition").clone();
-    let path_of = |url: &str| url.trim_start_matches(&a.base).to_string();
-    let filtered = live_multivariant(a, event, ",filter=last10", renditions);
+    let on_b = b.url(video.trim_start_matches(&a.base));
+    let filtered = live_multivariant(a, event, ",filter=backoff", renditions);
     let filtered_video = filtered.video.values().next().expect("a filtered video rendition").clone();
 
     let mut last_numbers = BTreeSet::new();
     let mut same_on_b = 0;
-    let mut filtered_starts = BTreeSet::new();
-    let mut full_filter_windows = 0;
+    let mut backed_off = BTreeSet::new();
     while encoder.running() {
+        // The filtered playlist first: the other, read after it, is never older.
+        let f = MediaPlaylist::get(&filtered_video);
         let p = MediaPlaylist::get(&video);
-        assert!(!p.ended, "ENDLIST while the event is live:\n{p:?}");
+        assert!(!p.ended && !f.ended, "ENDLIST while the event is live:\n{p:?}\n{f:?}");
         assert!(p.program_date_time, "no EXT-X-PROGRAM-DATE-TIME in a live playlist: {p:?}");
         assert!(p.seconds() <= DVR_WINDOW_SECS + 2.5, "{} s listed, over the DVR window: {p:?}", p.seconds());
         for (url, d) in &p.segments {
@@ -502,41 +521,36 @@ fn watch_live(a: &Origin, b: &Origin, event: &Event, encoder: &mut Encoder, rend
         }
         last_numbers.insert(p.next_number());
 
+        // The backoff filter lists the same segments up to 6 s (and at most a segment more)
+        // before the live edge; measured when no segment came in between the two reads.
+        assert!(p.urls().starts_with(&f.urls()), "the filtered playlist is not a prefix:\n{f:?}\n{p:?}");
+        let behind = p.seconds() - f.seconds();
+        let unchanged = MediaPlaylist::get(&filtered_video) == f;
+        if unchanged && p.seconds() > BACKOFF_SECS + 2.5 {
+            assert!(
+                (BACKOFF_SECS - 0.1..=BACKOFF_SECS + 2.5).contains(&behind),
+                "the backoff filter lists {behind:.2} s less than the live playlist:\n{f:?}\n{p:?}"
+            );
+            backed_off.insert(f.next_number());
+        }
+
         // The second origin lists the same segments (it may be a refresh behind: retry).
-        let on_b = b.url(&path_of(&video));
         let deadline = Instant::now() + Duration::from_secs(3);
         loop {
             let pa = MediaPlaylist::get(&video);
             let pb = MediaPlaylist::get(&on_b);
-            let (ua, ub): (Vec<String>, Vec<String>) =
-                (pa.urls().iter().map(|u| path_of(u)).collect(), pb.urls().iter().map(|u| path_of(u)).collect());
-            if pa.sequence == pb.sequence && ua == ub {
+            if pa.window(&a.base) == pb.window(&b.base) {
                 same_on_b += 1;
                 break;
             }
             assert!(Instant::now() < deadline, "the second origin lists other segments:\nA {pa:?}\nB {pb:?}");
             std::thread::sleep(Duration::from_millis(100));
         }
-
-        let f = MediaPlaylist::get(&filtered_video);
-        assert!(!f.ended, "{f:?}");
-        assert!(
-            f.seconds() <= FILTER_WINDOW_SECS + 2.5,
-            "the {FILTER_WINDOW_SECS} s window lists {} s: {f:?}",
-            f.seconds()
-        );
-        if let Some((first, _)) = f.segments.first() {
-            filtered_starts.insert(segment_time(first));
-        }
-        if f.seconds() >= FILTER_WINDOW_SECS - 2.5 {
-            full_filter_windows += 1;
-        }
         std::thread::sleep(Duration::from_secs(1));
     }
     assert!(last_numbers.len() >= 8, "the playlist advanced {} times in the event: {last_numbers:?}", last_numbers.len());
     assert!(same_on_b >= 5, "the second origin was compared {same_on_b} times");
-    assert!(full_filter_windows >= 5, "the filtered window was full {full_filter_windows} times");
-    assert!(filtered_starts.len() >= 5, "the filtered window slid {} times: {filtered_starts:?}", filtered_starts.len());
+    assert!(backed_off.len() >= 5, "the backoff playlist advanced {} times: {backed_off:?}", backed_off.len());
 
     let mpd = a.get(&event.path("manifest(format=mpd-time-cmaf).mpd")).ok().text();
     // The MPD was read after the encoder ended but before the event was stopped.
@@ -564,10 +578,7 @@ fn check_stopped(a: &Origin, b: &Origin, event: &Event, renditions: usize) {
                 Err(format!("{p:?}"))
             }
         });
-        let paths = |p: &MediaPlaylist, base: &str| -> Vec<String> {
-            p.urls().iter().map(|u| u.trim_start_matches(base).to_string()).collect()
-        };
-        assert_eq!((p.sequence, paths(&p, &a.base)), (pb.sequence, paths(&pb, &b.base)), "{url}");
+        assert_eq!(p.window(&a.base), pb.window(&b.base), "{url}");
     }
     for origin in [a, b] {
         let mpd = origin.get(&event.path("manifest(format=mpd-time-cmaf).mpd")).ok().text();
@@ -606,7 +617,7 @@ fn dash_representations(mpd: &str) -> (BTreeMap<u32, String>, Vec<String>) {
 fn check_decodes(hls_from: &Origin, dash_from: &Origin, event: &Event, renditions: &[Rendition], reference: &Path) {
     let mut jobs: Vec<(String, String, String, String)> = Vec::new(); // label, input, map, reference map
     let cmaf = live_multivariant(hls_from, event, "", renditions.len());
-    let ts_url = hls_from.url(&event.path("manifest(format=m3u8-aapl)"));
+    let ts_url = hls_from.url(&event.path("manifest(format=m3u8-aapl).m3u8"));
     let ts = multivariant(&ts_url, &get_blocking(&ts_url).ok().text());
     let mpd_url = dash_from.url(&event.path("manifest(format=mpd-time-cmaf).mpd"));
     let (dash_video, dash_audio) = dash_representations(&get_blocking(&mpd_url).ok().text());
@@ -684,6 +695,80 @@ fn rtmp_three_renditions_live_then_vod() {
 #[test]
 fn cmaf_ingest_three_renditions_live_then_vod() {
     three_renditions_live_then_vod(true);
+}
+
+/// An ISO 8601 duration as MPDs write them (`PT1M`, `PT60S`, `PT1H2M3.5S`), seconds.
+fn iso_seconds(duration: &str) -> Option<f64> {
+    let mut rest = duration.strip_prefix("PT")?;
+    let mut total = 0.0;
+    for (unit, scale) in [('H', 3600.0), ('M', 60.0), ('S', 1.0)] {
+        if let Some(at) = rest.find(unit) {
+            total += rest[..at].parse::<f64>().ok()? * scale;
+            rest = &rest[at + 1..];
+        }
+    }
+    rest.is_empty().then_some(total)
+}
+
+/// Past the DVR window, live playlists slide: they list the last 60 s, each segment keeps its
+/// media sequence number as the window moves, and a second origin, also after it is killed
+/// and started again, lists the same window with the same numbers. DASH says the window too.
+#[test]
+fn dvr_window_slides_alike_on_every_replica() {
+    let bench = Bench::new();
+    let event = Event::new("dvr");
+    let a = Origin::start(&bench, "a", &[&event], true);
+    let mut b = Origin::start(&bench, "b", &[&event], false);
+    a.event_state(&event, "start");
+    let push = Push::Rtmp { port: a.ingest.expect("ingest").rtmp, event: &event };
+    let mut encoder = Encoder::spawn(encoder(&LADDER[..1], 95, &push, &bench.path("reference.mkv")), bench.path("encoder.log"));
+    let m = live_multivariant(&a, &event, "", 1);
+    let video = m.video.values().next().expect("video").clone();
+    let on_b = b.url(video.trim_start_matches(&a.base));
+    eventually("the window sliding", Duration::from_secs(90), || {
+        let p = MediaPlaylist::get(&video);
+        if p.sequence > 0 {
+            Ok(())
+        } else {
+            Err(format!("{p:?}\n{}", a.log()))
+        }
+    });
+    let mut numbers: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sequences = BTreeSet::new();
+    let started = Instant::now();
+    let mut restarted = false;
+    while started.elapsed() < Duration::from_secs(12) {
+        assert!(encoder.running(), "the encoder ended early: {}", std::fs::read_to_string(&encoder.log).unwrap_or_default());
+        let p = MediaPlaylist::get(&video);
+        let seconds = p.seconds();
+        assert!((DVR_WINDOW_SECS - 2.5..=DVR_WINDOW_SECS + 2.5).contains(&seconds), "the window lists {seconds} s: {p:?}");
+        for (i, url) in p.urls().into_iter().enumerate() {
+            let number = p.sequence + i as u64;
+            let first = *numbers.entry(url.to_string()).or_insert(number);
+            assert_eq!(first, number, "{url} was number {first}, now {number}");
+        }
+        sequences.insert(p.sequence);
+        if !restarted && started.elapsed() > Duration::from_secs(5) {
+            b.kill();
+            b.spawn();
+            restarted = true;
+        }
+        eventually("the second origin listing the same window", Duration::from_secs(3), || {
+            let (pa, pb) = (MediaPlaylist::get(&video), MediaPlaylist::get(&on_b));
+            if pa.window(&a.base) == pb.window(&b.base) {
+                Ok(())
+            } else {
+                Err(format!("A {pa:?}\nB {pb:?}"))
+            }
+        });
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(restarted);
+    assert!(sequences.len() >= 4, "the window slid {} times: {sequences:?}", sequences.len());
+    let mpd = a.get(&event.path("manifest(format=mpd-time-cmaf).mpd")).ok().text();
+    let depth = common::attr(&mpd, "timeShiftBufferDepth").and_then(iso_seconds);
+    assert_eq!(depth, Some(DVR_WINDOW_SECS), "{mpd}");
+    encoder.kill();
 }
 
 /// Fragment times of every track of the event, from the track documents in storage (what the

@@ -4,16 +4,21 @@
 //! * `rtmp_three_renditions_live_then_vod` and `cmaf_ingest_three_renditions_live_then_vod`:
 //!   one ffmpeg encodes `testsrc2` + a tone into 3 H.264 renditions (closed 2 s GOPs, B-frames)
 //!   and AAC, at real time (`-re`), for 30 s, and its `tee` muxer pushes them (3 RTMP streams of
-//!   one event, or 4 CMAF ingest POSTs: one per track) and keeps the very same packets in a
-//!   Matroska reference. While it runs: the media playlists advance, stay within the DVR window,
-//!   a `presentationWindowDuration` filter keeps a 10 s window that slides, a second origin
+//!   one event, or 4 CMAF ingest POSTs: one per track) and keeps the very same packets in an FLV
+//!   reference per rendition. While it runs: the media playlists advance within the DVR window,
+//!   a `liveBackoffDuration` filter keeps its playlists 6 s behind the edge, a second origin
 //!   process over the same storage lists the same segments, DASH is dynamic. After the event is
-//!   stopped (`jit-origin live-event stop`): ENDLIST, static DASH, and every rendition and the
-//!   audio decode to the reference's frames from HLS (CMAF and TS) and from DASH.
-//! * `rtmp_encoder_reconnect_continues_the_event`: the encoder is killed mid-event and started
-//!   again (its time starts at 0 again); the event continues after an `EXT-X-DISCONTINUITY`,
-//!   nothing listed before is lost or duplicated, and the whole event decodes to the first
-//!   encode's frames up to where it was cut, then the second encode's.
+//!   stopped (`jit-origin live-event stop`): ENDLIST on both origins, static DASH, and every
+//!   rendition and the audio decode to the reference's frames from HLS (CMAF and TS) and from
+//!   DASH (read from the second origin).
+//! * `dvr_window_slides_alike_on_every_replica`: past the 60 s DVR window the playlists slide,
+//!   segments keep their media sequence numbers, and a second origin, killed and started again
+//!   meanwhile, lists the same window; the MPD's `timeShiftBufferDepth` is the window.
+//! * `rtmp_encoder_reconnect_continues_the_event`: the encoder is killed (SIGKILL) mid-event and
+//!   started again (its time starts at 0 again); the event continues after an
+//!   `EXT-X-DISCONTINUITY`, nothing listed before is lost or duplicated, and the whole event is
+//!   the first encode up to where it was cut, then all of the second (video decoded, audio
+//!   compared packet by packet).
 //! * `ingesting_origin_killed_loses_no_acknowledged_fragment`: the origin the encoder pushes to
 //!   is killed with SIGKILL and started again, the encoder reconnects: every fragment the track
 //!   documents named before the kill is still there, listed, and decodes.
@@ -157,8 +162,7 @@ impl Origin {
         let config = bench.path(&format!("{name}.toml"));
         std::fs::write(&config, text).expect("config");
         let log = bench.path(&format!("{name}.log"));
-        let mut origin =
-            Origin { child: None, config, log, base: format!("http://127.0.0.1:{port}"), ingest };
+        let mut origin = Origin { child: None, config, log, base: format!("http://127.0.0.1:{port}"), ingest };
         origin.spawn();
         origin
     }
@@ -182,7 +186,11 @@ impl Origin {
                 return;
             }
             let exited = self.child.as_mut().and_then(|c| c.try_wait().expect("child status"));
-            assert!(exited.is_none() && Instant::now() < deadline, "the origin did not start ({exited:?}):\n{}", self.log());
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "the origin did not start ({exited:?}):\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -238,9 +246,15 @@ enum Push<'a> {
     Cmaf { port: u16, event: &'a Event },
 }
 
+/// The reference of rendition `i` (with the audio) of an encode whose references are `stem`.
+fn reference_file(stem: &Path, i: usize) -> PathBuf {
+    PathBuf::from(format!("{}-{i}.flv", stem.display()))
+}
+
 /// An ffmpeg encoding `renditions` + AAC at real time for `secs`, pushing them as `push` says
-/// and writing the same packets to `reference` (Matroska, readable even when ffmpeg is killed).
-fn encoder(renditions: &[Rendition], secs: u32, push: &Push, reference: &Path) -> Command {
+/// and writing the same packets to a reference per rendition ([`reference_file`]: FLV, each
+/// packet written as it comes, so a killed encoder's references hold all it sent).
+fn encoder(renditions: &[Rendition], secs: u32, push: &Push, references: &Path) -> Command {
     let n = renditions.len();
     let mut graph = format!("[0:v]split={n}");
     for i in 0..n {
@@ -259,22 +273,27 @@ fn encoder(renditions: &[Rendition], secs: u32, push: &Push, reference: &Path) -
     }
     cmd.args(["-map", "1:a"]);
     // superfast keeps B-frames (composition offsets); closed 2 s GOPs.
-    cmd.args(["-c:v", "libx264", "-preset", "superfast", "-pix_fmt", "yuv420p"])
-        .args(["-g", &GOP_FRAMES.to_string(), "-keyint_min", &GOP_FRAMES.to_string(), "-sc_threshold", "0"]);
+    cmd.args(["-c:v", "libx264", "-preset", "superfast", "-pix_fmt", "yuv420p"]).args([
+        "-g",
+        &GOP_FRAMES.to_string(),
+        "-keyint_min",
+        &GOP_FRAMES.to_string(),
+        "-sc_threshold",
+        "0",
+    ]);
     for (i, r) in renditions.iter().enumerate() {
         cmd.args([format!("-b:v:{i}"), format!("{}k", r.kbps)]);
     }
     cmd.args(["-c:a", "aac", "-b:a", "96k", "-ar", "48000"]);
     // The tee muxer cannot ask the encoders for global headers itself.
     cmd.args(["-flags", "+global_header", "-f", "tee"]);
-    let mut slaves = vec![format!("[f=matroska]{}", reference.display())];
+    let mut slaves: Vec<String> = (0..n)
+        .map(|i| format!("[f=flv:flush_packets=1:select=\\'v:{i},a\\']{}", reference_file(references, i).display()))
+        .collect();
     match push {
         Push::Rtmp { port, event } => {
             for i in 0..n {
-                slaves.push(format!(
-                    "[f=flv:select=\\'v:{i},a\\']rtmp://127.0.0.1:{port}/live/{}/q{i}",
-                    event.token()
-                ));
+                slaves.push(format!("[f=flv:select=\\'v:{i},a\\']rtmp://127.0.0.1:{port}/live/{}/q{i}", event.token()));
             }
         }
         Push::Cmaf { port, event } => {
@@ -548,7 +567,11 @@ fn watch_live(a: &Origin, b: &Origin, event: &Event, encoder: &mut Encoder, rend
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert!(last_numbers.len() >= 8, "the playlist advanced {} times in the event: {last_numbers:?}", last_numbers.len());
+    assert!(
+        last_numbers.len() >= 8,
+        "the playlist advanced {} times in the event: {last_numbers:?}",
+        last_numbers.len()
+    );
     assert!(same_on_b >= 5, "the second origin was compared {same_on_b} times");
     assert!(backed_off.len() >= 5, "the backoff playlist advanced {} times: {backed_off:?}", backed_off.len());
 
@@ -614,15 +637,16 @@ fn dash_representations(mpd: &str) -> (BTreeMap<u32, String>, Vec<String>) {
 
 /// The stopped event decodes to the reference's frames: every rendition from HLS-CMAF, HLS-TS
 /// and DASH (from `dash_from`), every audio track from HLS-CMAF and DASH.
-fn check_decodes(hls_from: &Origin, dash_from: &Origin, event: &Event, renditions: &[Rendition], reference: &Path) {
-    let mut jobs: Vec<(String, String, String, String)> = Vec::new(); // label, input, map, reference map
+fn check_decodes(hls_from: &Origin, dash_from: &Origin, event: &Event, renditions: &[Rendition], references: &Path) {
+    // label, input, map, the reference's file and map
+    let mut jobs: Vec<(String, String, String, (PathBuf, &str))> = Vec::new();
     let cmaf = live_multivariant(hls_from, event, "", renditions.len());
     let ts_url = hls_from.url(&event.path("manifest(format=m3u8-aapl).m3u8"));
     let ts = multivariant(&ts_url, &get_blocking(&ts_url).ok().text());
     let mpd_url = dash_from.url(&event.path("manifest(format=mpd-time-cmaf).mpd"));
     let (dash_video, dash_audio) = dash_representations(&get_blocking(&mpd_url).ok().text());
     for (i, r) in renditions.iter().enumerate() {
-        let reference = format!("0:v:{i}");
+        let reference = (reference_file(references, i), "0:v:0");
         let h = r.height;
         let missing = |what: &str| panic!("no {h}p rendition in the {what}");
         let hls = cmaf.video.get(&h).unwrap_or_else(|| missing("HLS-CMAF playlist"));
@@ -633,21 +657,22 @@ fn check_decodes(hls_from: &Origin, dash_from: &Origin, event: &Event, rendition
         jobs.push((format!("DASH {h}p"), mpd_url.clone(), format!("0:m:id:{id}"), reference));
     }
     assert!(!dash_audio.is_empty(), "no audio in the MPD");
+    let audio = (reference_file(references, 0), "0:a:0");
     for url in &cmaf.audio {
-        jobs.push((format!("HLS-CMAF audio {url}"), url.clone(), "0:a:0".into(), "0:a:0".into()));
+        jobs.push((format!("HLS-CMAF audio {url}"), url.clone(), "0:a:0".into(), audio.clone()));
     }
     for id in &dash_audio {
-        jobs.push((format!("DASH audio {id}"), mpd_url.clone(), format!("0:m:id:{id}"), "0:a:0".into()));
+        jobs.push((format!("DASH audio {id}"), mpd_url.clone(), format!("0:m:id:{id}"), audio.clone()));
     }
-    let mut references = BTreeMap::new();
-    for (_, _, _, map) in &jobs {
-        references.entry(map.clone()).or_insert_with(|| reference_frames(reference, map));
+    let mut expected = BTreeMap::new();
+    for (_, _, _, (file, map)) in &jobs {
+        expected.entry((file.clone(), *map)).or_insert_with(|| reference_frames(file, map));
     }
     let failures: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .iter()
-            .map(|(label, input, map, reference_map)| {
-                let expected = &references[reference_map];
+            .map(|(label, input, map, (file, reference_map))| {
+                let expected = &expected[&(file.clone(), *reference_map)];
                 s.spawn(move || {
                     let result = framemd5(&[], Path::new(input), map).and_then(|ours| compare(expected, &ours));
                     match result {
@@ -662,7 +687,13 @@ fn check_decodes(hls_from: &Origin, dash_from: &Origin, event: &Event, rendition
             .collect();
         handles.into_iter().filter_map(|h| h.join().expect("decode thread")).collect()
     });
-    assert!(failures.is_empty(), "{} of {} decodes differ from the reference:\n\n{}", failures.len(), jobs.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} decodes differ from the reference:\n\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// The whole story of one event pushed with `push_kind`: live, stopped, decoded.
@@ -678,13 +709,13 @@ fn three_renditions_live_then_vod(cmaf: bool) {
     } else {
         Push::Rtmp { port: ports.rtmp, event: &event }
     };
-    let reference = bench.path("reference.mkv");
-    let mut encoder = Encoder::spawn(encoder(&LADDER, 30, &push, &reference), bench.path("encoder.log"));
+    let references = bench.path("reference");
+    let mut encoder = Encoder::spawn(encoder(&LADDER, 30, &push, &references), bench.path("encoder.log"));
     watch_live(&a, &b, &event, &mut encoder, LADDER.len());
     encoder.finish(&a);
     a.event_state(&event, "stop");
     check_stopped(&a, &b, &event, LADDER.len());
-    check_decodes(&a, &b, &event, &LADDER, &reference);
+    check_decodes(&a, &b, &event, &LADDER, &references);
 }
 
 #[test]
@@ -721,7 +752,8 @@ fn dvr_window_slides_alike_on_every_replica() {
     let mut b = Origin::start(&bench, "b", &[&event], false);
     a.event_state(&event, "start");
     let push = Push::Rtmp { port: a.ingest.expect("ingest").rtmp, event: &event };
-    let mut encoder = Encoder::spawn(encoder(&LADDER[..1], 95, &push, &bench.path("reference.mkv")), bench.path("encoder.log"));
+    let mut encoder =
+        Encoder::spawn(encoder(&LADDER[..1], 95, &push, &bench.path("reference")), bench.path("encoder.log"));
     let m = live_multivariant(&a, &event, "", 1);
     let video = m.video.values().next().expect("video").clone();
     let on_b = b.url(video.trim_start_matches(&a.base));
@@ -738,10 +770,17 @@ fn dvr_window_slides_alike_on_every_replica() {
     let started = Instant::now();
     let mut restarted = false;
     while started.elapsed() < Duration::from_secs(12) {
-        assert!(encoder.running(), "the encoder ended early: {}", std::fs::read_to_string(&encoder.log).unwrap_or_default());
+        assert!(
+            encoder.running(),
+            "the encoder ended early: {}",
+            std::fs::read_to_string(&encoder.log).unwrap_or_default()
+        );
         let p = MediaPlaylist::get(&video);
         let seconds = p.seconds();
-        assert!((DVR_WINDOW_SECS - 2.5..=DVR_WINDOW_SECS + 2.5).contains(&seconds), "the window lists {seconds} s: {p:?}");
+        assert!(
+            (DVR_WINDOW_SECS - 2.5..=DVR_WINDOW_SECS + 2.5).contains(&seconds),
+            "the window lists {seconds} s: {p:?}"
+        );
         for (i, url) in p.urls().into_iter().enumerate() {
             let number = p.sequence + i as u64;
             let first = *numbers.entry(url.to_string()).or_insert(number);
@@ -784,7 +823,8 @@ fn stored_fragments(bench: &Bench, event: &Event) -> BTreeMap<String, BTreeSet<u
                 .expect("track.json");
         let mut times = BTreeSet::new();
         for run in track["runs"].as_array().expect("runs") {
-            let (t, d, count) = (run["t"].as_u64().expect("t"), run["d"].as_u64().expect("d"), run["count"].as_u64().expect("count"));
+            let (t, d, count) =
+                (run["t"].as_u64().expect("t"), run["d"].as_u64().expect("d"), run["count"].as_u64().expect("count"));
             times.extend((0..count).map(|k| t + k * d));
         }
         out.insert(key.to_string(), times);
@@ -792,16 +832,32 @@ fn stored_fragments(bench: &Bench, event: &Event) -> BTreeMap<String, BTreeSet<u
     out
 }
 
+/// The MD5 of every packet of stream `map` of `input`, as stored (no decoding).
+fn packet_md5(input: &str, map: &str) -> Vec<String> {
+    let out = run(Command::new(ffmpeg_bin())
+        .args(["-nostdin", "-hide_banner", "-v", "error", "-i", input, "-map", map])
+        .args(["-c", "copy", "-f", "framemd5", "-"]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&out).lines().filter(|l| !l.starts_with('#') && !l.is_empty()).map(str::to_owned).collect()
+}
+
 /// `ours` must be the first `k` frames of `first` (k ≥ `at_least`) followed by every frame of
-/// `second`; with `audio`, the first frame of `second` may decode differently (the AAC decoder
-/// overlaps it with the frame before, which is not the same frame as in the reference).
-fn check_spliced(label: &str, ours: &[String], first: &[String], second: &[String], at_least: usize, audio: bool) {
-    assert!(ours.len() >= second.len(), "{label}: {} frames decoded, the second encode alone has {}", ours.len(), second.len());
+/// `second`.
+fn check_spliced(label: &str, ours: &[String], first: &[String], second: &[String], at_least: usize) {
+    assert!(
+        ours.len() >= second.len(),
+        "{label}: {} frames decoded, the second encode alone has {}",
+        ours.len(),
+        second.len()
+    );
     let k = ours.len() - second.len();
-    assert!(k >= at_least && k <= first.len(), "{label}: {k} frames of the first encode ({} encoded, {at_least} acknowledged)", first.len());
+    assert!(
+        k >= at_least && k <= first.len(),
+        "{label}: {k} frames of the first encode ({} encoded, {at_least} acknowledged)",
+        first.len()
+    );
     compare(&first[..k], &ours[..k]).unwrap_or_else(|e| panic!("{label}: the first encode's part differs:\n{e}"));
-    let skip = usize::from(audio);
-    compare(&second[skip..], &ours[k + skip..]).unwrap_or_else(|e| panic!("{label}: the second encode's part differs:\n{e}"));
+    compare(second, &ours[k..]).unwrap_or_else(|e| panic!("{label}: the second encode's part differs:\n{e}"));
 }
 
 /// An event pushed by one encode, interrupted (the encoder killed, or the origin it pushes to
@@ -813,7 +869,7 @@ fn interrupted_event(kill_origin: bool) {
     a.event_state(&event, "start");
     let ladder = &LADDER[..1];
     let push = Push::Rtmp { port: a.ingest.expect("ingest").rtmp, event: &event };
-    let (first_ref, second_ref) = (bench.path("first.mkv"), bench.path("second.mkv"));
+    let (first_ref, second_ref) = (bench.path("first"), bench.path("second"));
     let mut first = Encoder::spawn(encoder(ladder, 60, &push, &first_ref), bench.path("first.log"));
 
     // Some fragments in: what the playlists list and what the track documents name.
@@ -867,21 +923,30 @@ fn interrupted_event(kill_origin: bool) {
         let urls: BTreeSet<&str> = p.urls().into_iter().collect();
         let missing: Vec<&str> = earlier.urls().into_iter().filter(|u| !urls.contains(u)).collect();
         assert!(missing.is_empty(), "{url}: segments listed before are gone: {missing:?}");
-        assert!(p.next_number() > earlier.next_number() + 3, "{url}: the media sequence did not go on: {earlier:?} → {p:?}");
+        assert!(
+            p.next_number() > earlier.next_number() + 3,
+            "{url}: the media sequence did not go on: {earlier:?} → {p:?}"
+        );
         assert_eq!(p.discontinuities.len(), 1, "{url}: one EXT-X-DISCONTINUITY: {p:?}");
         let at = p.discontinuities[0];
-        assert!(at >= earlier.segments.len() && at < p.segments.len() - 3, "{url}: discontinuity before segment {at}: {p:?}");
+        assert!(
+            at >= earlier.segments.len() && at < p.segments.len() - 3,
+            "{url}: discontinuity before segment {at}: {p:?}"
+        );
     }
 
     // The whole event decodes: the first encode up to where it was cut, then all the second.
     let video_acknowledged = acknowledged.iter().find(|(k, _)| k.contains("video")).map_or(0, |(_, t)| t.len());
-    for (label, url, map, at_least, is_audio) in
-        [("video", &video, "0:v:0", video_acknowledged * GOP_FRAMES as usize, false), ("audio", &audio, "0:a:0", 1, true)]
-    {
-        let ours = framemd5(&[], Path::new(url), map).unwrap_or_else(|e| panic!("{e}"));
-        let (one, two) = (reference_frames(&first_ref, map), reference_frames(&second_ref, map));
-        check_spliced(label, &ours, &one, &two, at_least, is_audio);
-    }
+    let ours = framemd5(&[], Path::new(&video), "0:v:0").unwrap_or_else(|e| panic!("{e}"));
+    let (first_ref, second_ref) = (reference_file(&first_ref, 0), reference_file(&second_ref, 0));
+    let (one, two) = (reference_frames(&first_ref, "0:v:0"), reference_frames(&second_ref, "0:v:0"));
+    check_spliced("video", &ours, &one, &two, video_acknowledged * GOP_FRAMES as usize);
+    // Audio as stored, packet by packet: ffmpeg's HLS demuxer keeps the AAC decoder's state
+    // across the discontinuity, so decoded frames after it differ from a fresh decode.
+    let ours = packet_md5(&audio, "0:a:0");
+    let (one, two) =
+        (packet_md5(&first_ref.to_string_lossy(), "0:a:0"), packet_md5(&second_ref.to_string_lossy(), "0:a:0"));
+    check_spliced("audio packets", &ours, &one, &two, 1);
 }
 
 #[test]

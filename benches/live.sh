@@ -13,7 +13,7 @@
 #      fresh local storage folder, starts target/release/jit-origin, starts every event
 #      (`jit-origin live-event start`), and starts N ffmpeg pushers (`-re -c copy`, one RTMP
 #      stream per rendition with the audio, as a pass-through encoder; starts spread over 2 s);
-#   3. once every event has its 6 tracks stored, three phases of $PHASE_SECS each:
+#   3. once every event has its tracks stored (3 video, 1 audio), three phases of $PHASE_SECS each:
 #        ingest    nothing but the pushes: server CPU per ingested second of media per event
 #                  (Δ utime+stime of the server from /proc over N × the phase);
 #        playlists wrk ($THREADS threads, $CONNECTIONS connections) cycles through every live
@@ -27,9 +27,10 @@
 #                  playlist lists it, minus the fragment object's modification time in storage
 #                  (written when the fragment was complete): p50/p99;
 #   4. real time: how far each event's slowest track got (benches/live/probe.py progress) over
-#      the three phases against the wall clock (ratio ≥ 0.97), how far it lags the wall clock at
-#      the end (≤ 6 s: a fragment is complete when the next GOP begins), every pusher alive, no
-#      ingest error, no segment a playlist listed answered other than 200.
+#      the three phases against the wall clock (ratio ≥ 0.9: fragments are 2 s, so a minute
+#      reads ±3 %), and above all how far it lags the wall clock at the end (≤ 6 s: a fragment
+#      is complete when the next GOP begins; an ingest that cannot keep up lags more and more),
+#      every pusher alive, no ingest error, no segment a playlist listed answered other than 200.
 #   Prints a Markdown table, one row per N, and the largest N sustained with p99 < 500 ms.
 #
 # Knobs (environment): EVENTS="10 25 50 75" PHASE_SECS=20 THREADS=4 CONNECTIONS=16
@@ -143,12 +144,12 @@ run_events() {
     sleep "$(awk -v n="$n" 'BEGIN {printf "%.3f", 2 / n}')"
   done
 
-  # Every event with its 6 tracks stored.
+  # Every event with its 4 tracks stored (3 video; the audio of the stream first published).
   local deadline=$((SECONDS + 40)) ready
   while :; do
-    ready=$(python3 "$PROBE" progress "$MEDIA" $(folders "$n") | awk '$2 > 0 && $3 >= 6' | wc -l)
+    ready=$(python3 "$PROBE" progress "$MEDIA" $(folders "$n") | awk '$2 > 0 && $3 >= 4' | wc -l)
     [ "$ready" -ge "$n" ] && break
-    [ $SECONDS -lt $deadline ] || die "N=$n: only $ready of $n events have their 6 tracks after 40 s (see $OUT/push-$n-*.log, $SERVER_LOG)"
+    [ $SECONDS -lt $deadline ] || die "N=$n: only $ready of $n events have their 4 tracks after 40 s (see $OUT/push-$n-*.log, $SERVER_LOG)"
     sleep 1
   done
   log "N=$n: every event live"
@@ -233,7 +234,7 @@ run_events() {
   notes="${notes:+$notes; }store mean $store_mean_ms ms"
 
   local sustained=no
-  if awk -v r="$ratio" -v l="$lag" -v p="$a99" -v t="$P99_TARGET_MS" 'BEGIN {exit !(r >= 0.97 && l <= 6 && p < t)}' &&
+  if awk -v r="$ratio" -v l="$lag" -v p="$a99" -v t="$P99_TARGET_MS" 'BEGIN {exit !(r >= 0.9 && l <= 6 && p < t)}' &&
     [ "$alive" -eq "$n" ] && [ "$ingest_errors" = 0 ] && [ "${missed:-0}" -eq 0 ]; then
     sustained=yes
   fi

@@ -297,6 +297,11 @@ async fn hls_slides_with_the_dvr_window_and_ends_as_vod() {
     assert!(secs <= 60.0 + target && secs >= 60.0 - target, "the window holds the DVR length: {secs} s");
     assert_eq!(p.media_sequence + p.segments.len() as u64, total, "the window ends at the newest fragment");
     assert!(p.media_sequence > 0, "the window slid");
+    // A segment's mfhd sequence number is its number in the event, from 1.
+    let first = get(&c, &segment_urls(&url, &p)[0]).await;
+    let at = first.body.windows(4).position(|w| w == b"mfhd").expect("mfhd") + 8;
+    let sequence = u32::from_be_bytes(first.body[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!(sequence as u64, p.media_sequence + 1);
     // The source repeated: a pass is not a discontinuity (its times continue).
     assert!(p.segments.iter().all(|s| !s.discontinuity));
 

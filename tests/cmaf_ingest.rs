@@ -43,7 +43,9 @@ struct Harness {
     dir: tempfile::TempDir,
     origin: Arc<Origin>,
     addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Dropping it stops the listener.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<()>,
 }
 
 impl Harness {
@@ -74,10 +76,10 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(cmaf::serve(listener, ingest, async move {
+        let served = tokio::spawn(cmaf::serve(listener, ingest, async move {
             let _ = stopped.await;
         }));
-        Harness { dir, origin, addr, _stop: stop }
+        Harness { dir, origin, addr, stop: Some(stop), served }
     }
 
     async fn new() -> Harness {
@@ -606,4 +608,26 @@ async fn connections_over_the_limit_are_closed_at_once() {
     assert_eq!(holder.status, Some(200), "{holder:?}");
     assert_eq!(h.errors("connections"), 1);
     assert_eq!(h.stored("b"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_pushes_and_keeps_what_was_stored() {
+    let mut h = Harness::new().await;
+    let (header, fragments) = split(&media().video);
+    let (name, value) = bearer("a");
+    let auth = [(name, value.as_str())];
+    // A push that stores one fragment and then waits for the next; the listener stops meanwhile.
+    let first: [&[u8]; 2] = [&[header.as_slice(), &fragments[0]].concat(), &fragments[1]];
+    let push = post(h.addr, "/ingest/a/Streams(video)", &auth, &first, Duration::from_secs(3));
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        h.stop.take();
+        tokio::time::timeout(Duration::from_secs(3), &mut h.served).await
+    };
+    let (push, served) = tokio::join!(push, stop);
+    assert!(served.is_ok(), "the listener did not stop within 3 s of its shutdown");
+    assert!(push.closed, "{push:?}");
+    assert_ne!(push.status, Some(200), "{push:?}");
+    assert_eq!(h.fragments("a", "video").len(), 1);
+    assert!(tokio::net::TcpStream::connect(h.addr).await.is_err(), "still accepting after shutdown");
 }

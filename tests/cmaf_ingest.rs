@@ -150,6 +150,22 @@ impl Harness {
         }
     }
 
+    /// Each track `key` of event `a` (init object + fragments) decodes frame for frame as the
+    /// reference's stream `map`, and holds at least the 4 fragments of its 8 s.
+    fn assert_decodes_as_reference(&self, tracks: &[(&str, &str)]) {
+        let out = tempfile::tempdir().unwrap();
+        for (key, map) in tracks {
+            let stored = out.path().join(format!("{key}.mp4"));
+            let count = self.track_file("a", key, &stored);
+            assert!(count >= 4, "{key}: {count} fragments for 8 s in 2 s fragments");
+            let reference = framemd5(&media().reference, map, true);
+            let ours = framemd5(&stored, "0:0", true);
+            if let Err(e) = common::compare(&reference, &ours) {
+                panic!("{key} stored by ingest decodes differently from the reference:\n{e}");
+            }
+        }
+    }
+
     fn errors(&self, reason: &str) -> u64 {
         self.origin.metrics.ingest_errors.with_label_values(&["cmaf", reason]).get()
     }
@@ -348,17 +364,7 @@ async fn ffmpeg_push_stores_fragments_that_decode_to_the_reference() {
     // ffmpeg does not wait for the answers: the server may still be storing the last fragments.
     h.wait_for_connections_closed().await;
 
-    let out = tempfile::tempdir().unwrap();
-    for (key, map) in [("video", "0:v:0"), ("audio", "0:a:0")] {
-        let stored = out.path().join(format!("{key}.mp4"));
-        let count = h.track_file("a", key, &stored);
-        assert!(count >= 4, "{key}: {count} fragments for 8 s in 2 s fragments");
-        let reference = framemd5(&m.reference, map, true);
-        let ours = framemd5(&stored, "0:0", true);
-        if let Err(e) = common::compare(&reference, &ours) {
-            panic!("{key} stored by ingest decodes differently from the reference:\n{e}");
-        }
-    }
+    h.assert_decodes_as_reference(&[("video", "0:v:0"), ("audio", "0:a:0")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -630,4 +636,25 @@ async fn shutdown_ends_open_pushes_and_keeps_what_was_stored() {
     assert_ne!(push.status, Some(200), "{push:?}");
     assert_eq!(h.fragments("a", "video").len(), 1);
     assert!(tokio::net::TcpStream::connect(h.addr).await.is_err(), "still accepting after shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_dash_push_posts_one_request_per_segment() {
+    // ffmpeg's DASH muxer: an MPD, then per representation an init segment and one request per
+    // segment (`styp sidx moof mdat`) on a persistent connection. It does not send `-headers`
+    // with every request, so the token goes in the path.
+    let h = Harness::new().await;
+    let m = media();
+    let mut cmd = Command::new(common::ffmpeg_bin());
+    cmd.args(["-nostdin", "-v", "error", "-re", "-i"]).arg(&m.reference);
+    cmd.args(["-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "dash", "-seg_duration", "2"]);
+    cmd.args(["-use_template", "1", "-use_timeline", "0", "-method", "POST", "-http_persistent", "1"]);
+    cmd.args(["-init_seg_name", "rep$RepresentationID$/init.m4s"]);
+    cmd.args(["-media_seg_name", "rep$RepresentationID$/$Number%05d$.m4s"]);
+    cmd.arg(h.url(&format!("/{}/ingest.isml/manifest.mpd", token("a"))));
+    let status = tokio::task::spawn_blocking(move || cmd.status()).await.unwrap().unwrap();
+    assert!(status.success(), "ffmpeg DASH push failed: {status}");
+    h.wait_for_connections_closed().await;
+    h.assert_decodes_as_reference(&[("rep0", "0:v:0"), ("rep1", "0:a:0")]);
+    assert_eq!(h.errors("forbidden") + h.errors("box") + h.errors("malformed"), 0);
 }

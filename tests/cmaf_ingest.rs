@@ -43,7 +43,9 @@ struct Harness {
     dir: tempfile::TempDir,
     origin: Arc<Origin>,
     addr: SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// Dropping it stops the listener.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<()>,
 }
 
 impl Harness {
@@ -74,10 +76,10 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(cmaf::serve(listener, ingest, async move {
+        let served = tokio::spawn(cmaf::serve(listener, ingest, async move {
             let _ = stopped.await;
         }));
-        Harness { dir, origin, addr, _stop: stop }
+        Harness { dir, origin, addr, stop: Some(stop), served }
     }
 
     async fn new() -> Harness {
@@ -145,6 +147,22 @@ impl Harness {
         while open.get() > 0 {
             assert!(Instant::now() < deadline, "{} ingest connections still open", open.get());
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Each track `key` of event `a` (init object + fragments) decodes frame for frame as the
+    /// reference's stream `map`, and holds at least the 4 fragments of its 8 s.
+    fn assert_decodes_as_reference(&self, tracks: &[(&str, &str)]) {
+        let out = tempfile::tempdir().unwrap();
+        for (key, map) in tracks {
+            let stored = out.path().join(format!("{key}.mp4"));
+            let count = self.track_file("a", key, &stored);
+            assert!(count >= 4, "{key}: {count} fragments for 8 s in 2 s fragments");
+            let reference = framemd5(&media().reference, map, true);
+            let ours = framemd5(&stored, "0:0", true);
+            if let Err(e) = common::compare(&reference, &ours) {
+                panic!("{key} stored by ingest decodes differently from the reference:\n{e}");
+            }
         }
     }
 
@@ -346,17 +364,7 @@ async fn ffmpeg_push_stores_fragments_that_decode_to_the_reference() {
     // ffmpeg does not wait for the answers: the server may still be storing the last fragments.
     h.wait_for_connections_closed().await;
 
-    let out = tempfile::tempdir().unwrap();
-    for (key, map) in [("video", "0:v:0"), ("audio", "0:a:0")] {
-        let stored = out.path().join(format!("{key}.mp4"));
-        let count = h.track_file("a", key, &stored);
-        assert!(count >= 4, "{key}: {count} fragments for 8 s in 2 s fragments");
-        let reference = framemd5(&m.reference, map, true);
-        let ours = framemd5(&stored, "0:0", true);
-        if let Err(e) = common::compare(&reference, &ours) {
-            panic!("{key} stored by ingest decodes differently from the reference:\n{e}");
-        }
-    }
+    h.assert_decodes_as_reference(&[("video", "0:v:0"), ("audio", "0:a:0")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -606,4 +614,47 @@ async fn connections_over_the_limit_are_closed_at_once() {
     assert_eq!(holder.status, Some(200), "{holder:?}");
     assert_eq!(h.errors("connections"), 1);
     assert_eq!(h.stored("b"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_pushes_and_keeps_what_was_stored() {
+    let mut h = Harness::new().await;
+    let (header, fragments) = split(&media().video);
+    let (name, value) = bearer("a");
+    let auth = [(name, value.as_str())];
+    // A push that stores one fragment and then waits for the next; the listener stops meanwhile.
+    let first: [&[u8]; 2] = [&[header.as_slice(), &fragments[0]].concat(), &fragments[1]];
+    let push = post(h.addr, "/ingest/a/Streams(video)", &auth, &first, Duration::from_secs(3));
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        h.stop.take();
+        tokio::time::timeout(Duration::from_secs(3), &mut h.served).await
+    };
+    let (push, served) = tokio::join!(push, stop);
+    assert!(served.is_ok(), "the listener did not stop within 3 s of its shutdown");
+    assert!(push.closed, "{push:?}");
+    assert_ne!(push.status, Some(200), "{push:?}");
+    assert_eq!(h.fragments("a", "video").len(), 1);
+    assert!(tokio::net::TcpStream::connect(h.addr).await.is_err(), "still accepting after shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_dash_push_posts_one_request_per_segment() {
+    // ffmpeg's DASH muxer: an MPD, then per representation an init segment and one request per
+    // segment (`styp sidx moof mdat`) on a persistent connection. It does not send `-headers`
+    // with every request, so the token goes in the path.
+    let h = Harness::new().await;
+    let m = media();
+    let mut cmd = Command::new(common::ffmpeg_bin());
+    cmd.args(["-nostdin", "-v", "error", "-re", "-i"]).arg(&m.reference);
+    cmd.args(["-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "dash", "-seg_duration", "2"]);
+    cmd.args(["-use_template", "1", "-use_timeline", "0", "-method", "POST", "-http_persistent", "1"]);
+    cmd.args(["-init_seg_name", "rep$RepresentationID$/init.m4s"]);
+    cmd.args(["-media_seg_name", "rep$RepresentationID$/$Number%05d$.m4s"]);
+    cmd.arg(h.url(&format!("/{}/ingest.isml/manifest.mpd", token("a"))));
+    let status = tokio::task::spawn_blocking(move || cmd.status()).await.unwrap().unwrap();
+    assert!(status.success(), "ffmpeg DASH push failed: {status}");
+    h.wait_for_connections_closed().await;
+    h.assert_decodes_as_reference(&[("rep0", "0:v:0"), ("rep1", "0:a:0")]);
+    assert_eq!(h.errors("forbidden") + h.errors("box") + h.errors("malformed"), 0);
 }

@@ -96,7 +96,12 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = sweep.tick() => shared.close_idle_tracks(idle),
+            _ = sweep.tick() => {
+                let idle_tracks = shared.take_idle_tracks(idle);
+                if !idle_tracks.is_empty() {
+                    tokio::spawn(close_lost(idle_tracks));
+                }
+            }
             _ = &mut shutdown => break,
         }
     }
@@ -106,7 +111,7 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
     if tokio::time::timeout(idle, async { while connections.join_next().await.is_some() {} }).await.is_err() {
         connections.abort_all();
     }
-    shared.close_idle_tracks(Duration::ZERO);
+    close_lost(shared.take_idle_tracks(Duration::ZERO)).await;
 }
 
 fn service(
@@ -422,25 +427,22 @@ impl Shared {
         }
     }
 
-    /// Closes (as lost) the kept tracks that no request used for `idle`.
-    fn close_idle_tracks(&self, idle: Duration) {
-        let expired: Vec<TrackState> = {
-            let mut tracks = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let ids: Vec<TrackId> = tracks
-                .iter()
-                .filter(|(_, slot)| slot.kept.is_some() && slot.last_used + idle <= now)
-                .map(|(id, _)| id.clone())
-                .collect();
-            ids.iter().filter_map(|id| tracks.remove(id)).filter_map(|slot| slot.kept).collect()
-        };
-        if !expired.is_empty() {
-            tokio::spawn(async move {
-                for state in expired {
-                    state.writer.close(false).await;
-                }
-            });
-        }
+    /// Takes the kept tracks that no request used for `idle`, to be closed as lost.
+    fn take_idle_tracks(&self, idle: Duration) -> Vec<TrackState> {
+        let mut tracks = self.tracks.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let ids: Vec<TrackId> = tracks
+            .iter()
+            .filter(|(_, slot)| slot.kept.is_some() && slot.last_used + idle <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| tracks.remove(id)).filter_map(|slot| slot.kept).collect()
+    }
+}
+
+async fn close_lost(tracks: Vec<TrackState>) {
+    for state in tracks {
+        state.writer.close(false).await;
     }
 }
 

@@ -420,3 +420,41 @@ async fn hevc_over_enhanced_rtmp_is_stored_frame_identical() {
     assert_eq!(reference_video.len(), 125);
     assert_eq!(frame_hashes(&video, "0:v"), reference_video);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_encoder_continues_the_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path().join("storage").as_path(), &[("again", MAIN_TOKEN)]).await;
+    let port = server.port;
+    let flv = dir.path().join("source.flv");
+    encode_flv(&flv, "320x180", 9);
+    // The same 9 s twice, each from time 0 as a restarted encoder sends it, the first
+    // connection lost without an unpublish. (The writer takes a fragment at one of a track's
+    // last 3 times for a resend, so the first run is longer than that.)
+    tokio::task::spawn_blocking(move || {
+        let tags = flv_tags(&flv);
+        for _ in 0..2 {
+            let mut p = Publisher::connect(port, "live", MAIN_TOKEN).expect("connect");
+            send_tags(&mut p, &tags, 0).expect("publish");
+            p.socket.shutdown(std::net::Shutdown::Write).expect("disconnect");
+            assert!(p.closed_within(Duration::from_secs(5)), "connection not closed");
+        }
+    })
+    .await
+    .expect("publishes");
+    let storage = server.storage.clone();
+    server.shutdown().await;
+
+    // 4 GOPs and the last second of each connection, one after the other in event time, the
+    // second connection's first fragment marked as a discontinuity.
+    let (doc, _) = read_track_doc(&storage, "events/again", "default_video").await.unwrap().unwrap();
+    let times: Vec<u64> = doc.runs.iter().flat_map(|r| (0..r.count as u64).map(move |k| r.t + k * r.d)).collect();
+    assert_eq!(times.len(), 10, "{:?}", doc.runs);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    assert_eq!(doc.discontinuities, vec![times[5]]);
+    let video = dir.path().join("video.mp4");
+    track_file(&storage, "events/again", "default_video", &video).await;
+    let once = frame_hashes(&dir.path().join("source.flv"), "0:v");
+    assert_eq!(once.len(), 225);
+    assert_eq!(frame_hashes(&video, "0:v"), [once.clone(), once].concat());
+}

@@ -1,11 +1,12 @@
-// End-to-end playback tests: jit-origin (the debug build) serves the fixture ladder, and Shaka
-// Player, hls.js and dash.js play it in headless Chromium (Debian's package, driven by
-// playwright-core). Prints one table row per cell; exits non-zero when any cell fails.
+// End-to-end playback tests: jit-origin (the debug build) serves the fixture ladder and a live
+// event that ffmpeg pushes to it over RTMP for the run (lib/live.mjs), and Shaka Player, hls.js
+// and dash.js play them in headless Chromium (Debian's package, driven by playwright-core).
+// Prints one table row per cell; exits non-zero when any cell fails.
 //
 //   node tests/e2e/run.mjs [--only SUBSTRING] [--jobs N]
 //
 // Environment: JIT_ORIGIN_BIN (default target/debug/jit-origin, or under CARGO_TARGET_DIR),
-// CHROMIUM (default /usr/bin/chromium).
+// CHROMIUM (default /usr/bin/chromium), FFMPEG (default ffmpeg on PATH; the live push).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
 
 import { runCell, redact } from './lib/cell.mjs';
+import { startLiveEvent } from './lib/live.mjs';
 import { matrix } from './lib/matrix.mjs';
 import { startOrigin } from './lib/origin.mjs';
 import { startStatic } from './lib/static.mjs';
@@ -40,9 +42,13 @@ const origin = await startOrigin({
   fixtures: path.join(repo, 'fixtures'),
   playerScriptUrl: `${statics.origin}/lib/shaka-player.js`,
 });
+const cells = matrix.filter((c) => !args.only || args.only.some((o) => c.name.includes(o)));
 let browser;
+let live;
 let results = [];
 try {
+  // The live cells' event is pushed from the start, so it has a live edge when they run.
+  if (cells.some((c) => c.live)) live = await startLiveEvent({ bin, origin });
   // One browser for the run (playwright-core gives it a fresh temporary user-data dir and
   // removes it at close), a new context per cell. Never a browser download: Debian's Chromium.
   browser = await chromium.launch({
@@ -60,11 +66,11 @@ try {
       '--autoplay-policy=no-user-gesture-required',
     ],
   });
-  const env = { page: statics.origin, origin: origin.base };
-  const cells = matrix.filter((c) => !args.only || args.only.some((o) => c.name.includes(o)));
+  const env = { page: statics.origin, origin: origin.base, live };
   results = await runPool(cells, Number(args.jobs), (cell) => runCell(browser, env, cell));
 } finally {
   await browser?.close();
+  await live?.stop();
   await origin.stop();
   await statics.close();
 }

@@ -184,6 +184,62 @@ export function playback({ player, url, options, keyFrom = null, playMs = 3000, 
   };
 }
 
+/** How far behind its live edge a player may play (players keep ~3 segments of 2 s back). */
+const MAX_EDGE_DISTANCE_S = 15;
+
+/**
+ * The live scenario: once the live event has segments (`env.live.ready`), start at the live
+ * edge and play until media time has advanced `playSeconds` (within twice that in wall time).
+ * Checks the player says live, starts and stays near its live edge, the edge moves on as the
+ * playlists grow, frames are decoded, every rendition of `heights` is offered, no fatal error,
+ * and for protected cells that the key came from the origin.
+ */
+export function livePlayback({ player, url, options, keyFrom = null, heights, playSeconds = 10 }) {
+  return async ({ page, env, requests, checks, facts }) => {
+    if (!checks.check(env.live, 'no live event in this run')) return;
+    await env.live.ready;
+    const t0 = Date.now();
+    await startPlayer(page, env, player, url(env), options);
+    const first = await waitFor(page, (s) => s.currentTime > 0.05 && !s.paused && s.startedAt !== null, 20_000);
+    facts.startup = (Date.now() - t0) / 1000;
+    if (!checks.check(first && fatalErrors(first).length === 0, 'playback did not start')) {
+      const s = await state(page);
+      facts.errors = s.errors;
+      checks.check(false, `errors: ${describeErrors(s.errors) || 'none reported'}; requests failed: ${failedRequests(requests)}`);
+      return;
+    }
+    facts.startAt = first.startedAt;
+    const behind = (s) => s.live.edge - s.currentTime;
+    checks.check(first.live.isLive === true, `the player does not say live: ${JSON.stringify(first.live)}`);
+    checks.check(behind(first) <= MAX_EDGE_DISTANCE_S, `started ${behind(first).toFixed(1)} s behind the live edge ${first.live.edge}`);
+    const end = await waitFor(page, (s) => s.currentTime - first.currentTime >= playSeconds, playSeconds * 2000);
+    const last = end ?? (await state(page));
+    const advanced = last.currentTime - first.currentTime;
+    const wall = (last.now - first.now) / 1000;
+    facts.played = [advanced, wall];
+    checks.check(advanced >= playSeconds, `media time advanced ${advanced.toFixed(2)} s in ${wall.toFixed(2)} s of wall time`);
+    checks.check(last.decodedFrames > first.decodedFrames, `no video frame decoded while playing (${last.decodedFrames} in all)`);
+    checks.check(last.live.isLive === true, `the player no longer says live: ${JSON.stringify(last.live)}`);
+    checks.check(behind(last) <= MAX_EDGE_DISTANCE_S, `${behind(last).toFixed(1)} s behind the live edge after playing`);
+    // The edge moved with the event: the player refreshed growing playlists.
+    const moved = last.live.edge - first.live.edge;
+    checks.check(moved >= wall / 2, `the live edge moved ${moved.toFixed(1)} s in ${wall.toFixed(1)} s`);
+    facts.resolution = `${last.width}x${last.height}`;
+    facts.frames = last.decodedFrames;
+    facts.variants = resolutions(last.variants);
+    facts.errors = last.errors;
+    facts.notes = `live, ${behind(last).toFixed(1)} s behind the edge, edge +${moved.toFixed(1)} s`;
+    checks.check(last.width > 0 && last.height > 0, 'no video resolution');
+    checks.check(facts.variants.join() === heights.join(), `video renditions seen: ${facts.variants.join(', ') || 'none'}`);
+    checks.check(fatalErrors(last).length === 0, `fatal errors: ${describeErrors(fatalErrors(last))}`);
+    if (keyFrom) {
+      const served = requests.filter((r) => r.status === 200 && keyFrom.test(new URL(r.url).pathname));
+      facts.notes += `, ${served.length} key/licence requests`;
+      checks.check(served.length > 0, `no successful request to ${keyFrom} (failed: ${failedRequests(requests)})`);
+    }
+  };
+}
+
 function failedRequests(requests) {
   const failed = requests.filter((r) => r.status === 0 || r.status >= 400);
   return failed.map((r) => `${r.status || r.failure} ${new URL(r.url).pathname}`).join(', ') || 'none';

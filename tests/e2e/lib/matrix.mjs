@@ -1,7 +1,8 @@
 // The end-to-end matrix: which player plays which URL of the fixture ladder (3 H.264
-// renditions, AAC in English and French, 8 s), and what must happen.
-import { playback, failure, operatorPage } from './cell.mjs';
-import { KEYS, LOCATORS, token } from './origin.mjs';
+// renditions, AAC in English and French, 8 s) or of the live event, and what must happen.
+import { livePlayback, playback, failure, operatorPage } from './cell.mjs';
+import { LIVE_HEIGHTS } from './live.mjs';
+import { KEYS, LIVE_EVENT, LIVE_LOCATORS, LOCATORS, token } from './origin.mjs';
 
 /** URL of `resource` of the ladder under the locator for `protection`. */
 const media = (protection, resource, query = '') => (env) =>
@@ -19,7 +20,7 @@ const LICENCE_PATH = /^\/[^/]+\/clearkey$/;
 const keyRequests = (requests) => requests.filter((r) => KEY_PATH.test(new URL(r.url).pathname));
 
 const cells = [];
-const add = (name, run) => cells.push({ name, run });
+const add = (name, run, live = false) => cells.push({ name, run, live });
 
 // Clear playback.
 for (const [player, format, label] of [
@@ -135,5 +136,29 @@ for (const [player, format, label] of [
 // The origin's own test page, /player (enabled in the generated config, Shaka Player from the
 // harness's server).
 add('origin /player page (Shaka)', operatorPage({ url: () => `/${LOCATORS.clear}/ladder.ism/manifest(format=mpd-time-cmaf).mpd` }));
+
+// Live: the event lib/live.mjs pushes over RTMP while the run lasts (3 renditions), played at
+// its live edge for 10 s; clear, and Common Encryption with ClearKey (cenc on DASH, cbcs on HLS
+// as for VOD above: hls.js plays cbcs with the licence URL, Shaka with the identity key URI).
+const liveMedia = (protection, resource) => (env) =>
+  `${env.origin}/${LIVE_LOCATORS[protection]}/${LIVE_EVENT.name}.ism/${resource}`;
+const liveLicence = (protection) => (env) => `${env.origin}/${LIVE_LOCATORS[protection]}/clearkey`;
+for (const [player, protection, format, encryption, keyFrom, options] of [
+  ['shaka', 'clear', 'm3u8-cmaf'],
+  ['hlsjs', 'clear', 'm3u8-cmaf'],
+  ['shaka', 'clear', 'mpd-time-cmaf'],
+  ['dashjs', 'clear', 'mpd-time-cmaf'],
+  ['shaka', 'cenc', 'mpd-time-cmaf', 'cenc', LICENCE_PATH],
+  ['dashjs', 'cenc', 'mpd-time-cmaf', 'cenc', LICENCE_PATH],
+  ['shaka', 'cbcs', 'm3u8-cmaf', 'cbcs-aapl', KEY_PATH],
+  ['hlsjs', 'cbcsLicence', 'm3u8-cmaf', 'cbcs-aapl', LICENCE_PATH, { licenseUrl: liveLicence('cbcsLicence') }],
+]) {
+  const ext = format.startsWith('mpd') ? 'mpd' : 'm3u8';
+  const label = `${format.startsWith('mpd') ? 'DASH' : 'HLS'}-CMAF`;
+  const keys = encryption ? `,encryption=${encryption}` : '';
+  const name = `${player} live ${label}${encryption ? ` ClearKey ${protection === 'cbcsLicence' ? 'cbcs' : protection}` : ''}`;
+  const url = liveMedia(protection, `manifest(format=${format}${keys}).${ext}`);
+  add(name, livePlayback({ player, url, options, keyFrom, heights: LIVE_HEIGHTS }), true);
+}
 
 export const matrix = cells;

@@ -18,6 +18,11 @@ export const LOCATORS = {
   cbcsLicence: 'e2e-cbcs-licence',
 };
 
+/** The live event the live cells play (pushed by lib/live.mjs), and its locators by
+ * protection, with the same keys as the VOD ones. */
+export const LIVE_EVENT = { name: 'e2e-live', token: crypto.randomBytes(16).toString('hex') };
+export const LIVE_LOCATORS = Object.fromEntries(Object.entries(LOCATORS).map(([p, id]) => [p, id.replace('e2e-', 'e2e-live-')]));
+
 /** Content keys of the protected locators (test values). */
 export const KEYS = {
   envelope: { kid: '0b6f3a5e9c2d4e8f8a1b3c5d7e9f1a2b', key: '3c9e1f7a5b2d4c6e8f0a1b3d5e7f9a1c' },
@@ -51,11 +56,13 @@ async function freePort() {
   return port;
 }
 
-function configText({ port, fixtures, playerScriptUrl }) {
+function configText({ port, rtmpPort, media, fixtures, playerScriptUrl }) {
   const base = `http://127.0.0.1:${port}`;
-  const locator = (id, policy, keys) =>
-    `[[locator]]\nid = "${id}"\nstorage = "fixtures"\nasset = "ladder"\npolicy = "${policy}"\n` +
+  const locator = (id, policy, keys, storage = 'fixtures', asset = 'ladder') =>
+    `[[locator]]\nid = "${id}"\nstorage = "${storage}"\nasset = "${asset}"\npolicy = "${policy}"\n` +
     (keys ? `keys = [{ kid = "${keys.kid}", key = "${keys.key}" }]\n` : '');
+  const live = (protection, policy) =>
+    locator(LIVE_LOCATORS[protection], policy, KEYS[protection], 'live', `live/${LIVE_EVENT.name}`);
   // Widevine and PlayReady are signalled too, as in a multi-DRM deployment: Chromium here has
   // no CDM for them, so players must pass over them to Clear Key.
   const licence =
@@ -65,7 +72,11 @@ function configText({ port, fixtures, playerScriptUrl }) {
   return [
     `listen = "127.0.0.1:${port}"`,
     playerScriptUrl ? `[player]\nenabled = true\nscript_url = "${playerScriptUrl}"` : '',
+    `[ingest]\nrtmp_listen = "127.0.0.1:${rtmpPort}"`,
     `[[storage]]\nname = "fixtures"\nurl = "file://${fixtures}"`,
+    `[[storage]]\nname = "live"\nurl = "file://${media}"`,
+    `[[live_event]]\nname = "${LIVE_EVENT.name}"\naccess_token = "${LIVE_EVENT.token}"\nstorage = "live"\n` +
+      `folder = "live/${LIVE_EVENT.name}"\ndvr_window_secs = 120`,
     locator(LOCATORS.clear, 'clear'),
     locator(LOCATORS.envelope, 'envelope', KEYS.envelope) +
       `[locator.key_access]\nmode = "token"\nissuer = "${ISSUER}"\naudience = "${AUDIENCE}"\n` +
@@ -73,18 +84,26 @@ function configText({ port, fixtures, playerScriptUrl }) {
     locator(LOCATORS.cenc, 'cenc', KEYS.cenc) + licenceAndKey,
     locator(LOCATORS.cbcs, 'cbcs', KEYS.cbcs) + licenceAndKey,
     locator(LOCATORS.cbcsLicence, 'cbcs', KEYS.cbcsLicence) + licence,
+    live('clear', 'clear'),
+    live('cenc', 'cenc') + licenceAndKey,
+    live('cbcs', 'cbcs') + licenceAndKey,
+    live('cbcsLicence', 'cbcs') + licence,
   ].join('\n');
 }
 
 /**
- * Writes a configuration to a temporary folder and starts `bin serve` with it; resolves once
- * /healthz answers, to { base, stop(), log() }.
+ * Writes a configuration to a temporary folder (with a storage folder for the live event) and
+ * starts `bin serve` with it; resolves once /healthz answers, to { base, rtmpPort, configPath,
+ * stop(), log() }.
  */
 export async function startOrigin({ bin, fixtures, playerScriptUrl }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jit-origin-e2e-'));
   const port = await freePort();
+  const rtmpPort = await freePort();
+  const media = path.join(dir, 'media');
+  fs.mkdirSync(media);
   const configPath = path.join(dir, 'origin.toml');
-  fs.writeFileSync(configPath, configText({ port, fixtures, playerScriptUrl }));
+  fs.writeFileSync(configPath, configText({ port, rtmpPort, media, fixtures, playerScriptUrl }));
   const child = spawn(bin, ['serve', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (d) => (output += d));
@@ -106,5 +125,5 @@ export async function startOrigin({ bin, fixtures, playerScriptUrl }) {
       throw new Error(`jit-origin did not start (${early !== undefined ? `exit ${early}` : 'timeout'}):\n${output}`);
     }
   }
-  return { base, stop, log: () => output };
+  return { base, rtmpPort, configPath, stop, log: () => output };
 }

@@ -1,6 +1,7 @@
 // In-page side of the end-to-end harness. One adapter per player library (Shaka Player,
 // hls.js, dash.js) behind one interface that the runner drives through page.evaluate:
-// e2e.start(player, options), e2e.state(), e2e.seek(seconds), e2e.selectAudio(languageCodes).
+// e2e.start(player, options), e2e.state(), e2e.seek(seconds), e2e.selectAudio(languageCodes);
+// the state says whether the stream is live and where the player's live edge is.
 'use strict';
 
 (() => {
@@ -70,6 +71,9 @@
       seek(seconds) {
         video.currentTime = seconds;
       },
+      live() {
+        return { isLive: this.player.isLive(), edge: this.player.seekRange().end };
+      },
     },
 
     hlsjs: {
@@ -107,6 +111,10 @@
       seek(seconds) {
         video.currentTime = seconds;
       },
+      live() {
+        const details = this.hls.latestLevelDetails;
+        return { isLive: Boolean(details && details.live), edge: details ? details.edge : null };
+      },
     },
 
     dashjs: {
@@ -143,6 +151,10 @@
       },
       seek(seconds) {
         this.player.seek(seconds);
+      },
+      live() {
+        const dvr = this.player.getDvrWindow();
+        return { isLive: this.player.isDynamic(), edge: dvr ? dvr.end : null };
       },
     },
   };
@@ -183,6 +195,8 @@
         droppedFrames: quality.droppedVideoFrames,
         variants: adapter ? safely(() => adapter.variants()) : [],
         audioTracks: adapter ? safely(() => adapter.audioTracks()) : [],
+        // Whether the player plays a live stream, and where its live edge is (media time).
+        live: adapter ? safely(() => adapter.live()) : {},
         errors: errors.slice(),
       };
     },

@@ -9,8 +9,9 @@
 //!   UTCTiming, `$Time$` = the fragment times), static after;
 //! * `presentationWindowDuration` and `liveBackoffDuration` narrow the window;
 //! * a segment past the live edge is a 404 that caches for at most a second; `/time`;
-//! * live manifests cache for half a segment, their ETag changes with every fragment; a second
-//!   origin over the same storage serves the same playlist;
+//! * live manifests cache for half a segment and their ETag changes with every fragment; a
+//!   reload reads only the event's documents, and the last good load answers while storage
+//!   fails; a second origin over the same storage serves the same playlist;
 //! * segments decode (ffmpeg) to the source's frames, clear and cenc (cbcs segments build);
 //!   the archive decodes as TS and CMAF under AES-128, v3 segments muxing the audio;
 //! * an encoder restart is a discontinuity, counted once it slid out of the window.
@@ -26,7 +27,7 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use reqwest::header;
 
-use common::store::CountingStore;
+use common::store::{CountingStore, Fault};
 use common::{client, get, Got, TestServer, FIXTURES_STORAGE};
 use jit_origin::config::Config;
 use jit_origin::ingest::writer::{self, LiveWriter, TrackWriter};
@@ -318,6 +319,13 @@ async fn hls_slides_with_the_dvr_window_and_ends_as_vod() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(get(&c, &counted_url).await.status, 200);
     assert_eq!((store.gets() - gets, store.lists() - lists), (3, 0), "live.json and two track documents");
+    // Storage failing: the last good load answers (stale), as for VOD.
+    let served = get(&c, &counted_url).await;
+    store.set_fault(Fault::Fails);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let stale = get(&c, &counted_url).await;
+    assert_eq!((stale.status, &stale.body), (served.status, &served.body));
+    store.set_fault(Fault::None);
 
     // The segment at the window's start is the one of that number on any replica.
     let second = ev.origin("");

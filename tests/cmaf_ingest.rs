@@ -22,7 +22,10 @@ use jit_origin::serve::origin::Origin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const TOKEN: &str = "s3cret-token";
+/// The access token of live event `event`.
+fn token(event: &str) -> String {
+    format!("s3cret-token-of-{event}")
+}
 
 /// ffmpeg's mp4 options for a CMAF push (the command, as an encoder would run it).
 const CMAF_PUSH: &[&str] = &[
@@ -35,7 +38,7 @@ const CMAF_PUSH: &[&str] = &[
 ];
 
 /// A CMAF ingest listener over a fresh storage folder, with live events `a`, `b` and `bad`
-/// (all with [`TOKEN`]).
+/// (tokens from [`token`]).
 struct Harness {
     dir: tempfile::TempDir,
     origin: Arc<Origin>,
@@ -58,7 +61,7 @@ impl Harness {
             catalog.insert_live_event(LiveEvent {
                 name: name.into(),
                 // The secret type is the config's: made as the config makes it.
-                access_token: serde_json::from_value(serde_json::json!(TOKEN)).unwrap(),
+                access_token: serde_json::from_value(serde_json::json!(token(name))).unwrap(),
                 storage: storage.clone(),
                 folder: name.into(),
                 manifest_name: None,
@@ -281,12 +284,14 @@ async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], chunks: &[
     Answer { status, closed, sent }
 }
 
-fn bearer() -> (&'static str, String) {
-    ("Authorization", format!("Bearer {TOKEN}"))
+fn bearer(event: &str) -> (&'static str, String) {
+    ("Authorization", format!("Bearer {}", token(event)))
 }
 
+/// POSTs `body` in one chunk with the token of the event `/ingest/{event}/…` names.
 async fn post_body(h: &Harness, path: &str, body: &[u8]) -> Answer {
-    let (name, value) = bearer();
+    let event = path.split('/').nth(2).unwrap();
+    let (name, value) = bearer(event);
     post(h.addr, path, &[(name, &value)], &[body], Duration::ZERO).await
 }
 
@@ -296,7 +301,7 @@ async fn while_another_event_ingests<F: std::future::Future<Output = ()>>(h: &Ha
     let (header, fragments) = split(&media().video);
     let mut chunks: Vec<&[u8]> = vec![&header];
     chunks.extend(fragments.iter().map(Vec::as_slice));
-    let (name, value) = bearer();
+    let (name, value) = bearer("a");
     let headers = [(name, value.as_str())];
     let good = post(h.addr, "/ingest/a/Streams(video)", &headers, &chunks, Duration::from_millis(400));
     let (good, ()) = tokio::join!(good, during);
@@ -313,7 +318,7 @@ fn framemd5(input: &Path, map: &str, ignore_editlist: bool) -> Vec<String> {
 async fn ffmpeg_push_stores_fragments_that_decode_to_the_reference() {
     let h = Harness::new().await;
     let m = media();
-    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let auth = format!("Authorization: Bearer {}\r\n", token("a"));
     let mut cmd = Command::new(common::ffmpeg_bin());
     cmd.args(["-nostdin", "-v", "error", "-re", "-i"]).arg(&m.reference);
     for (map, stream) in [("0:v", "video"), ("0:a", "audio")] {
@@ -359,17 +364,18 @@ async fn url_forms_tokens_and_per_segment_posting() {
     let h = Harness::new().await;
     let (header, fragments) = split(&media().video);
     // An empty probe, then the AMS spelling carrying the token in the path.
-    let (name, value) = bearer();
+    let (name, value) = bearer("a");
     let probe = post(h.addr, "/ingest/a/Streams(video)", &[(name, &value)], &[], Duration::ZERO).await;
     assert_eq!(probe.status, Some(200), "{probe:?}");
     let ams =
-        post(h.addr, &format!("/{TOKEN}/ingest.isml/Streams(video)"), &[], &[&media().video], Duration::ZERO).await;
+        post(h.addr, &format!("/{}/ingest.isml/Streams(video)", token("a")), &[], &[&media().video], Duration::ZERO)
+            .await;
     assert_eq!(ams.status, Some(200), "{ams:?}");
     assert_eq!(h.fragments("a", "video").len(), fragments.len());
 
     // DASH-IF "MPD first" with one request per segment, basic auth: the manifest is taken, the
     // track is named by the directory before each file.
-    let basic = format!("Basic {}", base64_of(&format!("encoder:{TOKEN}")));
+    let basic = format!("Basic {}", base64_of(&format!("encoder:{}", token("b"))));
     let auth = [("Authorization", basic.as_str())];
     let mpd = post(h.addr, "/ingest/b/ingest.mpd", &auth, &[b"<MPD/>"], Duration::ZERO).await;
     assert_eq!(mpd.status, Some(200), "{mpd:?}");
@@ -381,7 +387,8 @@ async fn url_forms_tokens_and_per_segment_posting() {
     }
     assert_eq!(h.fragments("b", "v1").len(), fragments.len());
     // The query form, and a path we do not take.
-    let query = post(h.addr, &format!("/ingest/b/Streams(v2)?token={TOKEN}"), &[], &[&header], Duration::ZERO).await;
+    let query =
+        post(h.addr, &format!("/ingest/b/Streams(v2)?token={}", token("b")), &[], &[&header], Duration::ZERO).await;
     assert_eq!(query.status, Some(200), "{query:?}");
     let wrong = post_body(&h, "/ingest/b/something/else", &header).await;
     assert_eq!(wrong.status, Some(403), "{wrong:?}");
@@ -396,7 +403,9 @@ fn base64_of(s: &str) -> String {
 async fn wrong_token_is_refused_before_anything_is_stored() {
     let h = Harness::new().await;
     while_another_event_ingests(&h, async {
-        for auth in [vec![("Authorization", "Bearer not-the-token")], vec![]] {
+        // A made-up token, another event's token, none.
+        let other = bearer("a");
+        for auth in [vec![("Authorization", "Bearer not-the-token")], vec![(other.0, other.1.as_str())], vec![]] {
             let answer = post(h.addr, "/ingest/bad/Streams(video)", &auth, &[&media().video], Duration::ZERO).await;
             assert_eq!(answer.status, Some(403), "{answer:?}");
             assert!(answer.closed, "connection left open after a 403");
@@ -407,7 +416,7 @@ async fn wrong_token_is_refused_before_anything_is_stored() {
     })
     .await;
     assert_eq!(h.stored("bad"), Vec::<String>::new());
-    assert_eq!(h.errors("forbidden"), 3);
+    assert_eq!(h.errors("forbidden"), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,7 +483,7 @@ async fn a_box_claiming_4_gib_is_refused_at_once() {
         chunks.extend(std::iter::repeat_n(zeros.as_slice(), 256));
         let before = resident_bytes();
         let started = Instant::now();
-        let (name, value) = bearer();
+        let (name, value) = bearer("bad");
         let answer = post(h.addr, "/ingest/bad/Streams(video)", &[(name, &value)], &chunks, Duration::ZERO).await;
         assert_eq!(answer.status, Some(400), "{answer:?}");
         assert!(answer.closed);
@@ -540,7 +549,7 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let (header, _) = split(&media().video);
     let stream = TcpStream::connect(h.addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();
-    let (name, value) = bearer();
+    let (name, value) = bearer("bad");
     let head = format!(
         "POST /ingest/bad/Streams(video) HTTP/1.1\r\nHost: x\r\n{name}: {value}\r\nContent-Length: 100000\r\n\r\n"
     );
@@ -551,4 +560,50 @@ async fn a_silent_connection_is_closed_after_the_idle_timeout() {
     let read = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut rest)).await;
     assert!(read.is_ok(), "connection still open 5 s after it went silent");
     assert!(started.elapsed() >= Duration::from_millis(900), "closed before the idle timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_encoder_continues_its_track() {
+    let h = Harness::new().await;
+    let (header, fragments) = split(&media().video);
+    // A connection lost in its second fragment, then the encoder back on a new connection with
+    // its header and everything from time 0: the fragment already stored is a resend.
+    let (name, value) = bearer("a");
+    let auth = [(name, value.as_str())];
+    let first = [header.as_slice(), &fragments[0], &fragments[1][..100]].concat();
+    let lost = tokio::time::timeout(
+        Duration::from_secs(2),
+        post(h.addr, "/ingest/a/Streams(video)", &auth, &[&first], Duration::from_secs(10)),
+    )
+    .await;
+    assert!(lost.is_err(), "the first connection should still be sending when dropped");
+    // Dropping the request dropped its socket: the server sees the body cut short.
+    h.wait_for_connections_closed().await;
+    assert_eq!(h.fragments("a", "video").len(), 1);
+    let again = post_body(&h, "/ingest/a/Streams(video)", &media().video).await;
+    assert_eq!(again.status, Some(200), "{again:?}");
+    let stored = h.fragments("a", "video");
+    let names: Vec<_> = stored.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["0.m4s", "25600.m4s", "51200.m4s"], "the track goes on where it was cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_closed_at_once() {
+    let h = Harness::start(IngestLimits { max_connections: 1, ..IngestLimits::default() }).await;
+    let (header, _) = split(&media().video);
+    let (name, value) = bearer("a");
+    let auth = [(name, value.as_str())];
+    // One encoder holds the only connection, sending its header and then nothing for a while.
+    let chunks: [&[u8]; 1] = [&header];
+    let holder = post(h.addr, "/ingest/a/Streams(video)", &auth, &chunks, Duration::from_secs(2));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        post(h.addr, "/ingest/b/Streams(video)", &auth, &[&header], Duration::ZERO).await
+    };
+    let (holder, second) = tokio::join!(holder, second);
+    assert_eq!(second.status, None, "{second:?}");
+    assert!(second.closed);
+    assert_eq!(holder.status, Some(200), "{holder:?}");
+    assert_eq!(h.errors("connections"), 1);
+    assert_eq!(h.stored("b"), Vec::<String>::new());
 }

@@ -24,6 +24,7 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use reqwest::header;
 
+use common::store::CountingStore;
 use common::{client, get, Got, TestServer, FIXTURES_STORAGE};
 use jit_origin::config::Config;
 use jit_origin::ingest::writer::{self, LiveWriter, TrackWriter};
@@ -113,12 +114,14 @@ fn later(fragment: &IngestFragment, by: u64) -> IngestFragment {
 struct Event {
     memory: Arc<InMemory>,
     event: Arc<LiveEvent>,
-    _writer: LiveWriter,
+    writer: LiveWriter,
     video: TrackWriter,
     audio: TrackWriter,
     source: Source,
     /// Fragments pushed so far (per track), over every pass.
     pushed: usize,
+    /// Where the encoder's clock started, seconds (a restarted encoder's is another).
+    clock_start_secs: f64,
 }
 
 impl Event {
@@ -142,7 +145,7 @@ impl Event {
         let source = source().await;
         let video = writer.open_track(&event, Protocol::Cmaf, source.video.0.clone()).await.expect("video track");
         let audio = writer.open_track(&event, Protocol::Cmaf, source.audio.0.clone()).await.expect("audio track");
-        Event { memory, event, _writer: writer, video, audio, source, pushed: 0 }
+        Event { memory, event, writer, video, audio, source, pushed: 0, clock_start_secs: 0.0 }
     }
 
     /// Fragments per pass of the source.
@@ -155,17 +158,30 @@ impl Event {
         let per_pass = self.per_pass();
         for _ in 0..n {
             let (pass, k) = (self.pushed / per_pass, self.pushed % per_pass);
-            for (writer, (_, fragments)) in
+            for (writer, (track, fragments)) in
                 [(&mut self.video, &self.source.video), (&mut self.audio, &self.source.audio)]
             {
                 // A pass lasts as long as the video's first `per_pass` fragments.
                 let first = &fragments[0].samples;
                 let pass_ticks = fragments[..per_pass].iter().map(|f| f.samples.end_dts).max().unwrap_or(0)
                     - first.dts.first().copied().unwrap_or(0);
-                writer.push(later(&fragments[k], pass as u64 * pass_ticks)).await.expect("fragment stored");
+                let start = (self.clock_start_secs * track.info.timescale as f64) as u64;
+                writer.push(later(&fragments[k], start + pass as u64 * pass_ticks)).await.expect("fragment stored");
             }
             self.pushed += 1;
         }
+    }
+
+    /// The encoder reconnects after a restart: new connections whose times begin again.
+    async fn restart_encoder(&mut self) {
+        let (video, audio) = (&self.source.video.0, &self.source.audio.0);
+        let new_video = self.writer.open_track(&self.event, Protocol::Cmaf, video.clone()).await.expect("video");
+        let new_audio = self.writer.open_track(&self.event, Protocol::Cmaf, audio.clone()).await.expect("audio");
+        std::mem::replace(&mut self.video, new_video).close(false).await;
+        std::mem::replace(&mut self.audio, new_audio).close(false).await;
+        self.pushed = 0;
+        // Not at a time already stored (that would be a resend).
+        self.clock_start_secs = 0.5;
     }
 
     async fn stop(&self) {
@@ -177,6 +193,8 @@ impl Event {
             "listen = \"127.0.0.1:0\"\n{}\
              [[locator]]\nid = \"live-clear\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"live/ev\"\npolicy = \"clear\"\n\
              [[locator]]\nid = \"live-cenc\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"live/ev\"\npolicy = \"cenc\"\n\
+             keys = [{{ kid = \"{KID}\", key = \"{KEY}\" }}]\n\
+             [[locator]]\nid = \"live-aes\"\nstorage = \"{FIXTURES_STORAGE}\"\nasset = \"live/ev\"\npolicy = \"envelope\"\n\
              keys = [{{ kid = \"{KID}\", key = \"{KEY}\" }}]\n{filters}",
             common::fixtures_storage_toml(),
         );
@@ -185,10 +203,16 @@ impl Event {
 
     /// An origin process over the event's storage.
     fn origin(&self, filters: &str) -> TestServer {
+        self.counted_origin(filters).0
+    }
+
+    /// An origin process over the event's storage, and the count of its storage requests.
+    fn counted_origin(&self, filters: &str) -> (TestServer, Arc<CountingStore>) {
         let config = self.config(filters);
-        let storage = Arc::new(Storage::new(FIXTURES_STORAGE, self.memory.clone() as Arc<dyn ObjectStore>));
+        let store = CountingStore::over(self.memory.clone());
+        let storage = Arc::new(Storage::new(FIXTURES_STORAGE, store.clone() as Arc<dyn ObjectStore>));
         let origin = Origin::with_storages(&config, vec![storage]).expect("origin");
-        TestServer::serve(origin, config.http)
+        (TestServer::serve(origin, config.http), store)
     }
 }
 
@@ -273,8 +297,25 @@ async fn hls_slides_with_the_dvr_window_and_ends_as_vod() {
     assert!(secs <= 60.0 + target && secs >= 60.0 - target, "the window holds the DVR length: {secs} s");
     assert_eq!(p.media_sequence + p.segments.len() as u64, total, "the window ends at the newest fragment");
     assert!(p.media_sequence > 0, "the window slid");
+    // A segment's mfhd sequence number is its number in the event, from 1.
+    let first = get(&c, &segment_urls(&url, &p)[0]).await;
+    let at = first.body.windows(4).position(|w| w == b"mfhd").expect("mfhd") + 8;
+    let sequence = u32::from_be_bytes(first.body[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!(sequence as u64, p.media_sequence + 1);
     // The source repeated: a pass is not a discontinuity (its times continue).
     assert!(p.segments.iter().all(|s| !s.discontinuity));
+
+    // Reloading a live asset reads its documents (the event's and one per track), no listing;
+    // within half a segment the loaded asset answers.
+    let (counted, store) = ev.counted_origin("");
+    let counted_url = counted.url(&format!("{CLEAR}/{VIDEO_PLAYLIST}"));
+    assert_eq!(get(&c, &counted_url).await.status, 200);
+    let (gets, lists) = (store.gets(), store.lists());
+    assert_eq!(get(&c, &counted_url.replace("150000", "300000")).await.status, 404);
+    assert_eq!((store.gets(), store.lists()), (gets, lists), "answered from the loaded asset");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(get(&c, &counted_url).await.status, 200);
+    assert_eq!((store.gets() - gets, store.lists() - lists), (3, 0), "live.json and two track documents");
 
     // The segment at the window's start is the one of that number on any replica.
     let second = ev.origin("");
@@ -546,4 +587,70 @@ async fn segments_decode_to_the_source_frames_clear_and_cenc() {
     let (a, b) = (get(&c, url).await, get(&c, &other).await);
     assert_eq!(a.body, b.body);
     assert_eq!(a.header(header::ETAG), b.header(header::ETAG));
+}
+
+#[tokio::test]
+async fn an_encoder_restart_is_a_discontinuity_that_slides_out_of_the_window() {
+    let mut ev = Event::start(60).await;
+    ev.push(3).await;
+    ev.restart_encoder().await;
+    ev.push(2).await;
+    let origin = ev.origin("");
+    let c = client();
+    let url = origin.url(&format!("{CLEAR}/{VIDEO_PLAYLIST}"));
+    let p = media_playlist(&get(&c, &url).await);
+    let breaks: Vec<bool> = p.segments.iter().map(|s| s.discontinuity).collect();
+    assert_eq!(breaks, [false, false, false, true, false]);
+    assert_eq!(p.discontinuity_sequence, 0);
+    let (before, after) = (&p.segments[2], &p.segments[3]);
+    assert!(before.program_date_time.is_none());
+    let (first, restart) = (p.segments[0].program_date_time.expect("PDT"), after.program_date_time.expect("PDT"));
+    assert!(restart > first, "the clock runs on after the restart: {first} then {restart}");
+    let times = playlist_times(&p);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "event time keeps going forward: {times:?}");
+    let (dash_times, dash) = {
+        let text = String::from_utf8_lossy(
+            &get(&c, &origin.url(&format!("{CLEAR}/manifest(format=mpd-time-cmaf)"))).await.body,
+        )
+        .into_owned();
+        (timeline_times(&elements(&text), "video-150000"), text)
+    };
+    assert_eq!(dash_times, times, "{dash}");
+
+    // Once the window has slid past it, the discontinuity is counted, not listed.
+    ev.push(ev.per_pass() * 8).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let p = media_playlist(&get(&c, &url).await);
+    assert!(p.media_sequence > 3);
+    assert_eq!(p.discontinuity_sequence, 1);
+    assert!(p.segments.iter().all(|s| !s.discontinuity));
+    assert!(p.segments[0].program_date_time.is_some());
+}
+
+#[tokio::test]
+async fn the_archive_decodes_as_ts_with_aes_128_and_muxed_audio() {
+    let mut ev = Event::start(600).await;
+    ev.push(ev.per_pass()).await;
+    ev.stop().await;
+    let origin = ev.origin("");
+    let source = common::framemd5(&[], &common::fixtures_dir().join("ladder/video_150k.mp4"), "0:v:0")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = |format: &str| {
+        origin
+            .url(&format!("/live-aes/ev.ism/QualityLevels(150000)/Manifest(video,format={format},encryption=cbc).m3u8"))
+    };
+    let decode = |url: String, map: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            common::framemd5(&[], std::path::Path::new(&url), map).unwrap_or_else(|e| panic!("{e}"))
+        })
+    };
+    for format in ["m3u8-aapl", "m3u8-cmaf", "m3u8-aapl-v3"] {
+        let ours = decode(url(format), "0:v:0").await.expect("decoder");
+        common::compare(&source, &ours).unwrap_or_else(|e| panic!("{format} with AES-128:\n{e}"));
+    }
+    // HLS v3 segments carry the default audio: the audio fragment of the same time.
+    let audio = decode(url("m3u8-aapl-v3"), "0:a:0").await.expect("decoder");
+    let aac = 48_000.0 / 1024.0;
+    let expected = (listed_secs(&media_playlist(&get(&client(), &url("m3u8-aapl-v3")).await)) * aac) as usize;
+    assert!(audio.len().abs_diff(expected) < 10, "{} AAC frames muxed, about {expected} expected", audio.len());
 }

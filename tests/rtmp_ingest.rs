@@ -18,7 +18,7 @@ use jit_origin::config::Config;
 use jit_origin::ingest::writer::LiveWriter;
 use jit_origin::ingest::{rtmp, Ingest, IngestLimits};
 use jit_origin::serve::origin::Origin;
-use jit_origin::source::live::{fragment_path, read_track_doc};
+use jit_origin::source::live::{fragment_path, read_event_doc, read_track_doc};
 use jit_origin::source::storage::Storage;
 
 const STORAGE: &str = "live";
@@ -244,6 +244,26 @@ fn encode_flv(out: &Path, size: &str, seconds: u32) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// An ffmpeg that publishes HEVC over enhanced RTMP: `FFMPEG_ENHANCED_RTMP`, else the one
+/// tests/run.sh installs (imageio-ffmpeg's ffmpeg 9, pinned in tests/rtmp/requirements.txt).
+fn enhanced_rtmp_ffmpeg() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("FFMPEG_ENHANCED_RTMP") {
+        return path.into();
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ffmpeg-9/venv/lib");
+    let found = std::fs::read_dir(&lib).ok().into_iter().flatten().flatten().find_map(|python| {
+        let binaries = python.path().join("site-packages/imageio_ffmpeg/binaries");
+        std::fs::read_dir(binaries)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ffmpeg-linux")))
+    });
+    found.unwrap_or_else(|| {
+        panic!("no ffmpeg with enhanced RTMP under {}: run tests/run.sh or set FFMPEG_ENHANCED_RTMP", lib.display())
+    })
+}
+
 /// Sends every tag of `tags` (audio, video) as fast as the socket takes them.
 fn send_tags(p: &mut Publisher, tags: &[(u8, u32, Vec<u8>)], shift_ms: u32) -> std::io::Result<()> {
     for (kind, ts, body) in tags {
@@ -306,10 +326,15 @@ async fn ffmpeg_publish_is_stored_frame_identical_while_bad_connections_fail_alo
         let spent = cpu_seconds() - cpu;
         assert!(spent < 1.5, "{spent} CPU seconds after two bad connections: a spinning task?");
 
-        // Event "side": a valid stream that changes its codec configuration mid-stream.
+        // Event "side": two renditions; the second one's audio is not taken. Then the first
+        // changes its codec configuration mid-stream.
         let side = flv_tags(&side_flv);
         let mut p = Publisher::connect(port, "live", &format!("{SIDE_TOKEN}/cam")).expect("connect");
         send_tags(&mut p, &side, 0).expect("side stream");
+        let mut second = Publisher::connect(port, "live", &format!("{SIDE_TOKEN}/cam2")).expect("connect");
+        send_tags(&mut second, &side, 0).expect("second rendition");
+        second.socket.shutdown(std::net::Shutdown::Write).expect("end the second rendition");
+        assert!(second.closed_within(Duration::from_secs(5)), "second rendition not closed");
         let other = flv_tags(&other_flv);
         let _ = send_tags(&mut p, &other, 5_000);
         assert!(p.closed_within(Duration::from_secs(5)), "codec change not refused");
@@ -358,4 +383,78 @@ async fn ffmpeg_publish_is_stored_frame_identical_while_bad_connections_fail_alo
     assert_eq!(frame_hashes(&side, "0:v").len(), stored * 50);
     let (doc, _) = read_track_doc(&storage, "events/side", "cam_video").await.unwrap().unwrap();
     assert!(doc.runs.iter().all(|r| r.d == 180_000), "{:?}", doc.runs);
+    // The second rendition: GOP-aligned with the first, its last partial GOP stored at its
+    // end, its audio left out.
+    let (second, _) = read_track_doc(&storage, "events/side", "cam2_video").await.unwrap().unwrap();
+    assert_eq!(second.runs[0].t, doc.runs[0].t);
+    assert_eq!(second.runs.iter().map(|r| r.count).sum::<u32>(), 3, "{:?}", second.runs);
+    let (event, _) = read_event_doc(&storage, "events/side").await.unwrap().unwrap();
+    let mut tracks = event.tracks.clone();
+    tracks.sort();
+    assert_eq!(tracks, ["cam2_video", "cam_audio", "cam_video"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_over_enhanced_rtmp_is_stored_frame_identical() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path().join("storage").as_path(), &[("hevc", MAIN_TOKEN)]).await;
+    let port = server.port;
+    let reference = dir.path().join("reference.mkv");
+    let mut ffmpeg = Command::new(enhanced_rtmp_ffmpeg());
+    ffmpeg
+        .args(["-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", "5", "-map", "0:v", "-map", "1:a"])
+        .args(["-c:v", "libx265", "-x265-params", "keyint=50:min-keyint=50:scenecut=0:open-gop=0:log-level=error"])
+        .args(["-c:a", "aac", "-flags", "+global_header", "-f", "tee"])
+        .arg(format!("[f=flv]rtmp://127.0.0.1:{port}/live/{MAIN_TOKEN}/uhd|[f=matroska]{}", reference.display()));
+    tokio::task::spawn_blocking(move || run(&mut ffmpeg)).await.expect("ffmpeg").unwrap_or_else(|e| panic!("{e}"));
+    let storage = server.storage.clone();
+    server.shutdown().await;
+
+    let video = dir.path().join("video.mp4");
+    assert_eq!(track_file(&storage, "events/hevc", "uhd_video", &video).await, 3);
+    let (doc, _) = read_track_doc(&storage, "events/hevc", "uhd_video").await.unwrap().unwrap();
+    let init = storage.read_all(&format!("events/hevc/{}", doc.init)).await.unwrap();
+    assert!(init.windows(4).any(|w| w == b"hvcC"), "an hvc1 sample entry");
+    let reference_video = frame_hashes(&reference, "0:v");
+    assert_eq!(reference_video.len(), 125);
+    assert_eq!(frame_hashes(&video, "0:v"), reference_video);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_encoder_continues_the_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path().join("storage").as_path(), &[("again", MAIN_TOKEN)]).await;
+    let port = server.port;
+    let flv = dir.path().join("source.flv");
+    encode_flv(&flv, "320x180", 9);
+    // The same 9 s twice, each from time 0 as a restarted encoder sends it, the first
+    // connection lost without an unpublish. (The writer takes a fragment at one of a track's
+    // last 3 times for a resend, so the first run is longer than that.)
+    tokio::task::spawn_blocking(move || {
+        let tags = flv_tags(&flv);
+        for _ in 0..2 {
+            let mut p = Publisher::connect(port, "live", MAIN_TOKEN).expect("connect");
+            send_tags(&mut p, &tags, 0).expect("publish");
+            p.socket.shutdown(std::net::Shutdown::Write).expect("disconnect");
+            assert!(p.closed_within(Duration::from_secs(5)), "connection not closed");
+        }
+    })
+    .await
+    .expect("publishes");
+    let storage = server.storage.clone();
+    server.shutdown().await;
+
+    // 4 GOPs and the last second of each connection, one after the other in event time, the
+    // second connection's first fragment marked as a discontinuity.
+    let (doc, _) = read_track_doc(&storage, "events/again", "default_video").await.unwrap().unwrap();
+    let times: Vec<u64> = doc.runs.iter().flat_map(|r| (0..r.count as u64).map(move |k| r.t + k * r.d)).collect();
+    assert_eq!(times.len(), 10, "{:?}", doc.runs);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    assert_eq!(doc.discontinuities, vec![times[5]]);
+    let video = dir.path().join("video.mp4");
+    track_file(&storage, "events/again", "default_video", &video).await;
+    let once = frame_hashes(&dir.path().join("source.flv"), "0:v");
+    assert_eq!(once.len(), 225);
+    assert_eq!(frame_hashes(&video, "0:v"), [once.clone(), once].concat());
 }

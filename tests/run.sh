@@ -70,6 +70,9 @@ fi
 # The official Azure Media Services SDK for tests/sdk.rs, pinned in tests/sdk/.
 pinned_venv target/azure-sdk/venv tests/sdk/requirements.txt azure-mgmt-media
 
+# An ffmpeg that publishes HEVC over enhanced RTMP (tests/rtmp_ingest.rs), pinned in tests/rtmp/.
+pinned_venv target/ffmpeg-9/venv tests/rtmp/requirements.txt "ffmpeg 9 (imageio-ffmpeg)"
+
 log "$(ffmpeg -version | head -n1)"
 log "$(chromium --version 2>/dev/null | head -n1); node $(node --version); $(target/storage-tools/venv/bin/python --version)"
 log "$(cargo --version)"

@@ -2,10 +2,11 @@
 //! The management API's request bodies and the store's documents (one JSON model for both):
 //! reading any bytes as any resource, checking it, and building what the origin makes of it
 //! (a streaming policy's terms, a key policy's token verifier with its symmetric or RSA keys,
-//! a filter) never panics. The first byte picks the resource.
+//! a filter, a live output's DVR window) never panics. The first byte picks the resource.
 
 use jit_origin::manage::model::{
-    self, AssetProperties, ContentKeyPolicyProperties, Resource, StreamingLocatorProperties, StreamingPolicyProperties,
+    self, AssetProperties, ContentKeyPolicyProperties, LiveEventProperties, LiveOutputProperties, Resource,
+    StreamingLocatorProperties, StreamingPolicyProperties,
 };
 use jit_origin::plan::filter::FilterDefinition;
 use jit_origin::protect::token::{KeyAccess, TokenVerifier};
@@ -21,7 +22,7 @@ macro_rules! properties {
 fuzz_target!(|data: &[u8]| {
     jit_origin_fuzz::bound_allocations(data.len());
     let Some((&kind, body)) = data.split_first() else { return };
-    match kind % 5 {
+    match kind % 7 {
         0 => {
             if let Some(asset) = properties!(AssetProperties, body) {
                 let _ = asset.check();
@@ -48,6 +49,18 @@ fuzz_target!(|data: &[u8]| {
                     if let Ok(KeyAccess::Token(token)) = policy.key_access() {
                         let _ = TokenVerifier::new(&token);
                     }
+                }
+            }
+        }
+        4 => {
+            if let Some(event) = properties!(LiveEventProperties, body) {
+                let _ = event.check();
+            }
+        }
+        5 => {
+            if let Some(output) = properties!(LiveOutputProperties, body) {
+                if output.check().is_ok() {
+                    let _ = output.dvr_window_secs();
                 }
             }
         }

@@ -84,6 +84,8 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>, shutdown: impl Fu
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    // Counted before the task starts, so a burst of connections sees the count.
+                    shared.connections_gauge().inc();
                     let conn = builder.serve_connection(TokioIo::new(stream), service(&shared, peer));
                     connections.spawn(connection(conn, shared.clone()));
                 }
@@ -132,8 +134,8 @@ fn service(
     })
 }
 
-/// One connection, counted in `jit_ingest_connections{protocol="cmaf"}`, until it closes or the
-/// listener stops.
+/// One connection until it closes or the listener stops; it leaves
+/// `jit_ingest_connections{protocol="cmaf"}` then.
 async fn connection<S>(
     conn: hyper::server::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, S>,
     shared: Arc<Shared>,
@@ -141,8 +143,6 @@ async fn connection<S>(
     S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let gauge = shared.ingest.origin.metrics.ingest_connections.with_label_values(&[PROTOCOL.as_str()]);
-    gauge.inc();
     tokio::pin!(conn);
     tokio::select! {
         result = conn.as_mut() => {
@@ -155,14 +155,14 @@ async fn connection<S>(
             let _ = conn.await;
         }
     }
-    gauge.dec();
+    shared.connections_gauge().dec();
 }
 
 /// What the listener's connections share.
 struct Shared {
     ingest: Arc<Ingest>,
     /// Tracks kept open between the requests of per-segment posting, by (event, stream).
-    tracks: Mutex<HashMap<(String, String), Slot>>,
+    tracks: Mutex<HashMap<TrackId, Slot>>,
     generations: AtomicU64,
     stopped: watch::Receiver<bool>,
 }
@@ -190,9 +190,14 @@ struct FragmentReader {
     next_dts: u64,
 }
 
+/// (event name, stream name).
 type TrackId = (String, String);
 
 impl Shared {
+    fn connections_gauge(&self) -> prometheus::IntGauge {
+        self.ingest.origin.metrics.ingest_connections.with_label_values(&[PROTOCOL.as_str()])
+    }
+
     fn open_connections(&self) -> i64 {
         // RTMP and HTTP ingest connections share `max_connections`.
         let gauge = &self.ingest.origin.metrics.ingest_connections;
@@ -210,11 +215,9 @@ impl Shared {
             Ok(status) => answer(status, ""),
             Err(Refusal { event, stream, error }) => {
                 self.count_error(error.reason());
-                tracing::warn!(peer = %peer, event, stream, reason = error.reason(), error = %error, "CMAF ingest refused");
-                let mut response =
-                    answer(StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST), &error.to_string());
-                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                response
+                tracing::warn!(peer = %peer, event, stream, reason = error.reason(), error = %error, "CMAF ingest request failed");
+                let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                closing(answer(status, &error.to_string()))
             }
         }
     }
@@ -366,7 +369,6 @@ impl Shared {
                 }
                 Ok(None) => break,
                 Err(why) => {
-                    tracing::info!(event = %event.name, stream = key, why, "CMAF ingest connection lost mid-body");
                     feed.finish(After::Lose).await;
                     return Err(IngestError::bad(why, "connection lost mid-body"));
                 }
@@ -478,9 +480,8 @@ fn basic_password(header: &str) -> Option<String> {
         return None;
     }
     let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
-    let (_, password) =
-        String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
-    Some(password)
+    let decoded = String::from_utf8(decoded).ok()?;
+    decoded.split_once(':').map(|(_user, password)| password.to_string())
 }
 
 fn answer(status: StatusCode, text: &str) -> Response<Full<Bytes>> {

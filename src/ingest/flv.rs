@@ -827,4 +827,27 @@ mod tests {
         assert_eq!(video[0].samples.dts, vec![80 * 90, 120 * 90]);
         assert_eq!(video[0].samples.end_dts, 160 * 90);
     }
+
+    proptest::proptest! {
+        /// Whatever an encoder sends, parsing and muxing end in frames, fragments or an error.
+        #[test]
+        fn arbitrary_messages_never_panic(
+            messages in proptest::collection::vec((proptest::bool::ANY, 0u32..5_000, proptest::collection::vec(proptest::num::u8::ANY, 0..64)), 0..40)
+        ) {
+            let mut muxer = StreamMuxer::new("s", true, 1 << 16);
+            let mut out = Vec::new();
+            let _ = muxer.video(0, hex(AVC_SEQUENCE_HEADER), &mut out);
+            let _ = muxer.audio(0, hex(AAC_SEQUENCE_HEADER), &mut out);
+            for (video, ts, mut body) in messages {
+                // Half the time a plausible header, so the bytes after it are reached.
+                if ts % 2 == 0 {
+                    let header: &[u8] = if video { &[0x17, 1, 0, 0, 0] } else { &[0xaf, 1] };
+                    body.splice(0..0, header.iter().copied());
+                }
+                let body = Bytes::from(body);
+                let _ = if video { muxer.video(ts, body, &mut out) } else { muxer.audio(ts, body, &mut out) };
+            }
+            muxer.finish(&mut out);
+        }
+    }
 }

@@ -36,7 +36,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
 use super::flv::{Output, StreamMuxer};
-use super::{Ingest, IngestError, IngestFragment, IngestTrack, Protocol};
+use super::writer::TrackWriter;
+use super::{Ingest, IngestError, IngestFragment, Protocol};
 use crate::media::TrackKind;
 use crate::plan::live_event::LiveEvent;
 use crate::source::live::{read_event_doc, valid_track_key};
@@ -241,12 +242,14 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, socket: TcpStream, mut stopped: watch::Receiver<bool>, _slot: ConnectionSlot) {
+    async fn run(mut self, mut socket: TcpStream, mut stopped: watch::Receiver<bool>, _slot: ConnectionSlot) {
         let (published, publish_seen) = oneshot::channel();
         self.published = Some(published);
         let failure = self.failure.clone();
         let ended = {
-            let session = ServerSession::new(EofIsError(socket), Session(&mut self)).run();
+            // The socket outlives the session: it closes once the last fragments are stored,
+            // so an encoder that waits for the close before reconnecting finds them there.
+            let session = ServerSession::new(EofIsError(&mut socket), Session(&mut self)).run();
             tokio::select! {
                 result = session => match result {
                     Ok(_) => Ended::Closed,
@@ -259,6 +262,7 @@ impl Connection {
             }
         };
         self.finish(ended).await;
+        drop(socket);
     }
 
     /// After the session: an error is logged and counted and what was not stored is dropped;
@@ -279,7 +283,7 @@ impl Connection {
                 if let Some(mut publication) = self.publication.take() {
                     let mut out = Vec::new();
                     publication.muxer.finish(&mut out);
-                    if let Err(error) = self.dispatch(&mut publication, out) {
+                    if let Err(error) = self.dispatch(&mut publication, out).await {
                         self.failure.set(error);
                     }
                 }
@@ -313,16 +317,18 @@ impl Connection {
         Ok((event, stream))
     }
 
-    /// Hands the muxer's output on: a new track gets a task, fragments go to their track.
-    fn dispatch(&mut self, publication: &mut Publication, out: Vec<Output>) -> Result<(), IngestError> {
+    /// Hands the muxer's output on: a new track is opened (here, in message order, so a
+    /// connection's tracks are its own before a later connection of the same stream takes them
+    /// over) and gets a task; fragments go to their track's task.
+    async fn dispatch(&mut self, publication: &mut Publication, out: Vec<Output>) -> Result<(), IngestError> {
         for output in out {
             match output {
                 Output::Track(track) => {
+                    let kind = track.info.kind;
+                    let writer = self.ingest.writer.open_track(&publication.event, Protocol::Rtmp, track).await?;
                     let (queue, feed) = mpsc::channel(TRACK_QUEUE);
-                    publication.tracks.insert(track.info.kind, queue);
-                    let task =
-                        store_track(self.ingest.clone(), publication.event.clone(), track, feed, self.failure.clone());
-                    self.tracks.spawn(task);
+                    publication.tracks.insert(kind, queue);
+                    self.tracks.spawn(store_track(writer, feed, self.failure.clone()));
                 }
                 Output::Fragment(kind, fragment) => {
                     let Some(queue) = publication.tracks.get(&kind) else { continue };
@@ -345,7 +351,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_media(&mut self, data: SessionData) -> Result<(), IngestError> {
+    async fn on_media(&mut self, data: SessionData) -> Result<(), IngestError> {
         let Some(mut publication) = self.publication.take() else { return Ok(()) };
         let mut out = Vec::new();
         let result = match data {
@@ -355,7 +361,10 @@ impl Connection {
                 .and_then(|()| publication.muxer.audio(timestamp, data, &mut out)),
             SessionData::Amf0 { .. } => Ok(()),
         };
-        let result = result.and_then(|()| self.dispatch(&mut publication, out));
+        let result = match result {
+            Ok(()) => self.dispatch(&mut publication, out).await,
+            Err(error) => Err(error),
+        };
         self.publication = Some(publication);
         result
     }
@@ -365,7 +374,7 @@ impl Connection {
         let Some(mut publication) = self.publication.take() else { return Ok(()) };
         let mut out = Vec::new();
         publication.muxer.finish(&mut out);
-        self.dispatch(&mut publication, out)?;
+        self.dispatch(&mut publication, out).await?;
         for queue in publication.tracks.values() {
             // A closed queue: the task failed and set the error.
             let _ = queue.send(Feed::End).await;
@@ -390,17 +399,7 @@ async fn publish_deadline(publish_seen: oneshot::Receiver<()>) {
 }
 
 /// Stores one track's fragments in order; the first error ends the connection.
-async fn store_track(
-    ingest: Arc<Ingest>,
-    event: Arc<LiveEvent>,
-    track: IngestTrack,
-    mut feed: mpsc::Receiver<Feed>,
-    failure: Arc<Failure>,
-) {
-    let mut writer = match ingest.writer.open_track(&event, Protocol::Rtmp, track).await {
-        Ok(writer) => writer,
-        Err(error) => return failure.set(error),
-    };
+async fn store_track(mut writer: TrackWriter, mut feed: mpsc::Receiver<Feed>, failure: Arc<Failure>) {
     let mut clean = false;
     while let Some(item) = feed.recv().await {
         match item {
@@ -452,7 +451,7 @@ impl SessionHandler for Session<'_> {
 
     async fn on_data(&mut self, _stream_id: u32, data: SessionData) -> Result<(), ServerSessionError> {
         let conn = &mut *self.0;
-        conn.on_media(data).map_err(|e| end_session(&conn.failure, e))
+        conn.on_media(data).await.map_err(|e| end_session(&conn.failure, e))
     }
 }
 

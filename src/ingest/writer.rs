@@ -3,11 +3,12 @@
 //!
 //! Event time: encoder time plus the event's [`TimelineOffset`] (ms, converted to each track's
 //! ticks). The first fragment ever stored starts the event at 0 and sets its wall clock epoch.
-//! A connection fixes its offset at its first fragment: the event's current offset when that
-//! keeps the track going forward (or names a fragment already stored: a resend), else a new
-//! one that continues the event after the end of every track, or at the live edge when later,
-//! written to the event document with a conditional put so sibling tracks of the restarted
-//! encoder adopt it. Within a connection, time only goes forward.
+//! A connection fixes its offset at its first fragment: the track's own last offset when that
+//! continues the track seamlessly (a source that kept its clock), else the event's current
+//! offset when that keeps the track going forward (or names one of its last fragments: a
+//! resend), else a new one that continues the event after the end of every track, or at the
+//! live edge when later, written to the event document with a conditional put so sibling
+//! tracks of the restarted encoder adopt it. Within a connection, time only goes forward.
 //!
 //! Every document write is conditional (create-if-absent, or replace-the-version-read), so
 //! replicas and connections sharing an event never lose each other's changes; a track document
@@ -52,6 +53,10 @@ const RESENT_FRAGMENTS: u64 = 3;
 /// edge like a reconnect that jumped in time.
 const NEW_TRACK_BEHIND_EDGE_MS: i64 = 60_000;
 
+/// A track arriving for the first time may start this much before the event's time 0 (the
+/// track that started it began a little later): its samples before 0 are dropped.
+const NEW_TRACK_BEFORE_START_MS: i64 = 10_000;
+
 /// The ingest side of this process: which connection feeds each track.
 pub struct LiveWriter {
     metrics: Arc<Metrics>,
@@ -83,8 +88,8 @@ pub struct TrackWriter {
     index: TrackIndex,
     /// The track document as this connection last wrote (or read) it.
     doc: Option<(TrackDoc, UpdateVersion)>,
-    /// This connection's encoder → event time offset, in track ticks; fixed by its first fragment.
-    offset: Option<i64>,
+    /// This connection's encoder → event time offset; fixed by its first fragment.
+    offset: Option<Offset>,
     /// The next fragment stored follows a break in the track's timeline.
     discontinuity: bool,
     /// When the event was last seen running.
@@ -94,9 +99,22 @@ pub struct TrackWriter {
 /// Where a connection's fragments go in event time.
 #[derive(Debug, Clone, Copy)]
 struct Placement {
-    ticks: i64,
+    offset: Offset,
     /// The first fragment follows a break in the encoder's timeline.
     discontinuity: bool,
+}
+
+/// An event offset ([`TimelineOffset::ms`]) and the same in the track's ticks.
+#[derive(Debug, Clone, Copy)]
+struct Offset {
+    ms: i64,
+    ticks: i64,
+}
+
+impl Offset {
+    fn new(ms: i64, timescale: u32) -> Offset {
+        Offset { ms, ticks: ms_to_ticks(ms, timescale) }
+    }
 }
 
 impl LiveWriter {
@@ -193,22 +211,16 @@ impl TrackWriter {
             Some(offset) => offset,
             None => {
                 let placement = self.place(&received).await?;
-                self.offset = Some(placement.ticks);
+                self.offset = Some(placement.offset);
                 self.discontinuity = placement.discontinuity;
-                placement.ticks
+                placement.offset
             }
         };
-        let IngestFragment { mut samples, payload } = fragment;
-        if !shift(&mut samples, offset) {
-            return Err(IngestError::bad(
-                "time",
-                format!(
-                    "fragment at encoder time {} of track '{}' falls before the event's start",
-                    received.dts, self.track.key
-                ),
-            ));
-        }
-        self.index.samples = samples;
+        let IngestFragment { samples, payload } = fragment;
+        let Some(received) = self.move_to_event_time(samples, offset.ticks, received)? else {
+            tracing::debug!(event = %self.event.name, track = %self.track.key, "fragment before the event's start: skipped");
+            return Ok(());
+        };
         let n = self.index.samples.len();
         let time = self.index.earliest_presentation(0..n);
         let duration = received.duration;
@@ -226,12 +238,12 @@ impl TrackWriter {
             Fit::Forward { gap } => gap,
         };
         let discontinuity = self.discontinuity || continuity;
+        let bytes = self.index.samples.byte_count(0..n);
 
         let (mut doc, version) = match self.doc.clone() {
             Some((doc, version)) => (doc, Some(version)),
-            None => (self.new_doc(&received, payload.len() as u64).await?, None),
+            None => (self.new_doc(&received, bytes).await?, None),
         };
-        let bytes = self.index.samples.byte_count(0..n);
         let segment = Segment { first_sample: 0, sample_count: n as u32, time, duration, bytes, discontinuity };
         let sequence_number = u32::try_from(doc.fragment_count() + 1).unwrap_or(u32::MAX);
         let object = self.fragment_object(&segment, sequence_number, payload)?;
@@ -247,6 +259,7 @@ impl TrackWriter {
         doc.bytes += bytes;
         doc.peak_bitrate = doc.peak_bitrate.max(bitrate(bytes, duration, self.index.info.timescale));
         doc.updated_ms = now_ms();
+        doc.offset_ms = Some(offset.ms);
         self.write_doc(doc, version).await?;
         self.discontinuity = false;
 
@@ -255,6 +268,33 @@ impl TrackWriter {
         self.metrics.bytes_ingested.with_label_values(&[protocol]).inc_by(object_len);
         self.metrics.ingest_store_seconds.observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Moves `samples` (whose facts are `received`) by `offset` ticks to event time, into
+    /// `self.index`; their facts after any trim, or `None` when none of them is in the event.
+    fn move_to_event_time(
+        &mut self,
+        mut samples: SampleTable,
+        offset: i64,
+        mut received: Received,
+    ) -> Result<Option<Received>, IngestError> {
+        if self.doc.is_none() {
+            // A new track placed a little before the event's start: what precedes it goes.
+            let Some(first) = first_sample_in_event(&samples, offset) else { return Ok(None) };
+            if let Some(&dts) = samples.dts.get(first).filter(|_| first > 0) {
+                drop_leading(&mut samples, first);
+                received = Received::of(&samples, dts);
+            }
+        }
+        if !shift(&mut samples, offset) {
+            let message = format!(
+                "fragment at encoder time {} of track '{}' falls before the event's start",
+                received.dts, self.track.key
+            );
+            return Err(IngestError::bad("time", message));
+        }
+        self.index.samples = samples;
+        Ok(Some(received))
     }
 
     /// The stored form of the fragment at hand: `styp moof mdat` by our CMAF writer, whatever
@@ -355,26 +395,13 @@ impl TrackWriter {
                 event.updated_ms = now;
                 if try_update(storage, &event_path, &event, version).await? {
                     tracing::info!(event = %self.event.name, track = %self.track.key, "event timeline started");
-                    return Ok(Placement { ticks: ms_to_ticks(ms, timescale), discontinuity: false });
+                    return Ok(Placement { offset: Offset::new(ms, timescale), discontinuity: false });
                 }
                 continue;
             };
             let edge_ms = now as i64 - epoch as i64 - duration_ms;
-            let current = ms_to_ticks(event.offset.ms, timescale);
-            if let Some(time) = received.event_time(current) {
-                let fits = match fit(doc, time, received.duration) {
-                    Fit::Resend => true,
-                    Fit::Forward { .. } => {
-                        doc.is_some() || ticks_to_ms_ceil(time as i128, timescale) >= edge_ms - NEW_TRACK_BEHIND_EDGE_MS
-                    }
-                    Fit::Backwards { .. } => false,
-                };
-                if fits {
-                    // Adopting an offset set since the track last stored a fragment: its encoder
-                    // restarted like the sibling that set it, so its timeline breaks here too.
-                    let discontinuity = doc.is_some_and(|d| event.offset.set_ms > d.updated_ms);
-                    return Ok(Placement { ticks: current, discontinuity });
-                }
+            if let Some(placement) = existing_placement(received, doc, &event, edge_ms, timescale) {
+                return Ok(placement);
             }
             // A restarted (or jumped) encoder: continue after every track of the event, or at the
             // live edge when that is later.
@@ -384,7 +411,7 @@ impl TrackWriter {
             event.updated_ms = now;
             if try_update(storage, &event_path, &event, version).await? {
                 tracing::info!(event = %self.event.name, track = %self.track.key, offset_ms = ms, generation = event.offset.generation, "encoder timeline restarted: new event offset");
-                return Ok(Placement { ticks: ms_to_ticks(ms, timescale), discontinuity: doc.is_some() });
+                return Ok(Placement { offset: Offset::new(ms, timescale), discontinuity: doc.is_some() });
             }
         }
         Err(contended(&self.event))
@@ -449,6 +476,7 @@ impl TrackWriter {
             bytes: 0,
             peak_bitrate: 0,
             updated_ms: 0,
+            offset_ms: None,
         })
     }
 }
@@ -636,9 +664,14 @@ impl Received {
                 format!("fragment lasts {duration} ticks at {} Hz: not within 0–{MAX_FRAGMENT_SECS} s", info.timescale),
             ));
         }
+        Ok(Received::of(s, dts))
+    }
+
+    /// The facts of validated, non-empty `samples` whose first decode time is `dts`.
+    fn of(s: &SampleTable, dts: u64) -> Received {
         // validate() bounds decode times by MAX_DECODE_TIME (< i64::MAX / 2): no overflow.
         let ept = s.dts.iter().enumerate().map(|(i, &t)| t as i64 + s.cts_offset(i) as i64).min().unwrap_or(dts as i64);
-        Ok(Received { dts, ept, duration })
+        Received { dts, ept, duration: s.end_dts.saturating_sub(dts) }
     }
 
     /// The offset (ms) that starts it at event time `target_ms` or just after: its earliest
@@ -657,6 +690,67 @@ impl Received {
         let end = dts.checked_add(self.duration as i64)?;
         (dts >= 0 && end as u64 <= MAX_DECODE_TIME).then(|| (self.ept + offset).max(0) as u64)
     }
+}
+
+/// The first sample at or after event time 0 with `offset` that can start a fragment (a sync
+/// sample); `None` when there is none.
+fn first_sample_in_event(samples: &SampleTable, offset: i64) -> Option<usize> {
+    let at_start = samples.dts.partition_point(|&dts| (dts as i64).saturating_add(offset) < 0);
+    (at_start..samples.len()).find(|&i| samples.is_sync(i))
+}
+
+/// Removes the first `n` samples (`n` at most the sample count).
+fn drop_leading(samples: &mut SampleTable, n: usize) {
+    samples.dts.drain(..n);
+    samples.sizes.drain(..n);
+    samples.offsets.drain(..n);
+    if !samples.cts_offsets.is_empty() {
+        samples.cts_offsets.drain(..n);
+    }
+    if let Some(sync) = &mut samples.sync_samples {
+        sync.retain(|&i| i as usize >= n);
+        sync.iter_mut().for_each(|i| *i -= n as u32);
+    }
+    samples.fragment_starts.clear();
+}
+
+/// Where a connection's first fragment (`received`) goes with an offset the track or the event
+/// has already, if one fits (see the module comment); `edge_ms` is the event's live edge.
+fn existing_placement(
+    received: &Received,
+    doc: Option<&TrackDoc>,
+    event: &EventDoc,
+    edge_ms: i64,
+    timescale: u32,
+) -> Option<Placement> {
+    // A connection that continues the track seamlessly (a source that kept its clock across
+    // the reconnect) keeps the offset the track had, whatever siblings did since.
+    let own = doc.and_then(|d| d.offset_ms).filter(|&ms| ms != event.offset.ms).map(|ms| Offset::new(ms, timescale));
+    if let Some(own) = own {
+        let time = received.event_time(own.ticks);
+        if time.is_some_and(|t| matches!(fit(doc, t, received.duration), Fit::Resend | Fit::Forward { gap: false })) {
+            return Some(Placement { offset: own, discontinuity: false });
+        }
+    }
+    let current = Offset::new(event.offset.ms, timescale);
+    let Some(time) = received.event_time(current.ticks) else {
+        // A new track that began a little before the one that started the event (audio before
+        // the first video keyframe): aligned with it, its samples before 0 dropped.
+        let near_start = received.dts as i64 + current.ticks >= -ms_to_ticks(NEW_TRACK_BEFORE_START_MS, timescale);
+        return (doc.is_none() && near_start).then_some(Placement { offset: current, discontinuity: false });
+    };
+    let fits = match fit(doc, time, received.duration) {
+        Fit::Resend => true,
+        // A new track lands near the live edge, not minutes behind it.
+        Fit::Forward { .. } => {
+            doc.is_some() || ticks_to_ms_ceil(time as i128, timescale) >= edge_ms - NEW_TRACK_BEHIND_EDGE_MS
+        }
+        Fit::Backwards { .. } => false,
+    };
+    // Adopting an offset set since the track last stored a fragment: its encoder restarted
+    // like the sibling that set it, so its timeline breaks here too.
+    let discontinuity = doc.is_some_and(|d| event.offset.set_ms > d.updated_ms);
+    fits.then_some(Placement { offset: current, discontinuity })
 }
 
 /// Moves decode times by `offset` ticks; false when one would fall outside 0..=MAX_DECODE_TIME.
@@ -979,18 +1073,25 @@ mod tests {
         assert!(matches!(e, IngestError::BadMedia { reason: "codec_change", .. }), "{e}");
     }
 
-    #[tokio::test]
-    async fn tracks_stay_aligned_across_an_encoder_restart() {
-        let event = event("ev");
-        let writer = writer();
-        let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
-        let mut a = writer.open_track(&event, Protocol::Rtmp, audio("audio")).await.unwrap();
-        // Audio fragments end a little later than video ones (1024-sample frames).
+    /// Video and audio tracks with 4 fragments each from encoder time 0; audio fragments end a
+    /// little later than video ones (1024-sample frames).
+    async fn eight_seconds_of_video_and_audio(
+        event: &Arc<LiveEvent>,
+        writer: &LiveWriter,
+    ) -> (TrackWriter, TrackWriter) {
+        let mut v = writer.open_track(event, Protocol::Rtmp, video("video")).await.unwrap();
+        let mut a = writer.open_track(event, Protocol::Rtmp, audio("audio")).await.unwrap();
         for k in 0..4 {
             v.push(gop(k * GOP, 0)).await.unwrap();
             a.push(aac(k * 94 * AAC_FRAME, 0)).await.unwrap();
         }
-        drop((v, a));
+        (v, a)
+    }
+
+    #[tokio::test]
+    async fn tracks_stay_aligned_across_an_encoder_restart() {
+        let (event, writer) = (event("ev"), writer());
+        drop(eight_seconds_of_video_and_audio(&event, &writer).await);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         // The encoder restarts at 0: the video track sets a new offset, audio adopts it.
         let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
@@ -1008,6 +1109,54 @@ mod tests {
         assert_eq!(vt.0, 2 * FRAME + 8080 * 90);
         assert_eq!(at.0, 8080 * 48);
         assert!(at.0 >= adoc.runs[0].end());
+    }
+
+    /// Separate encoders: the audio one restarts (a new event offset), the video one only
+    /// reconnects with its clock running on: video continues seamlessly on its own offset.
+    #[tokio::test]
+    async fn a_seamless_reconnect_keeps_the_tracks_offset() {
+        let (event, writer) = (event("ev"), writer());
+        let (v, a) = eight_seconds_of_video_and_audio(&event, &writer).await;
+        drop(a);
+        let mut a = writer.open_track(&event, Protocol::Cmaf, audio("audio")).await.unwrap();
+        a.push(aac(0, 1)).await.unwrap();
+        assert_eq!(event_doc(&event).await.offset.generation, 2);
+        drop(v);
+        let mut v = writer.open_track(&event, Protocol::Cmaf, video("video")).await.unwrap();
+        v.push(gop(4 * GOP, 1)).await.unwrap();
+        let vdoc = track_doc(&event, "video").await;
+        assert_eq!(vdoc.runs, [live::Run { t: 2 * FRAME, d: GOP, count: 5 }]);
+        assert!(vdoc.discontinuities.is_empty());
+        assert_eq!(vdoc.offset_ms, Some(0));
+        assert_eq!(track_doc(&event, "audio").await.discontinuities.len(), 1);
+    }
+
+    /// Audio from encoder time 0, the first video keyframe 40 ms later, video's fragment first:
+    /// audio stays aligned, its frames before the event's start dropped.
+    #[tokio::test]
+    async fn a_track_starting_before_the_event_is_trimmed_not_moved() {
+        let (event, writer) = (event("ev"), writer());
+        let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
+        let mut a = writer.open_track(&event, Protocol::Rtmp, audio("audio")).await.unwrap();
+        v.push(gop(3600, 0)).await.unwrap();
+        // Wholly before the start: skipped, nothing stored.
+        a.push(fragment(0, 1, AAC_FRAME, false, 0)).await.unwrap();
+        assert!(live::read_track_doc(&event.storage, &event.folder, "audio").await.unwrap().is_none());
+        let sent = aac(AAC_FRAME, 0);
+        a.push(sent.clone()).await.unwrap();
+        a.push(aac(95 * AAC_FRAME, 1)).await.unwrap();
+        assert_eq!(event_doc(&event).await.offset.generation, 1, "no new offset");
+        let adoc = track_doc(&event, "audio").await;
+        // 40 ms = 1920 ticks before: frames at -896 dropped, the first kept at 2048 - 1920.
+        assert_eq!(
+            adoc.runs,
+            [
+                live::Run { t: 128, d: 93 * AAC_FRAME, count: 1 },
+                live::Run { t: 128 + 93 * AAC_FRAME, d: 94 * AAC_FRAME, count: 1 }
+            ]
+        );
+        let kept: u64 = sent.samples.sizes[1..].iter().map(|&s| s as u64).sum::<u64>() + (100..194).sum::<u64>();
+        assert_eq!(adoc.bytes, kept);
     }
 
     #[tokio::test]
@@ -1194,6 +1343,7 @@ mod tests {
             bytes: 0,
             peak_bitrate: 0,
             updated_ms: 0,
+            offset_ms: None,
         };
         for &(t, d) in fragments {
             doc.push(t, d);

@@ -174,6 +174,10 @@ pub struct TrackDoc {
     pub peak_bitrate: u64,
     /// Wall clock (Unix ms) of the last fragment stored.
     pub updated_ms: u64,
+    /// The event offset ([`TimelineOffset::ms`]) the last fragment was stored with: a
+    /// reconnect that continues the track seamlessly keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<i64>,
 }
 
 impl TrackDoc {
@@ -424,6 +428,7 @@ mod tests {
             bytes: 1_000_000,
             peak_bitrate: 1_200_000,
             updated_ms: 0,
+            offset_ms: None,
         };
         for t in [0, 2000, 4000] {
             doc.push(t, 2000);

@@ -249,7 +249,8 @@ impl Api {
                     "properties.resourceState: live event '{name}' is Stopped; only a running event is reset"
                 )));
             }
-            _ => (EventState::Stopped, true),
+            Action::Reset => (EventState::Stopped, true),
+            other => return Err(ApiError::not_found(format!("{other:?} is not an action of live events"))),
         };
         for (_, output) in &outputs {
             if let Some(asset) = self.asset_of(output).await? {

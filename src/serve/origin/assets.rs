@@ -138,21 +138,32 @@ impl Origin {
     }
 
     /// Lists the asset's folder and indexes its files, reusing every file index whose
-    /// version is unchanged. A live event's folder is loaded from its documents, reusing the
-    /// init indexes of `previous` (init objects never change under a name).
+    /// version is unchanged. A live event's folder is loaded from its documents (a reload
+    /// reads just those, without listing), reusing the init indexes of `previous` (init
+    /// objects never change under a name).
     async fn load_asset(
         &self,
         storage: &Storage,
         key: &AssetKey,
         previous: Option<&Asset>,
     ) -> Result<Arc<LoadedAsset>, Error> {
-        let (source, versions) = asset::resolve_source_with_versions(storage, &key.folder, Some(&key.name)).await?;
-        if let AssetSource::Live { folder } = &source {
-            let known_inits =
-                previous.into_iter().flat_map(|a| &a.tracks).map(|t| (t.file.clone(), t.file_index.clone())).collect();
-            let asset = live::load(storage, folder, &key.name, &known_inits).await?;
+        let live_before = previous.filter(|a| a.live.is_some());
+        let listed = match live_before {
+            Some(_) => None,
+            None => match asset::resolve_source_with_versions(storage, &key.folder, Some(&key.name)).await? {
+                (AssetSource::Live { .. }, _) => None,
+                files => Some(files),
+            },
+        };
+        let Some((source, versions)) = listed else {
+            let known_inits = live_before
+                .into_iter()
+                .flat_map(|a| &a.tracks)
+                .map(|t| (t.file.clone(), t.file_index.clone()))
+                .collect();
+            let asset = live::load(storage, &key.folder, &key.name, &known_inits).await?;
             return Ok(Arc::new(LoadedAsset::new(asset, self.asset_ttl)));
-        }
+        };
         let mut known = HashMap::new();
         for (path, version) in &versions {
             if let Some(index) = self.indexes.get(&(key.storage.clone(), path.clone())).await {

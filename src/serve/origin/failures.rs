@@ -69,6 +69,9 @@ pub(super) struct FailureMemory {
     failure_ttl: Duration,
 }
 
+/// How long something a running live event does not have yet is remembered.
+const NOT_YET_TTL: Duration = Duration::from_secs(1);
+
 impl FailureMemory {
     pub(super) fn new(not_found_ttl: Duration, failure_ttl: Duration) -> Self {
         let cache = Cache::builder()
@@ -88,11 +91,13 @@ impl FailureMemory {
     fn ttl_of(&self, error: &Error) -> Option<Duration> {
         let ttl = match error {
             Error::NotFound(_) => self.not_found_ttl,
+            // A live event's: as long as a CDN may keep the answer, so requests for something
+            // about to appear cost storage once a second, not once each.
+            Error::NotYetAvailable(_) => NOT_YET_TTL.min(self.not_found_ttl),
             Error::Media { .. } | Error::Asset { .. } => self.failure_ttl,
             Error::BadRequest(_)
             | Error::Forbidden(_)
             | Error::NotImplemented(_)
-            | Error::NotYetAvailable(_)
             | Error::Storage { .. }
             | Error::StorageTimeout { .. }
             | Error::SourceChanged { .. } => return None,

@@ -155,10 +155,13 @@ impl Origin {
         let asset_ttl = Duration::from_secs(c.asset_ttl_secs.max(1));
         let stale_if_error = Duration::from_secs(c.stale_if_error_secs);
         let assets = Cache::builder()
-            // An asset's weight: its sample tables, roughly 25 bytes per sample.
+            // An asset's weight: its sample tables, roughly 25 bytes per sample, and its
+            // timelines (a live event's are all it has: a day of 2 s fragments is 43k segments).
             .weigher(|_: &AssetKey, a: &Arc<LoadedAsset>| {
                 let samples: usize = a.asset.tracks.iter().map(|t| t.index().samples.len()).sum();
-                (samples.saturating_mul(25) + 4096).min(u32::MAX as usize) as u32
+                let segments: usize = a.asset.tracks.iter().map(|t| t.timeline.segments.len()).sum();
+                let weight = samples.saturating_mul(25).saturating_add(segments.saturating_mul(40)) + 4096;
+                weight.min(u32::MAX as usize) as u32
             })
             .max_capacity(c.index_mib * MIB)
             .time_to_live(asset_ttl + stale_if_error)

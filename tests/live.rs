@@ -455,6 +455,18 @@ impl MediaPlaylist {
         MediaPlaylist::parse(url, &get_blocking(url).ok().text())
     }
 
+    /// The playlist once it has `EXT-X-ENDLIST` (within 5 s).
+    fn ended(url: &str) -> MediaPlaylist {
+        eventually(&format!("ENDLIST in {url}"), Duration::from_secs(5), || {
+            let p = MediaPlaylist::get(url);
+            if p.ended {
+                Ok(p)
+            } else {
+                Err(format!("{p:?}"))
+            }
+        })
+    }
+
     /// The media sequence and the segment paths on the server at `base`: what two origins
     /// serving the same window have in common.
     fn window(&self, base: &str) -> (u64, Vec<String>) {
@@ -515,13 +527,26 @@ fn live_multivariant(origin: &Origin, event: &Event, keys: &str, renditions: usi
     })
 }
 
+/// Waits (3 s at most) until origin `b` lists the same window of the playlist at `url` on `a`:
+/// the same media sequence and segment paths (`b` may be a refresh behind).
+fn same_window(a: &Origin, b: &Origin, url: &str) {
+    let on_b = b.url(url.trim_start_matches(&a.base));
+    eventually("the second origin listing the same window", Duration::from_secs(3), || {
+        let (pa, pb) = (MediaPlaylist::get(url), MediaPlaylist::get(&on_b));
+        if pa.window(&a.base) == pb.window(&b.base) {
+            Ok(())
+        } else {
+            Err(format!("A {pa:?}\nB {pb:?}"))
+        }
+    });
+}
+
 /// What the tests check while an event is live, every second until the encoder ends:
 /// the playlists advance within the DVR window, a `liveBackoffDuration` filter keeps them that
 /// far behind the edge, a second origin lists the same segments, DASH is dynamic.
 fn watch_live(a: &Origin, b: &Origin, event: &Event, encoder: &mut Encoder, renditions: usize) {
     let m = live_multivariant(a, event, "", renditions);
     let video = m.video.values().next().expect("a video rendition").clone();
-    let on_b = b.url(video.trim_start_matches(&a.base));
     let filtered = live_multivariant(a, event, ",filter=backoff", renditions);
     let filtered_video = filtered.video.values().next().expect("a filtered video rendition").clone();
 
@@ -553,18 +578,9 @@ fn watch_live(a: &Origin, b: &Origin, event: &Event, encoder: &mut Encoder, rend
             backed_off.insert(f.next_number());
         }
 
-        // The second origin lists the same segments (it may be a refresh behind: retry).
-        let deadline = Instant::now() + Duration::from_secs(3);
-        loop {
-            let pa = MediaPlaylist::get(&video);
-            let pb = MediaPlaylist::get(&on_b);
-            if pa.window(&a.base) == pb.window(&b.base) {
-                same_on_b += 1;
-                break;
-            }
-            assert!(Instant::now() < deadline, "the second origin lists other segments:\nA {pa:?}\nB {pb:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        // The second origin lists the same segments (it may be a refresh behind).
+        same_window(a, b, &video);
+        same_on_b += 1;
         std::thread::sleep(Duration::from_secs(1));
     }
     assert!(
@@ -584,23 +600,8 @@ fn watch_live(a: &Origin, b: &Origin, event: &Event, encoder: &mut Encoder, rend
 fn check_stopped(a: &Origin, b: &Origin, event: &Event, renditions: usize) {
     let m = live_multivariant(a, event, "", renditions);
     for url in m.video.values().chain(&m.audio) {
-        let p = eventually(&format!("ENDLIST in {url}"), Duration::from_secs(5), || {
-            let p = MediaPlaylist::get(url);
-            if p.ended {
-                Ok(p)
-            } else {
-                Err(format!("{p:?}"))
-            }
-        });
-        let on_b = b.url(url.trim_start_matches(&a.base));
-        let pb = eventually(&format!("ENDLIST in {on_b}"), Duration::from_secs(5), || {
-            let p = MediaPlaylist::get(&on_b);
-            if p.ended {
-                Ok(p)
-            } else {
-                Err(format!("{p:?}"))
-            }
-        });
+        let p = MediaPlaylist::ended(url);
+        let pb = MediaPlaylist::ended(&b.url(url.trim_start_matches(&a.base)));
         assert_eq!(p.window(&a.base), pb.window(&b.base), "{url}");
     }
     for origin in [a, b] {
@@ -696,7 +697,7 @@ fn check_decodes(hls_from: &Origin, dash_from: &Origin, event: &Event, rendition
     );
 }
 
-/// The whole story of one event pushed with `push_kind`: live, stopped, decoded.
+/// The whole story of one event pushed over RTMP or CMAF ingest: live, stopped, decoded.
 fn three_renditions_live_then_vod(cmaf: bool) {
     let bench = Bench::new();
     let event = Event::new(if cmaf { "cmaf-event" } else { "rtmp-event" });
@@ -756,7 +757,6 @@ fn dvr_window_slides_alike_on_every_replica() {
         Encoder::spawn(encoder(&LADDER[..1], 95, &push, &bench.path("reference")), bench.path("encoder.log"));
     let m = live_multivariant(&a, &event, "", 1);
     let video = m.video.values().next().expect("video").clone();
-    let on_b = b.url(video.trim_start_matches(&a.base));
     eventually("the window sliding", Duration::from_secs(90), || {
         let p = MediaPlaylist::get(&video);
         if p.sequence > 0 {
@@ -792,14 +792,7 @@ fn dvr_window_slides_alike_on_every_replica() {
             b.spawn();
             restarted = true;
         }
-        eventually("the second origin listing the same window", Duration::from_secs(3), || {
-            let (pa, pb) = (MediaPlaylist::get(&video), MediaPlaylist::get(&on_b));
-            if pa.window(&a.base) == pb.window(&b.base) {
-                Ok(())
-            } else {
-                Err(format!("A {pa:?}\nB {pb:?}"))
-            }
-        });
+        same_window(&a, &b, &video);
         std::thread::sleep(Duration::from_secs(1));
     }
     assert!(restarted);
@@ -910,14 +903,7 @@ fn interrupted_event(kill_origin: bool) {
 
     // And listed once each, in order, the second encode after a discontinuity.
     for (url, earlier) in [(&video, &before), (&audio, &audio_before)] {
-        let p = eventually(&format!("ENDLIST in {url}"), Duration::from_secs(5), || {
-            let p = MediaPlaylist::get(url);
-            if p.ended {
-                Ok(p)
-            } else {
-                Err(format!("{p:?}"))
-            }
-        });
+        let p = MediaPlaylist::ended(url);
         let times: Vec<u64> = p.urls().iter().map(|u| segment_time(u)).collect();
         assert!(times.windows(2).all(|w| w[0] < w[1]), "{url}: segment times not increasing: {times:?}");
         let urls: BTreeSet<&str> = p.urls().into_iter().collect();

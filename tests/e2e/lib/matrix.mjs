@@ -138,8 +138,9 @@ for (const [player, format, label] of [
 add('origin /player page (Shaka)', operatorPage({ url: () => `/${LOCATORS.clear}/ladder.ism/manifest(format=mpd-time-cmaf).mpd` }));
 
 // Live: the event lib/live.mjs pushes over RTMP while the run lasts (3 renditions), played at
-// its live edge for 10 s; clear, and Common Encryption with ClearKey (cenc on DASH, cbcs on HLS
-// as for VOD above: hls.js plays cbcs with the licence URL, Shaka with the identity key URI).
+// its live edge for 10 s; clear, and Common Encryption with ClearKey: cenc on DASH and HLS, and
+// cbcs on HLS as for VOD above (hls.js plays it with the licence URL, Shaka with the identity
+// key URI).
 const liveMedia = (protection, resource) => (env) =>
   `${env.origin}/${LIVE_LOCATORS[protection]}/${LIVE_EVENT.name}.ism/${resource}`;
 const liveLicence = (protection) => (env) => `${env.origin}/${LIVE_LOCATORS[protection]}/clearkey`;
@@ -150,6 +151,8 @@ for (const [player, protection, format, encryption, keyFrom, options] of [
   ['dashjs', 'clear', 'mpd-time-cmaf'],
   ['shaka', 'cenc', 'mpd-time-cmaf', 'cenc', LICENCE_PATH],
   ['dashjs', 'cenc', 'mpd-time-cmaf', 'cenc', LICENCE_PATH],
+  ['shaka', 'cenc', 'm3u8-cmaf', 'cenc', KEY_PATH],
+  ['hlsjs', 'cenc', 'm3u8-cmaf', 'cenc', LICENCE_PATH, { licenseUrl: liveLicence('cenc') }],
   ['shaka', 'cbcs', 'm3u8-cmaf', 'cbcs-aapl', KEY_PATH],
   ['hlsjs', 'cbcsLicence', 'm3u8-cmaf', 'cbcs-aapl', LICENCE_PATH, { licenseUrl: liveLicence('cbcsLicence') }],
 ]) {

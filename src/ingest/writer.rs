@@ -94,6 +94,8 @@ pub struct TrackWriter {
     discontinuity: bool,
     /// When the event was last seen running.
     state_checked: Instant,
+    /// Decode time (event ticks) after the last fragment this connection stored.
+    end_dts: Option<u64>,
 }
 
 /// Where a connection's fragments go in event time.
@@ -188,6 +190,7 @@ impl LiveWriter {
             offset: None,
             discontinuity: false,
             state_checked: Instant::now(),
+            end_dts: None,
             track,
         })
     }
@@ -235,7 +238,7 @@ impl TrackWriter {
                     format!("track '{}' goes back in time: fragment at {time} after one at {last}", self.track.key),
                 ))
             }
-            Fit::Forward { gap } => gap,
+            Fit::Forward { gap, .. } => gap,
         };
         let discontinuity = self.discontinuity || continuity;
         let bytes = self.index.samples.byte_count(0..n);
@@ -262,6 +265,7 @@ impl TrackWriter {
         doc.offset_ms = Some(offset.ms);
         self.write_doc(doc, version).await?;
         self.discontinuity = false;
+        self.end_dts = Some(self.index.samples.end_dts);
 
         let protocol = self.protocol.as_str();
         self.metrics.fragments_ingested.with_label_values(&[protocol]).inc();
@@ -291,6 +295,12 @@ impl TrackWriter {
                 "fragment at encoder time {} of track '{}' falls before the event's start",
                 received.dts, self.track.key
             );
+            return Err(IngestError::bad("time", message));
+        }
+        // Decode times name samples along the track: the next fragment's may not repeat them.
+        if let Some((&dts, end)) = samples.dts.first().zip(self.end_dts).filter(|&(&dts, end)| dts < end) {
+            let message =
+                format!("track '{}': fragment decoding from {dts} overlaps the last one (to {end})", self.track.key);
             return Err(IngestError::bad("time", message));
         }
         self.index.samples = samples;
@@ -657,11 +667,15 @@ impl Received {
         if info.kind == TrackKind::Video && !s.is_sync(0) {
             return Err(IngestError::bad("samples", "video fragment does not start with a sync sample"));
         }
+        // Decode times name samples along the track (Common Encryption numbers them by it).
+        if (0..s.len()).any(|i| s.duration(i) == 0) {
+            return Err(IngestError::bad("samples", "fragment has a sample lasting no time"));
+        }
         let duration = s.end_dts - dts;
-        if duration == 0 || duration > MAX_FRAGMENT_SECS * info.timescale as u64 {
+        if duration > MAX_FRAGMENT_SECS * info.timescale as u64 {
             return Err(IngestError::bad(
                 "samples",
-                format!("fragment lasts {duration} ticks at {} Hz: not within 0–{MAX_FRAGMENT_SECS} s", info.timescale),
+                format!("fragment lasts {duration} ticks at {} Hz, over {MAX_FRAGMENT_SECS} s", info.timescale),
             ));
         }
         Ok(Received::of(s, dts))
@@ -728,7 +742,9 @@ fn existing_placement(
     let own = doc.and_then(|d| d.offset_ms).filter(|&ms| ms != event.offset.ms).map(|ms| Offset::new(ms, timescale));
     if let Some(own) = own {
         let time = received.event_time(own.ticks);
-        if time.is_some_and(|t| matches!(fit(doc, t, received.duration), Fit::Resend | Fit::Forward { gap: false })) {
+        let fits =
+            |t| matches!(fit(doc, t, received.duration), Fit::Resend | Fit::Forward { gap: false, overlap: false });
+        if time.is_some_and(fits) {
             return Some(Placement { offset: own, discontinuity: false });
         }
     }
@@ -742,6 +758,9 @@ fn existing_placement(
     let fits = match fit(doc, time, received.duration) {
         Fit::Resend => true,
         // A new track lands near the live edge, not minutes behind it.
+        // A new connection does not cut into what the track has: its decode times could
+        // repeat the stored ones.
+        Fit::Forward { overlap: true, .. } => false,
         Fit::Forward { .. } => {
             doc.is_some() || ticks_to_ms_ceil(time as i128, timescale) >= edge_ms - NEW_TRACK_BEHIND_EDGE_MS
         }
@@ -776,12 +795,12 @@ enum Fit {
     /// Before (or at) the last fragment stored.
     Backwards { last: u64 },
     /// After the last fragment; `gap`: so far after its end (over 1.5 fragment durations) that
-    /// the timeline breaks.
-    Forward { gap: bool },
+    /// the timeline breaks; `overlap`: before its end (the last one is cut short).
+    Forward { gap: bool, overlap: bool },
 }
 
 fn fit(doc: Option<&TrackDoc>, time: u64, duration: u64) -> Fit {
-    let Some(doc) = doc else { return Fit::Forward { gap: false } };
+    let Some(doc) = doc else { return Fit::Forward { gap: false, overlap: false } };
     // A source resends what it was sending when its connection broke: one of the last
     // fragments. An old time is an encoder that restarted, not a resend.
     if doc.contains(time) && time.saturating_add(RESENT_FRAGMENTS * duration) >= doc.end() {
@@ -789,7 +808,10 @@ fn fit(doc: Option<&TrackDoc>, time: u64, duration: u64) -> Fit {
     }
     match doc.last_time() {
         Some(last) if time <= last => Fit::Backwards { last },
-        _ => Fit::Forward { gap: time.saturating_sub(doc.end()).saturating_mul(2) > duration.saturating_mul(3) },
+        _ => Fit::Forward {
+            gap: time.saturating_sub(doc.end()).saturating_mul(2) > duration.saturating_mul(3),
+            overlap: time < doc.end(),
+        },
     }
 }
 
@@ -1053,6 +1075,9 @@ mod tests {
 
         let e = v.push(gop(GOP + FRAME, 4)).await.unwrap_err();
         assert!(matches!(e, IngestError::BadMedia { reason: "time", .. }), "{e}");
+        // Later than the last fragment, but decoding from before its end.
+        let e = v.push(gop(4 * GOP - FRAME, 4)).await.unwrap_err();
+        assert!(matches!(e, IngestError::BadMedia { reason: "time", .. }), "{e}");
         assert_eq!(track_doc(&event, "video").await, doc, "nothing stored");
     }
 
@@ -1243,7 +1268,9 @@ mod tests {
         endless.samples.end_dts += 61 * VIDEO_TIMESCALE as u64;
         let mut no_time = fragment(0, 1, 0, true, 0);
         no_time.samples.end_dts = 0;
-        for bad in [outside, unsorted, no_sync, empty, short_tables, endless, no_time] {
+        let mut same_time = gop(0, 0);
+        same_time.samples.dts[2] = same_time.samples.dts[1];
+        for bad in [outside, unsorted, no_sync, empty, short_tables, endless, no_time, same_time] {
             let e = v.push(bad).await.unwrap_err();
             assert!(matches!(e, IngestError::BadMedia { reason: "samples", .. }), "{e}");
         }
@@ -1308,11 +1335,11 @@ mod tests {
         assert_eq!(fit(Some(&doc), 100, 100), Fit::Resend);
         assert_eq!(fit(Some(&doc), 50, 100), Fit::Backwards { last: 100 });
         assert_eq!(fit(Some(&doc), 100, 20), Fit::Backwards { last: 100 }, "too old for a resend");
-        assert_eq!(fit(Some(&doc), 150, 100), Fit::Forward { gap: false }, "overlaps: the last one is cut");
-        assert_eq!(fit(Some(&doc), 200, 100), Fit::Forward { gap: false });
-        assert_eq!(fit(Some(&doc), 350, 100), Fit::Forward { gap: false });
-        assert_eq!(fit(Some(&doc), 351, 100), Fit::Forward { gap: true });
-        assert_eq!(fit(None, 5, 100), Fit::Forward { gap: false });
+        assert_eq!(fit(Some(&doc), 150, 100), Fit::Forward { gap: false, overlap: true });
+        assert_eq!(fit(Some(&doc), 200, 100), Fit::Forward { gap: false, overlap: false });
+        assert_eq!(fit(Some(&doc), 350, 100), Fit::Forward { gap: false, overlap: false });
+        assert_eq!(fit(Some(&doc), 351, 100), Fit::Forward { gap: true, overlap: false });
+        assert_eq!(fit(None, 5, 100), Fit::Forward { gap: false, overlap: false });
         // A fragment's decode span and the next one's time disagree: the timeline follows times.
         doc.end_last_at(196);
         doc.push(196, 100);

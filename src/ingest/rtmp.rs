@@ -5,9 +5,10 @@
 //! publish); each connection publishes one stream. The publish is checked before anything is
 //! stored: the stream key's token names the live event, an unknown token ends the connection.
 //! Media messages go through [`super::flv`] into fragments, and each track's fragments go to
-//! its own task that stores them in order through the [`super::writer`], behind a short queue:
-//! a store slower than real time fills the queue and closes the connection instead of
-//! buffering without bound.
+//! its own task that stores them in order through the [`super::writer`], behind a short queue.
+//! A full queue stops reading the connection (TCP pushes back on the encoder), so a burst — an
+//! encoder flushing what it buffered during a network hiccup — is absorbed; a store that stays
+//! behind for [`STORE_BEHIND_LIMIT`] closes the connection instead of buffering without bound.
 //!
 //! Multi-bitrate pass-through is several streams of one event (`live/{token}/720p`,
 //! `live/{token}/1080p`, …; one connection each, `default` when the key names none), each
@@ -47,6 +48,8 @@ use crate::source::live::{read_event_doc, valid_track_key};
 const PUBLISH_DEADLINE: Duration = Duration::from_secs(10);
 /// Fragments of one track waiting for storage (a GOP each) before the connection is closed.
 const TRACK_QUEUE: usize = 4;
+/// How long a full queue may hold the connection's reading before the connection is closed.
+const STORE_BEHIND_LIMIT: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for connections to store their last fragments.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// The application name of the stream key.
@@ -341,16 +344,17 @@ impl Connection {
                 }
                 Output::Fragment(kind, fragment) => {
                     let Some(queue) = publication.tracks.get(&kind) else { continue };
-                    match queue.try_send(Feed::Fragment(fragment)) {
+                    match queue.send_timeout(Feed::Fragment(fragment), STORE_BEHIND_LIMIT).await {
                         Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
+                        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
                             return Err(IngestError::Storage(format!(
-                                "storage slower than real time: {TRACK_QUEUE} {} fragments waiting",
-                                kind.as_str()
+                                "storage slower than real time: {TRACK_QUEUE} {} fragments waited {} s",
+                                kind.as_str(),
+                                STORE_BEHIND_LIMIT.as_secs()
                             )))
                         }
                         // The task ended with an error, which it set.
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                        Err(mpsc::error::SendTimeoutError::Closed(_)) => {
                             return Err(IngestError::Storage("track writer ended".into()))
                         }
                     }

@@ -2,7 +2,8 @@
 //! it; keeps every track of the event on one timeline across reconnects and replicas.
 //!
 //! Event time: encoder time plus the event's [`TimelineOffset`] (ms, converted to each track's
-//! ticks). The first fragment ever stored starts the event at 0 and sets its wall clock epoch.
+//! ticks). The first fragment ever stored starts the event at [`EVENT_START_MS`] and sets its
+//! wall clock epoch.
 //! A connection fixes its offset at its first fragment: the track's own last offset when that
 //! continues the track seamlessly (a source that kept its clock), else the event's current
 //! offset when that keeps the track going forward (or names one of its last fragments: a
@@ -53,13 +54,21 @@ const RESENT_FRAGMENTS: u64 = 3;
 /// edge like a reconnect that jumped in time.
 const NEW_TRACK_BEHIND_EDGE_MS: i64 = 60_000;
 
+/// Event time of the first fragment ever stored. Not 0: which track's first fragment is stored
+/// first is a race, and its siblings often begin a little earlier (the first video keyframe
+/// 21 ms before the first AAC frame, or audio ahead of the keyframe); starting later leaves
+/// them room, so no sibling loses its first samples (a whole GOP for video) to time 0.
+const EVENT_START_MS: i64 = 10_000;
+
 /// A track arriving for the first time may start this much before the event's time 0 (the
-/// track that started it began a little later): its samples before 0 are dropped.
+/// track that started it began over [`EVENT_START_MS`] later): its samples before 0 are dropped.
 const NEW_TRACK_BEFORE_START_MS: i64 = 10_000;
 
 /// The ingest side of this process: which connection feeds each track.
 pub struct LiveWriter {
     metrics: Arc<Metrics>,
+    /// Event time of an event's first fragment, ms ([`EVENT_START_MS`]).
+    event_start_ms: i64,
     tracks: Arc<Mutex<HashMap<TrackId, Arc<TrackSlot>>>>,
     next_connection: AtomicU64,
 }
@@ -80,6 +89,7 @@ pub struct TrackWriter {
     protocol: Protocol,
     track: IngestTrack,
     metrics: Arc<Metrics>,
+    event_start_ms: i64,
     registry: Arc<Mutex<HashMap<TrackId, Arc<TrackSlot>>>>,
     id: TrackId,
     slot: Arc<TrackSlot>,
@@ -121,7 +131,18 @@ impl Offset {
 
 impl LiveWriter {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        LiveWriter { metrics, tracks: Arc::default(), next_connection: AtomicU64::new(1) }
+        LiveWriter {
+            metrics,
+            event_start_ms: EVENT_START_MS,
+            tracks: Arc::default(),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// A writer whose events start at `ms` (the timeline tests count from 0).
+    #[cfg(test)]
+    fn starting_events_at(self, ms: i64) -> Self {
+        LiveWriter { event_start_ms: ms, ..self }
     }
 
     /// Opens `track` of `event` for one connection of `protocol`: creates the event document
@@ -181,6 +202,7 @@ impl LiveWriter {
             event: event.clone(),
             protocol,
             metrics: self.metrics.clone(),
+            event_start_ms: self.event_start_ms,
             registry: self.tracks.clone(),
             id,
             slot,
@@ -398,10 +420,10 @@ impl TrackWriter {
             let now = now_ms();
             let duration_ms = ticks_to_ms_ceil(received.duration as i128, timescale);
             let Some(epoch) = event.epoch_ms else {
-                // The first fragment of the event: it starts at 0 and ends now.
-                let ms = received.offset_to(0, timescale);
+                // The first fragment of the event: it starts at event_start_ms and ends now.
+                let ms = received.offset_to(self.event_start_ms, timescale);
                 event.offset = TimelineOffset { ms, set_ms: now, generation: event.offset.generation + 1 };
-                event.epoch_ms = Some(now.saturating_sub(duration_ms.max(0) as u64));
+                event.epoch_ms = Some(now.saturating_sub((duration_ms + self.event_start_ms).max(0) as u64));
                 event.updated_ms = now;
                 if try_update(storage, &event_path, &event, version).await? {
                     tracing::info!(event = %self.event.name, track = %self.track.key, "event timeline started");
@@ -944,8 +966,27 @@ mod tests {
         doc.timeline().segments.iter().map(|s| (s.time, s.duration, s.discontinuity)).collect()
     }
 
+    /// A writer whose events start at time 0, so the expected times read plainly.
     fn writer() -> LiveWriter {
-        LiveWriter::new(Arc::new(Metrics::new()))
+        LiveWriter::new(Arc::new(Metrics::new())).starting_events_at(0)
+    }
+
+    #[tokio::test]
+    async fn a_sibling_that_began_before_the_first_stored_fragment_keeps_its_first_samples() {
+        // RTMP: the AAC track's first frame is 21 ms after the first video keyframe, and its
+        // fragment happens to be stored first. The video GOP starting 21 ms earlier is kept
+        // whole, 21 ms before the event's first fragment.
+        let event = event("ev");
+        let writer = LiveWriter::new(Arc::new(Metrics::new()));
+        let mut a = writer.open_track(&event, Protocol::Rtmp, audio("audio")).await.unwrap();
+        let mut v = writer.open_track(&event, Protocol::Rtmp, video("video")).await.unwrap();
+        a.push(aac(1008, 0)).await.unwrap();
+        v.push(gop(0, 0)).await.unwrap();
+        let start = EVENT_START_MS as u64;
+        assert_eq!(track_doc(&event, "audio").await.runs[0].t, start * 48);
+        let video = track_doc(&event, "video").await;
+        assert_eq!(video.runs, [live::Run { t: start * 90 - 1890 + 2 * FRAME, d: GOP, count: 1 }]);
+        assert_eq!(video.bytes, (0..50u64).map(|i| 100 + i).sum::<u64>(), "every sample of the GOP");
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
-use crate::source::asset::{Asset, AssetTrack, LiveInfo};
+use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::{CodecFamily, TrackKind};
 
 const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
@@ -391,16 +391,15 @@ pub fn mpd(
     let running = asset.live.as_ref().filter(|live| !live.ended);
     // Players refresh a dynamic MPD every half segment and start three segments behind the edge.
     let segment_ms = (asset.longest_segment_secs() * 1000.0).round() as u64;
-    let live = |value: &dyn Fn(&LiveInfo) -> String| running.map(value);
 
     let doc = Mpd {
         xmlns: MPD_NS,
         kind: if running.is_some() { "dynamic" } else { "static" },
-        availability_start_time: live(&|l| iso_date_time(l.epoch_ms)),
-        publish_time: live(&|l| iso_date_time(l.updated_ms)),
-        minimum_update_period: live(&|_| iso_duration((segment_ms / 2).max(1000))),
-        time_shift_buffer_depth: live(&|l| iso_duration(l.dvr_window_secs.saturating_mul(1000))),
-        suggested_presentation_delay: live(&|_| iso_duration(segment_ms * 3)),
+        availability_start_time: running.map(|l| iso_date_time(l.epoch_ms)),
+        publish_time: running.map(|l| iso_date_time(l.updated_ms)),
+        minimum_update_period: running.map(|_| iso_duration((segment_ms / 2).max(1000))),
+        time_shift_buffer_depth: running.map(|l| iso_duration(l.dvr_window_secs.saturating_mul(1000))),
+        suggested_presentation_delay: running.map(|_| iso_duration(segment_ms * 3)),
         media_presentation_duration: running.is_none().then(|| iso_duration(duration_ms)),
         min_buffer_time: "PT2S",
         profiles: if format == Format::MpdTimeCsf { PROFILES_CSF } else { PROFILES_CMAF },

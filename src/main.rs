@@ -477,7 +477,11 @@ fn start_ingest(
         max_fragment_bytes: ingest.max_fragment_mib << 20,
         idle_timeout: Duration::from_secs(ingest.idle_timeout_secs),
     };
-    let shared = Arc::new(Ingest { origin: origin.clone(), writer: LiveWriter::new(origin.metrics.clone()), limits });
+    // Fragments this process stores are listed by its own serving side at once.
+    let serving = origin.clone();
+    let writer = LiveWriter::new(origin.metrics.clone())
+        .notifying(Arc::new(move |storage: &str, folder: &str| serving.live_fragment_stored(storage, folder)));
+    let shared = Arc::new(Ingest { origin: origin.clone(), writer, limits });
     let bind = |addr| conn::bind(addr, config.limits.listen_backlog).map_err(|e| format!("listen on {addr}: {e}"));
     let mut tasks = Vec::new();
     if let Some(addr) = ingest.listen {

@@ -175,6 +175,16 @@ impl Event {
         }
     }
 
+    /// The encoder's connections go on through `writer` (its clock running on).
+    async fn continue_through(&mut self, writer: LiveWriter) {
+        let (video, audio) = (&self.source.video.0, &self.source.audio.0);
+        let new_video = writer.open_track(&self.event, Protocol::Cmaf, video.clone()).await.expect("video");
+        let new_audio = writer.open_track(&self.event, Protocol::Cmaf, audio.clone()).await.expect("audio");
+        std::mem::replace(&mut self.video, new_video).close(false).await;
+        std::mem::replace(&mut self.audio, new_audio).close(false).await;
+        self.writer = writer;
+    }
+
     /// The encoder reconnects after a restart: new connections whose times begin again.
     async fn restart_encoder(&mut self) {
         let (video, audio) = (&self.source.video.0, &self.source.audio.0);
@@ -670,4 +680,28 @@ async fn the_archive_decodes_as_ts_with_aes_128_and_muxed_audio() {
     let aac = 48_000.0 / 1024.0;
     let expected = (listed_secs(&media_playlist(&get(&client(), &url("m3u8-aapl-v3")).await)) * aac) as usize;
     assert!(audio.len().abs_diff(expected) < 10, "{} AAC frames muxed, about {expected} expected", audio.len());
+}
+
+#[tokio::test]
+async fn the_ingesting_process_lists_a_fragment_as_soon_as_it_is_stored() {
+    let mut ev = Event::start(60).await;
+    ev.push(3).await;
+    let config = ev.config("");
+    let storage = Arc::new(Storage::new(FIXTURES_STORAGE, ev.memory.clone() as Arc<dyn ObjectStore>));
+    let origin = Arc::new(Origin::with_storages(&config, vec![storage]).expect("origin"));
+    // The encoder goes on through a writer that tells this origin, as `serve` wires them.
+    let serving = origin.clone();
+    let writer = LiveWriter::new(origin.metrics.clone())
+        .notifying(Arc::new(move |storage: &str, folder: &str| serving.live_fragment_stored(storage, folder)));
+    ev.continue_through(writer).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let service = jit_origin::serve::http::Service::new(origin, config.http.clone());
+    let server = TestServer::serve_service(listener, service, &config.limits);
+    let (c, url) = (client(), server.url(&format!("{CLEAR}/{VIDEO_PLAYLIST}")));
+    assert_eq!(media_playlist(&get(&c, &url).await).segments.len(), 3);
+    for listed in 4..=6 {
+        ev.push(1).await;
+        // At once: the cached load would otherwise be trusted for half a segment.
+        assert_eq!(media_playlist(&get(&c, &url).await).segments.len(), listed);
+    }
 }

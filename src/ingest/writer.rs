@@ -64,9 +64,14 @@ const EVENT_START_MS: i64 = 10_000;
 /// track that started it began over [`EVENT_START_MS`] later): its samples before 0 are dropped.
 const NEW_TRACK_BEFORE_START_MS: i64 = 10_000;
 
+/// Told of each fragment acknowledged, with the event's storage account name and folder: the
+/// serving side of this process lists it at once instead of at its next reload.
+pub type StoredHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// The ingest side of this process: which connection feeds each track.
 pub struct LiveWriter {
     metrics: Arc<Metrics>,
+    on_stored: Option<StoredHook>,
     /// Event time of an event's first fragment, ms ([`EVENT_START_MS`]).
     event_start_ms: i64,
     tracks: Arc<Mutex<HashMap<TrackId, Arc<TrackSlot>>>>,
@@ -89,6 +94,7 @@ pub struct TrackWriter {
     protocol: Protocol,
     track: IngestTrack,
     metrics: Arc<Metrics>,
+    on_stored: Option<StoredHook>,
     event_start_ms: i64,
     registry: Arc<Mutex<HashMap<TrackId, Arc<TrackSlot>>>>,
     id: TrackId,
@@ -133,10 +139,16 @@ impl LiveWriter {
     pub fn new(metrics: Arc<Metrics>) -> Self {
         LiveWriter {
             metrics,
+            on_stored: None,
             event_start_ms: EVENT_START_MS,
             tracks: Arc::default(),
             next_connection: AtomicU64::new(1),
         }
+    }
+
+    /// A writer that calls `hook` after each fragment it acknowledges.
+    pub fn notifying(self, hook: StoredHook) -> Self {
+        LiveWriter { on_stored: Some(hook), ..self }
     }
 
     /// A writer whose events start at `ms` (the timeline tests count from 0).
@@ -202,6 +214,7 @@ impl LiveWriter {
             event: event.clone(),
             protocol,
             metrics: self.metrics.clone(),
+            on_stored: self.on_stored.clone(),
             event_start_ms: self.event_start_ms,
             registry: self.tracks.clone(),
             id,
@@ -293,6 +306,9 @@ impl TrackWriter {
         self.metrics.fragments_ingested.with_label_values(&[protocol]).inc();
         self.metrics.bytes_ingested.with_label_values(&[protocol]).inc_by(object_len);
         self.metrics.ingest_store_seconds.observe(started.elapsed().as_secs_f64());
+        if let Some(hook) = &self.on_stored {
+            hook(self.event.storage.name(), &self.event.folder);
+        }
         Ok(())
     }
 

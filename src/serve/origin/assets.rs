@@ -56,7 +56,7 @@ impl Origin {
     pub(super) async fn asset(&self, locator: &Locator, name: &str) -> Result<Arc<LoadedAsset>, Arc<Error>> {
         let key = AssetKey::of(locator, name);
         while let Some(loaded) = self.assets.get(&key).await {
-            if loaded.loaded_at.elapsed() < loaded.ttl {
+            if loaded.loaded_at.elapsed() < loaded.ttl && !self.stored_since(&key, &loaded) {
                 self.count_lookup("asset", false);
                 return Ok(loaded);
             }
@@ -129,6 +129,32 @@ impl Origin {
                 Some(Err(Arc::new(e)))
             }
         }
+    }
+
+    /// A fragment of the live event `folder` of `storage` was just stored by this process (its
+    /// ingest): the event's cached load is out of date. Ingest and serving in one process then
+    /// list a fragment as soon as it is stored; other replicas within their reload interval.
+    pub fn live_fragment_stored(&self, storage: &str, folder: &str) {
+        let mut stored = self.live_stored.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match stored.get_mut(storage) {
+            Some(folders) => {
+                folders.insert(folder.to_string(), now);
+            }
+            None => {
+                stored.insert(storage.to_string(), HashMap::from([(folder.to_string(), now)]));
+            }
+        }
+    }
+
+    /// Whether this process stored a fragment of the running live event `loaded` since it was
+    /// loaded.
+    fn stored_since(&self, key: &AssetKey, loaded: &LoadedAsset) -> bool {
+        if loaded.asset.live.as_ref().is_none_or(|live| live.ended) {
+            return false;
+        }
+        let stored = self.live_stored.lock().unwrap_or_else(|e| e.into_inner());
+        stored.get(&key.storage).and_then(|folders| folders.get(&key.folder)).is_some_and(|&at| at > loaded.loaded_at)
     }
 
     /// `loaded` as the answer to a request, counted as a hit (or a stale answer by `resource`).

@@ -17,6 +17,7 @@ mod fetch;
 mod keys;
 mod live;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::Ordering;
@@ -68,6 +69,9 @@ pub struct Origin {
     segments: Cache<SegmentKey, Arc<Built>>,
     /// Failed loads and builds, remembered for `not_found_ttl_secs` or `failure_ttl_secs`.
     failures: FailureMemory,
+    /// When this process last stored a fragment of a live event, by storage account and folder:
+    /// a cached load older than that is reloaded by the next request, not at its TTL.
+    live_stored: std::sync::Mutex<HashMap<String, HashMap<String, Instant>>>,
     /// Least time between reload attempts of an asset whose storage fails.
     failure_ttl: Duration,
     /// Source bytes that uncached segment builds may hold at once (`limits.build_memory_mib`).
@@ -207,6 +211,7 @@ impl Origin {
             indexes,
             manifests,
             segments,
+            live_stored: Default::default(),
             failures: FailureMemory::new(
                 Duration::from_secs(c.not_found_ttl_secs),
                 Duration::from_secs(c.failure_ttl_secs),

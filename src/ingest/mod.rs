@@ -72,6 +72,13 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Whether a source of this protocol sends a fragment again after a broken connection:
+    /// DASH-IF ingest sources resend the one they were sending; an RTMP encoder never resends,
+    /// so a time already stored is an encoder that restarted.
+    pub fn resends(self) -> bool {
+        self == Protocol::Cmaf
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Rtmp => "rtmp",

@@ -262,7 +262,7 @@ impl TrackWriter {
         let n = self.index.samples.len();
         let time = self.index.earliest_presentation(0..n);
         let duration = received.duration;
-        let continuity = match fit(self.doc.as_ref().map(|(doc, _)| doc), time, duration) {
+        let continuity = match fit(self.doc.as_ref().map(|(doc, _)| doc), time, duration, self.protocol.resends()) {
             Fit::Resend => {
                 tracing::debug!(event = %self.event.name, track = %self.track.key, time, "fragment stored already: skipped");
                 return Ok(());
@@ -448,7 +448,9 @@ impl TrackWriter {
                 continue;
             };
             let edge_ms = now as i64 - epoch as i64 - duration_ms;
-            if let Some(placement) = existing_placement(received, doc, &event, edge_ms, timescale) {
+            if let Some(placement) =
+                existing_placement(received, doc, &event, edge_ms, timescale, self.protocol.resends())
+            {
                 return Ok(placement);
             }
             // A restarted (or jumped) encoder: continue after every track of the event, or at the
@@ -774,14 +776,16 @@ fn existing_placement(
     event: &EventDoc,
     edge_ms: i64,
     timescale: u32,
+    resends: bool,
 ) -> Option<Placement> {
     // A connection that continues the track seamlessly (a source that kept its clock across
     // the reconnect) keeps the offset the track had, whatever siblings did since.
     let own = doc.and_then(|d| d.offset_ms).filter(|&ms| ms != event.offset.ms).map(|ms| Offset::new(ms, timescale));
     if let Some(own) = own {
         let time = received.event_time(own.ticks);
-        let fits =
-            |t| matches!(fit(doc, t, received.duration), Fit::Resend | Fit::Forward { gap: false, overlap: false });
+        let fits = |t| {
+            matches!(fit(doc, t, received.duration, resends), Fit::Resend | Fit::Forward { gap: false, overlap: false })
+        };
         if time.is_some_and(fits) {
             return Some(Placement { offset: own, discontinuity: false });
         }
@@ -793,7 +797,7 @@ fn existing_placement(
         let near_start = received.dts as i64 + current.ticks >= -ms_to_ticks(NEW_TRACK_BEFORE_START_MS, timescale);
         return (doc.is_none() && near_start).then_some(Placement { offset: current, discontinuity: false });
     };
-    let fits = match fit(doc, time, received.duration) {
+    let fits = match fit(doc, time, received.duration, resends) {
         Fit::Resend => true,
         // A new track lands near the live edge, not minutes behind it.
         // A new connection does not cut into what the track has: its decode times could
@@ -837,11 +841,12 @@ enum Fit {
     Forward { gap: bool, overlap: bool },
 }
 
-fn fit(doc: Option<&TrackDoc>, time: u64, duration: u64) -> Fit {
+/// `resends`: whether the source's protocol resends fragments ([`Protocol::resends`]).
+fn fit(doc: Option<&TrackDoc>, time: u64, duration: u64, resends: bool) -> Fit {
     let Some(doc) = doc else { return Fit::Forward { gap: false, overlap: false } };
     // A source resends what it was sending when its connection broke: one of the last
     // fragments. An old time is an encoder that restarted, not a resend.
-    if doc.contains(time) && time.saturating_add(RESENT_FRAGMENTS * duration) >= doc.end() {
+    if resends && doc.contains(time) && time.saturating_add(RESENT_FRAGMENTS * duration) >= doc.end() {
         return Fit::Resend;
     }
     match doc.last_time() {
@@ -1389,14 +1394,15 @@ mod tests {
     #[test]
     fn fragments_fit_after_the_last_one() {
         let mut doc = track_doc_with(&[(0, 100), (100, 100)]);
-        assert_eq!(fit(Some(&doc), 100, 100), Fit::Resend);
-        assert_eq!(fit(Some(&doc), 50, 100), Fit::Backwards { last: 100 });
-        assert_eq!(fit(Some(&doc), 100, 20), Fit::Backwards { last: 100 }, "too old for a resend");
-        assert_eq!(fit(Some(&doc), 150, 100), Fit::Forward { gap: false, overlap: true });
-        assert_eq!(fit(Some(&doc), 200, 100), Fit::Forward { gap: false, overlap: false });
-        assert_eq!(fit(Some(&doc), 350, 100), Fit::Forward { gap: false, overlap: false });
-        assert_eq!(fit(Some(&doc), 351, 100), Fit::Forward { gap: true, overlap: false });
-        assert_eq!(fit(None, 5, 100), Fit::Forward { gap: false, overlap: false });
+        assert_eq!(fit(Some(&doc), 100, 100, true), Fit::Resend);
+        assert_eq!(fit(Some(&doc), 100, 100, false), Fit::Backwards { last: 100 }, "RTMP never resends");
+        assert_eq!(fit(Some(&doc), 50, 100, true), Fit::Backwards { last: 100 });
+        assert_eq!(fit(Some(&doc), 100, 20, true), Fit::Backwards { last: 100 }, "too old for a resend");
+        assert_eq!(fit(Some(&doc), 150, 100, true), Fit::Forward { gap: false, overlap: true });
+        assert_eq!(fit(Some(&doc), 200, 100, true), Fit::Forward { gap: false, overlap: false });
+        assert_eq!(fit(Some(&doc), 350, 100, true), Fit::Forward { gap: false, overlap: false });
+        assert_eq!(fit(Some(&doc), 351, 100, true), Fit::Forward { gap: true, overlap: false });
+        assert_eq!(fit(None, 5, 100, true), Fit::Forward { gap: false, overlap: false });
         // A fragment's decode span and the next one's time disagree: the timeline follows times.
         doc.end_last_at(196);
         doc.push(196, 100);

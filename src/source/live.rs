@@ -297,9 +297,7 @@ pub fn parse_fragment(path: &str, bytes: &[u8], track: &TrackIndex) -> Result<Tr
     if (0..samples.len()).any(|i| samples.duration(i) == 0) {
         return Err(Error::media(path, "live fragment has a sample of no duration"));
     }
-    if samples.offsets.iter().zip(&samples.sizes).any(|(&o, &n)| o.saturating_add(n as u64) > bytes.len() as u64) {
-        return Err(Error::media(path, "live fragment ends before its samples"));
-    }
+    samples.check_byte_ranges(bytes.len() as u64).map_err(|e| Error::media(path, format!("live fragment: {e}")))?;
     Ok(TrackIndex { info, samples })
 }
 

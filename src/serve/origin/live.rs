@@ -42,6 +42,8 @@ impl LiveSegment {
             let index = live::parse_fragment(&path, &bytes, track.index())?;
             let count = index.samples.len() as u32;
             let one = Segment { first_sample: 0, sample_count: count, bytes: bytes.len() as u64, ..*segment };
+            // Field by field, not `..track.clone()`: that would copy the event's whole timeline
+            // for every segment built.
             let member = AssetTrack {
                 name: track.name.clone(),
                 bitrate: track.bitrate,

@@ -220,7 +220,7 @@ impl LiveWriter {
             id,
             slot,
             connection,
-            index: TrackIndex { info, samples: SampleTable::default() },
+            index: TrackIndex { info, samples: SampleTable::default(), sidecar: None },
             doc,
             offset: None,
             discontinuity: false,
@@ -487,7 +487,7 @@ impl TrackWriter {
     async fn new_doc(&mut self, received: &Received, payload_bytes: u64) -> Result<TrackDoc, IngestError> {
         let info = &self.index.info;
         let init = cmaf::init_segment(
-            &TrackIndex { info: info.clone(), samples: SampleTable::default() },
+            &TrackIndex { info: info.clone(), samples: SampleTable::default(), sidecar: None },
             Flavor::Cmaf,
             true,
             None,

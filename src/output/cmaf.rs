@@ -729,6 +729,7 @@ mod tests {
             o += s as u64;
         }
         TrackIndex {
+            sidecar: None,
             info: info(TrackKind::Video, EditOffset { empty_duration: 0, media_time: 1024 }),
             samples: SampleTable {
                 dts: (0..n as u64).map(|i| i * 512).collect(),
@@ -827,7 +828,7 @@ mod tests {
     #[test]
     fn audio_init_with_and_without_edits() {
         let mut track =
-            TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default() };
+            TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default(), sidecar: None };
         let init = init_segment(&track, Flavor::Csf, true, None);
         let mut buf = &init[..];
         let ftyp = Ftyp::decode(&mut buf).unwrap();
@@ -945,6 +946,7 @@ mod tests {
     fn constant_audio_samples_use_tfhd_defaults() {
         let n = 10;
         let track = TrackIndex {
+            sidecar: None,
             info: info(TrackKind::Audio, EditOffset { empty_duration: 0, media_time: 1024 }),
             samples: SampleTable {
                 dts: (0..n as u64).map(|i| 1024 * i).collect(),
@@ -1098,7 +1100,7 @@ mod tests {
             Moov::decode(&mut buf).unwrap();
         }
         // Audio: enca, cbcs pattern 0:0.
-        let audio = TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default() };
+        let audio = TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default(), sidecar: None };
         let enc =
             TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 1, number_by_decode_time: false };
         let init = init_segment(&audio, Flavor::Csf, true, Some(&enc));
@@ -1254,6 +1256,7 @@ mod tests {
     fn cbcs_audio_needs_no_sample_auxiliary_data() {
         let n = 4;
         let track = TrackIndex {
+            sidecar: None,
             info: info(TrackKind::Audio, EditOffset::default()),
             samples: SampleTable {
                 dts: (0..n as u64).map(|i| 1024 * i).collect(),

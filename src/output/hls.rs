@@ -583,6 +583,7 @@ pub(crate) mod fixtures {
         }
         let sync_samples = (t.gop > 1).then(|| (0..n as u32).step_by(t.gop).collect());
         TrackIndex {
+            sidecar: None,
             info: TrackInfo {
                 track_id,
                 kind: t.kind,

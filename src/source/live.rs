@@ -298,7 +298,7 @@ pub fn parse_fragment(path: &str, bytes: &[u8], track: &TrackIndex) -> Result<Tr
         return Err(Error::media(path, "live fragment has a sample of no duration"));
     }
     samples.check_byte_ranges(bytes.len() as u64).map_err(|e| Error::media(path, format!("live fragment: {e}")))?;
-    Ok(TrackIndex { info, samples })
+    Ok(TrackIndex { info, samples, sidecar: None })
 }
 
 /// Reads and parses an event document; `None` when the folder has none.
@@ -373,7 +373,7 @@ pub async fn load(
                 Arc::new(FileIndex {
                     path: init.clone(),
                     version: crate::source::storage::version_of(&meta),
-                    tracks: vec![TrackIndex { info: track.info, samples: track.samples }],
+                    tracks: vec![TrackIndex { info: track.info, samples: track.samples, sidecar: None }],
                     reads: 1,
                 })
             }

@@ -260,6 +260,7 @@ mod tests {
         }
         let n = durations.len();
         TrackIndex {
+            sidecar: None,
             info: TrackInfo {
                 track_id: 1,
                 kind: TrackKind::Audio,

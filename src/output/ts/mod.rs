@@ -643,6 +643,7 @@ mod tests {
         }
         let dur = if kind == TrackKind::Video { 512 } else { 1024 };
         let t = TrackIndex {
+            sidecar: None,
             info: TrackInfo {
                 track_id: 1,
                 kind,

@@ -117,7 +117,7 @@ pub async fn index_file(storage: &Storage, path: &str) -> Result<FileIndex> {
             .validate()
             .and_then(|()| t.samples.check_byte_ranges(r.size))
             .map_err(|e| r.media(format!("track {}: {e}", t.info.track_id)))?;
-        out.push(TrackIndex { info: t.info, samples: t.samples });
+        out.push(TrackIndex { info: t.info, samples: t.samples, sidecar: None });
     }
     if out.is_empty() {
         return Err(r.media("no audio, video or text track with samples"));

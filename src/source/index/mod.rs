@@ -168,6 +168,10 @@ pub const MAX_SAMPLES: usize = 20_000_000;
 pub struct TrackIndex {
     pub info: TrackInfo,
     pub samples: SampleTable,
+    /// A WebVTT sidecar file's cues, parsed whole when it is indexed (its sample table is
+    /// empty: text segments are cut from the cues, not read from the file); `None` for tracks
+    /// of media files.
+    pub sidecar: Option<std::sync::Arc<crate::media::webvtt::WebVtt>>,
 }
 
 impl TrackIndex {

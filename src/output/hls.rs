@@ -598,7 +598,7 @@ pub(crate) mod fixtures {
                     height: t.height,
                     sample_rate: t.sample_rate,
                     channels: t.channels,
-                    config: Default::default(),
+                    ..Default::default()
                 },
                 edit: t.edit,
             },

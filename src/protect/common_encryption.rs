@@ -222,7 +222,8 @@ impl SampleEncryptor {
             CodecFamily::Avc => Layout::Nal { hevc: false, length_size: nal_length_size(codec)? },
             CodecFamily::Hevc => Layout::Nal { hevc: true, length_size: nal_length_size(codec)? },
             CodecFamily::Aac | CodecFamily::Ac3 | CodecFamily::Eac3 => Layout::Whole,
-            CodecFamily::Other => {
+            // AV1 would need OBU-aligned subsamples (ISO/IEC 23001-7 §10.2): not written.
+            CodecFamily::Av1 | CodecFamily::Other => {
                 return Err(MediaError(format!(
                     "Common Encryption of '{}' tracks is not supported",
                     codec.sample_entry_type

@@ -6,7 +6,12 @@
 //! fixed sample-entry fields (the audio layout decided by the entry's version field) and hands
 //! the codec configuration child box to the one parser of its codec:
 //!
-//! - `avcC` → [`avc`] (`avc1.PPCCLL`), `hvcC` → [`hevc`] (`hvc1.1.6.L93.B0`);
+//! - `avcC` → [`avc`] (`avc1.PPCCLL`), `hvcC` → [`hevc`] (`hvc1.1.6.L93.B0`), `av1C` →
+//!   [`av1`] (`av01.0.04M.10`);
+//! - video colour: `colr` → [`colour`], else the SPS VUI ([`slice`]) or the AV1 sequence
+//!   header; Dolby Vision `dvcC` / `dvvC` / `dvwC` → [`dolby_vision`] (`dvh1`/`dvhe`/`dav1`
+//!   sample entries are described by their Dolby Vision codec string, a backward-compatible
+//!   `hvc1` + `dvvC` by its HEVC one with Dolby Vision as supplemental codec);
 //! - `esds` → [`aac`] (`mp4a.40.2`, `mp4a.40.5`, `mp4a.40.29`, `mp4a.6B`…);
 //! - `dac3` / `dec3` → [`ac3`] (`ac-3` / `ec-3`);
 //! - `wvtt`, `stpp` → themselves; `encv`/`enca` are described as their `sinf/frma` format.
@@ -18,7 +23,10 @@
 
 pub(crate) mod aac;
 pub(crate) mod ac3;
+pub(crate) mod av1;
 pub(crate) mod avc;
+pub(crate) mod colour;
+pub(crate) mod dolby_vision;
 pub(crate) mod hevc;
 pub(crate) mod slice;
 
@@ -26,7 +34,10 @@ use serde::Serialize;
 
 pub use aac::{AdtsConfig, EsDescriptor};
 pub use ac3::Ac3Config;
+pub use av1::Av1Config;
 pub use avc::AvcConfig;
+pub use colour::{Colour, ColourSource, VideoRange};
+pub use dolby_vision::DolbyVision;
 pub use hevc::HevcConfig;
 
 use crate::media::mp4::reader::{boxes, find, Cursor};
@@ -37,6 +48,7 @@ use crate::media::{err, MediaError, MediaResult};
 pub enum CodecFamily {
     Avc,
     Hevc,
+    Av1,
     Aac,
     Ac3,
     Eac3,
@@ -62,6 +74,7 @@ pub enum ChannelLayout {
 pub enum CodecConfig {
     Avc(AvcConfig),
     Hevc(HevcConfig),
+    Av1(Av1Config),
     /// MPEG-4 audio or MPEG-2 AAC (the `esds` of other `mp4a` audio, e.g. MP3, is not kept).
     Aac(EsDescriptor),
     Ac3(Ac3Config),
@@ -125,30 +138,79 @@ pub struct CodecInfo {
     pub height: u16,
     pub sample_rate: u32,
     pub channels: u16,
+    /// Video: the colour description (`colr`, else the SPS VUI / AV1 sequence header), when
+    /// one is given and not all "unspecified".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour: Option<Colour>,
+    /// Video: the Dolby Vision configuration record (`dvcC` / `dvvC` / `dvwC`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dolby_vision: Option<DolbyVision>,
     #[serde(skip)]
     pub config: CodecConfig,
 }
 
 impl CodecInfo {
     pub fn is_video(&self) -> bool {
-        matches!(self.family, CodecFamily::Avc | CodecFamily::Hevc) || self.width > 0
+        matches!(self.family, CodecFamily::Avc | CodecFamily::Hevc | CodecFamily::Av1) || self.width > 0
     }
 
     pub fn is_audio(&self) -> bool {
         matches!(self.family, CodecFamily::Aac | CodecFamily::Ac3 | CodecFamily::Eac3) || self.sample_rate > 0
     }
 
-    /// The value for HLS `CHANNELS`: the channel count, or `16/JOC` for E-AC-3 JOC (Atmos).
-    pub fn hls_channels(&self) -> String {
+    /// The value for HLS `CHANNELS`: the channel count of the layout the configuration box
+    /// declares (AAC channelConfiguration, the `dac3` / `dec3` channel map; the sample
+    /// entry's channelcount only when neither says), or for E-AC-3 JOC (Atmos) the number of
+    /// decodable objects, `complexity_index_type_a`, followed by `/JOC` (Dolby's HLS
+    /// signalling of Atmos: `16/JOC`). `None` when the channel count is unknown.
+    pub fn hls_channels(&self) -> Option<String> {
         match self.config.joc_complexity() {
-            Some(_) => "16/JOC".to_string(),
-            None => self.channels.to_string(),
+            Some(objects) => Some(format!("{objects}/JOC")),
+            None => (self.channels > 0).then(|| self.channels.to_string()),
         }
+    }
+
+    /// The HLS `VIDEO-RANGE`: PQ or HLG from the transfer characteristics; a Dolby Vision
+    /// track without a colour description by its profile (5: PQ) or base layer (HDR10: PQ,
+    /// HLG: HLG); SDR otherwise.
+    pub fn video_range(&self) -> VideoRange {
+        let from_colour = self.colour.map(|c| c.range()).unwrap_or_default();
+        if from_colour != VideoRange::Sdr {
+            return from_colour;
+        }
+        match self.dolby_vision {
+            Some(dv) if dv.profile == 5 || dv.bl_compatibility == 1 => VideoRange::Pq,
+            Some(dv) if dv.bl_compatibility == 4 => VideoRange::Hlg,
+            _ => VideoRange::Sdr,
+        }
+    }
+
+    /// HLS `SUPPLEMENTAL-CODECS` (and DASH `scte214:supplementalCodecs`): the Dolby Vision
+    /// codec and brand of a backward-compatible Dolby Vision track whose `CODECS` is its base
+    /// layer's (`hvc1` + `dvvC` profile 8.1 → `dvh1.08.06/db1p`). `None` for other tracks,
+    /// including `dvh1`/`dvhe`/`dav1` entries, whose `CODECS` is already Dolby Vision.
+    pub fn supplemental_codecs(&self) -> Option<String> {
+        let dv = self.dolby_vision?;
+        let dv_entry = DOLBY_VISION_TYPES.iter().any(|t| t.as_slice() == self.sample_entry_type.as_bytes());
+        (dv.backward_compatible() && !dv_entry).then(|| dv.supplemental_codecs(&self.sample_entry_type))
+    }
+
+    /// Why MPEG-TS cannot carry this track, if it cannot: AV1 has no HLS MPEG-TS carriage
+    /// (Apple's HLS authoring spec allows AV1 in fMP4 only).
+    pub fn ts_refusal(&self) -> Option<String> {
+        (self.family == CodecFamily::Av1).then(|| {
+            format!(
+                "AV1 ('{}') cannot be carried in MPEG-TS (HLS defines AV1 in fragmented MP4 only): use format=m3u8-cmaf",
+                self.sample_entry_type
+            )
+        })
     }
 }
 
 const VISUAL_TYPES: &[&FourCC] =
-    &[b"avc1", b"avc3", b"hvc1", b"hev1", b"encv", b"dvh1", b"dvhe", b"vp09", b"av01", b"mp4v"];
+    &[b"avc1", b"avc3", b"hvc1", b"hev1", b"encv", b"dvh1", b"dvhe", b"vp09", b"av01", b"dav1", b"mp4v"];
+/// Dolby Vision sample entries: their `CODECS` is the Dolby Vision codec string.
+const DOLBY_VISION_TYPES: &[&FourCC] = &[b"dvh1", b"dvhe", b"dav1"];
 const AUDIO_TYPES: &[&FourCC] = &[b"mp4a", b"ac-3", b"ec-3", b"enca", b"Opus", b"fLaC", b"ac-4", b".mp3"];
 
 /// Describes one sample-entry box from `stsd` (8-byte header + payload).
@@ -227,15 +289,62 @@ fn describe_visual(kind: FourCC, payload: &[u8]) -> MediaResult<CodecInfo> {
             info.codec_string = avc.codec_string(&format_name);
             info.config = CodecConfig::Avc(avc);
         }
-        b"hvc1" | b"hev1" => {
+        // Dolby Vision profile 5 `dvh1`/`dvhe` entries are HEVC bitstreams configured by their
+        // hvcC.
+        b"hvc1" | b"hev1" | b"dvh1" | b"dvhe" => {
             let hevc = with_context(HevcConfig::parse(config_box(children, b"hvcC", &format_name)?), "hvcC")?;
             info.family = CodecFamily::Hevc;
             info.codec_string = hevc.codec_string(&format_name);
             info.config = CodecConfig::Hevc(hevc);
         }
+        b"av01" | b"dav1" => {
+            let av1 = with_context(Av1Config::parse(config_box(children, b"av1C", &format_name)?), "av1C")?;
+            info.family = CodecFamily::Av1;
+            info.codec_string = av1.codec_string();
+            info.config = CodecConfig::Av1(av1);
+        }
         _ => {}
     }
+    describe_colour(&mut info, children)?;
     Ok(info)
+}
+
+/// Fills in the colour description and the Dolby Vision record of a video sample entry.
+fn describe_colour(info: &mut CodecInfo, children: &[u8]) -> MediaResult<()> {
+    let sps_colour = || match &info.config {
+        CodecConfig::Avc(avc) => avc.sps.first().and_then(|sps| slice::sps_colour(sps, false)),
+        CodecConfig::Hevc(hevc) => hevc
+            .nal_units
+            .iter()
+            .find(|nal| nal.first().is_some_and(|b| (b >> 1) & 0x3f == 33))
+            .and_then(|sps| slice::sps_colour(sps, true)),
+        CodecConfig::Av1(av1) => av1.colour,
+        _ => None,
+    };
+    let colr = find(children, b"colr")?.and_then(Colour::from_colr);
+    info.colour = colr.filter(Colour::is_specified).or_else(sps_colour).filter(Colour::is_specified);
+
+    let mut record = None;
+    for kind in dolby_vision::CONFIG_BOXES {
+        if let Some(payload) = find(children, kind)? {
+            record = Some((kind, payload));
+            break;
+        }
+    }
+    let entry = info.sample_entry_type.clone();
+    let dv_entry = DOLBY_VISION_TYPES.iter().any(|t| t.as_slice() == entry.as_bytes());
+    match record {
+        Some((kind, payload)) => {
+            let dv = with_context(DolbyVision::parse(payload), &fourcc_str(kind))?;
+            if dv_entry {
+                info.codec_string = dv.codec_string(&entry);
+            }
+            info.dolby_vision = Some(dv);
+        }
+        None if dv_entry => return err(format!("'{entry}' has no Dolby Vision configuration box (dvcC/dvvC)")),
+        None => {}
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,7 +639,7 @@ mod tests {
         assert_eq!(info.channels, 2);
         assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Mpeg(2)));
         assert!(info.is_audio() && !info.is_video());
-        assert_eq!(info.hls_channels(), "2");
+        assert_eq!(info.hls_channels().as_deref(), Some("2"));
     }
 
     #[test]
@@ -661,7 +770,7 @@ mod tests {
         assert_eq!(info.channels, 2);
         assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Dolby(0xA000)));
         assert_eq!(info.config.joc_complexity(), None);
-        assert_eq!(info.hls_channels(), "2");
+        assert_eq!(info.hls_channels().as_deref(), Some("2"));
     }
 
     #[test]
@@ -677,7 +786,7 @@ mod tests {
         assert_eq!(info.channels, 8);
         assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Dolby(0xFA01)));
         assert_eq!(info.config.joc_complexity(), Some(16));
-        assert_eq!(info.hls_channels(), "16/JOC");
+        assert_eq!(info.hls_channels().as_deref(), Some("16/JOC"));
         // Truncated dec3.
         let mut p = audio_fixed(2, 48000);
         p.extend_from_slice(&mkbox(b"dec3", &dec3[..3]));
@@ -705,6 +814,91 @@ mod tests {
 
         // encv without sinf is an error.
         assert!(describe(&mkbox(b"encv", &full[8..])).is_err());
+    }
+
+    /// The first sample entry (header included) of the first track of a fixture file.
+    fn fixture_entry(path: &str) -> Vec<u8> {
+        use crate::media::mp4::reader::find_path;
+        let file = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(path)).unwrap();
+        let stsd = find_path(&file, &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"]).unwrap().unwrap();
+        let size = u32::from_be_bytes(stsd[8..12].try_into().unwrap()) as usize;
+        stsd[8..8 + size].to_vec()
+    }
+
+    #[test]
+    fn premium_fixtures() {
+        // HDR10: colr nclx 9/16/9 (and the same in the SPS VUI), HEVC Main 10.
+        let hdr10 = describe(&fixture_entry("hdr10/video_hdr10.mp4")).unwrap();
+        assert_eq!(hdr10.codec_string, "hvc1.2.4.L60.90");
+        let c = hdr10.colour.unwrap();
+        assert_eq!((c.primaries, c.transfer, c.matrix, c.full_range, c.source), (9, 16, 9, false, ColourSource::Colr));
+        assert_eq!((hdr10.video_range(), hdr10.supplemental_codecs()), (VideoRange::Pq, None));
+        let CodecConfig::Hevc(hevc) = &hdr10.config else { panic!() };
+        let sps = hevc.nal_units.iter().find(|n| (n[0] >> 1) & 0x3f == 33).unwrap();
+        let vui = slice::sps_colour(sps, true).unwrap();
+        assert_eq!((vui.primaries, vui.transfer, vui.matrix, vui.source), (9, 16, 9, ColourSource::Vui));
+
+        // Without the colr box the VUI answers.
+        let mut entry = fixture_entry("hlg/video_hlg.mp4");
+        let at = entry.windows(4).position(|w| w == b"colr").unwrap() - 4;
+        entry[at + 4..at + 8].copy_from_slice(b"free");
+        let hlg = describe(&entry).unwrap();
+        let c = hlg.colour.unwrap();
+        assert_eq!((c.transfer, c.source, hlg.video_range()), (18, ColourSource::Vui, VideoRange::Hlg));
+
+        let av1 = describe(&fixture_entry("av1/video_av1.mp4")).unwrap();
+        assert_eq!((av1.family, av1.codec_string.as_str(), av1.colour), (CodecFamily::Av1, "av01.0.00M.08", None));
+        assert!(av1.is_video() && av1.ts_refusal().is_some());
+        assert_eq!(av1.video_range(), VideoRange::Sdr);
+        let avc = describe(&fixture_entry("av1/video_avc.mp4")).unwrap();
+        assert_eq!((avc.colour, avc.video_range(), avc.ts_refusal()), (None, VideoRange::Sdr, None));
+
+        // Dolby Vision 8.1 / 8.4: HEVC CODECS, Dolby Vision supplemental; 5: dvh1 CODECS.
+        let dv81 = describe(&fixture_entry("dolby-vision/video_dv81.mp4")).unwrap();
+        assert_eq!(dv81.codec_string, "hvc1.2.4.L60.90");
+        assert_eq!(dv81.supplemental_codecs().as_deref(), Some("dvh1.08.01/db1p"));
+        assert_eq!(dv81.video_range(), VideoRange::Pq);
+        let dv84 = describe(&fixture_entry("dolby-vision/video_dv84.mp4")).unwrap();
+        assert_eq!(dv84.supplemental_codecs().as_deref(), Some("dvh1.08.01/db4h"));
+        assert_eq!(dv84.video_range(), VideoRange::Hlg);
+        let dv5 = describe(&fixture_entry("dolby-vision/video_dv5.mp4")).unwrap();
+        assert_eq!((dv5.family, dv5.sample_entry_type.as_str()), (CodecFamily::Hevc, "dvh1"));
+        assert_eq!((dv5.codec_string.as_str(), dv5.supplemental_codecs()), ("dvh1.05.01", None));
+        assert_eq!(dv5.dolby_vision.unwrap().profile_name(), "5");
+        assert!(dv5.config.parameter_sets().count() >= 3, "VPS, SPS, PPS (and SEI) from the hvcC");
+        // A profile 5 stream without a colour description is still PQ.
+        let mut bare = dv5.clone();
+        bare.colour = None;
+        assert_eq!(bare.video_range(), VideoRange::Pq);
+
+        // E-AC-3 JOC: 16 objects.
+        let atmos = describe(&fixture_entry("dolby-vision/audio_atmos.mp4")).unwrap();
+        assert_eq!((atmos.codec_string.as_str(), atmos.hls_channels().as_deref()), ("ec-3", Some("16/JOC")));
+    }
+
+    #[test]
+    fn dolby_vision_entries_need_their_record() {
+        let entry = fixture_entry("dolby-vision/video_dv5.mp4");
+        let mut no_record = entry.clone();
+        let at = no_record.windows(4).position(|w| w == b"dvcC").unwrap();
+        no_record[at..at + 4].copy_from_slice(b"free");
+        let e = describe(&no_record).unwrap_err();
+        assert!(e.0.contains("Dolby Vision configuration"), "{e:?}");
+        // A truncated record is an error naming the box; every cut of the entry is handled.
+        let mut short = entry.clone();
+        let size_at = at - 4;
+        short.truncate(size_at + 8 + 2);
+        short[size_at..size_at + 4].copy_from_slice(&10u32.to_be_bytes());
+        let n = short.len() as u32;
+        short[0..4].copy_from_slice(&n.to_be_bytes());
+        assert!(describe(&short).unwrap_err().0.contains("dvcC"));
+        for n in 0..entry.len() {
+            let mut cut = entry[..n].to_vec();
+            if n >= 8 {
+                cut[0..4].copy_from_slice(&(n as u32).to_be_bytes());
+            }
+            let _ = describe(&cut);
+        }
     }
 
     #[test]

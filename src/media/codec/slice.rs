@@ -50,6 +50,7 @@
 
 use std::collections::HashMap;
 
+use super::colour::{vui_colour, Colour};
 use super::CodecConfig;
 use crate::media::bits::{BitReader, Rbsp};
 
@@ -595,6 +596,8 @@ struct AvcSps {
     frame_mbs_only: bool,
     /// The cropped picture size, when the SPS reads that far.
     size: Option<(u32, u32)>,
+    /// The VUI colour description, when there is one.
+    colour: Option<Colour>,
 }
 
 /// The cropped picture size (width, height) an SPS NAL unit declares: H.264 frame cropping
@@ -605,6 +608,16 @@ pub(crate) fn sps_picture_size(nal: &[u8], hevc: bool) -> Option<(u32, u32)> {
         HevcSps::read(nal)?.1?.size
     } else {
         AvcSps::read(nal)?.1?.size
+    }
+}
+
+/// The colour description in the VUI of an SPS NAL unit (H.264 E.1.1, H.265 E.2.1), when it
+/// has one and the SPS reads that far.
+pub(crate) fn sps_colour(nal: &[u8], hevc: bool) -> Option<Colour> {
+    if hevc {
+        HevcSps::read(nal)?.1?.colour
+    } else {
+        AvcSps::read(nal)?.1?.colour
     }
 }
 
@@ -703,7 +716,9 @@ impl AvcSps {
             let height = height_in_map_units.checked_mul(16 * field_factor)?;
             cropped(width, height, chroma_array_type, field_factor, crop)
         })();
-        Some(AvcSps { separate_colour_plane, chroma_array_type, log2_max_frame_num, poc, frame_mbs_only, size })
+        // vui_parameters_present_flag follows the cropping window.
+        let colour = size.and_then(|_| if r.flag()? { vui_colour(r) } else { None });
+        Some(AvcSps { separate_colour_plane, chroma_array_type, log2_max_frame_num, poc, frame_mbs_only, size, colour })
     }
 }
 
@@ -899,6 +914,8 @@ struct HevcSps {
     temporal_mvp_enabled: bool,
     /// The picture size less the conformance window.
     size: Option<(u32, u32)>,
+    /// The VUI colour description, when there is one.
+    colour: Option<Colour>,
 }
 
 impl HevcSps {
@@ -1008,6 +1025,8 @@ impl HevcSps {
             }
         }
         let temporal_mvp_enabled = r.flag()?;
+        // strong_intra_smoothing_enabled_flag, vui_parameters_present_flag.
+        let colour = (|| if r.skip(1).is_some() && r.flag()? { vui_colour(r) } else { None })();
         let ctb = 1u32 << log2_ctb;
         let pic_size_in_ctbs = (width.div_ceil(ctb) as u64) * (height.div_ceil(ctb) as u64);
         if pic_size_in_ctbs == 0 || pic_size_in_ctbs > 1 << 24 {
@@ -1024,6 +1043,7 @@ impl HevcSps {
             lt_used_by_curr_sps,
             temporal_mvp_enabled,
             size,
+            colour,
         })
     }
 }

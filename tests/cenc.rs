@@ -27,7 +27,6 @@ mod common;
 use common::{attr, dash_segment_urls, element_text, xml_unescape, Got, TestServer};
 
 use std::ffi::OsStr;
-use std::path::Path as FsPath;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -819,33 +818,6 @@ fn check_init(init: &[u8], scheme: &[u8; 4], video: bool) -> InitInfo {
     info
 }
 
-// ---------------------------------------------------------------------------------------
-// ffmpeg: per-segment decryption (ffmpeg 5.1 finds a sample's senc entry in the last parsed
-// fragment only, so every segment goes to ffmpeg with the init segment alone), the
-// elementary streams concatenated and decoded once.
-
-fn ffmpeg_decrypt_decode(
-    init: &[u8],
-    segments: &[Vec<u8>],
-    key_hex: &str,
-    map: &str,
-    raw: &str,
-    dir: &FsPath,
-) -> Result<Vec<String>, String> {
-    let mut elementary = Vec::new();
-    for (k, seg) in segments.iter().enumerate() {
-        let file = dir.join(format!("{raw}-seg{k}.mp4"));
-        std::fs::write(&file, [init, &seg[..]].concat()).unwrap();
-        let mut cmd = Command::new(common::ffmpeg_bin());
-        cmd.args(["-nostdin", "-hide_banner", "-v", "error", "-decryption_key", key_hex, "-i"]).arg(&file);
-        cmd.args(["-map", map, "-c", "copy", "-f", raw, "-"]);
-        elementary.extend(common::run(&mut cmd)?);
-    }
-    let out = dir.join(format!("decrypted.{raw}"));
-    std::fs::write(&out, elementary).unwrap();
-    common::framemd5(&[], &out, "0:0")
-}
-
 fn source_frames(file: &str, map: &str) -> Vec<String> {
     let src = common::fixtures_dir().join("ladder").join(file);
     common::framemd5(&[OsStr::new("-ignore_editlist"), OsStr::new("1")], &src, map).unwrap_or_else(|e| panic!("{e}"))
@@ -948,7 +920,7 @@ fn cenc_dash_signalling_init_and_ffmpeg_decrypt() {
             }
         }
         let src = source_frames(file, map);
-        let ours = ffmpeg_decrypt_decode(&init.body, &segments, KEY, map, raw, dir.path())
+        let ours = common::ffmpeg_decrypt_decode(&init.body, &segments, KEY, map, raw, dir.path())
             .unwrap_or_else(|e| panic!("{rep}: {e}"));
         common::compare(&src, &ours)
             .unwrap_or_else(|e| panic!("{rep} (cenc, decrypted by ffmpeg) differs from the source:\n{e}"));
@@ -1144,7 +1116,7 @@ fn cbcs_tenc_key_lines_and_independent_decryption() {
         // ffmpeg decrypts cbcs too, per segment: the elementary stream equals the clear one.
         let raw = if video { "h264" } else { "adts" };
         let map = if video { "0:v:0" } else { "0:a:0" };
-        let ours = ffmpeg_decrypt_decode(&enc_init.body, std::slice::from_ref(&enc), KEY, map, raw, dir.path())
+        let ours = common::ffmpeg_decrypt_decode(&enc_init.body, std::slice::from_ref(&enc), KEY, map, raw, dir.path())
             .unwrap_or_else(|e| panic!("{e}"));
         let clear_init =
             get(&server

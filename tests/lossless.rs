@@ -26,4 +26,6 @@ lossless! {
     "hevc" => hevc_hls, hevc_dash;
     "dolby" => dolby_hls, dolby_dash;
     "edit" => edit_hls, edit_dash;
+    "hdr10" => hdr10_hls, hdr10_dash;
+    "av1" => av1_hls, av1_dash;
 }

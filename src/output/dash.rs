@@ -10,17 +10,34 @@
 
 use serde::Serialize;
 
+use crate::media::codec::{ChannelLayout, VideoRange};
 use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
 use crate::source::asset::{Asset, AssetTrack};
-use crate::source::index::{CodecFamily, TrackKind};
+use crate::source::index::{CodecFamily, CodecInfo, TrackKind};
 
 const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
 const PROFILES_CMAF: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019";
 const PROFILES_CSF: &str = "urn:mpeg:dash:profile:isoff-live:2011";
 const ROLE_SCHEME: &str = "urn:mpeg:dash:role:2011";
 const CHANNELS_SCHEME: &str = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011";
+/// AC-3 / E-AC-3 channel layouts: the 16-bit channel map as 4 hex digits (ETSI TS 102 366
+/// Annex I; DASH-IF IOP v4.3 §9.2.1.2 asks for it with Dolby audio).
+const DOLBY_CHANNELS_SCHEME: &str = "tag:dolby.com,2014:dash:audio_channel_configuration:2011";
+/// E-AC-3 with Joint Object Coding (Atmos): ETSI TS 103 420 Annex D.2, on the Representation
+/// (as GPAC's dasher writes them); @codecs stays `ec-3`.
+const EC3_EXTENSION_TYPE_SCHEME: &str = "tag:dolby.com,2018:dash:EC3_ExtensionType:2018";
+const EC3_COMPLEXITY_SCHEME: &str = "tag:dolby.com,2018:dash:EC3_ExtensionComplexityIndex:2018";
+/// H.273 code points (ISO/IEC 23001-8 CICP) as DASH descriptors (DASH-IF IOP v4.3 §6.2.5).
+const COLOUR_PRIMARIES_SCHEME: &str = "urn:mpeg:mpegB:cicp:ColourPrimaries";
+const TRANSFER_SCHEME: &str = "urn:mpeg:mpegB:cicp:TransferCharacteristics";
+const MATRIX_SCHEME: &str = "urn:mpeg:mpegB:cicp:MatrixCoefficients";
+/// SCTE 214-1 extensions: `@scte214:supplementalCodecs` / `@scte214:supplementalProfiles` on a
+/// Representation name a backward-compatible Dolby Vision layer over its base layer's
+/// `@codecs` (what shaka-packager's MPD builder writes; read by Shaka Player, dash.js and
+/// ExoPlayer), the DASH counterpart of HLS `SUPPLEMENTAL-CODECS`.
+const SCTE214_NS: &str = "urn:scte:dash:scte214-extensions";
 
 #[derive(Serialize)]
 #[serde(rename = "MPD")]
@@ -52,6 +69,8 @@ struct Mpd {
     xmlns_mspr: Option<&'static str>,
     #[serde(rename = "@xmlns:dashif", skip_serializing_if = "Option::is_none")]
     xmlns_dashif: Option<&'static str>,
+    #[serde(rename = "@xmlns:scte214", skip_serializing_if = "Option::is_none")]
+    xmlns_scte214: Option<&'static str>,
     #[serde(rename = "Period")]
     period: Period,
     #[serde(rename = "UTCTiming", skip_serializing_if = "Option::is_none")]
@@ -104,6 +123,10 @@ struct AdaptationSet {
     // Accessibility, Role, …, Representation.
     #[serde(rename = "ContentProtection", skip_serializing_if = "Vec::is_empty")]
     content_protection: Vec<ContentProtection>,
+    #[serde(rename = "EssentialProperty", skip_serializing_if = "Vec::is_empty")]
+    essential_properties: Vec<Descriptor>,
+    #[serde(rename = "SupplementalProperty", skip_serializing_if = "Vec::is_empty")]
+    supplemental_properties: Vec<Descriptor>,
     #[serde(rename = "Label")]
     label: String,
     #[serde(rename = "Accessibility", skip_serializing_if = "Option::is_none")]
@@ -114,7 +137,7 @@ struct AdaptationSet {
     representations: Vec<Representation>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Debug, PartialEq)]
 struct Descriptor {
     #[serde(rename = "@schemeIdUri")]
     scheme_id_uri: &'static str,
@@ -130,6 +153,10 @@ struct Representation {
     bandwidth: u64,
     #[serde(rename = "@codecs", skip_serializing_if = "Option::is_none")]
     codecs: Option<String>,
+    #[serde(rename = "@scte214:supplementalCodecs", skip_serializing_if = "Option::is_none")]
+    supplemental_codecs: Option<String>,
+    #[serde(rename = "@scte214:supplementalProfiles", skip_serializing_if = "Option::is_none")]
+    supplemental_profiles: Option<&'static str>,
     #[serde(rename = "@width", skip_serializing_if = "Option::is_none")]
     width: Option<u16>,
     #[serde(rename = "@height", skip_serializing_if = "Option::is_none")]
@@ -140,6 +167,8 @@ struct Representation {
     audio_sampling_rate: Option<u32>,
     #[serde(rename = "AudioChannelConfiguration", skip_serializing_if = "Option::is_none")]
     audio_channel_configuration: Option<Descriptor>,
+    #[serde(rename = "SupplementalProperty", skip_serializing_if = "Vec::is_empty")]
+    supplemental_properties: Vec<Descriptor>,
     #[serde(rename = "SegmentTemplate")]
     segment_template: SegmentTemplate,
 }
@@ -223,18 +252,22 @@ fn representation(
         None
     };
     let pto = presentation_time_offset(track);
+    let supplemental_codecs = if video { codec.supplemental_codecs() } else { None };
     Representation {
         id: representation_id(track),
         bandwidth: track.peak_bitrate(),
         codecs: (!codec.codec_string.is_empty()).then(|| codec.codec_string.clone()),
+        supplemental_profiles: supplemental_codecs
+            .as_ref()
+            .and_then(|_| codec.dolby_vision.and_then(|dv| dv.compatibility_brand())),
+        // `dvh1.08.06` without the `/db1p` brand HLS appends: the brand is the profile attribute.
+        supplemental_codecs: supplemental_codecs.map(|s| s.split('/').next().unwrap_or_default().to_owned()),
         width: (video && codec.width > 0).then_some(codec.width),
         height: (video && codec.height > 0).then_some(codec.height),
         frame_rate,
         audio_sampling_rate: (audio && codec.sample_rate > 0).then_some(codec.sample_rate),
-        // The Dolby scheme needs the channel mask from dac3/dec3, which the index does not
-        // keep; the 23003 scheme takes a plain channel count and is valid for every codec.
-        audio_channel_configuration: (audio && codec.channels > 0)
-            .then(|| Descriptor { scheme_id_uri: CHANNELS_SCHEME, value: codec.channels.to_string() }),
+        audio_channel_configuration: if audio { audio_channel_configuration(codec) } else { None },
+        supplemental_properties: if audio { joc_properties(codec) } else { Vec::new() },
         segment_template: SegmentTemplate {
             timescale: track.timeline.timescale,
             presentation_time_offset: (pto > 0).then_some(pto),
@@ -263,12 +296,78 @@ fn representation(
     }
 }
 
+/// `AudioChannelConfiguration`: the Dolby channel map for AC-3 / E-AC-3 (from `dac3` /
+/// `dec3`), else the channel count (23003-3, valid for every codec; for AAC it is the
+/// channelConfiguration's count).
+fn audio_channel_configuration(codec: &CodecInfo) -> Option<Descriptor> {
+    match codec.config.channel_layout() {
+        Some(ChannelLayout::Dolby(map)) => {
+            Some(Descriptor { scheme_id_uri: DOLBY_CHANNELS_SCHEME, value: format!("{map:04X}") })
+        }
+        _ => (codec.channels > 0)
+            .then(|| Descriptor { scheme_id_uri: CHANNELS_SCHEME, value: codec.channels.to_string() }),
+    }
+}
+
+/// E-AC-3 JOC (Atmos): `EC3_ExtensionType` = `JOC` and the complexity index (the number of
+/// decodable objects), as ETSI TS 103 420 D.2 defines them.
+fn joc_properties(codec: &CodecInfo) -> Vec<Descriptor> {
+    match codec.config.joc_complexity() {
+        Some(complexity) => vec![
+            Descriptor { scheme_id_uri: EC3_EXTENSION_TYPE_SCHEME, value: "JOC".to_owned() },
+            Descriptor { scheme_id_uri: EC3_COMPLEXITY_SCHEME, value: complexity.to_string() },
+        ],
+        None => Vec::new(),
+    }
+}
+
+/// The colour descriptors of a video AdaptationSet, (EssentialProperty, SupplementalProperty),
+/// following DASH-IF IOP v4.3 §6.2.5 and DVB-DASH (ETSI TS 103 285) §5.2.5:
+/// - PQ (HDR10, Dolby Vision 5 / 8.1): primaries, transfer 16 and matrix as
+///   EssentialProperty — a client that does not know them must skip the set rather than show
+///   PQ as SDR (dash.js' default `supportedEssentialProperties` accepts only SDR values, so an
+///   SDR-only browser skips it; Shaka Player knows the three schemes);
+/// - HLG (backward compatible with SDR displays): EssentialProperty transfer 14 (BT.2020, the
+///   SDR-compatible reading) with primaries and matrix, and SupplementalProperty transfer 18
+///   for clients that know HLG;
+/// - SDR with a colour description: the three as SupplementalProperty (informative).
+///
+/// Nothing for a track without a colour description.
+fn colour_properties(codec: &CodecInfo) -> (Vec<Descriptor>, Vec<Descriptor>) {
+    let Some(c) = codec.colour else { return (Vec::new(), Vec::new()) };
+    let d = |scheme_id_uri: &'static str, v: u8| Descriptor { scheme_id_uri, value: v.to_string() };
+    match codec.video_range() {
+        VideoRange::Pq => (
+            vec![d(COLOUR_PRIMARIES_SCHEME, c.primaries), d(TRANSFER_SCHEME, c.transfer), d(MATRIX_SCHEME, c.matrix)],
+            vec![],
+        ),
+        VideoRange::Hlg => (
+            vec![d(COLOUR_PRIMARIES_SCHEME, c.primaries), d(TRANSFER_SCHEME, 14), d(MATRIX_SCHEME, c.matrix)],
+            vec![d(TRANSFER_SCHEME, c.transfer)],
+        ),
+        VideoRange::Sdr => (
+            vec![],
+            vec![d(COLOUR_PRIMARIES_SCHEME, c.primaries), d(TRANSFER_SCHEME, c.transfer), d(MATRIX_SCHEME, c.matrix)],
+        ),
+    }
+}
+
+/// Whether two video tracks signal alike at AdaptationSet level: the same colour
+/// descriptors and Dolby Vision profile (an HDR10 and a Dolby Vision rendition, or PQ and
+/// HLG ones, go to sets of their own so a player picks among like renditions).
+fn same_video_signalling(a: &CodecInfo, b: &CodecInfo) -> bool {
+    let dv = |c: &CodecInfo| c.dolby_vision.map(|d| (d.profile, d.bl_compatibility));
+    colour_properties(a) == colour_properties(b) && dv(a) == dv(b)
+}
+
 /// Tracks that share one AdaptationSet: same kind, codec, language, role and accessibility
-/// (Role and Accessibility are AdaptationSet-level, so they split sets too).
+/// (Role and Accessibility are AdaptationSet-level, so they split sets too), and for video the
+/// same colour and Dolby Vision signalling.
 fn same_set(a: &AssetTrack, b: &AssetTrack) -> bool {
     let (ca, cb) = (&a.index().info.codec, &b.index().info.codec);
     a.kind == b.kind
         && ca.family == cb.family
+        && (a.kind != TrackKind::Video || same_video_signalling(ca, cb))
         && (ca.family != CodecFamily::Other || ca.sample_entry_type == cb.sample_entry_type)
         && a.language == b.language
         && a.role == b.role
@@ -323,6 +422,8 @@ fn adaptation_set(
             }
         }
     }
+    let (essential_properties, supplemental_properties) =
+        if video { colour_properties(&first.index().info.codec) } else { (Vec::new(), Vec::new()) };
     Some(AdaptationSet {
         id,
         content_type: if video { "video" } else { "audio" },
@@ -334,6 +435,8 @@ fn adaptation_set(
         max_height,
         par,
         content_protection: protection.to_vec(),
+        essential_properties,
+        supplemental_properties,
         label: first.name.clone(),
         accessibility: first
             .accessibility
@@ -406,6 +509,11 @@ pub fn mpd(
         xmlns_cenc: (!protection.is_empty()).then_some(MPD_NAMESPACES[0].1),
         xmlns_mspr: (!protection.is_empty()).then_some(MPD_NAMESPACES[1].1),
         xmlns_dashif: (!protection.is_empty()).then_some(MPD_NAMESPACES[2].1),
+        xmlns_scte214: adaptation_sets
+            .iter()
+            .flat_map(|s| &s.representations)
+            .any(|r| r.supplemental_codecs.is_some())
+            .then_some(SCTE214_NS),
         period: Period { id: "0", start: "PT0S", adaptation_sets },
         utc_timing: running.map(|_| Descriptor { scheme_id_uri: UTC_TIMING_SCHEME, value: TIME_PATH.to_string() }),
     };

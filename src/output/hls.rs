@@ -1,19 +1,22 @@
 //! HLS manifests (RFC 8216, Apple authoring rules): the multivariant playlist and one media
 //! playlist per track, fMP4/CMAF segments.
 //!
-//! Written with m3u8-rs, using only its typed struct fields (never the `other_attributes`
-//! HashMaps, whose iteration order differs between processes) so the output is byte-stable
-//! and ETags agree across replicas. Two m3u8-rs quirks handled here:
+//! Written with m3u8-rs, using its typed struct fields, and for the attributes it has no field
+//! for (`VIDEO-RANGE`, `SUPPLEMENTAL-CODECS`) at most one `other_attributes` entry per tag
+//! (see [`video_attributes`]): that map is a HashMap whose iteration order differs between
+//! processes, so one entry is the only way its output is byte-stable and ETags agree across
+//! replicas. Two m3u8-rs quirks handled here:
 //! - EXTINF precision is a process-global (`WRITE_OPT_FLOAT_PRECISION`); every write sets it
 //!   to 3 first, so concurrent writers agree on the value.
 //! - m3u8-rs omits `#EXT-X-MEDIA-SEQUENCE` when it is 0; we splice `#EXT-X-MEDIA-SEQUENCE:0`
 //!   in after the header so the playlist states it explicitly.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use m3u8_rs::{
     AlternativeMedia, AlternativeMediaType, ExtTag, Key, KeyMethod, Map, MasterPlaylist, MediaPlaylist,
-    MediaPlaylistType, MediaSegment, Resolution, VariantStream,
+    MediaPlaylistType, MediaSegment, QuotedOrUnquoted, Resolution, VariantStream,
 };
 
 use crate::plan::links::{self, Link, ManifestText};
@@ -21,7 +24,7 @@ use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, R
 use crate::protect::drm::HlsKeyLine;
 use crate::protect::ContentKey;
 use crate::source::asset::{Asset, AssetTrack};
-use crate::source::index::{CodecFamily, TrackKind};
+use crate::source::index::{CodecFamily, CodecInfo, TrackKind};
 
 /// `#EXT-X-VERSION`, minimal for the features each format uses: fMP4 (EXT-X-MAP) needs 6 and
 /// Apple's tools write 7; TS with EXT-X-MEDIA renditions needs 4; muxed TS with IV 3.
@@ -159,6 +162,25 @@ fn frame_rate(track: &AssetTrack) -> Option<f64> {
     Some((num as f64 / den as f64 * 1000.0).round() / 1000.0)
 }
 
+/// `VIDEO-RANGE` (every video variant: SDR, PQ or HLG, [`CodecInfo::video_range`]) and, for a
+/// backward-compatible Dolby Vision track, `SUPPLEMENTAL-CODECS` (HLS §4.4.6.2: its CODECS is
+/// the base layer's, e.g. `hvc1.2.4.L120.90`, and this names the Dolby Vision layer with the
+/// base layer's compatibility brand, `dvh1.08.06/db1p`).
+///
+/// m3u8-rs has no field for either and writes `other_attributes` in HashMap order, which
+/// differs between processes. So both go into ONE entry, keyed `VIDEO-RANGE`, whose unquoted
+/// value carries the rest of the attribute list verbatim (`PQ,SUPPLEMENTAL-CODECS="…"`): one
+/// entry has one order, and the line parses back into the two attributes.
+fn video_attributes(codec: &CodecInfo) -> Option<HashMap<String, QuotedOrUnquoted>> {
+    let mut value = codec.video_range().as_str().to_owned();
+    if let Some(supplemental) = codec.supplemental_codecs() {
+        // A quoted-string may not hold '"', CR or LF; codec strings are built from digits,
+        // letters and dots.
+        value.push_str(&format!(",SUPPLEMENTAL-CODECS=\"{supplemental}\""));
+    }
+    Some(HashMap::from([("VIDEO-RANGE".to_owned(), QuotedOrUnquoted::Unquoted(value))]))
+}
+
 fn join_codecs(a: &str, b: &str) -> Option<String> {
     match (a.is_empty(), b.is_empty()) {
         (true, true) => None,
@@ -225,7 +247,6 @@ pub fn multivariant(
                 k += 1;
             }
             names.push(name.clone());
-            let channels = t.index().info.codec.channels;
             alternatives.push(AlternativeMedia {
                 media_type: AlternativeMediaType::Audio,
                 uri: Some(media_playlist_url(t, options, extension)),
@@ -234,7 +255,7 @@ pub fn multivariant(
                 name,
                 default: i == 0,
                 autoselect: true,
-                channels: (channels > 0).then(|| channels.to_string()),
+                channels: t.index().info.codec.hls_channels(),
                 characteristics: audio_characteristics(t),
                 ..Default::default()
             });
@@ -263,6 +284,7 @@ pub fn multivariant(
                     codecs: join_codecs(&codec.codec_string, ""),
                     resolution,
                     frame_rate,
+                    other_attributes: video_attributes(codec),
                     ..Default::default()
                 },
             ));
@@ -279,6 +301,7 @@ pub fn multivariant(
                     resolution,
                     frame_rate,
                     audio: (!muxed_audio).then(|| g.id.clone()),
+                    other_attributes: video_attributes(codec),
                     ..Default::default()
                 },
             ));

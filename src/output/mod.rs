@@ -129,7 +129,8 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         Build::Segment(segment_plan) => return segment(plan, segment_plan, sources),
         Build::Document(document) => document,
     };
-    let asset = &*filter::apply(plan.asset, &document.filters)?;
+    let filtered = filter::apply(plan.asset, &document.filters)?;
+    let asset = &*crate::plan::carriage::for_document(&filtered, resource)?;
     let extension = plan.extension;
     match resource {
         Resource::Manifest(options) => Ok(if options.format.is_hls() {

@@ -2,6 +2,7 @@
 //! decided into (which tracks and segments, which source byte ranges, which protection)
 //! before anything is read or built.
 
+pub(crate) mod carriage;
 pub mod catalog;
 pub mod filter;
 pub(crate) mod links;
@@ -94,6 +95,7 @@ impl<'a> Plan<'a> {
                 return Err(Error::Forbidden(format!("no content key for encryption={}", e.as_str())));
             }
         };
+        carriage::check(asset, resource)?;
         let build = match resource {
             Resource::Segment { bitrate, track, time, format, encryption, audio } => {
                 let track = asset.track(track, *bitrate).ok_or_else(|| {

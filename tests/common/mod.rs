@@ -443,6 +443,31 @@ pub fn check_asset(asset_dir: &Path, formats: &[Format]) {
     assert!(checked > 0, "{asset}: no audio or video tracks checked");
 }
 
+/// ffmpeg: per-segment decryption (ffmpeg 5.1 finds a sample's senc entry in the last parsed
+/// fragment only, so every segment goes to ffmpeg with the init segment alone), the
+/// elementary streams concatenated and decoded once.
+pub fn ffmpeg_decrypt_decode(
+    init: &[u8],
+    segments: &[Vec<u8>],
+    key_hex: &str,
+    map: &str,
+    raw: &str,
+    dir: &Path,
+) -> Result<Vec<String>, String> {
+    let mut elementary = Vec::new();
+    for (k, seg) in segments.iter().enumerate() {
+        let file = dir.join(format!("{raw}-seg{k}.mp4"));
+        std::fs::write(&file, [init, &seg[..]].concat()).unwrap();
+        let mut cmd = Command::new(ffmpeg_bin());
+        cmd.args(["-nostdin", "-hide_banner", "-v", "error", "-decryption_key", key_hex, "-i"]).arg(&file);
+        cmd.args(["-map", map, "-c", "copy", "-f", raw, "-"]);
+        elementary.extend(run(&mut cmd)?);
+    }
+    let out = dir.join(format!("decrypted.{raw}"));
+    std::fs::write(&out, elementary).unwrap();
+    framemd5(&[], &out, "0:0")
+}
+
 /// An origin served in-process on its own runtime thread; stopped (and joined) on drop.
 pub struct TestServer {
     pub addr: std::net::SocketAddr,

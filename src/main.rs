@@ -192,9 +192,44 @@ async fn inspect(path: &Path, json: bool, segment_duration: Option<f64>) -> CliR
         let what = match t.kind {
             TrackKind::Video => {
                 let fps = index.frame_rate().map(|(n, d)| n as f64 / d as f64).unwrap_or(0.0);
-                format!("{}x{} {:.3} fps", c.width, c.height, fps)
+                // Dynamic range, colour code points (H.273) and where they were read.
+                let mut what = format!("{}x{} {:.3} fps  {}", c.width, c.height, fps, c.video_range().hdr_name());
+                if let Some(col) = &c.colour {
+                    what.push_str(&format!(
+                        " (primaries {} transfer {} matrix {}, {} range, from {})",
+                        col.primaries,
+                        col.transfer,
+                        col.matrix,
+                        if col.full_range { "full" } else { "limited" },
+                        col.source.as_str()
+                    ));
+                }
+                if let Some(dv) = &c.dolby_vision {
+                    what.push_str(&format!(
+                        "  Dolby Vision profile {} level {} (rpu {} el {} bl {})",
+                        dv.profile_name(),
+                        dv.level,
+                        u8::from(dv.rpu_present),
+                        u8::from(dv.el_present),
+                        u8::from(dv.bl_present)
+                    ));
+                }
+                if let Some(supplemental) = c.supplemental_codecs() {
+                    what.push_str(&format!(", supplemental {supplemental}"));
+                }
+                what
             }
-            TrackKind::Audio => format!("{} Hz, {} ch", c.sample_rate, c.channels),
+            TrackKind::Audio => {
+                // The layout the configuration box declares, and Atmos (JOC) objects.
+                let mut what = format!("{} Hz, {} ch", c.sample_rate, c.channels);
+                if let Some(layout) = c.config.channel_layout() {
+                    what.push_str(&format!(" {}", layout.describe()));
+                }
+                if let Some(objects) = c.config.joc_complexity() {
+                    what.push_str(&format!(", Dolby Atmos (JOC, {objects} objects)"));
+                }
+                what
+            }
             TrackKind::Text => String::new(),
         };
         println!(

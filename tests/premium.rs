@@ -383,3 +383,43 @@ fn cenc_on_hevc_main_10_decrypts_to_the_source() {
     common::compare(&src, &ours).unwrap_or_else(|e| panic!("cenc HEVC Main 10 differs from the source:\n{e}"));
     assert!(src.len() >= 96, "4 s at 24 fps: {} frames", src.len());
 }
+
+#[test]
+fn inspect_shows_hdr_dolby_vision_and_audio_layouts() {
+    let run = |args: &[&str]| {
+        let out = common::run(std::process::Command::new(common::bin()).arg("inspect").args(args))
+            .unwrap_or_else(|e| panic!("{e}"));
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let dir = |asset: &str| common::fixtures_dir().join(asset).display().to_string();
+    let text = run(&[&dir("dolby-vision")]);
+    for expected in [
+        "HLG (primaries 9 transfer 18 matrix 9, limited range, from colr)  Dolby Vision profile 8.4 level 1",
+        "dvh1.05.01 320x180 24.000 fps  HDR10 (primaries 9 transfer 16 matrix 9",
+        "Dolby Vision profile 8.1 level 1 (rpu 1 el 0 bl 1), supplemental dvh1.08.01/db1p",
+        "ec-3 48000 Hz, 2 ch L R (Dolby map A000), Dolby Atmos (JOC, 16 objects)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let text = run(&[&dir("dolby")]);
+    assert!(text.contains("ac-3 48000 Hz, 6 ch L C R Ls Rs LFE (Dolby map F801)"), "{text}");
+    let text = run(&[&dir("av1")]);
+    assert!(text.contains("av01.0.00M.08 320x180 24.000 fps  SDR"), "{text}");
+
+    let json: serde_json::Value = serde_json::from_str(&run(&[&dir("hdr10"), "--json"])).expect("JSON");
+    let video = json["tracks"].as_array().unwrap().iter().find(|t| t["info"]["kind"] == "video").expect("video");
+    let colour = &video["info"]["codec"]["colour"];
+    assert_eq!(
+        (colour["primaries"].as_u64(), colour["transfer"].as_u64(), colour["matrix"].as_u64()),
+        (Some(9), Some(16), Some(9)),
+        "{video}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&run(&[&dir("dolby-vision"), "--json"])).expect("JSON");
+    let profiles: Vec<u64> = json["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["info"]["codec"]["dolby_vision"]["profile"].as_u64())
+        .collect();
+    assert_eq!(profiles, [8, 5, 8], "{json}");
+}

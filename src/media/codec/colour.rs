@@ -25,6 +25,16 @@ pub enum ColourSource {
     SequenceHeader,
 }
 
+impl ColourSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColourSource::Colr => "colr",
+            ColourSource::Vui => "SPS VUI",
+            ColourSource::SequenceHeader => "AV1 sequence header",
+        }
+    }
+}
+
 /// The colour code points of a video track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Colour {

@@ -69,6 +69,40 @@ pub enum ChannelLayout {
     Dolby(u16),
 }
 
+impl ChannelLayout {
+    /// The speaker positions, for people: `L R C LFE Ls Rs`-style names with the code they
+    /// come from, e.g. `L C R Ls Rs LFE (Dolby map F801)`, `L R (channelConfiguration 2)`.
+    pub fn describe(&self) -> String {
+        match *self {
+            ChannelLayout::Mpeg(config) => {
+                // ISO/IEC 23001-8 ChannelConfiguration 1–7 (the AAC channel configurations).
+                let names = match config {
+                    1 => "C",
+                    2 => "L R",
+                    3 => "C L R",
+                    4 => "C L R Cs",
+                    5 => "C L R Ls Rs",
+                    6 => "C L R Ls Rs LFE",
+                    7 => "C Lc Rc L R Ls Rs LFE",
+                    _ => "",
+                };
+                let sep = if names.is_empty() { "" } else { " " };
+                format!("{names}{sep}(channelConfiguration {config})")
+            }
+            ChannelLayout::Dolby(map) => {
+                // ETSI TS 102 366 Table E.1.4, most significant bit first.
+                const NAMES: [&str; 16] = [
+                    "L", "C", "R", "Ls", "Rs", "Lc/Rc", "Lrs/Rrs", "Cs", "Ts", "Lsd/Rsd", "Lw/Rw", "Vhl/Vhr", "Vhc",
+                    "Lts/Rts", "LFE2", "LFE",
+                ];
+                let names: Vec<&str> =
+                    NAMES.iter().enumerate().filter(|(i, _)| map & (0x8000 >> i) != 0).map(|(_, n)| *n).collect();
+                format!("{} (Dolby map {map:04X})", names.join(" "))
+            }
+        }
+    }
+}
+
 /// The parsed codec configuration box of a sample entry.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CodecConfig {
@@ -759,6 +793,9 @@ mod tests {
         assert_eq!(info.sample_rate, 48000);
         assert_eq!(info.channels, 6);
         assert_eq!(info.config.channel_layout(), Some(ChannelLayout::Dolby(0xF801)));
+        assert_eq!(ChannelLayout::Dolby(0xF801).describe(), "L C R Ls Rs LFE (Dolby map F801)");
+        assert_eq!(ChannelLayout::Mpeg(2).describe(), "L R (channelConfiguration 2)");
+        assert_eq!(ChannelLayout::Mpeg(13).describe(), "(channelConfiguration 13)");
     }
 
     #[test]

@@ -27,7 +27,7 @@ const KEY: &str = "00112233445566778899aabbccddeeff";
 
 fn config() -> Config {
     let mut text = format!("listen = \"127.0.0.1:0\"\n{}", common::fixtures_storage_toml());
-    for asset in ["hdr10", "hlg", "av1", "dolby-vision", "dolby"] {
+    for asset in ["hdr10", "hlg", "av1", "dolby-vision", "dolby-vision-av1", "dolby"] {
         text.push_str(&common::clear_locator_toml(asset, asset));
     }
     text.push_str(&format!(
@@ -126,6 +126,13 @@ fn hls_signals_range_dolby_vision_av1_and_channels() {
     assert_eq!(audio_channels(&dv), [("audio-ec3".to_string(), Some("16/JOC".to_string()))]);
     // The two attributes m3u8-rs has no field for sit together, in this order, on the line.
     assert!(text.contains(",VIDEO-RANGE=PQ,SUPPLEMENTAL-CODECS=\"dvh1.08.01/db1p\","), "{text}");
+
+    // Dolby Vision profile 10 on AV1: a `dav1` entry is Dolby Vision only; `av01` + dvvC 10.2
+    // has an SDR base layer.
+    let (_, dv_av1) = multivariant(&server, "dolby-vision-av1", "m3u8-cmaf");
+    let mut v = video_variants(&dv_av1);
+    v.sort();
+    assert_eq!(v, owned(&[("av01.0.00M.08", "SDR", Some("dav1.10.01/db2g")), ("dav1.10.01", "SDR", None)]));
 
     // The real layout: AC-3 5.1 from dac3, E-AC-3 stereo from dec3.
     let (_, dolby) = multivariant(&server, "dolby", "m3u8-cmaf");
@@ -294,6 +301,16 @@ fn dash_signals_colour_dolby_vision_av1_and_atmos() {
         ])
     );
 
+    let (text, dv_av1) = mpd_sets(&server, "dolby-vision-av1");
+    let mut reps: Vec<(String, Option<String>, Option<String>)> = dv_av1.iter().flat_map(|s| s.2.clone()).collect();
+    reps.sort();
+    assert_eq!(
+        reps,
+        [("av01.0.00M.08".to_string(), s("dav1.10.01"), s("db2g")), ("dav1.10.01".to_string(), None, None)],
+        "{text}"
+    );
+    assert_eq!(dv_av1.len(), 2, "profile 10 and 10.2 in sets of their own: {text}");
+
     // AC-3 5.1: the dac3 channel map L C R Ls Rs LFE.
     let (_, dolby) = mpd_sets(&server, "dolby");
     let mut maps: Vec<String> = dolby.iter().filter(|s| s.0 == "audio").flat_map(|s| s.3.clone()).collect();
@@ -353,6 +370,12 @@ fn mpeg_ts_refuses_av1_and_lists_what_it_can_carry() {
     let cmaf = fetch(&server, &path("av1", "manifest(format=m3u8-cmaf,filter=no-avc).m3u8")).ok().text();
     assert!(cmaf.contains("av01.0.00M.08") && !cmaf.contains("avc1."), "{cmaf}");
     fetch(&server, &path("av1", "manifest(format=mpd-time-cmaf,filter=no-avc).mpd")).ok();
+    // An AV1-only asset (Dolby Vision profile 10, `dav1` and `av01`) has no TS manifest.
+    for format in ["m3u8-aapl", "m3u8-aapl-v3"] {
+        let got = fetch(&server, &path("dolby-vision-av1", &format!("manifest(format={format}).m3u8")));
+        assert_eq!(got.status, 400, "{}", got.describe());
+        assert!(got.text().contains("MPEG-TS"), "{}", got.describe());
+    }
 }
 
 #[test]

@@ -908,6 +908,18 @@ mod tests {
         bare.colour = None;
         assert_eq!(bare.video_range(), VideoRange::Pq);
 
+        // Dolby Vision profile 10 on AV1: a `dav1` entry is its Dolby Vision string; `av01` +
+        // dvvC (10.2) keeps the AV1 one.
+        let dv10 = describe(&fixture_entry("dolby-vision-av1/video_dv10.mp4")).unwrap();
+        assert_eq!(
+            (dv10.family, dv10.codec_string.as_str(), dv10.supplemental_codecs()),
+            (CodecFamily::Av1, "dav1.10.01", None)
+        );
+        let dv102 = describe(&fixture_entry("dolby-vision-av1/video_dv102.mp4")).unwrap();
+        assert_eq!(dv102.codec_string, "av01.0.00M.08");
+        assert_eq!(dv102.supplemental_codecs().as_deref(), Some("dav1.10.01/db2g"));
+        assert_eq!(dv102.video_range(), VideoRange::Sdr);
+
         // E-AC-3 JOC: 16 objects.
         let atmos = describe(&fixture_entry("dolby-vision/audio_atmos.mp4")).unwrap();
         assert_eq!((atmos.codec_string.as_str(), atmos.hls_channels().as_deref()), ("ec-3", Some("16/JOC")));

@@ -35,6 +35,11 @@ fn config() -> Config {
          keys = [{{ kid = \"{KID}\", key = \"{KEY}\" }}]\n",
         common::FIXTURES_STORAGE
     ));
+    text.push_str(&format!(
+        "[[locator]]\nid = \"av1-cenc\"\nstorage = \"{}\"\nasset = \"av1\"\npolicy = \"cenc\"\n\
+         keys = [{{ kid = \"{KID}\", key = \"{KEY}\" }}]\n",
+        common::FIXTURES_STORAGE
+    ));
     // Keeps the AV1 video (and the audio): no video that TS can carry.
     text.push_str(
         "[[filter]]\nname = \"no-avc\"\n[filter.properties]\n[[filter.properties.tracks]]\n\
@@ -445,4 +450,23 @@ fn inspect_shows_hdr_dolby_vision_and_audio_layouts() {
         .filter_map(|t| t["info"]["codec"]["dolby_vision"]["profile"].as_u64())
         .collect();
     assert_eq!(profiles, [8, 5, 8], "{json}");
+}
+
+#[test]
+fn common_encryption_leaves_av1_out_with_the_reason() {
+    let server = server();
+    let base = "/av1-cenc/av1.ism/";
+    let hls = fetch(&server, &format!("{base}manifest(format=m3u8-cmaf,encryption=cenc).m3u8")).ok().text();
+    assert!(hls.contains("avc1.64000c") && !hls.contains("av01"), "{hls}");
+    let mpd = fetch(&server, &format!("{base}manifest(format=mpd-time-cmaf,encryption=cenc).mpd")).ok().text();
+    assert!(mpd.contains("avc1.64000c") && !mpd.contains("av01"), "{mpd}");
+    let (_, clear) = multivariant(&server, "av1", "m3u8-cmaf");
+    let playlist = variant_uri(&clear, "av01").replace("format=m3u8-cmaf", "format=m3u8-cmaf,encryption=cenc");
+    let got = fetch(&server, &format!("{base}{playlist}"));
+    assert_eq!(got.status, 400, "{}", got.describe());
+    assert!(got.text().contains("Common Encryption of AV1"), "{}", got.describe());
+    let init = playlist.replace("Manifest(video,", "Fragments(video=i,").replace(".m3u8", ".mp4");
+    let got = fetch(&server, &format!("{base}{init}"));
+    assert_eq!(got.status, 400, "{}", got.describe());
+    assert!(got.text().contains("Common Encryption of AV1"), "{}", got.describe());
 }

@@ -1,52 +1,74 @@
-//! Which tracks a container can carry. MPEG-TS has no AV1: HLS (Apple's authoring spec, RFC
-//! 8216bis) defines AV1 in fragmented MP4 only, so `m3u8-aapl` / `m3u8-aapl-v3` requests for an
-//! AV1 track are refused with the reason, and their multivariant playlists list only the
-//! tracks TS can carry (an asset with AV1 and H.264 ladders: the H.264 one).
+//! Which tracks a container and an encryption can carry, decided before anything is read:
+//! - MPEG-TS has no AV1: HLS (Apple's authoring spec, RFC 8216bis) defines AV1 in fragmented
+//!   MP4 only;
+//! - Common Encryption of AV1 needs subsamples aligned to its OBUs (ISO/IEC 23001-7 §10.2),
+//!   which the encryptor does not write.
+//!
+//! A media playlist, init or media segment of such a track is a 400 with the reason; a
+//! multivariant playlist or MPD lists only the tracks it can carry (an asset with AV1 and
+//! H.264 ladders: the H.264 one), and is a 400 when that leaves no video of an asset that has
+//! some.
 
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
-use crate::plan::url::Resource;
-use crate::source::asset::Asset;
-use crate::source::index::TrackKind;
+use crate::plan::url::{Encryption, Format, Resource};
+use crate::source::asset::{Asset, AssetTrack};
+use crate::source::index::{CodecFamily, TrackKind};
 
-/// A 400 with the reason when `resource` is a TS media playlist or segment of a track TS
-/// cannot carry; decided before anything is read.
+/// Why `track` cannot be served in `format` with `encryption`, if it cannot.
+fn refusal(track: &AssetTrack, format: Format, encryption: Option<Encryption>) -> Option<String> {
+    let codec = &track.index().info.codec;
+    if format.is_ts() {
+        if let Some(reason) = codec.ts_refusal() {
+            return Some(reason);
+        }
+    }
+    let common = matches!(encryption, Some(Encryption::Common(_)));
+    (common && codec.family == CodecFamily::Av1).then(|| {
+        format!(
+            "Common Encryption of AV1 ('{}') is not supported (it needs OBU-aligned subsamples)",
+            codec.sample_entry_type
+        )
+    })
+}
+
+/// A 400 with the reason when `resource` is a media playlist, init or media segment of a
+/// track its format or encryption cannot carry.
 pub(crate) fn check(asset: &Asset, resource: &Resource) -> Result<()> {
     let (bitrate, track) = match resource {
-        Resource::MediaPlaylist { bitrate, track, format, .. } | Resource::Segment { bitrate, track, format, .. }
-            if format.is_ts() =>
-        {
-            (*bitrate, track)
-        }
-        _ => return Ok(()),
+        Resource::MediaPlaylist { bitrate, track, .. }
+        | Resource::Init { bitrate, track, .. }
+        | Resource::Segment { bitrate, track, .. } => (*bitrate, track),
+        Resource::Manifest(_) => return Ok(()),
     };
-    match asset.track(track, bitrate).and_then(|t| t.index().info.codec.ts_refusal()) {
+    let reason = asset.track(track, bitrate).and_then(|t| refusal(t, resource.format(), resource.encryption()));
+    match reason {
         Some(reason) => Err(Error::BadRequest(format!("track '{track}' at bitrate {bitrate}: {reason}"))),
         None => Ok(()),
     }
 }
 
-/// The asset as a document (multivariant or media playlist) of `resource`'s format may list
-/// it: for TS formats without the tracks TS cannot carry. A 400 when that leaves a
-/// multivariant playlist no video of an asset that has some (an AV1-only asset has no TS
-/// rendition).
+/// The asset as a document of `resource` may list it: without the tracks its format and
+/// encryption cannot carry. A 400 when that leaves a multivariant playlist or MPD no video
+/// of an asset that has some (an AV1-only asset has no TS rendition).
 pub(crate) fn for_document<'a>(asset: &'a Asset, resource: &Resource) -> Result<Cow<'a, Asset>> {
-    let format = resource.format();
-    let refused = |t: &&crate::source::asset::AssetTrack| t.index().info.codec.ts_refusal();
-    if !format.is_ts() || !asset.tracks.iter().any(|t| refused(&t).is_some()) {
+    let (format, encryption) = (resource.format(), resource.encryption());
+    let refused = |t: &AssetTrack| refusal(t, format, encryption);
+    if !asset.tracks.iter().any(|t| refused(t).is_some()) {
         return Ok(Cow::Borrowed(asset));
     }
     let mut kept = asset.clone();
-    kept.tracks.retain(|t| refused(&t).is_none());
+    kept.tracks.retain(|t| refused(t).is_none());
     let no_video =
         asset.tracks_of(TrackKind::Video).next().is_some() && kept.tracks_of(TrackKind::Video).next().is_none();
     if no_video && matches!(resource, Resource::Manifest(_)) {
-        let reason = asset.tracks.iter().find_map(|t| refused(&t)).unwrap_or_default();
+        let reason = asset.tracks.iter().find_map(refused).unwrap_or_default();
         return Err(Error::BadRequest(format!(
-            "asset '{}' has no video that format={} can carry: {reason}",
+            "asset '{}' has no video that format={}{} can carry: {reason}",
             asset.name,
-            format.as_str()
+            format.as_str(),
+            encryption.map(|e| format!(",encryption={}", e.as_str())).unwrap_or_default()
         )));
     }
     Ok(Cow::Owned(kept))

@@ -20,7 +20,7 @@ use m3u8_rs::{
 };
 
 use crate::plan::links::{self, Link, ManifestText};
-use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, PlaylistKind, Resource, SegmentUrls};
 use crate::protect::drm::HlsKeyLine;
 use crate::protect::ContentKey;
 use crate::source::asset::{Asset, AssetTrack};
@@ -67,6 +67,7 @@ fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: 
         encryption: options.encryption,
         filters: filters.to_vec(),
         audio: AudioChoice::default(),
+        kind: PlaylistKind::Media,
     };
     let mut url = url::format(&resource, extension);
     links::push_mark(&mut url, Link::MediaPlaylist);
@@ -865,6 +866,7 @@ mod tests {
                         encryption: None,
                         filters: vec![],
                         audio: AudioChoice::default(),
+                        kind: PlaylistKind::Media,
                     },
                     extension,
                 );

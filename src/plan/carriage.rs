@@ -33,16 +33,18 @@ fn refusal(track: &AssetTrack, format: Format, encryption: Option<Encryption>) -
     })
 }
 
-/// A 400 with the reason when `resource` is a media playlist, init or media segment of a
-/// track its format or encryption cannot carry.
+/// A 400 with the reason when `resource` is a media or I-frame playlist, init, media or key
+/// frame segment of a track its format or encryption cannot carry.
 pub(crate) fn check(asset: &Asset, resource: &Resource) -> Result<()> {
     let (bitrate, track) = match resource {
         Resource::MediaPlaylist { bitrate, track, .. }
         | Resource::Init { bitrate, track, .. }
-        | Resource::Segment { bitrate, track, .. } => (*bitrate, track),
-        Resource::Manifest(_) => return Ok(()),
+        | Resource::Segment { bitrate, track, .. }
+        | Resource::KeyFrame { bitrate, track, .. } => (*bitrate, track),
+        _ => return Ok(()),
     };
-    let reason = asset.track(track, bitrate).and_then(|t| refusal(t, resource.format(), resource.encryption()));
+    let Some(format) = resource.format() else { return Ok(()) };
+    let reason = asset.track(track, bitrate).and_then(|t| refusal(t, format, resource.encryption()));
     match reason {
         Some(reason) => Err(Error::BadRequest(format!("track '{track}' at bitrate {bitrate}: {reason}"))),
         None => Ok(()),
@@ -53,7 +55,8 @@ pub(crate) fn check(asset: &Asset, resource: &Resource) -> Result<()> {
 /// encryption cannot carry. A 400 when that leaves a multivariant playlist or MPD no video
 /// of an asset that has some (an AV1-only asset has no TS rendition).
 pub(crate) fn for_document<'a>(asset: &'a Asset, resource: &Resource) -> Result<Cow<'a, Asset>> {
-    let (format, encryption) = (resource.format(), resource.encryption());
+    let Some(format) = resource.format() else { return Ok(Cow::Borrowed(asset)) };
+    let encryption = resource.encryption();
     let refused = |t: &AssetTrack| refusal(t, format, encryption);
     if !asset.tracks.iter().any(|t| refused(t).is_some()) {
         return Ok(Cow::Borrowed(asset));

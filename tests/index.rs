@@ -262,8 +262,8 @@ async fn index_facts_match_ffprobe() {
             checked_tracks += 1;
         }
     }
-    // 22 files, muxed and edit have two tracks each.
-    assert_eq!(checked_tracks, 24);
+    // 34 files (22, and 12 premium-video ones), muxed and edit have two tracks each.
+    assert_eq!(checked_tracks, 36);
 }
 
 #[tokio::test]

@@ -343,7 +343,16 @@ fn describe_visual(kind: FourCC, payload: &[u8]) -> MediaResult<CodecInfo> {
     Ok(info)
 }
 
-/// Fills in the colour description and the Dolby Vision record of a video sample entry.
+/// The payload of child box `kind` among the boxes before the first malformed one: colour and
+/// Dolby Vision boxes are optional facts, so junk after the codec configuration (which the
+/// track plays without) must not make the track unreadable.
+fn find_optional<'a>(children: &'a [u8], kind: &FourCC) -> Option<&'a [u8]> {
+    boxes(children).map_while(Result::ok).find(|b| &b.kind == kind).map(|b| b.payload)
+}
+
+/// Fills in the colour description and the Dolby Vision record of a video sample entry. A
+/// Dolby Vision entry (`dvh1`, `dvhe`, `dav1`) needs its record for a codec string; on other
+/// entries an unreadable record is ignored (the base layer plays without it).
 fn describe_colour(info: &mut CodecInfo, children: &[u8]) -> MediaResult<()> {
     let sps_colour = || match &info.config {
         CodecConfig::Avc(avc) => avc.sps.first().and_then(|sps| slice::sps_colour(sps, false)),
@@ -355,26 +364,23 @@ fn describe_colour(info: &mut CodecInfo, children: &[u8]) -> MediaResult<()> {
         CodecConfig::Av1(av1) => av1.colour,
         _ => None,
     };
-    let colr = find(children, b"colr")?.and_then(Colour::from_colr);
+    let colr = find_optional(children, b"colr").and_then(Colour::from_colr);
     info.colour = colr.filter(Colour::is_specified).or_else(sps_colour).filter(Colour::is_specified);
 
-    let mut record = None;
-    for kind in dolby_vision::CONFIG_BOXES {
-        if let Some(payload) = find(children, kind)? {
-            record = Some((kind, payload));
-            break;
-        }
-    }
+    let record = dolby_vision::CONFIG_BOXES.iter().find_map(|kind| find_optional(children, kind).map(|p| (kind, p)));
     let entry = info.sample_entry_type.clone();
     let dv_entry = DOLBY_VISION_TYPES.iter().any(|t| t.as_slice() == entry.as_bytes());
     match record {
-        Some((kind, payload)) => {
-            let dv = with_context(DolbyVision::parse(payload), &fourcc_str(kind))?;
-            if dv_entry {
-                info.codec_string = dv.codec_string(&entry);
+        Some((kind, payload)) => match with_context(DolbyVision::parse(payload), &fourcc_str(kind)) {
+            Ok(dv) => {
+                if dv_entry {
+                    info.codec_string = dv.codec_string(&entry);
+                }
+                info.dolby_vision = Some(dv);
             }
-            info.dolby_vision = Some(dv);
-        }
+            Err(e) if dv_entry => return Err(e),
+            Err(_) => {}
+        },
         None if dv_entry => return err(format!("'{entry}' has no Dolby Vision configuration box (dvcC/dvvC)")),
         None => {}
     }
@@ -923,6 +929,21 @@ mod tests {
         // E-AC-3 JOC: 16 objects.
         let atmos = describe(&fixture_entry("dolby-vision/audio_atmos.mp4")).unwrap();
         assert_eq!((atmos.codec_string.as_str(), atmos.hls_channels().as_deref()), ("ec-3", Some("16/JOC")));
+    }
+
+    #[test]
+    fn optional_boxes_never_make_a_track_unreadable() {
+        // Junk after the hvcC, and a truncated dvvC on an hvc1 entry: still HEVC, no record.
+        let mut entry = fixture_entry("dolby-vision/video_dv81.mp4");
+        let at = entry.windows(4).position(|w| w == b"dvvC").unwrap() - 4;
+        entry.truncate(at + 8 + 2);
+        entry[at..at + 4].copy_from_slice(&10u32.to_be_bytes());
+        entry.extend_from_slice(&[0xff, 0xff, 0xff]);
+        let n = entry.len() as u32;
+        entry[0..4].copy_from_slice(&n.to_be_bytes());
+        let info = describe(&entry).unwrap();
+        assert_eq!((info.codec_string.as_str(), info.dolby_vision), ("hvc1.2.4.L60.90", None));
+        assert_eq!(info.video_range(), VideoRange::Pq, "the colr box before the junk is read");
     }
 
     #[test]

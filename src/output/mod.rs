@@ -328,6 +328,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 audio: AudioChoice::default(),
             });
         }
+        out.extend(trick::package_resources(asset, t, format));
     }
     out
 }

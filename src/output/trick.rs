@@ -139,6 +139,34 @@ pub(super) fn i_frame_playlist(
     Ok(hls::manifest_text(&buf))
 }
 
+/// The trick-play resources of `track` in a static package of `format`: what its manifests
+/// list (the I-frame playlist where the multivariant lists it, every keyframe).
+pub(super) fn package_resources(asset: &Asset, track: &AssetTrack, format: Format) -> Vec<Resource> {
+    if keyframes::unavailable(asset, track).is_some() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if format.is_hls() && hls::version(format) >= I_FRAME_VERSION {
+        out.push(Resource::MediaPlaylist {
+            bitrate: track.bitrate,
+            track: track.name.clone(),
+            format,
+            encryption: None,
+            filters: Vec::new(),
+            audio: AudioChoice::default(),
+            kind: PlaylistKind::KeyFrames,
+        });
+    }
+    out.extend(keyframes::key_frames(track).into_iter().map(|k| Resource::KeyFrame {
+        bitrate: track.bitrate,
+        track: track.name.clone(),
+        time: k.segment.time,
+        format,
+        encryption: None,
+    }));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -422,3 +422,19 @@ fn dash_trick_mode_sets_list_the_keyframes_and_serve_the_hls_bytes() {
         eprintln!("ok: {asset}{encryption}: {} trick-mode Representations", reps.len());
     }
 }
+
+#[test]
+fn inspect_lists_keyframes_and_the_i_frame_bandwidth() {
+    let server = start();
+    let dir = common::fixtures_dir().join("hevc");
+    let out = common::run(Command::new(common::bin()).arg("inspect").arg(&dir)).unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out);
+    let line = text.lines().find(|l| l.contains("keyframes (trick play):")).unwrap_or_else(|| panic!("{text}"));
+    let sources = source_keyframes("hevc");
+    assert!(line.contains(&format!("trick play): {} ", sources[0].times.len())), "{line}");
+    let url = server.url("/clear-hevc/hevc.ism/manifest(format=m3u8-cmaf)");
+    let Playlist::MasterPlaylist(master) = parse_playlist(&get(&url)) else { panic!("{url}") };
+    let stream = master.variants.iter().find(|v| v.is_i_frame).expect("an I-frame stream");
+    assert!(line.contains(&format!("peak {} bit/s", stream.bandwidth)), "{line} vs {stream:?}");
+    assert!(line.contains(&format!("average {} bit/s", stream.average_bandwidth.unwrap())), "{line} vs {stream:?}");
+}

@@ -41,35 +41,58 @@ pub(crate) fn unavailable(asset: &Asset, track: &AssetTrack) -> Option<Error> {
 /// The keyframes of `track` within its timeline as filters and windows left it, in decode
 /// order, each lasting until the next one.
 pub fn key_frames(track: &AssetTrack) -> Vec<KeyFrame> {
-    let index = track.index();
-    let s = &index.samples;
+    let s = &track.index().samples;
     let segments = &track.timeline.segments;
     let (Some(first), Some(last)) = (segments.first(), segments.last()) else { return Vec::new() };
     let window = first.first_sample as usize..(last.first_sample as usize + last.sample_count as usize).min(s.len());
     let end = last.time.saturating_add(last.duration);
-    let mut out: Vec<KeyFrame> = s
-        .sync_iter()
-        .enumerate()
-        .map(|(number, i)| (number, i as usize))
+    let mut out: Vec<KeyFrame> = syncs(track)
         .skip_while(|&(_, i)| i < window.start)
         .take_while(|&(_, i)| i < window.end)
-        .map(|(number, i)| KeyFrame {
-            number,
-            segment: Segment {
-                first_sample: i as u32,
-                sample_count: 1,
-                time: index.earliest_presentation(i..i + 1),
-                duration: 0,
-                bytes: s.byte_count(i..i + 1),
-                discontinuity: false,
-            },
-        })
+        .map(|(number, i)| key_frame(track, number, i))
         .collect();
     for k in 0..out.len() {
         let next = out.get(k + 1).map_or(end, |n| n.segment.time);
         out[k].segment.duration = next.saturating_sub(out[k].segment.time);
     }
     out
+}
+
+/// The keyframe of the whole `track` presented at `time`, found without listing them all (a
+/// track of intra frames only has as many as samples).
+fn find(track: &AssetTrack, time: u64) -> Option<KeyFrame> {
+    let mut syncs = syncs(track);
+    let (number, i) = syncs.find(|&(_, i)| pts(track, i) == time)?;
+    let mut frame = key_frame(track, number, i);
+    let end = track.timeline.segments.last().map_or(time, |l| l.time.saturating_add(l.duration));
+    let next = syncs.next().map_or(end, |(_, j)| pts(track, j));
+    frame.segment.duration = next.saturating_sub(time);
+    Some(frame)
+}
+
+/// (number among the sync samples, sample index) of every sync sample of `track`.
+fn syncs(track: &AssetTrack) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let s = &track.index().samples;
+    s.sync_iter().map(|i| i as usize).take_while(move |&i| i < s.len()).enumerate()
+}
+
+/// Presentation time of sample `i` in the media timeline.
+fn pts(track: &AssetTrack, i: usize) -> u64 {
+    track.index().earliest_presentation(i..i + 1)
+}
+
+/// Sync sample `i`, number `number`, as a one-sample segment (its duration is set by the
+/// caller, who knows the next keyframe).
+fn key_frame(track: &AssetTrack, number: usize, i: usize) -> KeyFrame {
+    let segment = Segment {
+        first_sample: i as u32,
+        sample_count: 1,
+        time: pts(track, i),
+        duration: 0,
+        bytes: track.index().samples.byte_count(i..i + 1),
+        discontinuity: false,
+    };
+    KeyFrame { number, segment }
 }
 
 /// Peak and mean bitrate of a track's keyframes, bits/s (bytes over the time to the next
@@ -98,9 +121,7 @@ pub(crate) fn plan<'a>(
     if let Some(e) = unavailable(asset, track) {
         return Err(e);
     }
-    let frame = key_frames(track)
-        .into_iter()
-        .find(|k| k.segment.time == time)
+    let frame = find(track, time)
         .ok_or_else(|| Error::NotFound(format!("no keyframe of track '{}' is presented at {time}", track.name)))?;
     Ok(SegmentPlan {
         track,
@@ -136,6 +157,9 @@ mod tests {
         let kept = key_frames(&windowed);
         assert_eq!(kept, frames[1..]);
 
+        for k in &frames {
+            assert_eq!(find(video, k.segment.time), Some(*k));
+        }
         let (peak, average) = bitrates(video, &frames);
         assert!(peak >= average && average > 0, "{peak} {average}");
     }

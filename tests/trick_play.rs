@@ -381,11 +381,7 @@ fn trick_reps(mpd: &str) -> (Vec<String>, Vec<TrickRep>) {
             },
             Event::End(e) => match e.name().as_ref() {
                 "Representation" => reps.extend(current.take()),
-                "AdaptationSet" => {
-                    if set_video && trick_of.is_none() {
-                        video_sets.push(set_id.clone());
-                    }
-                }
+                "AdaptationSet" if set_video && trick_of.is_none() => video_sets.push(set_id.clone()),
                 _ => {}
             },
             Event::Eof => break,

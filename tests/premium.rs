@@ -77,9 +77,14 @@ fn other<'a>(attrs: &'a Option<HashMap<String, QuotedOrUnquoted>>, name: &str) -
 
 /// (CODECS, VIDEO-RANGE, SUPPLEMENTAL-CODECS) of every video variant, in playlist order.
 fn video_variants(p: &MasterPlaylist) -> Vec<(String, String, Option<String>)> {
+    variants_of(p, false)
+}
+
+/// The same of the I-frame variants (`EXT-X-I-FRAME-STREAM-INF`, trick play).
+fn variants_of(p: &MasterPlaylist, i_frame: bool) -> Vec<(String, String, Option<String>)> {
     p.variants
         .iter()
-        .filter(|v| v.resolution.is_some())
+        .filter(|v| v.resolution.is_some() && v.is_i_frame == i_frame)
         .map(|v| {
             let range = match other(&v.other_attributes, "VIDEO-RANGE") {
                 Some(QuotedOrUnquoted::Unquoted(r)) => r.clone(),
@@ -129,6 +134,15 @@ fn hls_signals_range_dolby_vision_av1_and_channels() {
         ])
     );
     assert_eq!(audio_channels(&dv), [("audio-ec3".to_string(), Some("16/JOC".to_string()))]);
+    // The I-frame streams of the same renditions signal alike.
+    assert_eq!(
+        variants_of(&dv, true),
+        owned(&[
+            ("hvc1.2.4.L60.90", "HLG", Some("dvh1.08.01/db4h")),
+            ("dvh1.05.01", "PQ", None),
+            ("hvc1.2.4.L60.90", "PQ", Some("dvh1.08.01/db1p")),
+        ])
+    );
     // The two attributes m3u8-rs has no field for sit together, in this order, on the line.
     assert!(text.contains(",VIDEO-RANGE=PQ,SUPPLEMENTAL-CODECS=\"dvh1.08.01/db1p\","), "{text}");
 
@@ -227,7 +241,10 @@ fn mpd_sets(server: &TestServer, asset: &str) -> (String, Vec<SetView>) {
                 let short = scheme.rsplit(':').next().unwrap_or_default().to_string();
                 let entry = format!("{}:{}={}", &e.name[..1], short, a("value").unwrap_or_default());
                 let set = &mut sets[i];
-                if e.name == "AudioChannelConfiguration" || scheme.starts_with("tag:dolby.com") {
+                if scheme == "http://dashif.org/guidelines/trickmode" {
+                    // Trick-mode sets (after every other set) are told apart by their type.
+                    set.0 = "trick".to_string();
+                } else if e.name == "AudioChannelConfiguration" || scheme.starts_with("tag:dolby.com") {
                     set.3.push(format!("{scheme}={}", a("value").unwrap_or_default()));
                 } else {
                     set.1.push(entry);
@@ -263,6 +280,8 @@ fn dash_signals_colour_dolby_vision_av1_and_atmos() {
     assert_eq!(hdr10[0].0, "video");
     assert_eq!(hdr10[0].1, strings(&PQ), "{text}");
     assert_eq!(hdr10[0].2, [("hvc1.2.4.L60.90".to_string(), None, None)]);
+    let trick = hdr10.iter().find(|s| s.0 == "trick").expect("a trick-mode set");
+    assert_eq!(trick.1, strings(&PQ), "the trick-mode set keeps the colour descriptors: {text}");
     assert_eq!(hdr10[1].3, strings(&["urn:mpeg:dash:23003:3:audio_channel_configuration:2011=2"]));
     assert!(!text.contains("xmlns:scte214"), "the SCTE 214 namespace only where it is used");
 
@@ -307,6 +326,10 @@ fn dash_signals_colour_dolby_vision_av1_and_atmos() {
     );
 
     let (text, dv_av1) = mpd_sets(&server, "dolby-vision-av1");
+    let trick: Vec<&SetView> = dv_av1.iter().filter(|s| s.0 == "trick").collect();
+    assert_eq!(trick.len(), 2, "{text}");
+    assert_eq!(trick[1].2, [("av01.0.00M.08".to_string(), s("dav1.10.01"), s("db2g"))], "trick mode keeps it: {text}");
+    let dv_av1: Vec<&SetView> = dv_av1.iter().filter(|s| s.0 != "trick").collect();
     let mut reps: Vec<(String, Option<String>, Option<String>)> = dv_av1.iter().flat_map(|s| s.2.clone()).collect();
     reps.sort();
     assert_eq!(

@@ -253,6 +253,36 @@ fn take_timestamp(s: &str) -> Option<(u64, &str)> {
     Some((hours * 3_600_000 + minutes * 60_000 + seconds * 1000 + value(fraction)?, rest))
 }
 
+/// The ISO 639-2/T code (as `mdhd` and the rest of the media model carry languages) of a
+/// language tag: `en`, `en-GB`, `eng` → `eng`. `None` when the primary subtag is no ISO 639
+/// code.
+pub fn iso639_2(tag: &str) -> Option<String> {
+    let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+    let language = match primary.len() {
+        2 => isolang::Language::from_639_1(&primary),
+        3 => isolang::Language::from_639_3(&primary),
+        _ => None,
+    }?;
+    Some(language.to_639_3().to_string())
+}
+
+/// A `wvtt` sample entry (ISO/IEC 14496-30) for `vtt`: its `vttC` holds the file header a
+/// player needs before any sample, the signature line and the STYLE and REGION blocks.
+pub fn wvtt_sample_entry(vtt: &WebVtt) -> crate::media::MediaResult<bytes::Bytes> {
+    let mut config = String::from("WEBVTT");
+    for block in &vtt.header_blocks {
+        config.push_str("\n\n");
+        config.push_str(block);
+    }
+    let mut w = crate::media::mp4::writer::BoxWriter::with_capacity(32 + config.len());
+    let entry = w.begin(b"wvtt");
+    w.zeros(6);
+    w.u16(1); // data_reference_index
+    w.leaf(b"vttC", config.as_bytes());
+    w.end(entry);
+    w.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +446,28 @@ mod tests {
         for file in ["WEBVTT", "WEBVTT\n\n\n", "WEBVTT\n\nNOTE only a note\n"] {
             assert_eq!(parse(file.as_bytes()).unwrap(), WebVtt::default(), "{file:?}");
         }
+    }
+
+    #[test]
+    fn language_tags_become_iso_639_2() {
+        assert_eq!(iso639_2("en").as_deref(), Some("eng"));
+        assert_eq!(iso639_2("en-GB").as_deref(), Some("eng"));
+        assert_eq!(iso639_2("FRA").as_deref(), Some("fra"));
+        assert_eq!(iso639_2("de").as_deref(), Some("deu"));
+        for bad in ["", "x", "zz", "qqq", "english"] {
+            assert_eq!(iso639_2(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_wvtt_sample_entry_carries_the_header_blocks() {
+        let vtt = parse(b"WEBVTT\n\nSTYLE\n::cue { color: red }\n\n00:01.000 --> 00:02.000\nx").unwrap();
+        let entry = wvtt_sample_entry(&vtt).unwrap();
+        let info = crate::media::codec::describe(&entry).unwrap();
+        assert_eq!((info.sample_entry_type.as_str(), info.codec_string.as_str()), ("wvtt", "wvtt"));
+        assert_eq!(&entry[4..8], b"wvtt");
+        assert_eq!(&entry[16..24], &[0, 0, 0, 42, b'v', b't', b't', b'C']);
+        assert_eq!(&entry[24..], b"WEBVTT\n\nSTYLE\n::cue { color: red }");
     }
 
     proptest! {

@@ -120,6 +120,15 @@ pub struct TrackSummary<'a> {
     pub samples: usize,
     pub duration_secs: f64,
     pub timeline: &'a Timeline,
+    /// The language manifests show (the `.ism`'s, the file's, or a sidecar's file name's).
+    pub language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accessibility: Option<&'a str>,
+    /// Cues of a WebVTT sidecar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cues: Option<usize>,
 }
 
 use crate::error::{Error, Result};
@@ -437,6 +446,10 @@ impl<'a> TrackSummary<'a> {
             samples: index.samples.len(),
             duration_secs: index.duration_secs(),
             timeline: &t.timeline,
+            language: &t.language,
+            display_name: t.display_name.as_deref(),
+            accessibility: t.accessibility.as_deref(),
+            cues: index.sidecar.as_ref().map(|vtt| vtt.cues.len()),
         }
     }
 }

@@ -260,10 +260,38 @@ pub fn iso639_2(tag: &str) -> Option<String> {
     let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
     let language = match primary.len() {
         2 => isolang::Language::from_639_1(&primary),
-        3 => isolang::Language::from_639_3(&primary),
+        3 => isolang::Language::from_639_3(bibliographic_to_terminology(&primary).unwrap_or(&primary)),
         _ => None,
     }?;
     Some(language.to_639_3().to_string())
+}
+
+/// The ISO 639-2/T code of one of the twenty ISO 639-2/B codes that differ from it (`fre`,
+/// `ger`: common in file names and older manifests; isolang knows only 639-1 and 639-3).
+fn bibliographic_to_terminology(code: &str) -> Option<&'static str> {
+    const B_TO_T: [(&str, &str); 20] = [
+        ("alb", "sqi"),
+        ("arm", "hye"),
+        ("baq", "eus"),
+        ("bur", "mya"),
+        ("chi", "zho"),
+        ("cze", "ces"),
+        ("dut", "nld"),
+        ("fre", "fra"),
+        ("geo", "kat"),
+        ("ger", "deu"),
+        ("gre", "ell"),
+        ("ice", "isl"),
+        ("mac", "mkd"),
+        ("mao", "mri"),
+        ("may", "msa"),
+        ("per", "fas"),
+        ("rum", "ron"),
+        ("slo", "slk"),
+        ("tib", "bod"),
+        ("wel", "cym"),
+    ];
+    B_TO_T.iter().find(|(b, _)| *b == code).map(|(_, t)| *t)
 }
 
 /// A `wvtt` sample entry (ISO/IEC 14496-30) for `vtt`: its `vttC` holds the file header a
@@ -454,6 +482,9 @@ mod tests {
         assert_eq!(iso639_2("en-GB").as_deref(), Some("eng"));
         assert_eq!(iso639_2("FRA").as_deref(), Some("fra"));
         assert_eq!(iso639_2("de").as_deref(), Some("deu"));
+        assert_eq!(iso639_2("ger").as_deref(), Some("deu"));
+        assert_eq!(iso639_2("fre").as_deref(), Some("fra"));
+        assert_eq!(iso639_2("haw").as_deref(), Some("haw"), "a 639-3 code without a 639-1 form");
         for bad in ["", "x", "zz", "qqq", "english"] {
             assert_eq!(iso639_2(bad), None, "{bad}");
         }

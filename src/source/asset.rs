@@ -404,6 +404,9 @@ fn track_language(file: &str, indexed: &str) -> String {
         // A bare 3-letter stem ("sub.vtt") is more likely a word than a language; "en.vtt" is not.
         .filter(|code| matches!(code.len(), 2 | 3) && (code.len() < stem.len() || code.len() == 2))
         .and_then(crate::media::webvtt::iso639_2)
+        // Among thousands of 639-3 codes many are words ("cue", "sub"): a file name counts
+        // only for the languages with a 639-1 code.
+        .filter(|code| isolang::Language::from_639_3(code).is_some_and(|l| l.to_639_1().is_some()))
         .unwrap_or_else(|| "und".to_string())
 }
 
@@ -473,6 +476,8 @@ mod tests {
         assert_eq!(track_language("a/movie_fra.vtt", "und"), "fra");
         assert_eq!(track_language("a/movie-en.VTT", "und"), "eng");
         assert_eq!(track_language("en.vtt", "und"), "eng");
+        assert_eq!(track_language("film.ger.vtt", "und"), "deu");
+        assert_eq!(track_language("late-cue.vtt", "und"), "und");
         for unknown in ["a/movie.vtt", "a/sub.vtt", "a/movie.xx.vtt", "a/movie_english.vtt", "a/.vtt"] {
             assert_eq!(track_language(unknown, "und"), "und", "{unknown}");
         }

@@ -27,6 +27,15 @@ pub struct WebVtt {
     pub header_blocks: Vec<String>,
 }
 
+impl WebVtt {
+    /// Heap bytes the parsed file holds (about its size): what a cache weighs it as.
+    pub fn heap_bytes(&self) -> usize {
+        let cues: usize =
+            self.cues.iter().map(|c| std::mem::size_of::<Cue>() + c.id.len() + c.settings.len() + c.text.len()).sum();
+        cues + self.header_blocks.iter().map(String::len).sum::<usize>()
+    }
+}
+
 /// What `parse` dropped from a readable file, so a caller can report it (the spec drops these
 /// silently; an origin should say that a sidecar was partly unreadable).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -467,6 +476,14 @@ mod tests {
     fn timing_lines_allow_tabs_and_no_space_around_the_arrow() {
         let vtt = parse(b"WEBVTT\n\n\t00:01.000-->00:02.000\t \tsize:50%  align:end \ntext").unwrap();
         assert_eq!(vtt.cues, [cue(1000, 2000, "", "size:50%  align:end", "text")]);
+    }
+
+    #[test]
+    fn heap_bytes_grow_with_the_cues() {
+        let one = parse(b"WEBVTT\n\n00:01.000 --> 00:02.000\nabc").unwrap();
+        let two = parse(b"WEBVTT\n\n00:01.000 --> 00:02.000\nabc\n\n00:03.000 --> 00:04.000\nabcdef").unwrap();
+        assert_eq!(one.heap_bytes(), std::mem::size_of::<Cue>() + 3);
+        assert_eq!(two.heap_bytes(), 2 * std::mem::size_of::<Cue>() + 9);
     }
 
     #[test]

@@ -342,7 +342,8 @@ pub async fn load_reusing(
             .tracks
             .iter()
             .enumerate()
-            .filter(|(_, t)| choice.track_id.is_none_or(|id| t.info.track_id == id))
+            // A sidecar has one track whatever trackID an .ism gives it.
+            .filter(|(_, t)| choice.track_id.is_none_or(|id| t.info.track_id == id || t.sidecar.is_some()))
             .filter(|(_, t)| choice.kind.is_none_or(|k| t.info.kind == k))
             .map(|(i, _)| i)
             .collect();

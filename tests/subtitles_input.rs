@@ -181,3 +181,35 @@ fn the_download_path_serves_a_sidecar_as_stored() {
         }
     });
 }
+
+#[test]
+fn mp4_text_tracks_line_up_with_the_video_segments() {
+    // text-mp4/: H.264 + wvtt (cues at 0.5–1.5, 1.5–2.5 across the 2 s boundary, 3–4, 4.5–5.5 s)
+    // and a CMAF stpp file with one TTML document per 2 s.
+    let tracks = inspect(&common::fixtures_dir().join("text-mp4")).expect("inspect text-mp4");
+    let spans = |t: &Value| -> Vec<(u64, u64, u64, u64)> {
+        t["timeline"]["segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .map(|s| {
+                let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+                (n("time"), n("duration"), n("first_sample"), n("sample_count"))
+            })
+            .collect()
+    };
+    let video = tracks.iter().find(|t| t["info"]["kind"] == "video").expect("video");
+    // Video presentation times in ms (media time less the 1024-tick B-frame edit at 12288 Hz).
+    let video_ms: Vec<u64> = spans(video).iter().map(|s| (s.0 - 1024) * 1000 / 12_288).collect();
+    assert_eq!(video_ms, [0, 2000, 4000]);
+    let by_codec = |codec: &str| tracks.iter().find(|t| t["info"]["codec"]["sample_entry_type"] == codec).expect(codec);
+    let wvtt = spans(by_codec("wvtt"));
+    let stpp = spans(by_codec("stpp"));
+    assert_eq!(wvtt.iter().map(|s| s.0).collect::<Vec<_>>(), video_ms);
+    assert_eq!(stpp.iter().map(|s| s.0).collect::<Vec<_>>(), video_ms);
+    // wvtt samples: [0, 0.5) gap, 0.5–1.5, 1.5–2.5, 2.5–3 gap, 3–4, 4–4.5 gap, 4.5–5.5, 5.5–6 gap.
+    // Sample 2 crosses 2 s and is in the first two segments.
+    assert_eq!(wvtt, [(0, 2000, 0, 3), (2000, 2000, 2, 3), (4000, 2000, 5, 3)]);
+    assert_eq!(stpp, [(0, 2000, 0, 1), (2000, 2000, 1, 1), (4000, 2000, 2, 1)]);
+    assert_eq!(by_codec("stpp")["language"], "fra");
+}

@@ -262,8 +262,9 @@ async fn index_facts_match_ffprobe() {
             checked_tracks += 1;
         }
     }
-    // 34 files (22, and 12 premium-video ones), muxed and edit have two tracks each.
-    assert_eq!(checked_tracks, 36);
+    // 39 files (22, 12 premium-video and 5 text ones); muxed, edit and text-mp4/video_wvtt
+    // (H.264 + wvtt) have two tracks each.
+    assert_eq!(checked_tracks, 43);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 pub(crate) mod cmaf;
 pub mod dash;
 pub mod hls;
+pub mod text;
 pub(crate) mod ts;
 
 use std::borrow::Cow;
@@ -144,6 +145,8 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         }),
         Resource::MediaPlaylist { bitrate, track, format, encryption, audio, .. } => {
             let track = find_track(asset, track, *bitrate)?;
+            // Text is served clear whatever the URL's encryption= (see `text`).
+            let protection = protection.filter(|_| track.kind != TrackKind::Text);
             let (envelope, drm_keys) = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => (None, drm::hls_key_lines(scheme, p.key, p.locator, p.drm)),
                 (None, Some(p)) => {
@@ -161,6 +164,7 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         Resource::Init { bitrate, track, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             let (flavor, edit_list) = (cmaf::Flavor::from(*format), !format.is_dash());
+            let protection = protection.filter(|_| track.kind != TrackKind::Text);
             let init = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => {
                     let pssh = pssh_boxes(scheme, p);
@@ -197,6 +201,9 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
     let (track, protection) = (segment_plan.track, plan.protection);
     let (format, encryption, time) = (&segment_plan.format, &segment_plan.encryption, &segment_plan.segment.time);
     let sequence_number = segment_plan.sequence_number();
+    if track.kind == TrackKind::Text {
+        return text_segment(segment_plan, sources);
+    }
     let (content_type, parts) = if format.is_ts() {
         // v3 muxes the default audio's segment of the same index into video segments.
         let inputs: Vec<ts::TsInput> = segment_plan
@@ -237,6 +244,36 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
         None => parts,
     };
     Ok(Output::media(content_type, parts))
+}
+
+/// A text track's segment, always clear: WebVTT text or a sidecar's `wvtt` fMP4 from
+/// [`text`], else (an MP4 source's `wvtt` / `stpp` in fMP4) a plain media segment.
+fn text_segment(segment_plan: &SegmentPlan<'_>, sources: &[SourceSpan]) -> Result<Output> {
+    let (track, format) = (segment_plan.track, segment_plan.format);
+    if !text::carries(track, format) {
+        return Err(Error::BadRequest(format!(
+            "text track '{}' ({}) has no {} form: MPEG-TS formats carry WebVTT text only",
+            track.name,
+            track.index().info.codec.sample_entry_type,
+            format.as_str()
+        )));
+    }
+    let sequence_number = segment_plan.sequence_number();
+    if text::webvtt_segments(track.index(), format) || track.index().sidecar.is_some() {
+        let (content_type, parts) = text::segment(track, segment_plan.segment, sequence_number, format, sources)?;
+        return Ok(Output::media(content_type, parts));
+    }
+    let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
+    let built = cmaf::media_segment(
+        track.index(),
+        segment_plan.segment,
+        sequence_number,
+        span,
+        cmaf::Flavor::from(format),
+        None,
+    )
+    .map_err(|e| Error::media(&track.file, e))?;
+    Ok(Output::media(media_content_type(track), built.parts))
 }
 
 /// The `audiotrack=` choice when it is not the asset's default audio (naming the default is

@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 FF=(ffmpeg -nostdin -hide_banner -v error -y)
 S=seeds
 rm -rf "$S"
-mkdir -p "$S"/{url,boxes,ism,moov,fragments,index,segments,documents}
+mkdir -p "$S"/{url,boxes,ism,moov,fragments,index,segments,documents,webvtt}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -61,6 +61,7 @@ for name in sorted(os.listdir(tmp)):
 PY
 
 cp ../fixtures/*/*.ism "$S/ism/"
+cp ../fixtures/*/*.vtt "$S/webvtt/"
 i=0
 while IFS= read -r line; do
   [ -n "$line" ] && printf '%s' "$line" >"$S/url/seed-$((i++))"

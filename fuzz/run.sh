@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL=(url boxes ism moov fragments index segments documents)
+ALL=(url boxes ism moov fragments index segments documents webvtt)
 duration=${1:-1m}
 shift || true
 targets=("$@")

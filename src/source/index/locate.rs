@@ -96,8 +96,11 @@ struct TopLevel {
     after_moov: u64,
 }
 
-/// Indexes every track of the file at `path`.
+/// Indexes every track of the file at `path` (a `.vtt` sidecar: see [`super::sidecar`]).
 pub async fn index_file(storage: &Storage, path: &str) -> Result<FileIndex> {
+    if super::sidecar::is_sidecar(path) {
+        return super::sidecar::index_sidecar(storage, path).await;
+    }
     let (head, version) = storage.read_head(path, PROBE_LEN).await?;
     let mut r = Reader { storage, path, size: version.size, reads: 1 };
     let mut window = Window { start: 0, data: head };

@@ -7,6 +7,7 @@
 pub mod fragmented;
 pub mod locate;
 pub mod progressive;
+pub mod sidecar;
 
 use bytes::Bytes;
 

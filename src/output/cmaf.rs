@@ -827,8 +827,11 @@ mod tests {
 
     #[test]
     fn audio_init_with_and_without_edits() {
-        let mut track =
-            TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default(), sidecar: None };
+        let mut track = TrackIndex {
+            info: info(TrackKind::Audio, EditOffset::default()),
+            samples: SampleTable::default(),
+            sidecar: None,
+        };
         let init = init_segment(&track, Flavor::Csf, true, None);
         let mut buf = &init[..];
         let ftyp = Ftyp::decode(&mut buf).unwrap();
@@ -1100,7 +1103,11 @@ mod tests {
             Moov::decode(&mut buf).unwrap();
         }
         // Audio: enca, cbcs pattern 0:0.
-        let audio = TrackIndex { info: info(TrackKind::Audio, EditOffset::default()), samples: SampleTable::default(), sidecar: None };
+        let audio = TrackIndex {
+            info: info(TrackKind::Audio, EditOffset::default()),
+            samples: SampleTable::default(),
+            sidecar: None,
+        };
         let enc =
             TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 1, number_by_decode_time: false };
         let init = init_segment(&audio, Flavor::Csf, true, Some(&enc));

@@ -17,7 +17,7 @@ use m3u8_rs::{
 };
 
 use crate::plan::links::{self, Link, ManifestText};
-use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
+use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, PlaylistKind, Resource, SegmentUrls};
 use crate::protect::drm::HlsKeyLine;
 use crate::protect::ContentKey;
 use crate::source::asset::{Asset, AssetTrack};
@@ -64,6 +64,7 @@ fn media_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: 
         encryption: options.encryption,
         filters: filters.to_vec(),
         audio: AudioChoice::default(),
+        kind: PlaylistKind::Media,
     };
     let mut url = url::format(&resource, extension);
     links::push_mark(&mut url, Link::MediaPlaylist);
@@ -904,6 +905,7 @@ mod tests {
                         encryption: None,
                         filters: vec![],
                         audio: AudioChoice::default(),
+                        kind: PlaylistKind::Media,
                     },
                     extension,
                 );

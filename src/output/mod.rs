@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::plan::filter;
 use crate::plan::links::{Links, ManifestText};
 use crate::plan::reads::SourceSpan;
-use crate::plan::url::{AudioChoice, Encryption, Format, Resource};
+use crate::plan::url::{AudioChoice, Encryption, Format, PlaylistKind, Resource};
 use crate::plan::{Build, Plan, Protection, SegmentPlan};
 use crate::protect::drm;
 use crate::protect::{common_encryption, envelope, segment_iv, ContentKey, Scheme};
@@ -143,6 +143,11 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             };
             Output::manifest(DASH_CONTENT_TYPE, dash::mpd(asset, options, &signalling, extension))
         }),
+        Resource::MediaPlaylist { kind: kind @ (PlaylistKind::KeyFrames | PlaylistKind::Thumbnails), .. } => Err(
+            Error::NotImplemented(format!("type={} playlists are not served yet", kind.as_str().unwrap_or_default())),
+        ),
+        Resource::KeyFrame { .. } => Err(Error::NotImplemented("KeyFrames(…) resources are not served yet".into())),
+        Resource::Thumbnail { .. } => Err(Error::NotImplemented("Thumbnails(…) resources are not served yet".into())),
         Resource::MediaPlaylist { bitrate, track, format, encryption, audio, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             // Text is served clear whatever the URL's encryption= (see `text`).
@@ -317,6 +322,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 encryption: None,
                 filters: Vec::new(),
                 audio: AudioChoice::default(),
+                kind: PlaylistKind::Media,
             });
         }
         out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });

@@ -7,8 +7,17 @@
 //! manifest(format=m3u8-cmaf[,encryption=cbcs-aapl][,filter=a;b;c][,audio-only=false])[.m3u8|.mpd]
 //! QualityLevels({bitrate})/Manifest({track},format=…)[.m3u8]
 //! QualityLevels({bitrate})/Fragments({track}=i,format=…)[.mp4]
-//! QualityLevels({bitrate})/Fragments({track}={time},format=…)[.m4s]
+//! QualityLevels({bitrate})/Fragments({track}={time},format=…)[.m4s|.ts|.vtt]
+//! QualityLevels({bitrate})/Manifest({track},format=…,type=keyframes|thumbnails)[.m3u8]
+//! QualityLevels({bitrate})/KeyFrames({track}={time},format=…[,encryption=…])[.m4s|.ts]
+//! QualityLevels({bitrate})/Thumbnails({track}={time})[.jpg]
 //! ```
+//!
+//! `type=keyframes` is AMS's HLS I-frame playlist of a video track, whose entries are
+//! `KeyFrames(…)` resources (one sync sample each); `type=thumbnails` is the HLS image
+//! playlist of a track's thumbnail tiles, `Thumbnails(…)` (JPEG, no format: HLS and DASH share
+//! them). Text segments in HLS are WebVTT and may carry `.vtt` instead of the format's segment
+//! extension.
 //!
 //! AMS spellings that players and apps still send are read as the resource they name:
 //! `format=m3u8-aapl-v4` is `m3u8-aapl`, `filtername=` is `filter=`, and HLS v3 child URLs may
@@ -247,15 +256,57 @@ impl std::hash::Hash for AudioChoice {
     }
 }
 
+/// The `type=` option of `QualityLevels(b)/Manifest(…)`: which playlist of the track.
+/// [`PlaylistKind::Media`] (no `type=`) hashes as nothing, so response identities (cache keys,
+/// ETags) of media playlists are what they were before the option existed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PlaylistKind {
+    /// The track's media playlist.
+    #[default]
+    Media,
+    /// `type=keyframes`: the HLS I-frame playlist of a video track.
+    KeyFrames,
+    /// `type=thumbnails`: the HLS image playlist of a video track's thumbnail tiles.
+    Thumbnails,
+}
+
+impl PlaylistKind {
+    /// The `type=` value (`None` for the media playlist, which has none).
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            PlaylistKind::Media => None,
+            PlaylistKind::KeyFrames => Some("keyframes"),
+            PlaylistKind::Thumbnails => Some("thumbnails"),
+        }
+    }
+
+    fn parse(value: &str) -> Result<PlaylistKind> {
+        [PlaylistKind::KeyFrames, PlaylistKind::Thumbnails]
+            .into_iter()
+            .find(|k| k.as_str().is_some_and(|s| s.eq_ignore_ascii_case(value)))
+            .ok_or_else(|| bad(format!("unknown playlist type '{}' (keyframes or thumbnails)", clip(value))))
+    }
+}
+
+impl std::hash::Hash for PlaylistKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Some(name) = self.as_str() {
+            1u8.hash(state);
+            name.hash(state);
+        }
+    }
+}
+
 /// What a request addresses, below `/{locator}/{asset}.ism/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Resource {
     /// `manifest(format=…)`
     Manifest(ManifestOptions),
-    /// `QualityLevels({bitrate})/Manifest({track},format=…[,audiotrack=…][,encryption=…][,filter=a;b])`:
+    /// `QualityLevels({bitrate})/Manifest({track},format=…[,audiotrack=…][,encryption=…][,filter=a;b][,type=…])`:
     /// a filtered multivariant playlist's children carry its filters, which trim their segment
     /// lists; every child carries the encryption, which changes its bytes; an HLS v3 playlist's
-    /// `audiotrack=` goes on to its segments.
+    /// `audiotrack=` goes on to its segments; `type=` asks for the track's I-frame or image
+    /// playlist instead of its media playlist.
     MediaPlaylist {
         bitrate: u64,
         track: String,
@@ -263,6 +314,7 @@ pub enum Resource {
         encryption: Option<Encryption>,
         filters: Vec<String>,
         audio: AudioChoice,
+        kind: PlaylistKind,
     },
     /// `QualityLevels({bitrate})/Fragments({track}=i,format=…[,encryption=…])`
     Init { bitrate: u64, track: String, format: Format, encryption: Option<Encryption> },
@@ -275,6 +327,12 @@ pub enum Resource {
         encryption: Option<Encryption>,
         audio: AudioChoice,
     },
+    /// `QualityLevels({bitrate})/KeyFrames({track}={time},format=…[,encryption=…])`: the one
+    /// sync sample of the track presented at `time`, as a whole segment (trick play).
+    KeyFrame { bitrate: u64, track: String, time: u64, format: Format, encryption: Option<Encryption> },
+    /// `QualityLevels({bitrate})/Thumbnails({track}={time})`: the thumbnail tile image of the
+    /// track that starts at `time` (track timescale).
+    Thumbnail { bitrate: u64, track: String, time: u64 },
 }
 
 impl Resource {
@@ -284,16 +342,21 @@ impl Resource {
             Resource::Manifest(o) => o.encryption,
             Resource::MediaPlaylist { encryption, .. }
             | Resource::Init { encryption, .. }
-            | Resource::Segment { encryption, .. } => *encryption,
+            | Resource::Segment { encryption, .. }
+            | Resource::KeyFrame { encryption, .. } => *encryption,
+            Resource::Thumbnail { .. } => None,
         }
     }
 
-    pub fn format(&self) -> Format {
+    /// The `format=` of the resource; `None` for thumbnail tiles, which every format shares.
+    pub fn format(&self) -> Option<Format> {
         match self {
-            Resource::Manifest(o) => o.format,
+            Resource::Manifest(o) => Some(o.format),
             Resource::MediaPlaylist { format, .. }
             | Resource::Init { format, .. }
-            | Resource::Segment { format, .. } => *format,
+            | Resource::Segment { format, .. }
+            | Resource::KeyFrame { format, .. } => Some(*format),
+            Resource::Thumbnail { .. } => None,
         }
     }
 
@@ -303,10 +366,17 @@ impl Resource {
             Resource::Manifest(o) => o.format.manifest_extension(),
             Resource::MediaPlaylist { .. } => "m3u8",
             Resource::Init { format, .. } => format.init_extension(),
-            Resource::Segment { format, .. } => format.segment_extension(),
+            Resource::Segment { format, .. } | Resource::KeyFrame { format, .. } => format.segment_extension(),
+            Resource::Thumbnail { .. } => THUMBNAIL_EXTENSION,
         }
     }
 }
+
+/// Extension of thumbnail tiles (JPEG images).
+pub const THUMBNAIL_EXTENSION: &str = "jpg";
+
+/// Extension HLS text segments (WebVTT) may carry instead of their format's segment extension.
+pub const TEXT_SEGMENT_EXTENSION: &str = "vtt";
 
 /// A parsed request path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -365,12 +435,12 @@ fn decode_name(raw: &str, what: &str) -> Result<String> {
     Ok(name)
 }
 
-/// Which resource kind a path names, for checking its extension.
+/// Which child resource a path names, for the options it takes.
 #[derive(Clone, Copy)]
 enum Kind {
-    Manifest,
     MediaPlaylist,
     Fragment,
+    KeyFrame,
 }
 
 /// Parses the path after `{asset}.ism/`, as it arrives (not percent-decoded).
@@ -390,25 +460,25 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
         return Err(bad(format!("trailing garbage '{}'", clip(suffix))));
     };
 
-    let (resource, kind) = if let Some(args) = strip_prefix_ci(body, "manifest(") {
-        (Resource::Manifest(parse_manifest_options(args)?), Kind::Manifest)
+    let resource = if let Some(args) = strip_prefix_ci(body, "manifest(") {
+        Resource::Manifest(parse_manifest_options(args)?)
     } else if let Some(rest) = strip_prefix_ci(body, "QualityLevels(") {
         let end = rest.find(')').ok_or_else(|| bad("unterminated QualityLevels("))?;
         let bitrate = parse_number(&rest[..end], "bitrate")?;
         let rest = rest[end + 1..].strip_prefix('/').ok_or_else(|| bad("expected '/' after QualityLevels(…)"))?;
         if let Some(args) = strip_prefix_ci(rest, "Manifest(") {
             let (track, o) = parse_media_playlist_args(args)?;
-            let resource = Resource::MediaPlaylist {
+            Resource::MediaPlaylist {
                 bitrate,
                 track,
                 format: o.format,
                 encryption: o.encryption,
                 filters: o.filters,
                 audio: o.audio,
-            };
-            (resource, Kind::MediaPlaylist)
+                kind: o.kind,
+            }
         } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
-            let (track, time, o) = parse_fragment_args(args)?;
+            let (track, time, o) = parse_fragment_args(args, Kind::Fragment)?;
             let (format, encryption, audio) = (o.format, o.encryption, o.audio);
             if time.is_none() && format.is_ts() {
                 return Err(bad(format!("{format} has no init segment")));
@@ -417,21 +487,36 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
                 None => Resource::Init { bitrate, track, format, encryption },
                 Some(time) => Resource::Segment { bitrate, track, time, format, encryption, audio },
             };
-            (resource, Kind::Fragment)
+            resource
+        } else if let Some(args) = strip_prefix_ci(rest, "KeyFrames(") {
+            let (track, time, o) = parse_fragment_args(args, Kind::KeyFrame)?;
+            let time = time.ok_or_else(|| bad("KeyFrames(…) names a time, not i"))?;
+            Resource::KeyFrame { bitrate, track, time, format: o.format, encryption: o.encryption }
+        } else if let Some(args) = strip_prefix_ci(rest, "Thumbnails(") {
+            let (track, time) = parse_thumbnail_args(args)?;
+            Resource::Thumbnail { bitrate, track, time }
         } else {
-            return Err(bad("expected Manifest(…) or Fragments(…) after QualityLevels(…)/"));
+            return Err(bad(
+                "expected Manifest(…), Fragments(…), KeyFrames(…) or Thumbnails(…) after QualityLevels(…)/",
+            ));
         }
     } else {
         return Err(bad("expected manifest(…) or QualityLevels(…)/…(…)"));
     };
-    if let Kind::MediaPlaylist = kind {
-        if !resource.format().is_hls() {
-            return Err(bad(format!("media playlists need an HLS format, not {}", resource.format())));
+    if let Resource::MediaPlaylist { format, kind, audio, .. } = &resource {
+        if !format.is_hls() {
+            return Err(bad(format!("media playlists need an HLS format, not {format}")));
+        }
+        if *kind != PlaylistKind::Media && audio.name().is_some() {
+            return Err(bad("audiotrack= applies to media playlists, not to type=keyframes or thumbnails"));
         }
     }
+    // An HLS text segment is WebVTT whatever the format's segment container.
+    let text_segment = |r: &Resource| matches!(r, Resource::Segment { format, .. } if format.is_hls());
     let extension = match ext {
         None => false,
         Some(e) if e == resource.extension() => true,
+        Some(e) if e == TEXT_SEGMENT_EXTENSION && text_segment(&resource) => true,
         Some(e) => {
             return Err(bad(format!(
                 "extension '.{}' does not match the resource (expected .{})",
@@ -440,7 +525,9 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
             )))
         }
     };
-    supports(resource.format(), resource.encryption())?;
+    if let Some(format) = resource.format() {
+        supports(format, resource.encryption())?;
+    }
     Ok(ParsedUrl { resource, extension })
 }
 
@@ -535,6 +622,7 @@ struct ChildOptions {
     encryption: Option<Encryption>,
     filters: Vec<String>,
     audio: AudioChoice,
+    kind: PlaylistKind,
 }
 
 /// Parses `format=`, `encryption=` and `audiotrack=`, and `filter=` in media playlists.
@@ -543,6 +631,7 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, kind: Kind) -> 
     let mut encryption = None;
     let mut filters = None;
     let mut audio = None;
+    let mut playlist = None;
     for item in items {
         let (key, value) = split_option(item)?;
         if key.eq_ignore_ascii_case("format") {
@@ -557,7 +646,11 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, kind: Kind) -> 
             if filters.replace(parse_filter_names(value)?).is_some() {
                 return Err(bad("duplicate option 'filter'"));
             }
-        } else if key.eq_ignore_ascii_case("audiotrack") {
+        } else if matches!(kind, Kind::MediaPlaylist) && key.eq_ignore_ascii_case("type") {
+            if playlist.replace(PlaylistKind::parse(value)?).is_some() {
+                return Err(bad("duplicate option 'type'"));
+            }
+        } else if !matches!(kind, Kind::KeyFrame) && key.eq_ignore_ascii_case("audiotrack") {
             if audio.replace(decode_name(value, "audio track")?).is_some() {
                 return Err(bad("duplicate option 'audiotrack'"));
             }
@@ -569,6 +662,7 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, kind: Kind) -> 
         (Some(format), _) => format,
         // AMS serves Smooth Streaming fragments for a fragment URL without a format.
         (None, Kind::Fragment) => return Err(smooth_not_served("fragments without format=")),
+        (None, Kind::KeyFrame) => return Err(bad("missing format= (KeyFrames(…) are HLS or DASH segments)")),
         (None, _) => return Err(bad("missing format=")),
     };
     if audio.is_some() && !format.muxes_audio() {
@@ -577,7 +671,13 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, kind: Kind) -> 
             Format::M3u8AaplV3
         )));
     }
-    Ok(ChildOptions { format, encryption, filters: filters.unwrap_or_default(), audio: AudioChoice(audio) })
+    Ok(ChildOptions {
+        format,
+        encryption,
+        filters: filters.unwrap_or_default(),
+        audio: AudioChoice(audio),
+        kind: playlist.unwrap_or_default(),
+    })
 }
 
 fn parse_media_playlist_args(args: &str) -> Result<(String, ChildOptions)> {
@@ -586,13 +686,28 @@ fn parse_media_playlist_args(args: &str) -> Result<(String, ChildOptions)> {
     Ok((track, parse_child_options(items, Kind::MediaPlaylist)?))
 }
 
-fn parse_fragment_args(args: &str) -> Result<(String, Option<u64>, ChildOptions)> {
-    let mut items = split_args(args)?;
-    let first = items.next().unwrap_or_default();
+/// `{track}=i` or `{track}={time}`, the first item of `Fragments(…)` and its kin.
+fn parse_track_time(first: &str) -> Result<(String, Option<u64>)> {
     let (track, time) = first.split_once('=').ok_or_else(|| bad("expected {track}=i or {track}={time}"))?;
     let track = decode_name(track, "track")?;
     let time = if time == "i" { None } else { Some(parse_number(time, "time")?) };
-    Ok((track, time, parse_child_options(items, Kind::Fragment)?))
+    Ok((track, time))
+}
+
+fn parse_fragment_args(args: &str, kind: Kind) -> Result<(String, Option<u64>, ChildOptions)> {
+    let mut items = split_args(args)?;
+    let (track, time) = parse_track_time(items.next().unwrap_or_default())?;
+    Ok((track, time, parse_child_options(items, kind)?))
+}
+
+/// `{track}={time}` of `Thumbnails(…)`: no options (the tile is the same image in every format).
+fn parse_thumbnail_args(args: &str) -> Result<(String, u64)> {
+    let mut items = split_args(args)?;
+    let (track, time) = parse_track_time(items.next().unwrap_or_default())?;
+    if let Some(extra) = items.next() {
+        return Err(bad(format!("Thumbnails(…) takes no option, not '{}'", clip(extra))));
+    }
+    Ok((track, time.ok_or_else(|| bad("Thumbnails(…) names a time, not i"))?))
 }
 
 /// `text` with every byte outside the RFC 3986 unreserved set `[A-Za-z0-9._~-]`
@@ -639,7 +754,9 @@ pub fn format(resource: &Resource, extension: bool) -> String {
         }
         Resource::MediaPlaylist { bitrate, .. }
         | Resource::Init { bitrate, .. }
-        | Resource::Segment { bitrate, .. } => {
+        | Resource::Segment { bitrate, .. }
+        | Resource::KeyFrame { bitrate, .. }
+        | Resource::Thumbnail { bitrate, .. } => {
             let _ = write!(out, "QualityLevels({bitrate})/");
             push_child(&mut out, resource);
         }
@@ -679,7 +796,7 @@ fn push_filters(out: &mut String, filters: &[String]) {
 fn push_child(out: &mut String, resource: &Resource) {
     match resource {
         Resource::Manifest(_) => {}
-        Resource::MediaPlaylist { track, format, encryption, filters, audio, .. } => {
+        Resource::MediaPlaylist { track, format, encryption, filters, audio, kind, .. } => {
             out.push_str("Manifest(");
             push_encoded(out, track);
             out.push_str(",format=");
@@ -687,6 +804,10 @@ fn push_child(out: &mut String, resource: &Resource) {
             push_audio(out, audio);
             push_encryption(out, *encryption);
             push_filters(out, filters);
+            if let Some(kind) = kind.as_str() {
+                out.push_str(",type=");
+                out.push_str(kind);
+            }
             out.push(')');
         }
         Resource::Init { track, format, encryption, .. } => {
@@ -705,6 +826,19 @@ fn push_child(out: &mut String, resource: &Resource) {
             push_audio(out, audio);
             push_encryption(out, *encryption);
             out.push(')');
+        }
+        Resource::KeyFrame { track, time, format, encryption, .. } => {
+            out.push_str("KeyFrames(");
+            push_encoded(out, track);
+            let _ = write!(out, "={time},format=");
+            out.push_str(format.as_str());
+            push_encryption(out, *encryption);
+            out.push(')');
+        }
+        Resource::Thumbnail { track, time, .. } => {
+            out.push_str("Thumbnails(");
+            push_encoded(out, track);
+            let _ = write!(out, "={time})");
         }
     }
 }
@@ -764,6 +898,16 @@ impl SegmentUrls {
             suffix.push_str(format.segment_extension());
         }
         SegmentUrls { prefix, suffix }
+    }
+
+    /// The same URLs with `ext` in place of the format's segment extension, when they carry
+    /// one (HLS text segments: [`TEXT_SEGMENT_EXTENSION`]).
+    pub fn with_extension(mut self, ext: &str) -> Self {
+        if let Some(dot) = self.suffix.rfind(").") {
+            self.suffix.truncate(dot + 2);
+            self.suffix.push_str(ext);
+        }
+        self
     }
 
     /// The URL of the segment starting at `time`.
@@ -951,6 +1095,7 @@ mod tests {
                     encryption: None,
                     filters: vec![],
                     audio: AudioChoice::default(),
+                    kind: PlaylistKind::Media,
                 },
                 false,
             ),
@@ -963,6 +1108,7 @@ mod tests {
                     encryption: None,
                     filters: vec!["first2s".into()],
                     audio: AudioChoice::default(),
+                    kind: PlaylistKind::Media,
                 },
                 true,
             ),
@@ -978,6 +1124,7 @@ mod tests {
                     encryption: None,
                     filters: vec!["f".into()],
                     audio: AudioChoice::default(),
+                    kind: PlaylistKind::Media,
                 },
                 false,
             ),
@@ -990,6 +1137,7 @@ mod tests {
                     encryption: None,
                     filters: vec![],
                     audio: audio("aac_UND_2_56"),
+                    kind: PlaylistKind::Media,
                 },
                 false,
             ),
@@ -1030,6 +1178,59 @@ mod tests {
                 "QualityLevels(1)/Fragments(vid%C3%A9o=900900,format=m3u8-cmaf)",
                 seg(1, "vidéo", 900900, Format::M3u8Cmaf),
                 false,
+            ),
+            (
+                "QualityLevels(1)/Manifest(video,format=m3u8-aapl,TYPE=KeyFrames).m3u8",
+                Resource::MediaPlaylist {
+                    bitrate: 1,
+                    track: "video".into(),
+                    format: Format::M3u8Aapl,
+                    encryption: None,
+                    filters: vec![],
+                    audio: AudioChoice::default(),
+                    kind: PlaylistKind::KeyFrames,
+                },
+                true,
+            ),
+            (
+                "QualityLevels(1)/Manifest(video,format=m3u8-cmaf,filter=f,type=thumbnails)",
+                Resource::MediaPlaylist {
+                    bitrate: 1,
+                    track: "video".into(),
+                    format: Format::M3u8Cmaf,
+                    encryption: None,
+                    filters: vec!["f".into()],
+                    audio: AudioChoice::default(),
+                    kind: PlaylistKind::Thumbnails,
+                },
+                false,
+            ),
+            (
+                "QualityLevels(1)/KeyFrames(video=1024,format=m3u8-cmaf,encryption=cenc).m4s",
+                Resource::KeyFrame {
+                    bitrate: 1,
+                    track: "video".into(),
+                    time: 1024,
+                    format: Format::M3u8Cmaf,
+                    encryption: Some(Encryption::Common(Scheme::Cenc)),
+                },
+                true,
+            ),
+            (
+                "qualitylevels(1)/keyframes(video=0,format=m3u8-aapl,encryption=cbc)",
+                Resource::KeyFrame {
+                    bitrate: 1,
+                    track: "video".into(),
+                    time: 0,
+                    format: Format::M3u8Aapl,
+                    encryption: Some(Encryption::Envelope),
+                },
+                false,
+            ),
+            (
+                "QualityLevels(1)/Thumbnails(video=20480).jpg",
+                Resource::Thumbnail { bitrate: 1, track: "video".into(), time: 20480 },
+                true,
             ),
         ];
         for (path, resource, extension) in cases {
@@ -1076,7 +1277,6 @@ mod tests {
             "QualityLevels(1)/Manifest(,format=m3u8-cmaf)",
             "QualityLevels(1)/Manifest(v,format=mpd-time-cmaf)",
             "QualityLevels(1)/Manifest(v,format=m3u8-cmaf).mp4",
-            "QualityLevels(1)/Manifest(v,format=m3u8-cmaf,type=keyframes)",
             "QualityLevels(1)/Manifest(a/b,format=m3u8-cmaf)",
             "QualityLevels(1)/Manifest(a=b,format=m3u8-cmaf)",
             "QualityLevels(1)/Fragments(v,format=m3u8-cmaf)",
@@ -1119,6 +1319,23 @@ mod tests {
             "QualityLevels(1)/Fragments(v=i,format=mpd-time-cmaf,audiotrack=a)",
             "QualityLevels(1)/Fragments(v=0,format=m3u8-aapl-v3,filtername=a)",
             "QualityLevels(1)/x/Fragments(v=0,format=m3u8-cmaf)",
+            // Trick play, thumbnails and text segment extensions.
+            "QualityLevels(1)/Manifest(v,format=m3u8-cmaf,type=iframes)",
+            "QualityLevels(1)/Manifest(v,format=m3u8-cmaf,type=keyframes,type=keyframes)",
+            "QualityLevels(1)/Manifest(v,format=m3u8-aapl-v3,audiotrack=a,type=keyframes)",
+            "QualityLevels(1)/Manifest(v,format=mpd-time-cmaf,type=keyframes)",
+            "QualityLevels(1)/Fragments(v=0,format=m3u8-cmaf,type=keyframes)",
+            "QualityLevels(1)/KeyFrames(v=i,format=m3u8-cmaf)",
+            "QualityLevels(1)/KeyFrames(v=0)",
+            "QualityLevels(1)/KeyFrames(v=0,format=m3u8-aapl-v3,audiotrack=a)",
+            "QualityLevels(1)/KeyFrames(v=0,format=m3u8-aapl,encryption=cenc)",
+            "QualityLevels(1)/KeyFrames(v=0,format=mpd-time-cmaf).ts",
+            "QualityLevels(1)/KeyFrames(v=0,format=m3u8-cmaf).vtt",
+            "QualityLevels(1)/Thumbnails(v=0,format=m3u8-cmaf)",
+            "QualityLevels(1)/Thumbnails(v=i)",
+            "QualityLevels(1)/Thumbnails(v=0).png",
+            "QualityLevels(1)/Fragments(v=0,format=mpd-time-cmaf).vtt",
+            "QualityLevels(1)/Fragments(v=i,format=m3u8-cmaf).vtt",
         ];
         for path in cases {
             match parse(path) {
@@ -1186,6 +1403,14 @@ mod tests {
         assert_eq!(rel.url(1024), relative_to_quality_level(&r, false));
         let v3 = SegmentUrls::new(1, "video", Format::M3u8AaplV3, None, &audio("aac_UND_2_56"), true, true);
         assert_eq!(v3.url(0), "Fragments(video=0,format=m3u8-aapl-v3,audiotrack=aac_UND_2_56).ts");
+        // HLS text segments are WebVTT: `.vtt`, and the same resource as without it.
+        let text = SegmentUrls::new(0, "text_eng", Format::M3u8Aapl, None, &AudioChoice::default(), true, true)
+            .with_extension(TEXT_SEGMENT_EXTENSION);
+        assert_eq!(text.url(2000), "Fragments(text_eng=2000,format=m3u8-aapl).vtt");
+        let parsed = parse(&format!("QualityLevels(0)/{}", text.url(2000))).unwrap();
+        assert_eq!(parsed, ParsedUrl { resource: seg(0, "text_eng", 2000, Format::M3u8Aapl), extension: true });
+        let bare = SegmentUrls::new(0, "t", Format::M3u8Cmaf, None, &AudioChoice::default(), false, true);
+        assert_eq!(bare.with_extension(TEXT_SEGMENT_EXTENSION).url(0), "Fragments(t=0,format=m3u8-cmaf)");
     }
 
     fn arb_format() -> impl Strategy<Value = Format> {
@@ -1226,17 +1451,19 @@ mod tests {
             });
         let bitrate = prop_oneof![0u64..10_000_000, any::<u64>()];
         let hls = prop::sample::select(Format::ALL.iter().copied().filter(|f| f.is_hls()).collect::<Vec<_>>());
-        let playlist =
-            (
-                bitrate.clone(),
-                arb_name(),
-                hls.prop_flat_map(|f| (Just(f), arb_audio(f))),
-                arb_encryption(),
-                prop::collection::vec(arb_name(), 0..=MAX_FILTERS),
-            )
-                .prop_map(|(bitrate, track, (format, audio), encryption, filters)| {
-                    Resource::MediaPlaylist { bitrate, track, format, encryption, filters, audio }
-                });
+        let playlist = (
+            bitrate.clone(),
+            arb_name(),
+            hls.prop_flat_map(|f| (Just(f), arb_audio(f))),
+            arb_encryption(),
+            prop::collection::vec(arb_name(), 0..=MAX_FILTERS),
+            prop::sample::select(vec![PlaylistKind::Media, PlaylistKind::KeyFrames, PlaylistKind::Thumbnails]),
+        )
+            .prop_map(|(bitrate, track, (format, audio), encryption, filters, kind)| {
+                // Only media playlists take an audiotrack=.
+                let audio = if kind == PlaylistKind::Media { audio } else { AudioChoice::default() };
+                Resource::MediaPlaylist { bitrate, track, format, encryption, filters, audio, kind }
+            });
         let init = (
             bitrate.clone(),
             arb_name(),
@@ -1264,8 +1491,21 @@ mod tests {
                 encryption,
                 audio,
             });
-        prop_oneof![manifest, playlist, init, segment]
-            .prop_filter("an encryption the format carries", |r| supports(r.format(), r.encryption()).is_ok())
+        let keyframe = (0u64..10_000_000, arb_name(), 0..=u64::MAX / 2, arb_format(), arb_encryption()).prop_map(
+            |(bitrate, track, time, format, encryption)| Resource::KeyFrame {
+                bitrate,
+                track,
+                time,
+                format,
+                encryption,
+            },
+        );
+        let thumbnail = (any::<u64>(), arb_name(), any::<u64>())
+            .prop_map(|(bitrate, track, time)| Resource::Thumbnail { bitrate, track, time });
+        prop_oneof![manifest, playlist, init, segment, keyframe, thumbnail]
+            .prop_filter("an encryption the format carries", |r| {
+                r.format().is_none_or(|f| supports(f, r.encryption()).is_ok())
+            })
     }
 
     proptest! {
@@ -1296,6 +1536,7 @@ mod tests {
                 Resource::MediaPlaylist {
                     bitrate: 1, track, format: Format::M3u8Cmaf, encryption: None, filters: vec![filter.clone()],
                     audio: AudioChoice::default(),
+                    kind: PlaylistKind::Media,
                 },
                 Resource::Manifest(ManifestOptions { filters: vec![filter], ..ManifestOptions::new(Format::MpdTimeCsf) }),
             ];

@@ -205,6 +205,8 @@ impl Service {
             url::Resource::MediaPlaylist { .. } => "playlist",
             url::Resource::Init { .. } => "init",
             url::Resource::Segment { .. } => "segment",
+            url::Resource::KeyFrame { .. } => "keyframe",
+            url::Resource::Thumbnail { .. } => "thumbnail",
         };
         let catalog = self.origin.catalog();
         let locator = locator(&catalog, locator_id, max_age_cap)?;

@@ -121,7 +121,7 @@ impl SegmentKey {
             first_sample: s.first_sample,
             sample_count: s.sample_count,
             sequence_number: segment.sequence_number(),
-            format: match plan.resource.format() {
+            format: match segment.format {
                 // HLS-CMAF and DASH-CMAF segments are the same bytes: one cache entry.
                 Format::MpdTimeCmaf => Format::M3u8Cmaf,
                 other => other,

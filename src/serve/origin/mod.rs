@@ -459,7 +459,7 @@ fn plan<'a>(
     protection: Option<Protection<'a>>,
 ) -> Result<Plan<'a>> {
     let document = match &request.resource {
-        Resource::Segment { .. } => DocumentPlan::default(),
+        Resource::Segment { .. } | Resource::KeyFrame { .. } | Resource::Thumbnail { .. } => DocumentPlan::default(),
         Resource::Manifest(options) => filters_of(catalog, locator, &options.filters)?,
         Resource::MediaPlaylist { filters, .. } => filters_of(catalog, locator, filters)?,
         Resource::Init { .. } => filters_of(catalog, locator, &[])?,

@@ -709,6 +709,7 @@ pub(crate) mod fixtures {
                 language: t.language.to_owned(),
                 role: t.role.map(str::to_owned),
                 accessibility: t.accessibility.map(str::to_owned),
+                display_name: None,
                 file: file_index.path.clone(),
                 frame_rate: file_index.tracks[0].frame_rate(),
                 file_index,

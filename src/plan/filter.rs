@@ -382,6 +382,48 @@ mod tests {
         }
     }
 
+    async fn subtitles() -> Asset {
+        let storage = Storage::local("t", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures")).unwrap();
+        load(&storage, &AssetSource::Ism("subtitles/subtitles.ism".into()), SegmentPolicy::default()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn text_tracks_are_windowed_like_audio() {
+        let asset = subtitles().await;
+        let f = filter(
+            "mid",
+            serde_json::json!({"presentationTimeRange": {"startTimestamp": 25_000_000, "endTimestamp": 35_000_000}}),
+        );
+        let out = apply(&asset, &[&f]).unwrap();
+        let text: Vec<_> = out.tracks.iter().filter(|t| t.kind == TrackKind::Text).collect();
+        assert_eq!(text.len(), 3);
+        for t in text {
+            // The video segment 2–4 s covers 2.5–3.5 s; the text keeps its own 2–4 s segment.
+            let spans: Vec<(u64, u64)> = t.timeline.segments.iter().map(|s| (s.time, s.duration)).collect();
+            assert_eq!(spans, [(2000, 2000)], "{}", t.name);
+            assert_eq!(t.window_offset, 2000, "{}", t.name);
+            assert!(t.index().sidecar.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn text_tracks_are_selected_by_type_name_and_language() {
+        let asset = subtitles().await;
+        let names = |json: serde_json::Value| -> Vec<String> {
+            kept(&asset, &[&filter("f", json)]).into_iter().map(|(n, _)| n).collect()
+        };
+        let select = |property: &str, operation: &str, value: &str| {
+            serde_json::json!({"tracks": [{"trackSelections": [
+                {"property": property, "operation": operation, "value": value}]}]})
+        };
+        assert_eq!(names(select("Type", "Equal", "Text")), ["subtitles_eng", "subtitles_fra", "captions_eng"]);
+        assert_eq!(names(select("Type", "NotEqual", "text")), ["video", "audio_eng"]);
+        assert_eq!(names(select("Language", "Equal", "fr")), ["subtitles_fra"]);
+        assert_eq!(names(select("Name", "Equal", "captions_eng")), ["captions_eng"]);
+        assert_eq!(names(select("FourCC", "Equal", "wvtt")).len(), 3);
+        assert_eq!(names(select("Bitrate", "Equal", "0")).len(), 3, "sidecars keep the .ism's systemBitrate 0");
+    }
+
     #[tokio::test]
     async fn selections_or_conditions_and() {
         let asset = ladder().await;

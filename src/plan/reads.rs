@@ -198,6 +198,18 @@ mod tests {
     }
 
     #[test]
+    fn a_sidecar_segment_reads_nothing() {
+        // Its cues are in the index; no byte of storage is read for any of its segments.
+        let text = b"WEBVTT\n\n00:00.500 --> 00:03.000\nacross\n";
+        let track = crate::source::index::sidecar::sidecar_index("a/en.vtt", text).unwrap();
+        let timeline = &crate::source::timeline::plan(&[&track], Default::default())[0];
+        assert_eq!(timeline.segments.len(), 2);
+        for segment in &timeline.segments {
+            assert_eq!(plan_reads(&track, segment), Ok(ReadPlan::default()));
+        }
+    }
+
+    #[test]
     fn contiguous_samples_are_one_read() {
         let s = samples(&[(1000, 500), (1500, 300), (1800, 200)]);
         assert_eq!(plan(s).unwrap().runs, vec![1000..2000]);

@@ -25,6 +25,8 @@ pub struct AssetTrack {
     pub role: Option<String>,
     /// `accessibility` param, e.g. "description" or "caption".
     pub accessibility: Option<String>,
+    /// The name players show for the track (the `.ism` `textDisplayName` param).
+    pub display_name: Option<String>,
     /// Path of the source file inside the storage account.
     pub file: String,
     /// The file this track comes from (shared by the tracks of a muxed file).
@@ -131,7 +133,7 @@ use crate::source::timeline::{plan, SegmentPolicy};
 pub const LIVE_EVENT_DOC: &str = "live.json";
 
 /// File name endings that hold ISO BMFF media, for folders without an `.ism`.
-const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "m4a", "mov", "ismv", "isma", "cmfv", "cmfa", "cmft"];
+const MEDIA_EXTENSIONS: &[&str] = &["mp4", "m4v", "m4a", "mov", "ismv", "isma", "cmfv", "cmfa", "cmft", "vtt"];
 
 /// Where an asset's description comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +239,7 @@ struct TrackChoice {
     language: Option<String>,
     role: Option<String>,
     accessibility: Option<String>,
+    display_name: Option<String>,
 }
 
 impl TrackChoice {
@@ -250,6 +253,7 @@ impl TrackChoice {
             language: None,
             role: None,
             accessibility: None,
+            display_name: None,
         }
     }
 }
@@ -258,6 +262,8 @@ fn choices_from_ism(ism_path: &str, ism: IsmManifest) -> Vec<TrackChoice> {
     let folder = parent_folder(ism_path);
     ism.tracks
         .into_iter()
+        // AMS's outputFlag=false: the track is in no output (its file is not even read).
+        .filter(|t| t.output)
         .map(|t| TrackChoice {
             file: join(folder, &t.src),
             track_id: t.track_id,
@@ -271,6 +277,7 @@ fn choices_from_ism(ism_path: &str, ism: IsmManifest) -> Vec<TrackChoice> {
             language: t.system_language,
             role: t.role,
             accessibility: t.accessibility,
+            display_name: t.display_name,
         })
         .collect()
 }
@@ -349,9 +356,10 @@ pub async fn load_reusing(
                 name: choice.name.clone().unwrap_or_default(),
                 bitrate: choice.bitrate.unwrap_or(0),
                 kind: info.kind,
-                language: choice.language.clone().unwrap_or_else(|| info.language.clone()),
+                language: choice.language.clone().unwrap_or_else(|| track_language(&choice.file, &info.language)),
                 role: choice.role.clone(),
                 accessibility: choice.accessibility.clone(),
+                display_name: choice.display_name.clone(),
                 file: choice.file.clone(),
                 file_index: file_index.clone(),
                 track_position: position,
@@ -373,6 +381,23 @@ pub async fn load_reusing(
     Ok(Asset { name: asset_name, tracks, live: None })
 }
 
+/// The language of a track the `.ism` gave none for: the file's own (mdhd, or a sidecar's
+/// `Language:` header), else for a sidecar the ISO 639 code ending its file name
+/// (`movie.de.vtt`, `movie_fra.vtt`, `en.vtt`), else "und".
+fn track_language(file: &str, indexed: &str) -> String {
+    if indexed != "und" || !crate::source::index::sidecar::is_sidecar(file) {
+        return indexed.to_string();
+    }
+    let name = file.rsplit('/').next().unwrap_or(file);
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    stem.rsplit(['.', '_', '-'])
+        .next()
+        // A bare 3-letter stem ("sub.vtt") is more likely a word than a language; "en.vtt" is not.
+        .filter(|code| matches!(code.len(), 2 | 3) && (code.len() < stem.len() || code.len() == 2))
+        .and_then(crate::media::webvtt::iso639_2)
+        .unwrap_or_else(|| "und".to_string())
+}
+
 /// Fills in names and bitrates the `.ism` did not give, and makes every (name, bitrate)
 /// pair unique so each track has its own URLs.
 fn name_tracks(tracks: &mut [AssetTrack]) {
@@ -384,7 +409,9 @@ fn name_tracks(tracks: &mut [AssetTrack]) {
                 (kind, lang) => format!("{}_{lang}", kind.as_str()),
             };
         }
-        if t.bitrate == 0 {
+        // A text track's bitrate is what the .ism says, else 0 as AMS writes systemBitrate
+        // for sidecars: text is not part of any bandwidth choice. Names keep it unique.
+        if t.bitrate == 0 && t.kind != TrackKind::Text {
             // Rounded to kbit/s: stable across re-encodes of the same rendition.
             t.bitrate = (t.timeline.average_bitrate / 1000).max(1) * 1000;
         }
@@ -420,4 +447,23 @@ pub fn gop_durations(index: &TrackIndex) -> Vec<f64> {
     let ts = index.info.timescale.max(1) as f64;
     let starts: Vec<u64> = s.sync_iter().map(|i| s.dts[i as usize]).collect();
     starts.iter().enumerate().map(|(k, &t)| (starts.get(k + 1).copied().unwrap_or(s.end_dts) - t) as f64 / ts).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_languages_come_from_the_header_then_the_file_name() {
+        assert_eq!(track_language("a/movie.vtt", "spa"), "spa");
+        assert_eq!(track_language("a/movie.de.vtt", "und"), "deu");
+        assert_eq!(track_language("a/movie_fra.vtt", "und"), "fra");
+        assert_eq!(track_language("a/movie-en.VTT", "und"), "eng");
+        assert_eq!(track_language("en.vtt", "und"), "eng");
+        for unknown in ["a/movie.vtt", "a/sub.vtt", "a/movie.xx.vtt", "a/movie_english.vtt", "a/.vtt"] {
+            assert_eq!(track_language(unknown, "und"), "und", "{unknown}");
+        }
+        // Only sidecars: an MP4's language is its mdhd's.
+        assert_eq!(track_language("a/movie_fra.mp4", "und"), "und");
+    }
 }

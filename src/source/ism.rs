@@ -44,6 +44,10 @@ pub struct IsmTrack {
     pub track_name: Option<String>,
     pub role: Option<String>,
     pub accessibility: Option<String>,
+    /// AMS's `textDisplayName` param: the name players show for a text track.
+    pub display_name: Option<String>,
+    /// AMS's `outputFlag` param: `false` keeps the track out of every output.
+    pub output: bool,
 }
 
 impl IsmManifest {
@@ -115,6 +119,8 @@ fn open_track(kind: IsmTrackKind, e: &BytesStart, pos: u64) -> Result<Pending, S
             track_name: None,
             role: None,
             accessibility: None,
+            display_name: None,
+            output: true,
         },
     };
     for (key, value) in attributes(e, pos)? {
@@ -126,6 +132,8 @@ fn open_track(kind: IsmTrackKind, e: &BytesStart, pos: u64) -> Result<Pending, S
             "trackName" => p.track.track_name = non_empty(value),
             "role" => p.track.role = non_empty(value),
             "accessibility" => p.track.accessibility = non_empty(value),
+            "textDisplayName" => p.track.display_name = non_empty(value),
+            "outputFlag" => p.track.output = parse_bool(&format!("<{element}> outputFlag"), &value)?,
             _ => {}
         }
     }
@@ -155,9 +163,19 @@ fn apply_param(p: &mut Pending, e: &BytesStart, pos: u64) -> Result<(), String> 
         }
         "role" => p.track.role = non_empty(value),
         "accessibility" => p.track.accessibility = non_empty(value),
+        "textDisplayName" => p.track.display_name = non_empty(value),
+        "outputFlag" => p.track.output = parse_bool(&format!("<{element}> param outputFlag"), &value)?,
         _ => {}
     }
     Ok(())
+}
+
+fn parse_bool(what: &str, value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{what} '{value}' is not true or false")),
+    }
 }
 
 fn close_track(p: Pending) -> Result<IsmTrack, String> {
@@ -346,6 +364,35 @@ mod tests {
         assert_eq!(t.src, "bbb_eng.vtt");
         assert_eq!(t.accessibility.as_deref(), Some("caption"));
         assert_eq!(m.tracks_of(IsmTrackKind::Video).count(), 2);
+    }
+
+    #[test]
+    fn textstreams_take_ams_display_names_output_flags_and_caption_params() {
+        let xml = r#"<smil><body><switch>
+            <textstream src="en.vtt" systemBitrate="0" systemLanguage="eng">
+              <param name="trackName" value="subtitles_eng" valuetype="data"/>
+              <param name="textDisplayName" value="English (SDH)" valuetype="data"/>
+              <param name="accessibility" value="caption" valuetype="data"/>
+              <param name="role" value="caption" valuetype="data"/>
+            </textstream>
+            <textstream src="de.vtt" systemBitrate="0">
+              <param name="systemLanguage" value="deu" valuetype="data"/>
+              <param name="outputFlag" value="false" valuetype="data"/>
+            </textstream>
+            <textstream src="fr.vtt" systemBitrate="0" textDisplayName="Français" outputFlag="TRUE"/>
+        </switch></body></smil>"#;
+        let m = parse_ism(xml.as_bytes()).unwrap();
+        let [en, de, fr] = &m.tracks[..] else { panic!("{m:?}") };
+        assert_eq!(en.kind, IsmTrackKind::Text);
+        assert_eq!(en.system_bitrate, Some(0));
+        assert_eq!((en.track_name.as_deref(), en.system_language.as_deref()), (Some("subtitles_eng"), Some("eng")));
+        assert_eq!(en.display_name.as_deref(), Some("English (SDH)"));
+        assert_eq!((en.accessibility.as_deref(), en.role.as_deref()), (Some("caption"), Some("caption")));
+        assert!(en.output);
+        assert_eq!((de.system_language.as_deref(), de.output, de.display_name.as_deref()), (Some("deu"), false, None));
+        assert_eq!((fr.display_name.as_deref(), fr.output), (Some("Français"), true));
+        let bad = r#"<smil><body><textstream src="a.vtt"><param name="outputFlag" value="maybe"/></textstream></body></smil>"#;
+        assert!(parse_ism(bad.as_bytes()).unwrap_err().contains("outputFlag 'maybe'"));
     }
 
     #[test]

@@ -385,6 +385,7 @@ pub async fn load(
             language: doc.language.clone(),
             role: None,
             accessibility: None,
+            display_name: None,
             file: init,
             file_index,
             track_position: 0,

@@ -226,15 +226,79 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
     }
 }
 
+/// Most segments a sidecar gets without video to follow: past this (a cue at 99:59:59 in a
+/// text-only asset) its segments grow longer instead of more numerous.
+const MAX_SIDECAR_SEGMENTS: f64 = 50_000.0;
+
+/// Presentation end of a track with samples, in seconds (edit list applied).
+fn presentation_end_secs(track: &TrackIndex) -> f64 {
+    let end = track.samples.end_dts as i64 + track.info.edit.presentation_shift();
+    end.max(0) as f64 / track.info.timescale.max(1) as f64
+}
+
+/// The timeline of a sidecar (a text track with cues and no samples): one segment from each
+/// of `boundaries` (presentation seconds) to the next, the last to `end_secs`, in the
+/// track's timescale. Segments carry no samples and no bytes; outputs cut the cues by time.
+fn sidecar_timeline(track: &TrackIndex, boundaries: &[f64], end_secs: f64) -> Timeline {
+    let ts = track.info.timescale.max(1) as f64;
+    let ticks = |secs: f64| (secs.max(0.0) * ts).round() as u64;
+    let end = ticks(end_secs);
+    let mut times: Vec<u64> = boundaries.iter().map(|&b| ticks(b)).filter(|&t| t < end).collect();
+    times.dedup();
+    let segments = times
+        .iter()
+        .enumerate()
+        .map(|(k, &time)| Segment {
+            first_sample: 0,
+            sample_count: 0,
+            time,
+            duration: times.get(k + 1).copied().unwrap_or(end) - time,
+            bytes: 0,
+            discontinuity: false,
+        })
+        .collect();
+    Timeline { timescale: track.info.timescale, segments, first_number: 0, peak_bitrate: 0, average_bitrate: 0 }
+}
+
+/// Boundaries every `target` seconds from 0 to `end_secs`, for tracks with no video to
+/// follow; at most [`MAX_SIDECAR_SEGMENTS`] of them.
+fn even_boundaries(target: f64, end_secs: f64) -> Vec<f64> {
+    let step = target.max(end_secs / MAX_SIDECAR_SEGMENTS).max(0.001);
+    let count = (end_secs / step).ceil().min(MAX_SIDECAR_SEGMENTS) as usize;
+    (0..count).map(|k| k as f64 * step).collect()
+}
+
 /// Plans the segments of every track of an asset. `tracks[i]` gets `result[i]`.
-/// The reference video (whose boundaries audio follows) is the first video track.
+/// The reference video (whose boundaries audio follows) is the first video track. Sidecar
+/// text tracks are cut at the same presentation times and run to the end of the longest
+/// track, so every video segment has a text segment, cues or not.
 pub fn plan(tracks: &[&TrackIndex], policy: SegmentPolicy) -> Vec<Timeline> {
     let reference = tracks.iter().find(|t| t.info.kind == TrackKind::Video && !t.samples.is_empty());
     let reference_times: Option<Vec<f64>> =
         reference.map(|v| video_cuts(v, policy).iter().map(|&i| presentation_secs(v, i as usize)).collect());
+    let media_end = tracks
+        .iter()
+        .filter(|t| t.sidecar.is_none() && !t.samples.is_empty())
+        .map(|t| presentation_end_secs(t))
+        .fold(0.0, f64::max);
+    // Only when the asset has nothing but sidecars do their cues set its length.
+    let end_secs = if media_end > 0.0 {
+        media_end
+    } else {
+        tracks.iter().filter(|t| t.sidecar.is_some()).map(|t| presentation_end_secs(t)).fold(0.0, f64::max)
+    };
     tracks
         .iter()
         .map(|t| {
+            if t.sidecar.is_some() {
+                return match &reference_times {
+                    Some(times) => sidecar_timeline(t, times, end_secs),
+                    None => {
+                        let target = policy.target_secs.unwrap_or(DEFAULT_AUDIO_ONLY_SECS);
+                        sidecar_timeline(t, &even_boundaries(target, end_secs), end_secs)
+                    }
+                };
+            }
             let cuts = match (t.info.kind, &reference_times) {
                 (TrackKind::Video, _) => video_cuts(t, policy),
                 (_, Some(times)) => cuts_at_times(t, times),
@@ -278,6 +342,69 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    /// A 24 fps video track (timescale 12288) of `frames` frames, a sync sample every 48.
+    fn video(frames: usize) -> TrackIndex {
+        let mut t = audio(&vec![512; frames]);
+        t.info.kind = TrackKind::Video;
+        t.info.timescale = 12_288;
+        t.samples.sync_samples = Some((0..frames as u32).step_by(48).collect());
+        t
+    }
+
+    /// A sidecar with a cue at 0.5–1 s and one from 1 s to `last_cue_end_ms`.
+    fn sidecar(last_cue_end_ms: u64) -> TrackIndex {
+        let text = format!("WEBVTT\n\n00:00.500 --> 00:01.000\na\n\n00:01.000 --> {}\nb\n", ms_stamp(last_cue_end_ms));
+        crate::source::index::sidecar::sidecar_index("t.vtt", text.as_bytes()).unwrap()
+    }
+
+    fn ms_stamp(ms: u64) -> String {
+        format!("{}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+    }
+
+    #[test]
+    fn sidecar_segments_follow_the_video_to_the_end_of_the_presentation() {
+        // 6 s of video in 2 s GOPs; the cues end at 1.2 s; audio runs to 6.1 s.
+        let v = video(144);
+        let a = audio(&vec![1024; 286]);
+        let text = sidecar(1200);
+        let timelines = plan(&[&v, &a, &text], SegmentPolicy::default());
+        let t = &timelines[2];
+        assert_eq!(t.timescale, 1000);
+        let spans: Vec<(u64, u64)> = t.segments.iter().map(|s| (s.time, s.duration)).collect();
+        assert_eq!(spans, [(0, 2000), (2000, 2000), (4000, 2101)], "to the audio's end, 286 × 1024 / 48 kHz");
+        assert!(t.segments.iter().all(|s| s.sample_count == 0 && s.bytes == 0));
+        assert_eq!((t.peak_bitrate, t.average_bitrate), (0, 0));
+        // Same times as the video's segments, in seconds.
+        let video_times: Vec<f64> = timelines[0].segments.iter().map(|s| s.time as f64 / 12_288.0).collect();
+        let text_times: Vec<f64> = t.segments.iter().map(|s| s.time as f64 / 1000.0).collect();
+        assert_eq!(video_times, text_times);
+    }
+
+    #[test]
+    fn a_late_cue_does_not_lengthen_a_presentation_with_media() {
+        let v = video(96);
+        let text = sidecar(359_999_000); // a cue at 99:59:59
+        let timelines = plan(&[&v, &text], SegmentPolicy::default());
+        assert_eq!(timelines[1].segments.len(), 2);
+        assert_eq!(timelines[1].total_duration(), 4000);
+    }
+
+    #[test]
+    fn sidecars_alone_get_target_segments_to_their_last_cue_and_stay_bounded() {
+        let text = sidecar(5_000);
+        let t = &plan(&[&text], SegmentPolicy::default())[0];
+        let spans: Vec<(u64, u64)> = t.segments.iter().map(|s| (s.time, s.duration)).collect();
+        assert_eq!(spans, [(0, 2000), (2000, 2000), (4000, 1000)]);
+        let t = &plan(&[&text], SegmentPolicy { target_secs: Some(4.0) })[0];
+        assert_eq!(t.segments.len(), 2);
+        // 100 hours of cues alone: capped at 50,000 segments of 7.2 s, still covering all of it.
+        let late = sidecar(360_000_000);
+        let t = &plan(&[&late], SegmentPolicy::default())[0];
+        assert_eq!(t.segments.len(), 50_000);
+        assert_eq!(t.total_duration(), 360_000_000);
+        assert_eq!(t.segments[1].time, 7_200);
     }
 
     #[test]

@@ -51,6 +51,7 @@ impl LiveSegment {
                 language: track.language.clone(),
                 role: track.role.clone(),
                 accessibility: track.accessibility.clone(),
+                display_name: None,
                 // The init object: the IV seed of Common Encryption names it.
                 file: track.file.clone(),
                 file_index: Arc::new(FileIndex {

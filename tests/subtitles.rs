@@ -41,7 +41,9 @@ fn server() -> TestServer {
 }
 
 fn manifest_url(server: &TestServer, locator: &str, asset: &str, query: &str) -> String {
-    server.url(&format!("/{locator}/{asset}.ism/manifest({query})"))
+    // With the extension, so child URLs carry theirs (`.vtt` for WebVTT segments).
+    let ext = if query.contains("format=m3u8") { "m3u8" } else { "mpd" };
+    server.url(&format!("/{locator}/{asset}.ism/manifest({query}).{ext}"))
 }
 
 /// `uri` resolved against the document at `base`.
@@ -151,7 +153,11 @@ fn hls_text_segments_carry_the_cues_aligned_to_video() {
         let subs = subtitle_renditions(&m);
         let text_url = resolve(&url, subs[0].uri.as_deref().unwrap());
         let text = segments(&text_url);
-        let spans = |s: &[(String, f64, f64)]| s.iter().map(|x| (x.1, x.2)).collect::<Vec<_>>();
+        // The same segments as the video; the last one may end earlier (at the cues' or the
+        // presentation's end).
+        let spans = |s: &[(String, f64, f64)]| {
+            s.iter().enumerate().map(|(k, x)| (x.1, if k + 1 < s.len() { x.2 } else { 0.0 })).collect::<Vec<_>>()
+        };
         assert_eq!(spans(&text), spans(&video), "{format}: text segments follow the video's");
         let playlist = fetch(&text_url).text();
         assert!(!playlist.contains("#EXT-X-MAP") && !playlist.contains("#EXT-X-KEY"), "{playlist}");
@@ -194,8 +200,10 @@ fn video_pts(file: &Path) -> Vec<f64> {
         .output()
         .expect("ffprobe runs");
     assert!(out.status.success(), "ffprobe {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-    let mut times: Vec<f64> =
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().trim_end_matches(',').parse().ok()).collect();
+    let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
     times.sort_by(f64::total_cmp);
     times
 }
@@ -387,8 +395,7 @@ fn dash_lists_text_sets_and_wvtt_segments_carry_the_cues() {
             "{format}\n{mpd}"
         );
         let video = sets.iter().find(|(c, _)| c == "video").map(|(_, s)| s).unwrap();
-        let video_ms: Vec<u64> =
-            s_times(video).iter().map(|(t, _)| (t - video.pto) * 1000 / video.timescale).collect();
+        let video_ms: Vec<u64> = s_times(video).iter().map(|(t, _)| (t - video.pto) * 1000 / video.timescale).collect();
         for (set, file) in text.iter().zip(["subtitles_eng.vtt", "subtitles_fra.vtt", "captions_eng.vtt"]) {
             let starts: Vec<u64> = s_times(set).iter().map(|(t, _)| (t - set.pto) * 1000 / set.timescale).collect();
             assert_eq!(starts, video_ms, "{format} {file}: text segments start with the video's");
@@ -405,17 +412,25 @@ fn dash_lists_text_sets_and_wvtt_segments_carry_the_cues() {
 
 #[test]
 fn text_is_served_clear_from_a_protected_locator() {
-    // Built through the packager with an envelope key: the text playlist has no EXT-X-KEY and
-    // its segments are WebVTT, while the video playlist is encrypted.
+    // With encryption= on every URL: the text playlist has no EXT-X-KEY and its segments are
+    // WebVTT, the DASH text set has no ContentProtection and clear wvtt segments, while the
+    // video is encrypted.
     let mut text = format!("listen = \"127.0.0.1:0\"\n{}", common::fixtures_storage_toml());
-    text.push_str(&format!(
-        "[[locator]]\nid = \"loc-env\"\nstorage = \"{}\"\nasset = \"subtitles\"\npolicy = \"multi-drm\"\nkeys = [{{ kid = \"00112233445566778899aabbccddeeff\", key = \"0102030405060708090a0b0c0d0e0f10\" }}]\n",
-        common::FIXTURES_STORAGE
-    ));
+    for (id, policy) in [("loc-env", "envelope"), ("loc-drm", "multi-drm")] {
+        text.push_str(&format!(
+            "[[locator]]\nid = \"{id}\"\nstorage = \"{}\"\nasset = \"subtitles\"\npolicy = \"{policy}\"\nkeys = [{{ kid = \"00112233445566778899aabbccddeeff\", key = \"0102030405060708090a0b0c0d0e0f10\" }}]\n",
+            common::FIXTURES_STORAGE
+        ));
+    }
     let config = Config::parse(&text, common::fixtures_dir()).expect("test config parses");
     let server = TestServer::serve(Origin::from_config(&config).expect("origin"), config.http.clone());
-    for (format, encryption) in [("m3u8-cmaf", "cbcs-aapl"), ("mpd-time-cmaf", "cenc")] {
-        let url = manifest_url(&server, "loc-env", "subtitles", &format!("format={format},encryption={encryption}"));
+    for (locator, format, encryption) in [
+        ("loc-env", "m3u8-aapl", "cbc"),
+        ("loc-env", "m3u8-cmaf", "cbc"),
+        ("loc-drm", "mpd-time-cmaf", "cenc"),
+        ("loc-drm", "mpd-time-csf", "cenc"),
+    ] {
+        let url = manifest_url(&server, locator, "subtitles", &format!("format={format},encryption={encryption}"));
         if format.starts_with("m3u8") {
             let m = master(&url);
             let subs = subtitle_renditions(&m);
@@ -547,7 +562,7 @@ fn mp4_text_tracks_in_each_format() {
     Moof::decode(&mut buf).unwrap();
     let mdat = Mdat::decode(&mut buf).unwrap();
     let ttml = String::from_utf8_lossy(&mdat.data);
-    assert!(ttml.contains("<tt") && ttml.contains("Bonjour") || ttml.contains("<p"), "{ttml}");
+    assert!(ttml.contains("<tt") && ttml.contains("Bonjour de jit-origin"), "{ttml}");
     let ts_seg = seg.replace("format=mpd-time-cmaf", "format=m3u8-aapl").replace(".m4s", ".vtt");
     let got = get_blocking(&ts_seg);
     assert!(got.status.is_client_error(), "{}", got.describe());

@@ -223,8 +223,6 @@ fn representation(
         None
     };
     let pto = presentation_time_offset(track);
-    // Text is served clear whatever the manifest's encryption (see `output::text`).
-    let encryption = encryption.filter(|_| track.kind != TrackKind::Text);
     let codecs = if track.kind == TrackKind::Text { super::text::codecs(track) } else { codec.codec_string.clone() };
     Representation {
         id: representation_id(track),

@@ -436,7 +436,11 @@ pub fn media_playlist(
     };
     let running = live.is_some_and(|l| l.running);
 
-    let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, audio, extension, true);
+    let webvtt = super::text::webvtt_segments(track.index(), format);
+    let mut urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, audio, extension, true);
+    if webvtt {
+        urls = urls.with_extension(url::TEXT_SEGMENT_EXTENSION);
+    }
     let mut init = url::relative_to_quality_level(
         &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
         extension,
@@ -445,7 +449,7 @@ pub fn media_playlist(
     // MPEG-TS segments carry their own PAT/PMT: no EXT-X-MAP. The map precedes the first
     // EXT-X-KEY, so init segments stay clear.
     // WebVTT text segments have no init segment either.
-    let fmp4 = !format.is_ts() && !super::text::webvtt_segments(track.index(), format);
+    let fmp4 = !format.is_ts() && !webvtt;
     let mut map = fmp4.then(|| Map { uri: init, ..Default::default() });
     let mut drm_tags: Option<Vec<ExtTag>> = Some(
         drm_keys

@@ -51,9 +51,10 @@ pub fn text_tracks(asset: &Asset, format: Format) -> impl Iterator<Item = &Asset
     asset.tracks_of(TrackKind::Text).filter(move |t| carries(t, format))
 }
 
-/// The name players show for the track (HLS NAME, DASH Label).
+/// The name players show for the track (HLS NAME, DASH Label): the `.ism` display name, else
+/// the track name.
 pub fn display_name(track: &AssetTrack) -> &str {
-    &track.name
+    track.display_name.as_deref().unwrap_or(&track.name)
 }
 
 /// The codec string manifests name for a text track: `wvtt`, or for TTML the IMSC1 text

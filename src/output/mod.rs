@@ -305,6 +305,22 @@ pub(crate) fn envelope_iv(
     segment_iv(key, track.bitrate, &identity, format.container_tag(), time)
 }
 
+/// The file name of `resource` in a static package: its URL with extension, as the package's
+/// manifests name it (an HLS WebVTT text segment ends in `.vtt`).
+pub fn package_file_name(asset: &Asset, resource: &Resource) -> String {
+    let name = crate::plan::url::format(resource, true);
+    let webvtt = match resource {
+        Resource::Segment { bitrate, track, format, .. } => {
+            asset.track(track, *bitrate).is_some_and(|t| text::webvtt_segments(t.index(), *format))
+        }
+        _ => false,
+    };
+    match name.rsplit_once('.') {
+        Some((stem, _)) if webvtt => format!("{stem}.{}", crate::plan::url::TEXT_SEGMENT_EXTENSION),
+        _ => name,
+    }
+}
+
 /// Every resource a complete static package of `format` consists of, manifest first.
 pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
     let mut out = vec![Resource::Manifest(crate::plan::url::ManifestOptions {
@@ -313,7 +329,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
         audio_only: None,
         encryption: None,
     })];
-    for t in &asset.tracks {
+    for t in asset.tracks.iter().filter(|t| t.kind != TrackKind::Text || text::carries(t, format)) {
         if format.is_hls() {
             out.push(Resource::MediaPlaylist {
                 bitrate: t.bitrate,
@@ -325,7 +341,10 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 kind: PlaylistKind::Media,
             });
         }
-        out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
+        // WebVTT text segments have no init segment.
+        if !text::webvtt_segments(t.index(), format) {
+            out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
+        }
         for s in &t.timeline.segments {
             out.push(Resource::Segment {
                 bitrate: t.bitrate,

@@ -100,6 +100,11 @@ fn segments(url: &str) -> Vec<(String, f64, f64)> {
         .collect()
 }
 
+/// The first EXT-X-STREAM-INF (not an I-frame playlist): video first.
+fn first_variant(m: &MasterPlaylist) -> &m3u8_rs::VariantStream {
+    m.variants.iter().find(|v| !v.is_i_frame).expect("a variant")
+}
+
 fn subtitle_renditions(m: &MasterPlaylist) -> Vec<&m3u8_rs::AlternativeMedia> {
     m.alternatives.iter().filter(|a| a.media_type == AlternativeMediaType::Subtitles).collect()
 }
@@ -133,7 +138,8 @@ fn hls_multivariant_lists_a_subtitles_group() {
             Some("public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound")
         );
         assert!(!m.variants.is_empty());
-        for v in &m.variants {
+        // I-frame playlists (EXT-X-I-FRAME-STREAM-INF) have no renditions.
+        for v in m.variants.iter().filter(|v| !v.is_i_frame) {
             assert_eq!(v.subtitles.as_deref(), Some("subs"), "{format}: {}", v.uri);
             // WebVTT text segments add nothing to CODECS.
             let codecs = v.codecs.as_deref().unwrap_or("");
@@ -149,7 +155,7 @@ fn hls_text_segments_carry_the_cues_aligned_to_video() {
     for format in HLS_FORMATS {
         let url = manifest_url(&server, SIDECARS, "subtitles", &format!("format={format}"));
         let m = master(&url);
-        let video = segments(&resolve(&url, &m.variants[0].uri));
+        let video = segments(&resolve(&url, &first_variant(&m).uri));
         let subs = subtitle_renditions(&m);
         let text_url = resolve(&url, subs[0].uri.as_deref().unwrap());
         let text = segments(&text_url);
@@ -216,7 +222,7 @@ fn timestamp_map_lands_cues_on_the_source_frames() {
     for format in HLS_FORMATS {
         let url = manifest_url(&server, SIDECARS, "subtitles", &format!("format={format}"));
         let m = master(&url);
-        let video_url = resolve(&url, &m.variants[0].uri);
+        let video_url = resolve(&url, &first_variant(&m).uri);
         let first = &segments(&video_url)[0].0;
         let mut bytes = Vec::new();
         if format == "m3u8-cmaf" {
@@ -439,7 +445,7 @@ fn text_is_served_clear_from_a_protected_locator() {
             assert!(!fetch(&text_url).text().contains("#EXT-X-KEY"));
             let seg = &segments(&text_url)[0].0;
             assert!(fetch(seg).text().starts_with("WEBVTT"), "{seg}");
-            let video = fetch(&resolve(&url, &m.variants[0].uri)).text();
+            let video = fetch(&resolve(&url, &first_variant(&m).uri)).text();
             assert!(video.contains("#EXT-X-KEY"), "{video}");
         } else {
             let mpd = fetch(&url).text();
@@ -464,7 +470,7 @@ fn filter_shifts_cues_and_video_alike() {
     for format in HLS_FORMATS {
         let url = manifest_url(&server, SIDECARS, "subtitles", &format!("format={format},filter=from2"));
         let m = master(&url);
-        let video = media(&resolve(&url, &m.variants[0].uri));
+        let video = media(&resolve(&url, &first_variant(&m).uri));
         let text_url = resolve(&url, subtitle_renditions(&m)[0].uri.as_deref().unwrap());
         let text = segments(&text_url);
         assert_eq!(text.len(), video.segments.len(), "{format}");
@@ -507,7 +513,7 @@ fn mp4_text_tracks_in_each_format() {
         let m = master(&url);
         let subs = subtitle_renditions(&m);
         let langs: Vec<Option<&str>> = subs.iter().map(|a| a.language.as_deref()).collect();
-        let codecs = m.variants[0].codecs.clone().unwrap_or_default();
+        let codecs = first_variant(&m).codecs.clone().unwrap_or_default();
         if format == "m3u8-cmaf" {
             // fMP4 text: both tracks, their codecs named in every variant.
             assert_eq!(langs, [Some("fra"), Some("eng")], "{format}");

@@ -20,6 +20,7 @@ import { matrix } from './lib/matrix.mjs';
 import { startOrigin } from './lib/origin.mjs';
 import { startStatic } from './lib/static.mjs';
 import { textCells } from './lib/text.mjs';
+import './lib/trick.mjs'; // adds the trick-play cells to the matrix
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: args } = parseArgs({

@@ -195,7 +195,15 @@ async fn inspect(path: &Path, json: bool, segment_duration: Option<f64>) -> CliR
                 format!("{}x{} {:.3} fps", c.width, c.height, fps)
             }
             TrackKind::Audio => format!("{} Hz, {} ch", c.sample_rate, c.channels),
-            TrackKind::Text => String::new(),
+            TrackKind::Text => {
+                let source = match &index.sidecar {
+                    Some(vtt) => format!("WebVTT sidecar, {} cues", vtt.cues.len()),
+                    None => "text track in MP4".to_string(),
+                };
+                let name = t.display_name.as_deref().map(|n| format!(", shown as \"{n}\"")).unwrap_or_default();
+                let caption = t.accessibility.as_deref().map(|a| format!(", accessibility {a}")).unwrap_or_default();
+                format!("{source}{name}{caption}")
+            }
         };
         println!(
             "\n{} QualityLevels({}) {} [{}] {} {}  lang={}",

@@ -262,8 +262,8 @@ async fn index_facts_match_ffprobe() {
             checked_tracks += 1;
         }
     }
-    // 22 files, muxed and edit have two tracks each.
-    assert_eq!(checked_tracks, 24);
+    // 27 files; muxed, edit and text-mp4/video_wvtt (H.264 + wvtt) have two tracks each.
+    assert_eq!(checked_tracks, 31);
 }
 
 #[tokio::test]

@@ -27,6 +27,15 @@ pub struct WebVtt {
     pub header_blocks: Vec<String>,
 }
 
+impl WebVtt {
+    /// Heap bytes the parsed file holds (about its size): what a cache weighs it as.
+    pub fn heap_bytes(&self) -> usize {
+        let cues: usize =
+            self.cues.iter().map(|c| std::mem::size_of::<Cue>() + c.id.len() + c.settings.len() + c.text.len()).sum();
+        cues + self.header_blocks.iter().map(String::len).sum::<usize>()
+    }
+}
+
 /// What `parse` dropped from a readable file, so a caller can report it (the spec drops these
 /// silently; an origin should say that a sidecar was partly unreadable).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -260,10 +269,38 @@ pub fn iso639_2(tag: &str) -> Option<String> {
     let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
     let language = match primary.len() {
         2 => isolang::Language::from_639_1(&primary),
-        3 => isolang::Language::from_639_3(&primary),
+        3 => isolang::Language::from_639_3(bibliographic_to_terminology(&primary).unwrap_or(&primary)),
         _ => None,
     }?;
     Some(language.to_639_3().to_string())
+}
+
+/// The ISO 639-2/T code of one of the twenty ISO 639-2/B codes that differ from it (`fre`,
+/// `ger`: common in file names and older manifests; isolang knows only 639-1 and 639-3).
+fn bibliographic_to_terminology(code: &str) -> Option<&'static str> {
+    const B_TO_T: [(&str, &str); 20] = [
+        ("alb", "sqi"),
+        ("arm", "hye"),
+        ("baq", "eus"),
+        ("bur", "mya"),
+        ("chi", "zho"),
+        ("cze", "ces"),
+        ("dut", "nld"),
+        ("fre", "fra"),
+        ("geo", "kat"),
+        ("ger", "deu"),
+        ("gre", "ell"),
+        ("ice", "isl"),
+        ("mac", "mkd"),
+        ("mao", "mri"),
+        ("may", "msa"),
+        ("per", "fas"),
+        ("rum", "ron"),
+        ("slo", "slk"),
+        ("tib", "bod"),
+        ("wel", "cym"),
+    ];
+    B_TO_T.iter().find(|(b, _)| *b == code).map(|(_, t)| *t)
 }
 
 /// A `wvtt` sample entry (ISO/IEC 14496-30) for `vtt`: its `vttC` holds the file header a
@@ -442,6 +479,14 @@ mod tests {
     }
 
     #[test]
+    fn heap_bytes_grow_with_the_cues() {
+        let one = parse(b"WEBVTT\n\n00:01.000 --> 00:02.000\nabc").unwrap();
+        let two = parse(b"WEBVTT\n\n00:01.000 --> 00:02.000\nabc\n\n00:03.000 --> 00:04.000\nabcdef").unwrap();
+        assert_eq!(one.heap_bytes(), std::mem::size_of::<Cue>() + 3);
+        assert_eq!(two.heap_bytes(), 2 * std::mem::size_of::<Cue>() + 9);
+    }
+
+    #[test]
     fn a_file_with_no_cues_is_valid_and_empty() {
         for file in ["WEBVTT", "WEBVTT\n\n\n", "WEBVTT\n\nNOTE only a note\n"] {
             assert_eq!(parse(file.as_bytes()).unwrap(), WebVtt::default(), "{file:?}");
@@ -454,6 +499,9 @@ mod tests {
         assert_eq!(iso639_2("en-GB").as_deref(), Some("eng"));
         assert_eq!(iso639_2("FRA").as_deref(), Some("fra"));
         assert_eq!(iso639_2("de").as_deref(), Some("deu"));
+        assert_eq!(iso639_2("ger").as_deref(), Some("deu"));
+        assert_eq!(iso639_2("fre").as_deref(), Some("fra"));
+        assert_eq!(iso639_2("haw").as_deref(), Some("haw"), "a 639-3 code without a 639-1 form");
         for bad in ["", "x", "zz", "qqq", "english"] {
             assert_eq!(iso639_2(bad), None, "{bad}");
         }

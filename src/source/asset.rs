@@ -120,6 +120,15 @@ pub struct TrackSummary<'a> {
     pub samples: usize,
     pub duration_secs: f64,
     pub timeline: &'a Timeline,
+    /// The language manifests show (the `.ism`'s, the file's, or a sidecar's file name's).
+    pub language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accessibility: Option<&'a str>,
+    /// Cues of a WebVTT sidecar.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cues: Option<usize>,
 }
 
 use crate::error::{Error, Result};
@@ -333,7 +342,8 @@ pub async fn load_reusing(
             .tracks
             .iter()
             .enumerate()
-            .filter(|(_, t)| choice.track_id.is_none_or(|id| t.info.track_id == id))
+            // A sidecar has one track whatever trackID an .ism gives it.
+            .filter(|(_, t)| choice.track_id.is_none_or(|id| t.info.track_id == id || t.sidecar.is_some()))
             .filter(|(_, t)| choice.kind.is_none_or(|k| t.info.kind == k))
             .map(|(i, _)| i)
             .collect();
@@ -395,6 +405,9 @@ fn track_language(file: &str, indexed: &str) -> String {
         // A bare 3-letter stem ("sub.vtt") is more likely a word than a language; "en.vtt" is not.
         .filter(|code| matches!(code.len(), 2 | 3) && (code.len() < stem.len() || code.len() == 2))
         .and_then(crate::media::webvtt::iso639_2)
+        // Among thousands of 639-3 codes many are words ("cue", "sub"): a file name counts
+        // only for the languages with a 639-1 code.
+        .filter(|code| isolang::Language::from_639_3(code).is_some_and(|l| l.to_639_1().is_some()))
         .unwrap_or_else(|| "und".to_string())
 }
 
@@ -437,6 +450,10 @@ impl<'a> TrackSummary<'a> {
             samples: index.samples.len(),
             duration_secs: index.duration_secs(),
             timeline: &t.timeline,
+            language: &t.language,
+            display_name: t.display_name.as_deref(),
+            accessibility: t.accessibility.as_deref(),
+            cues: index.sidecar.as_ref().map(|vtt| vtt.cues.len()),
         }
     }
 }
@@ -460,6 +477,8 @@ mod tests {
         assert_eq!(track_language("a/movie_fra.vtt", "und"), "fra");
         assert_eq!(track_language("a/movie-en.VTT", "und"), "eng");
         assert_eq!(track_language("en.vtt", "und"), "eng");
+        assert_eq!(track_language("film.ger.vtt", "und"), "deu");
+        assert_eq!(track_language("late-cue.vtt", "und"), "und");
         for unknown in ["a/movie.vtt", "a/sub.vtt", "a/movie.xx.vtt", "a/movie_english.vtt", "a/.vtt"] {
             assert_eq!(track_language(unknown, "und"), "und", "{unknown}");
         }

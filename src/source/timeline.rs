@@ -4,7 +4,8 @@
 //! follow the source GOPs, or the source fragments for fragmented sources; with a target they
 //! group GOPs up to it. Audio (and text) is cut where the reference video's segments start,
 //! compared in presentation time (edit lists applied), so players switch renditions cleanly.
-//! Every sample belongs to exactly one segment: no gap, no overlap.
+//! Every audio and video sample belongs to exactly one segment: no gap, no overlap. Text is
+//! cut by time at the video's boundaries instead (a text sample may span several segments).
 
 use serde::Serialize;
 
@@ -15,10 +16,10 @@ use crate::source::index::{TrackIndex, TrackKind};
 pub struct Segment {
     /// First sample index.
     pub first_sample: u32,
-    /// Number of samples.
+    /// Number of samples: for text, those overlapping the segment's span (0 for a sidecar).
     pub sample_count: u32,
     /// Earliest presentation time in the media timeline (track timescale), the `{time}` of
-    /// the segment's URL and DASH `S@t`.
+    /// the segment's URL and DASH `S@t`; for text, where the segment's span starts.
     pub time: u64,
     /// Until the next segment's `time` (or the track end), track timescale.
     pub duration: u64,
@@ -208,15 +209,7 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
         let next = segments.get(k + 1).map(|n| n.time).unwrap_or(end_time.max(segments[k].time));
         segments[k].duration = next.saturating_sub(segments[k].time);
     }
-    // bits/s = bytes * 8 * timescale / ticks, in u128 so no timescale or size overflows it.
-    let ts = track.info.timescale.max(1) as u128;
-    let rate = |bytes: u64, ticks: u64| {
-        (bytes as u128 * 8 * ts).checked_div(ticks as u128).map_or(0, |r| r.min(u64::MAX as u128) as u64)
-    };
-    let peak = segments.iter().map(|seg| rate(seg.bytes, seg.duration)).max().unwrap_or(0);
-    let total_bytes: u64 = segments.iter().map(|seg| seg.bytes).sum();
-    let total_duration: u64 = segments.iter().map(|seg| seg.duration).sum();
-    let average = rate(total_bytes, total_duration);
+    let (peak, average) = bitrates(&segments, track.info.timescale);
     Timeline {
         timescale: track.info.timescale,
         segments,
@@ -226,86 +219,131 @@ fn timeline_from_cuts(track: &TrackIndex, cuts: &[u32]) -> Timeline {
     }
 }
 
-/// Most segments a sidecar gets without video to follow: past this (a cue at 99:59:59 in a
-/// text-only asset) its segments grow longer instead of more numerous.
-const MAX_SIDECAR_SEGMENTS: f64 = 50_000.0;
+/// Most segments a text track gets without video to follow: past this (a cue at 99:59:59 in
+/// a text-only asset) its segments grow longer instead of more numerous.
+const MAX_TEXT_SEGMENTS: f64 = 50_000.0;
 
-/// Presentation end of a track with samples, in seconds (edit list applied).
+/// Presentation end of a track, in seconds (edit list applied): for a sidecar, its last cue's.
 fn presentation_end_secs(track: &TrackIndex) -> f64 {
     let end = track.samples.end_dts as i64 + track.info.edit.presentation_shift();
     end.max(0) as f64 / track.info.timescale.max(1) as f64
 }
 
-/// The timeline of a sidecar (a text track with cues and no samples): one segment from each
-/// of `boundaries` (presentation seconds) to the next, the last to `end_secs`, in the
-/// track's timescale. Segments carry no samples and no bytes; outputs cut the cues by time.
-fn sidecar_timeline(track: &TrackIndex, boundaries: &[f64], end_secs: f64) -> Timeline {
+/// Presentation end of a planned timeline, in seconds: its last segment's end, which for video
+/// is the last composition time (frames reordered past the last decode time included).
+fn timeline_end_secs(track: &TrackIndex, timeline: &Timeline) -> f64 {
+    let Some(last) = timeline.segments.last() else {
+        return 0.0;
+    };
+    let end = (last.time + last.duration) as i64 + track.info.edit.presentation_shift();
+    end.max(0) as f64 / timeline.timescale.max(1) as f64
+}
+
+/// The timeline of a text track cut by time: one segment from each of `boundaries`
+/// (presentation seconds) to the next, the last to `end_secs`, so text segments line up with
+/// the video's and cover the whole presentation, cues or not. A sidecar's segments hold no
+/// samples (outputs cut its cues by time). An MP4 text track's hold every sample overlapping
+/// them, so a sample crossing a boundary is in both segments and outputs clip it to each, as
+/// WebVTT repeats a cue crossing a segment boundary; `time` is in the media timeline, as for
+/// other tracks (presentation time less the edit shift).
+fn text_timeline(track: &TrackIndex, boundaries: &[f64], end_secs: f64) -> Timeline {
     let ts = track.info.timescale.max(1) as f64;
     let ticks = |secs: f64| (secs.max(0.0) * ts).round() as u64;
     let end = ticks(end_secs);
     let mut times: Vec<u64> = boundaries.iter().map(|&b| ticks(b)).filter(|&t| t < end).collect();
+    times.sort_unstable();
     times.dedup();
-    let segments = times
+    let s = &track.samples;
+    let shift = track.info.edit.presentation_shift();
+    // Composition spans of the samples; text samples are in presentation order.
+    let starts: Vec<i64> = (0..s.len()).map(|i| s.dts[i] as i64 + s.cts_offset(i) as i64).collect();
+    let ends: Vec<i64> = (0..s.len()).map(|i| starts[i] + s.duration(i) as i64).collect();
+    let segments: Vec<Segment> = times
         .iter()
         .enumerate()
-        .map(|(k, &time)| Segment {
-            first_sample: 0,
-            sample_count: 0,
-            time,
-            duration: times.get(k + 1).copied().unwrap_or(end) - time,
-            bytes: 0,
-            discontinuity: false,
+        .map(|(k, &start)| {
+            let stop = times.get(k + 1).copied().unwrap_or(end);
+            let (media_start, media_stop) = (start as i64 - shift, stop as i64 - shift);
+            let first = ends.partition_point(|&e| e <= media_start);
+            let last = starts.partition_point(|&b| b < media_stop).max(first);
+            Segment {
+                first_sample: first as u32,
+                sample_count: (last - first) as u32,
+                time: media_start.max(0) as u64,
+                duration: stop.saturating_sub(start),
+                bytes: s.byte_count(first..last),
+                discontinuity: false,
+            }
         })
         .collect();
-    Timeline { timescale: track.info.timescale, segments, first_number: 0, peak_bitrate: 0, average_bitrate: 0 }
+    let (peak_bitrate, average_bitrate) = bitrates(&segments, track.info.timescale);
+    Timeline { timescale: track.info.timescale, segments, first_number: 0, peak_bitrate, average_bitrate }
 }
 
-/// Boundaries every `target` seconds from 0 to `end_secs`, for tracks with no video to
-/// follow; at most [`MAX_SIDECAR_SEGMENTS`] of them.
+/// Boundaries every `target` seconds from 0 to `end_secs`, for text with no video to follow;
+/// at most [`MAX_TEXT_SEGMENTS`] of them.
 fn even_boundaries(target: f64, end_secs: f64) -> Vec<f64> {
-    let step = target.max(end_secs / MAX_SIDECAR_SEGMENTS).max(0.001);
-    let count = (end_secs / step).ceil().min(MAX_SIDECAR_SEGMENTS) as usize;
+    let step = target.max(end_secs / MAX_TEXT_SEGMENTS).max(0.001);
+    let count = (end_secs / step).ceil().min(MAX_TEXT_SEGMENTS) as usize;
     (0..count).map(|k| k as f64 * step).collect()
 }
 
+/// Peak and mean bitrates of `segments`, bits/s.
+fn bitrates(segments: &[Segment], timescale: u32) -> (u64, u64) {
+    // bits/s = bytes * 8 * timescale / ticks, in u128 so no timescale or size overflows it.
+    let ts = timescale.max(1) as u128;
+    let rate = |bytes: u64, ticks: u64| {
+        (bytes as u128 * 8 * ts).checked_div(ticks as u128).map_or(0, |r| r.min(u64::MAX as u128) as u64)
+    };
+    let peak = segments.iter().map(|seg| rate(seg.bytes, seg.duration)).max().unwrap_or(0);
+    let total_bytes: u64 = segments.iter().map(|seg| seg.bytes).sum();
+    let total_duration: u64 = segments.iter().map(|seg| seg.duration).sum();
+    (peak, rate(total_bytes, total_duration))
+}
+
 /// Plans the segments of every track of an asset. `tracks[i]` gets `result[i]`.
-/// The reference video (whose boundaries audio follows) is the first video track. Sidecar
-/// text tracks are cut at the same presentation times and run to the end of the longest
-/// track, so every video segment has a text segment, cues or not.
+/// The reference video (whose boundaries audio follows) is the first video track. Text
+/// tracks are cut at the same presentation times (see [`text_timeline`]) up to the end of the
+/// longest audio or video track.
 pub fn plan(tracks: &[&TrackIndex], policy: SegmentPolicy) -> Vec<Timeline> {
     let reference = tracks.iter().find(|t| t.info.kind == TrackKind::Video && !t.samples.is_empty());
     let reference_times: Option<Vec<f64>> =
         reference.map(|v| video_cuts(v, policy).iter().map(|&i| presentation_secs(v, i as usize)).collect());
-    let media_end = tracks
-        .iter()
-        .filter(|t| t.sidecar.is_none() && !t.samples.is_empty())
-        .map(|t| presentation_end_secs(t))
-        .fold(0.0, f64::max);
-    // Only when the asset has nothing but sidecars do their cues set its length.
-    let end_secs = if media_end > 0.0 {
-        media_end
-    } else {
-        tracks.iter().filter(|t| t.sidecar.is_some()).map(|t| presentation_end_secs(t)).fold(0.0, f64::max)
-    };
-    tracks
+    let media: Vec<Option<Timeline>> = tracks
         .iter()
         .map(|t| {
-            if t.sidecar.is_some() {
-                return match &reference_times {
-                    Some(times) => sidecar_timeline(t, times, end_secs),
-                    None => {
-                        let target = policy.target_secs.unwrap_or(DEFAULT_AUDIO_ONLY_SECS);
-                        sidecar_timeline(t, &even_boundaries(target, end_secs), end_secs)
-                    }
-                };
-            }
             let cuts = match (t.info.kind, &reference_times) {
+                (TrackKind::Text, _) => return None,
                 (TrackKind::Video, _) => video_cuts(t, policy),
                 (_, Some(times)) => cuts_at_times(t, times),
                 (_, None) => standalone_cuts(t, policy),
             };
-            timeline_from_cuts(t, &cuts)
+            Some(timeline_from_cuts(t, &cuts))
         })
+        .collect();
+    let media_end = tracks
+        .iter()
+        .zip(&media)
+        .filter_map(|(t, timeline)| timeline.as_ref().map(|tl| timeline_end_secs(t, tl)))
+        .fold(0.0, f64::max);
+    // Only when the asset has nothing but text do the cues set its length.
+    let end_secs = if media_end > 0.0 {
+        media_end
+    } else {
+        tracks.iter().filter(|t| t.info.kind == TrackKind::Text).map(|t| presentation_end_secs(t)).fold(0.0, f64::max)
+    };
+    let even;
+    let text_boundaries = match &reference_times {
+        Some(times) => times,
+        None => {
+            even = even_boundaries(policy.target_secs.unwrap_or(DEFAULT_AUDIO_ONLY_SECS), end_secs);
+            &even
+        }
+    };
+    tracks
+        .iter()
+        .zip(media)
+        .map(|(t, timeline)| timeline.unwrap_or_else(|| text_timeline(t, text_boundaries, end_secs)))
         .collect()
 }
 
@@ -405,6 +443,35 @@ mod tests {
         assert_eq!(t.segments.len(), 50_000);
         assert_eq!(t.total_duration(), 360_000_000);
         assert_eq!(t.segments[1].time, 7_200);
+    }
+
+    /// A text track (timescale 1000) with samples `[start, end)` ms, gaps filled as wvtt does.
+    fn mp4_text(spans: &[(u64, u64)]) -> TrackIndex {
+        let mut t = audio(&[]);
+        t.info.kind = TrackKind::Text;
+        t.info.timescale = 1000;
+        t.samples = SampleTable {
+            dts: spans.iter().map(|s| s.0).collect(),
+            end_dts: spans.last().map_or(0, |s| s.1),
+            sizes: vec![10; spans.len()],
+            offsets: (0..spans.len() as u64).map(|i| i * 10).collect(),
+            ..Default::default()
+        };
+        t
+    }
+
+    #[test]
+    fn mp4_text_segments_follow_the_video_and_repeat_samples_crossing_a_boundary() {
+        // The wvtt fixture's samples: a cue 1.5–2.5 s crosses the 2 s boundary.
+        let text = mp4_text(&[(0, 500), (500, 1500), (1500, 2500), (2500, 3000), (3000, 4000), (4000, 4500)]);
+        let v = video(144);
+        let timelines = plan(&[&v, &text], SegmentPolicy::default());
+        let t = &timelines[1];
+        let got: Vec<(u64, u64, u32, u32, u64)> =
+            t.segments.iter().map(|s| (s.time, s.duration, s.first_sample, s.sample_count, s.bytes)).collect();
+        // Sample 2 is in the first two segments; the third has none (no cue after 4.5 s) but exists.
+        assert_eq!(got, [(0, 2000, 0, 3, 30), (2000, 2000, 2, 3, 30), (4000, 2000, 5, 1, 10)]);
+        assert_eq!(t.peak_bitrate, 120);
     }
 
     #[test]

@@ -164,7 +164,9 @@ impl Origin {
             .weigher(|_: &AssetKey, a: &Arc<LoadedAsset>| {
                 let samples: usize = a.asset.tracks.iter().map(|t| t.index().samples.len()).sum();
                 let segments: usize = a.asset.tracks.iter().map(|t| t.timeline.segments.len()).sum();
-                let weight = samples.saturating_mul(25).saturating_add(segments.saturating_mul(40)) + 4096;
+                let cues: usize =
+                    a.asset.tracks.iter().filter_map(|t| t.index().sidecar.as_ref()).map(|v| v.heap_bytes()).sum();
+                let weight = samples.saturating_mul(25).saturating_add(segments.saturating_mul(40)) + cues + 4096;
                 weight.min(u32::MAX as usize) as u32
             })
             .max_capacity(c.index_mib * MIB)
@@ -174,7 +176,9 @@ impl Origin {
         let indexes = Cache::builder()
             .weigher(|_: &(String, String), f: &Arc<FileIndex>| {
                 let samples: usize = f.tracks.iter().map(|t| t.samples.len()).sum();
-                (samples.saturating_mul(25) + 1024).min(u32::MAX as usize) as u32
+                // A sidecar has no samples: its cues are its weight.
+                let cues: usize = f.tracks.iter().filter_map(|t| t.sidecar.as_ref()).map(|v| v.heap_bytes()).sum();
+                (samples.saturating_mul(25) + cues + 1024).min(u32::MAX as usize) as u32
             })
             .max_capacity(c.index_mib * MIB)
             .eviction_listener(eviction_counter(&metrics, "index"))

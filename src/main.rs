@@ -307,7 +307,7 @@ async fn package(path: &Path, format: Format, out: &Path, segment_duration: Opti
     futures::stream::iter(resources)
         .map(|resource| async move {
             let output = render(storage, asset, &resource, true, None).await.map_err(|e| e.to_string())?;
-            let file = out.join(url::format(&resource, true));
+            let file = out.join(jit_origin::output::package_file_name(asset, &resource));
             if let Some(dir) = file.parent() {
                 tokio::fs::create_dir_all(dir).await.map_err(|e| format!("{}: {e}", dir.display()))?;
             }

@@ -268,10 +268,11 @@ fn representation(
     };
     let pto = presentation_time_offset(track);
     let supplemental_codecs = if video { codec.supplemental_codecs() } else { None };
+    let codecs = if track.kind == TrackKind::Text { super::text::codecs(track) } else { codec.codec_string.clone() };
     Representation {
         id: representation_id(track),
         bandwidth: track.peak_bitrate(),
-        codecs: (!codec.codec_string.is_empty()).then(|| codec.codec_string.clone()),
+        codecs: (!codecs.is_empty()).then_some(codecs),
         supplemental_profiles: supplemental_codecs
             .as_ref()
             .and_then(|_| codec.dolby_vision.and_then(|dv| dv.compatibility_brand())),
@@ -441,25 +442,38 @@ fn adaptation_set(
     }
     let (essential_properties, supplemental_properties) =
         if video { colour_properties(&first.index().info.codec) } else { (Vec::new(), Vec::new()) };
+    let text = first.kind == TrackKind::Text;
+    let (content_type, mime_type) = match first.kind {
+        TrackKind::Video => ("video", "video/mp4"),
+        TrackKind::Audio => ("audio", "audio/mp4"),
+        TrackKind::Text => ("text", "application/mp4"),
+    };
     Some(AdaptationSet {
         id,
-        content_type: if video { "video" } else { "audio" },
-        mime_type: if video { "video/mp4" } else { "audio/mp4" },
+        content_type,
+        mime_type,
         lang: (!first.language.is_empty() && first.language != "und").then(|| first.language.clone()),
         segment_alignment: aligned(tracks).then_some("true"),
         start_with_sap: 1,
         max_width,
         max_height,
         par,
-        content_protection: protection.to_vec(),
+        content_protection: if text { Vec::new() } else { protection.to_vec() },
         essential_properties,
         supplemental_properties,
-        label: first.name.clone(),
+        label: if text { super::text::display_name(first).to_owned() } else { first.name.clone() },
         accessibility: first
             .accessibility
             .as_ref()
             .map(|a| Descriptor { scheme_id_uri: ROLE_SCHEME, value: a.clone() }),
-        role: Descriptor { scheme_id_uri: ROLE_SCHEME, value: first.role.clone().unwrap_or_else(|| "main".to_owned()) },
+        role: Descriptor {
+            scheme_id_uri: ROLE_SCHEME,
+            value: if text {
+                super::text::dash_role(first).to_owned()
+            } else {
+                first.role.clone().unwrap_or_else(|| "main".to_owned())
+            },
+        },
         representations,
     })
 }
@@ -591,7 +605,7 @@ fn presentation_ms(track: &AssetTrack) -> u64 {
     ((ticks * 1000 + ts / 2) / ts) as u64
 }
 
-/// The static MPD at `manifest(format=mpd-time-…)`. Text tracks are not listed yet.
+/// The static MPD at `manifest(format=mpd-time-…)`.
 /// `protection`: the ContentProtection descriptors of an encrypted MPD (empty when clear).
 pub fn mpd(
     asset: &Asset,
@@ -600,10 +614,11 @@ pub fn mpd(
     extension: bool,
 ) -> ManifestText {
     let format = options.format;
-    // Video sets first, then audio, each in asset order.
+    // Video sets first, then audio, then text (one set per language and role), each in asset
+    // order.
     let mut sets: Vec<Vec<&AssetTrack>> = Vec::new();
-    for kind in [TrackKind::Video, TrackKind::Audio] {
-        for t in asset.tracks_of(kind) {
+    for kind in [TrackKind::Video, TrackKind::Audio, TrackKind::Text] {
+        for t in asset.tracks_of(kind).filter(|t| kind != TrackKind::Text || super::text::carries(t, format)) {
             match sets.iter_mut().find(|s| s.first().is_some_and(|f| same_set(f, t))) {
                 Some(s) => s.push(t),
                 None => sets.push(vec![t]),

@@ -100,6 +100,64 @@ fn audio_group_id(track: &AssetTrack) -> String {
     }
 }
 
+/// A rendition NAME unique within its group (`names`, which it joins) and a valid
+/// quoted-string (no '"', CR or LF): `base`, else `base-{bitrate}`, else `base-{bitrate}-k`.
+fn unique_name(names: &mut Vec<String>, base: &str, bitrate: u64) -> String {
+    let base: String = base.chars().filter(|c| !c.is_control()).map(|c| if c == '"' { '\'' } else { c }).collect();
+    let mut name = base.clone();
+    let mut k = 1;
+    while names.contains(&name) {
+        name = if k == 1 { format!("{base}-{bitrate}") } else { format!("{base}-{bitrate}-{k}") };
+        k += 1;
+    }
+    names.push(name.clone());
+    name
+}
+
+/// GROUP-ID of the subtitles renditions.
+const SUBTITLES_GROUP: &str = "subs";
+
+/// CHARACTERISTICS of a caption (SDH) track: it transcribes dialogue and describes music and
+/// sounds (Apple HLS authoring spec).
+const SDH_CHARACTERISTICS: &str =
+    "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound";
+
+/// The `SUBTITLES` renditions of the text tracks `format` carries, and the CODECS entries
+/// variants add for them: only fMP4 text (`wvtt`, `stpp` in `m3u8-cmaf`) has one; WebVTT text
+/// segments need none (Apple HLS authoring spec).
+///
+/// DEFAULT=YES goes to the first track that is neither SDH nor forced (RFC 8216 §4.3.4.1.1:
+/// at most one per group; Apple's spec asks AUTOSELECT=YES with it, and every subtitle track
+/// is auto-selectable by the viewer's language). FORCED=YES only for forced-subtitle tracks.
+fn subtitle_renditions(asset: &Asset, options: &ManifestOptions, extension: bool) -> (Vec<AlternativeMedia>, String) {
+    let tracks: Vec<&AssetTrack> = super::text::text_tracks(asset, options.format).collect();
+    let default = tracks.iter().position(|t| !super::text::is_sdh(t) && !super::text::is_forced(t));
+    let mut names: Vec<String> = Vec::with_capacity(tracks.len());
+    let mut codecs: Vec<String> = Vec::new();
+    let mut renditions = Vec::with_capacity(tracks.len());
+    for (i, t) in tracks.iter().enumerate() {
+        if !super::text::webvtt_segments(t.index(), options.format) {
+            let codec = super::text::codecs(t);
+            if !codec.is_empty() && !codecs.contains(&codec) {
+                codecs.push(codec);
+            }
+        }
+        renditions.push(AlternativeMedia {
+            media_type: AlternativeMediaType::Subtitles,
+            uri: Some(media_playlist_url(t, options, extension)),
+            group_id: SUBTITLES_GROUP.to_owned(),
+            language: (!t.language.is_empty() && t.language != "und").then(|| t.language.clone()),
+            name: unique_name(&mut names, super::text::display_name(t), t.bitrate),
+            default: default == Some(i),
+            autoselect: true,
+            forced: super::text::is_forced(t),
+            characteristics: super::text::is_sdh(t).then(|| SDH_CHARACTERISTICS.to_owned()),
+            ..Default::default()
+        });
+    }
+    (renditions, codecs.join(","))
+}
+
 /// One audio group: its id and its tracks, in asset order (the first is the default).
 struct AudioGroup<'a> {
     id: String,
@@ -214,7 +272,8 @@ fn first_quality_track(asset: &Asset, bitrate: u64) -> Option<&AssetTrack> {
 /// gets one `EXT-X-STREAM-INF` per audio group; unless `audio-only=false`, each audio group
 /// also gets an audio-only variant. Video variants come first, by BANDWIDTH ascending except
 /// that those of the `first_quality` track (a filter's `firstQuality.bitrate`) lead; audio-only
-/// variants last ([`VariantRank`]). Text tracks are not listed yet.
+/// variants last ([`VariantRank`]). Text tracks become `SUBTITLES` renditions
+/// ([`subtitle_renditions`]) of one group that every variant names.
 pub fn multivariant(
     asset: &Asset,
     options: &ManifestOptions,
@@ -238,16 +297,7 @@ pub fn multivariant(
     for g in groups.iter().filter(|_| !muxed_audio) {
         let mut names: Vec<String> = Vec::with_capacity(g.tracks.len());
         for (i, t) in g.tracks.iter().enumerate() {
-            // NAME must be unique within the group, and a quoted-string: no '"', CR or LF.
-            let base: String =
-                t.name.chars().filter(|c| !c.is_control()).map(|c| if c == '"' { '\'' } else { c }).collect();
-            let mut name = base.clone();
-            let mut k = 1;
-            while names.contains(&name) {
-                name = if k == 1 { format!("{base}-{}", t.bitrate) } else { format!("{base}-{}-{k}", t.bitrate) };
-                k += 1;
-            }
-            names.push(name.clone());
+            let name = unique_name(&mut names, &t.name, t.bitrate);
             alternatives.push(AlternativeMedia {
                 media_type: AlternativeMediaType::Audio,
                 uri: Some(media_playlist_url(t, options, extension)),
@@ -262,6 +312,10 @@ pub fn multivariant(
             });
         }
     }
+
+    let (subtitles, text_codecs) = subtitle_renditions(asset, options, extension);
+    let subtitles_group = (!subtitles.is_empty()).then(|| SUBTITLES_GROUP.to_owned());
+    alternatives.extend(subtitles);
 
     let first_quality = first_quality.and_then(|b| first_quality_track(asset, b));
     let mut variants = Vec::new();
@@ -282,10 +336,11 @@ pub fn multivariant(
                     uri,
                     bandwidth: v.peak_bitrate(),
                     average_bandwidth: Some(v.average_bitrate()),
-                    codecs: join_codecs(&codec.codec_string, ""),
+                    codecs: join_codecs(&codec.codec_string, &text_codecs),
                     resolution,
                     frame_rate,
                     other_attributes: video_attributes(codec),
+                    subtitles: subtitles_group.clone(),
                     ..Default::default()
                 },
             ));
@@ -298,11 +353,15 @@ pub fn multivariant(
                     uri: uri.clone(),
                     bandwidth: v.peak_bitrate() + g.peak(),
                     average_bandwidth: Some(v.average_bitrate() + g.average()),
-                    codecs: join_codecs(&codec.codec_string, &g.codecs()),
+                    codecs: join_codecs(
+                        &codec.codec_string,
+                        &join_codecs(&g.codecs(), &text_codecs).unwrap_or_default(),
+                    ),
                     resolution,
                     frame_rate,
                     audio: (!muxed_audio).then(|| g.id.clone()),
                     other_attributes: video_attributes(codec),
+                    subtitles: subtitles_group.clone(),
                     ..Default::default()
                 },
             ));
@@ -318,8 +377,9 @@ pub fn multivariant(
                     uri: media_playlist_url(default, options, extension),
                     bandwidth: g.peak(),
                     average_bandwidth: Some(g.average()),
-                    codecs: join_codecs(&g.codecs(), ""),
+                    codecs: join_codecs(&g.codecs(), &text_codecs),
                     audio: Some(g.id.clone()),
+                    subtitles: subtitles_group.clone(),
                     ..Default::default()
                 },
             ));
@@ -400,7 +460,11 @@ pub fn media_playlist(
     };
     let running = live.is_some_and(|l| l.running);
 
-    let urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, audio, extension, true);
+    let webvtt = super::text::webvtt_segments(track.index(), format);
+    let mut urls = SegmentUrls::new(track.bitrate, &track.name, format, encryption, audio, extension, true);
+    if webvtt {
+        urls = urls.with_extension(url::TEXT_SEGMENT_EXTENSION);
+    }
     let mut init = url::relative_to_quality_level(
         &Resource::Init { bitrate: track.bitrate, track: track.name.clone(), format, encryption },
         extension,
@@ -408,7 +472,9 @@ pub fn media_playlist(
     links::push_mark(&mut init, Link::Media);
     // MPEG-TS segments carry their own PAT/PMT: no EXT-X-MAP. The map precedes the first
     // EXT-X-KEY, so init segments stay clear.
-    let mut map = (!format.is_ts()).then(|| Map { uri: init, ..Default::default() });
+    // WebVTT text segments have no init segment either.
+    let fmp4 = !format.is_ts() && !webvtt;
+    let mut map = fmp4.then(|| Map { uri: init, ..Default::default() });
     let mut drm_tags: Option<Vec<ExtTag>> = Some(drm_key_tags(drm_keys));
     let segments: Vec<MediaSegment> = timeline
         .segments

@@ -5,6 +5,7 @@
 pub(crate) mod cmaf;
 pub mod dash;
 pub mod hls;
+pub mod text;
 pub(crate) mod trick;
 pub(crate) mod ts;
 
@@ -159,6 +160,8 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         Resource::Thumbnail { .. } => Err(Error::NotImplemented("Thumbnails(…) resources are not served yet".into())),
         Resource::MediaPlaylist { bitrate, track, format, encryption, audio, .. } => {
             let track = find_track(asset, track, *bitrate)?;
+            // Text is served clear whatever the URL's encryption= (see `text`).
+            let protection = protection.filter(|_| track.kind != TrackKind::Text);
             let (envelope, drm_keys) = hls_key_signals(asset, *encryption, protection, audio);
             let live = live_playlist(plan.asset, track);
             Ok(Output::manifest(
@@ -169,6 +172,7 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         Resource::Init { bitrate, track, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             let (flavor, edit_list) = (cmaf::Flavor::from(*format), !format.is_dash());
+            let protection = protection.filter(|_| track.kind != TrackKind::Text);
             let init = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => {
                     let pssh = pssh_boxes(scheme, p);
@@ -227,6 +231,9 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
     // A keyframe's one sample lasts until the next keyframe (trick-mode playback buffers no gaps).
     let last_duration = segment_plan.keyframe.then_some(segment_plan.segment.duration);
     let sequence_number = segment_plan.sequence_number();
+    if track.kind == TrackKind::Text {
+        return text_segment(segment_plan, sources);
+    }
     let (content_type, parts) = if format.is_ts() {
         // v3 muxes the default audio's segment of the same index into video segments.
         let inputs: Vec<ts::TsInput> = segment_plan
@@ -274,6 +281,36 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
     Ok(Output::media(content_type, parts))
 }
 
+/// A text track's segment, always clear: WebVTT text or a sidecar's `wvtt` fMP4 from
+/// [`text`], else (an MP4 source's `wvtt` / `stpp` in fMP4) a plain media segment.
+fn text_segment(segment_plan: &SegmentPlan<'_>, sources: &[SourceSpan]) -> Result<Output> {
+    let (track, format) = (segment_plan.track, segment_plan.format);
+    if !text::carries(track, format) {
+        return Err(Error::BadRequest(format!(
+            "text track '{}' ({}) has no {} form: MPEG-TS formats carry WebVTT text only",
+            track.name,
+            track.index().info.codec.sample_entry_type,
+            format.as_str()
+        )));
+    }
+    let sequence_number = segment_plan.sequence_number();
+    if text::webvtt_segments(track.index(), format) || track.index().sidecar.is_some() {
+        let (content_type, parts) = text::segment(track, &segment_plan.segment, sequence_number, format, sources)?;
+        return Ok(Output::media(content_type, parts));
+    }
+    let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
+    let built = cmaf::media_segment(
+        track.index(),
+        &segment_plan.segment,
+        sequence_number,
+        span,
+        cmaf::Flavor::from(format),
+        None,
+    )
+    .map_err(|e| Error::media(&track.file, e))?;
+    Ok(Output::media(media_content_type(track), built.parts))
+}
+
 /// The `audiotrack=` choice when it is not the asset's default audio (naming the default is
 /// the same segment, bytes and IV, as naming none).
 fn other_audio<'a>(asset: &Asset, audio: &'a AudioChoice) -> Option<&'a str> {
@@ -298,6 +335,22 @@ pub(crate) fn envelope_iv(
     segment_iv(key, track.bitrate, &identity, format.container_tag(), time)
 }
 
+/// The file name of `resource` in a static package: its URL with extension, as the package's
+/// manifests name it (an HLS WebVTT text segment ends in `.vtt`).
+pub fn package_file_name(asset: &Asset, resource: &Resource) -> String {
+    let name = crate::plan::url::format(resource, true);
+    let webvtt = match resource {
+        Resource::Segment { bitrate, track, format, .. } => {
+            asset.track(track, *bitrate).is_some_and(|t| text::webvtt_segments(t.index(), *format))
+        }
+        _ => false,
+    };
+    match name.rsplit_once('.') {
+        Some((stem, _)) if webvtt => format!("{stem}.{}", crate::plan::url::TEXT_SEGMENT_EXTENSION),
+        _ => name,
+    }
+}
+
 /// Every resource a complete static package of `format` consists of, manifest first.
 pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
     let mut out = vec![Resource::Manifest(crate::plan::url::ManifestOptions {
@@ -306,7 +359,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
         audio_only: None,
         encryption: None,
     })];
-    for t in &asset.tracks {
+    for t in asset.tracks.iter().filter(|t| t.kind != TrackKind::Text || text::carries(t, format)) {
         if format.is_hls() {
             out.push(Resource::MediaPlaylist {
                 bitrate: t.bitrate,
@@ -318,7 +371,10 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 kind: PlaylistKind::Media,
             });
         }
-        out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
+        // WebVTT text segments have no init segment.
+        if !text::webvtt_segments(t.index(), format) {
+            out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
+        }
         for s in &t.timeline.segments {
             out.push(Resource::Segment {
                 bitrate: t.bitrate,

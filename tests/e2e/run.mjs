@@ -19,6 +19,7 @@ import { startLiveEvent } from './lib/live.mjs';
 import { matrix } from './lib/matrix.mjs';
 import { startOrigin } from './lib/origin.mjs';
 import { startStatic } from './lib/static.mjs';
+import { textCells } from './lib/text.mjs';
 import './lib/trick.mjs'; // adds the trick-play cells to the matrix
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -43,7 +44,7 @@ const origin = await startOrigin({
   fixtures: path.join(repo, 'fixtures'),
   playerScriptUrl: `${statics.origin}/lib/shaka-player.js`,
 });
-const cells = matrix.filter((c) => !args.only || args.only.some((o) => c.name.includes(o)));
+const cells = [...matrix, ...textCells].filter((c) => !args.only || args.only.some((o) => c.name.includes(o)));
 let browser;
 let live;
 let results = [];

@@ -138,8 +138,9 @@ impl SegmentKey {
             sample_count: s.sample_count,
             sequence_number: segment.sequence_number(),
             format: match segment.format {
-                // HLS-CMAF and DASH-CMAF segments are the same bytes: one cache entry.
-                Format::MpdTimeCmaf => Format::M3u8Cmaf,
+                // HLS-CMAF and DASH-CMAF segments are the same bytes: one cache entry. Not a
+                // sidecar's: WebVTT text in HLS, wvtt fMP4 in DASH.
+                Format::MpdTimeCmaf if track.index().sidecar.is_none() => Format::M3u8Cmaf,
                 other => other,
             },
             encryption: plan.resource.encryption(),

@@ -18,6 +18,9 @@ export const LOCATORS = {
   cbcsLicence: 'e2e-cbcs-licence',
 };
 
+/** Locator of the subtitles fixture (WebVTT sidecars named in its .ism), for the text cells. */
+export const TEXT_LOCATOR = 'e2e-subtitles';
+
 /** The live event the live cells play (pushed by lib/live.mjs), and its locators by
  * protection, with the same keys as the VOD ones. */
 export const LIVE_EVENT = { name: 'e2e-live', token: crypto.randomBytes(16).toString('hex') };
@@ -78,6 +81,7 @@ function configText({ port, rtmpPort, media, fixtures, playerScriptUrl }) {
     `[[live_event]]\nname = "${LIVE_EVENT.name}"\naccess_token = "${LIVE_EVENT.token}"\nstorage = "live"\n` +
       `folder = "live/${LIVE_EVENT.name}"\ndvr_window_secs = 120`,
     locator(LOCATORS.clear, 'clear'),
+    locator(TEXT_LOCATOR, 'clear', null, 'fixtures', 'subtitles'),
     locator(LOCATORS.envelope, 'envelope', KEYS.envelope) +
       `[locator.key_access]\nmode = "token"\nissuer = "${ISSUER}"\naudience = "${AUDIENCE}"\n` +
       `hs256_secret_base64 = "${SECRET.toString('base64')}"`,

@@ -1,6 +1,7 @@
 // In-page side of the end-to-end harness. One adapter per player library (Shaka Player,
 // hls.js, dash.js) behind one interface that the runner drives through page.evaluate:
-// e2e.start(player, options), e2e.state(), e2e.seek(seconds), e2e.selectAudio(languageCodes);
+// e2e.start(player, options), e2e.state(), e2e.seek(seconds), e2e.selectAudio(languageCodes),
+// e2e.textTracks(), e2e.selectText(languageCodes, label), e2e.activeCues();
 // the state says whether the stream is live and where the player's live edge is.
 'use strict';
 
@@ -32,6 +33,53 @@
   };
   const play = () => video.play().catch(() => {});
 
+  // A Shaka text displayer that keeps the cues Shaka hands it in one TextTrack of the media
+  // element, shown when text is visible, as Shaka 4's SimpleTextDisplayer did. Shaka 5's own
+  // NativeTextDisplayer shows cues in <track> elements whose placeholder src Chromium loads
+  // when a track is first shown, and that load empties the track's cue list: cues appended
+  // before it ends are lost, at random in headless Chromium. Like Shaka's displayers, a cue
+  // already present (same times and text: a cue repeated in the next segment) is not added
+  // again.
+  class CueTrackDisplayer {
+    constructor() {
+      this.track = video.addTextTrack('subtitles', 'shaka');
+      this.track.mode = 'hidden';
+      this.visible = false;
+    }
+    static text(cue) {
+      const nested = (cue.nestedCues || []).map((c) => (c.lineBreak ? '\n' : CueTrackDisplayer.text(c))).join('');
+      return `${cue.payload || ''}${nested}`;
+    }
+    configure() {}
+    append(cues) {
+      const present = Array.from(this.track.cues || []);
+      for (const cue of cues) {
+        const text = CueTrackDisplayer.text(cue);
+        const same = (c) => c.startTime === cue.startTime && c.endTime === cue.endTime && c.text === text;
+        if (text && !present.some(same)) this.track.addCue(new VTTCue(cue.startTime, cue.endTime, text));
+      }
+    }
+    remove(start, end) {
+      for (const cue of Array.from(this.track.cues || [])) {
+        if (cue.startTime < end && cue.endTime > start) this.track.removeCue(cue);
+      }
+      return true;
+    }
+    destroy() {
+      this.track.mode = 'disabled';
+      return Promise.resolve();
+    }
+    isTextVisible() {
+      return this.visible;
+    }
+    setTextVisibility(on) {
+      this.visible = on;
+      this.track.mode = on ? 'showing' : 'hidden';
+    }
+    setTextLanguage() {}
+    enableTextDisplayer() {}
+  }
+
   const adapters = {
     shaka: {
       async start({ url, clearKeys }) {
@@ -40,6 +88,10 @@
         this.player = player;
         await player.attach(video);
         player.addEventListener('error', (event) => this.error(event.detail));
+        // The cues Shaka hands its text displayer, in one TextTrack of the media element (see
+        // CueTrackDisplayer).
+        this.displayer = new CueTrackDisplayer();
+        player.configure({ textDisplayFactory: () => this.displayer });
         // Raw keys given to the player (e.g. a wrong one) instead of the origin's licence.
         if (clearKeys) player.configure({ drm: { clearKeys } });
         try {
@@ -73,6 +125,16 @@
       },
       live() {
         return { isLive: this.player.isLive(), edge: this.player.seekRange().end };
+      },
+      textTracks() {
+        return this.player.getTextTracks().map((t) => ({ language: t.language, label: t.label, active: t.active }));
+      },
+      selectText(codes, label) {
+        const track = this.player.getTextTracks().find((t) => codes.includes(t.language) && t.label === label);
+        if (!track) return false;
+        this.player.selectTextTrack(track);
+        this.displayer.setTextVisibility(true);
+        return true;
       },
     },
 
@@ -115,6 +177,17 @@
         const details = this.hls.latestLevelDetails;
         return { isLive: Boolean(details && details.live), edge: details ? details.edge : null };
       },
+      textTracks() {
+        return this.hls.subtitleTracks.map((t, i) => ({ language: t.lang, label: t.name, active: i === this.hls.subtitleTrack }));
+      },
+      selectText(codes, label) {
+        const index = this.hls.subtitleTracks.findIndex((t) => codes.includes(t.lang) && t.name === label);
+        if (index >= 0) {
+          this.hls.subtitleDisplay = true;
+          this.hls.subtitleTrack = index;
+        }
+        return index >= 0;
+      },
     },
 
     dashjs: {
@@ -155,6 +228,23 @@
       live() {
         const dvr = this.player.getDvrWindow();
         return { isLive: this.player.isDynamic(), edge: dvr ? dvr.end : null };
+      },
+      textTracks() {
+        const current = this.player.getCurrentTrackFor('text');
+        const label = (t) => (t.labels && t.labels[0] && t.labels[0].text) || '';
+        return this.player.getTracksFor('text').map((t) => ({
+          language: t.lang, label: label(t), active: Boolean(current && current.id === t.id && label(current) === label(t)),
+        }));
+      },
+      selectText(codes, label) {
+        // setTextTrack takes the position among the text tracks, in getTracksFor order.
+        const labelOf = (t) => (t.labels && t.labels[0] && t.labels[0].text) || '';
+        const index = this.player.getTracksFor('text').findIndex((t) => codes.includes(t.lang) && labelOf(t) === label);
+        if (index >= 0) {
+          this.player.enableText(true);
+          this.player.setTextTrack(index);
+        }
+        return index >= 0;
       },
     },
   };
@@ -207,6 +297,25 @@
     // The first track whose language is one of `codes` (players differ in ISO 639-1 / -2).
     selectAudio(codes) {
       return adapter.selectAudio(codes);
+    },
+    // Subtitles: the player's text tracks, choosing one by language and NAME / Label, and the
+    // text of the cues the media element shows now (from its showing text tracks).
+    textTracks() {
+      return adapter ? safely(() => adapter.textTracks()) : [];
+    },
+    selectText(codes, label) {
+      return adapter.selectText(codes, label);
+    },
+    activeCues() {
+      const out = [];
+      for (const track of Array.from(video.textTracks)) {
+        if (track.mode !== 'showing' || !track.activeCues) continue;
+        for (const cue of Array.from(track.activeCues)) out.push({ track: track.label, language: track.language, text: cue.text });
+      }
+      return out;
+    },
+    pause() {
+      video.pause();
     },
   };
 })();

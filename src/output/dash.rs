@@ -405,16 +405,16 @@ fn image_adaptation_set(
 ) -> Option<ImageAdaptationSet> {
     let track = thumbnails::source_track(asset, settings)?;
     let tiles = thumbnails::tiles(track, settings);
+    // Each S covers a tile's whole grid, also the last one's: players spread a tile's
+    // thumbnails evenly over its S@d (IOP: "evenly distributed across the duration").
     let mut s: Vec<S> = Vec::new();
     let mut next_time = None;
     for tile in &tiles {
         match s.last_mut() {
-            Some(last) if next_time == Some(tile.time) && last.d == tile.duration => {
-                last.r = Some(last.r.unwrap_or(0) + 1)
-            }
-            _ => s.push(S { t: (next_time != Some(tile.time)).then_some(tile.time), d: tile.duration, r: None }),
+            Some(last) if next_time == Some(tile.time) && last.d == tile.span => last.r = Some(last.r.unwrap_or(0) + 1),
+            _ => s.push(S { t: (next_time != Some(tile.time)).then_some(tile.time), d: tile.span, r: None }),
         }
-        next_time = Some(tile.time.saturating_add(tile.duration));
+        next_time = Some(tile.time.saturating_add(tile.span));
     }
     if s.is_empty() {
         return None;

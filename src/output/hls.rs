@@ -499,12 +499,12 @@ fn push_image_stream(
     if thumbnails::tiles(track, settings).is_empty() {
         return;
     }
-    let tile = settings.tile_size(track);
+    // RESOLUTION is one thumbnail's, as in the specification's examples (the grid is the image
+    // playlist's EXT-X-TILES LAYOUT); Shaka Player multiplies it by the layout.
+    let (w, h) = settings.thumbnail_size(track);
     let line = format!(
-        "#EXT-X-IMAGE-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},CODECS=\"jpeg\",URI=\"{}\"\n",
+        "#EXT-X-IMAGE-STREAM-INF:BANDWIDTH={},RESOLUTION={w}x{h},CODECS=\"jpeg\",URI=\"{}\"\n",
         settings.estimated_bandwidth(track),
-        tile.0,
-        tile.1,
         image_playlist_url(track, options, extension)
     );
     buf.extend_from_slice(line.as_bytes());

@@ -61,15 +61,25 @@ impl TileJob {
         let (tile_w, tile_h) = (w * self.columns as usize, h * self.rows as usize);
         let mut canvas = vec![0u8; tile_w * tile_h * 3];
         let mut decoder = decode::Decoder::new().map_err(|e| Error::media(&self.file, e))?;
+        let mut times = decode::Times::default();
         for (cell, unit) in self.cells.iter().enumerate() {
             let rgb = decoder
-                .decode_scaled(unit, w, h)
+                .decode_scaled(unit, w, h, &mut times)
                 .map_err(|e| Error::media(&self.file, format!("thumbnail {cell}: {e}")))?;
             let (col, row) = (cell % self.columns as usize, cell / self.columns as usize);
             paste(&mut canvas, tile_w, &rgb, w, h, col * w, row * h);
         }
+        let started = std::time::Instant::now();
         let jpeg =
             decode::encode_jpeg(&canvas, tile_w, tile_h, self.quality).map_err(|e| Error::media(&self.file, e))?;
+        tracing::debug!(
+            file = %self.file,
+            thumbnails = self.cells.len(),
+            decode_ms = times.decode.as_millis() as u64,
+            scale_ms = times.scale.as_millis() as u64,
+            encode_ms = started.elapsed().as_millis() as u64,
+            "thumbnail tile built"
+        );
         Ok(Output::media(JPEG_CONTENT_TYPE, vec![Bytes::from(jpeg)]))
     }
 }
@@ -172,7 +182,16 @@ pub(crate) fn scale_i420(y: Plane<'_>, u: Plane<'_>, v: Plane<'_>, w: usize, h: 
 mod decode {
     use openh264::formats::YUVSource;
 
+    use std::time::{Duration, Instant};
+
     use super::{scale_i420, Plane};
+
+    /// Where a tile's time goes (logged at debug level).
+    #[derive(Default)]
+    pub(super) struct Times {
+        pub(super) decode: Duration,
+        pub(super) scale: Duration,
+    }
 
     pub(super) struct Decoder(openh264::decoder::Decoder);
 
@@ -182,7 +201,14 @@ mod decode {
         }
 
         /// Decodes one access unit (parameter sets and a keyframe) and scales it to `w` x `h`.
-        pub(super) fn decode_scaled(&mut self, unit: &[u8], w: usize, h: usize) -> Result<Vec<u8>, String> {
+        pub(super) fn decode_scaled(
+            &mut self,
+            unit: &[u8],
+            w: usize,
+            h: usize,
+            times: &mut Times,
+        ) -> Result<Vec<u8>, String> {
+            let started = Instant::now();
             let decoder = &mut self.0;
             let picture = match decoder.decode(unit).map_err(|e| format!("H.264 decoding failed: {e}"))? {
                 Some(picture) => picture,
@@ -192,13 +218,18 @@ mod decode {
                     .pop()
                     .ok_or("the keyframe decoded to no picture")?,
             };
+            let decoded = Instant::now();
+            times.decode += decoded - started;
             let (width, height) = picture.dimensions();
             let (ys, us, vs) = picture.strides();
             let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
             let y = Plane { data: picture.y(), stride: ys, width, height };
             let u = Plane { data: picture.u(), stride: us, width: cw, height: ch };
             let v = Plane { data: picture.v(), stride: vs, width: cw, height: ch };
-            scale_i420(y, u, v, w, h).ok_or_else(|| format!("decoded picture {width}x{height} has short planes"))
+            let rgb =
+                scale_i420(y, u, v, w, h).ok_or_else(|| format!("decoded picture {width}x{height} has short planes"));
+            times.scale += decoded.elapsed();
+            rgb
         }
     }
 
@@ -219,13 +250,16 @@ mod decode {
 mod decode {
     const OFF: &str = "thumbnail tiles need a build with the 'thumbnails' cargo feature";
 
+    #[derive(Default)]
+    pub(super) struct Times;
+
     pub(super) struct Decoder;
 
     impl Decoder {
         pub(super) fn new() -> Result<Self, String> {
             Err(OFF.into())
         }
-        pub(super) fn decode_scaled(&mut self, _: &[u8], _: usize, _: usize) -> Result<Vec<u8>, String> {
+        pub(super) fn decode_scaled(&mut self, _: &[u8], _: usize, _: usize, _: &mut Times) -> Result<Vec<u8>, String> {
             Err(OFF.into())
         }
     }

@@ -124,6 +124,9 @@ pub struct Tile {
     pub time: u64,
     /// Until the next tile or the track's end, track timescale.
     pub duration: u64,
+    /// The time its whole grid covers (`columns * rows` intervals; more than `duration` for
+    /// a last tile cut short by the track's end), track timescale.
+    pub span: u64,
     /// Thumbnails in it (the last tile of a track may have fewer than `columns * rows`).
     pub count: u32,
 }
@@ -163,7 +166,7 @@ impl Grid {
         }
         let duration = self.span().min(self.end - time);
         let count = duration.div_ceil(self.interval).min(self.cells) as u32;
-        Some(Tile { time, duration, count })
+        Some(Tile { time, duration, span: self.span(), count })
     }
 }
 

@@ -63,7 +63,7 @@ export async function runCell(browser, env, cell) {
 }
 
 /** Loads the harness page with `player` and starts playing `url`. */
-async function startPlayer(page, env, player, url, options = {}) {
+export async function startPlayer(page, env, player, url, options = {}) {
   // Option values may depend on the origin's address: functions of `env`.
   const resolved = Object.fromEntries(Object.entries(options).map(([k, v]) => [k, typeof v === 'function' ? v(env) : v]));
   await page.goto(`${env.page}/page/index.html`);
@@ -75,7 +75,7 @@ async function startPlayer(page, env, player, url, options = {}) {
 const state = (page) => page.evaluate(() => window.e2e.state());
 
 /** Polls the page state until `predicate` holds or a fatal error appears; null on timeout. */
-async function waitFor(page, predicate, timeoutMs) {
+export async function waitFor(page, predicate, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = await state(page);

@@ -11,6 +11,9 @@
 //! YUV → RGB per output pixel: the conversion is affine, so averaging before it equals
 //! averaging the RGB picture (up to clamping), at a fraction of the cost.
 
+// Without the decoder (no `thumbnails` feature) the scaler has no caller but its tests.
+#![cfg_attr(not(feature = "thumbnails"), allow(dead_code))]
+
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
@@ -61,7 +64,7 @@ impl TileJob {
         let (tile_w, tile_h) = (w * self.columns as usize, h * self.rows as usize);
         let mut canvas = vec![0u8; tile_w * tile_h * 3];
         let mut decoder = decode::Decoder::new().map_err(|e| Error::media(&self.file, e))?;
-        let mut times = decode::Times::default();
+        let mut times = Times::default();
         for (cell, unit) in self.cells.iter().enumerate() {
             let rgb = decoder
                 .decode_scaled(unit, w, h, &mut times)
@@ -84,6 +87,13 @@ impl TileJob {
     }
 }
 
+/// Where a tile's time goes (logged at debug level).
+#[derive(Default)]
+struct Times {
+    decode: std::time::Duration,
+    scale: std::time::Duration,
+}
+
 /// Copies an RGB picture `w`x`h` into `canvas` (`canvas_w` wide) at (`x`, `y`); what falls
 /// outside is left out.
 fn paste(canvas: &mut [u8], canvas_w: usize, rgb: &[u8], w: usize, h: usize, x: usize, y: usize) {
@@ -97,11 +107,11 @@ fn paste(canvas: &mut [u8], canvas_w: usize, rgb: &[u8], w: usize, h: usize, x: 
 
 /// One decoded picture plane: `width` x `height` samples, rows `stride` bytes apart.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Plane<'a> {
-    pub data: &'a [u8],
-    pub stride: usize,
-    pub width: usize,
-    pub height: usize,
+struct Plane<'a> {
+    data: &'a [u8],
+    stride: usize,
+    width: usize,
+    height: usize,
 }
 
 /// For each of `dst` output positions along an axis of `src` input samples: the first input
@@ -128,7 +138,7 @@ fn area_weights(src: usize, dst: usize) -> Vec<(usize, Vec<f32>)> {
 }
 
 /// `plane` area-averaged to `dw` x `dh`; `None` when its buffer is shorter than its size says.
-pub(crate) fn scale_plane(plane: Plane<'_>, dw: usize, dh: usize) -> Option<Vec<f32>> {
+fn scale_plane(plane: Plane<'_>, dw: usize, dh: usize) -> Option<Vec<f32>> {
     let (sw, sh) = (plane.width, plane.height);
     if sw == 0 || sh == 0 || dw == 0 || dh == 0 || plane.stride < sw {
         return None;
@@ -159,7 +169,7 @@ pub(crate) fn scale_plane(plane: Plane<'_>, dw: usize, dh: usize) -> Option<Vec<
 
 /// Scaled Y, U and V planes (same size) → interleaved RGB. BT.601 limited range: what
 /// decoders and ffmpeg assume for untagged video, which the index does not tell apart.
-pub(crate) fn yuv_to_rgb(y: &[f32], u: &[f32], v: &[f32]) -> Vec<u8> {
+fn yuv_to_rgb(y: &[f32], u: &[f32], v: &[f32]) -> Vec<u8> {
     let clamp = |x: f32| x.round().clamp(0.0, 255.0) as u8;
     let mut out = Vec::with_capacity(y.len() * 3);
     for ((&y, &u), &v) in y.iter().zip(u).zip(v) {
@@ -174,7 +184,7 @@ pub(crate) fn yuv_to_rgb(y: &[f32], u: &[f32], v: &[f32]) -> Vec<u8> {
 }
 
 /// A decoded I420 picture scaled to `w` x `h` RGB.
-pub(crate) fn scale_i420(y: Plane<'_>, u: Plane<'_>, v: Plane<'_>, w: usize, h: usize) -> Option<Vec<u8>> {
+fn scale_i420(y: Plane<'_>, u: Plane<'_>, v: Plane<'_>, w: usize, h: usize) -> Option<Vec<u8>> {
     Some(yuv_to_rgb(&scale_plane(y, w, h)?, &scale_plane(u, w, h)?, &scale_plane(v, w, h)?))
 }
 
@@ -182,16 +192,9 @@ pub(crate) fn scale_i420(y: Plane<'_>, u: Plane<'_>, v: Plane<'_>, w: usize, h: 
 mod decode {
     use openh264::formats::YUVSource;
 
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
-    use super::{scale_i420, Plane};
-
-    /// Where a tile's time goes (logged at debug level).
-    #[derive(Default)]
-    pub(super) struct Times {
-        pub(super) decode: Duration,
-        pub(super) scale: Duration,
-    }
+    use super::{scale_i420, Plane, Times};
 
     pub(super) struct Decoder(openh264::decoder::Decoder);
 
@@ -250,8 +253,7 @@ mod decode {
 mod decode {
     const OFF: &str = "thumbnail tiles need a build with the 'thumbnails' cargo feature";
 
-    #[derive(Default)]
-    pub(super) struct Times;
+    use super::Times;
 
     pub(super) struct Decoder;
 
@@ -316,6 +318,31 @@ mod tests {
         assert_eq!(&rgb[..6], &[0, 0, 0, 255, 255, 255]);
         // BT.601 red (Y 81, Cb 90, Cr 240) → ~(255, 0, 0).
         assert!(rgb[6] >= 250 && rgb[7] <= 5 && rgb[8] <= 5, "{:?}", &rgb[6..]);
+    }
+
+    /// A keyframe that is no H.264 (a corrupt or hostile file) fails the tile with the file
+    /// named, and never panics.
+    #[cfg(feature = "thumbnails")]
+    #[test]
+    fn garbage_keyframes_fail_naming_the_file() {
+        for unit in
+            [vec![], vec![0, 0, 0, 1, 0x65, 0xff, 0x00, 0x13], (0..4000).map(|i| (i * 37 % 256) as u8).collect()]
+        {
+            let job = TileJob {
+                file: "x/bad.mp4".into(),
+                cells: vec![unit],
+                thumb: (16, 8),
+                columns: 2,
+                rows: 1,
+                quality: 75,
+            };
+            match job.build() {
+                Err(Error::Media { file, reason }) => {
+                    assert!(file == "x/bad.mp4" && reason.contains("thumbnail 0"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

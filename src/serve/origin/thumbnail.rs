@@ -17,6 +17,12 @@ impl Origin {
         let storage = &locator.storage;
         let key = SegmentKey::of_tile(locator, tile);
         let build = async {
+            let file = &tile.track.file;
+            // Decoding takes a core for a while: a bounded number of tiles at once. A waiting
+            // request holds nothing yet (no source bytes, no budget). The semaphore is never
+            // closed.
+            let _permit = self.thumbnail_builds.acquire().await.map_err(|e| Error::media(file, e))?;
+            let started = Instant::now();
             let source_bytes = tile.reads.bytes();
             // The budget's semaphore is never closed, so this cannot fail.
             let reserved = self
@@ -24,16 +30,11 @@ impl Origin {
                 .reserve(source_bytes)
                 .await
                 .map_err(|e| Error::Storage { path: key.file.clone(), message: e.to_string() })?;
-            let started = Instant::now();
             let span = fetch::read_runs(storage, tile.track, tile.reads.clone()).await?;
             let job = thumbnail::tile_job(tile, &span)?;
-            drop(span);
-            drop(reserved);
-            // Decoding takes a core for a while: a bounded number at once, off the runtime's
-            // threads. The semaphore is never closed either.
-            let file = &tile.track.file;
-            let _permit = self.thumbnail_builds.acquire().await.map_err(|e| Error::media(file, e))?;
-            // A panic while decoding ends that thread only: the tile fails, naming the file.
+            drop((span, reserved));
+            // Off the runtime's threads; a panic while decoding ends that thread only, and the
+            // tile fails naming the file.
             let output = tokio::task::spawn_blocking(move || job.build())
                 .await
                 .map_err(|e| Error::media(file, format!("thumbnail tile {}: {e}", tile.tile.time)))??;

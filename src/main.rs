@@ -229,6 +229,10 @@ async fn inspect(path: &Path, json: bool, segment_duration: Option<f64>) -> CliR
                 max,
                 if index.samples.cts_offsets.is_empty() { "no" } else { "yes" }
             );
+            // What the I-frame playlist and the DASH trick-mode Representation advertise.
+            let frames = jit_origin::plan::keyframes::key_frames(t);
+            let (peak, average) = jit_origin::plan::keyframes::bitrates(t, &frames);
+            println!("  keyframes (trick play): {}  peak {peak} bit/s  average {average} bit/s", frames.len());
         }
         let tl = &t.timeline;
         println!(

@@ -874,7 +874,8 @@ fn cenc_dash_signalling_init_and_ffmpeg_decrypt() {
     assert!(attr(root, "xmlns:dashif").is_some(), "{root}");
 
     let sets = adaptation_sets(&mpd);
-    assert_eq!(sets.len(), 3, "video, audio eng, audio fra");
+    // (The video set's trick-mode twin is protected the same way.)
+    assert_eq!(sets.len(), 4, "video, audio eng, audio fra, video trick mode");
     let clearkey_url = server.url(&format!("/{DRM}/clearkey"));
     for set in &sets {
         let cps = content_protections(set);

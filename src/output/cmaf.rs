@@ -388,6 +388,20 @@ pub(crate) fn media_segment(
     flavor: Flavor,
     encryption: Option<&TrackEncryption>,
 ) -> Result<MediaSegment, MediaError> {
+    media_segment_lasting(track, segment, sequence_number, span, flavor, encryption, None)
+}
+
+/// [`media_segment`] whose last sample lasts `last_duration` ticks when given: a keyframe
+/// resource's one sample lasts until the next keyframe, so a trick-mode track buffers no gaps.
+pub(crate) fn media_segment_lasting(
+    track: &TrackIndex,
+    segment: &Segment,
+    sequence_number: u32,
+    span: &SourceSpan,
+    flavor: Flavor,
+    encryption: Option<&TrackEncryption>,
+    last_duration: Option<u64>,
+) -> Result<MediaSegment, MediaError> {
     let s = &track.samples;
     let range = sample_range(segment);
     let n = range.len();
@@ -408,7 +422,7 @@ pub(crate) fn media_segment(
     let mut flags = Vec::with_capacity(n);
     let mut cts = Vec::with_capacity(n);
     for i in range.clone() {
-        let d = s.duration(i);
+        let d = last_duration.filter(|_| i + 1 == range.end).unwrap_or_else(|| s.duration(i));
         let Ok(d) = u32::try_from(d) else {
             return seg_err(format!("sample {i} lasts {d} ticks, more than a trun can hold"));
         };

@@ -10,12 +10,14 @@
 
 use serde::Serialize;
 
+use crate::plan::keyframes;
 use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::thumbnails::{self, ThumbnailSettings};
 use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::{CodecFamily, TrackKind};
+use crate::source::timeline::Segment;
 
 const MPD_NS: &str = "urn:mpeg:dash:schema:mpd:2011";
 const PROFILES_CMAF: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019";
@@ -108,6 +110,9 @@ struct AdaptationSet {
     // Accessibility, Role, …, Representation.
     #[serde(rename = "ContentProtection", skip_serializing_if = "Vec::is_empty")]
     content_protection: Vec<ContentProtection>,
+    /// A trick-mode set's [`TRICK_MODE_SCHEME`] descriptor.
+    #[serde(rename = "EssentialProperty", skip_serializing_if = "Option::is_none")]
+    trick_mode: Option<Descriptor>,
     #[serde(rename = "Label")]
     label: String,
     #[serde(rename = "Accessibility", skip_serializing_if = "Option::is_none")]
@@ -140,6 +145,12 @@ struct Representation {
     height: Option<u16>,
     #[serde(rename = "@frameRate", skip_serializing_if = "Option::is_none")]
     frame_rate: Option<String>,
+    /// Trick mode: how much faster than normal the keyframes alone may be played.
+    #[serde(rename = "@maxPlayoutRate", skip_serializing_if = "Option::is_none")]
+    max_playout_rate: Option<u64>,
+    /// Trick mode: `false`, every sample is a keyframe.
+    #[serde(rename = "@codingDependency", skip_serializing_if = "Option::is_none")]
+    coding_dependency: Option<bool>,
     #[serde(rename = "@audioSamplingRate", skip_serializing_if = "Option::is_none")]
     audio_sampling_rate: Option<u32>,
     #[serde(rename = "AudioChannelConfiguration", skip_serializing_if = "Option::is_none")]
@@ -190,9 +201,14 @@ fn presentation_time_offset(track: &AssetTrack) -> u64 {
 /// `<S>` runs: equal consecutive durations collapse into `r`; `t` on the first and after any
 /// discontinuity.
 fn segment_timeline(track: &AssetTrack) -> Vec<S> {
+    timeline_of(&track.timeline.segments)
+}
+
+/// `<S>` runs of `segments`, as [`segment_timeline`].
+fn timeline_of<'a>(segments: impl IntoIterator<Item = &'a Segment>) -> Vec<S> {
     let mut out: Vec<S> = Vec::new();
     let mut next_time: Option<u64> = None;
-    for seg in &track.timeline.segments {
+    for seg in segments {
         let contiguous = next_time == Some(seg.time);
         match out.last_mut() {
             Some(last) if contiguous && last.d == seg.duration => {
@@ -234,6 +250,8 @@ fn representation(
         width: (video && codec.width > 0).then_some(codec.width),
         height: (video && codec.height > 0).then_some(codec.height),
         frame_rate,
+        max_playout_rate: None,
+        coding_dependency: None,
         audio_sampling_rate: (audio && codec.sample_rate > 0).then_some(codec.sample_rate),
         // The Dolby scheme needs the channel mask from dac3/dec3, which the index does not
         // keep; the 23003 scheme takes a plain channel count and is valid for every codec.
@@ -338,6 +356,7 @@ fn adaptation_set(
         max_height,
         par,
         content_protection: protection.to_vec(),
+        trick_mode: None,
         label: first.name.clone(),
         accessibility: first
             .accessibility
@@ -450,6 +469,102 @@ fn image_adaptation_set(
     })
 }
 
+/// DASH-IF IOP trick mode: an AdaptationSet of keyframes for the set whose id is its value.
+const TRICK_MODE_SCHEME: &str = "http://dashif.org/guidelines/trickmode";
+
+/// One trick-mode AdaptationSet per video set of `main` (built from `sets`, ids being indexes
+/// in `sets`), ids after every other set's: the same Representations with keyframes only, each
+/// a `KeyFrames(…)` resource lasting until the next one, the main set's init segments,
+/// `presentationTimeOffset` and ContentProtection. Not for live events (see
+/// [`crate::output::trick`]).
+fn trick_mode_sets(
+    main: &[AdaptationSet],
+    sets: &[Vec<&AssetTrack>],
+    options: &ManifestOptions,
+    extension: bool,
+) -> Vec<AdaptationSet> {
+    let mut next_id = sets.len();
+    let mut out = Vec::new();
+    for set in main.iter().filter(|s| s.content_type == "video") {
+        let Some(tracks) = sets.get(set.id) else { continue };
+        let representations: Vec<Representation> = set
+            .representations
+            .iter()
+            .filter_map(|rep| {
+                let track = tracks.iter().find(|t| representation_id(t) == rep.id)?;
+                trick_mode_representation(track, rep, options, extension)
+            })
+            .collect();
+        if representations.is_empty() {
+            continue;
+        }
+        out.push(AdaptationSet {
+            id: next_id,
+            segment_alignment: None,
+            trick_mode: Some(Descriptor { scheme_id_uri: TRICK_MODE_SCHEME, value: set.id.to_string() }),
+            label: format!("{} (trick play)", set.label),
+            representations,
+            content_type: set.content_type,
+            mime_type: set.mime_type,
+            lang: set.lang.clone(),
+            start_with_sap: set.start_with_sap,
+            max_width: set.max_width,
+            max_height: set.max_height,
+            par: set.par.clone(),
+            content_protection: set.content_protection.clone(),
+            accessibility: None,
+            role: Descriptor { scheme_id_uri: ROLE_SCHEME, value: set.role.value.clone() },
+        });
+        next_id += 1;
+    }
+    out
+}
+
+/// The trick-mode twin of `main`, the Representation of `track`; `None` without keyframes.
+fn trick_mode_representation(
+    track: &AssetTrack,
+    main: &Representation,
+    options: &ManifestOptions,
+    extension: bool,
+) -> Option<Representation> {
+    let frames = keyframes::key_frames(track);
+    if frames.is_empty() {
+        return None;
+    }
+    let (peak, _) = keyframes::bitrates(track, &frames);
+    let window: usize = track.timeline.segments.iter().map(|s| s.sample_count as usize).sum();
+    let urls = SegmentUrls::new(
+        track.bitrate,
+        &track.name,
+        options.format,
+        options.encryption,
+        &AudioChoice::default(),
+        extension,
+        false,
+    )
+    .key_frames();
+    let template = &main.segment_template;
+    Some(Representation {
+        id: format!("{}-trick", main.id),
+        bandwidth: peak,
+        codecs: main.codecs.clone(),
+        width: main.width,
+        height: main.height,
+        frame_rate: None,
+        max_playout_rate: Some((window / frames.len()).max(1) as u64),
+        coding_dependency: Some(false),
+        audio_sampling_rate: None,
+        audio_channel_configuration: None,
+        segment_template: SegmentTemplate {
+            timescale: template.timescale,
+            presentation_time_offset: template.presentation_time_offset,
+            initialization: template.initialization.clone(),
+            media: links::marked(&urls.template(), Link::Media),
+            segment_timeline: SegmentTimeline { s: timeline_of(frames.iter().map(|k| &k.segment)) },
+        },
+    })
+}
+
 /// `PT…S` with millisecond precision: `PT8.000S`, `PT1M5.500S`, `PT2H0M0.000S`.
 fn iso_duration(ms: u64) -> String {
     let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
@@ -501,8 +616,11 @@ pub fn mpd_with_thumbnails(
             }
         }
     }
-    let adaptation_sets: Vec<AdaptationSet> =
+    let mut adaptation_sets: Vec<AdaptationSet> =
         sets.iter().enumerate().filter_map(|(i, s)| adaptation_set(i, s, options, protection, extension)).collect();
+    if asset.live.is_none() {
+        adaptation_sets.extend(trick_mode_sets(&adaptation_sets, &sets, options, extension));
+    }
     let duration_ms = sets.iter().flatten().map(|t| presentation_ms(t)).max().unwrap_or(0);
     let segments: usize = sets.iter().flatten().map(|t| t.timeline.segments.len()).sum();
     let running = asset.live.as_ref().filter(|live| !live.ended);
@@ -526,9 +644,12 @@ pub fn mpd_with_thumbnails(
         period: Period {
             id: "0",
             start: "PT0S",
-            image_set: thumbnails
-                .filter(|_| protection.is_empty() && options.encryption.is_none())
-                .and_then(|s| image_adaptation_set(asset, s, adaptation_sets.len(), extension)),
+            image_set: thumbnails.filter(|_| protection.is_empty() && options.encryption.is_none()).and_then(|s| {
+                // After every other set's id (media sets are numbered with gaps, trick-mode
+                // sets after them).
+                let id = adaptation_sets.iter().map(|a| a.id + 1).max().unwrap_or(0).max(sets.len());
+                image_adaptation_set(asset, s, id, extension)
+            }),
             adaptation_sets,
         },
         utc_timing: running.map(|_| Descriptor { scheme_id_uri: UTC_TIMING_SCHEME, value: TIME_PATH.to_string() }),
@@ -649,7 +770,9 @@ mod tests {
             assert_eq!((period.attr("id"), period.attr("start")), (Some("0"), Some("PT0S")));
 
             // video; aac eng; aac fra; aac eng description; ec3 eng.
-            let sets: Vec<&Node> = period.all("AdaptationSet").collect();
+            // (Trick-mode sets, after these, are checked in trick_mode_set_*.)
+            let sets: Vec<&Node> =
+                period.all("AdaptationSet").filter(|s| s.child("EssentialProperty").is_none()).collect();
             assert_eq!(sets.len(), 5);
             assert_eq!(sets[0].attr("contentType"), Some("video"));
             assert_eq!(sets[0].attr("mimeType"), Some("video/mp4"));
@@ -780,5 +903,52 @@ mod tests {
         let asset = fixtures::asset();
         let o = ManifestOptions::new(Format::MpdTimeCmaf);
         assert_eq!(mpd(&asset, &o, &[], true), mpd(&asset.clone(), &o, &[], true));
+    }
+
+    #[test]
+    fn trick_mode_set_per_video_set_lists_the_keyframes() {
+        let asset = fixtures::asset();
+        let mut options = ManifestOptions::new(Format::MpdTimeCmaf);
+        options.encryption = Some(Encryption::Common(crate::protect::Scheme::Cenc));
+        let base = url::format(&Resource::Manifest(options.clone()), true);
+        let text = mpd(&asset, &options, &[], true).text;
+        let root = parse_xml(&text);
+        let sets: Vec<&Node> = root.child("Period").unwrap().all("AdaptationSet").collect();
+        let trick: Vec<&Node> = sets.iter().copied().filter(|s| s.child("EssentialProperty").is_some()).collect();
+        assert_eq!(trick.len(), 1, "{text}");
+        let (set, main) = (trick[0], sets[0]);
+        let property = set.child("EssentialProperty").unwrap();
+        assert_eq!(property.attr("schemeIdUri"), Some(TRICK_MODE_SCHEME));
+        assert_eq!(property.attr("value"), main.attr("id"));
+        assert!(sets.iter().filter(|s| s.attr("id") == set.attr("id")).count() == 1);
+        assert_eq!(set.all("Representation").count(), main.all("Representation").count());
+        for (rep, main_rep) in set.all("Representation").zip(main.all("Representation")) {
+            assert_eq!(rep.attr("codingDependency"), Some("false"));
+            assert!(rep.attr("maxPlayoutRate").is_some_and(|r| r.parse::<u64>().unwrap() >= 1));
+            let (tmpl, main_tmpl) = (rep.child("SegmentTemplate").unwrap(), main_rep.child("SegmentTemplate").unwrap());
+            assert_eq!(tmpl.attr("initialization"), main_tmpl.attr("initialization"));
+            assert_eq!(tmpl.attr("presentationTimeOffset"), main_tmpl.attr("presentationTimeOffset"));
+            let track = asset
+                .tracks
+                .iter()
+                .find(|t| rep.attr("id") == Some(&format!("{}-trick", representation_id(t))))
+                .unwrap();
+            let frames = keyframes::key_frames(track);
+            let expected: Vec<(u64, u64)> = frames.iter().map(|k| (k.segment.time, k.segment.duration)).collect();
+            let expanded = expand(tmpl.child("SegmentTimeline").unwrap());
+            assert_eq!(expanded, expected);
+            let media = tmpl.attr("media").unwrap();
+            let parsed = resolve(&base, &media.replace("$Time$", &expanded[1].0.to_string()));
+            assert_eq!(
+                parsed.resource,
+                Resource::KeyFrame {
+                    bitrate: track.bitrate,
+                    track: track.name.clone(),
+                    time: expanded[1].0,
+                    format: Format::MpdTimeCmaf,
+                    encryption: options.encryption
+                }
+            );
+        }
     }
 }

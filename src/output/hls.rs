@@ -26,7 +26,7 @@ use crate::source::index::{CodecFamily, TrackKind};
 
 /// `#EXT-X-VERSION`, minimal for the features each format uses: fMP4 (EXT-X-MAP) needs 6 and
 /// Apple's tools write 7; TS with EXT-X-MEDIA renditions needs 4; muxed TS with IV 3.
-fn version(format: Format) -> usize {
+pub(super) fn version(format: Format) -> usize {
     match format {
         Format::M3u8AaplV3 => 3,
         Format::M3u8Aapl => 4,
@@ -45,11 +45,11 @@ pub struct EnvelopeSignal<'a> {
     pub other_audio: Option<&'a str>,
 }
 
-fn set_precision() {
+pub(super) fn set_precision() {
     m3u8_rs::WRITE_OPT_FLOAT_PRECISION.store(3, Ordering::Relaxed);
 }
 
-fn manifest_text(buf: &[u8]) -> ManifestText {
+pub(super) fn manifest_text(buf: &[u8]) -> ManifestText {
     // m3u8-rs writes only what we give it, all of it UTF-8 `str`s.
     ManifestText::from_marked(&String::from_utf8_lossy(buf))
 }
@@ -317,7 +317,8 @@ pub fn multivariant_with_thumbnails(
     }
     // Stable: equal ranks and bandwidths keep asset order.
     variants.sort_by_key(|(rank, v)| (*rank, v.bandwidth));
-    let variants = variants.into_iter().map(|(_, v)| v).collect();
+    let mut variants: Vec<VariantStream> = variants.into_iter().map(|(_, v)| v).collect();
+    variants.extend(super::trick::i_frame_streams(asset, options, extension));
 
     let playlist = MasterPlaylist {
         version: Some(version(options.format)),
@@ -338,7 +339,7 @@ pub fn multivariant_with_thumbnails(
 /// `#EXT-X-TARGETDURATION`: every EXTINF, rounded to the nearest integer, must be ≤ it
 /// (RFC 8216 §4.3.3.1). EXTINF is written with 3 decimals from an f32; the +0.0005 margin
 /// covers values that the 3-decimal rounding pushes up to x.500.
-fn target_duration(max_duration: u64, timescale: u32) -> u64 {
+pub(super) fn target_duration(max_duration: u64, timescale: u32) -> u64 {
     let secs = max_duration as f64 / timescale.max(1) as f64;
     ((secs + 0.5005).floor() as u64).max(1)
 }
@@ -401,16 +402,7 @@ pub fn media_playlist(
     // MPEG-TS segments carry their own PAT/PMT: no EXT-X-MAP. The map precedes the first
     // EXT-X-KEY, so init segments stay clear.
     let mut map = (!format.is_ts()).then(|| Map { uri: init, ..Default::default() });
-    let mut drm_tags: Option<Vec<ExtTag>> = Some(
-        drm_keys
-            .iter()
-            .map(|k| {
-                let (a, uri) = (&k.attributes, k.uri.clone());
-                let rest = format!("{}{}{}", &a[..uri.start], links::marked(&a[uri.clone()], Link::Key), &a[uri.end..]);
-                ExtTag { tag: "X-KEY".into(), rest: Some(rest) }
-            })
-            .collect(),
-    );
+    let mut drm_tags: Option<Vec<ExtTag>> = Some(drm_key_tags(drm_keys));
     let segments: Vec<MediaSegment> = timeline
         .segments
         .iter()
@@ -429,16 +421,7 @@ pub fn media_playlist(
             duration: (s.duration as f64 / timescale) as f32,
             map: map.take(),
             unknown_tags: drm_tags.take().unwrap_or_default(),
-            key: envelope.map(|e| Key {
-                method: KeyMethod::AES128,
-                uri: Some(links::marked(e.key_uri, Link::Key)),
-                iv: Some({
-                    let iv = super::envelope_iv(e.key, track, format, e.other_audio, s.time);
-                    format!("0x{}", base16ct::lower::encode_string(&iv))
-                }),
-                keyformat: None,
-                keyformatversions: None,
-            }),
+            key: envelope.map(|e| envelope_key(&e, &super::envelope_iv(e.key, track, format, e.other_audio, s.time))),
             ..Default::default()
         })
         .collect();
@@ -537,8 +520,31 @@ pub fn image_playlist(track: &AssetTrack, settings: &ThumbnailSettings, extensio
     ManifestText::from_marked(&out)
 }
 
+/// The `EXT-X-KEY` tags of Common Encryption (one per DRM system), their key URIs marked.
+pub(super) fn drm_key_tags(drm_keys: &[HlsKeyLine]) -> Vec<ExtTag> {
+    drm_keys
+        .iter()
+        .map(|k| {
+            let (a, uri) = (&k.attributes, k.uri.clone());
+            let rest = format!("{}{}{}", &a[..uri.start], links::marked(&a[uri.clone()], Link::Key), &a[uri.end..]);
+            ExtTag { tag: "X-KEY".into(), rest: Some(rest) }
+        })
+        .collect()
+}
+
+/// The AES-128 `EXT-X-KEY` of one segment encrypted with `iv`.
+pub(super) fn envelope_key(e: &EnvelopeSignal, iv: &[u8; 16]) -> Key {
+    Key {
+        method: KeyMethod::AES128,
+        uri: Some(links::marked(e.key_uri, Link::Key)),
+        iv: Some(format!("0x{}", base16ct::lower::encode_string(iv))),
+        keyformat: None,
+        keyformatversions: None,
+    }
+}
+
 /// Splices `#EXT-X-MEDIA-SEQUENCE:0` after `#EXT-X-TARGETDURATION` (m3u8-rs leaves 0 out).
-fn insert_media_sequence(buf: &mut Vec<u8>) {
+pub(super) fn insert_media_sequence(buf: &mut Vec<u8>) {
     const TAG: &[u8] = b"#EXT-X-TARGETDURATION:";
     let Some(start) = buf.windows(TAG.len()).position(|w| w == TAG) else { return };
     let Some(eol) = buf[start..].iter().position(|&b| b == b'\n') else { return };
@@ -790,7 +796,7 @@ mod tests {
             let text = multivariant(&asset, &options, None, extension).text;
             assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"), "{text}");
             assert!(!text.contains("EXT-X-MEDIA-SEQUENCE"));
-            let Playlist::MasterPlaylist(pl) = parse_playlist(&text) else { panic!("not a multivariant") };
+            let Playlist::MasterPlaylist(mut pl) = parse_playlist(&text) else { panic!("not a multivariant") };
 
             // Audio renditions: aac group (3 tracks), ec3 group (1 track).
             assert_eq!(pl.alternatives.len(), 4);
@@ -816,7 +822,8 @@ mod tests {
                 );
             }
 
-            // 2 video × 2 groups by bandwidth, then 2 audio-only.
+            // 2 video × 2 groups by bandwidth, then 2 audio-only (I-frame streams: output::trick).
+            pl.variants.retain(|v| !v.is_i_frame);
             assert_eq!(pl.variants.len(), 6);
             let bw: Vec<u64> = pl.variants[..4].iter().map(|v| v.bandwidth).collect();
             assert!(bw.windows(2).all(|w| w[0] <= w[1]), "{bw:?}");
@@ -860,7 +867,11 @@ mod tests {
             else {
                 panic!()
             };
-            pl.variants.iter().map(|v| v.resolution.map_or(0, |r| r.height)).collect::<Vec<_>>()
+            pl.variants
+                .iter()
+                .filter(|v| !v.is_i_frame)
+                .map(|v| v.resolution.map_or(0, |r| r.height))
+                .collect::<Vec<_>>()
         };
         assert_eq!(heights(None), [360, 360, 720, 720, 0, 0]);
         assert_eq!(heights(Some(3_000_000)), [720, 720, 360, 360, 0, 0]);
@@ -877,7 +888,7 @@ mod tests {
         let Playlist::MasterPlaylist(pl) = parse_playlist(&multivariant(&asset, &options, None, false).text) else {
             panic!()
         };
-        assert_eq!(pl.variants.len(), 4);
+        assert_eq!(pl.variants.iter().filter(|v| !v.is_i_frame).count(), 4);
         assert!(pl.variants.iter().all(|v| v.resolution.is_some()));
     }
 

@@ -6,6 +6,7 @@ pub(crate) mod cmaf;
 pub mod dash;
 pub mod hls;
 pub mod thumbnail;
+pub(crate) mod trick;
 pub(crate) mod ts;
 
 use std::borrow::Cow;
@@ -156,10 +157,14 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
                 dash::mpd_with_thumbnails(asset, options, &signalling, thumbnails, extension),
             )
         }),
-        Resource::MediaPlaylist { kind: kind @ PlaylistKind::KeyFrames, .. } => Err(Error::NotImplemented(format!(
-            "type={} playlists are not served yet",
-            kind.as_str().unwrap_or_default()
-        ))),
+        Resource::MediaPlaylist {
+            bitrate, track, format, encryption, audio, kind: PlaylistKind::KeyFrames, ..
+        } => {
+            let track = find_track(asset, track, *bitrate)?;
+            let (envelope, drm_keys) = hls_key_signals(asset, *encryption, protection, audio);
+            let text = trick::i_frame_playlist(asset, track, *format, *encryption, envelope, &drm_keys, extension)?;
+            Ok(Output::manifest(HLS_CONTENT_TYPE, text))
+        }
         Resource::MediaPlaylist { bitrate, track, kind: PlaylistKind::Thumbnails, .. } => {
             let settings =
                 document.thumbnails.as_ref().ok_or_else(|| Error::NotFound(thumbnails::off_reason().into()))?;
@@ -167,19 +172,11 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             thumbnails::check_track(asset, track)?;
             Ok(Output::manifest(HLS_CONTENT_TYPE, hls::image_playlist(track, settings, extension)))
         }
-        Resource::KeyFrame { .. } => Err(Error::NotImplemented("KeyFrames(…) resources are not served yet".into())),
         // Plan::new plans every tile as a Build::Thumbnail.
         Resource::Thumbnail { .. } => Err(Error::asset(&asset.name, "a thumbnail tile was planned as a document")),
         Resource::MediaPlaylist { bitrate, track, format, encryption, audio, .. } => {
             let track = find_track(asset, track, *bitrate)?;
-            let (envelope, drm_keys) = match (cenc_scheme(*encryption), protection) {
-                (Some(scheme), Some(p)) => (None, drm::hls_key_lines(scheme, p.key, p.locator, p.drm)),
-                (None, Some(p)) => {
-                    let other_audio = other_audio(asset, audio);
-                    (Some(hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key, other_audio }), Vec::new())
-                }
-                (_, None) => (None, Vec::new()),
-            };
+            let (envelope, drm_keys) = hls_key_signals(asset, *encryption, protection, audio);
             let live = live_playlist(plan.asset, track);
             Ok(Output::manifest(
                 HLS_CONTENT_TYPE,
@@ -199,8 +196,28 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             };
             Ok(Output::media(media_content_type(track), vec![init]))
         }
-        // Plan::new plans every segment as a Build::Segment.
-        Resource::Segment { .. } => Err(Error::asset(&asset.name, "a media segment was planned as a document")),
+        // Plan::new plans every segment and keyframe as a Build::Segment.
+        Resource::Segment { .. } | Resource::KeyFrame { .. } => {
+            Err(Error::asset(&asset.name, "a media segment was planned as a document"))
+        }
+    }
+}
+
+/// What an HLS media or I-frame playlist signals of its encryption: the AES-128 key and IVs,
+/// or the Common Encryption `EXT-X-KEY` lines (one per DRM system).
+fn hls_key_signals<'a>(
+    asset: &Asset,
+    encryption: Option<Encryption>,
+    protection: Option<Protection<'a>>,
+    audio: &'a AudioChoice,
+) -> (Option<hls::EnvelopeSignal<'a>>, Vec<drm::HlsKeyLine>) {
+    match (cenc_scheme(encryption), protection) {
+        (Some(scheme), Some(p)) => (None, drm::hls_key_lines(scheme, p.key, p.locator, p.drm)),
+        (None, Some(p)) => {
+            let other_audio = other_audio(asset, audio);
+            (Some(hls::EnvelopeSignal { key_uri: p.key_uri, key: p.key, other_audio }), Vec::new())
+        }
+        (_, None) => (None, Vec::new()),
     }
 }
 
@@ -224,6 +241,8 @@ fn live_playlist(asset: &Asset, track: &AssetTrack) -> Option<hls::LivePlaylist>
 fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let (track, protection) = (segment_plan.track, plan.protection);
     let (format, encryption, time) = (&segment_plan.format, &segment_plan.encryption, &segment_plan.segment.time);
+    // A keyframe's one sample lasts until the next keyframe (trick-mode playback buffers no gaps).
+    let last_duration = segment_plan.keyframe.then_some(segment_plan.segment.duration);
     let sequence_number = segment_plan.sequence_number();
     let (content_type, parts) = if format.is_ts() {
         // v3 muxes the default audio's segment of the same index into video segments.
@@ -241,13 +260,14 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
             _ => None,
         };
         let flavor = cmaf::Flavor::from(*format);
-        let built = cmaf::media_segment(
+        let built = cmaf::media_segment_lasting(
             track.index(),
-            segment_plan.segment,
+            &segment_plan.segment,
             sequence_number,
             span,
             flavor,
             sample_encryption.as_ref(),
+            last_duration,
         )
         .map_err(|e| Error::media(&track.file, e))?;
         (media_content_type(track), built.parts)
@@ -259,7 +279,11 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
                 Resource::Segment { audio, .. } => other_audio(plan.asset, audio),
                 _ => None,
             };
-            let iv = envelope_iv(p.key, track, *format, other_audio, *time);
+            let iv = if segment_plan.keyframe {
+                trick::keyframe_iv(p.key, track, *format, *time)
+            } else {
+                envelope_iv(p.key, track, *format, other_audio, *time)
+            };
             vec![envelope::encrypt_segment(p.key, &iv, &parts)]
         }
         None => parts,
@@ -322,6 +346,7 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 audio: AudioChoice::default(),
             });
         }
+        out.extend(trick::package_resources(asset, t, format));
     }
     out
 }

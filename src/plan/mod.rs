@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod filter;
+pub mod keyframes;
 pub(crate) mod links;
 pub mod live_event;
 pub(crate) mod locator;
@@ -74,11 +75,15 @@ pub struct SegmentPlan<'a> {
     /// Number of the segment in its track (`timeline.first_number` + its position); the
     /// sequence number is one more.
     pub number: usize,
-    pub segment: &'a Segment,
+    /// Owned (it is small): a keyframe's one-sample segment is made by its plan.
+    pub segment: Segment,
     pub muxed_audio: Option<(&'a AssetTrack, &'a Segment)>,
     /// The container and the encryption the segment URL asks for.
     pub format: Format,
     pub encryption: Option<Encryption>,
+    /// A `KeyFrames(…)` resource (trick play, [`keyframes`]): its one sample lasts until the
+    /// next keyframe, and its AES-128 IV is its own.
+    pub keyframe: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -125,11 +130,18 @@ impl<'a> Plan<'a> {
                 Build::Segment(SegmentPlan {
                     track,
                     number,
-                    segment,
+                    segment: *segment,
                     muxed_audio,
                     format: *format,
                     encryption: *encryption,
+                    keyframe: false,
                 })
+            }
+            Resource::KeyFrame { bitrate, track, time, format, encryption } => {
+                let track = asset.track(track, *bitrate).ok_or_else(|| {
+                    not_yet_or_not_found(asset, format!("track '{track}' at bitrate {bitrate}"), true)
+                })?;
+                Build::Segment(keyframes::plan(asset, track, *time, *format, *encryption)?)
             }
             Resource::MediaPlaylist { bitrate, track, format, audio: audio @ AudioChoice(Some(_)), .. } => {
                 // The playlist lists segments that mux the chosen audio: it must exist.
@@ -178,8 +190,8 @@ impl<'a> SegmentPlan<'a> {
     }
 
     /// The segments the output is made of: the track's, then the muxed audio's.
-    pub fn members(&self) -> impl Iterator<Item = (&'a AssetTrack, &'a Segment)> {
-        std::iter::once((self.track, self.segment)).chain(self.muxed_audio)
+    pub fn members(&self) -> impl Iterator<Item = (&'a AssetTrack, &Segment)> {
+        std::iter::once((self.track, &self.segment)).chain(self.muxed_audio)
     }
 
     /// The source ranges each member reads, in [`SegmentPlan::members`] order. A layout no

@@ -910,6 +910,16 @@ impl SegmentUrls {
         self
     }
 
+    /// The `KeyFrames(…)` URLs of the same track (trick play): the keyframe presented at
+    /// `time` ([`Resource::KeyFrame`]). Built with [`AudioChoice::default`]: keyframes mux no
+    /// audio.
+    pub fn key_frames(mut self) -> Self {
+        if let Some(at) = self.prefix.rfind("Fragments(") {
+            self.prefix.replace_range(at..at + "Fragments(".len(), "KeyFrames(");
+        }
+        self
+    }
+
     /// The URL of the segment starting at `time`.
     pub fn url(&self, time: u64) -> String {
         let mut out = String::with_capacity(self.prefix.len() + 20 + self.suffix.len());
@@ -1409,6 +1419,23 @@ mod tests {
         assert_eq!(text.url(2000), "Fragments(text_eng=2000,format=m3u8-aapl).vtt");
         let parsed = parse(&format!("QualityLevels(0)/{}", text.url(2000))).unwrap();
         assert_eq!(parsed, ParsedUrl { resource: seg(0, "text_eng", 2000, Format::M3u8Aapl), extension: true });
+        // KeyFrames(…) URLs are the resources they name.
+        let enc = Some(Encryption::Common(Scheme::Cbcs));
+        for (relative, extension) in [(false, false), (true, true)] {
+            let urls =
+                SegmentUrls::new(9, "vid eo", Format::M3u8Cmaf, enc, &AudioChoice::default(), extension, relative)
+                    .key_frames();
+            let r = Resource::KeyFrame {
+                bitrate: 9,
+                track: "vid eo".into(),
+                time: 77,
+                format: Format::M3u8Cmaf,
+                encryption: enc,
+            };
+            let want = if relative { relative_to_quality_level(&r, extension) } else { format(&r, extension) };
+            assert_eq!(urls.url(77), want);
+            assert_eq!(urls.template().replace("$Time$", "77"), want);
+        }
         let bare = SegmentUrls::new(0, "t", Format::M3u8Cmaf, None, &AudioChoice::default(), false, true);
         assert_eq!(bare.with_extension(TEXT_SEGMENT_EXTENSION).url(0), "Fragments(t=0,format=m3u8-cmaf)");
     }

@@ -19,6 +19,7 @@ import { startLiveEvent } from './lib/live.mjs';
 import { matrix } from './lib/matrix.mjs';
 import { startOrigin } from './lib/origin.mjs';
 import { startStatic } from './lib/static.mjs';
+import './lib/trick.mjs'; // adds the trick-play cells to the matrix
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: args } = parseArgs({

@@ -106,8 +106,24 @@ pub(super) struct SegmentKey {
     /// HLS v3 TS segments also hold the default audio's segment: its file, version, track
     /// and samples.
     muxed_audio: Option<(String, ObjectVersion, usize, u32, u32)>,
+    /// A keyframe resource differs from a one-sample segment of the same sample (its sample's
+    /// duration, its AES-128 IV).
+    keyframe: KeyFrameMark,
     /// A thumbnail tile instead of a segment: its time and how it is made.
     tile: TileKey,
+}
+
+/// Whether a [`SegmentKey`] is a keyframe's. Hashes to nothing for segments, so their keys and
+/// ETags are what they were before keyframes existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyFrameMark(bool);
+
+impl Hash for KeyFrameMark {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if self.0 {
+            "keyframe".hash(state);
+        }
+    }
 }
 
 /// What names a thumbnail tile in [`SegmentKey`] (tiles share the segment cache). Hashes to
@@ -127,7 +143,7 @@ impl SegmentKey {
     /// The key of the segment `plan` (of `segment`) of `locator`. A live segment's source is
     /// its fragment object (named by its time; its samples are not in the track's index).
     pub(super) fn of(locator: &Locator, plan: &Plan<'_>, segment: &SegmentPlan<'_>) -> Self {
-        let (track, s) = (segment.track, segment.segment);
+        let (track, s) = (segment.track, &segment.segment);
         let source = |track: &AssetTrack, s: &Segment| match plan.asset.live {
             Some(_) => super::live::fragment_of(track, s),
             None => track.file.clone(),
@@ -150,6 +166,7 @@ impl SegmentKey {
             muxed_audio: segment.muxed_audio.map(|(a, s)| {
                 (source(a, s), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
             }),
+            keyframe: KeyFrameMark(segment.keyframe),
             tile: TileKey(None),
         }
     }
@@ -170,6 +187,7 @@ impl SegmentKey {
             encryption: None,
             key_fingerprint: None,
             muxed_audio: None,
+            keyframe: KeyFrameMark(false),
             tile: TileKey(Some((tile.tile.time, tile.settings))),
         }
     }

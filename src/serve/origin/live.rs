@@ -84,7 +84,7 @@ impl LiveSegment {
     pub(super) fn plan<'b>(&'b self, plan: &Plan<'b>, segment: &SegmentPlan<'b>) -> Option<Plan<'b>> {
         let mut members = self.members.iter().map(|(track, one, _)| (track, one));
         let (track, one) = members.next()?;
-        let segment = SegmentPlan { track, segment: one, muxed_audio: members.next(), ..*segment };
+        let segment = SegmentPlan { track, segment: *one, muxed_audio: members.next(), ..*segment };
         Some(Plan {
             asset: plan.asset,
             resource: plan.resource,

@@ -326,7 +326,8 @@ impl Origin {
             }
         }
         if loaded.stale.load(Ordering::Relaxed) {
-            let cache = if matches!(request.resource, Resource::Segment { .. }) { "segment" } else { "manifest" };
+            let segment = matches!(request.resource, Resource::Segment { .. } | Resource::KeyFrame { .. });
+            let cache = if segment { "segment" } else { "manifest" };
             self.metrics.stale_served.with_label_values(&[cache]).inc();
         }
         built

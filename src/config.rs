@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 pub mod player;
+pub mod thumbnails;
 
 use crate::plan::filter::{Filter, FilterDefinition, PresentationTimeRange, TrackCondition, TrackSelection};
 use crate::plan::filter::{TrackOperation, TrackProperty, DEFAULT_TIMESCALE};
@@ -18,6 +19,7 @@ use crate::secret::Secret;
 use crate::source::storage::StorageConfig;
 use crate::store::StoreConfig;
 pub use player::PlayerConfig;
+pub use thumbnails::ThumbnailsConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +47,9 @@ pub struct Config {
     /// The operators' test page, `GET /player?url=…` (off by default).
     #[serde(default)]
     pub player: PlayerConfig,
+    /// Scrub-bar thumbnail tiles (`[thumbnails]`, on by default).
+    #[serde(default)]
+    pub thumbnails: ThumbnailsConfig,
     /// The management API (Azure Media Services v3 REST) on its own listener (`[api]`; off
     /// when absent).
     #[serde(default)]
@@ -739,6 +744,7 @@ impl Config {
         }
         player::check_script_url(&self.player.script_url)
             .map_err(|e| ConfigError(format!("{}[player] script_url: {e}", at("script_url"))))?;
+        self.thumbnails.check().map_err(|e| ConfigError(format!("{}[thumbnails] {e}", at("[thumbnails]"))))?;
         let mut names = std::collections::HashSet::new();
         for s in &self.storage {
             if !names.insert(s.name.as_str()) {

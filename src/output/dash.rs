@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::media::codec::{ChannelLayout, VideoRange};
 use crate::plan::keyframes;
 use crate::plan::links::{self, Link, ManifestText};
+use crate::plan::thumbnails::{self, ThumbnailSettings};
 use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, Resource, SegmentUrls};
 use crate::protect::drm::{ContentProtection, MPD_NAMESPACES};
 use crate::source::asset::{Asset, AssetTrack};
@@ -99,6 +100,9 @@ struct Period {
     start: &'static str,
     #[serde(rename = "AdaptationSet")]
     adaptation_sets: Vec<AdaptationSet>,
+    /// The thumbnail tile set, after the media sets.
+    #[serde(rename = "AdaptationSet", skip_serializing_if = "Option::is_none")]
+    image_set: Option<ImageAdaptationSet>,
 }
 
 #[derive(Serialize)]
@@ -478,6 +482,108 @@ fn adaptation_set(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Thumbnail tiles (DASH-IF IOP 4.3 §6.2.6): an image AdaptationSet whose Representation's
+// segments are JPEG tiles of `columns x rows` thumbnails, addressed by `$Time$` like media.
+
+const THUMBNAIL_TILE_SCHEME: &str = "http://dashif.org/thumbnail_tile";
+
+#[derive(Serialize)]
+struct ImageAdaptationSet {
+    #[serde(rename = "@id")]
+    id: usize,
+    #[serde(rename = "@contentType")]
+    content_type: &'static str,
+    #[serde(rename = "@mimeType")]
+    mime_type: &'static str,
+    #[serde(rename = "Representation")]
+    representation: ImageRepresentation,
+}
+
+#[derive(Serialize)]
+struct ImageRepresentation {
+    #[serde(rename = "@id")]
+    id: String,
+    #[serde(rename = "@bandwidth")]
+    bandwidth: u64,
+    #[serde(rename = "@width")]
+    width: u32,
+    #[serde(rename = "@height")]
+    height: u32,
+    #[serde(rename = "EssentialProperty")]
+    essential_property: Descriptor,
+    #[serde(rename = "SegmentTemplate")]
+    segment_template: ImageSegmentTemplate,
+}
+
+#[derive(Serialize)]
+struct ImageSegmentTemplate {
+    #[serde(rename = "@timescale")]
+    timescale: u32,
+    #[serde(rename = "@presentationTimeOffset", skip_serializing_if = "Option::is_none")]
+    presentation_time_offset: Option<u64>,
+    #[serde(rename = "@media")]
+    media: String,
+    #[serde(rename = "SegmentTimeline")]
+    segment_timeline: SegmentTimeline,
+}
+
+/// The thumbnail set of `asset` (id `id`), when it has a thumbnail track with tiles in its
+/// window. `@width`/`@height` are the whole tile's, as the IOP asks; the timeline is the
+/// source track's, with its presentationTimeOffset, so tile times line up with the video's.
+fn image_adaptation_set(
+    asset: &Asset,
+    settings: &ThumbnailSettings,
+    id: usize,
+    extension: bool,
+) -> Option<ImageAdaptationSet> {
+    let track = thumbnails::source_track(asset, settings)?;
+    let tiles = thumbnails::tiles(track, settings);
+    // Each S covers a tile's whole grid, also the last one's: players spread a tile's
+    // thumbnails evenly over its S@d (IOP: "evenly distributed across the duration").
+    let mut s: Vec<S> = Vec::new();
+    let mut next_time = None;
+    for tile in &tiles {
+        match s.last_mut() {
+            Some(last) if next_time == Some(tile.time) && last.d == tile.span => last.r = Some(last.r.unwrap_or(0) + 1),
+            _ => s.push(S { t: (next_time != Some(tile.time)).then_some(tile.time), d: tile.span, r: None }),
+        }
+        next_time = Some(tile.time.saturating_add(tile.span));
+    }
+    if s.is_empty() {
+        return None;
+    }
+    // The URL of tile 0 with its time swapped for `$Time$` (names and times are percent-
+    // encoded, so `=0)` occurs once, at the time).
+    let sample = Resource::Thumbnail { bitrate: track.bitrate, track: track.name.clone(), time: 0 };
+    let mut media = url::format(&sample, extension);
+    let at = media.rfind("=0)")?;
+    media.replace_range(at..at + 3, "=$Time$)");
+    let (width, height) = settings.tile_size(track);
+    let pto = presentation_time_offset(track);
+    Some(ImageAdaptationSet {
+        id,
+        content_type: "image",
+        mime_type: super::thumbnail::JPEG_CONTENT_TYPE,
+        representation: ImageRepresentation {
+            id: format!("thumbnails-{}", representation_id(track)),
+            bandwidth: settings.estimated_bandwidth(track),
+            width,
+            height,
+            essential_property: Descriptor {
+                scheme_id_uri: THUMBNAIL_TILE_SCHEME,
+                value: format!("{}x{}", settings.columns, settings.rows),
+            },
+            segment_template: ImageSegmentTemplate {
+                timescale: track.timeline.timescale,
+                presentation_time_offset: (pto > 0).then_some(pto),
+                media: links::marked(&media, Link::Media),
+                segment_timeline: SegmentTimeline { s },
+            },
+        },
+    })
+}
+
 /// DASH-IF IOP trick mode: an AdaptationSet of keyframes for the set whose id is its value.
 const TRICK_MODE_SCHEME: &str = "http://dashif.org/guidelines/trickmode";
 
@@ -613,6 +719,17 @@ pub fn mpd(
     protection: &[ContentProtection],
     extension: bool,
 ) -> ManifestText {
+    mpd_with_thumbnails(asset, options, protection, None, extension)
+}
+
+/// [`mpd`], with the asset's thumbnail tile set when `thumbnails` are on.
+pub fn mpd_with_thumbnails(
+    asset: &Asset,
+    options: &ManifestOptions,
+    protection: &[ContentProtection],
+    thumbnails: Option<&ThumbnailSettings>,
+    extension: bool,
+) -> ManifestText {
     let format = options.format;
     // Video sets first, then audio, then text (one set per language and role), each in asset
     // order.
@@ -655,7 +772,17 @@ pub fn mpd(
             .flat_map(|s| &s.representations)
             .any(|r| r.supplemental_codecs.is_some())
             .then_some(SCTE214_NS),
-        period: Period { id: "0", start: "PT0S", adaptation_sets },
+        period: Period {
+            id: "0",
+            start: "PT0S",
+            image_set: thumbnails.filter(|_| protection.is_empty() && options.encryption.is_none()).and_then(|s| {
+                // After every other set's id (media sets are numbered with gaps, trick-mode
+                // sets after them).
+                let id = adaptation_sets.iter().map(|a| a.id + 1).max().unwrap_or(0).max(sets.len());
+                image_adaptation_set(asset, s, id, extension)
+            }),
+            adaptation_sets,
+        },
         utc_timing: running.map(|_| Descriptor { scheme_id_uri: UTC_TIMING_SCHEME, value: TIME_PATH.to_string() }),
     };
     let mut out = String::with_capacity(2048 + segments * 24);

@@ -20,6 +20,7 @@ use m3u8_rs::{
 };
 
 use crate::plan::links::{self, Link, ManifestText};
+use crate::plan::thumbnails::{self, ThumbnailSettings};
 use crate::plan::url::{self, AudioChoice, Encryption, Format, ManifestOptions, PlaylistKind, Resource, SegmentUrls};
 use crate::protect::drm::HlsKeyLine;
 use crate::protect::ContentKey;
@@ -280,6 +281,18 @@ pub fn multivariant(
     first_quality: Option<u64>,
     extension: bool,
 ) -> ManifestText {
+    multivariant_with_thumbnails(asset, options, first_quality, None, extension)
+}
+
+/// [`multivariant`], with an `EXT-X-IMAGE-STREAM-INF` for the asset's thumbnail tiles when
+/// `thumbnails` are on.
+pub fn multivariant_with_thumbnails(
+    asset: &Asset,
+    options: &ManifestOptions,
+    first_quality: Option<u64>,
+    thumbnails: Option<&ThumbnailSettings>,
+    extension: bool,
+) -> ManifestText {
     set_precision();
     let mut groups = audio_groups(asset);
     // HLS v3 TS: the default audio is muxed into the video segments, so there are no
@@ -400,6 +413,9 @@ pub fn multivariant(
     let mut buf = Vec::with_capacity(4096);
     // Writing into a Vec cannot fail.
     let _ = playlist.write_to(&mut buf);
+    if let Some(settings) = thumbnails.filter(|_| has_video) {
+        push_image_stream(&mut buf, asset, options, settings, extension);
+    }
     manifest_text(&buf)
 }
 
@@ -518,6 +534,79 @@ pub fn media_playlist(
         insert_media_sequence(&mut buf);
     }
     manifest_text(&buf)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thumbnail tiles: the HLS Image Media Playlist (Disney / WarnerMedia specification, read by
+// Roku and Apple TV apps). m3u8-rs has no type for these tags: written here, in a fixed order.
+
+/// The URL of `track`'s image playlist, as the multivariant playlist lists it.
+fn image_playlist_url(track: &AssetTrack, options: &ManifestOptions, extension: bool) -> String {
+    let resource = Resource::MediaPlaylist {
+        bitrate: track.bitrate,
+        track: track.name.clone(),
+        format: options.format,
+        encryption: None,
+        filters: options.filters.to_vec(),
+        audio: AudioChoice::default(),
+        kind: PlaylistKind::Thumbnails,
+    };
+    links::marked(&url::format(&resource, extension), Link::MediaPlaylist)
+}
+
+/// `#EXT-X-IMAGE-STREAM-INF` of the asset's thumbnail track, if it has one. Clear manifests
+/// only: tiles are unencrypted pictures of the content, which a protected locator does not
+/// give out.
+fn push_image_stream(
+    buf: &mut Vec<u8>,
+    asset: &Asset,
+    options: &ManifestOptions,
+    settings: &ThumbnailSettings,
+    extension: bool,
+) {
+    if options.encryption.is_some() {
+        return;
+    }
+    let Some(track) = thumbnails::source_track(asset, settings) else { return };
+    if thumbnails::tiles(track, settings).is_empty() {
+        return;
+    }
+    // RESOLUTION is one thumbnail's, as in the specification's examples (the grid is the image
+    // playlist's EXT-X-TILES LAYOUT); Shaka Player multiplies it by the layout.
+    let (w, h) = settings.thumbnail_size(track);
+    let line = format!(
+        "#EXT-X-IMAGE-STREAM-INF:BANDWIDTH={},RESOLUTION={w}x{h},CODECS=\"jpeg\",URI=\"{}\"\n",
+        settings.estimated_bandwidth(track),
+        image_playlist_url(track, options, extension)
+    );
+    buf.extend_from_slice(line.as_bytes());
+}
+
+/// The image media playlist of `track` (`type=thumbnails`): one entry per tile the track's
+/// timeline overlaps, each with its grid (`EXT-X-TILES`) and duration.
+pub fn image_playlist(track: &AssetTrack, settings: &ThumbnailSettings, extension: bool) -> ManifestText {
+    use std::fmt::Write;
+    let tiles = thumbnails::tiles(track, settings);
+    let timescale = track.timeline.timescale;
+    let max_duration = tiles.iter().map(|t| t.duration).max().unwrap_or(0);
+    let (w, h) = settings.thumbnail_size(track);
+    let mut out = String::with_capacity(256 + tiles.len() * 160);
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:7\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{}", target_duration(max_duration, timescale));
+    out.push_str("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-IMAGES-ONLY\n");
+    for tile in &tiles {
+        let _ = writeln!(
+            out,
+            "#EXT-X-TILES:RESOLUTION={w}x{h},LAYOUT={}x{},DURATION={:.3}",
+            settings.columns, settings.rows, settings.interval_secs as f64
+        );
+        let _ = writeln!(out, "#EXTINF:{:.3},", tile.duration as f64 / f64::from(timescale.max(1)));
+        let resource = Resource::Thumbnail { bitrate: track.bitrate, track: track.name.clone(), time: tile.time };
+        out.push_str(&links::marked(&url::relative_to_quality_level(&resource, extension), Link::Media));
+        out.push('\n');
+    }
+    out.push_str("#EXT-X-ENDLIST\n");
+    ManifestText::from_marked(&out)
 }
 
 /// The `EXT-X-KEY` tags of Common Encryption (one per DRM system), their key URIs marked.

@@ -6,6 +6,7 @@ pub(crate) mod cmaf;
 pub mod dash;
 pub mod hls;
 pub mod text;
+pub mod thumbnail;
 pub(crate) mod trick;
 pub(crate) mod ts;
 
@@ -17,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::plan::filter;
 use crate::plan::links::{Links, ManifestText};
 use crate::plan::reads::SourceSpan;
+use crate::plan::thumbnails;
 use crate::plan::url::{AudioChoice, Encryption, Format, PlaylistKind, Resource};
 use crate::plan::{Build, Plan, Protection, SegmentPlan};
 use crate::protect::drm;
@@ -129,6 +131,10 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let (resource, protection) = (plan.resource, plan.protection);
     let document = match &plan.build {
         Build::Segment(segment_plan) => return segment(plan, segment_plan, sources),
+        Build::Thumbnail(tile) => {
+            let span = sources.first().ok_or_else(|| Error::media(&tile.track.file, "thumbnail keyframes not read"))?;
+            return thumbnail::tile_job(tile, span)?.build();
+        }
         Build::Document(document) => document,
     };
     let filtered = filter::apply(plan.asset, &document.filters)?;
@@ -137,18 +143,22 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     match resource {
         Resource::Manifest(options) => Ok(if options.format.is_hls() {
             let first_quality = filter::first_quality(&document.filters);
-            Output::manifest(HLS_CONTENT_TYPE, hls::multivariant(asset, options, first_quality, extension))
+            let thumbnails = document.thumbnails.as_ref();
+            Output::manifest(
+                HLS_CONTENT_TYPE,
+                hls::multivariant_with_thumbnails(asset, options, first_quality, thumbnails, extension),
+            )
         } else {
             let signalling = match (cenc_scheme(options.encryption), protection) {
                 (Some(scheme), Some(p)) => drm::dash_content_protection(scheme, p.key, p.locator, p.drm),
                 _ => Vec::new(),
             };
-            Output::manifest(DASH_CONTENT_TYPE, dash::mpd(asset, options, &signalling, extension))
+            let thumbnails = document.thumbnails.as_ref();
+            Output::manifest(
+                DASH_CONTENT_TYPE,
+                dash::mpd_with_thumbnails(asset, options, &signalling, thumbnails, extension),
+            )
         }),
-        Resource::MediaPlaylist { kind: kind @ PlaylistKind::Thumbnails, .. } => Err(Error::NotImplemented(format!(
-            "type={} playlists are not served yet",
-            kind.as_str().unwrap_or_default()
-        ))),
         Resource::MediaPlaylist {
             bitrate, track, format, encryption, audio, kind: PlaylistKind::KeyFrames, ..
         } => {
@@ -157,7 +167,15 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
             let text = trick::i_frame_playlist(asset, track, *format, *encryption, envelope, &drm_keys, extension)?;
             Ok(Output::manifest(HLS_CONTENT_TYPE, text))
         }
-        Resource::Thumbnail { .. } => Err(Error::NotImplemented("Thumbnails(…) resources are not served yet".into())),
+        Resource::MediaPlaylist { bitrate, track, kind: PlaylistKind::Thumbnails, .. } => {
+            let settings =
+                document.thumbnails.as_ref().ok_or_else(|| Error::NotFound(thumbnails::off_reason().into()))?;
+            let track = find_track(asset, track, *bitrate)?;
+            thumbnails::check_track(asset, track)?;
+            Ok(Output::manifest(HLS_CONTENT_TYPE, hls::image_playlist(track, settings, extension)))
+        }
+        // Plan::new plans every tile as a Build::Thumbnail.
+        Resource::Thumbnail { .. } => Err(Error::asset(&asset.name, "a thumbnail tile was planned as a document")),
         Resource::MediaPlaylist { bitrate, track, format, encryption, audio, .. } => {
             let track = find_track(asset, track, *bitrate)?;
             // Text is served clear whatever the URL's encryption= (see `text`).

@@ -10,6 +10,7 @@ pub(crate) mod links;
 pub mod live_event;
 pub(crate) mod locator;
 pub(crate) mod reads;
+pub mod thumbnails;
 pub mod url;
 
 use crate::error::{Error, Result};
@@ -54,6 +55,8 @@ pub enum Build<'a> {
     Document(DocumentPlan<'a>),
     /// A media segment: made from the source bytes of its members.
     Segment(SegmentPlan<'a>),
+    /// A thumbnail tile: made from the keyframes it shows.
+    Thumbnail(thumbnails::TilePlan<'a>),
 }
 
 /// The filters a manifest, media playlist or init segment is made with: the locator's
@@ -61,6 +64,8 @@ pub enum Build<'a> {
 #[derive(Debug, Default)]
 pub struct DocumentPlan<'a> {
     pub filters: Vec<&'a Filter>,
+    /// How thumbnail tiles are made; `None` when they are off (no thumbnail track is listed).
+    pub thumbnails: Option<thumbnails::ThumbnailSettings>,
 }
 
 /// A media segment: the track's segment, and for HLS v3 the default audio's segment of the
@@ -146,6 +151,13 @@ impl<'a> Plan<'a> {
                     chosen_audio(asset, track, *format, audio)?;
                 }
                 Build::Document(filters)
+            }
+            Resource::Thumbnail { bitrate, track, time } => {
+                let settings = filters.thumbnails.ok_or_else(|| Error::NotFound(thumbnails::off_reason().into()))?;
+                let track = asset.track(track, *bitrate).ok_or_else(|| {
+                    Error::NotFound(format!("track '{track}' at bitrate {bitrate} in asset '{}'", asset.name))
+                })?;
+                Build::Thumbnail(thumbnails::plan_tile(asset, track, *time, settings)?)
             }
             _ => Build::Document(filters),
         };

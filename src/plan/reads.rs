@@ -83,6 +83,12 @@ pub(crate) fn plan_reads(track: &TrackIndex, segment: &Segment) -> Result<ReadPl
     plan(sample_ranges(track, segment))
 }
 
+/// Plans the reads of file ranges gathered elsewhere (a thumbnail tile's keyframes), by the
+/// same rules as a segment's samples.
+pub(crate) fn plan_ranges(ranges: Vec<Range<u64>>) -> Result<ReadPlan, Spread> {
+    plan(ranges)
+}
+
 fn plan(mut samples: Vec<Range<u64>>) -> Result<ReadPlan, Spread> {
     samples.retain(|r| r.start < r.end);
     samples.sort_unstable_by_key(|r| r.start);

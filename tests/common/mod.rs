@@ -321,6 +321,8 @@ pub fn dash_segment_urls(mpd_url: &str, mpd: &str, id: &str) -> (String, Vec<Str
     (format!("{base}{init}"), urls)
 }
 
+/// The ids of an MPD's media Representations (the thumbnail tile set's, which has no init
+/// segment and no frames, left out: tests/thumbnails.rs checks it).
 pub fn representation_ids(mpd: &str) -> Vec<String> {
     mpd.split("<Representation")
         .skip(1)
@@ -329,6 +331,7 @@ pub fn representation_ids(mpd: &str) -> Vec<String> {
             let i = tag.find(" id=\"")? + 5;
             Some(tag[i..i + tag[i..].find('"')?].to_owned())
         })
+        .filter(|id| !id.starts_with("thumbnails-"))
         .collect()
 }
 

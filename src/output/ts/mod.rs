@@ -446,6 +446,25 @@ fn push_nal_units<'p>(
     Ok(())
 }
 
+/// Video sample `i` of `track` as one Annex B access unit: the configuration's parameter
+/// sets, then the sample's NAL units with start codes; a sync sample decodes alone from it
+/// (what a thumbnail decoder is fed).
+pub(crate) fn annex_b_sample(track: &TrackIndex, span: &SourceSpan, i: usize) -> Result<Vec<u8>, MediaError> {
+    let config = &track.info.codec.config;
+    let Some(length_size) = config.nal_length_size() else {
+        return fail(format!("codec '{}' has no NAL units", track.info.codec.sample_entry_type));
+    };
+    let data = sample_bytes(track, span, i)?;
+    let mut pieces = Pieces::new();
+    push_nal_units(&mut pieces, data, i, usize::from(length_size), matches!(config, CodecConfig::Hevc(_)))?;
+    let mut out = annex_b_parameter_sets(config);
+    out.reserve(pieces.len);
+    for p in pieces.parts {
+        out.extend_from_slice(p);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::pes::{decode_timestamp, encode_timestamp};

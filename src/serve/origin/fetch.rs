@@ -20,7 +20,7 @@ pub(super) async fn fetch(storage: &Storage, plan: &SegmentPlan<'_>, reads: Vec<
 }
 
 /// The runs `reads` lists of `track`'s file, a few at a time.
-async fn read_runs(storage: &Storage, track: &AssetTrack, reads: ReadPlan) -> Result<SourceSpan> {
+pub(super) async fn read_runs(storage: &Storage, track: &AssetTrack, reads: ReadPlan) -> Result<SourceSpan> {
     let runs: Vec<(u64, Bytes)> = futures::stream::iter(reads.runs)
         .map(|range| async move {
             let data = storage.read_indexed_range(&track.file, &track.file_index.version, range.clone()).await?;

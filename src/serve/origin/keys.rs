@@ -9,6 +9,7 @@ use std::hash::Hash;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::plan::locator::Locator;
+use crate::plan::thumbnails::{ThumbnailSettings, TilePlan};
 use crate::plan::url::{Encryption, Format, Resource};
 use crate::plan::{DocumentPlan, Plan, SegmentPlan};
 use crate::source::asset::AssetTrack;
@@ -47,6 +48,8 @@ pub(super) struct ManifestKey {
     protection_fingerprint: Option<u64>,
     /// A live manifest's version: it changes with every fragment stored.
     live: LiveVersion,
+    /// Thumbnail settings: manifests list tiles of their size and timing.
+    thumbnails: TileKey,
 }
 
 /// The newest change of a live event's documents (`LiveInfo::updated_ms`) a manifest was built
@@ -74,6 +77,7 @@ impl ManifestKey {
             filters: document.filters.iter().map(|f| f.fingerprint()).collect(),
             protection_fingerprint: keys.map(|k| k.signalling_fingerprint),
             live: live_version(plan),
+            thumbnails: TileKey(document.thumbnails.map(|s| (0, s))),
         }
     }
 }
@@ -105,6 +109,8 @@ pub(super) struct SegmentKey {
     /// A keyframe resource differs from a one-sample segment of the same sample (its sample's
     /// duration, its AES-128 IV).
     keyframe: KeyFrameMark,
+    /// A thumbnail tile instead of a segment: its time and how it is made.
+    tile: TileKey,
 }
 
 /// Whether a [`SegmentKey`] is a keyframe's. Hashes to nothing for segments, so their keys and
@@ -116,6 +122,19 @@ impl Hash for KeyFrameMark {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         if self.0 {
             "keyframe".hash(state);
+        }
+    }
+}
+
+/// What names a thumbnail tile in [`SegmentKey`] (tiles share the segment cache). Hashes to
+/// nothing for segments, so their keys and ETags are what they were before tiles existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TileKey(Option<(u64, ThumbnailSettings)>);
+
+impl Hash for TileKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        if let Some(tile) = self.0 {
+            tile.hash(state);
         }
     }
 }
@@ -149,6 +168,28 @@ impl SegmentKey {
                 (source(a, s), a.file_index.version.clone(), a.track_position, s.first_sample, s.sample_count)
             }),
             keyframe: KeyFrameMark(segment.keyframe),
+            tile: TileKey(None),
+        }
+    }
+
+    /// The key of thumbnail tile `tile` of `locator`: the source file and track, the tile's
+    /// time and its settings (the same in every format, so the format fields are fixed).
+    pub(super) fn of_tile(locator: &Locator, tile: &TilePlan<'_>) -> Self {
+        let track = tile.track;
+        SegmentKey {
+            storage: locator.storage.name().to_string(),
+            file: track.file.clone(),
+            version: track.file_index.version.clone(),
+            track_position: track.track_position,
+            first_sample: tile.samples.first().copied().unwrap_or(0),
+            sample_count: tile.samples.len() as u32,
+            sequence_number: 0,
+            format: Format::M3u8Cmaf,
+            encryption: None,
+            key_fingerprint: None,
+            muxed_audio: None,
+            keyframe: KeyFrameMark(false),
+            tile: TileKey(Some((tile.tile.time, tile.settings))),
         }
     }
 

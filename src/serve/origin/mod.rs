@@ -16,6 +16,7 @@ mod failures;
 mod fetch;
 mod keys;
 mod live;
+mod thumbnail;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +33,7 @@ use crate::output::{self, Output};
 use crate::plan::catalog::Catalog;
 use crate::plan::live_event::LiveEvent;
 use crate::plan::locator::Locator;
+use crate::plan::thumbnails::ThumbnailSettings;
 use crate::plan::url::{ParsedUrl, Resource};
 use crate::plan::{Build, DocumentPlan, Plan, Protection, SegmentPlan};
 use crate::serve::metrics::Metrics;
@@ -76,6 +78,9 @@ pub struct Origin {
     failure_ttl: Duration,
     /// Source bytes that uncached segment builds may hold at once (`limits.build_memory_mib`).
     build_memory: Arc<BuildBudget>,
+    /// How thumbnail tiles are made (`None`: off), and the tile builds that may run at once.
+    thumbnails: Option<ThumbnailSettings>,
+    thumbnail_builds: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -222,6 +227,8 @@ impl Origin {
             ),
             failure_ttl: Duration::from_secs(c.failure_ttl_secs),
             build_memory: Arc::new(BuildBudget::new(config.limits.build_memory_mib * MIB)),
+            thumbnails: config.thumbnails.settings(),
+            thumbnail_builds: Arc::new(tokio::sync::Semaphore::new(config.thumbnails.max_concurrent_builds.max(1))),
             metrics,
         })
     }
@@ -311,9 +318,10 @@ impl Origin {
     ) -> Result<Arc<Built>, Arc<Error>> {
         let protection = protection_of(locator, request.resource.encryption()).map_err(Arc::new)?;
         let loaded = self.asset(locator, asset_name).await?;
-        let plan = plan(catalog, locator, &loaded.asset, request, protection).map_err(Arc::new)?;
+        let plan = plan(catalog, locator, &loaded.asset, request, protection, self.thumbnails).map_err(Arc::new)?;
         let built = match &plan.build {
             Build::Segment(segment) => self.segment(locator, &plan, segment).await,
+            Build::Thumbnail(tile) => self.thumbnail(locator, tile).await,
             Build::Document(document) => self.document(locator, &plan, document).await,
         };
         if let Err(e) = &built {
@@ -462,13 +470,15 @@ fn plan<'a>(
     asset: &'a Asset,
     request: &'a ParsedUrl,
     protection: Option<Protection<'a>>,
+    thumbnails: Option<ThumbnailSettings>,
 ) -> Result<Plan<'a>> {
-    let document = match &request.resource {
+    let mut document = match &request.resource {
         Resource::Segment { .. } | Resource::KeyFrame { .. } | Resource::Thumbnail { .. } => DocumentPlan::default(),
         Resource::Manifest(options) => filters_of(catalog, locator, &options.filters)?,
         Resource::MediaPlaylist { filters, .. } => filters_of(catalog, locator, filters)?,
         Resource::Init { .. } => filters_of(catalog, locator, &[])?,
     };
+    document.thumbnails = thumbnails.filter(|_| crate::plan::thumbnails::uses_settings(&request.resource));
     Plan::new(asset, &request.resource, request.extension, protection, document)
 }
 
@@ -490,7 +500,7 @@ fn filters_of<'a>(catalog: &'a Catalog, locator: &Locator, request_filters: &[St
                 .ok_or_else(|| Error::NotFound(format!("filter '{name}'")))
         })
         .collect::<Result<_>>()?;
-    Ok(DocumentPlan { filters })
+    Ok(DocumentPlan { filters, thumbnails: None })
 }
 
 /// What encrypting a request for `encryption` under `locator`'s policy needs: `None` for a
@@ -530,6 +540,7 @@ pub async fn render(
     let plan = Plan::new(asset, resource, extension, protection, DocumentPlan::default())?;
     let sources = match &plan.build {
         Build::Segment(segment) => fetch::fetch(storage, segment, segment.reads()?).await?,
+        Build::Thumbnail(tile) => vec![fetch::read_runs(storage, tile.track, tile.reads.clone()).await?],
         Build::Document(_) => Vec::new(),
     };
     output::package(&plan, &sources)

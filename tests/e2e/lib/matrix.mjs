@@ -2,6 +2,7 @@
 // renditions, AAC in English and French, 8 s) or of the live event, and what must happen.
 import { livePlayback, playback, failure, operatorPage } from './cell.mjs';
 import { LIVE_HEIGHTS } from './live.mjs';
+import { thumbnails } from './thumbs.mjs';
 import { KEYS, LIVE_EVENT, LIVE_LOCATORS, LOCATORS, token } from './origin.mjs';
 
 /** URL of `resource` of the ladder under the locator for `protection`. */
@@ -131,6 +132,16 @@ for (const [player, format, label] of [
       },
     }),
   );
+}
+
+// Scrub-bar thumbnails: Shaka Player's getThumbnails() on the DASH thumbnail_tile set and the
+// HLS image playlist.
+for (const [format, label] of [
+  ['mpd-time-cmaf', 'DASH-CMAF'],
+  ['m3u8-cmaf', 'HLS-CMAF'],
+]) {
+  const ext = format.startsWith('mpd') ? 'mpd' : 'm3u8';
+  add(`shaka ${label} thumbnails`, thumbnails({ url: media('clear', `manifest(format=${format}).${ext}`) }));
 }
 
 // The origin's own test page, /player (enabled in the generated config, Shaka Player from the

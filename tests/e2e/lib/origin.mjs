@@ -75,6 +75,8 @@ function configText({ port, rtmpPort, media, fixtures, playerScriptUrl }) {
   return [
     `listen = "127.0.0.1:${port}"`,
     playerScriptUrl ? `[player]\nenabled = true\nscript_url = "${playerScriptUrl}"` : '',
+    // Small tiles of 1 s thumbnails, so the 8 s ladder has several (lib/thumbs.mjs).
+    `[thumbnails]\ncolumns = 3\nrows = 2\ninterval_secs = 1`,
     `[ingest]\nrtmp_listen = "127.0.0.1:${rtmpPort}"`,
     `[[storage]]\nname = "fixtures"\nurl = "file://${fixtures}"`,
     `[[storage]]\nname = "live"\nurl = "file://${media}"`,

@@ -136,6 +136,15 @@
         this.displayer.setTextVisibility(true);
         return true;
       },
+      // The thumbnail Shaka picks for `seconds` from the first image track (thumbs.mjs).
+      async thumbnail(seconds) {
+        const tracks = this.player.getImageTracks();
+        if (tracks.length === 0) return { tracks: 0 };
+        const t = await this.player.getThumbnails(tracks[0].id, seconds);
+        if (!t) return { tracks: tracks.length };
+        const { uris, startTime, duration, positionX, positionY, width, height } = t;
+        return { tracks: tracks.length, uris, startTime, duration, positionX, positionY, width, height };
+      },
     },
 
     hlsjs: {
@@ -293,6 +302,10 @@
     seek(seconds) {
       adapter.seek(seconds);
       play();
+    },
+    // The thumbnail the player shows for `seconds` (players with an image track API only).
+    thumbnail(seconds) {
+      return adapter && adapter.thumbnail ? adapter.thumbnail(seconds) : null;
     },
     // The first track whose language is one of `codes` (players differ in ISO 639-1 / -2).
     selectAudio(codes) {

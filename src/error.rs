@@ -22,9 +22,6 @@ pub enum Error {
     /// at most a second, so CDNs ask again.
     #[error("not found (not yet available): {0}")]
     NotYetAvailable(String),
-    /// A well-formed request for something this origin does not serve yet (Smooth Streaming).
-    #[error("not implemented: {0}")]
-    NotImplemented(String),
     /// The storage backend failed: unreachable, refused the request or answered with an
     /// error. `message` never holds credentials or endpoint URLs.
     #[error("storage error on {path}: {message}")]

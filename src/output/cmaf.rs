@@ -29,6 +29,7 @@ use crate::media::mp4::writer::BoxWriter;
 use crate::media::mp4::{tfhd, trun, FourCC};
 use crate::media::MediaError;
 use crate::plan::reads::SourceSpan;
+use crate::plan::smooth::TrackClock;
 use crate::plan::url::Format;
 use crate::protect::common_encryption::{self, TrackEncryption};
 use crate::protect::Scheme;
@@ -43,12 +44,17 @@ pub(crate) enum Flavor {
     Cmaf,
     /// DASH common streaming format: plain ISO BMFF fragments (`iso6`/`dash`), no `styp`.
     Csf,
+    /// Smooth Streaming (MS-SSTR §2.2.4): fragments only (players build the init segment from
+    /// the manifest), no `styp`, `tfxd` in place of `tfdt`, times on the asset's 10 MHz axis.
+    Smooth(TrackClock),
 }
 
-impl From<Format> for Flavor {
-    fn from(format: Format) -> Self {
+impl Flavor {
+    /// The flavour of `format`'s fMP4; `clock` gives a Smooth fragment's time axis.
+    pub(crate) fn of(format: Format, clock: impl FnOnce() -> TrackClock) -> Flavor {
         match format {
             Format::MpdTimeCsf => Flavor::Csf,
+            Format::Smooth | Format::SmoothV20 => Flavor::Smooth(clock()),
             // MPEG-TS formats have no fMP4 segments; the URL grammar never routes them here.
             Format::M3u8Cmaf | Format::MpdTimeCmaf | Format::M3u8Aapl | Format::M3u8AaplV3 => Flavor::Cmaf,
         }
@@ -115,7 +121,7 @@ pub(crate) fn init_segment(
                 w.fourcc(b);
             }
         }
-        Flavor::Csf => {
+        Flavor::Csf | Flavor::Smooth(_) => {
             w.fourcc(b"iso6");
             w.u32(0);
             for b in [b"iso6", b"dash", b"mp41"] {
@@ -791,9 +797,10 @@ mod tests {
 
     #[test]
     fn flavor_follows_format() {
-        assert_eq!(Flavor::from(Format::M3u8Cmaf), Flavor::Cmaf);
-        assert_eq!(Flavor::from(Format::MpdTimeCmaf), Flavor::Cmaf);
-        assert_eq!(Flavor::from(Format::MpdTimeCsf), Flavor::Csf);
+        let no_clock = || -> TrackClock { unreachable!("only Smooth fragments need the clock") };
+        assert_eq!(Flavor::of(Format::M3u8Cmaf, no_clock), Flavor::Cmaf);
+        assert_eq!(Flavor::of(Format::MpdTimeCmaf, no_clock), Flavor::Cmaf);
+        assert_eq!(Flavor::of(Format::MpdTimeCsf, no_clock), Flavor::Csf);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub(crate) mod cmaf;
 pub mod dash;
 pub mod hls;
+pub mod smooth;
 pub mod text;
 pub mod thumbnail;
 pub(crate) mod trick;
@@ -18,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::plan::filter;
 use crate::plan::links::{Links, ManifestText};
 use crate::plan::reads::SourceSpan;
+use crate::plan::smooth::{SmoothClock, TrackClock};
 use crate::plan::thumbnails;
 use crate::plan::url::{AudioChoice, Encryption, Format, PlaylistKind, Resource};
 use crate::plan::{Build, Plan, Protection, SegmentPlan};
@@ -141,6 +143,17 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
     let asset = &*crate::plan::carriage::for_document(&filtered, resource)?;
     let extension = plan.extension;
     match resource {
+        Resource::Manifest(options) if options.format.is_smooth() => {
+            let protection_header = match (options.encryption, protection) {
+                (Some(Encryption::Common(Scheme::Cenc)), Some(p)) => Some(smooth::protection_header(p)),
+                _ => None,
+            };
+            let clock = SmoothClock::of(plan.asset);
+            Ok(Output::manifest(
+                smooth::CONTENT_TYPE,
+                smooth::manifest(asset, clock, options, protection_header.as_deref()),
+            ))
+        }
         Resource::Manifest(options) => Ok(if options.format.is_hls() {
             let first_quality = filter::first_quality(&document.filters);
             let thumbnails = document.thumbnails.as_ref();
@@ -189,7 +202,9 @@ pub fn package(plan: &Plan<'_>, sources: &[SourceSpan]) -> Result<Output> {
         }
         Resource::Init { bitrate, track, format, encryption, .. } => {
             let track = find_track(asset, track, *bitrate)?;
-            let (flavor, edit_list) = (cmaf::Flavor::from(*format), !format.is_dash());
+            // The URL grammar refuses Smooth init segments: Smooth clients build their own.
+            let (flavor, edit_list) =
+                (cmaf::Flavor::of(*format, || smooth_clock(plan.asset, track)), !format.is_dash());
             let protection = protection.filter(|_| track.kind != TrackKind::Text);
             let init = match (cenc_scheme(*encryption), protection) {
                 (Some(scheme), Some(p)) => {
@@ -249,8 +264,9 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
     // A keyframe's one sample lasts until the next keyframe (trick-mode playback buffers no gaps).
     let last_duration = segment_plan.keyframe.then_some(segment_plan.segment.duration);
     let sequence_number = segment_plan.sequence_number();
+    let flavor = cmaf::Flavor::of(*format, || smooth_clock(plan.asset, track));
     if track.kind == TrackKind::Text {
-        return text_segment(segment_plan, sources);
+        return text_segment(segment_plan, flavor, sources);
     }
     let (content_type, parts) = if format.is_ts() {
         // v3 muxes the default audio's segment of the same index into video segments.
@@ -267,7 +283,6 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
             (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, plan.asset, track, &[])),
             _ => None,
         };
-        let flavor = cmaf::Flavor::from(*format);
         let built = cmaf::media_segment_lasting(
             track.index(),
             &segment_plan.segment,
@@ -301,7 +316,7 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
 
 /// A text track's segment, always clear: WebVTT text or a sidecar's `wvtt` fMP4 from
 /// [`text`], else (an MP4 source's `wvtt` / `stpp` in fMP4) a plain media segment.
-fn text_segment(segment_plan: &SegmentPlan<'_>, sources: &[SourceSpan]) -> Result<Output> {
+fn text_segment(segment_plan: &SegmentPlan<'_>, flavor: cmaf::Flavor, sources: &[SourceSpan]) -> Result<Output> {
     let (track, format) = (segment_plan.track, segment_plan.format);
     if !text::carries(track, format) {
         return Err(Error::BadRequest(format!(
@@ -313,20 +328,19 @@ fn text_segment(segment_plan: &SegmentPlan<'_>, sources: &[SourceSpan]) -> Resul
     }
     let sequence_number = segment_plan.sequence_number();
     if text::webvtt_segments(track.index(), format) || track.index().sidecar.is_some() {
-        let (content_type, parts) = text::segment(track, &segment_plan.segment, sequence_number, format, sources)?;
+        let (content_type, parts) =
+            text::segment(track, &segment_plan.segment, sequence_number, format, flavor, sources)?;
         return Ok(Output::media(content_type, parts));
     }
     let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
-    let built = cmaf::media_segment(
-        track.index(),
-        &segment_plan.segment,
-        sequence_number,
-        span,
-        cmaf::Flavor::from(format),
-        None,
-    )
-    .map_err(|e| Error::media(&track.file, e))?;
+    let built = cmaf::media_segment(track.index(), &segment_plan.segment, sequence_number, span, flavor, None)
+        .map_err(|e| Error::media(&track.file, e))?;
     Ok(Output::media(media_content_type(track), built.parts))
+}
+
+/// The Smooth time axis of `track` of `asset` (as loaded: fragment URLs carry no filter).
+fn smooth_clock(asset: &Asset, track: &AssetTrack) -> TrackClock {
+    SmoothClock::of(asset).track(track)
 }
 
 /// The `audiotrack=` choice when it is not the asset's default audio (naming the default is

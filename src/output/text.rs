@@ -106,12 +106,14 @@ fn ms(ticks: i128, timescale: u32) -> u64 {
 
 /// The segment of text track `track` that is not a plain fMP4 media segment: WebVTT text
 /// ([`webvtt_segments`]) or a sidecar's `wvtt` fMP4 segment. `sources`: the bytes of the
-/// segment's samples (nothing for a sidecar, whose segments have no samples).
+/// segment's samples (nothing for a sidecar, whose segments have no samples); `flavor`: the
+/// fMP4 flavour of `format`.
 pub(crate) fn segment(
     track: &AssetTrack,
     segment: &Segment,
     sequence_number: u32,
     format: Format,
+    flavor: Flavor,
     sources: &[SourceSpan],
 ) -> Result<(&'static str, Vec<Bytes>)> {
     let index = track.index();
@@ -133,7 +135,7 @@ pub(crate) fn segment(
     let Some(vtt) = &index.sidecar else {
         return Err(Error::media(&track.file, "not a WebVTT sidecar: its segments are fMP4 media segments"));
     };
-    let built = sidecar_fmp4(index, &vtt.cues, segment, start_ms, end_ms, sequence_number, Flavor::from(format))
+    let built = sidecar_fmp4(index, &vtt.cues, segment, start_ms, end_ms, sequence_number, flavor)
         .map_err(|e| Error::media(&track.file, e))?;
     Ok(("application/mp4", built))
 }

@@ -10,6 +10,7 @@ pub(crate) mod links;
 pub mod live_event;
 pub(crate) mod locator;
 pub(crate) mod reads;
+pub mod smooth;
 pub mod thumbnails;
 pub mod url;
 
@@ -111,7 +112,13 @@ impl<'a> Plan<'a> {
                 let track = asset.track(track, *bitrate).ok_or_else(|| {
                     not_yet_or_not_found(asset, format!("track '{track}' at bitrate {bitrate}"), true)
                 })?;
-                let (number, segment) = track.timeline.find(*time).ok_or_else(|| {
+                // Smooth fragment URLs name the time on the asset's 10 MHz axis.
+                let found = if format.is_smooth() {
+                    smooth::SmoothClock::of(asset).track(track).find(track, *time)
+                } else {
+                    track.timeline.find(*time)
+                };
+                let (number, segment) = found.ok_or_else(|| {
                     // Past the live edge: the segment may be there in a moment.
                     let ahead = track
                         .timeline

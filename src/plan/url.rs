@@ -23,9 +23,14 @@
 //! `format=m3u8-aapl-v4` is `m3u8-aapl`, `filtername=` is `filter=`, and HLS v3 child URLs may
 //! carry `audiotrack={track}` (the audio muxed into the segments). Manifests list children in
 //! the canonical spelling only, so the children of `m3u8-aapl` and `m3u8-aapl-v4` manifests are
-//! the same URLs and share CDN cache entries. Smooth Streaming (`manifest` without a format,
-//! `format=fmp4-v20`, fragments without a format) is recognised and answered as not served yet
-//! ([`Error::NotImplemented`]) rather than as a malformed URL.
+//! the same URLs and share CDN cache entries.
+//!
+//! Smooth Streaming (MS-SSTR) has AMS's URLs without `format=`: `manifest` (or
+//! `manifest(filter=…,encryption=cenc)`) is the version 2.2 client manifest,
+//! `manifest(format=fmp4-v20)` its version 2.0 form (no `r` repeats), and its fragments are
+//! `QualityLevels({bitrate})/Fragments({track}={time}[,encryption=cenc])`, `{time}` in the
+//! manifest's 10 MHz timescale ([`crate::plan::smooth`]). Smooth URLs carry no file extension
+//! and Smooth has no init segment (players build it from the manifest).
 //!
 //! Track and filter names come from the `.ism` and the config and may hold any character,
 //! including the grammar's own `( ) , = / ;`. [`format`] percent-encodes every byte of them
@@ -62,10 +67,17 @@ pub enum Format {
     M3u8Aapl,
     /// HLS v3 with MPEG-TS segments: the default audio muxed into every video segment.
     M3u8AaplV3,
+    /// Smooth Streaming (MS-SSTR): the version 2.2 client manifest (`manifest` without a
+    /// format) and the fragments of every Smooth manifest (no format).
+    Smooth,
+    /// `format=fmp4-v20`: the version 2.0 Smooth client manifest (chunks without `r`); its
+    /// fragments are [`Format::Smooth`]'s.
+    SmoothV20,
 }
 
 impl Format {
-    /// Every supported format (tests and generators iterate over it).
+    /// Every format named by a `format=` value but Smooth's (tests and generators iterate
+    /// over it).
     pub const ALL: [Format; 5] =
         [Format::M3u8Cmaf, Format::MpdTimeCmaf, Format::MpdTimeCsf, Format::M3u8Aapl, Format::M3u8AaplV3];
 
@@ -77,18 +89,26 @@ impl Format {
             Format::MpdTimeCsf => "mpd-time-csf",
             Format::M3u8Aapl => "m3u8-aapl",
             Format::M3u8AaplV3 => "m3u8-aapl-v3",
+            // Named in messages and metrics only: Smooth URLs carry no format=.
+            Format::Smooth => "smooth",
+            Format::SmoothV20 => "fmp4-v20",
         }
     }
 
     /// Parses a `format=` value (case-insensitive), AMS aliases included.
     pub fn parse(value: &str) -> Result<Format> {
-        if value.eq_ignore_ascii_case(SMOOTH_V20) {
-            return Err(smooth_not_served(&format!("format={SMOOTH_V20}")));
+        if value.eq_ignore_ascii_case(Format::SmoothV20.as_str()) {
+            return Ok(Format::SmoothV20);
         }
         let alias = FORMAT_ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(value)).map(|&(_, f)| f);
         alias
             .or_else(|| Format::ALL.iter().copied().find(|f| f.as_str().eq_ignore_ascii_case(value)))
             .ok_or_else(|| bad(format!("unknown format '{}'", clip(value))))
+    }
+
+    /// Smooth Streaming: either manifest version, and the fragments.
+    pub fn is_smooth(self) -> bool {
+        matches!(self, Format::Smooth | Format::SmoothV20)
     }
 
     pub fn is_hls(self) -> bool {
@@ -103,6 +123,7 @@ impl Format {
             Format::MpdTimeCsf => 1,
             Format::M3u8Aapl => 2,
             Format::M3u8AaplV3 => 3,
+            Format::Smooth | Format::SmoothV20 => 4,
         }
     }
 
@@ -120,10 +141,13 @@ impl Format {
         matches!(self, Format::MpdTimeCmaf | Format::MpdTimeCsf)
     }
 
-    /// Extension of this format's manifests (multivariant / media playlist / MPD).
+    /// Extension of this format's manifests (multivariant / media playlist / MPD). Smooth
+    /// URLs have none ([`parse`] refuses one).
     pub fn manifest_extension(self) -> &'static str {
         if self.is_hls() {
             "m3u8"
+        } else if self.is_smooth() {
+            ""
         } else {
             "mpd"
         }
@@ -134,10 +158,12 @@ impl Format {
         "mp4"
     }
 
-    /// Extension of media segments.
+    /// Extension of media segments (none for Smooth fragments).
     pub fn segment_extension(self) -> &'static str {
         if self.is_ts() {
             "ts"
+        } else if self.is_smooth() {
+            ""
         } else {
             "m4s"
         }
@@ -147,16 +173,6 @@ impl Format {
 /// AMS names of our formats: `m3u8-aapl-v4` is HLS v4 with TS segments, which AMS also calls
 /// `m3u8-aapl`.
 const FORMAT_ALIASES: [(&str, Format); 1] = [("m3u8-aapl-v4", Format::M3u8Aapl)];
-
-/// AMS's Smooth Streaming 2.0 format (a manifest without `r` repeats).
-const SMOOTH_V20: &str = "fmp4-v20";
-
-/// The answer to a Smooth Streaming URL (`what` names how the URL asked for it).
-fn smooth_not_served(what: &str) -> Error {
-    Error::NotImplemented(format!(
-        "Smooth Streaming output ({what}) is not served yet; use format=m3u8-cmaf, m3u8-aapl or mpd-time-cmaf"
-    ))
-}
 
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -446,7 +462,8 @@ enum Kind {
 /// Parses the path after `{asset}.ism/`, as it arrives (not percent-decoded).
 pub fn parse(path: &str) -> Result<ParsedUrl> {
     if path.eq_ignore_ascii_case("manifest") {
-        return Err(smooth_not_served("manifest without format="));
+        let resource = Resource::Manifest(ManifestOptions::new(Format::Smooth));
+        return Ok(ParsedUrl { resource, extension: false });
     }
     // Everything ends with `)` or `).ext`.
     let close = path.rfind(')').ok_or_else(|| bad("expected manifest(…) or QualityLevels(…)/…(…)"))?;
@@ -480,7 +497,7 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
         } else if let Some(args) = strip_prefix_ci(rest, "Fragments(") {
             let (track, time, o) = parse_fragment_args(args, Kind::Fragment)?;
             let (format, encryption, audio) = (o.format, o.encryption, o.audio);
-            if time.is_none() && format.is_ts() {
+            if time.is_none() && (format.is_ts() || format.is_smooth()) {
                 return Err(bad(format!("{format} has no init segment")));
             }
             let resource = match time {
@@ -511,6 +528,14 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
             return Err(bad("audiotrack= applies to media playlists, not to type=keyframes or thumbnails"));
         }
     }
+    if let Some(format) = resource.format().filter(|f| f.is_smooth()) {
+        if ext.is_some() {
+            return Err(bad("Smooth Streaming URLs carry no file extension"));
+        }
+        if format == Format::SmoothV20 && !matches!(resource, Resource::Manifest(_)) {
+            return Err(bad("format=fmp4-v20 names a Smooth manifest; Smooth fragments carry no format="));
+        }
+    }
     // An HLS text segment is WebVTT whatever the format's segment container.
     let text_segment = |r: &Resource| matches!(r, Resource::Segment { format, .. } if format.is_hls());
     let extension = match ext {
@@ -532,9 +557,15 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
 }
 
 /// Refuses an encryption `format` cannot carry: MPEG-TS segments have no Common Encryption
-/// (only the AES-128 envelope), DASH has no AES-128 envelope.
+/// (only the AES-128 envelope), DASH has no AES-128 envelope, Smooth Streaming (PlayReady)
+/// defines `cenc` only.
 fn supports(format: Format, encryption: Option<Encryption>) -> Result<()> {
     match encryption {
+        Some(e @ (Encryption::Envelope | Encryption::Common(Scheme::Cbcs))) if format.is_smooth() => Err(bad(format!(
+            "Smooth Streaming defines Common Encryption 'cenc' (PlayReady) only, not encryption={}; \
+             use encryption=cenc, or format=m3u8-cmaf / mpd-time-cmaf",
+            e.as_str()
+        ))),
         Some(Encryption::Common(_)) if format.is_ts() => {
             Err(bad(format!("{format} segments support encryption=cbc only; use m3u8-cmaf for Common Encryption")))
         }
@@ -599,7 +630,7 @@ fn parse_manifest_options(args: &str) -> Result<ManifestOptions> {
         }
     }
     // AMS serves Smooth Streaming for a manifest without a format.
-    let format = format.ok_or_else(|| smooth_not_served("manifest without format="))?;
+    let format = format.unwrap_or(Format::Smooth);
     Ok(ManifestOptions { format, filters: filters.unwrap_or_default(), audio_only, encryption })
 }
 
@@ -661,7 +692,7 @@ fn parse_child_options<'a>(items: impl Iterator<Item = &'a str>, kind: Kind) -> 
     let format = match (format, kind) {
         (Some(format), _) => format,
         // AMS serves Smooth Streaming fragments for a fragment URL without a format.
-        (None, Kind::Fragment) => return Err(smooth_not_served("fragments without format=")),
+        (None, Kind::Fragment) => Format::Smooth,
         (None, Kind::KeyFrame) => return Err(bad("missing format= (KeyFrames(…) are HLS or DASH segments)")),
         (None, _) => return Err(bad("missing format=")),
     };
@@ -743,14 +774,22 @@ pub fn format(resource: &Resource, extension: bool) -> String {
     let mut out = String::with_capacity(96);
     match resource {
         Resource::Manifest(o) => {
-            out.push_str("manifest(format=");
-            out.push_str(o.format.as_str());
+            out.push_str("manifest(");
+            push_format(&mut out, o.format);
             push_encryption(&mut out, o.encryption);
             push_filters(&mut out, &o.filters);
             if let Some(a) = o.audio_only {
                 out.push_str(if a { ",audio-only=true" } else { ",audio-only=false" });
             }
-            out.push(')');
+            // Options after a format start with ','; without one (Smooth) the first loses it.
+            if out.as_bytes().get("manifest(".len()) == Some(&b',') {
+                out.remove("manifest(".len());
+            }
+            if out.len() == "manifest(".len() {
+                out.truncate("manifest".len());
+            } else {
+                out.push(')');
+            }
         }
         Resource::MediaPlaylist { bitrate, .. }
         | Resource::Init { bitrate, .. }
@@ -761,11 +800,27 @@ pub fn format(resource: &Resource, extension: bool) -> String {
             push_child(&mut out, resource);
         }
     }
-    if extension {
+    if extension && !resource.extension().is_empty() {
         out.push('.');
         out.push_str(resource.extension());
     }
     out
+}
+
+/// `format=…` (first option: no comma), nothing for [`Format::Smooth`], whose URLs name none.
+fn push_format(out: &mut String, format: Format) {
+    if format != Format::Smooth {
+        out.push_str("format=");
+        out.push_str(format.as_str());
+    }
+}
+
+/// `,format=…` after a track item, nothing for [`Format::Smooth`].
+fn push_child_format(out: &mut String, format: Format) {
+    if format != Format::Smooth {
+        out.push_str(",format=");
+        out.push_str(format.as_str());
+    }
 }
 
 /// `,encryption=…` when there is one.
@@ -813,16 +868,16 @@ fn push_child(out: &mut String, resource: &Resource) {
         Resource::Init { track, format, encryption, .. } => {
             out.push_str("Fragments(");
             push_encoded(out, track);
-            out.push_str("=i,format=");
-            out.push_str(format.as_str());
+            out.push_str("=i");
+            push_child_format(out, *format);
             push_encryption(out, *encryption);
             out.push(')');
         }
         Resource::Segment { track, time, format, encryption, audio, .. } => {
             out.push_str("Fragments(");
             push_encoded(out, track);
-            let _ = write!(out, "={time},format=");
-            out.push_str(format.as_str());
+            let _ = write!(out, "={time}");
+            push_child_format(out, *format);
             push_audio(out, audio);
             push_encryption(out, *encryption);
             out.push(')');
@@ -852,7 +907,7 @@ pub fn relative_to_quality_level(resource: &Resource, extension: bool) -> String
     }
     let mut out = String::with_capacity(64);
     push_child(&mut out, resource);
-    if extension {
+    if extension && !resource.extension().is_empty() {
         out.push('.');
         out.push_str(resource.extension());
     }
@@ -888,12 +943,11 @@ impl SegmentUrls {
         push_encoded(&mut prefix, track);
         prefix.push('=');
         let mut suffix = String::with_capacity(32);
-        suffix.push_str(",format=");
-        suffix.push_str(format.as_str());
+        push_child_format(&mut suffix, format);
         push_audio(&mut suffix, audio);
         push_encryption(&mut suffix, encryption);
         suffix.push(')');
-        if extension {
+        if extension && !format.is_smooth() {
             suffix.push('.');
             suffix.push_str(format.segment_extension());
         }
@@ -937,9 +991,28 @@ impl SegmentUrls {
     /// The DASH `SegmentTemplate@media` form, with `$Time$` in place of the time. Track names
     /// are percent-encoded, so they never contain a `$` that would need escaping.
     pub fn template(&self) -> String {
-        let mut out = String::with_capacity(self.prefix.len() + 6 + self.suffix.len());
+        self.with_placeholder("$Time$")
+    }
+
+    /// The Smooth `StreamIndex@Url` form (MS-SSTR §2.2.2.2): these URLs with `{bitrate}`
+    /// for the bitrate and `{start time}` for the time. Made from a [`SegmentUrls`] built
+    /// with [`Format::Smooth`], not relative, and any bitrate (it is replaced).
+    pub fn smooth_template(&self) -> String {
+        let folder = self.prefix.find('/').map_or(0, |slash| slash + 1);
+        let mut out = String::with_capacity(self.prefix.len() + 24 + self.suffix.len());
+        if folder > 0 {
+            out.push_str("QualityLevels({bitrate})/");
+        }
+        out.push_str(&self.prefix[folder..]);
+        out.push_str("{start time}");
+        out.push_str(&self.suffix);
+        out
+    }
+
+    fn with_placeholder(&self, placeholder: &str) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + placeholder.len() + self.suffix.len());
         out.push_str(&self.prefix);
-        out.push_str("$Time$");
+        out.push_str(placeholder);
         out.push_str(&self.suffix);
         out
     }
@@ -1358,29 +1431,75 @@ mod tests {
     }
 
     #[test]
-    fn smooth_streaming_urls_are_recognised_as_not_served_yet() {
-        for path in [
-            "manifest",
-            "Manifest",
-            "manifest(format=fmp4-v20)",
-            "manifest(format=FMP4-V20,filter=a)",
-            "manifest(filter=a)",
-            "manifest(filtername=a;b)",
-            "QualityLevels(1)/Fragments(video=0)",
-            "QualityLevels(128000)/Fragments(audio=i)",
-            "QualityLevels(1)/Manifest(v,format=fmp4-v20)",
-        ] {
-            match parse(path) {
-                Err(Error::NotImplemented(reason)) => {
-                    assert!(reason.starts_with("Smooth Streaming output ("), "{path}: {reason}")
-                }
-                other => panic!("{path:?} should be not implemented, got {other:?}"),
-            }
+    fn smooth_streaming_urls_parse_and_format_back() {
+        let manifest = |format, filters: &[&str], encryption| {
+            Resource::Manifest(ManifestOptions {
+                format,
+                filters: filters.iter().map(|s| s.to_string()).collect(),
+                audio_only: None,
+                encryption,
+            })
+        };
+        let cenc = Some(Encryption::Common(Scheme::Cenc));
+        let fragment = |track: &str, time, encryption| Resource::Segment {
+            bitrate: 128000,
+            track: track.into(),
+            time,
+            format: Format::Smooth,
+            encryption,
+            audio: AudioChoice::default(),
+        };
+        // (as requested, as formatted back)
+        let cases = [
+            ("manifest", "manifest", manifest(Format::Smooth, &[], None)),
+            ("Manifest", "manifest", manifest(Format::Smooth, &[], None)),
+            ("manifest(filter=a)", "manifest(filter=a)", manifest(Format::Smooth, &["a"], None)),
+            ("manifest(filtername=a;b)", "manifest(filter=a;b)", manifest(Format::Smooth, &["a", "b"], None)),
+            ("manifest(encryption=cenc)", "manifest(encryption=cenc)", manifest(Format::Smooth, &[], cenc)),
+            ("manifest(format=fmp4-v20)", "manifest(format=fmp4-v20)", manifest(Format::SmoothV20, &[], None)),
+            (
+                "manifest(filter=a,FORMAT=FMP4-V20,encryption=cenc)",
+                "manifest(format=fmp4-v20,encryption=cenc,filter=a)",
+                manifest(Format::SmoothV20, &["a"], cenc),
+            ),
+            (
+                "QualityLevels(128000)/Fragments(audio=0)",
+                "QualityLevels(128000)/Fragments(audio=0)",
+                fragment("audio", 0, None),
+            ),
+            (
+                "QualityLevels(128000)/Fragments(a%20b=20000000,encryption=cenc)",
+                "QualityLevels(128000)/Fragments(a%20b=20000000,encryption=cenc)",
+                fragment("a b", 20_000_000, cenc),
+            ),
+        ];
+        for (path, canonical, resource) in cases {
+            let parsed = parse(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(parsed, ParsedUrl { resource: resource.clone(), extension: false }, "{path}");
+            assert_eq!(format(&resource, false), canonical, "{path}");
+            assert_eq!(format(&resource, true), canonical, "{path}: Smooth URLs have no extension");
         }
-        // Still malformed: a manifest without format= but with a bad option, a media playlist
-        // without a format.
-        assert!(matches!(parse("manifest(foo=bar)"), Err(Error::BadRequest(_))));
-        assert!(matches!(parse("QualityLevels(1)/Manifest(v)"), Err(Error::BadRequest(_))));
+        for path in [
+            "QualityLevels(1)/Fragments(video=i)",
+            "QualityLevels(1)/Fragments(video=0,format=fmp4-v20)",
+            "QualityLevels(1)/Manifest(v,format=fmp4-v20)",
+            "QualityLevels(1)/Fragments(video=0).m4s",
+            "manifest.ismc",
+            "manifest(filter=a).mpd",
+            "manifest(encryption=cbc)",
+            "manifest(format=fmp4-v20,encryption=cbcs-aapl)",
+            "QualityLevels(1)/Fragments(video=0,encryption=cbcs-aapl)",
+            "manifest(foo=bar)",
+            "QualityLevels(1)/Manifest(v)",
+        ] {
+            assert!(matches!(parse(path), Err(Error::BadRequest(_))), "{path:?} should be a bad request");
+        }
+        let urls = SegmentUrls::new(1, "audio_eng", Format::Smooth, cenc, &AudioChoice::default(), true, false);
+        assert_eq!(urls.url(5), "QualityLevels(1)/Fragments(audio_eng=5,encryption=cenc)");
+        assert_eq!(
+            urls.smooth_template(),
+            "QualityLevels({bitrate})/Fragments(audio_eng={start time},encryption=cenc)"
+        );
     }
 
     #[test]

@@ -169,11 +169,11 @@ fn codec_of(codec: &CodecInfo) -> Result<Codec, MediaError> {
         }
         CodecConfig::Ac3(_) => Ok(Codec::Ac3),
         CodecConfig::Eac3(_) => Ok(Codec::Eac3),
-        CodecConfig::Av1(_) | CodecConfig::None => {
-            fail(codec.ts_refusal().unwrap_or_else(|| {
-                format!("codec '{}' cannot be carried in MPEG-TS", codec.sample_entry_type)
-            }))
-        }
+        CodecConfig::Av1(_) | CodecConfig::None => fail(
+            codec
+                .ts_refusal()
+                .unwrap_or_else(|| format!("codec '{}' cannot be carried in MPEG-TS", codec.sample_entry_type)),
+        ),
     }
 }
 

@@ -69,7 +69,6 @@ impl Failure {
                 Error::BadRequest(_) => StatusCode::BAD_REQUEST,
                 Error::Forbidden(_) => StatusCode::FORBIDDEN,
                 Error::NotFound(_) | Error::NotYetAvailable(_) => StatusCode::NOT_FOUND,
-                Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
                 Error::Storage { .. } | Error::SourceChanged { .. } => StatusCode::BAD_GATEWAY,
                 Error::StorageTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 Error::Media { .. } | Error::Asset { .. } => StatusCode::INTERNAL_SERVER_ERROR,

@@ -97,7 +97,6 @@ impl FailureMemory {
             Error::Media { .. } | Error::Asset { .. } => self.failure_ttl,
             Error::BadRequest(_)
             | Error::Forbidden(_)
-            | Error::NotImplemented(_)
             | Error::Storage { .. }
             | Error::StorageTimeout { .. }
             | Error::SourceChanged { .. } => return None,

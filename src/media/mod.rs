@@ -4,6 +4,7 @@ pub(crate) mod bits;
 pub mod codec;
 mod error;
 pub mod mp4;
+pub mod ttml;
 pub mod webvtt;
 
 pub use error::{err, MediaError, MediaResult};

@@ -314,20 +314,15 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
     Ok(Output::media(content_type, parts))
 }
 
-/// A text track's segment, always clear: WebVTT text or a sidecar's `wvtt` fMP4 from
+/// A text track's segment, always clear: WebVTT text, a sidecar's `wvtt` fMP4 or Smooth TTML from
 /// [`text`], else (an MP4 source's `wvtt` / `stpp` in fMP4) a plain media segment.
 fn text_segment(segment_plan: &SegmentPlan<'_>, flavor: cmaf::Flavor, sources: &[SourceSpan]) -> Result<Output> {
     let (track, format) = (segment_plan.track, segment_plan.format);
-    if !text::carries(track, format) {
-        return Err(Error::BadRequest(format!(
-            "text track '{}' ({}) has no {} form: MPEG-TS formats carry WebVTT text only",
-            track.name,
-            track.index().info.codec.sample_entry_type,
-            format.as_str()
-        )));
+    if let Some(reason) = text::refusal(track, format) {
+        return Err(Error::BadRequest(reason));
     }
     let sequence_number = segment_plan.sequence_number();
-    if text::webvtt_segments(track.index(), format) || track.index().sidecar.is_some() {
+    if text::built_from_cues(track.index(), format) {
         let (content_type, parts) =
             text::segment(track, &segment_plan.segment, sequence_number, format, flavor, sources)?;
         return Ok(Output::media(content_type, parts));

@@ -15,12 +15,20 @@
 //! - DASH: a sidecar's `wvtt` segments have `tfdt` = presentation time in ms, the text
 //!   track's `presentationTimeOffset` carries a filter's window like every other track's.
 //!
+//! - Smooth Streaming: a fragment's one sample is the TTML document ([`ttml`]) of the
+//!   fragment's window, its times from the fragment's start; the fragment's time (`tfxd`) is
+//!   on the asset's 10 MHz axis like every track's. Built from the cues of a sidecar or of a
+//!   `wvtt` MP4 track; an `stpp` MP4 track's samples are TTML already, but timed from the
+//!   track's start (ISO/IEC 14496-30 §5.3), and re-timing their documents is not done: Smooth
+//!   leaves such tracks out.
+//!
 //! Text is never encrypted: with `encryption=` on the URL a text resource is served clear, as
 //! packagers do (players expect clear text; WebVTT text has no encrypted form).
 
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::media::ttml;
 use crate::media::webvtt::{cues_from_wvtt, segment_text, wvtt_samples, Cue, WebVtt};
 use crate::output::cmaf::{self, Flavor};
 use crate::output::ts;
@@ -38,12 +46,38 @@ pub(crate) fn webvtt_segments(track: &TrackIndex, format: Format) -> bool {
     track.info.kind == TrackKind::Text && (format.is_ts() || (format.is_hls() && track.sidecar.is_some()))
 }
 
-/// Whether `format` can carry text track `track`: the TS formats take WebVTT text only, so
-/// they leave out tracks that cannot become WebVTT (`stpp`/TTML).
+/// Whether `format` can carry text track `track`: the TS formats take WebVTT text only and
+/// Smooth TTML made from cues (see the module comment), so both leave out MP4 tracks whose
+/// samples are not `wvtt` (`stpp`/TTML).
 pub(crate) fn carries(track: &AssetTrack, format: Format) -> bool {
+    track.kind == TrackKind::Text && refusal(track, format).is_none()
+}
+
+/// Why text track `track` has no `format` form, if it has none.
+pub(crate) fn refusal(track: &AssetTrack, format: Format) -> Option<String> {
     let index = track.index();
-    track.kind == TrackKind::Text
-        && (!format.is_ts() || index.sidecar.is_some() || index.info.codec.sample_entry_type == "wvtt")
+    let from_cues = index.sidecar.is_some() || index.info.codec.sample_entry_type == "wvtt";
+    let why = if format.is_ts() {
+        "MPEG-TS formats carry WebVTT text only"
+    } else if format.is_smooth() {
+        "Smooth Streaming text is TTML made from WebVTT cues; re-timing an MP4 track's TTML is not supported"
+    } else {
+        return None;
+    };
+    (!from_cues).then(|| {
+        format!(
+            "text track '{}' ({}) has no {} form: {why}",
+            track.name,
+            index.info.codec.sample_entry_type,
+            format.as_str()
+        )
+    })
+}
+
+/// Whether `track`'s segments in `format` are made here (WebVTT text, a sidecar's `wvtt`
+/// fMP4, Smooth TTML), not passed through as fMP4 media segments.
+pub(crate) fn built_from_cues(track: &TrackIndex, format: Format) -> bool {
+    webvtt_segments(track, format) || track.sidecar.is_some() || format.is_smooth()
 }
 
 /// The text tracks a manifest of `format` lists, in asset order.
@@ -132,12 +166,48 @@ pub(crate) fn segment(
         };
         return Ok((WEBVTT_CONTENT_TYPE, vec![Bytes::from(text)]));
     }
+    if let Flavor::Smooth(_) = flavor {
+        let built = smooth_fragment(track, segment, sequence_number, flavor, sources)?;
+        return Ok(("application/mp4", built));
+    }
     let Some(vtt) = &index.sidecar else {
         return Err(Error::media(&track.file, "not a WebVTT sidecar: its segments are fMP4 media segments"));
     };
-    let built = sidecar_fmp4(index, &vtt.cues, segment, start_ms, end_ms, sequence_number, flavor)
+    let built = sidecar_fmp4(index, &vtt.cues, start_ms, end_ms, sequence_number, flavor)
         .map_err(|e| Error::media(&track.file, e))?;
     Ok(("application/mp4", built))
+}
+
+/// A Smooth text fragment: one sample, the TTML document of the segment's window, lasting the
+/// whole segment (a sidecar's segment time and duration; a `wvtt` track's first sample to the
+/// sample after its last), so the `tfxd` time is the manifest's `t` for it.
+fn smooth_fragment(
+    track: &AssetTrack,
+    segment: &Segment,
+    sequence_number: u32,
+    flavor: Flavor,
+    sources: &[SourceSpan],
+) -> Result<Vec<Bytes>> {
+    let index = track.index();
+    let (timescale, shift) = (index.info.timescale, i128::from(index.info.edit.presentation_shift()));
+    let mp4_cues: Vec<Cue>;
+    let (cues, start, end) = match &index.sidecar {
+        Some(vtt) => (&vtt.cues, segment.time, segment.time.saturating_add(segment.duration)),
+        None => {
+            let s = &index.samples;
+            let range = segment.samples();
+            let start = s.dts.get(range.start).copied().filter(|_| !range.is_empty()).unwrap_or(segment.time);
+            let end = s.dts.get(range.end).copied().unwrap_or(s.end_dts).max(start);
+            let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
+            mp4_cues = source_cues(index, segment, span).map_err(|e| Error::media(&track.file, e))?.0;
+            (&mp4_cues, start, end)
+        }
+    };
+    // The window in presentation ms: the axis is the decode time shifted by the edit list.
+    let window_ms = |ticks: u64| ms(i128::from(ticks) + shift, timescale);
+    let document = ttml::document(cues, window_ms(start), window_ms(end), &track.language);
+    let sample = (start, document.as_bytes());
+    fmp4_of_samples(index, [sample], end, sequence_number, flavor).map_err(|e| Error::media(&track.file, e))
 }
 
 /// The cues of a `wvtt` MP4 track's segment and its presentation range (ms): each sample's
@@ -171,7 +241,6 @@ fn source_cues(index: &TrackIndex, segment: &Segment, span: &SourceSpan) -> Resu
 fn sidecar_fmp4(
     index: &TrackIndex,
     cues: &[Cue],
-    segment: &Segment,
     start_ms: u64,
     end_ms: u64,
     sequence_number: u32,
@@ -180,23 +249,37 @@ fn sidecar_fmp4(
     let timescale = u64::from(index.info.timescale.max(1));
     let ticks = |ms: u64| (u128::from(ms) * u128::from(timescale) / 1000).min(u128::from(u64::MAX)) as u64;
     let samples = wvtt_samples(cues, start_ms, end_ms);
+    let samples = samples.iter().map(|s| (ticks(s.start_ms), &s.data[..]));
+    fmp4_of_samples(index, samples, ticks(end_ms), sequence_number, flavor)
+}
+
+/// Samples made here, each (decode time in `index`'s timescale, bytes), the last ending at
+/// `end_dts`, as one media segment of the ordinary writer: laid out as a sample table over
+/// one buffer, so text segments are built like every other track's.
+fn fmp4_of_samples<'a>(
+    index: &TrackIndex,
+    samples: impl IntoIterator<Item = (u64, &'a [u8])>,
+    end_dts: u64,
+    sequence_number: u32,
+    flavor: Flavor,
+) -> Result<Vec<Bytes>, String> {
     let mut table = SampleTable::default();
     let mut data = Vec::new();
-    for s in &samples {
-        table.dts.push(ticks(s.start_ms));
+    for (dts, bytes) in samples {
+        table.dts.push(dts);
         table.offsets.push(data.len() as u64);
-        table.sizes.push(u32::try_from(s.data.len()).map_err(|_| "a wvtt sample over 4 GiB".to_string())?);
-        data.extend_from_slice(&s.data);
+        table.sizes.push(u32::try_from(bytes.len()).map_err(|_| "a text sample over 4 GiB".to_string())?);
+        data.extend_from_slice(bytes);
     }
-    table.end_dts = ticks(end_ms);
-    let first_dts = table.dts.first().copied().unwrap_or(segment.time);
+    table.end_dts = end_dts;
+    let first_dts = table.dts.first().copied().unwrap_or(end_dts);
+    let sample_count = u32::try_from(table.len()).map_err(|_| "too many text samples".to_string())?;
     let track = TrackIndex { info: index.info.clone(), samples: table, sidecar: None };
-    let sample_count = u32::try_from(samples.len()).map_err(|_| "too many wvtt samples".to_string())?;
     let segment = Segment {
         first_sample: 0,
         sample_count,
         time: first_dts,
-        duration: segment.duration,
+        duration: end_dts.saturating_sub(first_dts),
         bytes: data.len() as u64,
         discontinuity: false,
     };
@@ -231,9 +314,7 @@ mod tests {
         };
         let index = TrackIndex { info, samples: SampleTable::default(), sidecar: None };
         let cues = [cue(1000, 2500, "a"), cue(3000, 5000, "b")];
-        let seg =
-            Segment { first_sample: 0, sample_count: 0, time: 2000, duration: 2000, bytes: 0, discontinuity: false };
-        let parts = sidecar_fmp4(&index, &cues, &seg, 2000, 4000, 2, Flavor::Cmaf).unwrap();
+        let parts = sidecar_fmp4(&index, &cues, 2000, 4000, 2, Flavor::Cmaf).unwrap();
         let bytes: Vec<u8> = parts.concat();
         let kinds: Vec<[u8; 4]> = boxes(&bytes).map(|b| b.unwrap().kind).collect();
         assert_eq!(kinds, [*b"styp", *b"moof", *b"mdat"]);

@@ -283,16 +283,9 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
             (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, plan.asset, track, &[])),
             _ => None,
         };
-        let built = cmaf::media_segment_lasting(
-            track.index(),
-            &segment_plan.segment,
-            sequence_number,
-            span,
-            flavor,
-            sample_encryption.as_ref(),
-            last_duration,
-        )
-        .map_err(|e| Error::media(&track.file, e))?;
+        let options = cmaf::SegmentOptions { flavor, encryption: sample_encryption.as_ref(), last_duration };
+        let built = cmaf::media_segment(track.index(), &segment_plan.segment, sequence_number, span, options)
+            .map_err(|e| Error::media(&track.file, e))?;
         (media_content_type(track), built.parts)
     };
     // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
@@ -333,7 +326,8 @@ fn text_segment(segment_plan: &SegmentPlan<'_>, flavor: cmaf::Flavor, sources: &
         return Ok(Output::media(content_type, parts));
     }
     let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
-    let built = cmaf::media_segment(track.index(), &segment_plan.segment, sequence_number, span, flavor, None)
+    let options = cmaf::SegmentOptions::clear(flavor);
+    let built = cmaf::media_segment(track.index(), &segment_plan.segment, sequence_number, span, options)
         .map_err(|e| Error::media(&track.file, e))?;
     Ok(Output::media(media_content_type(track), built.parts))
 }

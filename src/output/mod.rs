@@ -385,6 +385,8 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
         audio_only: None,
         encryption: None,
     })];
+    // Smooth fragment URLs carry times on the asset's 10 MHz axis.
+    let smooth = format.is_smooth().then(|| SmoothClock::of(asset));
     for t in asset.tracks.iter().filter(|t| t.kind != TrackKind::Text || text::carries(t, format)) {
         if format.is_hls() {
             out.push(Resource::MediaPlaylist {
@@ -397,15 +399,16 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 kind: PlaylistKind::Media,
             });
         }
-        // WebVTT text segments have no init segment.
-        if !text::webvtt_segments(t.index(), format) {
+        // WebVTT text segments have no init segment; Smooth clients build theirs.
+        if !text::webvtt_segments(t.index(), format) && smooth.is_none() {
             out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
         }
+        let clock = smooth.map(|c| c.track(t));
         for s in &t.timeline.segments {
             out.push(Resource::Segment {
                 bitrate: t.bitrate,
                 track: t.name.clone(),
-                time: s.time,
+                time: clock.map_or(s.time, |c| c.segment_span(t.index(), s).0),
                 format,
                 encryption: None,
                 audio: AudioChoice::default(),

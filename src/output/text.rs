@@ -179,8 +179,9 @@ pub(crate) fn segment(
 }
 
 /// A Smooth text fragment: one sample, the TTML document of the segment's window, lasting the
-/// whole segment (a sidecar's segment time and duration; a `wvtt` track's first sample to the
-/// sample after its last), so the `tfxd` time is the manifest's `t` for it.
+/// whole segment, so the `tfxd` time and duration are the manifest's `t` and `d` for it
+/// ([`crate::plan::smooth::TrackClock::segment_span`]). A `wvtt` sample crossing the window's
+/// edge is in the segments on both sides, its cue clipped to each.
 fn smooth_fragment(
     track: &AssetTrack,
     segment: &Segment,
@@ -189,25 +190,23 @@ fn smooth_fragment(
     sources: &[SourceSpan],
 ) -> Result<Vec<Bytes>> {
     let index = track.index();
-    let (timescale, shift) = (index.info.timescale, i128::from(index.info.edit.presentation_shift()));
     let mp4_cues: Vec<Cue>;
-    let (cues, start, end) = match &index.sidecar {
-        Some(vtt) => (&vtt.cues, segment.time, segment.time.saturating_add(segment.duration)),
+    let cues = match &index.sidecar {
+        Some(vtt) => &vtt.cues,
         None => {
-            let s = &index.samples;
-            let range = segment.samples();
-            let start = s.dts.get(range.start).copied().filter(|_| !range.is_empty()).unwrap_or(segment.time);
-            let end = s.dts.get(range.end).copied().unwrap_or(s.end_dts).max(start);
             let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
             mp4_cues = source_cues(index, segment, span).map_err(|e| Error::media(&track.file, e))?.0;
-            (&mp4_cues, start, end)
+            &mp4_cues
         }
     };
-    // The window in presentation ms: the axis is the decode time shifted by the edit list.
-    let window_ms = |ticks: u64| ms(i128::from(ticks) + shift, timescale);
+    let (start, end) = (segment.time, segment.time.saturating_add(segment.duration));
+    // The window in presentation ms: a text segment's time is its presentation time less the
+    // edit shift, as the axis counts it.
+    let shift = i128::from(index.info.edit.presentation_shift());
+    let window_ms = |ticks: u64| ms(i128::from(ticks) + shift, index.info.timescale);
     let document = ttml::document(cues, window_ms(start), window_ms(end), &track.language);
-    let sample = (start, document.as_bytes());
-    fmp4_of_samples(index, [sample], end, sequence_number, flavor).map_err(|e| Error::media(&track.file, e))
+    fmp4_of_samples(index, [(start, document.as_bytes())], end, sequence_number, flavor)
+        .map_err(|e| Error::media(&track.file, e))
 }
 
 /// The cues of a `wvtt` MP4 track's segment and its presentation range (ms): each sample's

@@ -13,7 +13,7 @@
 //! a VOD asset and 0 for a live one (its window moves; live encoders start at 0).
 
 use crate::source::asset::{Asset, AssetTrack};
-use crate::source::index::TrackIndex;
+use crate::source::index::{TrackIndex, TrackKind};
 use crate::source::timeline::Segment;
 
 /// The Smooth manifest timescale (`SmoothStreamingMedia@TimeScale`): 100 ns units.
@@ -79,12 +79,13 @@ impl TrackClock {
     }
 
     /// Where `segment` starts and ends on the axis: the decode time of its first sample and
-    /// of the sample after its last (the track's end after the last segment). A segment
-    /// without samples (a text sidecar's) spans its own times.
+    /// of the sample after its last (the track's end after the last segment). A text
+    /// segment spans its own times: text is cut by time, and a sample crossing a boundary is
+    /// in both segments (a sidecar's segments have no samples at all).
     pub fn segment_span(&self, track: &TrackIndex, segment: &Segment) -> (u64, u64) {
         let samples = &track.samples;
         let range = segment.samples();
-        match (samples.dts.get(range.start), range.is_empty()) {
+        match (samples.dts.get(range.start), range.is_empty() || track.info.kind == TrackKind::Text) {
             (Some(&first), false) => {
                 let end = samples.dts.get(range.end).copied().unwrap_or(samples.end_dts);
                 (self.time(first), self.time(end))

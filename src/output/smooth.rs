@@ -8,6 +8,11 @@
 //! decode time of each segment's first sample on the asset's clock, so a chunk's `t` is the
 //! `{start time}` its fragment is requested with, and `t + d` is the next chunk's `t`.
 //!
+//! Text tracks (sidecars and `wvtt` MP4 tracks, [`super::text`]) are one `StreamIndex` each,
+//! after video and audio: `Type="text"`, `Subtype` `CAPT` for captions (SDH) and `SUBT`
+//! otherwise (MS-SSTR §2.2.2.3), one `QualityLevel` `FourCC="TTML"` without
+//! `CodecPrivateData`; their fragments hold TTML documents.
+//!
 //! Only VOD (and ended live events) are written: a running event's Smooth form needs the
 //! `tfrf` lookahead boxes in its fragments, so [`crate::plan::carriage`] refuses it.
 
@@ -16,6 +21,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::media::codec::SmoothCodec;
+use crate::output::text;
 use crate::plan::links::{self, Link, ManifestText};
 use crate::plan::smooth::{SmoothClock, TIMESCALE};
 use crate::plan::url::{AudioChoice, Format, ManifestOptions, SegmentUrls};
@@ -77,6 +83,8 @@ struct ProtectionHeader {
 struct StreamIndex {
     #[serde(rename = "@Type")]
     kind: &'static str,
+    #[serde(rename = "@Subtype", skip_serializing_if = "Option::is_none")]
+    subtype: Option<&'static str>,
     #[serde(rename = "@Name")]
     name: String,
     #[serde(rename = "@Language", skip_serializing_if = "Option::is_none")]
@@ -186,8 +194,8 @@ fn groups(asset: &Asset, clock: SmoothClock) -> Vec<Group<'_>> {
     let audio = asset.tracks_of(TrackKind::Audio);
     let (first, rest): (Vec<_>, Vec<_>) = audio.partition(|t| Some(t.name.as_str()) == default_audio);
     let ordered = asset.tracks_of(TrackKind::Video).chain(first).chain(rest);
-    for track in ordered {
-        let Some(codec) = track.index().info.codec.smooth() else { continue };
+    for track in ordered.chain(text::text_tracks(asset, Format::Smooth)) {
+        let Some(codec) = smooth_codec(track) else { continue };
         let track_spans = spans(track, clock);
         if track_spans.is_empty() {
             continue;
@@ -201,6 +209,27 @@ fn groups(asset: &Asset, clock: SmoothClock) -> Vec<Group<'_>> {
     out
 }
 
+/// How the manifest names `track`'s codec: a text track's fragments are TTML (MS-SSTR
+/// §2.2.2.5 `FourCC="TTML"`, no codec private data).
+fn smooth_codec(track: &AssetTrack) -> Option<SmoothCodec> {
+    match track.kind {
+        TrackKind::Text => {
+            Some(SmoothCodec { four_cc: "TTML".to_owned(), codec_private_data: String::new(), audio_tag: None })
+        }
+        TrackKind::Video | TrackKind::Audio => track.index().info.codec.smooth(),
+    }
+}
+
+/// MS-SSTR §2.2.2.3 `Subtype` of a text track: captions for the deaf and hard of hearing, or
+/// subtitles.
+fn text_subtype(track: &AssetTrack) -> &'static str {
+    if text::is_sdh(track) {
+        "CAPT"
+    } else {
+        "SUBT"
+    }
+}
+
 fn stream_index(group: &Group<'_>, options: &ManifestOptions) -> Option<StreamIndex> {
     let (first, _) = group.tracks.first()?;
     let video = first.kind == TrackKind::Video;
@@ -210,7 +239,7 @@ fn stream_index(group: &Group<'_>, options: &ManifestOptions) -> Option<StreamIn
         .enumerate()
         .map(|(index, (track, codec))| {
             let info = &track.index().info.codec;
-            let audio = !video;
+            let audio = first.kind == TrackKind::Audio;
             QualityLevel {
                 index,
                 bitrate: track.bitrate,
@@ -239,7 +268,8 @@ fn stream_index(group: &Group<'_>, options: &ManifestOptions) -> Option<StreamIn
     );
     let c = chunks(&group.spans, options.format == Format::Smooth);
     Some(StreamIndex {
-        kind: if video { "video" } else { "audio" },
+        kind: first.kind.as_str(),
+        subtype: (first.kind == TrackKind::Text).then(|| text_subtype(first)),
         name: first.name.clone(),
         language: (!video).then(|| first.language.clone()),
         chunks: group.spans.len(),

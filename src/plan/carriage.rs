@@ -5,7 +5,7 @@
 //!   which the encryptor does not write;
 //! - Smooth Streaming names codecs by FourCC (MS-SSTR §2.2.2.5): H.264, HEVC, AAC, AC-3 and
 //!   E-AC-3 have one ([`crate::media::codec::SmoothCodec`]); AV1, VP9, Opus, FLAC, Dolby
-//!   Vision profile 5 and text tracks are left out of Smooth manifests. A running live event
+//!   Vision profile 5 are left out of Smooth manifests (text: [`crate::output::text`]). A running live event
 //!   has no Smooth form (its fragments would need the `tfrf` lookahead boxes of MS-SSTR
 //!   §2.2.4.6): Smooth requests of one are a 400.
 //!
@@ -24,16 +24,12 @@ use crate::source::index::{CodecFamily, TrackKind};
 /// Why `track` cannot be served in `format` with `encryption`, if it cannot.
 fn refusal(track: &AssetTrack, format: Format, encryption: Option<Encryption>) -> Option<String> {
     let codec = &track.index().info.codec;
-    if format.is_smooth() {
-        if track.kind == TrackKind::Text {
-            return Some("text tracks have no Smooth Streaming form here".to_owned());
-        }
-        if codec.smooth().is_none() {
-            return Some(format!(
-                "'{}' has no Smooth Streaming FourCC (Smooth carries H.264, HEVC, AAC, AC-3 and E-AC-3)",
-                codec.sample_entry_type
-            ));
-        }
+    // Which text tracks Smooth carries is `output::text`'s to say, as for the other formats.
+    if format.is_smooth() && track.kind != TrackKind::Text && codec.smooth().is_none() {
+        return Some(format!(
+            "'{}' has no Smooth Streaming FourCC (Smooth carries H.264, HEVC, AAC, AC-3 and E-AC-3)",
+            codec.sample_entry_type
+        ));
     }
     if format.is_ts() {
         if let Some(reason) = codec.ts_refusal() {

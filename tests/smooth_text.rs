@@ -124,8 +124,11 @@ fn text_streams(manifest: &str) -> (Vec<TextStream>, Vec<String>) {
     }
 }
 
-/// The boxes of `bytes`: (type, extended type for `uuid`, payload).
-fn boxes(mut bytes: &[u8]) -> Vec<([u8; 4], Option<[u8; 16]>, &[u8])> {
+/// One box: its type, its extended type (`uuid` boxes), its payload.
+type Mp4Box<'a> = ([u8; 4], Option<[u8; 16]>, &'a [u8]);
+
+/// The boxes of `bytes`.
+fn boxes(mut bytes: &[u8]) -> Vec<Mp4Box<'_>> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let size = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;

@@ -12,7 +12,7 @@ import { EXPECTED, mediaTextTracks, seekAndPause, sleep, waitForCue } from './te
 
 async function smoothSubtitles({ page, env, requests, checks, facts }) {
   const t0 = Date.now();
-  await startPlayer(page, env, 'dashjs', `${env.origin}/${TEXT_LOCATOR}/subtitles.ism/manifest`);
+  await startPlayer(page, env, 'dashjs-mss', `${env.origin}/${TEXT_LOCATOR}/subtitles.ism/manifest`);
   const first = await waitFor(page, (s) => s.currentTime > 0.05 && !s.paused, 15_000);
   facts.startup = (Date.now() - t0) / 1000;
   if (!checks.check(first && first.errors.every((e) => !e.fatal), 'playback did not start')) {

@@ -10,24 +10,24 @@ import { TEXT_LOCATOR } from './origin.mjs';
 /** What the sidecars show at these times (fixtures/subtitles/*.vtt). The switch to French
  * happens at 1 s and French is read there first: players load the new language's segments
  * from the current position on (dash.js does not go back for earlier ones). */
-const EXPECTED = {
+export const EXPECTED = {
   English: { track: 'subtitles_eng', codes: ['eng', 'en'], cues: [[2.2, 'This cue crosses the 2 s segment boundary'], [1.0, 'Hello from jit-origin']] },
   Français: { track: 'subtitles_fra', codes: ['fra', 'fr'], cues: [[1.0, 'Bonjour de jit-origin'], [2.2, 'Cette réplique traverse la limite de 2 s']] },
 };
 
 const ISO_639_1 = { eng: 'en', fra: 'fr' };
 const normalise = (text) => String(text).replace(/<[^>]*>/g, '').replace(/\s+/g, ' ').trim();
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Seeks to `t` and pauses there, so the cue at `t` stays active while we read it. */
-const seekAndPause = (page, t) =>
+export const seekAndPause = (page, t) =>
   page.evaluate((at) => {
     window.e2e.seek(at);
     window.e2e.pause();
   }, t);
 
 /** The media element's text tracks (mode, label, language, cue times), for failure reports. */
-const mediaTextTracks = (page) =>
+export const mediaTextTracks = (page) =>
   page.evaluate(() =>
     JSON.stringify(
       Array.from(document.querySelector('video').textTracks).map((t) => ({
@@ -46,7 +46,7 @@ const mediaTextTracks = (page) =>
  * bytes: the same segments show in other runs); a second seek there makes it fetch and
  * append them again, as a viewer scrubbing again would.
  */
-async function waitForCue(page, at, text, timeoutMs = 10_000) {
+export async function waitForCue(page, at, text, timeoutMs = 10_000) {
   const start = Date.now();
   let cues = [];
   let reseeked = false;

@@ -213,6 +213,11 @@
         player.on(events.ERROR, (e) => report('dash.js', true, e.error && e.error.code, describe(e.error)));
         player.on(events.PLAYBACK_ERROR, (e) => report('dash.js', true, 'playback', describe(e.error)));
         player.initialize(video, url, true);
+        // TTML cues (Smooth Streaming text) are HTML that dash.js renders into this div; without
+        // one it drops them.
+        const ttml = document.createElement('div');
+        video.insertAdjacentElement('afterend', ttml);
+        player.attachTTMLRenderingDiv(ttml);
       },
       variants() {
         const current = this.player.getCurrentRepresentationForType('video');
@@ -242,13 +247,14 @@
         const current = this.player.getCurrentTrackFor('text');
         const label = (t) => (t.labels && t.labels[0] && t.labels[0].text) || '';
         return this.player.getTracksFor('text').map((t) => ({
-          language: t.lang, label: label(t), active: Boolean(current && current.id === t.id && label(current) === label(t)),
+          id: t.id, language: t.lang, label: label(t), active: Boolean(current && current.id === t.id && label(current) === label(t)),
         }));
       },
       selectText(codes, label) {
-        // setTextTrack takes the position among the text tracks, in getTracksFor order.
+        // setTextTrack takes the position among the text tracks, in getTracksFor order. A
+        // Smooth text stream has no label: its Name (the track's id) is asked for instead.
         const labelOf = (t) => (t.labels && t.labels[0] && t.labels[0].text) || '';
-        const index = this.player.getTracksFor('text').findIndex((t) => codes.includes(t.lang) && labelOf(t) === label);
+        const index = this.player.getTracksFor('text').findIndex((t) => codes.includes(t.lang) && (labelOf(t) === label || t.id === label));
         if (index >= 0) {
           this.player.enableText(true);
           this.player.setTextTrack(index);
@@ -257,6 +263,11 @@
       },
     },
   };
+
+  // The text of dash.js's TTML cue (an imsc.js intermediate synchronic document: nested
+  // `contents`, text in anonymous spans), whose own `text` is empty.
+  const isdText = (node) =>
+    !node ? '' : node.kind === 'br' ? '\n' : (node.text || '') + (node.contents || []).map(isdText).join('');
 
   let adapter = null;
   // Each accessor may throw before the player has a manifest: report empty lists then.
@@ -323,7 +334,7 @@
       const out = [];
       for (const track of Array.from(video.textTracks)) {
         if (track.mode !== 'showing' || !track.activeCues) continue;
-        for (const cue of Array.from(track.activeCues)) out.push({ track: track.label, language: track.language, text: cue.text });
+        for (const cue of Array.from(track.activeCues)) out.push({ track: track.label, language: track.language, text: cue.text || isdText(cue.isd) });
       }
       return out;
     },

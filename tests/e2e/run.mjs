@@ -20,8 +20,8 @@ import { matrix } from './lib/matrix.mjs';
 import { startOrigin } from './lib/origin.mjs';
 import { startStatic } from './lib/static.mjs';
 import { textCells } from './lib/text.mjs';
-import './lib/trick.mjs'; // adds the trick-play cells to the matrix
 import './lib/smooth_text.mjs'; // adds the Smooth Streaming subtitle cell to the matrix
+import './lib/trick.mjs'; // adds the trick-play cells to the matrix
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: args } = parseArgs({

@@ -223,7 +223,8 @@ impl<'a> Stream<'a> {
         Ok(out)
     }
 
-    /// The fragment URL (relative to the manifest) of the chunk at `t` of `level`.
+    /// The fragment URL (relative to the manifest) of the chunk at `t` of `bitrate`: the
+    /// `Url` pattern with both spellings of each substitution MS-SSTR §2.2.2.3 allows.
     pub fn fragment_url(&self, bitrate: u64, t: u64) -> String {
         self.0
             .attr("Url")
@@ -308,13 +309,11 @@ fn full_box(kind: &[u8; 4], version: u8, flags: u32, payload: &[&[u8]]) -> Vec<u
 }
 
 fn hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
-        return Err(format!("odd-length hex {s:?}"));
+    let digits: Option<Vec<u8>> = s.chars().map(|c| c.to_digit(16).map(|d| d as u8)).collect();
+    match digits {
+        Some(d) if d.len() % 2 == 0 => Ok(d.chunks_exact(2).map(|p| p[0] << 4 | p[1]).collect()),
+        _ => Err(format!("not an even number of hex digits: {s:?}")),
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("not hex: {s:?}")))
-        .collect()
 }
 
 /// The NAL units of an Annex B CodecPrivateData (`00000001` start codes), dash.js-style.

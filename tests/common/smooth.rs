@@ -10,7 +10,8 @@
 //!   `esds` from the AudioSpecificConfig, `encv`/`enca` + `sinf` (`frma`, `schm` cenc 1.0,
 //!   `tenc` with an 8-byte IV and the KID of the ProtectionHeader's WRMHEADER) for cenc;
 //!   dash.js stops at H.264 and AAC, so HEVC (`hvcC` from VPS/SPS/PPS, ISO/IEC 14496-15
-//!   §8.3.3) and Dolby (`dac3` / `dec3`, ETSI TS 102 366 Annex F) are built the same way;
+//!   §8.3.3) and Dolby (`dac3` / `dec3`, ETSI TS 102 366 Annex F, cut out of the
+//!   WAVEFORMATEXTENSIBLE CodecPrivateData) are built the same way;
 //! * what dash.js's `MssFragmentMoofProcessor` does to a fragment before appending it that
 //!   matters to a decoder: `tfhd.track_ID` rewritten to the init segment's track;
 //! * the fragment boxes the tests check: `tfxd` (MS-SSTR §2.2.4.4), `trun` durations, the
@@ -405,6 +406,21 @@ fn esds(asc: &[u8], bitrate: u32) -> Vec<u8> {
     full_box(b"esds", 0, 0, &[&d])
 }
 
+/// The `dac3` / `dec3` payload of a Dolby QualityLevel: with `AudioTag` 65534
+/// (WAVE_FORMAT_EXTENSIBLE) CodecPrivateData is the WAVEFORMATEXTENSIBLE extension (samples
+/// per block 2, speaker mask 4, sub-format GUID 16 bytes) and then that payload, which the
+/// client cuts out; otherwise the payload alone.
+fn dolby_config(level: &Element) -> Result<Vec<u8>, String> {
+    let bytes = hex(level.attr("CodecPrivateData").unwrap_or(""))?;
+    if level.attr("AudioTag") != Some("65534") {
+        return Ok(bytes);
+    }
+    match bytes.get(22..) {
+        Some(payload) if !payload.is_empty() => Ok(payload.to_vec()),
+        _ => Err(format!("WAVEFORMATEXTENSIBLE CodecPrivateData without a dac3/dec3 payload: {bytes:02X?}")),
+    }
+}
+
 /// The sample entry of `level` for `stsd`, `encv`/`enca` with `sinf` when `kid` is given.
 fn sample_entry(stream: Stream<'_>, level: &Element, kid: Option<[u8; 16]>) -> Result<Vec<u8>, String> {
     let video = stream.kind() == "video";
@@ -414,8 +430,8 @@ fn sample_entry(stream: Stream<'_>, level: &Element, kid: Option<[u8; 16]>) -> R
         "HEVC" | "hev1" | "HEV1" => (*b"hev1", hvcc(cpd)?),
         "hvc1" | "HVC1" => (*b"hvc1", hvcc(cpd)?),
         "AACL" | "AACH" | "mp4a" => (*b"mp4a", esds(&hex(cpd)?, level.num("Bitrate")? as u32)),
-        "EC-3" | "ec-3" => (*b"ec-3", mp4_box(b"dec3", &[&hex(cpd)?])),
-        "AC-3" | "ac-3" => (*b"ac-3", mp4_box(b"dac3", &[&hex(cpd)?])),
+        "EC-3" | "ec-3" => (*b"ec-3", mp4_box(b"dec3", &[dolby_config(level)?.as_slice()])),
+        "AC-3" | "ac-3" => (*b"ac-3", mp4_box(b"dac3", &[dolby_config(level)?.as_slice()])),
         other => return Err(format!("no player builds an init segment for FourCC {other:?}")),
     };
     let mut fields = vec![0u8; 6];

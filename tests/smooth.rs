@@ -327,7 +327,10 @@ fn cenc_ladder_decrypts_to_the_source_through_the_player_built_init() {
         // Really encrypted: the clear locator's fragment ends differently (the end of the last
         // sample is in a protected range, video subsamples included).
         let chunk = stream.chunks().unwrap()[0];
-        let clear = get(&url(server, "ladder", &stream.fragment_url(track.bitrate, chunk.t))).ok();
+        let cenc_url = stream.fragment_url(track.bitrate, chunk.t);
+        let clear_url = cenc_url.replace(",encryption=cenc", "");
+        assert_ne!(cenc_url, clear_url, "{label}: the cenc manifest's fragments must ask for encryption=cenc");
+        let clear = get(&url(server, "ladder", &clear_url)).ok();
         let ours = fetched.fragments.first().expect("fragments");
         assert_ne!(
             clear.body[clear.body.len() - 64..],

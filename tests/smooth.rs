@@ -21,7 +21,7 @@ use base64::Engine as _;
 use reqwest::header;
 use reqwest::StatusCode;
 
-use common::smooth::{parse_fragment, player_fragment, player_init, Chunk, Manifest, Stream};
+use common::smooth::{player_init, Fetched, Manifest, Stream};
 use common::{Got, SourceFrames, TestServer};
 use jit_origin::config::Config;
 use jit_origin::serve::origin::Origin;
@@ -125,47 +125,11 @@ fn hex16(s: &str) -> [u8; 16] {
     v.try_into().unwrap()
 }
 
-/// A QualityLevel's fragments: fetched, checked against their chunks, as a player appends them.
-struct Fetched {
-    label: String,
-    fragments: Vec<Vec<u8>>,
-    parsed: Vec<common::smooth::Fragment>,
-}
-
-/// Fetches every fragment of `bitrate` in `stream` (the Url template filled with the chunk
-/// times, relative to the manifest URL), checks the content type, `tfxd` = (`t`, `d`) and
-/// the trun durations, and returns them rewritten as dash.js appends them.
-fn fetch_fragments(manifest_url: &str, stream: Stream<'_>, bitrate: u64, failures: &mut Vec<String>) -> Fetched {
-    let label = format!("{} {} ({bitrate})", stream.kind(), stream.name());
-    let base = &manifest_url[..manifest_url.rfind('/').expect("manifest URL has a path") + 1];
-    let chunks = stream.chunks().unwrap_or_else(|e| panic!("{label}: {e}"));
-    assert!(!chunks.is_empty(), "{label}: no chunks");
-    let urls: Vec<String> = chunks.iter().map(|c| format!("{base}{}", stream.fragment_url(bitrate, c.t))).collect();
-    let want_type = if stream.kind() == "video" { "video/mp4" } else { "audio/mp4" };
-    let mut fetched = Fetched { label, fragments: Vec::new(), parsed: Vec::new() };
-    for (got, Chunk { t, d }) in fetch_all(&urls).into_iter().zip(&chunks) {
-        if got.status != StatusCode::OK || got.header(header::CONTENT_TYPE) != Some(want_type) {
-            failures.push(format!("{}: {}", fetched.label, got.describe()));
-            continue;
-        }
-        let checked = parse_fragment(&got.body).and_then(|f| {
-            if f.tfxd != (*t, *d) {
-                return Err(format!("tfxd (time, duration) {:?}, manifest chunk t={t} d={d}", f.tfxd));
-            }
-            if f.duration != *d {
-                return Err(format!("trun durations add up to {}, manifest d={d}", f.duration));
-            }
-            Ok(f)
-        });
-        match checked.and_then(|f| Ok((player_fragment(&got.body)?, f))) {
-            Ok((bytes, f)) => {
-                fetched.fragments.push(bytes);
-                fetched.parsed.push(f);
-            }
-            Err(e) => failures.push(format!("{} {}: {e}", fetched.label, got.what)),
-        }
-    }
-    fetched
+/// Every fragment of `bitrate` in `stream`, checked and rewritten (see
+/// [`common::smooth::fetch_fragments`]).
+fn fetch_fragments(manifest_url: &str, stream: Stream<'_>, bitrate: u64) -> Result<Fetched, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(common::smooth::fetch_fragments(&common::client(), manifest_url, stream, bitrate))
 }
 
 /// Whether Smooth can carry a source track: the FourCCs MS-SSTR §2.2.2.5 and the players
@@ -213,7 +177,13 @@ fn check_lossless(asset: &str) {
                 continue;
             }
         };
-        let fetched = fetch_fragments(&manifest_url, stream, track.bitrate, &mut failures);
+        let fetched = match fetch_fragments(&manifest_url, stream, track.bitrate) {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                failures.push(format!("{label}: {e}"));
+                continue;
+            }
+        };
         let file = dir.path().join(format!("{}-{}.mp4", track.name, track.bitrate));
         std::fs::write(&file, [vec![init], fetched.fragments].concat().concat()).unwrap();
         checked += 1;
@@ -311,7 +281,7 @@ fn cenc_ladder_decrypts_to_the_source_through_the_player_built_init() {
         let stream = m.stream(&track.kind, &track.name).unwrap_or_else(|| panic!("{label}: no StreamIndex\n{text}"));
         let level = stream.level(track.bitrate).unwrap_or_else(|| panic!("{label}: no QualityLevel\n{text}"));
         let init = player_init(stream, level, Some(kid), duration).unwrap_or_else(|e| panic!("{label}: {e}"));
-        let fetched = fetch_fragments(&manifest_url, stream, track.bitrate, &mut failures);
+        let fetched = fetch_fragments(&manifest_url, stream, track.bitrate).unwrap_or_else(|e| panic!("{label}: {e}"));
         for (k, f) in fetched.parsed.iter().enumerate() {
             let at = format!("{label} fragment #{k}");
             match (&f.piff, &f.senc) {

@@ -724,3 +724,45 @@ pub fn player_fragment(bytes: &[u8]) -> Result<Vec<u8>, String> {
     out[tfhd.body_start + 4..tfhd.body_start + 8].copy_from_slice(&TRACK_ID.to_be_bytes());
     Ok(out)
 }
+
+/// A QualityLevel's fragments as a player appends them, and what they hold.
+pub struct Fetched {
+    pub fragments: Vec<Vec<u8>>,
+    pub parsed: Vec<Fragment>,
+}
+
+/// Fetches every fragment of `bitrate` in `stream` (its Url pattern filled with the chunk
+/// times, relative to `manifest_url`), checks the content type, `tfxd` = the chunk's (`t`,
+/// `d`) and that the trun durations add up to `d`, and returns them rewritten as dash.js
+/// appends them. Err names the first fragment that is wrong.
+pub async fn fetch_fragments(
+    client: &reqwest::Client,
+    manifest_url: &str,
+    stream: Stream<'_>,
+    bitrate: u64,
+) -> Result<Fetched, String> {
+    let label = format!("{} {} ({bitrate})", stream.kind(), stream.name());
+    let base = manifest_url.rfind('/').map_or(manifest_url, |at| &manifest_url[..=at]);
+    let chunks = stream.chunks().map_err(|e| format!("{label}: {e}"))?;
+    if chunks.is_empty() {
+        return Err(format!("{label}: no chunks"));
+    }
+    let want_type = if stream.kind() == "video" { "video/mp4" } else { "audio/mp4" };
+    let mut fetched = Fetched { fragments: Vec::new(), parsed: Vec::new() };
+    for Chunk { t, d } in chunks {
+        let got = super::get(client, &format!("{base}{}", stream.fragment_url(bitrate, t))).await;
+        if got.status != reqwest::StatusCode::OK || got.header(reqwest::header::CONTENT_TYPE) != Some(want_type) {
+            return Err(format!("{label}: {}", got.describe()));
+        }
+        let f = parse_fragment(&got.body).map_err(|e| format!("{label} {}: {e}", got.what))?;
+        if f.tfxd != (t, d) {
+            return Err(format!("{label} {}: tfxd (time, duration) {:?}, chunk t={t} d={d}", got.what, f.tfxd));
+        }
+        if f.duration != d {
+            return Err(format!("{label} {}: trun durations add up to {}, chunk d={d}", got.what, f.duration));
+        }
+        fetched.fragments.push(player_fragment(&got.body)?);
+        fetched.parsed.push(f);
+    }
+    Ok(fetched)
+}

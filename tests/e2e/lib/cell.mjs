@@ -3,12 +3,13 @@
 
 /** Each player: its scripts in load order and the harness adapter that drives it. The Smooth
  * Streaming players are apart: dash.js loads its MSS module next to dash.all, and Shaka Player
- * plays Smooth from its 4.16 line (5.0 removed it). */
+ * plays Smooth from its 4.16 line (5.0 removed it) with codem-isoboxer, which its Smooth
+ * transmuxer needs. */
 const PLAYERS = {
   shaka: { adapter: 'shaka', scripts: ['/lib/shaka-player.js'] },
   hlsjs: { adapter: 'hlsjs', scripts: ['/lib/hls.js'] },
   dashjs: { adapter: 'dashjs', scripts: ['/lib/dash.js'] },
-  'shaka-mss': { adapter: 'shaka', scripts: ['/lib/shaka-player-mss.js'] },
+  'shaka-mss': { adapter: 'shaka', scripts: ['/lib/iso_boxer.js', '/lib/shaka-player-mss.js'] },
   'dashjs-mss': { adapter: 'dashjs', scripts: ['/lib/dash.js', '/lib/dash.mss.js'] },
 };
 

@@ -22,6 +22,7 @@ import { startStatic } from './lib/static.mjs';
 import { textCells } from './lib/text.mjs';
 import './lib/smooth_text.mjs'; // adds the Smooth Streaming subtitle cell to the matrix
 import './lib/trick.mjs'; // adds the trick-play cells to the matrix
+import './lib/smooth.mjs'; // adds the Smooth Streaming cells to the matrix
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: args } = parseArgs({

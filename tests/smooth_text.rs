@@ -2,13 +2,15 @@
 //! `fixtures/subtitles-folder`) and the `wvtt` track of an MP4 source (`fixtures/text-mp4`)
 //! as TTML fragments.
 //!
-//! * The client manifest is read with quick-xml: one `StreamIndex Type="text"` per text track
-//!   (`Subtype` CAPT for the SDH track, SUBT otherwise; `Name`, `Language`, `Chunks`, `Url`)
-//!   with one `QualityLevel FourCC="TTML"`; the `stpp` MP4 track is not listed and its
-//!   fragments are a 400.
-//! * Every text fragment is parsed box by box here (not by the crate's reader): `moof`
-//!   (`mfhd`, `traf` with `tfhd`, `trun` of one sample whose data offset points into the
-//!   `mdat`, the `tfxd` box whose time and duration are the chunk's `t` and `d`) and `mdat`.
+//! * The client manifest is read with the Smooth test helpers (tests/common/smooth.rs,
+//!   quick-xml): one `StreamIndex Type="text"` per text track (`Subtype` CAPT for the SDH
+//!   track, SUBT otherwise; `Name`, `Language`, `Chunks`, `Url`) with one
+//!   `QualityLevel FourCC="TTML"`; the `stpp` MP4 track is not listed and its fragments are a
+//!   400.
+//! * Every text fragment is parsed box by box by the same helpers (not by the crate's
+//!   reader): `moof` (`mfhd`, `traf` with `tfhd`, `trun` of one sample whose data offset
+//!   points at the `mdat` payload, the `tfxd` box whose time and duration are the chunk's `t`
+//!   and `d`), no sample encryption box, and `mdat`.
 //! * The sample is a TTML document, read with quick-xml; its `p` times are relative to the
 //!   fragment. Fragment time plus `p` time minus the axis' lead (presentation time 0 on the
 //!   10 MHz axis) gives each piece's presentation time; pieces of one cue in adjacent fragments
@@ -22,6 +24,7 @@ mod common;
 
 use std::collections::HashMap;
 
+use common::smooth::{self, Manifest, Stream};
 use common::{get_blocking, TestServer};
 use jit_origin::config::Config;
 use jit_origin::media::webvtt::{self, Cue};
@@ -32,11 +35,6 @@ use jit_origin::source::storage::Storage;
 use jit_origin::source::timeline::SegmentPolicy;
 use quick_xml::events::{BytesStart, Event};
 
-/// The PIFF/Smooth `tfxd` box's extended type (MS-SSTR §2.2.4.4).
-const TFXD: [u8; 16] = [0x6D, 0x1D, 0x9B, 0x05, 0x42, 0xD5, 0x44, 0xE6, 0x80, 0xE2, 0x14, 0x1D, 0xAF, 0xF7, 0x57, 0xB2];
-/// The PIFF sample encryption box's extended type (PIFF 1.1 §5.3.2.1).
-const PIFF_SENC: [u8; 16] =
-    [0xA2, 0x39, 0x4F, 0x52, 0x5A, 0x9B, 0x4F, 0x14, 0xA2, 0x44, 0x6C, 0x42, 0x7C, 0x64, 0x8D, 0xF4];
 const KID: &str = "00112233445566778899aabbccddeeff";
 
 fn server() -> TestServer {
@@ -67,13 +65,21 @@ fn lead(folder: &str) -> u64 {
     clock.track(text).time(0)
 }
 
-/// One text `StreamIndex` of a client manifest.
-#[derive(Debug)]
-struct TextStream {
-    attrs: HashMap<String, String>,
-    levels: Vec<HashMap<String, String>>,
-    /// (t, d) of every chunk, `r` expanded.
-    chunks: Vec<(u64, u64)>,
+/// The client manifest at `url`, its content type checked.
+fn manifest(url: &str) -> Manifest {
+    let got = get_blocking(url).ok();
+    assert_eq!(got.header("content-type"), Some("application/vnd.ms-sstr+xml"), "{url}");
+    Manifest::parse(&got.text()).unwrap_or_else(|e| panic!("{url}: {e}\n{}", got.text()))
+}
+
+fn text_streams(m: &Manifest) -> Vec<Stream<'_>> {
+    m.streams().filter(|s| s.kind() == "text").collect()
+}
+
+/// The one sample of a fragment `fetch_fragments` checked: its `mdat` payload.
+fn sample(fragment: &[u8]) -> &[u8] {
+    let top = smooth::boxes(fragment, 0, fragment.len()).unwrap();
+    top.iter().find(|b| &b.kind == b"mdat").expect("an mdat").body
 }
 
 fn attrs(e: &BytesStart) -> HashMap<String, String> {
@@ -84,108 +90,6 @@ fn attrs(e: &BytesStart) -> HashMap<String, String> {
             (a.key.as_ref().to_string(), value)
         })
         .collect()
-}
-
-/// The manifest's text streams, and the `Type` of every stream in order.
-fn text_streams(manifest: &str) -> (Vec<TextStream>, Vec<String>) {
-    let mut reader = quick_xml::Reader::from_str(manifest);
-    let (mut streams, mut types, mut current) = (Vec::new(), Vec::new(), None::<TextStream>);
-    loop {
-        match reader.read_event().unwrap_or_else(|e| panic!("{e}: {manifest}")) {
-            Event::Start(e) | Event::Empty(e) => {
-                let a = attrs(&e);
-                match e.name().as_ref() {
-                    "StreamIndex" => {
-                        types.push(a["Type"].clone());
-                        if a["Type"] == "text" {
-                            current = Some(TextStream { attrs: a, levels: Vec::new(), chunks: Vec::new() });
-                        }
-                    }
-                    "QualityLevel" => current.iter_mut().for_each(|s| s.levels.push(a.clone())),
-                    "c" => {
-                        if let Some(s) = &mut current {
-                            let d: u64 = a["d"].parse().unwrap();
-                            let t = a
-                                .get("t")
-                                .map(|t| t.parse().unwrap())
-                                .or(s.chunks.last().map(|&(t, d)| t + d))
-                                .unwrap();
-                            let repeat: u64 = a.get("r").map_or(1, |r| r.parse().unwrap());
-                            s.chunks.extend((0..repeat).map(|k| (t + k * d, d)));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::End(e) if e.name().as_ref() == "StreamIndex" => streams.extend(current.take()),
-            Event::Eof => return (streams, types),
-            _ => {}
-        }
-    }
-}
-
-/// One box: its type, its extended type (`uuid` boxes), its payload.
-type Mp4Box<'a> = ([u8; 4], Option<[u8; 16]>, &'a [u8]);
-
-/// The boxes of `bytes`.
-fn boxes(mut bytes: &[u8]) -> Vec<Mp4Box<'_>> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let size = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
-        assert!(size >= 8 && size <= bytes.len(), "box size {size} of {} bytes", bytes.len());
-        let kind: [u8; 4] = bytes[4..8].try_into().unwrap();
-        let (user, payload) = if &kind == b"uuid" {
-            (Some(bytes[8..24].try_into().unwrap()), &bytes[24..size])
-        } else {
-            (None, &bytes[8..size])
-        };
-        out.push((kind, user, payload));
-        bytes = &bytes[size..];
-    }
-    out
-}
-
-/// A Smooth text fragment checked box by box: its `tfxd` (time, duration) and its one
-/// sample's bytes. `encrypted`: whether any sample encryption box was found.
-struct Fragment {
-    time: u64,
-    duration: u64,
-    sample: Vec<u8>,
-    encrypted: bool,
-}
-
-fn fragment(bytes: &[u8], what: &str) -> Fragment {
-    let top = boxes(bytes);
-    let kinds: Vec<[u8; 4]> = top.iter().map(|b| b.0).collect();
-    assert_eq!(kinds, [*b"moof", *b"mdat"], "{what}: top-level boxes");
-    let (moof, mdat) = (top[0].2, top[1].2);
-    let moof_boxes = boxes(moof);
-    assert_eq!(moof_boxes.iter().map(|b| b.0).collect::<Vec<_>>(), [*b"mfhd", *b"traf"], "{what}: moof");
-    let traf = boxes(moof_boxes[1].2);
-    let find = |kind: &[u8; 4], user: Option<[u8; 16]>| traf.iter().find(|b| &b.0 == kind && b.1 == user).map(|b| b.2);
-    assert!(find(b"tfhd", None).is_some(), "{what}: no tfhd");
-    assert!(find(b"tfdt", None).is_none(), "{what}: a tfdt where Smooth has tfxd");
-    let tfxd = find(b"uuid", Some(TFXD)).unwrap_or_else(|| panic!("{what}: no tfxd"));
-    let (time, duration) = match tfxd[0] {
-        1 => {
-            (u64::from_be_bytes(tfxd[4..12].try_into().unwrap()), u64::from_be_bytes(tfxd[12..20].try_into().unwrap()))
-        }
-        _ => (
-            u64::from(u32::from_be_bytes(tfxd[4..8].try_into().unwrap())),
-            u64::from(u32::from_be_bytes(tfxd[8..12].try_into().unwrap())),
-        ),
-    };
-    let trun = find(b"trun", None).unwrap_or_else(|| panic!("{what}: no trun"));
-    let flags = u32::from_be_bytes(trun[..4].try_into().unwrap()) & 0xFF_FFFF;
-    assert_eq!(u32::from_be_bytes(trun[4..8].try_into().unwrap()), 1, "{what}: one sample");
-    assert!(flags & 1 != 0, "{what}: trun without a data offset");
-    let data_offset = i32::from_be_bytes(trun[8..12].try_into().unwrap()) as usize;
-    // The data offset counts from the moof (default-base-is-moof): the mdat payload follows
-    // the moof and the mdat header.
-    let moof_size = moof.len() + 8;
-    assert_eq!(data_offset, moof_size + 8, "{what}: data offset");
-    let encrypted = find(b"senc", None).is_some() || find(b"uuid", Some(PIFF_SENC)).is_some();
-    Fragment { time, duration, sample: mdat.to_vec(), encrypted }
 }
 
 /// `HH:MM:SS.mmm` in ms.
@@ -225,39 +129,39 @@ fn ttml(document: &str) -> (Vec<(u64, u64, String)>, String) {
     }
 }
 
-/// The manifest at `url`, its text streams checked, and the cues of every text stream read
-/// back from its fragments: name → (cues in presentation ms, first fragment time).
+/// The text streams of the manifest at `manifest_url`, checked, and the cues read back from
+/// each one's fragments: name → (cues in presentation ms, first fragment time).
 fn smooth_cues(manifest_url: &str, lead: u64) -> HashMap<String, (Vec<Cue>, u64)> {
-    let got = get_blocking(manifest_url).ok();
-    assert_eq!(got.header("content-type"), Some("application/vnd.ms-sstr+xml"), "{manifest_url}");
-    let manifest = got.text();
-    let (streams, _) = text_streams(&manifest);
-    let base = manifest_url.rsplit_once('/').unwrap().0;
+    let m = manifest(manifest_url);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut out = HashMap::new();
-    for stream in &streams {
-        let name = &stream.attrs["Name"];
-        assert_eq!(stream.levels.len(), 1, "{name}: one QualityLevel");
-        let level = &stream.levels[0];
-        assert_eq!(level["FourCC"], "TTML", "{name}");
-        assert_eq!(level.get("CodecPrivateData").map(String::as_str), Some(""), "{name}");
-        assert_eq!(stream.attrs["Chunks"].parse::<usize>().unwrap(), stream.chunks.len(), "{name}: Chunks");
-        let url = &stream.attrs["Url"];
+    for stream in text_streams(&m) {
+        let name = stream.name();
+        let levels: Vec<_> = stream.levels().collect();
+        assert_eq!(levels.len(), 1, "{name}: one QualityLevel");
+        let level = levels[0];
+        assert_eq!(level.attr("FourCC"), Some("TTML"), "{name}");
+        assert_eq!(level.attr("CodecPrivateData"), Some(""), "{name}");
+        let chunks = stream.chunks().unwrap();
+        assert_eq!(stream.0.num("Chunks").unwrap(), chunks.len() as u64, "{name}: Chunks");
+        let bitrate = level.num("Bitrate").unwrap();
+        // Content type, tfxd = the chunk's t and d, trun durations adding up to d, the data
+        // offset pointing at the mdat payload.
+        let fetched = runtime
+            .block_on(smooth::fetch_fragments(&common::client(), manifest_url, stream, bitrate))
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut pieces: Vec<Cue> = Vec::new();
-        for &(t, d) in &stream.chunks {
-            let path = url.replace("{bitrate}", &level["Bitrate"]).replace("{start time}", &t.to_string());
-            let url = format!("{base}/{path}");
-            let got = get_blocking(&url).ok();
-            let f = fragment(&got.body, &url);
-            assert_eq!((f.time, f.duration), (t, d), "{url}: tfxd against the manifest's chunk");
-            assert!(!f.encrypted, "{url}: text is served clear");
-            let (paragraphs, lang) = ttml(std::str::from_utf8(&f.sample).unwrap());
-            let language = &stream.attrs["Language"];
-            assert_eq!(&lang, language, "{url}: xml:lang");
+        for ((bytes, parsed), chunk) in fetched.fragments.iter().zip(&fetched.parsed).zip(&chunks) {
+            let what = format!("{name} at {}", chunk.t);
+            assert_eq!(parsed.sample_count, 1, "{what}: one sample");
+            assert!(parsed.piff.is_none() && parsed.senc.is_none(), "{what}: text is served clear");
+            let (paragraphs, lang) = ttml(std::str::from_utf8(sample(bytes)).unwrap());
+            assert_eq!(Some(lang.as_str()), stream.0.attr("Language"), "{what}: xml:lang");
+            // Presentation ms of the fragment's start: its axis time less the lead.
+            assert_eq!((chunk.t - lead) % 10_000, 0, "{what}: the fragment starts on a ms");
+            let start_ms = (chunk.t - lead) / 10_000;
             for (begin, end, text) in paragraphs {
-                // Presentation ms of the fragment's start: its axis time minus the lead.
-                let start_ms = (t - lead) / 10_000;
-                assert_eq!((t - lead) % 10_000, 0, "{url}: a sidecar's fragment starts on a ms");
-                assert!(begin < end && end <= d / 10_000, "{url}: {begin}..{end} within the fragment");
+                assert!(begin < end && end <= chunk.d / 10_000, "{what}: {begin}..{end} within the fragment");
                 let (start_ms, end_ms) = (start_ms + begin, start_ms + end);
                 // A cue over several fragments is clipped to each: join its pieces.
                 match pieces.last_mut() {
@@ -266,8 +170,7 @@ fn smooth_cues(manifest_url: &str, lead: u64) -> HashMap<String, (Vec<Cue>, u64)
                 }
             }
         }
-        let first = stream.chunks.first().map_or(0, |c| c.0);
-        out.insert(name.clone(), (pieces, first));
+        out.insert(name.to_owned(), (pieces, chunks.first().map_or(0, |c| c.t)));
     }
     out
 }
@@ -305,13 +208,14 @@ fn sidecar_text_streams_and_fragments_carry_the_cues() {
     ] {
         let url = server.url(&format!("/{locator}/{folder}.ism/manifest"));
         let lead = lead(folder);
-        let (streams, types) = text_streams(&get_blocking(&url).ok().text());
+        let m = manifest(&url);
         // Text streams follow video and audio; `outputFlag=false` tracks are not listed.
-        let first_text = types.iter().position(|t| t == "text").unwrap();
-        assert!(types[first_text..].iter().all(|t| t == "text"), "{types:?}");
-        let listed: Vec<(&str, &str, &str)> = streams
+        let types: Vec<&str> = m.streams().map(|s| s.kind()).collect();
+        let first_text = types.iter().position(|&t| t == "text").unwrap();
+        assert!(types[first_text..].iter().all(|&t| t == "text"), "{types:?}");
+        let listed: Vec<(&str, &str, &str)> = text_streams(&m)
             .iter()
-            .map(|s| (s.attrs["Name"].as_str(), s.attrs["Language"].as_str(), s.attrs["Subtype"].as_str()))
+            .map(|s| (s.name(), s.0.attr("Language").unwrap_or(""), s.0.attr("Subtype").unwrap_or("")))
             .collect();
         let expected: Vec<(&str, &str, &str)> = tracks.iter().map(|&(n, _, l, s)| (n, l, s)).collect();
         assert_eq!(listed, expected, "{url}");
@@ -328,8 +232,8 @@ fn sidecar_text_streams_and_fragments_carry_the_cues() {
 fn mp4_wvtt_track_becomes_ttml_and_stpp_is_left_out() {
     let server = server();
     let url = server.url("/loc-mp4/text-mp4.ism/manifest");
-    let (streams, _) = text_streams(&get_blocking(&url).ok().text());
-    let names: Vec<&str> = streams.iter().map(|s| s.attrs["Name"].as_str()).collect();
+    let m = manifest(&url);
+    let names: Vec<&str> = text_streams(&m).iter().map(|s| s.name()).collect();
     assert_eq!(names, ["text_eng"], "{url}");
     // The wvtt track was written from the English sidecar (fixtures/text-mp4.py); its
     // fragments follow its samples, whose times are whole ms on a 1 kHz track.
@@ -368,10 +272,11 @@ fn a_filter_window_keeps_the_cues_from_its_start_at_the_same_times() {
 fn text_is_clear_in_a_cenc_manifest() {
     let server = server();
     let url = server.url("/loc-drm/subtitles.ism/manifest(encryption=cenc)");
-    let manifest = get_blocking(&url).ok().text();
-    assert!(manifest.contains("<Protection>"), "{manifest}");
-    let (streams, _) = text_streams(&manifest);
-    assert!(streams.iter().all(|s| s.attrs["Url"].contains("encryption=cenc")), "{streams:?}");
+    let m = manifest(&url);
+    assert!(m.protection_header().unwrap().is_some(), "{url}: no ProtectionHeader");
+    let streams = text_streams(&m);
+    assert_eq!(streams.len(), 3, "{url}");
+    assert!(streams.iter().all(|s| s.0.attr("Url").is_some_and(|u| u.contains("encryption=cenc"))), "{streams:?}");
     // smooth_cues asserts every fragment has no sample encryption box.
     let cues = smooth_cues(&url, lead("subtitles"));
     assert_eq!(cues["subtitles_eng"].0, sidecar("subtitles", "subtitles_eng.vtt"));

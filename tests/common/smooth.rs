@@ -747,7 +747,11 @@ pub async fn fetch_fragments(
     if chunks.is_empty() {
         return Err(format!("{label}: no chunks"));
     }
-    let want_type = if stream.kind() == "video" { "video/mp4" } else { "audio/mp4" };
+    let want_type = match stream.kind() {
+        "video" => "video/mp4",
+        "audio" => "audio/mp4",
+        _ => "application/mp4",
+    };
     let mut fetched = Fetched { fragments: Vec::new(), parsed: Vec::new() };
     for Chunk { t, d } in chunks {
         let got = super::get(client, &format!("{base}{}", stream.fragment_url(bitrate, t))).await;

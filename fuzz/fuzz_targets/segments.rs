@@ -1,9 +1,9 @@
 #![no_main]
 //! Segment building from a fuzzed index: the input is indexed from an in-memory storage
 //! account and loaded as a single-file asset, then every manifest, init segment and media
-//! segment of every track is built in CMAF (clear, cenc, cbcs, AES-128), DASH and MPEG-TS
-//! (clear, AES-128; v3 muxing audio into video). Errors are fine; panics and oversized
-//! allocations are findings.
+//! segment of every track is built in CMAF (clear, cenc, cbcs, AES-128), DASH, MPEG-TS
+//! (clear, AES-128; v3 muxing audio into video) and Smooth Streaming (clear, cenc). Errors
+//! are fine; panics and oversized allocations are findings.
 
 use jit_origin::output::package_resources;
 use jit_origin::plan::url::{Encryption, Format, Resource};
@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 const PATH: &str = "fuzz/input.mp4";
 
 /// Every format with each encryption it supports.
-const VARIANTS: [(Format, Option<Encryption>); 8] = [
+const VARIANTS: [(Format, Option<Encryption>); 10] = [
     (Format::M3u8Cmaf, None),
     (Format::M3u8Cmaf, Some(Encryption::Common(Scheme::Cenc))),
     (Format::M3u8Cmaf, Some(Encryption::Common(Scheme::Cbcs))),
@@ -28,6 +28,8 @@ const VARIANTS: [(Format, Option<Encryption>); 8] = [
     (Format::M3u8Aapl, None),
     (Format::M3u8Aapl, Some(Encryption::Envelope)),
     (Format::M3u8AaplV3, None),
+    (Format::Smooth, None),
+    (Format::Smooth, Some(Encryption::Common(Scheme::Cenc))),
 ];
 
 thread_local! {

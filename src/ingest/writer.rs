@@ -25,7 +25,7 @@ use object_store::{PutMode, UpdateVersion};
 use serde::Serialize;
 
 use super::{IngestError, IngestFragment, IngestTrack, Protocol};
-use crate::output::cmaf::{self, Flavor};
+use crate::output::cmaf::{self, Flavor, SegmentOptions};
 use crate::plan::live_event::LiveEvent;
 use crate::plan::reads::SourceSpan;
 use crate::serve::metrics::Metrics;
@@ -349,8 +349,9 @@ impl TrackWriter {
     /// the encoder sent, so live segments are built exactly as VOD ones.
     fn fragment_object(&self, segment: &Segment, sequence_number: u32, payload: Bytes) -> Result<Bytes, IngestError> {
         let span = SourceSpan::new(0, payload);
-        let built = cmaf::media_segment(&self.index, segment, sequence_number, &span, Flavor::Cmaf, None)
-            .map_err(|e| IngestError::bad("samples", format!("track '{}': {e}", self.track.key)))?;
+        let built =
+            cmaf::media_segment(&self.index, segment, sequence_number, &span, SegmentOptions::clear(Flavor::Cmaf))
+                .map_err(|e| IngestError::bad("samples", format!("track '{}': {e}", self.track.key)))?;
         let mut object = BytesMut::with_capacity(built.parts.iter().map(Bytes::len).sum());
         for part in &built.parts {
             object.extend_from_slice(part);

@@ -25,7 +25,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::media::mp4::writer::BoxWriter;
+use crate::media::mp4::writer::{BoxMark, BoxWriter};
 use crate::media::mp4::{tfhd, trun, FourCC};
 use crate::media::MediaError;
 use crate::plan::reads::SourceSpan;
@@ -377,37 +377,61 @@ fn seg_err<T>(msg: String) -> Result<T, MediaError> {
     Err(MediaError(msg))
 }
 
+/// How [`media_segment`] writes one segment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentOptions<'a> {
+    pub flavor: Flavor,
+    /// Common Encryption of the samples (clear when `None`).
+    pub encryption: Option<&'a TrackEncryption<'a>>,
+    /// The last sample's duration in track ticks, in place of the gap to the next sample: a
+    /// keyframe resource's one sample lasts until the next keyframe, so a trick-mode track
+    /// buffers no gaps.
+    pub last_duration: Option<u64>,
+}
+
+impl SegmentOptions<'_> {
+    /// Clear samples, each lasting until the next.
+    pub(crate) fn clear(flavor: Flavor) -> Self {
+        SegmentOptions { flavor, encryption: None, last_duration: None }
+    }
+}
+
 /// Builds one media segment: [`Flavor::Cmaf`] `styp`, then `moof` (`mfhd`, `traf`: `tfhd`,
 /// `tfdt`, `trun`) and `mdat` whose payload is slices of the fetched `span`.
 ///
 /// With `encryption`, the samples are encrypted into one new buffer (the only copy of the
 /// payload) and the `traf` also gets `senc`, `saiz` and `saio` (ISO/IEC 23001-7 §7,
 /// ISO/IEC 14496-12 §8.7.8–9): `saio` points at the first sample's entry in `senc`, relative
-/// to the moof (tfhd default-base-is-moof). A track whose samples have no auxiliary data at all
-/// (`cbcs` audio: constant IV, whole-sample encryption) gets none of the three: `tenc` says it
-/// all.
+/// to the moof. A track whose samples have no auxiliary data at all (`cbcs` audio: constant
+/// IV, whole-sample encryption) gets none of the three: `tenc` says it all.
+///
+/// [`Flavor::Smooth`] fragments (MS-SSTR §2.2.4) differ in four ways:
+/// - every time is on the asset's 10 MHz axis ([`TrackClock`]): the sample durations and
+///   composition offsets are differences of instants rescaled each on its own, so they add up
+///   to the manifest's `d` exactly;
+/// - no `tfdt` but the `tfxd` box (§2.2.4.4) with the fragment's time (the manifest's `t`, the
+///   URL's time) and duration. MS-SSTR clients take the time from the manifest and `tfxd`; the
+///   MSE players (dash.js `MssFragmentProcessor`, Shaka's MSS transmuxer) insert a `tfdt` from
+///   the manifest time when the fragment has none and keep one that is there, and some clients
+///   (ExoPlayer before 2015) added a present `tfdt` to the manifest time. Leaving it out, as
+///   AMS did, is what every one of them reads right;
+/// - `tfhd` without default-base-is-moof: MS-SSTR's TfhdBox (§2.2.4.6) predates that flag, and
+///   with one `traf` and no base offset the data and `saio` offsets count from the moof's first
+///   byte anyway (ISO/IEC 14496-12 §8.8.7.1);
+/// - encrypted fragments carry the sample auxiliary data twice: in `senc`/`saiz`/`saio` and
+///   in PIFF 1.1's SampleEncryptionBox (§5.3.2) for clients older than ISO/IEC 23001-7.
 pub(crate) fn media_segment(
     track: &TrackIndex,
     segment: &Segment,
     sequence_number: u32,
     span: &SourceSpan,
-    flavor: Flavor,
-    encryption: Option<&TrackEncryption>,
+    options: SegmentOptions,
 ) -> Result<MediaSegment, MediaError> {
-    media_segment_lasting(track, segment, sequence_number, span, flavor, encryption, None)
-}
-
-/// [`media_segment`] whose last sample lasts `last_duration` ticks when given: a keyframe
-/// resource's one sample lasts until the next keyframe, so a trick-mode track buffers no gaps.
-pub(crate) fn media_segment_lasting(
-    track: &TrackIndex,
-    segment: &Segment,
-    sequence_number: u32,
-    span: &SourceSpan,
-    flavor: Flavor,
-    encryption: Option<&TrackEncryption>,
-    last_duration: Option<u64>,
-) -> Result<MediaSegment, MediaError> {
+    let SegmentOptions { flavor, encryption, last_duration } = options;
+    let clock = match flavor {
+        Flavor::Smooth(clock) => Some(clock),
+        Flavor::Cmaf | Flavor::Csf => None,
+    };
     let s = &track.samples;
     let range = sample_range(segment);
     let n = range.len();
@@ -429,12 +453,19 @@ pub(crate) fn media_segment_lasting(
     let mut cts = Vec::with_capacity(n);
     for i in range.clone() {
         let d = last_duration.filter(|_| i + 1 == range.end).unwrap_or_else(|| s.duration(i));
+        let (d, c) = match &clock {
+            Some(clock) => smooth_timing(clock, s.dts[i], d, s.cts_offset(i)),
+            None => (d, i128::from(s.cts_offset(i))),
+        };
         let Ok(d) = u32::try_from(d) else {
             return seg_err(format!("sample {i} lasts {d} ticks, more than a trun can hold"));
         };
+        let Ok(c) = i32::try_from(c) else {
+            return seg_err(format!("sample {i} has a composition offset of {c} ticks, more than a trun can hold"));
+        };
         durations.push(d);
         flags.push(if s.is_sync(i) { FLAGS_SYNC } else { FLAGS_NON_SYNC });
-        cts.push(s.cts_offsets.get(i).copied().unwrap_or(0));
+        cts.push(c);
     }
     let sizes = &s.sizes[range.clone()];
 
@@ -496,7 +527,7 @@ pub(crate) fn media_segment_lasting(
     w.end(mfhd);
 
     let traf = w.begin(b"traf");
-    let mut tfhd_flags = tfhd::DEFAULT_BASE_IS_MOOF;
+    let mut tfhd_flags = if clock.is_some() { 0 } else { tfhd::DEFAULT_BASE_IS_MOOF };
     if default_duration.is_some() {
         tfhd_flags |= tfhd::DEFAULT_DURATION;
     }
@@ -513,9 +544,11 @@ pub(crate) fn media_segment_lasting(
     }
     w.end(tfhd);
 
-    let tfdt = w.begin_full(b"tfdt", 1, 0);
-    w.u64(s.dts[range.start]);
-    w.end(tfdt);
+    if clock.is_none() {
+        let tfdt = w.begin_full(b"tfdt", 1, 0);
+        w.u64(s.dts[range.start]);
+        w.end(tfdt);
+    }
 
     let mut trun_flags = trun::DATA_OFFSET;
     if first_flags.is_some() {
@@ -555,8 +588,15 @@ pub(crate) fn media_segment_lasting(
         }
     }
     w.end(trun);
+    if let Some(clock) = &clock {
+        // MS-SSTR §2.2.4.4, version 1: 64-bit absolute time and duration.
+        let tfxd = begin_uuid_full(&mut w, &TFXD_USER_TYPE, 1, 0);
+        w.u64(clock.time(s.dts[range.start]));
+        w.u64(durations.iter().map(|&d| u64::from(d)).sum());
+        w.end(tfxd);
+    }
     let saio_slot = match &encrypted {
-        Some(e) => write_sample_encryption(&mut w, e),
+        Some(e) => write_sample_encryption(&mut w, e, clock.is_some()),
         None => None,
     };
     w.end(traf);
@@ -567,7 +607,8 @@ pub(crate) fn media_segment_lasting(
     };
     w.patch_i32(data_offset, offset);
     if let Some((slot, senc_entries)) = saio_slot {
-        // saio offsets are relative to the moof start (default-base-is-moof).
+        // saio offsets are relative to the moof start (default-base-is-moof, or for Smooth
+        // the first traf's default base).
         let Ok(rel) = u32::try_from(senc_entries - moof_start) else {
             return seg_err(format!("moof of {moof_len} bytes is too large"));
         };
@@ -642,33 +683,28 @@ fn encrypt_samples(
 }
 
 /// `senc` (version 0; flag 0x2 when samples carry subsample maps), `saiz` and `saio` in the
-/// traf. Returns the `saio` offset slot and the buffer position of the first `senc` entry, or
+/// traf, and with `piff` the same entries in PIFF 1.1's SampleEncryptionBox after them.
+/// Returns the `saio` offset slot and the buffer position of the first `senc` entry, or
 /// nothing when no sample has auxiliary data (constant IV, no subsamples).
+///
+/// The PIFF box leaves flag 0x1 (AlgorithmID, IV size and KID in the box) unset: Smooth clients
+/// build their `tenc` from the manifest (dash.js `MssFragmentMoovProcessor`: 8-byte IVs, the
+/// ProtectionHeader's KID), the algorithm is the manifest's `cenc`, and dash.js's reader of
+/// the box takes a flag 0x1 to mean one IV-size byte and would read every entry 19 bytes off.
+/// It is written after `senc`: dash.js renames it `senc` and recomputes `saio` to the first box
+/// of that name, which is then ours with the same entries.
 fn write_sample_encryption(
     w: &mut BoxWriter,
     e: &EncryptedSamples,
+    piff: bool,
 ) -> Option<(crate::media::mp4::writer::Slot, usize)> {
     let sizes: Vec<usize> = e.aux.iter().map(|a| a.info_size(e.uses_subsamples)).collect();
     if sizes.iter().all(|&s| s == 0) {
         return None;
     }
-    let senc = w.begin_full(b"senc", 0, if e.uses_subsamples { 0x2 } else { 0 });
-    w.u32(e.aux.len() as u32);
-    let first_entry = w.position();
-    for a in &e.aux {
-        if e.iv_size > 0 {
-            if let Some(iv) = a.iv {
-                w.bytes(&iv);
-            }
-        }
-        if e.uses_subsamples {
-            w.u16(a.subsamples.len().min(u16::MAX as usize) as u16);
-            for sub in a.subsamples.iter().take(u16::MAX as usize) {
-                w.u16(sub.clear);
-                w.u32(sub.protected);
-            }
-        }
-    }
+    let flags = if e.uses_subsamples { 0x2 } else { 0 };
+    let senc = w.begin_full(b"senc", 0, flags);
+    let first_entry = write_sample_encryption_entries(w, e);
     w.end(senc);
 
     // saiz: one default size when all are equal (and fit a byte), else one byte per sample.
@@ -692,7 +728,61 @@ fn write_sample_encryption(
     w.u32(1); // entry_count
     let slot = w.reserve_u32();
     w.end(saio);
+
+    if piff {
+        let box_mark = begin_uuid_full(w, &PIFF_SAMPLE_ENCRYPTION_USER_TYPE, 0, flags);
+        write_sample_encryption_entries(w, e);
+        w.end(box_mark);
+    }
     Some((slot, first_entry))
+}
+
+/// `sample_count` and the per-sample entries (IV, subsample map) shared by `senc` and PIFF's
+/// SampleEncryptionBox; returns the position of the first entry.
+fn write_sample_encryption_entries(w: &mut BoxWriter, e: &EncryptedSamples) -> usize {
+    w.u32(e.aux.len() as u32);
+    let first_entry = w.position();
+    for a in &e.aux {
+        if e.iv_size > 0 {
+            if let Some(iv) = a.iv {
+                w.bytes(&iv);
+            }
+        }
+        if e.uses_subsamples {
+            w.u16(a.subsamples.len().min(u16::MAX as usize) as u16);
+            for sub in a.subsamples.iter().take(u16::MAX as usize) {
+                w.u16(sub.clear);
+                w.u32(sub.protected);
+            }
+        }
+    }
+    first_entry
+}
+
+/// MS-SSTR §2.2.4.4 TfxdBox user type, 6D1D9B05-42D5-44E6-80E2-141DAFF757B2.
+const TFXD_USER_TYPE: [u8; 16] =
+    [0x6d, 0x1d, 0x9b, 0x05, 0x42, 0xd5, 0x44, 0xe6, 0x80, 0xe2, 0x14, 0x1d, 0xaf, 0xf7, 0x57, 0xb2];
+/// PIFF 1.1 §5.3.2 SampleEncryptionBox user type, A2394F52-5A9B-4F14-A244-6C427C648DF4.
+const PIFF_SAMPLE_ENCRYPTION_USER_TYPE: [u8; 16] =
+    [0xa2, 0x39, 0x4f, 0x52, 0x5a, 0x9b, 0x4f, 0x14, 0xa2, 0x44, 0x6c, 0x42, 0x7c, 0x64, 0x8d, 0xf4];
+
+/// Opens a `uuid` box of `user_type` whose body starts with a FullBox's version and flags
+/// (ISO/IEC 14496-12 §4.2 extended types; MS-SSTR and PIFF define theirs so).
+fn begin_uuid_full(w: &mut BoxWriter, user_type: &[u8; 16], version: u8, flags: u32) -> BoxMark {
+    let mark = w.begin(b"uuid");
+    w.bytes(user_type);
+    w.u32((u32::from(version) << 24) | (flags & 0x00ff_ffff));
+    mark
+}
+
+/// A sample's duration and composition offset on the Smooth axis, from its decode time,
+/// duration and composition offset in track ticks: differences of instants each rescaled on
+/// its own, so a fragment's durations add up to its end time minus its start time.
+fn smooth_timing(clock: &TrackClock, dts: u64, duration: u64, cts: i32) -> (u64, i128) {
+    let start = clock.time(dts);
+    let end = clock.time(dts.saturating_add(duration));
+    let composition = clock.time(dts.saturating_add_signed(i64::from(cts)));
+    (end.saturating_sub(start), i128::from(composition) - i128::from(start))
 }
 
 #[cfg(test)]
@@ -895,7 +985,7 @@ mod tests {
         assert_eq!(range.start, 48);
         assert_eq!(range.end, 48 + track.samples.byte_count(0..12));
         let span = file_span(range.start, range.end);
-        let built = media_segment(&track, &segment, 7, &span, Flavor::Cmaf, None).unwrap();
+        let built = media_segment(&track, &segment, 7, &span, SegmentOptions::clear(Flavor::Cmaf)).unwrap();
         assert_eq!(built.parts.len(), 2, "header + one slice for contiguous samples");
         assert_eq!(built.parts[1].as_ptr(), span.data().as_ptr(), "payload is a slice, not a copy");
         let out = built.to_bytes();
@@ -933,7 +1023,7 @@ mod tests {
         let segment = seg(12, 12);
         let range = source_range(&track, &segment);
         let span = file_span(range.start - 10, range.end + 10);
-        let out = media_segment(&track, &segment, 8, &span, Flavor::Csf, None).unwrap().to_bytes();
+        let out = media_segment(&track, &segment, 8, &span, SegmentOptions::clear(Flavor::Csf)).unwrap().to_bytes();
         let (styp, moof, _, mdat) = parse_segment(&out, Flavor::Csf);
         assert!(styp.is_none());
         assert_eq!(moof.traf[0].tfdt.as_ref().unwrap().base_media_decode_time, 12 * 512);
@@ -945,7 +1035,7 @@ mod tests {
         let mut track = video_track(6, 0);
         track.samples.cts_offsets = vec![0, 1024, -512, -512, 1024, -512];
         let span = file_span(0, 1000);
-        let out = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Csf, None).unwrap().to_bytes();
+        let out = media_segment(&track, &seg(0, 6), 1, &span, SegmentOptions::clear(Flavor::Csf)).unwrap().to_bytes();
         let (_, moof, _, _) = parse_segment(&out, Flavor::Csf);
         let cts: Vec<_> = moof.traf[0].trun[0].samples.iter().map(|e| e.cts).collect();
         assert_eq!(cts, vec![Some(0), Some(1024), Some(-512), Some(-512), Some(1024), Some(-512)]);
@@ -957,7 +1047,7 @@ mod tests {
 
         // Non-negative offsets stay version 0; all-zero offsets are left out.
         track.samples.cts_offsets = vec![];
-        let out = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Csf, None).unwrap().to_bytes();
+        let out = media_segment(&track, &seg(0, 6), 1, &span, SegmentOptions::clear(Flavor::Csf)).unwrap().to_bytes();
         let (_, moof, _, _) = parse_segment(&out, Flavor::Csf);
         assert!(moof.traf[0].trun[0].samples.iter().all(|e| e.cts.is_none()));
         let moof_payload = boxes(&out).next().unwrap().unwrap().payload;
@@ -983,7 +1073,7 @@ mod tests {
             },
         };
         let span = file_span(1000, 1060);
-        let out = media_segment(&track, &seg(0, 10), 3, &span, Flavor::Cmaf, None).unwrap().to_bytes();
+        let out = media_segment(&track, &seg(0, 10), 3, &span, SegmentOptions::clear(Flavor::Cmaf)).unwrap().to_bytes();
         let (_, moof, moof_len, mdat) = parse_segment(&out, Flavor::Cmaf);
         let traf = &moof.traf[0];
         assert_eq!(traf.tfhd.default_sample_duration, Some(1024));
@@ -1007,7 +1097,7 @@ mod tests {
         track.samples.end_dts = 3124;
         track.samples.sync_samples = Some(vec![0, 2, 3]);
         let span = file_span(0, 1000);
-        let out = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Csf, None).unwrap().to_bytes();
+        let out = media_segment(&track, &seg(0, 6), 1, &span, SegmentOptions::clear(Flavor::Csf)).unwrap().to_bytes();
         let (_, moof, _, _) = parse_segment(&out, Flavor::Csf);
         let traf = &moof.traf[0];
         assert_eq!(traf.tfhd.default_sample_duration, None);
@@ -1028,7 +1118,7 @@ mod tests {
         let range = source_range(&track, &segment);
         assert_eq!(range, 100..1105);
         let span = file_span(range.start, range.end);
-        let built = media_segment(&track, &segment, 1, &span, Flavor::Cmaf, None).unwrap();
+        let built = media_segment(&track, &segment, 1, &span, SegmentOptions::clear(Flavor::Cmaf)).unwrap();
         // Samples 0+1 adjacent, 2 alone, 3+4 adjacent, 5 alone.
         assert_eq!(built.parts.len(), 1 + 4);
         let out = built.to_bytes();
@@ -1047,14 +1137,20 @@ mod tests {
         let segment = seg(0, 6);
         let range = source_range(&track, &segment);
         let short = file_span(range.start, range.end - 1);
-        assert!(media_segment(&track, &segment, 1, &short, Flavor::Cmaf, None).is_err());
+        assert!(media_segment(&track, &segment, 1, &short, SegmentOptions::clear(Flavor::Cmaf)).is_err());
         let late = file_span(range.start + 1, range.end);
-        assert!(media_segment(&track, &segment, 1, &late, Flavor::Cmaf, None).is_err());
+        assert!(media_segment(&track, &segment, 1, &late, SegmentOptions::clear(Flavor::Cmaf)).is_err());
         let ok = file_span(range.start, range.end);
-        assert!(media_segment(&track, &seg(0, 7), 1, &ok, Flavor::Cmaf, None).is_err(), "past the last sample");
-        assert!(media_segment(&track, &seg(3, 0), 1, &ok, Flavor::Cmaf, None).is_err(), "no samples");
+        assert!(
+            media_segment(&track, &seg(0, 7), 1, &ok, SegmentOptions::clear(Flavor::Cmaf)).is_err(),
+            "past the last sample"
+        );
+        assert!(media_segment(&track, &seg(3, 0), 1, &ok, SegmentOptions::clear(Flavor::Cmaf)).is_err(), "no samples");
         assert_eq!(source_range(&track, &seg(5, 9)), 0..0);
-        assert!(media_segment(&track, &seg(u32::MAX, 2), 1, &ok, Flavor::Cmaf, None).is_err(), "no overflow panic");
+        assert!(
+            media_segment(&track, &seg(u32::MAX, 2), 1, &ok, SegmentOptions::clear(Flavor::Cmaf)).is_err(),
+            "no overflow panic"
+        );
         assert_eq!(source_range(&track, &seg(u32::MAX, 2)), 0..0);
     }
 
@@ -1175,17 +1271,44 @@ mod tests {
         let enc =
             TrackEncryption { scheme: Scheme::Cenc, key: &KEY, pssh: &[], iv_seed: 5, number_by_decode_time: false };
         for encryption in [None, Some(&enc)] {
-            let want = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, encryption).unwrap();
-            let got = media_segment(&track, &seg(0, 6), 1, &runs(true), Flavor::Cmaf, encryption).unwrap();
+            let want = media_segment(
+                &track,
+                &seg(0, 6),
+                1,
+                &span,
+                SegmentOptions { encryption, ..SegmentOptions::clear(Flavor::Cmaf) },
+            )
+            .unwrap();
+            let got = media_segment(
+                &track,
+                &seg(0, 6),
+                1,
+                &runs(true),
+                SegmentOptions { encryption, ..SegmentOptions::clear(Flavor::Cmaf) },
+            )
+            .unwrap();
             assert_eq!(got.to_bytes(), want.to_bytes());
             if encryption.is_none() {
                 assert_eq!(got.parts.len(), 3, "header + one slice per run");
                 assert_eq!(got.parts[2].as_ptr(), data[at(3)..].as_ptr(), "slices, not copies");
             }
-            let e = media_segment(&track, &seg(0, 6), 1, &runs(false), Flavor::Cmaf, encryption).unwrap_err();
+            let e = media_segment(
+                &track,
+                &seg(0, 6),
+                1,
+                &runs(false),
+                SegmentOptions { encryption, ..SegmentOptions::clear(Flavor::Cmaf) },
+            )
+            .unwrap_err();
             assert!(e.0.starts_with("sample 2 ("), "{e:?}");
         }
-        assert_eq!(media_segment(&track, &seg(3, 3), 1, &runs(false), Flavor::Cmaf, None).unwrap().parts.len(), 2);
+        assert_eq!(
+            media_segment(&track, &seg(3, 3), 1, &runs(false), SegmentOptions::clear(Flavor::Cmaf))
+                .unwrap()
+                .parts
+                .len(),
+            2
+        );
     }
 
     /// (moof start, moof payload, mdat payload) of a built segment (CMAF: after the styp).
@@ -1200,8 +1323,16 @@ mod tests {
         let (track, span) = nal_track(6);
         for scheme in [Scheme::Cenc, Scheme::Cbcs] {
             let enc = TrackEncryption { scheme, key: &KEY, pssh: &[], iv_seed: 5, number_by_decode_time: false };
-            let clear = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, None).unwrap().to_bytes();
-            let built = media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, Some(&enc)).unwrap();
+            let clear =
+                media_segment(&track, &seg(0, 6), 1, &span, SegmentOptions::clear(Flavor::Cmaf)).unwrap().to_bytes();
+            let built = media_segment(
+                &track,
+                &seg(0, 6),
+                1,
+                &span,
+                SegmentOptions { encryption: Some(&enc), ..SegmentOptions::clear(Flavor::Cmaf) },
+            )
+            .unwrap();
             assert_eq!(built.parts.len(), 2, "header + one encrypted payload");
             let out = built.to_bytes();
             let (moof_start, moof, mdat) = split(&out);
@@ -1275,8 +1406,22 @@ mod tests {
             assert_eq!(parsed.traf[0].saio[0].offsets, vec![offset as u64]);
             assert_eq!(parsed.traf[0].saiz[0].sample_count, 6);
             // Same inputs, same bytes; the clear path is untouched.
-            assert_eq!(media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, Some(&enc)).unwrap().to_bytes(), out);
-            assert_eq!(media_segment(&track, &seg(0, 6), 1, &span, Flavor::Cmaf, None).unwrap().to_bytes(), clear);
+            assert_eq!(
+                media_segment(
+                    &track,
+                    &seg(0, 6),
+                    1,
+                    &span,
+                    SegmentOptions { encryption: Some(&enc), ..SegmentOptions::clear(Flavor::Cmaf) }
+                )
+                .unwrap()
+                .to_bytes(),
+                out
+            );
+            assert_eq!(
+                media_segment(&track, &seg(0, 6), 1, &span, SegmentOptions::clear(Flavor::Cmaf)).unwrap().to_bytes(),
+                clear
+            );
         }
     }
 
@@ -1299,7 +1444,15 @@ mod tests {
         let span = file_span(0, 160);
         let enc =
             TrackEncryption { scheme: Scheme::Cbcs, key: &KEY, pssh: &[], iv_seed: 5, number_by_decode_time: false };
-        let out = media_segment(&track, &seg(0, 4), 1, &span, Flavor::Cmaf, Some(&enc)).unwrap().to_bytes();
+        let out = media_segment(
+            &track,
+            &seg(0, 4),
+            1,
+            &span,
+            SegmentOptions { encryption: Some(&enc), ..SegmentOptions::clear(Flavor::Cmaf) },
+        )
+        .unwrap()
+        .to_bytes();
         let (_, moof, mdat) = split(&out);
         let traf = find(moof, b"traf").unwrap().unwrap();
         assert!(find(traf, b"senc").unwrap().is_none());
@@ -1307,13 +1460,277 @@ mod tests {
         assert_eq!(&mdat[32..40], &span.data()[32..40], "trailing partial block clear");
         // cenc audio: 8-byte IVs, no subsamples, saiz default 8.
         let enc = TrackEncryption { scheme: Scheme::Cenc, ..enc };
-        let out = media_segment(&track, &seg(0, 4), 1, &span, Flavor::Cmaf, Some(&enc)).unwrap().to_bytes();
+        let out = media_segment(
+            &track,
+            &seg(0, 4),
+            1,
+            &span,
+            SegmentOptions { encryption: Some(&enc), ..SegmentOptions::clear(Flavor::Cmaf) },
+        )
+        .unwrap()
+        .to_bytes();
         let (_, moof, _) = split(&out);
         let traf = find(moof, b"traf").unwrap().unwrap();
         let senc = find(traf, b"senc").unwrap().unwrap();
         assert_eq!(&senc[..8], &[0, 0, 0, 0, 0, 0, 0, 4]);
         assert_eq!(senc.len(), 8 + 4 * 8);
         assert_eq!(&find(traf, b"saiz").unwrap().unwrap()[4..9], &[8, 0, 0, 0, 4]);
+    }
+
+    // ---- Smooth Streaming fragments ----
+
+    use crate::media::mp4::reader::RawBox;
+    use crate::plan::smooth::SmoothClock;
+    use crate::source::asset::{Asset, AssetTrack};
+    use crate::source::index::FileIndex;
+    use crate::source::storage::ObjectVersion;
+    use crate::source::timeline::Timeline;
+    use std::sync::Arc;
+
+    /// The Smooth clock of `track` as the only track of an asset.
+    fn smooth_clock(track: &TrackIndex) -> TrackClock {
+        let version = ObjectVersion { size: 0, etag: None, last_modified_unix: 0 };
+        let file_index = Arc::new(FileIndex { path: "t.mp4".into(), version, tracks: vec![track.clone()], reads: 0 });
+        let asset_track = AssetTrack {
+            name: "t".into(),
+            bitrate: 1,
+            kind: track.info.kind,
+            language: "und".into(),
+            role: None,
+            accessibility: None,
+            display_name: None,
+            file: "t.mp4".into(),
+            file_index,
+            track_position: 0,
+            timeline: Timeline::default(),
+            frame_rate: None,
+            window_offset: 0,
+        };
+        let asset = Asset { name: "a".into(), tracks: vec![asset_track], live: None };
+        SmoothClock::of(&asset).track(&asset.tracks[0])
+    }
+
+    /// 29.97 fps video at 90 kHz (3003 ticks a frame, 333 666.67 at 10 MHz) with the usual
+    /// 2-frame B-frame delay, undone by its edit list.
+    fn video_90k(n: usize) -> TrackIndex {
+        let mut track = video_track(n, 0);
+        track.info.timescale = 90_000;
+        track.info.edit.media_time = 2 * 3003;
+        track.samples.dts = (0..n as u64).map(|i| i * 3003).collect();
+        track.samples.end_dts = n as u64 * 3003;
+        for c in &mut track.samples.cts_offsets {
+            *c = *c / 512 * 3003;
+        }
+        track
+    }
+
+    /// AAC at 48 kHz (1024 samples a frame, 213 333.33 ticks at 10 MHz) with 1024 of priming.
+    fn audio_48k(n: usize) -> TrackIndex {
+        TrackIndex {
+            sidecar: None,
+            info: info(TrackKind::Audio, EditOffset { empty_duration: 0, media_time: 1024 }),
+            samples: SampleTable {
+                dts: (0..n as u64).map(|i| 1024 * i).collect(),
+                end_dts: 1024 * n as u64,
+                cts_offsets: vec![],
+                sizes: vec![40; n],
+                offsets: (0..n as u64).map(|i| 40 * i).collect(),
+                sync_samples: None,
+                fragment_starts: vec![],
+            },
+        }
+    }
+
+    /// The top-level boxes of a Smooth fragment (moof and mdat, nothing else) and the
+    /// children of its one traf.
+    fn smooth_boxes(out: &[u8]) -> (RawBox<'_>, RawBox<'_>, Vec<RawBox<'_>>) {
+        let top: Vec<_> = boxes(out).map(|b| b.unwrap()).collect();
+        assert_eq!(top.iter().map(|b| b.kind).collect::<Vec<_>>(), vec![*b"moof", *b"mdat"], "no styp");
+        let traf = find(top[0].payload, b"traf").unwrap().unwrap();
+        (top[0], top[1], boxes(traf).map(|b| b.unwrap()).collect())
+    }
+
+    /// The user type of a `uuid` box.
+    fn user_type<'a>(b: &RawBox<'a>) -> &'a [u8] {
+        assert_eq!(&b.kind, b"uuid");
+        &b.bytes[8..24]
+    }
+
+    /// (time, duration) of a `tfxd` box, checking its version 1 layout.
+    fn tfxd_fields(b: &RawBox<'_>) -> (u64, u64) {
+        assert_eq!(user_type(b), TFXD_USER_TYPE);
+        assert_eq!(b.payload.len(), 4 + 16);
+        assert_eq!(&b.payload[..4], &[1, 0, 0, 0], "version 1, no flags");
+        let field = |at: usize| u64::from_be_bytes(b.payload[at..at + 8].try_into().unwrap());
+        (field(4), field(12))
+    }
+
+    /// Per-sample (duration, composition offset) of a parsed traf, tfhd defaults applied.
+    fn sample_times(traf: &mp4_atom::Traf) -> Vec<(u64, i64)> {
+        traf.trun[0]
+            .samples
+            .iter()
+            .map(|e| {
+                let d = e.duration.or(traf.tfhd.default_sample_duration).unwrap();
+                (u64::from(d), e.cts.unwrap_or(0))
+            })
+            .collect()
+    }
+
+    /// Checks a clear Smooth fragment of `segment` against the clock: `tfxd` = the segment's
+    /// span on the axis, each duration and composition offset the difference of rescaled
+    /// instants, the payload the source's bytes as a slice. Returns the sample durations.
+    fn check_smooth_fragment(track: &TrackIndex, segment: &Segment, number: u32) -> Vec<u64> {
+        let clock = smooth_clock(track);
+        let range = source_range(track, segment);
+        let span = file_span(range.start, range.end);
+        let built = media_segment(track, segment, number, &span, SegmentOptions::clear(Flavor::Smooth(clock))).unwrap();
+        assert_eq!(built.parts.len(), 2, "header + one slice for contiguous samples");
+        assert_eq!(built.parts[1].as_ptr(), span.data().as_ptr(), "payload is a slice, not a copy");
+        let out = built.to_bytes();
+        let (moof, mdat, traf) = smooth_boxes(&out);
+        assert_eq!(traf.iter().map(|b| b.kind).collect::<Vec<_>>(), vec![*b"tfhd", *b"trun", *b"uuid"]);
+        let tfhd_flags = u32::from_be_bytes(traf[0].payload[..4].try_into().unwrap());
+        assert_eq!(tfhd_flags & tfhd::DEFAULT_BASE_IS_MOOF, 0, "MS-SSTR tfhd");
+        let (time, duration) = tfxd_fields(&traf[2]);
+        let (start, end) = clock.segment_span(track, segment);
+        assert_eq!((time, duration), (start, end - start));
+        assert_eq!(mdat.payload, &span.data()[..]);
+
+        let parsed = Moof::decode(&mut &out[..]).unwrap();
+        assert_eq!(parsed.mfhd.sequence_number, number);
+        let parsed_traf = &parsed.traf[0];
+        assert!(parsed_traf.tfdt.is_none());
+        assert_eq!(parsed_traf.trun[0].data_offset, Some(moof.bytes.len() as i32 + 8));
+        let s = &track.samples;
+        let times = sample_times(parsed_traf);
+        assert_eq!(times.len(), segment.sample_count as usize);
+        for (k, i) in sample_range(segment).enumerate() {
+            let next = s.dts.get(i + 1).copied().unwrap_or(s.end_dts);
+            let composition = (s.dts[i] as i64 + s.cts_offset(i) as i64) as u64;
+            let want =
+                (clock.time(next) - clock.time(s.dts[i]), clock.time(composition) as i64 - clock.time(s.dts[i]) as i64);
+            assert_eq!(times[k], want, "sample {i}");
+        }
+        assert_eq!(times.iter().map(|t| t.0).sum::<u64>(), duration, "durations add up to tfxd's");
+        times.iter().map(|t| t.0).collect()
+    }
+
+    #[test]
+    fn smooth_video_fragments_count_on_the_10_mhz_axis() {
+        let track = video_90k(24);
+        assert_eq!(smooth_clock(&track).time(0), 0, "the lead undoes the B-frame delay");
+        for (segment, number) in [(seg(0, 12), 1), (seg(12, 12), 2)] {
+            let durations = check_smooth_fragment(&track, &segment, number);
+            // 3003 ticks at 90 kHz are 333 666.67 at 10 MHz: the rounding moves between samples.
+            assert!(durations.contains(&333_667) && durations.contains(&333_666), "{durations:?}");
+        }
+        // The first frame presents 2 frames after it decodes: 667 333 ticks, not 2 × 333 667.
+        let clock = smooth_clock(&track);
+        assert_eq!(clock.time(2 * 3003) - clock.time(0), 667_333);
+    }
+
+    #[test]
+    fn smooth_audio_fragments_count_on_the_10_mhz_axis() {
+        let track = audio_48k(10);
+        for (segment, number) in [(seg(0, 5), 1), (seg(5, 5), 2)] {
+            let durations = check_smooth_fragment(&track, &segment, number);
+            assert!(durations.iter().all(|&d| d == 213_333 || d == 213_334), "{durations:?}");
+        }
+        // Two fragments meet exactly: the second starts where the first ends.
+        let clock = smooth_clock(&track);
+        assert_eq!(clock.segment_span(&track, &seg(0, 5)).1, clock.segment_span(&track, &seg(5, 5)).0);
+        assert_eq!(clock.segment_span(&track, &seg(5, 5)).1, clock.time(10 * 1024));
+    }
+
+    #[test]
+    fn smooth_fragment_of_negative_composition_offsets_uses_trun_v1() {
+        let mut track = video_90k(6);
+        track.info.edit = EditOffset::default();
+        track.samples.cts_offsets = vec![3003, 6006, -3003, -3003, 6006, -3003];
+        let clock = smooth_clock(&track);
+        let span = file_span(0, 1000);
+        let out = media_segment(&track, &seg(0, 6), 1, &span, SegmentOptions::clear(Flavor::Smooth(clock))).unwrap();
+        let out = out.to_bytes();
+        let (_, _, traf) = smooth_boxes(&out);
+        assert_eq!(traf[1].payload[0], 1, "trun version 1");
+        let parsed = Moof::decode(&mut &out[..]).unwrap();
+        let cts: Vec<_> = sample_times(&parsed.traf[0]).iter().map(|t| t.1).collect();
+        assert_eq!(cts, vec![333_667, 667_333, -333_666, -333_667, 667_333, -333_666]);
+    }
+
+    #[test]
+    fn smooth_cenc_fragment_has_piff_and_common_encryption_boxes() {
+        let (video, video_span) = nal_track(6);
+        let audio = audio_48k(4);
+        let audio_span = file_span(0, 160);
+        for (track, span, subsamples) in [(&video, &video_span, true), (&audio, &audio_span, false)] {
+            let enc = TrackEncryption {
+                scheme: Scheme::Cenc,
+                key: &KEY,
+                pssh: &[],
+                iv_seed: 5,
+                number_by_decode_time: false,
+            };
+            let segment = seg(0, track.samples.len() as u32);
+            let options =
+                SegmentOptions { encryption: Some(&enc), ..SegmentOptions::clear(Flavor::Smooth(smooth_clock(track))) };
+            let built = media_segment(track, &segment, 1, span, options).unwrap();
+            let out = built.to_bytes();
+            let (moof, mdat, traf) = smooth_boxes(&out);
+            let kinds: Vec<_> = traf.iter().map(|b| b.kind).collect();
+            assert_eq!(kinds, vec![*b"tfhd", *b"trun", *b"uuid", *b"senc", *b"saiz", *b"saio", *b"uuid"]);
+            tfxd_fields(&traf[2]);
+            let (senc, saio, piff) = (&traf[3], &traf[5], &traf[6]);
+            assert_eq!(user_type(piff), PIFF_SAMPLE_ENCRYPTION_USER_TYPE);
+            // The same version, flags, count and entries; flag 0x1 (per-box defaults) unset.
+            assert_eq!(piff.payload, senc.payload);
+            assert_eq!(&senc.payload[..4], &[0, 0, 0, if subsamples { 2 } else { 0 }]);
+            // saio counts from the moof's first byte to the first senc entry.
+            let offset = u32::from_be_bytes(saio.payload[8..12].try_into().unwrap()) as usize;
+            let first_entry = senc.payload.as_ptr() as usize + 8 - moof.bytes.as_ptr() as usize;
+            assert_eq!(offset, first_entry);
+
+            // The samples are encrypted exactly as CMAF cenc encrypts them: same encryptor, same IVs.
+            let cmaf = media_segment(
+                track,
+                &segment,
+                1,
+                span,
+                SegmentOptions { encryption: Some(&enc), ..SegmentOptions::clear(Flavor::Cmaf) },
+            )
+            .unwrap()
+            .to_bytes();
+            let (_, cmaf_moof, cmaf_mdat) = split(&cmaf);
+            assert_eq!(mdat.payload, cmaf_mdat);
+            assert_ne!(mdat.payload, &span.data()[..]);
+            let cmaf_senc = find(find(cmaf_moof, b"traf").unwrap().unwrap(), b"senc").unwrap().unwrap();
+            assert_eq!(senc.payload, cmaf_senc);
+            // Each entry's IV is the CMAF one; decrypting with it gives the source sample.
+            let mut at = 8;
+            let mut pos = 0;
+            for i in 0..track.samples.len() {
+                let iv: [u8; 8] = senc.payload[at..at + 8].try_into().unwrap();
+                assert_eq!(iv, crate::protect::common_encryption::cenc_iv(&enc, 2, i as u64));
+                at += 8;
+                let size = track.samples.sizes[i] as usize;
+                let mut runs = vec![(0, size)];
+                if subsamples {
+                    assert_eq!(u16::from_be_bytes([senc.payload[at], senc.payload[at + 1]]), 1);
+                    let clear = u16::from_be_bytes([senc.payload[at + 2], senc.payload[at + 3]]) as usize;
+                    runs = vec![(clear, size - clear)];
+                    at += 8;
+                }
+                let mut sample = mdat.payload[pos..pos + size].to_vec();
+                crate::protect::common_encryption::tests::reference_cenc(&KEY.key, &iv, &mut sample, &runs);
+                assert_eq!(&sample[..], &span.data()[pos..pos + size], "sample {i}");
+                pos += size;
+            }
+            assert_eq!(at, senc.payload.len());
+            let parsed = Moof::decode(&mut &out[..]).unwrap();
+            assert_eq!(parsed.traf[0].trun[0].data_offset, Some(moof.bytes.len() as i32 + 8));
+            assert_eq!(parsed.traf[0].saio[0].offsets, vec![offset as u64]);
+        }
     }
 
     // ---- ffmpeg: decrypting our segments gives the source's frames ----
@@ -1364,7 +1781,14 @@ mod tests {
             let range = source_range(t.index(), segment);
             let data = storage.read_range(&t.file, range.clone()).await.unwrap();
             let span = SourceSpan::new(range.start, data);
-            let built = media_segment(t.index(), segment, k as u32 + 1, &span, Flavor::Cmaf, Some(&enc)).unwrap();
+            let built = media_segment(
+                t.index(),
+                segment,
+                k as u32 + 1,
+                &span,
+                SegmentOptions { encryption: Some(&enc), ..SegmentOptions::clear(Flavor::Cmaf) },
+            )
+            .unwrap();
             let bytes = built.to_bytes();
             assert!(!bytes.windows(span.data().len()).any(|w| w == &span.data()[..]), "payload is encrypted");
             segments.push(bytes);

@@ -283,16 +283,9 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
             (Some(scheme), Some(p)) => Some(track_encryption(scheme, p, plan.asset, track, &[])),
             _ => None,
         };
-        let built = cmaf::media_segment_lasting(
-            track.index(),
-            &segment_plan.segment,
-            sequence_number,
-            span,
-            flavor,
-            sample_encryption.as_ref(),
-            last_duration,
-        )
-        .map_err(|e| Error::media(&track.file, e))?;
+        let options = cmaf::SegmentOptions { flavor, encryption: sample_encryption.as_ref(), last_duration };
+        let built = cmaf::media_segment(track.index(), &segment_plan.segment, sequence_number, span, options)
+            .map_err(|e| Error::media(&track.file, e))?;
         (media_content_type(track), built.parts)
     };
     // AES-128 envelope wraps whole segments; Common Encryption was applied per sample.
@@ -333,7 +326,8 @@ fn text_segment(segment_plan: &SegmentPlan<'_>, flavor: cmaf::Flavor, sources: &
         return Ok(Output::media(content_type, parts));
     }
     let span = sources.first().ok_or_else(|| Error::media(&track.file, "segment source not read"))?;
-    let built = cmaf::media_segment(track.index(), &segment_plan.segment, sequence_number, span, flavor, None)
+    let options = cmaf::SegmentOptions::clear(flavor);
+    let built = cmaf::media_segment(track.index(), &segment_plan.segment, sequence_number, span, options)
         .map_err(|e| Error::media(&track.file, e))?;
     Ok(Output::media(media_content_type(track), built.parts))
 }
@@ -391,6 +385,8 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
         audio_only: None,
         encryption: None,
     })];
+    // Smooth fragment URLs carry times on the asset's 10 MHz axis.
+    let smooth = format.is_smooth().then(|| SmoothClock::of(asset));
     for t in asset.tracks.iter().filter(|t| t.kind != TrackKind::Text || text::carries(t, format)) {
         if format.is_hls() {
             out.push(Resource::MediaPlaylist {
@@ -403,15 +399,16 @@ pub fn package_resources(asset: &Asset, format: Format) -> Vec<Resource> {
                 kind: PlaylistKind::Media,
             });
         }
-        // WebVTT text segments have no init segment.
-        if !text::webvtt_segments(t.index(), format) {
+        // WebVTT text segments have no init segment; Smooth clients build theirs.
+        if !text::webvtt_segments(t.index(), format) && smooth.is_none() {
             out.push(Resource::Init { bitrate: t.bitrate, track: t.name.clone(), format, encryption: None });
         }
+        let clock = smooth.map(|c| c.track(t));
         for s in &t.timeline.segments {
             out.push(Resource::Segment {
                 bitrate: t.bitrate,
                 track: t.name.clone(),
-                time: s.time,
+                time: clock.map_or(s.time, |c| c.segment_span(t.index(), s).0),
                 format,
                 encryption: None,
                 audio: AudioChoice::default(),

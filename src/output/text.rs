@@ -201,7 +201,8 @@ fn sidecar_fmp4(
         discontinuity: false,
     };
     let span = SourceSpan::new(0, Bytes::from(data));
-    let built = cmaf::media_segment(&track, &segment, sequence_number, &span, flavor, None).map_err(|e| e.0)?;
+    let built = cmaf::media_segment(&track, &segment, sequence_number, &span, cmaf::SegmentOptions::clear(flavor))
+        .map_err(|e| e.0)?;
     Ok(built.parts)
 }
 

@@ -113,18 +113,18 @@ impl<'a> Plan<'a> {
                     not_yet_or_not_found(asset, format!("track '{track}' at bitrate {bitrate}"), true)
                 })?;
                 // Smooth fragment URLs name the time on the asset's 10 MHz axis.
-                let found = if format.is_smooth() {
-                    smooth::SmoothClock::of(asset).track(track).find(track, *time)
-                } else {
-                    track.timeline.find(*time)
+                let clock = format.is_smooth().then(|| smooth::SmoothClock::of(asset).track(track));
+                let found = match &clock {
+                    Some(clock) => clock.find(track, *time),
+                    None => track.timeline.find(*time),
                 };
                 let (number, segment) = found.ok_or_else(|| {
                     // Past the live edge: the segment may be there in a moment.
-                    let ahead = track
-                        .timeline
-                        .segments
-                        .last()
-                        .is_none_or(|last| *time >= last.time.saturating_add(last.duration));
+                    let end = track.timeline.segments.last().map(|last| match &clock {
+                        Some(clock) => clock.segment_span(track.index(), last).1,
+                        None => last.time.saturating_add(last.duration),
+                    });
+                    let ahead = end.is_none_or(|end| *time >= end);
                     not_yet_or_not_found(asset, format!("no segment of track '{}' starts at {time}", track.name), ahead)
                 })?;
                 let number = track.timeline.first_number as usize + number;

@@ -471,6 +471,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_stored_smooth_client_manifest_is_ignored() {
+        // An asset AMS packaged for Smooth holds a `.ismc` beside its `.ism`: the client
+        // manifest is always generated, so the `.ismc` neither names the asset nor is media.
+        let listing = |names: &[&str]| -> Vec<object_store::ObjectMeta> {
+            names
+                .iter()
+                .map(|n| object_store::ObjectMeta {
+                    location: object_store::path::Path::from(format!("a/{n}")),
+                    last_modified: Default::default(),
+                    size: 1,
+                    e_tag: None,
+                    version: None,
+                })
+                .collect()
+        };
+        let with_ism = listing(&["movie.ismc", "movie.ism", "movie_1.mp4"]);
+        assert_eq!(source_from_listing(&with_ism, "a", None).unwrap(), AssetSource::Ism("a/movie.ism".into()));
+        match source_from_listing(&listing(&["movie.ismc", "movie_1.mp4"]), "a", None).unwrap() {
+            AssetSource::Folder { media_files, .. } => assert_eq!(media_files, ["a/movie_1.mp4"]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn sidecar_languages_come_from_the_header_then_the_file_name() {
         assert_eq!(track_language("a/movie.vtt", "spa"), "spa");
         assert_eq!(track_language("a/movie.de.vtt", "und"), "deu");

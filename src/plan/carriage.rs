@@ -7,7 +7,7 @@
 //!   E-AC-3 have one ([`crate::media::codec::SmoothCodec`]); AV1, VP9, Opus, FLAC, Dolby
 //!   Vision profile 5 and text tracks are left out of Smooth manifests. A running live event
 //!   has no Smooth form (its fragments would need the `tfrf` lookahead boxes of MS-SSTR
-//!   §2.2.4.6): Smooth requests of one are a 400.
+//!   §2.2.4): Smooth requests of one are a 400.
 //!
 //! A media playlist, init or media segment of such a track is a 400 with the reason; a
 //! multivariant playlist or MPD lists only the tracks it can carry (an asset with AV1 and

@@ -435,22 +435,28 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
             Ok(source) => {
                 let base = format!("http://{addr}/{}/{}.ism", locator.id, source.name());
                 let label = format!("{} ({})", locator.asset_folder, locator.policy.kind().as_str());
+                // What follows `manifest` in each URL; Smooth Streaming's has no format=.
                 let manifests: &[&str] = match locator.policy.kind() {
-                    Policy::Clear => &["format=m3u8-cmaf).m3u8", "format=mpd-time-cmaf).mpd", "format=m3u8-aapl).m3u8"],
+                    Policy::Clear => {
+                        &["(format=m3u8-cmaf).m3u8", "(format=mpd-time-cmaf).mpd", "(format=m3u8-aapl).m3u8", ""]
+                    }
                     Policy::Envelope => {
-                        &["format=m3u8-aapl,encryption=cbc).m3u8", "format=m3u8-cmaf,encryption=cbc).m3u8"]
+                        &["(format=m3u8-aapl,encryption=cbc).m3u8", "(format=m3u8-cmaf,encryption=cbc).m3u8"]
                     }
-                    Policy::Cenc => {
-                        &["format=mpd-time-cmaf,encryption=cenc).mpd", "format=m3u8-cmaf,encryption=cenc).m3u8"]
-                    }
+                    Policy::Cenc => &[
+                        "(format=mpd-time-cmaf,encryption=cenc).mpd",
+                        "(format=m3u8-cmaf,encryption=cenc).m3u8",
+                        "(encryption=cenc)",
+                    ],
                     Policy::Cbcs => &[
-                        "format=m3u8-cmaf,encryption=cbcs-aapl).m3u8",
-                        "format=mpd-time-cmaf,encryption=cbcs-aapl).mpd",
+                        "(format=m3u8-cmaf,encryption=cbcs-aapl).m3u8",
+                        "(format=mpd-time-cmaf,encryption=cbcs-aapl).mpd",
                     ],
                     Policy::MultiDrm => &[
-                        "format=mpd-time-cmaf,encryption=cenc).mpd",
-                        "format=mpd-time-cmaf,encryption=cbcs-aapl).mpd",
-                        "format=m3u8-cmaf,encryption=cbcs-aapl).m3u8",
+                        "(format=mpd-time-cmaf,encryption=cenc).mpd",
+                        "(format=mpd-time-cmaf,encryption=cbcs-aapl).mpd",
+                        "(format=m3u8-cmaf,encryption=cbcs-aapl).m3u8",
+                        "(encryption=cenc)",
                     ],
                 };
                 // A signed locator refuses unsigned URLs: print them signed, as `sign-url` would.
@@ -461,10 +467,10 @@ async fn print_urls(origin: Arc<Origin>, addr: std::net::SocketAddr, player_enab
                     None => url,
                 };
                 for m in manifests {
-                    say(format_args!("{label}: {}", playable(format!("{base}/manifest({m}"))));
+                    say(format_args!("{label}: {}", playable(format!("{base}/manifest{m}"))));
                 }
                 first_manifest.get_or_insert_with(|| {
-                    playable(format!("/{}/{}.ism/manifest({}", locator.id, source.name(), manifests[0]))
+                    playable(format!("/{}/{}.ism/manifest{}", locator.id, source.name(), manifests[0]))
                 });
             }
             Err(e) => tracing::warn!(locator = %locator.id, error = %e, "locator's asset is not loadable"),

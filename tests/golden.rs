@@ -8,9 +8,9 @@
 //! a key-seed one, a signed one and a filtered one (and, from a second server with
 //! `segment_duration`, the clear, envelope and multi-DRM locators of four assets cut to a
 //! target duration). It requests every manifest format with every encryption (allowed or
-//! not), crawls every URL the manifests list (HLS playlists,
+//! not), Smooth Streaming's included, crawls every URL the manifests list (HLS playlists,
 //! `EXT-X-MAP`, segments, key URIs on this origin; DASH `SegmentTemplate` +
-//! `SegmentTimeline` expanded), adds keys, ClearKey licences, conditional and range requests
+//! `SegmentTimeline` expanded; Smooth `Url` templates over QualityLevels and chunks), adds keys, ClearKey licences, conditional and range requests
 //! and error cases, and records one line per request: status, `Content-Type`, `ETag`,
 //! `Cache-Control`, `Content-Length` and the SHA-256 of the body.
 //!
@@ -480,6 +480,39 @@ fn dash_references(mpd: &str) -> Vec<String> {
     out
 }
 
+/// Every fragment a Smooth Streaming manifest lists: each StreamIndex's `Url` with each
+/// QualityLevel's `Bitrate` and each chunk's time (`r` counts the chunk itself, MS-SSTR
+/// §2.2.2.6).
+fn smooth_references(manifest: &str) -> Vec<String> {
+    let attr = |tag: &str, name: &str| common::attr(tag, name).map(|v| v.replace("&amp;", "&"));
+    let mut out = Vec::new();
+    for index in manifest.split("<StreamIndex ").skip(1) {
+        let index = format!(" {}", index.split("</StreamIndex>").next().unwrap());
+        let url = attr(&index[..index.find('>').unwrap()], "Url").expect("StreamIndex@Url");
+        let bitrates: Vec<String> = index
+            .split("<QualityLevel ")
+            .skip(1)
+            .map(|l| attr(&format!(" {}", &l[..l.find('>').unwrap()]), "Bitrate").expect("QualityLevel@Bitrate"))
+            .collect();
+        let mut time = 0u64;
+        for c in index.split("<c ").skip(1) {
+            let c = format!(" {}", &c[..c.find('>').unwrap()]);
+            let number = |name: &str| attr(&c, name).map(|v| v.parse::<u64>().expect("c attribute"));
+            if let Some(t) = number("t") {
+                time = t;
+            }
+            let d = number("d").expect("c@d");
+            for _ in 0..number("r").unwrap_or(1) {
+                for bitrate in &bitrates {
+                    out.push(url.replace("{bitrate}", bitrate).replace("{start time}", &time.to_string()));
+                }
+                time += d;
+            }
+        }
+    }
+    out
+}
+
 /// The origin URLs a 200 response lists.
 fn links(target: &str, response: &Response) -> Vec<String> {
     if !response.ok {
@@ -489,6 +522,7 @@ fn links(target: &str, response: &Response) -> Vec<String> {
     let references = match response.content_type.as_str() {
         "application/vnd.apple.mpegurl" => hls_references(&text),
         "application/dash+xml" => dash_references(&text),
+        "application/vnd.ms-sstr+xml" => smooth_references(&text),
         _ => return Vec::new(),
     };
     references.iter().filter_map(|r| resolve(target, r)).collect()
@@ -512,6 +546,18 @@ fn seeds(locators: &[Locator]) -> Vec<Request> {
                     None => format!("format={format}"),
                 };
                 out.push(Request::get(format!("{manifest}({options}){suffix}{}", l.query)));
+            }
+        }
+        // Smooth Streaming, 2.2 and 2.0 (its formats carry no extension).
+        for version in ["", "format=fmp4-v20"] {
+            for encryption in std::iter::once(None).chain(l.encryptions.iter().map(Some)) {
+                let options: Vec<String> =
+                    [version.to_owned(), encryption.map(|e| format!("encryption={e}")).unwrap_or_default()]
+                        .into_iter()
+                        .filter(|o| !o.is_empty())
+                        .collect();
+                let options = if options.is_empty() { String::new() } else { format!("({})", options.join(",")) };
+                out.push(Request::get(format!("{manifest}{options}{}", l.query)));
             }
         }
         // Without its token or signature.

@@ -2,10 +2,10 @@
 //! of every protocol and encryption scheme the locator's policy enables, and the files a
 //! download-enabled policy serves, as AMS answers it.
 //!
-//! HLS lists `m3u8-aapl` and `m3u8-cmaf`, DASH `mpd-time-csf` and `mpd-time-cmaf`, each only
-//! where the origin serves that format with that scheme (MPEG-TS carries no Common
-//! Encryption, DASH no AES-128 envelope): every path is one the router parses. Smooth
-//! Streaming is not served by this origin, so `SmoothStreaming` paths are never listed.
+//! HLS lists `m3u8-aapl` and `m3u8-cmaf`, DASH `mpd-time-csf` and `mpd-time-cmaf`,
+//! SmoothStreaming the `manifest` without `format=` (as AMS does), each only where the origin
+//! serves that format with that scheme (MPEG-TS carries no Common Encryption, DASH no AES-128
+//! envelope, Smooth `cenc` only): every path is one the router parses.
 
 use serde::Serialize;
 
@@ -50,13 +50,15 @@ pub(super) async fn list_paths(
     };
     let mut streaming_paths = Vec::new();
     for (scheme, protocols) in schemes {
-        let protocols = [
-            ("Hls", protocols.hls, [Format::M3u8Aapl, Format::M3u8Cmaf]),
-            ("Dash", protocols.dash, [Format::MpdTimeCsf, Format::MpdTimeCmaf]),
+        let protocols: [(&str, bool, &[Format]); 3] = [
+            ("Hls", protocols.hls, &[Format::M3u8Aapl, Format::M3u8Cmaf]),
+            ("Dash", protocols.dash, &[Format::MpdTimeCsf, Format::MpdTimeCmaf]),
+            ("SmoothStreaming", protocols.smooth_streaming, &[Format::Smooth]),
         ];
         for (protocol, enabled, formats) in protocols {
             let paths: Vec<String> = formats
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|_| enabled)
                 .map(|format| {
                     Resource::Manifest(ManifestOptions {
@@ -108,6 +110,9 @@ mod tests {
         assert_eq!((hls.streaming_protocol, hls.encryption_scheme), ("Hls", "NoEncryption"));
         assert_eq!(hls.paths, ["/L/ladder.ism/manifest(format=m3u8-aapl)", "/L/ladder.ism/manifest(format=m3u8-cmaf)"]);
         assert_eq!(clear.streaming_paths[1].paths[0], "/L/ladder.ism/manifest(format=mpd-time-csf)");
+        let smooth = &clear.streaming_paths[2];
+        assert_eq!((smooth.streaming_protocol, smooth.encryption_scheme), ("SmoothStreaming", "NoEncryption"));
+        assert_eq!(smooth.paths, ["/L/ladder.ism/manifest"]);
         assert!(
             clear.download_paths.iter().all(|p| p.starts_with("/L/") && p.ends_with(".mp4")),
             "{:?}",
@@ -120,6 +125,13 @@ mod tests {
         assert_eq!(envelope.streaming_paths.len(), 1);
         assert_eq!(envelope.streaming_paths[0].paths[1], "/L/ladder.ism/manifest(format=m3u8-cmaf,encryption=cbc)");
         assert!(envelope.download_paths.is_empty());
+
+        // cenc: Smooth with PlayReady; cbcs (FairPlay): HLS and DASH only.
+        let drm = list_paths("L", &storage, "ladder", &paths_of("Predefined_MultiDrmStreaming"), false).await.unwrap();
+        let smooth: Vec<_> = drm.streaming_paths.iter().filter(|p| p.streaming_protocol == "SmoothStreaming").collect();
+        assert_eq!(smooth.len(), 1, "{:?}", drm.streaming_paths);
+        assert_eq!(smooth[0].encryption_scheme, "CommonEncryptionCenc");
+        assert_eq!(smooth[0].paths, ["/L/ladder.ism/manifest(encryption=cenc)"]);
 
         let missing =
             list_paths("L", &storage, "no-such-folder", &paths_of("Predefined_ClearKey"), true).await.unwrap();

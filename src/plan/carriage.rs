@@ -7,7 +7,7 @@
 //!   E-AC-3 have one ([`crate::media::codec::SmoothCodec`]); AV1, VP9, Opus, FLAC, Dolby
 //!   Vision profile 5 are left out of Smooth manifests (text: [`crate::output::text`]). A running live event
 //!   has no Smooth form (its fragments would need the `tfrf` lookahead boxes of MS-SSTR
-//!   §2.2.4.6): Smooth requests of one are a 400.
+//!   §2.2.4): Smooth requests of one are a 400.
 //!
 //! A media playlist, init or media segment of such a track is a 400 with the reason; a
 //! multivariant playlist or MPD lists only the tracks it can carry (an asset with AV1 and
@@ -100,4 +100,37 @@ pub(crate) fn for_document<'a>(asset: &'a Asset, resource: &Resource) -> Result<
         )));
     }
     Ok(Cow::Owned(kept))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::hls::fixtures;
+    use crate::plan::url::ManifestOptions;
+    use crate::source::asset::LiveInfo;
+
+    #[test]
+    fn smooth_of_a_running_live_event_is_refused_until_it_ends() {
+        let mut asset = fixtures::asset();
+        asset.live = Some(LiveInfo { ended: false, epoch_ms: 0, dvr_window_secs: 60, updated_ms: 0 });
+        let running = |r: Result<()>| matches!(&r, Err(Error::BadRequest(reason)) if reason.contains("is running"));
+        let smooth = Resource::Manifest(ManifestOptions::new(Format::Smooth));
+        assert!(running(for_document(&asset, &smooth).map(|_| ())));
+        let fragment = Resource::Segment {
+            bitrate: asset.tracks[0].bitrate,
+            track: asset.tracks[0].name.clone(),
+            time: 0,
+            format: Format::Smooth,
+            encryption: None,
+            audio: Default::default(),
+        };
+        assert!(running(check(&asset, &fragment)));
+        // HLS and DASH of the running event, and Smooth once it has ended, are served.
+        assert!(check_live_smooth(&asset, Format::M3u8Cmaf).is_ok());
+        assert!(check_live_smooth(&asset, Format::MpdTimeCmaf).is_ok());
+        asset.live = asset.live.take().map(|live| LiveInfo { ended: true, ..live });
+        assert!(check_live_smooth(&asset, Format::Smooth).is_ok());
+        asset.live = None;
+        assert!(check_live_smooth(&asset, Format::Smooth).is_ok());
+    }
 }

@@ -21,6 +21,9 @@ pub struct EsDescriptor {
     pub object_type_indication: u8,
     /// The DecoderSpecificInfo of AAC, when present and readable (always for 0x40).
     pub audio_specific_config: Option<AudioSpecificConfig>,
+    /// The bytes of that AudioSpecificConfig, as decoders outside MP4 take it (Smooth
+    /// `CodecPrivateData`); empty when there is none.
+    pub audio_specific_config_bytes: Vec<u8>,
 }
 
 impl EsDescriptor {
@@ -62,7 +65,11 @@ impl EsDescriptor {
             0x66..=0x68 => dsi.and_then(|dsi| AudioSpecificConfig::parse(dsi).ok()),
             _ => None,
         };
-        Ok(EsDescriptor { object_type_indication, audio_specific_config })
+        let audio_specific_config_bytes = match (&audio_specific_config, dsi) {
+            (Some(_), Some(dsi)) => dsi.to_vec(),
+            _ => Vec::new(),
+        };
+        Ok(EsDescriptor { object_type_indication, audio_specific_config, audio_specific_config_bytes })
     }
 
     /// MPEG-4 audio or MPEG-2 AAC (as opposed to MP3 and the rest).

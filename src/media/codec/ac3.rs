@@ -26,7 +26,7 @@ const LOCATIONS: [(u16, u16); 9] = [
 ];
 
 /// What a `dac3`, or the first independent substream of a `dec3`, tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ac3Config {
     pub fscod: u8,
     pub bsid: u8,
@@ -37,6 +37,8 @@ pub struct Ac3Config {
     pub chan_loc: u16,
     /// E-AC-3 with Joint Object Coding (Dolby Atmos): the `complexity_index_type_a` of `dec3`.
     pub joc_complexity: Option<u8>,
+    /// The `dac3` / `dec3` payload as stored (a Smooth `CodecPrivateData` carries it whole).
+    pub payload: Vec<u8>,
 }
 
 impl Ac3Config {
@@ -51,6 +53,7 @@ impl Ac3Config {
                 bsmod: b.read(3)? as u8,
                 acmod: b.read(3)? as u8,
                 lfe: b.flag()?,
+                payload: dac3.to_vec(),
                 ..Ac3Config::default()
             })
         })();
@@ -73,6 +76,7 @@ impl Ac3Config {
                 config.joc_complexity = Some(b.read(8).ok_or_else(truncated)? as u8);
             }
         }
+        config.payload = dec3.to_vec();
         Ok(config)
     }
 
@@ -91,7 +95,7 @@ impl Ac3Config {
             b.skip(3)?;
             let num_dep_sub = b.read(4)?;
             let chan_loc = if num_dep_sub > 0 { b.read(9)? as u16 } else { b.read(1).map(|_| 0)? };
-            first.get_or_insert(Ac3Config { fscod, bsid, bsmod, acmod, lfe, chan_loc, joc_complexity: None });
+            first.get_or_insert(Ac3Config { fscod, bsid, bsmod, acmod, lfe, chan_loc, ..Ac3Config::default() });
         }
         first
     }

@@ -29,6 +29,7 @@ pub(crate) mod colour;
 pub(crate) mod dolby_vision;
 pub(crate) mod hevc;
 pub(crate) mod slice;
+pub(crate) mod smooth;
 
 use serde::Serialize;
 
@@ -39,6 +40,7 @@ pub use avc::AvcConfig;
 pub use colour::{Colour, ColourSource, VideoRange};
 pub use dolby_vision::DolbyVision;
 pub use hevc::HevcConfig;
+pub use smooth::SmoothCodec;
 
 use crate::media::mp4::reader::{boxes, find, Cursor};
 use crate::media::mp4::{fourcc_str, FourCC};
@@ -485,14 +487,16 @@ fn describe_audio(kind: FourCC, payload: &[u8]) -> MediaResult<CodecInfo> {
             }
         }
         b"ac-3" => {
-            let dac3 = with_context(Ac3Config::parse_dac3(config_box(children, b"dac3", "ac-3")?), "dac3")?;
+            let payload = config_box(children, b"dac3", "ac-3")?;
+            let dac3 = with_context(Ac3Config::parse_dac3(payload), "dac3")?;
             info.family = CodecFamily::Ac3;
             info.codec_string = "ac-3".to_string();
             apply_ac3(&mut info, &dac3);
             info.config = CodecConfig::Ac3(dac3);
         }
         b"ec-3" => {
-            let dec3 = with_context(Ac3Config::parse_dec3(config_box(children, b"dec3", "ec-3")?), "dec3")?;
+            let payload = config_box(children, b"dec3", "ec-3")?;
+            let dec3 = with_context(Ac3Config::parse_dec3(payload), "dec3")?;
             info.family = CodecFamily::Eac3;
             info.codec_string = "ec-3".to_string();
             apply_ac3(&mut info, &dec3);

@@ -26,6 +26,7 @@
 
 pub mod emulator;
 pub mod fault_proxy;
+pub mod smooth;
 pub mod store;
 
 use std::ffi::{OsStr, OsString};
@@ -63,6 +64,10 @@ pub struct Track {
     pub file: String,
     pub track_id: u64,
     pub kind: String,
+    /// The codec family `inspect` names ("Avc", "Hevc", "Aac", "Ac3", "Eac3", "Av1", …).
+    pub family: String,
+    /// The source's sample entry type ("avc1", "hvc1", "dvh1", "mp4a", …).
+    pub sample_entry: String,
 }
 
 pub fn fixtures_dir() -> PathBuf {
@@ -134,6 +139,8 @@ pub fn inspect(asset_dir: &Path) -> Vec<Track> {
             file: t["file"].as_str().unwrap_or_else(|| panic!("track without file: {t}")).to_owned(),
             track_id: as_u64(&t["info"]["track_id"]).unwrap_or_else(|| panic!("track without info.track_id: {t}")),
             kind: t["info"]["kind"].as_str().unwrap_or("").to_owned(),
+            family: t["info"]["codec"]["family"].as_str().unwrap_or("").to_owned(),
+            sample_entry: t["info"]["codec"]["sample_entry_type"].as_str().unwrap_or("").to_owned(),
         })
         .collect();
     assert!(!tracks.is_empty(), "inspect found no tracks in {}:\n{text}", asset_dir.display());

@@ -21,6 +21,7 @@ import { startOrigin } from './lib/origin.mjs';
 import { startStatic } from './lib/static.mjs';
 import { textCells } from './lib/text.mjs';
 import './lib/trick.mjs'; // adds the trick-play cells to the matrix
+import './lib/smooth.mjs'; // adds the Smooth Streaming cells to the matrix
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const { values: args } = parseArgs({

@@ -1,7 +1,17 @@
 // One matrix cell: a fresh browser context, the harness page with one player library, a URL
 // played through a scenario, and the checks on what the player and the network reported.
 
-const LIBRARIES = { shaka: '/lib/shaka-player.js', hlsjs: '/lib/hls.js', dashjs: '/lib/dash.js' };
+/** Each player: its scripts in load order and the harness adapter that drives it. The Smooth
+ * Streaming players are apart: dash.js loads its MSS module next to dash.all, and Shaka Player
+ * plays Smooth from its 4.16 line (5.0 removed it) with codem-isoboxer, which its Smooth
+ * transmuxer needs. */
+const PLAYERS = {
+  shaka: { adapter: 'shaka', scripts: ['/lib/shaka-player.js'] },
+  hlsjs: { adapter: 'hlsjs', scripts: ['/lib/hls.js'] },
+  dashjs: { adapter: 'dashjs', scripts: ['/lib/dash.js'] },
+  'shaka-mss': { adapter: 'shaka', scripts: ['/lib/iso_boxer.js', '/lib/shaka-player-mss.js'] },
+  'dashjs-mss': { adapter: 'dashjs', scripts: ['/lib/dash.js', '/lib/dash.mss.js'] },
+};
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -67,9 +77,10 @@ export async function startPlayer(page, env, player, url, options = {}) {
   // Option values may depend on the origin's address: functions of `env`.
   const resolved = Object.fromEntries(Object.entries(options).map(([k, v]) => [k, typeof v === 'function' ? v(env) : v]));
   await page.goto(`${env.page}/page/index.html`);
-  await page.addScriptTag({ url: LIBRARIES[player] });
+  const { adapter, scripts } = PLAYERS[player];
+  for (const script of scripts) await page.addScriptTag({ url: script });
   await page.addScriptTag({ url: '/page/harness.js' });
-  await page.evaluate(([p, o]) => window.e2e.start(p, o), [player, { url, ...resolved }]);
+  await page.evaluate(([a, o]) => window.e2e.start(a, o), [adapter, { url, ...resolved }]);
 }
 
 export const state = (page) => page.evaluate(() => window.e2e.state());
@@ -111,11 +122,13 @@ const languages = (tracks) => [...new Set(tracks.map((t) => language(t.language)
 const activeLanguage = (tracks) => language(tracks.find((t) => t.active)?.language);
 
 /**
- * The playback scenario: start, play `playMs`, optionally switch the audio language and play
- * on, seek to the middle and play `afterSeekMs`. Checks progress, frames, the seek position,
- * the ladder's renditions and languages, and that no fatal error was reported.
+ * The playback scenario: start, play `playMs`, optionally switch the audio language or the
+ * video rendition and play on, seek to the middle and play `afterSeekMs`. Checks progress,
+ * frames, the seek position, the ladder's renditions and languages, and that no fatal error
+ * was reported. `switchVideo(bitrate)`: a substring of the URLs of the chosen rendition's
+ * video fragments (its requests prove the switch).
  */
-export function playback({ player, url, options, keyFrom = null, playMs = 3000, afterSeekMs = 2000, switchAudioTo = null }) {
+export function playback({ player, url, options, keyFrom = null, playMs = 3000, afterSeekMs = 2000, switchAudioTo = null, switchVideo = null }) {
   return async ({ page, env, requests, checks, facts }) => {
     const t0 = Date.now();
     await startPlayer(page, env, player, url(env), options);
@@ -153,6 +166,8 @@ export function playback({ player, url, options, keyFrom = null, playMs = 3000, 
       facts.notes = `audio ${from}→${activeLanguage(phase.after.audioTracks)}, ${fetched.length} ${switchAudioTo} requests`;
     }
 
+    if (switchVideo) facts.notes = await switchRendition(page, checks, requests, switchVideo);
+
     const middle = phase1.after.duration / 2;
     const seekAt = Date.now();
     await page.evaluate((t) => window.e2e.seek(t), middle);
@@ -182,6 +197,26 @@ export function playback({ player, url, options, keyFrom = null, playMs = 3000, 
       checks.check(served.length > 0, `no successful request to ${keyFrom} (failed: ${failedRequests(requests)})`);
     }
   };
+}
+
+/**
+ * Turns adaptation off and selects another video rendition than the one showing (the lowest,
+ * or the highest when the lowest shows); checks the picture takes its height, its fragments
+ * (`fragmentOf(bitrate)` in their URLs) are fetched and playback goes on. Returns a note.
+ */
+async function switchRendition(page, checks, requests, fragmentOf) {
+  const before = await state(page);
+  const heights = resolutions(before.variants);
+  const to = before.height === heights[0] ? heights[heights.length - 1] : heights[0];
+  const switchedAt = Date.now();
+  const bitrate = await page.evaluate((h) => window.e2e.selectVideo(h), to);
+  if (!checks.check(bitrate, `no ${to}p rendition to switch to (renditions: ${heights.join(', ')})`)) return '';
+  const switched = await waitFor(page, (s) => s.height === to, 8_000);
+  checks.check(switched && switched.height === to, `the picture did not switch from ${before.height}p to ${to}p`);
+  const phase = await playFor(page, checks, `after switching video to ${to}p`, 1500);
+  const fetched = requests.filter((r) => r.at >= switchedAt && r.status === 200 && decodeURIComponent(r.url).includes(fragmentOf(bitrate)));
+  checks.check(fetched.length > 0, `no ${fragmentOf(bitrate)} request after the switch`);
+  return `video ${before.height}p→${phase.after.height}p (${bitrate} b/s), ${fetched.length} requests`;
 }
 
 /** How far behind its live edge a player may play (players keep ~3 segments of 2 s back). */

@@ -11,7 +11,7 @@ const media = (protection, resource, query = '') => (env) =>
 const licence = (protection) => (env) => `${env.origin}/${LOCATORS[protection]}/clearkey`;
 
 /** A key of the right KID with every byte flipped: decrypts to garbage. */
-const wrongKey = ({ kid, key }) => ({
+export const wrongKey = ({ kid, key }) => ({
   [kid]: Buffer.from(key, 'hex').map((b) => b ^ 0xff).toString('hex'),
 });
 
@@ -19,6 +19,13 @@ const wrongKey = ({ kid, key }) => ({
 const KEY_PATH = /^\/[^/]+\/key\/[0-9a-f]{32}$/;
 const LICENCE_PATH = /^\/[^/]+\/clearkey$/;
 const keyRequests = (requests) => requests.filter((r) => KEY_PATH.test(new URL(r.url).pathname));
+
+/** What a wrong key must give: the media element's MEDIA_ERR_DECODE (3), before any frame
+ * came out (an expectation of `failure`). */
+export const decodeError = (s) => [
+  ...(s.errors.some((e) => e.source === 'video' && e.code === 'MEDIA_ERR 3') ? [] : ['no MEDIA_ERR_DECODE']),
+  ...(s.decodedFrames === 0 ? [] : [`${s.decodedFrames} frames decoded with the wrong key`]),
+];
 
 const cells = [];
 const add = (name, run, live = false) => cells.push({ name, run, live });
@@ -103,11 +110,7 @@ for (const [player, protection, encryption] of [
       url: media(protection, `manifest(format=mpd-time-cmaf,encryption=${encryption}).mpd`),
       options: { clearKeys: wrongKey(KEYS[protection]) },
       describe: 'decode error',
-      // The media element's MEDIA_ERR_DECODE (3), before any frame came out.
-      expect: (s) => [
-        ...(s.errors.some((e) => e.source === 'video' && e.code === 'MEDIA_ERR 3') ? [] : ['no MEDIA_ERR_DECODE']),
-        ...(s.decodedFrames === 0 ? [] : [`${s.decodedFrames} frames decoded with the wrong key`]),
-      ],
+      expect: decodeError,
     }),
   );
 }

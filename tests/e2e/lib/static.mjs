@@ -17,6 +17,12 @@ const FILES = {
   '/lib/shaka-player.js': path.join(modules, 'shaka-player/dist/shaka-player.compiled.js'),
   '/lib/hls.js': path.join(modules, 'hls.js/dist/hls.min.js'),
   '/lib/dash.js': path.join(modules, 'dashjs/dist/modern/umd/dash.all.min.js'),
+  // Smooth Streaming: dash.js 5 keeps it out of dash.all (dash.mss adds dashjs.MssHandler), and
+  // Shaka Player 5 removed it, so Shaka plays Smooth from its 4.16 line (package alias), whose
+  // Smooth transmuxer needs codem-isoboxer as the global ISOBoxer.
+  '/lib/dash.mss.js': path.join(modules, 'dashjs/dist/modern/umd/dash.mss.min.js'),
+  '/lib/shaka-player-mss.js': path.join(modules, 'shaka-player-mss/dist/shaka-player.compiled.js'),
+  '/lib/iso_boxer.js': path.join(modules, 'codem-isoboxer/dist/iso_boxer.min.js'),
 };
 
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8' };

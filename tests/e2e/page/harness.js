@@ -1,7 +1,8 @@
 // In-page side of the end-to-end harness. One adapter per player library (Shaka Player,
 // hls.js, dash.js) behind one interface that the runner drives through page.evaluate:
 // e2e.start(player, options), e2e.state(), e2e.seek(seconds), e2e.selectAudio(languageCodes),
-// e2e.textTracks(), e2e.selectText(languageCodes, label), e2e.activeCues();
+// e2e.selectVideo(height), e2e.textTracks(), e2e.selectText(languageCodes, label),
+// e2e.activeCues();
 // the state says whether the stream is live and where the player's live edge is.
 'use strict';
 
@@ -21,6 +22,8 @@
     report('video', true, `MEDIA_ERR ${e ? e.code : '?'}`, e ? e.message : '');
   });
 
+  // DASH-IF's Clear Key scheme (dash.js's KeySystemClearKey).
+  const CLEAR_KEY_SCHEME = 'urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e';
   const hexToBytes = (hex) => Uint8Array.from(hex.match(/../g), (b) => parseInt(b, 16));
   const base64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   // A short, readable form of an error's detail values (URIs, HTTP statuses, nested errors).
@@ -120,6 +123,16 @@
         if (track) this.player.selectAudioTrack(track);
         return Boolean(track);
       },
+      // The rendition of `height` in the active language, adaptation off; its video bitrate.
+      selectVideo(height) {
+        const tracks = this.player.getVariantTracks();
+        const active = tracks.find((t) => t.active);
+        const track = tracks.find((t) => t.height === height && (!active || t.language === active.language));
+        if (!track) return null;
+        this.player.configure({ abr: { enabled: false } });
+        this.player.selectVariantTrack(track, /* clearBuffer= */ true);
+        return track.videoBandwidth;
+      },
       seek(seconds) {
         video.currentTime = seconds;
       },
@@ -208,6 +221,17 @@
           const keys = {};
           for (const [kid, key] of Object.entries(clearKeys)) keys[base64url(hexToBytes(kid))] = base64url(hexToBytes(key));
           player.setProtectionData({ 'org.w3.clearkey': { clearkeys: keys } });
+          // dash.js's Smooth parser (MssParser.processManifest) signals only PlayReady and
+          // Widevine, from the ProtectionHeader, and its init segments carry only their pssh
+          // boxes, so Clear Key is never matched. Offer it next to them, after PlayReady, whose
+          // KID (from the WRMHEADER) stays the init segment's default KID.
+          player.on(dashjs.MediaPlayer.events.MANIFEST_LOADED, ({ data }) => {
+            if (data.protocol !== 'MSS') return;
+            for (const set of data.Period[0].AdaptationSet) {
+              const offers = set.ContentProtection || [];
+              if (offers.length && !offers.some((cp) => cp.schemeIdUri === CLEAR_KEY_SCHEME)) offers.push({ schemeIdUri: CLEAR_KEY_SCHEME, value: 'ClearKey1.0' });
+            }
+          });
         }
         const events = dashjs.MediaPlayer.events;
         player.on(events.ERROR, (e) => report('dash.js', true, e.error && e.error.code, describe(e.error)));
@@ -230,6 +254,14 @@
         const track = this.player.getTracksFor('audio').find((t) => codes.includes(t.lang));
         if (track) this.player.setCurrentTrack(track);
         return Boolean(track);
+      },
+      // The rendition of `height`, adaptation off, the buffer ahead replaced; its bitrate.
+      selectVideo(height) {
+        const representation = this.player.getRepresentationsByType('video').find((r) => r.height === height);
+        if (!representation) return null;
+        this.player.updateSettings({ streaming: { abr: { autoSwitchBitrate: { video: false } } } });
+        this.player.setRepresentationForTypeById('video', representation.id, /* forceReplace= */ true);
+        return representation.bandwidth;
       },
       seek(seconds) {
         this.player.seek(seconds);
@@ -310,6 +342,10 @@
     // The first track whose language is one of `codes` (players differ in ISO 639-1 / -2).
     selectAudio(codes) {
       return adapter.selectAudio(codes);
+    },
+    // Fixes the video rendition of `height`; its video bitrate (null when there is none).
+    selectVideo(height) {
+      return adapter.selectVideo(height);
     },
     // Subtitles: the player's text tracks, choosing one by language and NAME / Label, and the
     // text of the cues the media element shows now (from its showing text tracks).

@@ -411,10 +411,10 @@ impl SegmentOptions<'_> {
 ///   to the manifest's `d` exactly;
 /// - no `tfdt` but the `tfxd` box (§2.2.4.4) with the fragment's time (the manifest's `t`, the
 ///   URL's time) and duration. MS-SSTR clients take the time from the manifest and `tfxd`; the
-///   MSE players (dash.js `MssFragmentProcessor`, Shaka's MSS transmuxer) insert a `tfdt` from
-///   the manifest time when the fragment has none and keep one that is there, and some clients
-///   (ExoPlayer before 2015) added a present `tfdt` to the manifest time. Leaving it out, as
-///   AMS did, is what every one of them reads right;
+///   MSE players (dash.js `MssFragmentMoofProcessor`, Shaka's MSS transmuxer) insert a `tfdt`
+///   from the manifest time when the fragment has none but keep one that is there, and
+///   ExoPlayer until its late-2015 fix added a present `tfdt` to the manifest time. Leaving it
+///   out, as AMS did, is what every one of them reads right;
 /// - `tfhd` without default-base-is-moof: MS-SSTR's TfhdBox (§2.2.4.6) predates that flag, and
 ///   with one `traf` and no base offset the data and `saio` offsets count from the moof's first
 ///   byte anyway (ISO/IEC 14496-12 §8.8.7.1);

@@ -1,6 +1,6 @@
 //! The Azure Media Services URL spellings players and apps still send, over HTTP: the
 //! `m3u8-aapl-v4` and `filtername=` aliases, HLS v3's `audiotrack=` (decoded with ffmpeg), and
-//! Smooth Streaming URLs answered 501 with a reason rather than 400.
+//! Smooth Streaming's URLs (no `format=`, `fmp4-v20`) served.
 
 mod common;
 
@@ -59,22 +59,24 @@ async fn aliases_serve_what_the_canonical_spelling_serves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smooth_streaming_urls_are_501_with_a_reason() {
+async fn smooth_streaming_urls_are_served() {
     let server = server();
     let c = client();
-    for rest in [
-        "manifest",
-        "Manifest",
-        "manifest(format=fmp4-v20)",
-        "manifest(filtername=a)",
-        "QualityLevels(150000)/Fragments(video=0)",
+    let manifest = get(&c, &url(&server, "manifest")).await.ok();
+    assert_eq!(manifest.header(header::CONTENT_TYPE), Some("application/vnd.ms-sstr+xml"));
+    for (rest, status) in [
+        ("Manifest", 200),
+        ("manifest(format=fmp4-v20)", 200),
+        ("manifest(filtername=nosuch)", 404),
+        ("QualityLevels(150000)/Fragments(video=0)", 200),
+        ("QualityLevels(150000)/Fragments(video=1)", 404),
+        ("QualityLevels(150000)/Fragments(video=i)", 400),
     ] {
         let got = get(&c, &url(&server, rest)).await;
-        assert_eq!(got.status, 501, "{}", got.describe());
-        assert!(got.text().starts_with("not implemented: Smooth Streaming output ("), "{}", got.describe());
-        let cache_control = got.header(header::CACHE_CONTROL).unwrap_or_default();
-        assert!(cache_control.starts_with("public, max-age="), "{}", got.describe());
+        assert_eq!(got.status, status, "{}", got.describe());
     }
+    let same = get(&c, &url(&server, "Manifest")).await.ok();
+    assert_eq!(same.body, manifest.body, "keywords are case-insensitive");
 }
 
 /// HLS v3 muxes one audio into the video segments: the default one, or the one `audiotrack=`

@@ -706,40 +706,24 @@ async fn the_ingesting_process_lists_a_fragment_as_soon_as_it_is_stored() {
     }
 }
 
-/// Smooth Streaming of a running event is a 400 with the reason (its fragments would need
-/// MS-SSTR's `tfrf` lookahead boxes, §2.2.4.6); once stopped, the archive's Smooth manifest
-/// is VOD (no `IsLive="TRUE"`) and its video decodes, through the init segment a player
-/// builds from the manifest, to the source's frames.
+/// Smooth Streaming of a live event is a 400 with the reason, while it runs (its fragments
+/// would need MS-SSTR's `tfrf` lookahead boxes, §2.2.4) and once it has ended (its timeline
+/// records fragments by earliest presentation time, not by the decode time a chunk's `t` is).
 #[tokio::test]
-async fn smooth_is_refused_while_running_and_served_once_ended() {
+async fn smooth_is_refused_for_a_live_event_running_or_ended() {
     let mut ev = Event::start(600).await;
     ev.push(ev.per_pass()).await;
     let c = client();
-    let origin = ev.origin("");
-    for rest in ["manifest", "manifest(format=fmp4-v20)", "QualityLevels(150000)/Fragments(video=0)"] {
-        let got = get(&c, &origin.url(&format!("{CLEAR}/{rest}"))).await;
-        assert_eq!(got.status, 400, "{}", got.describe());
-        assert!(got.text().contains("live"), "the reason names the running event: {}", got.describe());
+    for running in [true, false] {
+        if !running {
+            ev.stop().await;
+        }
+        let origin = ev.origin("");
+        for rest in ["manifest", "manifest(format=fmp4-v20)", "QualityLevels(150000)/Fragments(video=0)"] {
+            let url = origin.url(&format!("{CLEAR}/{rest}"));
+            let got = get(&c, &url).await;
+            assert_eq!(got.status, 400, "{}", got.describe());
+            assert!(got.text().contains("live event"), "the reason names the live event: {}", got.describe());
+        }
     }
-
-    ev.stop().await;
-    let origin = ev.origin("");
-    let manifest_url = origin.url(&format!("{CLEAR}/manifest"));
-    let got = get(&c, &manifest_url).await.ok();
-    let manifest = common::smooth::Manifest::parse(&got.text()).unwrap_or_else(|e| panic!("{e}"));
-    assert_ne!(manifest.root.attr("IsLive").map(str::to_ascii_uppercase).as_deref(), Some("TRUE"), "{}", got.text());
-    let video = manifest.stream("video", "video").unwrap_or_else(|| panic!("no video: {}", got.text()));
-    let level = video.level(150_000).expect("the 150k QualityLevel");
-    let duration = manifest.root.num("Duration").unwrap_or_else(|e| panic!("{e}"));
-    let init = common::smooth::player_init(video, level, None, duration).unwrap_or_else(|e| panic!("{e}"));
-    let fetched =
-        common::smooth::fetch_fragments(&c, &manifest_url, video, 150_000).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(fetched.fragments.len(), ev.per_pass());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("smooth.mp4");
-    std::fs::write(&file, [vec![init], fetched.fragments].concat().concat()).expect("write");
-    let ours = common::framemd5(&[], &file, "0:v:0").unwrap_or_else(|e| panic!("{e}"));
-    let source = common::framemd5(&[], &common::fixtures_dir().join("ladder/video_150k.mp4"), "0:v:0")
-        .unwrap_or_else(|e| panic!("{e}"));
-    common::compare(&source, &ours).unwrap_or_else(|e| panic!("the ended event's Smooth video:\n{e}"));
 }

@@ -16,8 +16,9 @@
 //! * `cenc_manifest_carries_the_playready_header`: the ProtectionHeader's PlayReady Object:
 //!   WRMHEADER KID = the locator's key id as a little-endian GUID, CHECKSUM = the first 8
 //!   bytes of AES-ECB(key, KID).
-//! * `tracks_smooth_cannot_carry_are_left_out`: AV1 and text tracks are not listed and their
-//!   fragments are a 400 with the reason; AES-128 and cbcs are a 400.
+//! * `tracks_smooth_cannot_carry_are_left_out`: AV1 is not listed and its fragments are a 400
+//!   with the reason, WebVTT text is listed as TTML (`tests/smooth_text.rs` checks its cues);
+//!   AES-128 and cbcs are a 400.
 
 mod common;
 
@@ -200,14 +201,25 @@ fn check_structure(root: &Element, minor: u64) -> BTreeMap<String, Vec<(u64, u64
         } else {
             assert!(index.attr("Language").is_some_and(|l| !l.is_empty()), "{:?}", index.attrs);
         }
+        if kind == "text" {
+            let subtype = index.attr("Subtype");
+            assert!(matches!(subtype, Some("SUBT" | "CAPT")), "text Subtype={subtype:?}");
+        }
         let levels = index.all("QualityLevel");
         assert_eq!(index.uint("QualityLevels") as usize, levels.len(), "{name}");
         let mut seen: Vec<u64> = levels.iter().map(|l| l.uint("Index")).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..levels.len() as u64).collect::<Vec<_>>(), "Index unique and dense in {name}");
         for level in &levels {
-            assert!(level.uint("Bitrate") > 0);
             let four_cc = level.attr("FourCC").expect("FourCC");
+            if kind == "text" {
+                // TTML documents: no decoder configuration; the bitrate is the track's URL one.
+                assert_eq!(four_cc, "TTML");
+                assert_eq!(level.attr("CodecPrivateData"), Some(""));
+                level.uint("Bitrate");
+                continue;
+            }
+            assert!(level.uint("Bitrate") > 0);
             assert!(FOUR_CCS.contains(&four_cc), "FourCC={four_cc}");
             let private = level.attr("CodecPrivateData").expect("CodecPrivateData");
             assert!(is_upper_hex(private), "CodecPrivateData={private}");
@@ -557,17 +569,14 @@ fn tracks_smooth_cannot_carry_are_left_out() {
         "has no Smooth Streaming FourCC",
     );
 
-    // Text: not listed, fragments refused.
+    // WebVTT text: listed as a TTML text stream, under the name the MPD gives it.
     let subtitles = manifest(&server, "/smooth-subtitles/subtitles.ism/manifest");
     check_structure(&subtitles, 2);
-    assert!(subtitles.all("StreamIndex").iter().all(|i| i.attr("Type") != Some("text")));
     let dash =
         parse_xml(&get_blocking(&server.url("/smooth-subtitles/subtitles.ism/manifest(format=mpd-time-cmaf)")).text());
     let text_track = text_track_name(&dash);
-    bad_request(
-        &format!("/smooth-subtitles/subtitles.ism/QualityLevels(0)/Fragments({text_track}=0)"),
-        "text tracks have no Smooth",
-    );
+    let text_index = subtitles.all("StreamIndex").into_iter().find(|i| i.attr("Type") == Some("text"));
+    assert_eq!(text_index.and_then(|i| i.attr("Name")), Some(text_track.as_str()));
 
     // Smooth defines Common Encryption 'cenc' only.
     bad_request(&format!("/{ENVELOPE_LADDER}/ladder.ism/manifest(encryption=cbc)"), "Smooth");

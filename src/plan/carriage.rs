@@ -5,9 +5,11 @@
 //!   which the encryptor does not write;
 //! - Smooth Streaming names codecs by FourCC (MS-SSTR §2.2.2.5): H.264, HEVC, AAC, AC-3 and
 //!   E-AC-3 have one ([`crate::media::codec::SmoothCodec`]); AV1, VP9, Opus, FLAC, Dolby
-//!   Vision profile 5 are left out of Smooth manifests (text: [`crate::output::text`]). A running live event
-//!   has no Smooth form (its fragments would need the `tfrf` lookahead boxes of MS-SSTR
-//!   §2.2.4): Smooth requests of one are a 400.
+//!   Vision profile 5 are left out of Smooth manifests (text: [`crate::output::text`]). A live
+//!   event, running or ended, has no Smooth form: a running one's fragments would need the
+//!   `tfrf` lookahead boxes of MS-SSTR §2.2.4, and an event's timeline records each fragment's
+//!   earliest presentation time, not the decode time of its first sample that a Smooth chunk's
+//!   `t` and `tfxd` are (they differ by the B-frame delay). Smooth requests of one are a 400.
 //!
 //! A media playlist, init or media segment of such a track is a 400 with the reason; a
 //! multivariant playlist or MPD lists only the tracks it can carry (an asset with AV1 and
@@ -45,11 +47,11 @@ fn refusal(track: &AssetTrack, format: Format, encryption: Option<Encryption>) -
     })
 }
 
-/// A 400 for Smooth Streaming of a running live event (see the module comment).
+/// A 400 for Smooth Streaming of a live event (see the module comment).
 fn check_live_smooth(asset: &Asset, format: Format) -> Result<()> {
-    if format.is_smooth() && asset.live.as_ref().is_some_and(|live| !live.ended) {
+    if format.is_smooth() && asset.live.is_some() {
         return Err(Error::BadRequest(format!(
-            "live event '{}' is running: Smooth Streaming is served once it has ended; use HLS or DASH while it runs",
+            "'{}' is a live event: Smooth Streaming is served for VOD assets only; use HLS or DASH",
             asset.name
         )));
     }
@@ -110,10 +112,10 @@ mod tests {
     use crate::source::asset::LiveInfo;
 
     #[test]
-    fn smooth_of_a_running_live_event_is_refused_until_it_ends() {
+    fn smooth_of_a_live_event_is_refused() {
         let mut asset = fixtures::asset();
         asset.live = Some(LiveInfo { ended: false, epoch_ms: 0, dvr_window_secs: 60, updated_ms: 0 });
-        let running = |r: Result<()>| matches!(&r, Err(Error::BadRequest(reason)) if reason.contains("is running"));
+        let running = |r: Result<()>| matches!(&r, Err(Error::BadRequest(reason)) if reason.contains("live event"));
         let smooth = Resource::Manifest(ManifestOptions::new(Format::Smooth));
         assert!(running(for_document(&asset, &smooth).map(|_| ())));
         let fragment = Resource::Segment {
@@ -125,11 +127,12 @@ mod tests {
             audio: Default::default(),
         };
         assert!(running(check(&asset, &fragment)));
-        // HLS and DASH of the running event, and Smooth once it has ended, are served.
+        // HLS and DASH of the event are served; Smooth stays refused once it has ended, and is
+        // served for VOD.
         assert!(check_live_smooth(&asset, Format::M3u8Cmaf).is_ok());
         assert!(check_live_smooth(&asset, Format::MpdTimeCmaf).is_ok());
         asset.live = asset.live.take().map(|live| LiveInfo { ended: true, ..live });
-        assert!(check_live_smooth(&asset, Format::Smooth).is_ok());
+        assert!(running(check_live_smooth(&asset, Format::SmoothV20)));
         asset.live = None;
         assert!(check_live_smooth(&asset, Format::Smooth).is_ok());
     }

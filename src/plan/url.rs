@@ -500,11 +500,10 @@ pub fn parse(path: &str) -> Result<ParsedUrl> {
             if time.is_none() && (format.is_ts() || format.is_smooth()) {
                 return Err(bad(format!("{format} has no init segment")));
             }
-            let resource = match time {
+            match time {
                 None => Resource::Init { bitrate, track, format, encryption },
                 Some(time) => Resource::Segment { bitrate, track, time, format, encryption, audio },
-            };
-            resource
+            }
         } else if let Some(args) = strip_prefix_ci(rest, "KeyFrames(") {
             let (track, time, o) = parse_fragment_args(args, Kind::KeyFrame)?;
             let time = time.ok_or_else(|| bad("KeyFrames(…) names a time, not i"))?;

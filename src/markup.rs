@@ -1,5 +1,6 @@
 //! Escaping text into XML and HTML: one function for the PlayReady header (XML) and the
-//! operators' player page (HTML), so the two can never disagree about what is safe.
+//! operators' player page (HTML), so the two can never disagree about what is safe; and the
+//! one way the XML manifests (MPD, Smooth client manifest) are written from their models.
 
 /// Escapes `text` for element content and for double- or single-quoted attribute values, in
 /// XML and HTML alike. Control characters are dropped: XML 1.0 forbids most of them, and none
@@ -17,6 +18,21 @@ pub(crate) fn escape(text: &str) -> String {
             c => out.push(c),
         }
     }
+    out
+}
+
+/// `doc` (a serde model whose attributes are `@name` renames) as an XML document: the
+/// declaration, elements indented by two spaces, a final newline. `capacity`: the expected
+/// length, so a long manifest is written without regrowing.
+pub(crate) fn xml_document<T: serde::Serialize>(doc: &T, capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    let mut ser = quick_xml::se::Serializer::new(&mut out);
+    ser.indent(' ', 2);
+    // Serializing plain structs of strings and integers into a String cannot fail; should it
+    // ever, the truncated document fails XML parsing loudly rather than panicking here.
+    let _ = doc.serialize(ser);
+    out.push('\n');
     out
 }
 

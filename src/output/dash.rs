@@ -785,15 +785,7 @@ pub fn mpd_with_thumbnails(
         },
         utc_timing: running.map(|_| Descriptor { scheme_id_uri: UTC_TIMING_SCHEME, value: TIME_PATH.to_string() }),
     };
-    let mut out = String::with_capacity(2048 + segments * 24);
-    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-    let mut ser = quick_xml::se::Serializer::new(&mut out);
-    ser.indent(' ', 2);
-    // Serializing plain structs of strings and integers into a String cannot fail; should it
-    // ever, the truncated document fails XML validation loudly rather than panicking here.
-    let _ = doc.serialize(ser);
-    out.push('\n');
-    ManifestText::from_marked(&out)
+    ManifestText::from_marked(&crate::markup::xml_document(&doc, 2048 + segments * 24))
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@
 //! otherwise (MS-SSTR §2.2.2.3), one `QualityLevel` `FourCC="TTML"` without
 //! `CodecPrivateData`; their fragments hold TTML documents.
 //!
-//! Only VOD (and ended live events) are written: a running event's Smooth form needs the
-//! `tfrf` lookahead boxes in its fragments, so [`crate::plan::carriage`] refuses it.
+//! Only VOD is written: [`crate::plan::carriage`] refuses live events (see there why).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -309,15 +308,7 @@ pub fn manifest(
             header: ProtectionHeader { system_id: PLAYREADY_SYSTEM_ID, data: STANDARD.encode(pro) },
         }),
     };
-    let mut out = String::with_capacity(2048 + chunk_count * 32);
-    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-    let mut ser = quick_xml::se::Serializer::new(&mut out);
-    ser.indent(' ', 2);
-    // Serializing plain structs of strings and integers into a String cannot fail; should it
-    // ever, the truncated document fails XML parsing loudly rather than panicking here.
-    let _ = doc.serialize(ser);
-    out.push('\n');
-    ManifestText::from_marked(&out)
+    ManifestText::from_marked(&crate::markup::xml_document(&doc, 2048 + chunk_count * 32))
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@
 //! presentation shift (B-frame delay, AAC priming), which lines the tracks' presentations up,
 //! and every track by one lead so no time is negative (the decode time of a first B-frame
 //! GOP's first frame comes before its presentation). The lead is the same for every track of
-//! a VOD asset and 0 for a live one (its window moves; live encoders start at 0).
+//! the asset. Live events have no Smooth form ([`crate::plan::carriage`]), so every asset here
+//! is VOD and its first samples, hence its lead, never move.
 
 use crate::source::asset::{Asset, AssetTrack};
 use crate::source::index::{TrackIndex, TrackKind};
@@ -29,9 +30,6 @@ pub struct SmoothClock {
 
 impl SmoothClock {
     pub fn of(asset: &Asset) -> SmoothClock {
-        if asset.live.is_some() {
-            return SmoothClock { lead: 0 };
-        }
         let earliest = asset
             .tracks
             .iter()

@@ -75,9 +75,119 @@ start_server() {
   die "server did not answer /healthz in 10 s"
 }
 
-# utime+stime of the server in clock ticks (fields 14 and 15 of /proc/PID/stat, after "comm").
-cpu_ticks() { sed 's/.*) //' "/proc/$SERVER_PID/stat" | awk '{print $12 + $13}'; }
-status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$SERVER_PID/status"; }
+# utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat, after "comm"), summed over
+# the PIDs given (default: the server).
+cpu_ticks() {
+  local pid sum=0 t
+  for pid in "${@:-$SERVER_PID}"; do
+    t=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')
+    sum=$((sum + t))
+  done
+  echo "$sum"
+}
+status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/${2:-$SERVER_PID}/status"; }
+
+# The static-file floor: Debian's nginx serving files under a root, one worker process,
+# sendfile, keep-alive, and an access log line per request like the origin's. start_nginx ROOT
+# writes $OUT/nginx/nginx.conf, starts nginx on a free port of 127.0.0.1 as the current user and
+# sets NGINX_BASE and NGINX_PIDS (master and worker: the CPU accounting sums both).
+NGINX_PID=
+NGINX_PIDS=
+start_nginx() {
+  stop_nginx
+  local root=$1 dir=$OUT/nginx port user=
+  port=$(free_port)
+  mkdir -p "$dir/tmp"
+  rm -f "$dir/access.log" "$dir/error.log"
+  # As root, the worker would otherwise run as "nobody".
+  [ "$(id -u)" -ne 0 ] || user="user $(id -un);"
+  cat >"$dir/nginx.conf" <<NGINX
+# Written by benches/common.sh (start_nginx).
+$user
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 8192; }
+http {
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  keepalive_requests 100000000;
+  access_log $dir/access.log;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  types { application/vnd.apple.mpegurl m3u8; video/iso.segment m4s; video/mp4 mp4; }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$port;
+    root $root;
+  }
+}
+NGINX
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" &
+  NGINX_PID=$!
+  NGINX_BASE=http://127.0.0.1:$port
+  local worker=
+  for _ in $(seq 200); do
+    worker=$(pgrep -P "$NGINX_PID" | head -n1 || true)
+    [ -n "$worker" ] && curl -sS -o /dev/null "$NGINX_BASE/" 2>/dev/null && break
+    kill -0 "$NGINX_PID" 2>/dev/null || { cat "$dir/error.log" >&2; die "nginx exited"; }
+    sleep 0.05
+  done
+  [ -n "$worker" ] || { cat "$dir/error.log" >&2; die "nginx did not start"; }
+  NGINX_PIDS="$NGINX_PID $worker"
+  log "nginx up (master $NGINX_PID, worker $worker, $NGINX_BASE, root $root)"
+}
+stop_nginx() {
+  if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+    kill -QUIT "$NGINX_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
+    local alog=$OUT/nginx/access.log
+    [ ! -f "$alog" ] || { tail -n 2000 "$alog" >"$alog.tail" && mv "$alog.tail" "$alog"; }
+  fi
+  NGINX_PID=
+  NGINX_PIDS=
+}
+
+# package_static ASSET_FOLDER NAME: `$BIN package` of the asset folder as HLS CMAF into
+# $OUT/static/NAME, for the static floor (kept while newer than the asset's files).
+package_static() {
+  local src=$1 dst=$OUT/static/$2
+  if [ -f "$dst/.complete" ] && [ -z "$(find "$src" -newer "$dst/.complete" -type f)" ]; then
+    return
+  fi
+  log "packaging $src into $dst (static floor)"
+  rm -rf "$dst"
+  "$BIN" package --format hls-cmaf --out "$dst" "$src" >/dev/null
+  touch "$dst/.complete"
+}
+
+# static_paths [ASSET] <ORIGIN_PATHS: maps origin paths (/{locator}/{asset}.ism/{resource}) to
+# the files package_static wrote for the same resources (/{asset}/{file}): HLS CMAF without
+# encryption (`package` writes neither MPEG-TS nor encrypted files), under the file's name with
+# its extension. ASSET replaces the path's asset name (hard-linked copies of one asset).
+static_paths() {
+  (cd "$OUT/static" && find . -type f ! -name .complete) >"$OUT/static-files.txt"
+  awk -v asset="${1:-}" '
+    function key(p) { sub(/\)\.[a-z0-9]+$/, ")", p); return p }
+    FNR == NR { sub(/^\./, ""); files[key($0)] = $0; next }
+    {
+      p = $0
+      sub(/^\/[^\/]*\//, "/", p)   # the locator
+      if (asset != "") sub(/^\/[^\/]*\//, "/" asset "/", p); else sub(/\.ism\//, "/", p)
+      gsub(/,encryption=[^,)]*/, "", p)
+      gsub(/format=m3u8-aapl/, "format=m3u8-cmaf", p)
+      k = key(p)
+      if (!(k in files)) { print "static_paths: no packaged file for " $0 > "/dev/stderr"; exit 1 }
+      print files[k]
+    }' "$OUT/static-files.txt" -
+}
 
 # GET that must answer 200; prints the body.
 get() {

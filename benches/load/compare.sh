@@ -8,19 +8,20 @@
 #        git stash pop; cargo build --release
 #        benches/load/compare.sh /tmp/old target/release/jit-origin
 # Each turn is one `benches/load.sh` run of $SCENARIOS (default: multivariant media-playlist
-# cached-segment uncached-segment, one uncached walk, after the usual warm-ups); DURATION,
+# cached-segment uncached-segment, one uncached walk, after the usual warm-ups; no static floor
+# unless FLOOR=1: it does not depend on the build); DURATION,
 # CONNECTIONS and the other load.sh knobs pass through. Prints one line per round and a table
 # of medians (CPU µs/request and req/s) per scenario.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 2 ] || { sed -n '2,12p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 2; }
 old=$(realpath "$1") new=$(realpath "$2") rounds=${3:-5}
 export SCENARIOS=${SCENARIOS:-multivariant media-playlist cached-segment uncached-segment}
 out=target/load-compare
 samples=$out-samples.tsv # build, round, scenario, cpu µs/req, req/s
 : >"$samples"
 run() { # NAME BINARY ROUND
-  BIN=$2 UNCACHED_WALKS=1 OUT=$out benches/load.sh >"$out.log" 2>&1 || { tail -20 "$out.log" >&2; exit 1; }
+  BIN=$2 UNCACHED_WALKS=1 FLOOR=${FLOOR:-0} OUT=$out benches/load.sh >"$out.log" 2>&1 || { tail -20 "$out.log" >&2; exit 1; }
   awk -F'\t' -v b="$1" -v r="$3" 'NR > 1 {print b "\t" r "\t" $1 "\t" $5 "\t" $2}' "$out/results.tsv" >>"$samples"
 }
 for r in $(seq "$rounds"); do

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell pieces shared by the benchmark scripts (benches/load.sh, benches/soak.sh): tools, the
 # release build, the server's life cycle and /proc readings, and walking playlists with curl.
 # Sourced, not run. The caller sets ROOT (the repository), OUT (an absolute results folder) and
@@ -66,17 +67,25 @@ start_server() {
     "$BIN" serve --config "$CONFIG" >"$SERVER_LOG" 2>&1 &
   fi
   SERVER_PID=$!
-  for _ in $(seq 200); do
-    curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null && { log "server $SERVER_N up (pid $SERVER_PID, $BASE)"; return; }
+  # SERVER_UP_MS: how long the server took to answer /healthz (the config's size shows in it).
+  local t0 limit=${START_TIMEOUT_SECS:-10}
+  t0=$(date +%s%N)
+  for _ in $(seq $((limit * 20))); do
+    if curl -fsS -o /dev/null "$BASE/healthz" 2>/dev/null; then
+      SERVER_UP_MS=$((($(date +%s%N) - t0) / 1000000))
+      log "server $SERVER_N up in $SERVER_UP_MS ms (pid $SERVER_PID, $BASE)"
+      return
+    fi
     kill -0 "$SERVER_PID" 2>/dev/null || { sleep 0.2; cat "$SERVER_LOG" >&2; die "server exited"; }
     sleep 0.05
   done
   cat "$SERVER_LOG" >&2
-  die "server did not answer /healthz in 10 s"
+  die "server did not answer /healthz in $limit s"
 }
 
 # utime+stime in clock ticks (fields 14 and 15 of /proc/PID/stat, after "comm"), summed over
 # the PIDs given (default: the server).
+# shellcheck disable=SC2120 # callers without arguments mean the server
 cpu_ticks() {
   local pid sum=0 t
   for pid in "${@:-$SERVER_PID}"; do
@@ -92,6 +101,7 @@ status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/${2:-$SERVER_PID}/stat
 # writes $OUT/nginx/nginx.conf, starts nginx on a free port of 127.0.0.1 as the current user and
 # sets NGINX_BASE and NGINX_PIDS (master and worker: the CPU accounting sums both).
 NGINX_PID=
+# shellcheck disable=SC2034 # read by the caller (benches/load.sh)
 NGINX_PIDS=
 start_nginx() {
   stop_nginx
@@ -152,6 +162,7 @@ stop_nginx() {
     [ ! -f "$alog" ] || { tail -n 2000 "$alog" >"$alog.tail" && mv "$alog.tail" "$alog"; }
   fi
   NGINX_PID=
+  # shellcheck disable=SC2034
   NGINX_PIDS=
 }
 

@@ -233,7 +233,7 @@ want cold-playlist && link_assets target/long-asset/long.mp4 cold "$COLD_ASSETS"
 
 WRK_PID=
 cleanup() {
-  [ -n "$WRK_PID" ] && kill "$WRK_PID" 2>/dev/null || true
+  if [ -n "$WRK_PID" ]; then kill "$WRK_PID" 2>/dev/null || true; fi
   stop_server
   stop_nginx
 }
@@ -260,6 +260,13 @@ run_wrk() { # NAME PATHS MODE CONNECTIONS SECS [unrecorded|floor]
   local base=$BASE pids=$SERVER_PID rows=$RESULTS
   [ "$kind" != floor ] || { base=$NGINX_BASE pids=$NGINX_PIDS rows=$FLOORS; }
   local rss_pid=${pids##* }
+  # A walk gives each connection at least one path: a connection left without one would send
+  # no request head, and the server would answer it 408 after header_read_timeout_secs.
+  if [ "$mode" = once ]; then
+    local n
+    n=$(grep -c . "$paths")
+    [ "$conns" -le "$n" ] || conns=$((n > THREADS ? n : THREADS))
+  fi
   local file=${name//[^A-Za-z0-9@._-]/_}
   local wrklog=$OUT/wrk-${kind:+$kind-}$file.log done_dir=$OUT/done-$file rss_peak=0 rss
   rm -rf "$done_dir"; mkdir -p "$done_dir"
@@ -430,13 +437,13 @@ uncached_walk() { # NAME CONNECTIONS MULTIVARIANT FLOOR_IS
     run_wrk "$1 #$walk" "$OUT/paths-uncached.txt" once "$2" "$UNCACHED_MAX_SECS"
     [ "$LAST_RSS_PEAK_KIB" -gt "$peak" ] && peak=$LAST_RSS_PEAK_KIB
   done
-  LAST_RSS_PEAK_KIB=$peak
   # Every request must have been a miss of the segment cache.
   curl -fsS "$BASE/metrics" >"$OUT/metrics-$1.txt"
   local hits
   hits=$(awk '/^jit_cache_lookups_total/ && /cache="segment"/ && /result="hit"/ {s += $2} END {print s + 0}' "$OUT/metrics-$1.txt")
   [ "$hits" -eq 0 ] || log "warning: $hits segment cache hits in $1 (expected none)"
   floor "$1" "$OUT/paths-uncached.txt" once "$2" "$UNCACHED_MAX_SECS" "$4"
+  LAST_RSS_PEAK_KIB=$peak   # the server's, not the floor's
 }
 ism720() { echo "/$1/long-asset-720p.ism/manifest($2)"; }
 want uncached-segment && uncached_walk uncached-segment "$CONNECTIONS" "$MV_720" "$SAME_FILES"
@@ -457,12 +464,14 @@ fi
 SCALE_LINES=()
 if want scale; then
   ulimit -n "$(ulimit -Hn)"
-  CONFIG=$OUT/origin-scale.toml
-  write_config "$CONFIG" "$SCALE_INDEX_MIB"
-  link_assets target/long-asset-24h/long24.mp4 day "$SCALE_COLD" >>"$CONFIG"
-  link_assets target/scale-clip/clip.mp4 many "$SCALE_ASSETS" >>"$CONFIG"
+  CONFIG_DAY=$OUT/origin-day.toml CONFIG_MANY=$OUT/origin-many.toml
+  write_config "$CONFIG_DAY" "$SCALE_INDEX_MIB"
+  link_assets target/long-asset-24h/long24.mp4 day "$SCALE_COLD" >>"$CONFIG_DAY"
+  write_config "$CONFIG_MANY" "$SCALE_INDEX_MIB"
+  link_assets target/scale-clip/clip.mp4 many "$SCALE_ASSETS" >>"$CONFIG_MANY"
 
   # The 24-hour asset's video playlist: cold on SCALE_COLD copies, then cached.
+  CONFIG=$CONFIG_DAY
   start_server
   linked_paths day "$SCALE_COLD"
   linked_walk cold-playlist-24h "$OUT/paths-day.txt" "$CONNECTIONS"
@@ -472,8 +481,11 @@ if want scale; then
   [ "$n_day" -ge 40000 ] || die "expected ~43,200 segments in the 24-hour playlist, got $n_day"
   run_wrk media-playlist-24h "$OUT/paths-media-playlist-24h.txt" cycle "$CONNECTIONS" "$DURATION"
 
-  # SCALE_ASSETS short assets loaded, SCALE_STEP at a time, RSS after each step.
-  start_server
+  # SCALE_ASSETS short assets loaded, SCALE_STEP at a time, RSS after each step. The server
+  # reads a config of SCALE_ASSETS locators: its start takes longer.
+  CONFIG=$CONFIG_MANY
+  START_TIMEOUT_SECS=600 start_server
+  SCALE_LINES+=("Server start with $(grep -c '^\[\[locator\]\]' "$CONFIG") locators: $SERVER_UP_MS ms to the first /healthz answer.")
   linked_paths many "$SCALE_ASSETS"
   rss0=$(status_kib VmRSS)
   m0=$(metric "$ASSET_MISSES")
@@ -490,6 +502,7 @@ if want scale; then
   SCALE_LINES+=("$SCALE_ASSETS 10-second assets loaded (one media playlist request each, index_mib = $SCALE_INDEX_MIB): RSS $((rss0 / 1024)) → $((rss1 / 1024)) MiB, $(awk -v a="$rss0" -v b="$rss1" -v n="$SCALE_ASSETS" 'BEGIN {printf "%.1f", (b - a) / n}') KiB per loaded asset; caches: $(awk '{sub(/^jit_cache_/, ""); printf "%s%s", sep, $0; sep = ", "}' "$OUT/scale-caches.txt").")
 
   # Connections: the cached small response and the cached 720p segment, origin and floor.
+  CONFIG=$CONFIG_DAY
   start_server
   segments_of "$(video_playlist "$MV_720")" | awk -v k="$CACHED_SET_720" '/Fragments\(video=[0-9]/ && c++ < k' >"$OUT/paths-scale-segment.txt"
   echo "$MV_720" >"$OUT/paths-scale-multivariant.txt"
@@ -550,7 +563,7 @@ fi
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
   echo "Machine: $(nproc) CPUs, ${CPU_MODEL:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM; wrk and the server on the same machine."
-  echo "wrk: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per cached scenario; uncached: $UNCACHED_WALKS walks over the other $(cat "$OUT/paths-uncached.txt" 2>/dev/null | wc -l) video segments of the 720p rendition (4 s, ~1.5 MB each), each requested once per walk, on a fresh server after $UNCACHED_WARMUP warm-up segments; segment cache $SEGMENT_MIB MiB; cold playlists: $COLD_ASSETS hard-linked copies of the 2-hour asset."
+  echo "wrk: $THREADS threads, $CONNECTIONS connections, ${DURATION} s per cached scenario; uncached: $UNCACHED_WALKS walks over the other $(wc -l 2>/dev/null <"$OUT/paths-uncached.txt" || echo 0) video segments of the 720p rendition (4 s, ~1.5 MB each), each requested once per walk, on a fresh server after $UNCACHED_WARMUP warm-up segments; segment cache $SEGMENT_MIB MiB; cold playlists: $COLD_ASSETS hard-linked copies of the 2-hour asset."
   [ "$FLOOR" != 1 ] || echo "Floor: $(nginx -v 2>&1 | sed 's/.*: //') serving \`jit-origin package\` output from disk (one worker process, sendfile, tcp_nopush, keep-alive, access log on), the same walk; CPU = master + worker. Peer: benches/load/peer-reference.tsv (issue #20, nginx-vod-module, against commit 9971016); jit / peer uses the midpoint of the peer's range."
   echo
   echo "| scenario | CPU µs/req | floor µs/req | jit / floor | peer µs/req | jit / peer | target | req/s | p50 | p99 | requests | MB/resp | server peak RSS |"

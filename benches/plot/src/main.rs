@@ -68,17 +68,24 @@ struct Series {
     points: Vec<(f64, f64)>,
 }
 
-fn chart(area: &DrawingArea<SVGBackend, Shift>, title: &str, x: (&str, bool), y: &str, series: &[Series]) -> Res<()> {
+/// One chart; `x` and `y` are (axis label, logarithmic).
+fn chart(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    x: (&str, bool),
+    y: (&str, bool),
+    series: &[Series],
+) -> Res<()> {
     let all = || series.iter().flat_map(|s| s.points.iter());
     let (x0, x1) = bounds(all().map(|p| p.0), x.1);
-    let (y0, y1) = bounds(all().map(|p| p.1), true);
+    let (y0, y1) = bounds(all().map(|p| p.1), y.1);
     let mut builder = ChartBuilder::on(area);
     builder.caption(title, ("sans-serif", 18)).margin(12).x_label_area_size(40).y_label_area_size(60);
-    // The two kinds of x axis give two chart types: one body, drawn through a macro.
+    // Each mix of axis kinds is a chart type of its own: one body, drawn through a macro.
     macro_rules! draw {
         ($chart:expr) => {{
             let mut c = $chart;
-            c.configure_mesh().x_desc(x.0).y_desc(y).draw()?;
+            c.configure_mesh().x_desc(x.0).y_desc(y.0).draw()?;
             for s in series.iter().filter(|s| !s.points.is_empty()) {
                 let style = ShapeStyle::from(&s.color).stroke_width(2);
                 if s.dashed {
@@ -94,10 +101,11 @@ fn chart(area: &DrawingArea<SVGBackend, Shift>, title: &str, x: (&str, bool), y:
             c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
         }};
     }
-    if x.1 {
-        draw!(builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?);
-    } else {
-        draw!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?);
+    match (x.1, y.1) {
+        (true, true) => draw!(builder.build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?),
+        (true, false) => draw!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1)?),
+        (false, true) => draw!(builder.build_cartesian_2d(x0..x1, (y0..y1).log_scale())?),
+        (false, false) => draw!(builder.build_cartesian_2d(x0..x1, y0..y1)?),
     }
     Ok(())
 }
@@ -124,26 +132,53 @@ fn main() -> Res<()> {
         p_duration,
         "Media playlist: server CPU vs asset duration",
         ("asset duration, hours", true),
-        "CPU µs / request",
+        ("CPU µs / request", true),
         &[
-            Series { label: "nothing cached".into(), color: RED, dashed: false, points: duration.points("hours", "cpu_us_req", kind("cold"))? },
-            Series { label: "cached".into(), color: BLUE, dashed: false, points: duration.points("hours", "cpu_us_req", kind("cached"))? },
+            Series {
+                label: "nothing cached".into(),
+                color: RED,
+                dashed: false,
+                points: duration.points("hours", "cpu_us_req", kind("cold"))?,
+            },
+            Series {
+                label: "cached".into(),
+                color: BLUE,
+                dashed: false,
+                points: duration.points("hours", "cpu_us_req", kind("cached"))?,
+            },
         ],
     )?;
     chart(
         p_assets,
         "Server RSS vs 10-second assets loaded",
         ("assets loaded", false),
-        "RSS, MiB",
-        &[Series { label: "RSS".into(), color: BLUE, dashed: false, points: assets.points("assets", "rss_mib", |_| true)? }],
+        ("RSS, MiB", false),
+        &[Series {
+            label: "RSS".into(),
+            color: BLUE,
+            dashed: false,
+            points: assets.points("assets", "rss_mib", |_| true)?,
+        }],
     )?;
     let scenario = |s: &'static str| move |get: &dyn Fn(&str) -> Option<String>| get("scenario").as_deref() == Some(s);
     let mut series = Vec::new();
-    for (name, label, color) in [("multivariant", "multivariant", BLUE), ("cached-segment-720p", "cached 1.5 MB segment", RED)] {
-        series.push(Series { label: format!("{label}, jit"), color, dashed: false, points: conns.points("connections", "cpu_us_req", scenario(name))? });
-        series.push(Series { label: format!("{label}, nginx floor"), color, dashed: true, points: conns.points("connections", "floor_us_req", scenario(name))? });
+    for (name, label, color) in
+        [("multivariant", "multivariant", BLUE), ("cached-segment-720p", "cached 1.5 MB segment", RED)]
+    {
+        series.push(Series {
+            label: format!("{label}, jit"),
+            color,
+            dashed: false,
+            points: conns.points("connections", "cpu_us_req", scenario(name))?,
+        });
+        series.push(Series {
+            label: format!("{label}, nginx floor"),
+            color,
+            dashed: true,
+            points: conns.points("connections", "floor_us_req", scenario(name))?,
+        });
     }
-    chart(p_conns, "Server CPU vs open connections", ("connections", true), "CPU µs / request", &series)?;
+    chart(p_conns, "Server CPU vs open connections", ("connections", true), ("CPU µs / request", true), &series)?;
     root.present()?;
     Ok(())
 }

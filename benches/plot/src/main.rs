@@ -61,6 +61,15 @@ fn bounds(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     }
 }
 
+/// An axis label: whole numbers without decimals, fractions as they are.
+fn number(v: f64) -> String {
+    if v >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
 struct Series {
     label: String,
     color: RGBColor,
@@ -85,7 +94,12 @@ fn chart(
     macro_rules! draw {
         ($chart:expr) => {{
             let mut c = $chart;
-            c.configure_mesh().x_desc(x.0).y_desc(y.0).draw()?;
+            c.configure_mesh()
+                .x_desc(x.0)
+                .y_desc(y.0)
+                .x_label_formatter(&|v| number(*v))
+                .y_label_formatter(&|v| number(*v))
+                .draw()?;
             for s in series.iter().filter(|s| !s.points.is_empty()) {
                 let style = ShapeStyle::from(&s.color).stroke_width(2);
                 if s.dashed {
@@ -93,12 +107,22 @@ fn chart(
                 } else {
                     c.draw_series(LineSeries::new(s.points.iter().copied(), style))?;
                 }
-                let color = s.color;
+                let (color, dashed) = (s.color, s.dashed);
                 c.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?
                     .label(s.label.as_str())
-                    .legend(move |(lx, ly)| PathElement::new(vec![(lx, ly), (lx + 18, ly)], color.stroke_width(2)));
+                    .legend(move |(lx, ly)| {
+                        // A dashed series shows two strokes in the legend, a solid one a line.
+                        let gap = if dashed { 6 } else { 0 };
+                        EmptyElement::at((lx, ly))
+                            + PathElement::new(vec![(0, 0), (8, 0)], color.stroke_width(2))
+                            + PathElement::new(vec![(8 + gap, 0), (18, 0)], color.stroke_width(2))
+                    });
             }
-            c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
         }};
     }
     match (x.1, y.1) {

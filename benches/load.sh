@@ -59,8 +59,11 @@
 #                          sampled every $SCALE_STEP assets, the caches' hits/misses/evictions
 #                          from /metrics with index_mib = $SCALE_INDEX_MIB); multivariant and
 #                          cached-segment-720p at each of $SCALE_CONNECTIONS connections (ulimit -n
-#                          raised to its hard limit). Writes $OUT/scale-*.tsv and plots them
-#                          into docs/bench-scale.svg (benches/plot, plotters' SVG backend).
+#                          raised to its hard limit). Rows cold-playlist-24h, media-playlist-24h,
+#                          assets-loaded@N, multivariant@N, cached-segment-720p@N. Writes
+#                          $OUT/scale-*.tsv and plots them into docs/bench-scale.svg (benches/plot,
+#                          plotters' SVG backend; the duration curve takes its 2-hour points from
+#                          media-playlist and cold-playlist when they run too).
 #   6. reports, per scenario: req/s, p50/p99 latency (wrk's histogram, via the Lua done() hook),
 #      requests, server CPU µs per request = Δ(utime+stime) of the server from /proc/PID/stat over
 #      the scenario / requests, and the server's peak RSS (VmHWM); beside it the floor's CPU µs

@@ -7,3 +7,4 @@ pub(crate) mod metrics;
 pub mod origin;
 pub(crate) mod player;
 pub mod tls;
+pub(crate) mod zero_copy;

@@ -392,7 +392,8 @@ impl Origin {
             let identity = key.identity(storage.shared_etags());
             let mut built = Built::new(output, identity, &[key.version()], true);
             built.weight = built.weight.max(source_bytes);
-            Ok(Arc::new(built))
+            // Before it is cached, so this request is sent from the copy too.
+            Ok(Arc::new(built.kernel_sendable()))
         };
         let (built, fresh) = self.get_or_build(&self.segments, "segment", key.clone(), build).await?;
         if fresh {

@@ -36,7 +36,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::LimitsConfig;
 use crate::serve::http::Service;
-use crate::serve::zero_copy;
 
 /// A listening socket, plain or TLS.
 pub struct Listener {
@@ -263,7 +262,7 @@ async fn write_and_close(mut io: impl AsyncWrite + Unpin, bytes: &[u8]) {
 /// idleness and for the server's shutdown.
 async fn connection<IO>(mut io: IO, socket: SocketFd, peer: SocketAddr, shared: &Arc<Shared>, health_only: bool)
 where
-    IO: AsyncRead + AsyncWrite + KernelSend + Unpin + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let head = match tokio::time::timeout(
         shared.limits.header_read_timeout,
@@ -281,10 +280,7 @@ where
         }
     };
     let activity = Arc::new(Activity::new());
-    // HTTP/2 writes a body in 16 KB frames, each after its frame header: sending those from
-    // the memfd would be two syscalls a frame instead of one writev.
-    let kernel_send = !head.starts_with(b"PRI * HTTP/2.0");
-    let io = WatchedIo { head, io, activity: activity.clone(), kernel_send };
+    let io = WatchedIo { head, io, activity: activity.clone() };
     let service = shared.service.clone();
     let svc = hyper::service::service_fn(move |req| {
         let service = service.clone();
@@ -434,78 +430,11 @@ impl Activity {
 }
 
 /// The connection's stream as hyper sees it: the bytes already read for the first head come
-/// first, every read or write that moves bytes counts as activity, and on plain HTTP/1.1
-/// buffers of cached segments go out from their memfd ([`KernelSend`]).
+/// first, and every read or write that moves bytes counts as activity.
 struct WatchedIo<IO> {
     head: BytesMut,
     io: IO,
     activity: Arc<Activity>,
-    /// Whether writes try [`KernelSend`].
-    kernel_send: bool,
-}
-
-/// Writes of buffers lying in a sealed memfd ([`zero_copy`]) without copying them from user
-/// space: a plain TCP socket sends them with `sendfile`. TLS streams keep the ordinary writes
-/// (the bytes must be encrypted in user space; kernel TLS is not used).
-trait KernelSend {
-    /// Writes a prefix of `bufs` if one of them lies in a memfd: those before it (with
-    /// `MSG_MORE`, so they share a packet with it), or it with `sendfile`. `None`: none does,
-    /// write them the ordinary way.
-    fn poll_kernel_send(&self, _cx: &mut Context<'_>, _bufs: &[io::IoSlice<'_>]) -> Option<Poll<io::Result<usize>>> {
-        None
-    }
-}
-
-impl KernelSend for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
-
-#[cfg(not(target_os = "linux"))]
-impl KernelSend for tokio::net::TcpStream {}
-
-#[cfg(target_os = "linux")]
-impl KernelSend for tokio::net::TcpStream {
-    fn poll_kernel_send(&self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Option<Poll<io::Result<usize>>> {
-        use std::os::fd::AsRawFd;
-        let (index, at) = zero_copy::first_located(bufs)?;
-        let socket = self.as_raw_fd();
-        let (before, from_file) = bufs.split_at(index);
-        let len = from_file.first().map_or(0, |b| b.len());
-        let send = || if before.is_empty() { send_file(socket, at, len) } else { send_more(socket, before) };
-        // As tokio's own writes do: wait for writability, try, and on `WouldBlock` (readiness
-        // cleared by `try_io`) wait again.
-        loop {
-            match self.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                other => return Some(other.map_ok(|()| 0)),
-            }
-            match self.try_io(tokio::io::Interest::WRITABLE, send) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Some(Poll::Ready(result)),
-            }
-        }
-    }
-}
-
-/// `len` bytes of the memfd at `at` onto `socket`; a partial count when the send queue fills.
-#[cfg(target_os = "linux")]
-fn send_file(socket: std::os::fd::RawFd, at: zero_copy::Located, len: usize) -> io::Result<usize> {
-    let mut offset = libc::off_t::try_from(at.offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: both descriptors are open (the memfd while the buffer found in it is borrowed);
-    // the kernel writes the new offset into `offset`.
-    let sent = unsafe { libc::sendfile(socket, at.fd, &mut offset, len) };
-    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
-}
-
-/// `bufs` onto `socket`, held back (`MSG_MORE`) to go out with what follows.
-#[cfg(target_os = "linux")]
-fn send_more(socket: std::os::fd::RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: a zeroed msghdr is a valid empty one.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    // `IoSlice` is ABI-compatible with `iovec` on Unix; sendmsg only reads them.
-    message.msg_iov = bufs.as_ptr().cast_mut().cast();
-    message.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-    // SAFETY: the socket is open; `message` points at `msg_iovlen` live iovecs.
-    let sent = unsafe { libc::sendmsg(socket, &message, libc::MSG_MORE | libc::MSG_NOSIGNAL) };
-    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for WatchedIo<IO> {
@@ -525,14 +454,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for WatchedIo<IO> {
     }
 }
 
-impl<IO: AsyncWrite + KernelSend + Unpin> AsyncWrite for WatchedIo<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WatchedIo<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let sent = if self.kernel_send {
-            self.io.poll_kernel_send(cx, std::slice::from_ref(&io::IoSlice::new(data)))
-        } else {
-            None
-        };
-        let result = sent.unwrap_or_else(|| Pin::new(&mut self.io).poll_write(cx, data));
+        let result = Pin::new(&mut self.io).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
         }
@@ -543,8 +467,7 @@ impl<IO: AsyncWrite + KernelSend + Unpin> AsyncWrite for WatchedIo<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let sent = if self.kernel_send { self.io.poll_kernel_send(cx, bufs) } else { None };
-        let result = sent.unwrap_or_else(|| Pin::new(&mut self.io).poll_write_vectored(cx, bufs));
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
         }
@@ -586,63 +509,5 @@ mod tests {
         // No empty line: the peer closing gives None, not a head.
         let unfinished = &b"GET / HTTP/1.1\r\nHost: a\r\n"[..];
         assert_eq!(read_first_head(&mut &unfinished[..], 16384).await.unwrap(), None);
-    }
-
-    /// A connected pair of loopback TCP streams: the server's side, the client's.
-    #[cfg(target_os = "linux")]
-    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        (listener.accept().await.unwrap().0, client)
-    }
-
-    #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn memfd_buffers_go_out_with_sendfile_and_a_full_socket_takes_part_of_one() {
-        use std::os::fd::AsRawFd;
-        let len = 4 << 20;
-        let bytes: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
-        let (body, _) = zero_copy::sealed_copy(&[bytes::Bytes::from(bytes.clone())], len as u64).expect("memfd");
-        let (server, mut client) = tcp_pair().await;
-        let small: libc::c_int = 64 * 1024;
-        // SAFETY: SO_SNDBUF reads one int of the size passed; the socket is open.
-        unsafe {
-            libc::setsockopt(
-                server.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                (&small as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-        // Heap buffers: not this path's.
-        let heap = [io::IoSlice::new(&bytes)];
-        std::future::poll_fn(|cx| {
-            assert!(server.poll_kernel_send(cx, &heap).is_none());
-            Poll::Ready(())
-        })
-        .await;
-        // A head before the body goes first, alone; then the body, of which an unread socket
-        // takes only part.
-        let head = b"HTTP/1.1 200 OK\r\n\r\n";
-        let bufs = [io::IoSlice::new(head), io::IoSlice::new(&body[100..])];
-        let sent = std::future::poll_fn(|cx| server.poll_kernel_send(cx, &bufs).expect("a memfd buffer")).await;
-        assert_eq!(sent.unwrap(), head.len());
-        let sent = std::future::poll_fn(|cx| server.poll_kernel_send(cx, &bufs[1..]).expect("a memfd buffer")).await;
-        let first = sent.unwrap();
-        assert!(first > 0 && first < len - 100, "partial: {first}");
-        // Through the connection's wrapper, the rest; the reader sees exactly the bytes.
-        let reader = tokio::spawn(async move {
-            let mut read = Vec::new();
-            client.read_to_end(&mut read).await.unwrap();
-            read
-        });
-        let mut io = WatchedIo { head: BytesMut::new(), io: server, activity: Arc::new(Activity::new()), kernel_send: true };
-        io.write_all(&body[100 + first..]).await.unwrap();
-        io.shutdown().await.unwrap();
-        drop(io);
-        let read = reader.await.unwrap();
-        assert_eq!(&read[..head.len()], head);
-        assert!(read[head.len()..] == bytes[100..], "the bytes sent are the body's");
     }
 }

@@ -7,4 +7,3 @@ pub(crate) mod metrics;
 pub mod origin;
 pub(crate) mod player;
 pub mod tls;
-pub(crate) mod zero_copy;

@@ -4,7 +4,6 @@ use bytes::Bytes;
 
 use crate::output::Output;
 use crate::plan::links::Links;
-use crate::serve::zero_copy;
 use crate::source::storage::ObjectVersion;
 
 #[derive(Debug)]
@@ -25,8 +24,7 @@ pub struct Built {
     pub links: Option<Links>,
     /// Memory the entry keeps alive, for the cache weigher: at least `len`, and the whole
     /// source read when the body is zero-copy slices of it (a clear segment of an interleaved
-    /// file holds the other tracks' bytes between its samples too); a body copied out of its
-    /// sources ([`Built::kernel_sendable`]) weighs its own pages only.
+    /// file holds the other tracks' bytes between its samples too).
     pub weight: u64,
 }
 
@@ -44,17 +42,5 @@ impl Built {
             links: output.links,
             weight: len,
         }
-    }
-
-    /// The same body copied once into a sealed memfd when it is large, so plain HTTP/1.1
-    /// connections send it with `sendfile` instead of copying it into the socket on every
-    /// request ([`crate::serve::zero_copy`]). The copy no longer keeps the source reads alive.
-    /// Unchanged when the copy cannot be made.
-    pub(super) fn kernel_sendable(mut self) -> Self {
-        if let Some((body, weight)) = zero_copy::sealed_copy(&self.parts, self.len) {
-            self.parts = vec![body];
-            self.weight = weight;
-        }
-        self
     }
 }

@@ -392,8 +392,7 @@ impl Origin {
             let identity = key.identity(storage.shared_etags());
             let mut built = Built::new(output, identity, &[key.version()], true);
             built.weight = built.weight.max(source_bytes);
-            // Before it is cached, so this request is sent from the copy too.
-            Ok(Arc::new(built.kernel_sendable()))
+            Ok(Arc::new(built))
         };
         let (built, fresh) = self.get_or_build(&self.segments, "segment", key.clone(), build).await?;
         if fresh {

@@ -300,7 +300,7 @@ fn segment(plan: &Plan<'_>, segment_plan: &SegmentPlan<'_>, sources: &[SourceSpa
             } else {
                 envelope_iv(p.key, track, *format, other_audio, *time)
             };
-            vec![envelope::encrypt_segment(p.key, &iv, &parts)]
+            vec![envelope::encrypt_segment(p.key, &iv, parts)]
         }
         None => parts,
     };

@@ -398,15 +398,15 @@ fn cbc_pattern_encrypt(cipher: &Aes128, iv: &[u8; 16], pattern: Pattern, range: 
     let (crypt, skip) =
         if pattern.crypt == 0 { (1usize, 0usize) } else { (pattern.crypt as usize, pattern.skip as usize) };
     let mut chain = aes::Block::from(*iv);
-    for (k, block) in range.chunks_exact_mut(16).enumerate() {
-        if k % (crypt + skip) >= crypt {
-            continue;
+    // Straight to the encrypted blocks of each pattern period: 1:9 visits a tenth of them.
+    for period in range.chunks_mut(16 * (crypt + skip)) {
+        for block in period.chunks_exact_mut(16).take(crypt) {
+            for (c, p) in chain.iter_mut().zip(block.iter()) {
+                *c ^= *p;
+            }
+            cipher.encrypt_block(&mut chain);
+            block.copy_from_slice(&chain);
         }
-        for (c, p) in chain.iter_mut().zip(block.iter()) {
-            *c ^= *p;
-        }
-        cipher.encrypt_block(&mut chain);
-        block.copy_from_slice(&chain);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use super::{fail, PAYLOAD_SIZE, WRAP_33};
+use super::{fail, PACKET_SIZE, PAYLOAD_SIZE, WRAP_33};
 use crate::media::MediaError;
 
 /// A 90 kHz value reduced to 33 bits.
@@ -98,13 +98,16 @@ pub(super) fn write_pes(out: &mut BytesMut, state: &mut PidState, header: &[u8],
             }
         }
         let pusi = if is_first { 0x40 } else { 0 };
-        out.put_u8(0x47);
-        out.put_u8(pusi | ((state.pid >> 8) as u8 & 0x1F));
-        out.put_u8(state.pid as u8);
-        out.put_u8(if af_total > 0 { 0x30 } else { 0x10 } | state.cc);
+        let mut head = Head::default();
+        head.put(&[
+            0x47,
+            pusi | ((state.pid >> 8) as u8 & 0x1F),
+            state.pid as u8,
+            if af_total > 0 { 0x30 } else { 0x10 } | state.cc,
+        ]);
         state.cc = (state.cc + 1) & 0xF;
         if af_total > 0 {
-            out.put_u8(af_len as u8);
+            head.put(&[af_len as u8]);
             if af_len > 0 {
                 let mut f = 0u8;
                 if flags.discontinuity {
@@ -116,13 +119,14 @@ pub(super) fn write_pes(out: &mut BytesMut, state: &mut PidState, header: &[u8],
                 if flags.pcr.is_some() {
                     f |= 0x10;
                 }
-                out.put_u8(f);
+                head.put(&[f]);
                 if let Some(pcr) = flags.pcr {
-                    out.put_slice(&encode_pcr(pcr));
+                    head.put(&encode_pcr(pcr));
                 }
-                out.put_bytes(0xFF, af_len - 1 - pcr_len);
+                head.fill(0xFF, af_len - 1 - pcr_len);
             }
         }
+        out.put_slice(head.bytes());
         // Payload bytes.
         let mut need = take;
         while need > 0 {
@@ -138,6 +142,38 @@ pub(super) fn write_pes(out: &mut BytesMut, state: &mut PidState, header: &[u8],
         }
         remaining -= take;
         is_first = false;
+    }
+}
+
+/// The header and adaptation field of one packet, gathered on the stack and written with one
+/// copy (byte-at-a-time writes into the output cost more than the payload's copy).
+struct Head {
+    bytes: [u8; PACKET_SIZE],
+    len: usize,
+}
+
+impl Default for Head {
+    fn default() -> Self {
+        Head { bytes: [0; PACKET_SIZE], len: 0 }
+    }
+}
+
+impl Head {
+    /// Appends `b`; a packet's header and adaptation field always fit in it.
+    fn put(&mut self, b: &[u8]) {
+        if let Some(dst) = self.bytes.get_mut(self.len..self.len + b.len()) {
+            dst.copy_from_slice(b);
+            self.len += b.len();
+        }
+    }
+    fn fill(&mut self, value: u8, n: usize) {
+        if let Some(dst) = self.bytes.get_mut(self.len..self.len + n) {
+            dst.fill(value);
+            self.len += n;
+        }
+    }
+    fn bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
     }
 }
 

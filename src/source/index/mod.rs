@@ -130,6 +130,18 @@ impl SampleTable {
     /// storage for a range outside the object and a size that swallows the samples after it
     /// cannot make one segment read most of the file. Called once after indexing.
     pub fn check_byte_ranges(&self, file_size: u64) -> Result<(), String> {
+        // One pass for the usual layout (samples in file order, inside the file, disjoint);
+        // any other layout takes the checks below, which also name the offending samples.
+        let mut previous_end = 0u64;
+        let in_file_order = self.offsets.iter().zip(&self.sizes).all(|(&offset, &size)| {
+            let end = offset.checked_add(size as u64);
+            let fits = offset >= previous_end && end.is_some_and(|end| end <= file_size);
+            previous_end = end.unwrap_or(u64::MAX);
+            fits
+        });
+        if in_file_order {
+            return Ok(());
+        }
         for (i, (&offset, &size)) in self.offsets.iter().zip(&self.sizes).enumerate() {
             if offset.checked_add(size as u64).is_none_or(|end| end > file_size) {
                 return Err(format!(
@@ -180,7 +192,15 @@ impl TrackIndex {
     /// time, edit list not applied), as DASH `S@t` and our segment URLs use it.
     pub fn earliest_presentation(&self, range: std::ops::Range<usize>) -> u64 {
         let s = &self.samples;
-        range.map(|i| (s.dts[i] as i64 + s.cts_offset(i) as i64).max(0) as u64).min().unwrap_or(s.end_dts)
+        let presentation = |dts: u64, cts: i32| (dts as i64 + cts as i64).max(0) as u64;
+        // Over slices rather than per-index lookups: this runs over every sample at planning.
+        let earliest = match (s.dts.get(range.clone()), s.cts_offsets.get(range.clone())) {
+            (Some(dts), _) if s.cts_offsets.is_empty() => dts.iter().map(|&d| presentation(d, 0)).min(),
+            (Some(dts), Some(cts)) => dts.iter().zip(cts).map(|(&d, &c)| presentation(d, c)).min(),
+            // Tables shorter than the range (never after indexing): sample by sample.
+            _ => range.map(|i| presentation(s.dts[i], s.cts_offset(i))).min(),
+        };
+        earliest.unwrap_or(s.end_dts)
     }
     /// Track duration in seconds (decode timeline).
     pub fn duration_secs(&self) -> f64 {

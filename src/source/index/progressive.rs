@@ -34,10 +34,9 @@ pub struct Moov {
     pub fragmented: bool,
 }
 
-/// Parses a `moov` payload. `moov_bytes` must be a [`Bytes`] so sample entries are kept
-/// without copying. Tracks of kinds we do not package (hint, timecode, metadata) are skipped.
+/// Parses a `moov` payload. Tracks of kinds we do not package (hint, timecode, metadata) are skipped.
 /// `file_size` bounds the sample counts that are not bounded by a table's own bytes.
-pub fn parse_moov(moov: &Bytes, file_size: u64) -> MediaResult<Moov> {
+pub fn parse_moov(moov: &[u8], file_size: u64) -> MediaResult<Moov> {
     let movie_timescale = match find(moov, b"mvhd")? {
         Some(mvhd) => {
             let mut c = Cursor::new(mvhd);
@@ -54,7 +53,7 @@ pub fn parse_moov(moov: &Bytes, file_size: u64) -> MediaResult<Moov> {
         if &child.kind != b"trak" {
             continue;
         }
-        if let Some(mut track) = parse_trak(moov, child.payload, movie_timescale, file_size)? {
+        if let Some(mut track) = parse_trak(child.payload, movie_timescale, file_size)? {
             if let Some(mvex) = mvex {
                 track.defaults = trex_for(mvex, track.info.track_id)?;
             }
@@ -84,12 +83,7 @@ fn trex_for(mvex: &[u8], track_id: u32) -> MediaResult<TrackDefaults> {
     Ok(TrackDefaults { sample_description_index: 1, ..Default::default() })
 }
 
-/// Slices `part` (a sub-slice of `whole`) out of `whole` as a zero-copy `Bytes`.
-fn sub_bytes(whole: &Bytes, part: &[u8]) -> Bytes {
-    whole.slice_ref(part)
-}
-
-fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32, file_size: u64) -> MediaResult<Option<MoovTrack>> {
+fn parse_trak(trak: &[u8], movie_timescale: u32, file_size: u64) -> MediaResult<Option<MoovTrack>> {
     let tkhd = require(trak, b"tkhd", "trak")?;
     let mut c = Cursor::new(tkhd);
     let (version, _) = c.full_box()?;
@@ -131,7 +125,9 @@ fn parse_trak(moov: &Bytes, trak: &[u8], movie_timescale: u32, file_size: u64) -
         Some(entry) => entry?,
         None => return err(format!("track {track_id} has an empty stsd")),
     };
-    let sample_entry = sub_bytes(moov, entry.bytes);
+    // A copy, not a slice of `moov`: a slice would keep the whole moov (megabytes of sample
+    // tables in a long file) alive as long as the index.
+    let sample_entry = Bytes::copy_from_slice(entry.bytes);
     let codec = codec::describe(entry.bytes)?;
 
     let edit = match find_path(trak, &[b"edts", b"elst"])? {
@@ -194,23 +190,17 @@ fn parse_stbl(stbl: &[u8], track_id: u32, file_size: u64) -> MediaResult<SampleT
         return Ok(table);
     }
 
-    // Decode times from stts runs.
+    // Decode times from stts runs, a run at a time.
     let stts = require(stbl, b"stts", "stbl")?;
-    let mut c = Cursor::new(stts);
-    c.full_box()?;
-    let entries = c.u32()?;
-    let entries = c.check_table(entries, 8, "stts")?;
     let mut dts = Vec::with_capacity(n);
     let mut t: u64 = 0;
-    'runs: for _ in 0..entries {
-        let count = c.u32()?;
-        let delta = c.u32()? as u64;
-        for _ in 0..count {
-            if dts.len() == n {
-                break 'runs;
-            }
-            dts.push(t);
-            t += delta;
+    for run in table_entries(stts, 8, "stts")?.chunks_exact(8) {
+        let take = (be_u32(&run[..4]) as usize).min(n - dts.len());
+        let delta = be_u32(&run[4..]) as u64;
+        dts.extend((0..take as u64).map(|k| t + k * delta));
+        t += take as u64 * delta;
+        if dts.len() == n {
+            break;
         }
     }
     if dts.len() < n {
@@ -220,49 +210,55 @@ fn parse_stbl(stbl: &[u8], track_id: u32, file_size: u64) -> MediaResult<SampleT
     table.end_dts = t;
 
     if let Some(ctts) = find(stbl, b"ctts")? {
-        let mut c = Cursor::new(ctts);
-        c.full_box()?;
-        let entries = c.u32()?;
-        let entries = c.check_table(entries, 8, "ctts")?;
         let mut offsets = Vec::with_capacity(n);
-        'cruns: for _ in 0..entries {
-            let count = c.u32()?;
+        let mut any_nonzero = false;
+        for run in table_entries(ctts, 8, "ctts")?.chunks_exact(8) {
+            let take = (be_u32(&run[..4]) as usize).min(n - offsets.len());
             // Version 0 is unsigned by the letter of the spec, but writers put negative
             // offsets there too; reading both as signed is what every player does.
-            let offset = c.i32()?;
-            for _ in 0..count {
-                if offsets.len() == n {
-                    break 'cruns;
-                }
-                offsets.push(offset);
-            }
+            let offset = be_u32(&run[4..]) as i32;
+            any_nonzero |= take > 0 && offset != 0;
+            offsets.extend(std::iter::repeat_n(offset, take));
         }
-        offsets.resize(n, 0);
-        if offsets.iter().any(|&o| o != 0) {
+        if any_nonzero {
+            offsets.resize(n, 0);
             table.cts_offsets = offsets;
         }
     }
 
     if let Some(stss) = find(stbl, b"stss")? {
-        let mut c = Cursor::new(stss);
-        c.full_box()?;
-        let entries = c.u32()?;
-        let entries = c.check_table(entries, 4, "stss")?;
-        let mut sync = Vec::with_capacity(entries);
-        for _ in 0..entries {
-            let number = c.u32()?;
-            if number == 0 || number as usize > n {
-                continue;
-            }
-            sync.push(number - 1);
+        let mut sync: Vec<u32> = table_entries(stss, 4, "stss")?
+            .chunks_exact(4)
+            .map(be_u32)
+            .filter(|&number| number != 0 && number as usize <= n)
+            .map(|number| number - 1)
+            .collect();
+        if !sync.is_sorted_by(|a, b| a < b) {
+            sync.sort_unstable();
+            sync.dedup();
         }
-        sync.sort_unstable();
-        sync.dedup();
         table.sync_samples = Some(sync);
     }
 
     table.offsets = sample_offsets(stbl, &table.sizes, track_id)?;
     Ok(table)
+}
+
+/// The entries of a full-box table (version/flags, a u32 entry count, then `count` entries
+/// of `entry_len` bytes), checked to fit in the box.
+fn table_entries<'a>(payload: &'a [u8], entry_len: usize, what: &str) -> MediaResult<&'a [u8]> {
+    let mut c = Cursor::new(payload);
+    c.full_box()?;
+    let count = c.u32()?;
+    let count = c.check_table(count, entry_len, what)?;
+    c.bytes(count * entry_len)
+}
+
+/// A big-endian u32 from the first 4 bytes of `b` (callers pass `chunks_exact(4)` or longer
+/// slices, so the fallback never applies); tables are read whole-slice rather than through
+/// a bounds-checked cursor per field so the loops vectorize.
+fn be_u32(b: &[u8]) -> u32 {
+    b.first_chunk::<4>().map_or(0, |b| u32::from_be_bytes(*b))
 }
 
 /// Sample sizes from `stsz`. A table's count is bounded by the table's bytes; a constant
@@ -279,7 +275,7 @@ fn parse_stsz(stsz: &[u8], file_size: u64) -> MediaResult<Vec<u32>> {
         return Ok(vec![constant; count as usize]);
     }
     let count = c.check_table(count, 4, "stsz")?;
-    (0..count).map(|_| c.u32()).collect()
+    Ok(c.bytes(count * 4)?.chunks_exact(4).map(be_u32).collect())
 }
 
 fn parse_stz2(stz2: &[u8]) -> MediaResult<Vec<u32>> {
@@ -305,7 +301,7 @@ fn parse_stz2(stz2: &[u8]) -> MediaResult<Vec<u32>> {
         }
         16 => {
             let count = c.check_table(count, 2, "stz2")?;
-            (0..count).map(|_| c.u16().map(u32::from)).collect()
+            Ok(c.bytes(count * 2)?.chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]]) as u32).collect())
         }
         other => err(format!("stz2 field size {other} is not 4, 8 or 16")),
     }
@@ -313,51 +309,39 @@ fn parse_stz2(stz2: &[u8]) -> MediaResult<Vec<u32>> {
 
 /// Absolute file offsets of every sample from stsc runs and stco/co64 chunk offsets.
 fn sample_offsets(stbl: &[u8], sizes: &[u32], track_id: u32) -> MediaResult<Vec<u64>> {
-    let chunk_offsets: Vec<u64> = match (find(stbl, b"stco")?, find(stbl, b"co64")?) {
-        (Some(stco), _) => {
-            let mut c = Cursor::new(stco);
-            c.full_box()?;
-            let count = c.u32()?;
-            let count = c.check_table(count, 4, "stco")?;
-            (0..count).map(|_| c.u32().map(u64::from)).collect::<MediaResult<_>>()?
-        }
-        (None, Some(co64)) => {
-            let mut c = Cursor::new(co64);
-            c.full_box()?;
-            let count = c.u32()?;
-            let count = c.check_table(count, 8, "co64")?;
-            (0..count).map(|_| c.u64()).collect::<MediaResult<_>>()?
-        }
+    // Chunk offsets stay in the table (4-byte stco or 8-byte co64 entries) and are decoded
+    // as the runs reach them: no copy of the table.
+    let (chunk_table, width) = match (find(stbl, b"stco")?, find(stbl, b"co64")?) {
+        (Some(stco), _) => (table_entries(stco, 4, "stco")?, 4),
+        (None, Some(co64)) => (table_entries(co64, 8, "co64")?, 8),
         (None, None) => return err(format!("track {track_id} has neither stco nor co64")),
     };
+    let chunk_count = chunk_table.len() / width;
+    let chunk_offset = |entry: &[u8]| match entry.split_first_chunk::<4>() {
+        Some((high, low)) if width == 8 => (u32::from_be_bytes(*high) as u64) << 32 | be_u32(low) as u64,
+        _ => be_u32(entry) as u64,
+    };
     let stsc = require(stbl, b"stsc", "stbl")?;
-    let mut c = Cursor::new(stsc);
-    c.full_box()?;
-    let entries = c.u32()?;
-    let entries = c.check_table(entries, 12, "stsc")?;
-    let mut runs = Vec::with_capacity(entries);
-    for _ in 0..entries {
-        let first_chunk = c.u32()?;
-        let per_chunk = c.u32()?;
-        c.skip(4)?;
+    let mut runs = Vec::with_capacity(stsc.len() / 12);
+    for entry in table_entries(stsc, 12, "stsc")?.chunks_exact(12) {
+        let first_chunk = be_u32(&entry[..4]);
         if first_chunk == 0 {
             return err(format!("track {track_id}: stsc first_chunk is 0"));
         }
-        runs.push((first_chunk as usize - 1, per_chunk as usize));
+        runs.push((first_chunk as usize - 1, be_u32(&entry[4..8]) as usize));
     }
     let mut offsets = Vec::with_capacity(sizes.len());
-    let mut sample = 0usize;
+    let mut next_sizes = sizes.iter();
     for (r, &(first, per_chunk)) in runs.iter().enumerate() {
-        let last = runs.get(r + 1).map(|&(next, _)| next).unwrap_or(chunk_offsets.len());
-        for &chunk_offset in chunk_offsets.get(first..last.min(chunk_offsets.len())).unwrap_or(&[]) {
-            let mut offset = chunk_offset;
-            for _ in 0..per_chunk {
-                if sample == sizes.len() {
-                    return Ok(offsets);
-                }
+        let last = runs.get(r + 1).map(|&(next, _)| next).unwrap_or(chunk_count).min(chunk_count);
+        for entry in chunk_table.get(first.saturating_mul(width)..last * width).unwrap_or(&[]).chunks_exact(width) {
+            let mut offset = chunk_offset(entry);
+            for &size in next_sizes.by_ref().take(per_chunk) {
                 offsets.push(offset);
-                offset = offset.saturating_add(sizes[sample] as u64);
-                sample += 1;
+                offset = offset.saturating_add(size as u64);
+            }
+            if offsets.len() == sizes.len() {
+                return Ok(offsets);
             }
         }
     }

@@ -17,7 +17,7 @@ use jit_origin::output::package_resources;
 use jit_origin::plan::url::{self, Format};
 use jit_origin::protect::url_signing;
 use jit_origin::serve::conn::{self, ConnLimits, Listener};
-use jit_origin::serve::http::Service;
+use jit_origin::serve::http::{access_log, Service};
 use jit_origin::serve::origin::render;
 use jit_origin::serve::origin::Origin;
 use jit_origin::source::asset::{self, Asset, AssetSource, TrackSummary};
@@ -328,11 +328,13 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    // A terminal shows every line at once; a file or pipe gets the access lines in batches.
+    let writer = access_log::LogWriter::new(!ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(ansi);
     if format == LogFormat::Json {
         builder.json().init();
     } else {
-        builder.init();
+        builder.event_format(access_log::TextFormat::default()).init();
     }
 }
 
@@ -658,6 +660,7 @@ async fn main() -> ExitCode {
             package(&path, format.into(), &out, segment_duration).await
         }
     };
+    access_log::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

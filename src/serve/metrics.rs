@@ -1,6 +1,8 @@
 //! Prometheus metrics. Label handles are resolved once (at start or on first use of a label
 //! pair) so the request path pays for an atomic add, not a hash lookup of label values.
 
+use std::sync::OnceLock;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -46,6 +48,27 @@ pub struct Metrics {
     /// From a fragment's last byte received to its track document stored (the fragment is
     /// then servable by every replica), seconds.
     pub ingest_store_seconds: Histogram,
+    /// Handles of `requests` and `request_seconds` by kind ([`REQUEST_KINDS`]), and of
+    /// `cache_lookups` by cache ([`CACHES`]), each resolved on first use: a series still
+    /// appears once it counts something.
+    request_handles: [KindHandles; REQUEST_KINDS.len()],
+    lookup_handles: [[OnceLock<IntCounter>; 2]; CACHES.len()],
+}
+
+/// Every `kind` label of a request.
+const REQUEST_KINDS: [&str; 13] = [
+    "manifest", "playlist", "init", "segment", "keyframe", "thumbnail", "key", "download", "health", "metrics",
+    "time", "player", "other",
+];
+/// The statuses most responses have, whose counters are kept resolved.
+const COMMON_STATUSES: [u16; 3] = [200, 206, 304];
+/// Every `cache` label of a lookup.
+const CACHES: [&str; 4] = ["asset", "manifest", "segment", "failure"];
+
+#[derive(Default)]
+struct KindHandles {
+    seconds: OnceLock<Histogram>,
+    by_status: [OnceLock<IntCounter>; COMMON_STATUSES.len()],
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -216,6 +239,34 @@ impl Metrics {
                 "Documents of the store that do not publish (missing asset, unknown policy, bad key; logged)",
             ),
             registry,
+            request_handles: Default::default(),
+            lookup_handles: Default::default(),
+        }
+    }
+
+    /// Counts a request of `kind` answered with `status` after `seconds`.
+    pub(crate) fn count_request(&self, kind: &str, status: http::StatusCode, seconds: f64) {
+        let labels = [kind, status.as_str()];
+        let Some(handles) = REQUEST_KINDS.iter().position(|k| *k == kind).and_then(|i| self.request_handles.get(i))
+        else {
+            self.requests.with_label_values(&labels).inc();
+            self.request_seconds.with_label_values(&[kind]).observe(seconds);
+            return;
+        };
+        handles.seconds.get_or_init(|| self.request_seconds.with_label_values(&[kind])).observe(seconds);
+        match COMMON_STATUSES.iter().position(|s| *s == status.as_u16()).and_then(|i| handles.by_status.get(i)) {
+            Some(counter) => counter.get_or_init(|| self.requests.with_label_values(&labels)).inc(),
+            None => self.requests.with_label_values(&labels).inc(),
+        }
+    }
+
+    /// Counts a lookup of `cache` that hit or missed.
+    pub(crate) fn count_lookup(&self, cache: &str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        let handle = CACHES.iter().position(|c| *c == cache).and_then(|i| self.lookup_handles.get(i));
+        match handle.and_then(|h| h.get(usize::from(hit))) {
+            Some(counter) => counter.get_or_init(|| self.cache_lookups.with_label_values(&[cache, result])).inc(),
+            None => self.cache_lookups.with_label_values(&[cache, result]).inc(),
         }
     }
 
@@ -254,7 +305,25 @@ mod tests {
     fn definitions_register_and_render() {
         let m = Metrics::new();
         m.requests.with_label_values(&["segment", "200"]).inc();
+        m.count_request("segment", http::StatusCode::OK, 0.001);
+        m.count_request("segment", http::StatusCode::NOT_FOUND, 0.001);
+        m.count_request("unlisted", http::StatusCode::OK, 0.001);
+        m.count_lookup("manifest", true);
+        m.count_lookup("manifest", true);
+        m.count_lookup("manifest", false);
+        m.count_lookup("unlisted", false);
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("jit_http_requests_total{kind=\"segment\",status=\"200\"} 1"), "{text}");
+        for line in [
+            "jit_http_requests_total{kind=\"segment\",status=\"200\"} 2",
+            "jit_http_requests_total{kind=\"segment\",status=\"404\"} 1",
+            "jit_http_requests_total{kind=\"unlisted\",status=\"200\"} 1",
+            "jit_http_request_duration_seconds_count{kind=\"segment\"} 2",
+            "jit_cache_lookups_total{cache=\"manifest\",result=\"hit\"} 2",
+            "jit_cache_lookups_total{cache=\"manifest\",result=\"miss\"} 1",
+            "jit_cache_lookups_total{cache=\"unlisted\",result=\"miss\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(!text.contains("kind=\"playlist\""), "a series appears when first used: {text}");
     }
 }

@@ -6,6 +6,7 @@
 //! 416 response, [`keys`] delivers keys and Clear Key licences, and every error response is
 //! made in [`failure`].
 
+pub mod access_log;
 mod body;
 mod download;
 mod failure;
@@ -35,7 +36,7 @@ use crate::plan::links::{CarriedQuery, Links};
 use crate::plan::locator::Locator;
 use crate::plan::url;
 use crate::protect::url_signing;
-use crate::serve::origin::{Built, Origin};
+use crate::serve::origin::{Built, HeaderValues, Origin};
 use crate::serve::player::PlayerPage;
 
 /// Shared state of the HTTP service.
@@ -45,6 +46,8 @@ pub struct Service {
     /// False while draining: /readyz then fails so load balancers stop sending traffic.
     pub(crate) ready: AtomicBool,
     cors_origin: HeaderValue,
+    /// Header values of built responses, made once.
+    built_headers: respond::BuiltHeaders,
     /// Longest request target accepted (`[limits] max_url_bytes`).
     max_url_bytes: usize,
     /// Largest request body accepted (`[limits] max_body_bytes`).
@@ -59,14 +62,20 @@ pub struct Service {
 
 type Resp = Response<PartsBody>;
 
+/// What browsers' scripts may read of a response (CORS).
+const EXPOSE_HEADERS: HeaderValue = HeaderValue::from_static("Content-Length, Content-Range, ETag, Last-Modified");
+
 impl Service {
     pub fn new(origin: Arc<Origin>, http: HttpConfig) -> Self {
         let cors_origin = HeaderValue::from_str(&http.cors_allow_origin).unwrap_or(HeaderValue::from_static("*"));
+        let built_headers =
+            respond::BuiltHeaders::new(http.manifest_max_age, http.segment_max_age, origin.stale_if_error_secs());
         Service {
             origin,
             http,
             ready: AtomicBool::new(true),
             cors_origin,
+            built_headers,
             max_url_bytes: 0,
             max_body_bytes: 0,
             body_read_timeout: Duration::ZERO,
@@ -116,7 +125,15 @@ impl Service {
         Response::builder()
             .status(status)
             .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone())
-            .header(header::ACCESS_CONTROL_EXPOSE_HEADERS, "Content-Length, Content-Range, ETag, Last-Modified")
+            .header(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS)
+    }
+
+    /// The headers of [`Service::base`], with room for `more`.
+    fn base_headers(&self, more: usize) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(2 + more);
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.cors_origin.clone());
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
+        headers
     }
 
     fn finish(builder: http::response::Builder, body: PartsBody) -> Resp {
@@ -312,22 +329,22 @@ impl Service {
         let started = Instant::now();
         self.origin.metrics.in_flight.inc();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // Shares the request's bytes: no copy of the path or query.
+        let uri = req.uri().clone();
+        let (path, query) = (uri.path(), uri.query());
         let mut kind = "other";
         let mut max_age_cap = None;
-        let query = req.uri().query().map(str::to_string);
         let answer = match self.admit(&req) {
             Err(failure) => Err(failure),
-            Ok(()) => match clearkey_locator(&path).filter(|_| method == Method::POST) {
+            Ok(()) => match clearkey_locator(path).filter(|_| method == Method::POST) {
                 Some(locator) => {
                     kind = "key";
-                    let locator = locator.to_string();
                     let (parts, body) = req.into_parts();
-                    self.clearkey(&locator, query.as_deref(), &parts.headers, body, &mut max_age_cap).await
+                    self.clearkey(locator, query, &parts.headers, body, &mut max_age_cap).await
                 }
                 None => {
                     let headers = req.headers();
-                    self.handle(&method, &path, query.as_deref(), headers, &mut kind, &mut max_age_cap).await
+                    self.handle(&method, path, query, headers, &mut kind, &mut max_age_cap).await
                 }
             },
         };
@@ -339,12 +356,11 @@ impl Service {
         let elapsed = started.elapsed();
         let m = &self.origin.metrics;
         m.in_flight.dec();
-        m.requests.with_label_values(&[kind, status.as_str()]).inc();
-        m.request_seconds.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
+        m.count_request(kind, status, elapsed.as_secs_f64());
         let bytes = hyper::body::Body::size_hint(response.body()).exact().unwrap_or(0);
         // The query string is never logged: it may carry tokens.
         tracing::info!(
-            target: "access",
+            target: access_log::TARGET,
             peer = %peer,
             method = %method,
             path = %path,
@@ -402,12 +418,15 @@ fn with_carried_query(built: &Built, links: &Links, carried: &CarriedQuery<'_>) 
     };
     let out = links.carry(&text, carried);
     let tag = xxhash_rust::xxh3::xxh3_64(format!("{:?}|{:?}", carried.token, carried.signature).as_bytes());
+    let len = out.len() as u64;
+    let etag = format!("{}-{tag:016x}\"", built.etag.trim_end_matches('"'));
     Built {
         content_type: built.content_type,
-        len: out.len() as u64,
-        weight: out.len() as u64,
+        len,
+        weight: len,
         parts: vec![Bytes::from(out)],
-        etag: format!("{}-{tag:016x}\"", built.etag.trim_end_matches('"')),
+        header_values: HeaderValues::new(&etag, built.last_modified, len),
+        etag,
         last_modified: built.last_modified,
         immutable: built.immutable,
         max_age: built.max_age,

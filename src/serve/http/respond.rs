@@ -1,14 +1,15 @@
 //! A built resource as an HTTP response: caching headers, conditional requests
 //! (`If-None-Match`, `If-Modified-Since`) and single byte ranges (`Range`, `If-Range`).
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::body::PartsBody;
 use super::{Resp, Service};
+pub(super) use crate::serve::origin::http_date;
 use crate::serve::origin::Built;
 
 /// The slice `range` of a body made of `parts`, zero-copy.
@@ -86,10 +87,6 @@ fn etag_matches(header_value: &str, etag: &str) -> bool {
     header_value.split(',').any(|t| t.trim() == "*" || bare(t) == bare(etag))
 }
 
-pub(super) fn http_date(unix: i64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(unix.max(0) as u64))
-}
-
 /// The value of header `name`, when it is text.
 pub(super) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -113,68 +110,119 @@ pub(super) fn range_applies(headers: &HeaderMap, etag: &str, last_modified: &str
     header_str(headers, header::IF_RANGE).is_none_or(|v| v == etag || v == last_modified)
 }
 
+/// `Cache-Control` of a response cached for `max_age` seconds; `immutable` for bytes that never
+/// change; `stale_if_error` (RFC 5861, when not 0): a CDN may keep serving its copy while we
+/// fail, as long as we would.
+pub(super) fn cache_control(max_age: u64, immutable: bool, stale_if_error: u64) -> String {
+    let mut cache_control = format!("public, max-age={max_age}");
+    if immutable {
+        cache_control.push_str(", immutable");
+    }
+    if stale_if_error > 0 {
+        cache_control.push_str(&format!(", stale-if-error={stale_if_error}"));
+    }
+    cache_control
+}
+
+/// The header values every response of a built body carries but `ETag`, `Last-Modified` and
+/// `Content-Length`, made once when the service starts.
+pub(super) struct BuiltHeaders {
+    /// `Cache-Control` of the configured lifetimes: manifests, and immutable bodies.
+    manifest_cache_control: HeaderValue,
+    immutable_cache_control: HeaderValue,
+    stale_if_error: u64,
+}
+
+impl BuiltHeaders {
+    pub(super) fn new(manifest_max_age: u64, segment_max_age: u64, stale_if_error: u64) -> Self {
+        BuiltHeaders {
+            manifest_cache_control: cache_control_value(manifest_max_age, false, stale_if_error),
+            immutable_cache_control: cache_control_value(segment_max_age, true, stale_if_error),
+            stale_if_error,
+        }
+    }
+
+    /// `Cache-Control` of `built`.
+    fn cache_control(&self, built: &Built) -> HeaderValue {
+        match built.max_age {
+            Some(max_age) => cache_control_value(max_age, built.immutable, self.stale_if_error),
+            None if built.immutable => self.immutable_cache_control.clone(),
+            None => self.manifest_cache_control.clone(),
+        }
+    }
+}
+
+fn cache_control_value(max_age: u64, immutable: bool, stale_if_error: u64) -> HeaderValue {
+    // Digits, letters, commas, dashes, '=' and spaces: always a valid value.
+    HeaderValue::from_str(&cache_control(max_age, immutable, stale_if_error)).unwrap_or(HeaderValue::from_static(""))
+}
+
 impl Service {
     /// `Cache-Control` of a response cached for `max_age` seconds; `immutable` for bytes that
     /// never change.
     pub(super) fn cache_control(&self, max_age: u64, immutable: bool) -> String {
-        let mut cache_control = format!("public, max-age={max_age}");
-        if immutable {
-            cache_control.push_str(", immutable");
-        }
-        // RFC 5861: a CDN may keep serving its copy while we fail, as long as we would.
-        let stale_if_error = self.origin.stale_if_error_secs();
-        if stale_if_error > 0 {
-            cache_control.push_str(&format!(", stale-if-error={stale_if_error}"));
-        }
-        cache_control
+        cache_control(max_age, immutable, self.origin.stale_if_error_secs())
     }
 
-    /// A built resource as a 200, 206, 304 or 416 response.
+    /// A built resource as a 200, 206, 304 or 416 response. The headers are those of
+    /// [`Service::base`] and then, in this order, `Cache-Control`, `ETag`, `Last-Modified`,
+    /// `Accept-Ranges`, `Content-Type`, `Content-Range` and `Content-Length`, from values made
+    /// with the body: no formatting or header-map growth per request.
     pub(super) fn respond(&self, method: &Method, headers: &HeaderMap, built: &Built) -> Resp {
-        let max_age = match built.max_age {
-            Some(max_age) => max_age,
-            None if built.immutable => self.http.segment_max_age,
-            None => self.http.manifest_max_age,
-        };
-        let last_modified = http_date(built.last_modified);
-        let b = self
-            .base(StatusCode::OK)
-            .header(header::CACHE_CONTROL, self.cache_control(max_age, built.immutable))
-            .header(header::ETAG, built.etag.as_str())
-            .header(header::LAST_MODIFIED, last_modified.as_str())
-            .header(header::ACCEPT_RANGES, "bytes");
+        let values = &built.header_values;
+        let mut h = self.base_headers(9);
+        h.insert(header::CACHE_CONTROL, self.built_headers.cache_control(built));
+        h.insert(header::ETAG, values.etag.clone());
+        h.insert(header::LAST_MODIFIED, values.last_modified.clone());
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
         if not_modified(headers, &built.etag, built.last_modified) {
-            return Self::finish(b.status(StatusCode::NOT_MODIFIED), PartsBody::empty());
+            return response(StatusCode::NOT_MODIFIED, h, PartsBody::empty());
         }
-        let b = b.header(header::CONTENT_TYPE, built.content_type);
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(built.content_type));
 
+        let last_modified = values.last_modified.to_str().unwrap_or_default();
         let range =
-            match header_str(headers, header::RANGE).filter(|_| range_applies(headers, &built.etag, &last_modified)) {
+            match header_str(headers, header::RANGE).filter(|_| range_applies(headers, &built.etag, last_modified)) {
                 Some(value) => parse_range(value, built.len),
                 None => Ok(None),
             };
-        let (b, parts, len) = match range {
-            Ok(None) => (b, built.parts.clone(), built.len),
+        let (status, parts, content_length) = match range {
+            Ok(None) => (StatusCode::OK, None, values.content_length.clone()),
             Ok(Some(r)) => {
-                let b = b
-                    .status(StatusCode::PARTIAL_CONTENT)
-                    .header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, built.len));
-                (b, slice_parts(&built.parts, r.clone()), r.end - r.start)
+                let content_range = format!("bytes {}-{}/{}", r.start, r.end - 1, built.len);
+                h.insert(header::CONTENT_RANGE, text_value(content_range));
+                let len = HeaderValue::from(r.end - r.start);
+                (StatusCode::PARTIAL_CONTENT, Some(slice_parts(&built.parts, r)), len)
             }
             Err(()) => {
-                let b = b
-                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                    .header(header::CONTENT_RANGE, format!("bytes */{}", built.len));
-                return Self::finish(b.header(header::CONTENT_LENGTH, 0), PartsBody::empty());
+                h.insert(header::CONTENT_RANGE, text_value(format!("bytes */{}", built.len)));
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+                return response(StatusCode::RANGE_NOT_SATISFIABLE, h, PartsBody::empty());
             }
         };
-        let b = b.header(header::CONTENT_LENGTH, len);
+        h.insert(header::CONTENT_LENGTH, content_length);
         if method == Method::HEAD {
-            return Self::finish(b, PartsBody::empty());
+            return response(status, h, PartsBody::empty());
         }
-        Self::finish(b, PartsBody::new(parts))
+        let body = match parts {
+            Some(parts) => PartsBody::new(parts),
+            None => PartsBody::new(built.parts.iter().cloned()),
+        };
+        response(status, h, body)
     }
+}
+
+/// A header value of text made of digits and ASCII.
+fn text_value(text: String) -> HeaderValue {
+    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: PartsBody) -> Resp {
+    let mut response = Resp::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl Origin {
             }
         }
         let load = self.load_asset(&locator.storage, &key, None);
-        let (loaded, _) = self.get_or_build(&self.assets, "asset", key.clone(), load).await?;
+        let (loaded, _) = self.get_or_build(&self.assets, "asset", &key, load).await?;
         Ok(loaded)
     }
 

@@ -44,7 +44,7 @@ use crate::source::timeline::SegmentPolicy;
 use crate::store::StoreHealth;
 use assets::LoadedAsset;
 use budget::BuildBudget;
-pub use built::Built;
+pub use built::{http_date, Built, HeaderValues};
 pub use download::Download;
 use failures::{Failed, FailureMemory};
 use keys::{identity_of, AssetKey, ManifestKey, SegmentKey};
@@ -267,8 +267,7 @@ impl Origin {
 
     /// Counts a cache lookup as hit or miss.
     fn count_lookup(&self, cache: &str, fresh: bool) {
-        let result = if fresh { "miss" } else { "hit" };
-        self.metrics.cache_lookups.with_label_values(&[cache, result]).inc();
+        self.metrics.count_lookup(cache, !fresh);
     }
 
     /// How long CDNs may serve a cached response while the origin fails (`stale-if-error`),
@@ -284,24 +283,25 @@ impl Origin {
         &self,
         cache: &Cache<K, V>,
         name: &'static str,
-        key: K,
+        key: &K,
         build: impl Future<Output = Result<V, Error>>,
     ) -> Result<(V, bool), Arc<Error>>
     where
         K: Hash + Eq + Clone + Into<Failed> + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        if let Some(value) = cache.get(&key).await {
+        if let Some(value) = cache.get(key).await {
             self.count_lookup(name, false);
             return Ok((value, false));
         }
+        // The key is copied on a miss only.
         let failed: Failed = key.clone().into();
         let remembered = self.failures.recall(&failed).await;
         self.count_lookup("failure", remembered.is_none());
         if let Some(error) = remembered {
             return Err(error);
         }
-        let entry = cache.entry(key).or_try_insert_with(self.failures.remembering(failed, build)).await?;
+        let entry = cache.entry(key.clone()).or_try_insert_with(self.failures.remembering(failed, build)).await?;
         self.count_lookup(name, entry.is_fresh());
         let fresh = entry.is_fresh();
         Ok((entry.into_value(), fresh))
@@ -394,7 +394,7 @@ impl Origin {
             built.weight = built.weight.max(source_bytes);
             Ok(Arc::new(built))
         };
-        let (built, fresh) = self.get_or_build(&self.segments, "segment", key.clone(), build).await?;
+        let (built, fresh) = self.get_or_build(&self.segments, "segment", &key, build).await?;
         if fresh {
             // moka evicts in batches (after 64 writes or on a timer), so a walk over uncached
             // 1.5 MB segments would hold ~100 MB beyond the capacity until the next batch.
@@ -428,7 +428,7 @@ impl Origin {
             built.max_age = live_manifest_max_age(plan.asset).filter(|_| !immutable);
             Ok(Arc::new(built))
         };
-        let (built, _) = self.get_or_build(&self.manifests, "manifest", key.clone(), build).await?;
+        let (built, _) = self.get_or_build(&self.manifests, "manifest", &key, build).await?;
         Ok(built)
     }
 

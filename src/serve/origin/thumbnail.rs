@@ -42,7 +42,7 @@ impl Origin {
             let identity = key.identity(storage.shared_etags());
             Ok(Arc::new(Built::new(output, identity, &[key.version()], true)))
         };
-        let (built, fresh) = self.get_or_build(&self.segments, "segment", key.clone(), build).await?;
+        let (built, fresh) = self.get_or_build(&self.segments, "segment", &key, build).await?;
         if fresh {
             self.segments.run_pending_tasks().await;
         }

@@ -57,8 +57,19 @@ pub struct Metrics {
 
 /// Every `kind` label of a request.
 const REQUEST_KINDS: [&str; 13] = [
-    "manifest", "playlist", "init", "segment", "keyframe", "thumbnail", "key", "download", "health", "metrics",
-    "time", "player", "other",
+    "manifest",
+    "playlist",
+    "init",
+    "segment",
+    "keyframe",
+    "thumbnail",
+    "key",
+    "download",
+    "health",
+    "metrics",
+    "time",
+    "player",
+    "other",
 ];
 /// The statuses most responses have, whose counters are kept resolved.
 const COMMON_STATUSES: [u16; 3] = [200, 206, 304];

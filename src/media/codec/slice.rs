@@ -1391,17 +1391,21 @@ mod tests {
         }
     }
 
-    /// Truncated, bit-flipped and random NAL units (slices and parameter sets) never panic,
-    /// and a parsed end always stays inside the NAL unit.
-    #[test]
-    fn garbage_does_not_panic() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move || {
+    /// A repeatable pseudo-random sequence (xorshift64) for mutating NAL units.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
             seed
-        };
+        }
+    }
+
+    /// Truncated, bit-flipped and random NAL units (slices and parameter sets) never panic,
+    /// and a parsed end always stays inside the NAL unit.
+    #[test]
+    fn garbage_does_not_panic() {
+        let mut rand = xorshift(0x2545_f491_4f6c_dd1d);
         for (file, hevc) in [("ladder/video_150k.mp4", false), ("hevc/video_hevc.mp4", true)] {
             let (config, samples) = samples(&fixture(file));
             let base = SliceHeaderParser::from_config(&config);
@@ -1438,13 +1442,7 @@ mod tests {
     /// for real slices and bit-flipped ones (which often need more than the prefix or fail).
     #[test]
     fn short_first_scan_measures_like_the_full_scan() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
         for (file, hevc) in [("ladder/video_150k.mp4", false), ("hevc/video_hevc.mp4", true)] {
             let (config, samples) = samples(&fixture(file));
             let p = SliceHeaderParser::from_config(&config);

@@ -253,7 +253,9 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_with_microseconds() {
-        for (secs, nanos) in [(0, 0), (1_796_681_782, 142_360_999), (1_796_681_782, 999_999_000), (4_102_444_799, 1_000)] {
+        for (secs, nanos) in
+            [(0, 0), (1_796_681_782, 142_360_999), (1_796_681_782, 999_999_000), (4_102_444_799, 1_000)]
+        {
             let mut ours = String::new();
             write_time(&mut ours, Duration::new(secs, nanos)).unwrap();
             let chrono = chrono::DateTime::from_timestamp(secs as i64, nanos).unwrap();
@@ -277,7 +279,10 @@ mod tests {
             let sink = out.clone();
             let builder = tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone());
             if ours {
-                tracing::subscriber::with_default(builder.event_format(TextFormat::with_timer(FixedTime)).finish(), events);
+                tracing::subscriber::with_default(
+                    builder.event_format(TextFormat::with_timer(FixedTime)).finish(),
+                    events,
+                );
             } else {
                 tracing::subscriber::with_default(builder.with_timer(FixedTime).finish(), events);
             }
